@@ -35,3 +35,26 @@ def need(backend: str, available: bool, why: str = "") -> None:
     if os.environ.get(f"RLVR_REQUIRE_{backend.upper()}") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama with SmolLM2's tokenizer (rlvr.testing.make_tiny_model), built once."""
+    from rlvr.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tiny_model):
+    """THE vllm engine of the test session (start-up is slow; one in-process LLM is enough),
+    serving `tiny_model` in float32. A test that syncs other weights into it must sync the
+    tiny model's own weights back before it ends."""
+    import importlib.util
+
+    need("vllm", importlib.util.find_spec("vllm") is not None)
+    from rlvr.rollout import create_engine
+
+    engine = create_engine("vllm", tiny_model, dtype="float32", max_model_len=1024, seed=0)
+    yield engine
+    engine.close()

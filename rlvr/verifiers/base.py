@@ -22,6 +22,10 @@ class Verifier:
     def score(self, completion: str, example: Example) -> Score:
         raise NotImplementedError
 
+    def warmup(self) -> None:
+        """Called once in each runner worker before it takes work. Import heavy modules (sympy,
+        math-verify) here, so the first item's deadline does not pay for them."""
+
     def score_batch(self, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
         return [self.score(c, e) for c, e in zip(completions, examples, strict=True)]
 
@@ -45,6 +49,10 @@ class Weighted(Verifier):
     def description(self) -> str:  # type: ignore[override]
         return "weighted sum of " + ", ".join(v.name for _, v in self.parts)
 
+    def warmup(self) -> None:
+        for _, verifier in self.parts:
+            verifier.warmup()
+
     def score(self, completion: str, example: Example) -> Score:
         scores = [(w, v, v.score(completion, example)) for w, v in self.parts]
         return combine(scores)
@@ -52,10 +60,13 @@ class Weighted(Verifier):
 
 def combine(scores: Sequence[tuple[float, Verifier, Score]]) -> Score:
     """Merge component scores of a weighted verifier into one Score."""
-    components = {
-        v.name: {"weight": w, "reward": s.reward, "status": s.status.value, "details": dict(s.details)}
-        for w, v, s in scores
-    }
+    components: dict[str, dict] = {}
+    for w, v, s in scores:
+        key, k = v.name, 1
+        while key in components:  # the same verifier twice (different options) keeps both
+            k += 1
+            key = f"{v.name}#{k}"
+        components[key] = {"weight": w, "reward": s.reward, "status": s.status.value, "details": dict(s.details)}
     status: Status = scores[0][2].status
     for _, _, s in scores:
         if s.status in FAILURE_STATUSES:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import re
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Callable, Iterable
 
@@ -32,7 +33,8 @@ def register(name: str, *, description: str | None = None) -> Callable[[type], t
     def tag(factory: type) -> type:
         summary = description or ((factory.__doc__ or "").strip().splitlines() or [""])[0]
         setattr(factory, _TAG, (name, summary))
-        if isinstance(factory, type) and issubclass(factory, Verifier) and not factory.name:
+        # a subclass of another registered verifier inherits its `name`: give it its own
+        if isinstance(factory, type) and issubclass(factory, Verifier) and not factory.__dict__.get("name"):
             factory.name = name
         return factory
 
@@ -47,6 +49,11 @@ class Entry:
     factory: Callable[..., Verifier] | None  # None when the plugin failed to load
     error: str | None = None
     clash: str | None = None  # set when another source also claims this name
+    shadowed: bool = False  # True for the losing side of a clash: `name` builds the other one
+
+    @property
+    def broken(self) -> bool:
+        return self.factory is None
 
 
 class UnknownVerifier(KeyError):
@@ -70,11 +77,15 @@ class Registry:
                 try:
                     module = importlib.import_module(module_name)
                 except ModuleNotFoundError as err:
-                    if err.name == module_name:  # not written yet / optional: skip quietly
+                    if err.name == module_name:  # optional / not written yet: skip quietly
                         continue
-                    raise
+                    found[module_name] = Entry(module_name, "built-in", "", None, error=_last_line(err))
+                    continue
+                except Exception as err:  # shown as broken by `rlvr verifiers list`, like a plugin
+                    found[module_name] = Entry(module_name, "built-in", "", None, error=_last_line(err))
+                    continue
                 for obj in vars(module).values():
-                    tag = getattr(obj, _TAG, None)
+                    tag = _own_tag(obj)
                     if tag and getattr(obj, "__module__", None) == module_name:
                         name, description = tag
                         found[name] = Entry(name, "built-in", description, obj)
@@ -89,46 +100,90 @@ class Registry:
         source = f"plugin {dist.name} {dist.version}" if dist else f"plugin {ep.value}"
         try:
             factory = ep.load()
-        except Exception as err:  # a broken plugin is shown as broken, never fatal
-            last = traceback.format_exception_only(type(err), err)[-1].strip()
-            return Entry(ep.name, source, "", None, error=last)
-        tag = getattr(factory, _TAG, None)
-        description = tag[1] if tag else (factory.__doc__ or "").strip().split("\n")[0]
+        except (Exception, SystemExit) as err:  # a broken plugin is shown as broken, never fatal
+            return Entry(ep.name, source, "", None, error=_last_line(err))
+        tag = _own_tag(factory)
+        description = tag[1] if tag else ((factory.__doc__ or "").strip().splitlines() or [""])[0]
         return Entry(ep.name, source, description, factory)
 
     def entries(self) -> list[Entry]:
-        """Every verifier, plugins loaded, with broken ones and clashes marked."""
-        builtins = self.builtins()
-        out = dict(builtins)
+        """Every verifier, plugins loaded, broken ones marked, and for a name claimed twice both
+        sides with `clash` set: built-ins win over plugins, then the first plugin found wins."""
+        claims: dict[str, list[Entry]] = {}
+        for entry in self.builtins().values():
+            claims.setdefault(entry.name, []).append(entry)
         for ep in self._entry_points():
             entry = self._load_plugin(ep)
-            if entry.name in out:
-                first = out[entry.name]
-                clash = f"also provided by {entry.source}; {first.source} wins"
-                out[entry.name] = Entry(**{**first.__dict__, "clash": clash})
-                if first.source == "built-in":
-                    continue
-            out.setdefault(entry.name, entry)
-        return sorted(out.values(), key=lambda e: e.name)
+            claims.setdefault(entry.name, []).append(entry)
+        out = []
+        for name, found in claims.items():
+            if len(found) == 1:
+                out.append(found[0])
+                continue
+            winner, losers = found[0], found[1:]
+            others = "; ".join(e.source for e in losers)
+            out.append(replace(winner, clash=f"also claimed by {others}; this one is used"))
+            out.extend(replace(e, clash=f"name taken by {winner.source}; this one is ignored", shadowed=True) for e in losers)
+        return sorted(out, key=lambda e: (e.name, e.shadowed))
 
     def entry(self, name: str) -> Entry:
         builtins = self.builtins()
-        if name in builtins:
+        if name in builtins and not builtins[name].broken:
             return builtins[name]
         matches = [ep for ep in self._entry_points() if ep.name == name]
         if not matches:
-            known = ", ".join(sorted({*builtins, *(ep.name for ep in self._entry_points())}))
-            raise UnknownVerifier(f"unknown verifier {name!r} (known: {known})")
+            usable = [n for n, e in builtins.items() if not e.broken]
+            known = ", ".join(sorted({*usable, *(ep.name for ep in self._entry_points())}))
+            broken = [f"{e.name} ({e.error})" for e in builtins.values() if e.broken]
+            hint = f"; built-in modules that failed to import: {', '.join(broken)}" if broken else ""
+            raise UnknownVerifier(f"unknown verifier {name!r} (known: {known}){hint}")
         entry = self._load_plugin(matches[0])
         if entry.factory is None:
             raise UnknownVerifier(f"verifier {name!r} ({entry.source}) failed to load: {entry.error}")
         return entry
 
     def create(self, name: str, **options: Any) -> Verifier:
-        verifier = self.entry(name).factory(**options)
+        factory = self.entry(name).factory
+        assert factory is not None
+        _check_options(name, factory, options)
+        verifier = factory(**options)
         if not isinstance(verifier, Verifier):
             raise TypeError(f"verifier {name!r} did not build a rlvr Verifier (got {type(verifier).__name__})")
+        if verifier.name != name:  # e.g. a plugin subclassing a built-in: called what the user typed
+            try:
+                object.__setattr__(verifier, "name", name)
+            except (AttributeError, TypeError):  # a read-only name property: keep the verifier's own
+                pass
         return verifier
+
+
+class VerifierOptionError(ValueError):
+    """An option the verifier does not take (`overlong:max_token=10`)."""
+
+
+def _check_options(name: str, factory: Callable[..., Verifier], options: dict[str, Any]) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins / C callables: let the call itself complain
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        takes = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+        raise VerifierOptionError(
+            f"verifier {name!r}: {err} (options it takes: {', '.join(takes) or 'none'})"
+        ) from None
+
+
+def _own_tag(obj: Any) -> tuple[str, str] | None:
+    """The @register tag set on obj itself, not one a subclass inherited from a registered base."""
+    if isinstance(obj, type):
+        return obj.__dict__.get(_TAG)
+    return getattr(obj, _TAG, None)
+
+
+def _last_line(err: BaseException) -> str:
+    return traceback.format_exception_only(type(err), err)[-1].strip()
 
 
 @cache
@@ -154,7 +209,11 @@ def parse_spec(spec: str) -> list[tuple[float, str, dict[str, Any]]]:
             if not eq:
                 raise ValueError(f"verifier option {pair!r} in {spec!r} is not key=value")
             opts[key.strip()] = _coerce(value.strip())
-        terms.append((float(m["weight"]) if m["weight"] else 1.0, m["name"], opts))
+        try:
+            weight = float(m["weight"]) if m["weight"] else 1.0
+        except ValueError:
+            raise ValueError(f"bad weight {m['weight']!r} in verifier spec {spec!r}") from None
+        terms.append((weight, m["name"], opts))
     if not terms:
         raise ValueError("empty verifier spec")
     return terms
@@ -162,7 +221,12 @@ def parse_spec(spec: str) -> list[tuple[float, str, dict[str, Any]]]:
 
 def _split_terms(spec: str) -> list[str]:
     # '+' separates terms, except inside a number's exponent (1e+3)
-    return [t for t in re.split(r"(?<![eE])\+", spec) if t.strip()]
+    if not spec.strip():
+        return []
+    terms = re.split(r"(?<![eE])\+", spec)
+    if not all(t.strip() for t in terms):  # 'math+' is more likely a lost term than a style
+        raise ValueError(f"empty term in verifier spec {spec!r}")
+    return terms
 
 
 def _coerce(value: str) -> Any:

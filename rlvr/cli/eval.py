@@ -1,0 +1,219 @@
+"""`rlvr eval` (one model on benchmarks) and `rlvr bench` (several checkpoints side by side)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rlvr.errors import InputError
+
+#: the verifier each benchmark is scored with unless --verifier says otherwise
+DEFAULT_VERIFIER = {"humaneval": "code"}
+STYLES = ("chat", "fewshot", "plain")
+
+
+def _generation_options(command):
+    """Options shared by eval and bench, so both generate exactly the same way."""
+    options = [
+        click.option("--benchmark", "-b", default="gsm8k", show_default=True,
+                     help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith) "
+                          "or paths of JSONL/Parquet files with problem/question and answer fields."),
+        click.option("--split", default="test", show_default=True, help="Benchmark split (math train = MATH minus MATH-500)."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems."),
+        click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Completions per problem; >1 reports avg@k, pass@k and maj@k."),
+        click.option("--temperature", "-t", type=click.FloatRange(min=0), default=None,
+                     help="Sampling temperature [default: 0 (greedy) with one sample, 1.0 with more]."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling."),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                     help="Longest completion; longer ones are cut and count as truncated."),
+        click.option("--engine", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
+                     help="Generation engine: vllm when importable (auto), or transformers generate (hf)."),
+        click.option("--style", type=click.Choice(STYLES), default="chat", show_default=True,
+                     help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain."),
+        click.option("--verifier", default=None,
+                     help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval]."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
+        click.option("--max-model-len", type=click.IntRange(min=16), default=4096, show_default=True,
+                     help="Context length the engine reserves (prompt + completion)."),
+        click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Completions per generate call; results are flushed after each."),
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="Verifier worker processes [default: runner's choice]."),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Local data folder laid out like shared/data [default: $RLVR_DATA_DIR, else the Hub]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"
+
+
+def _load(benchmark: str, split: str, limit: int | None, data_dir: str | None):
+    from rlvr.data import load_benchmark, load_file
+
+    if benchmark.endswith((".jsonl", ".json", ".parquet", ".gz")):
+        return load_file(benchmark, limit=limit)
+    return load_benchmark(benchmark, split, data_dir=data_dir, limit=limit)
+
+
+def _verifier(spec: str | None, benchmark: str):
+    from rlvr.verifiers.registry import UnknownVerifier, build_verifier
+
+    spec = spec or DEFAULT_VERIFIER.get(benchmark, "math")
+    try:
+        return build_verifier(spec)
+    except UnknownVerifier as err:
+        hint = " (HumanEval needs the `code` verifier, which is not available in this install)" if "code" in spec else ""
+        raise InputError(f"--verifier {spec}: {err}{hint}") from None
+    except (ValueError, TypeError) as err:
+        raise InputError(f"--verifier {spec}: {err}") from None
+
+
+def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
+    """Load every benchmark and build its verifier before any model is loaded: bad input fails fast."""
+    names = [b.strip() for b in opts["benchmark"].split(",") if b.strip()]
+    if not names:
+        raise InputError("--benchmark is empty")
+    return [(name, _load(name, opts["split"], opts["limit"], opts["data_dir"]), _verifier(opts["verifier"], name))
+            for name in names]
+
+
+def _sampling(opts: dict[str, Any]):
+    from rlvr.rollout import SamplingConfig
+
+    temperature = opts["temperature"] if opts["temperature"] is not None else (0.0 if opts["samples"] == 1 else 1.0)
+    if temperature == 0 and opts["samples"] > 1:
+        raise InputError("--temperature 0 with --samples > 1 gives identical samples; set a temperature")
+    return SamplingConfig(temperature=temperature, top_p=opts["top_p"], top_k=0,
+                          max_new_tokens=opts["max_new_tokens"], seed=opts["seed"])
+
+
+def _engine(model: str, opts: dict[str, Any]):
+    from rlvr.models import resolve_model
+    from rlvr.rollout import create_engine
+
+    path = resolve_model(model)
+    return create_engine(opts["engine"], path, seed=opts["seed"], max_model_len=opts["max_model_len"])
+
+
+def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Path, *, quiet: bool = False) -> dict[str, dict]:
+    """Evaluate one model on every planned benchmark into output/<benchmark>; finished ones are
+    reused without loading the model (the engine is made on first need and closed at the end)."""
+    from rich.console import Console
+
+    from rlvr.eval import finished_summary, run_eval, summary_table
+
+    sampling = _sampling(opts)
+    engine = None
+    summaries = {}
+    try:
+        for name, examples, verifier in plan:
+            common = dict(sampling=sampling, samples=opts["samples"], style=opts["style"],
+                          run_info={"model": model, "benchmark": name})
+            summary = finished_summary(output / name, examples, verifier, **common)
+            if summary is None:
+                engine = engine or engine_factory()
+                summary = run_eval(engine, examples, verifier, output_dir=output / name, name=name,
+                                   chunk_size=opts["chunk_size"], workers=opts["workers"], **common)
+                summary["engine"] = getattr(engine, "kind", type(engine).__name__)
+                (output / name / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+            summaries[name] = summary
+            if not quiet:
+                Console().print(summary_table(summary, title=f"{model} · {name}"))
+    finally:
+        if engine is not None:
+            engine.close()
+    return summaries
+
+
+@click.command("eval")
+@click.option("--model", "-m", required=True, help="Local folder, GGUF file, or Hub id (HuggingFaceTB/SmolLM2-135M-Instruct works offline).")
+@click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
+              help="Results folder; each benchmark goes in OUTPUT/<benchmark>/ (samples.jsonl, summary.json). "
+                   "Re-running into it resumes. [default: eval-results/<model>]")
+@_generation_options
+def eval_command(model: str, output: str | None, **opts: Any) -> None:
+    """Evaluate MODEL on benchmarks with the same template and verifier training uses.
+
+    Writes OUTPUT/<benchmark>/samples.jsonl as it goes and summary.json at the end (accuracy or
+    avg@k with a 95% CI, pass@k, maj@k, per-subject/level tables for MATH, tokens/s)."""
+    plan = _plan(opts)
+    out = Path(output or Path("eval-results") / _slug(model))
+    summaries = _evaluate(lambda: _engine(model, opts), model, plan, opts, out)
+    click.echo(f"results in {out}/ ({', '.join(summaries)})")
+
+
+@click.command("bench")
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--output", "-o", type=click.Path(file_okay=False), default="bench-results", show_default=True,
+              help="Folder for per-checkpoint eval dirs (reused when finished) and comparison.{md,json,png}.")
+@_generation_options
+def bench(checkpoints: tuple[str, ...], output: str, **opts: Any) -> None:
+    """Evaluate each of CHECKPOINTS on the benchmarks and write a comparison table and bar chart."""
+    plan = _plan(opts)
+    out = Path(output)
+    slugs = [_slug(c) for c in checkpoints]
+    if len(set(slugs)) != len(slugs):
+        raise InputError("two checkpoints map to the same results folder name; give distinct paths")
+    results = {c: _evaluate(lambda c=c: _engine(c, opts), c, plan, opts, out / s, quiet=True)
+               for c, s in zip(checkpoints, slugs)}
+    from rich.console import Console
+
+    table = write_comparison(results, out)
+    Console().print(table)
+    click.echo(f"comparison in {out}/comparison.md, comparison.json, comparison.png")
+
+
+def write_comparison(results: dict[str, dict[str, dict]], out: Path):
+    """comparison.json (every summary's headline numbers), comparison.md, comparison.png (bars
+    with 95% CI error bars); returns the rich table."""
+    from rich.table import Table
+
+    benchmarks = list(dict.fromkeys(b for per in results.values() for b in per))
+    rows = {ckpt: {b: {k: s[k] for k in ("accuracy", "ci95", "ci_method", "metric", "n_problems", "samples", "pass@k", "maj@k")}
+                   for b, s in per.items()} for ckpt, per in results.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+    cell = lambda r: f"{r['accuracy']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731
+    lines = ["| checkpoint | " + " | ".join(benchmarks) + " |", "| --- |" + " --- |" * len(benchmarks)]
+    table = Table(title="rlvr bench (accuracy, 95% CI)")
+    table.add_column("checkpoint")
+    for b in benchmarks:
+        table.add_column(f"{b} (n={next(iter(rows.values()))[b]['n_problems']})", justify="right")
+    for ckpt, per in rows.items():
+        cells = [cell(per[b]) if b in per else "-" for b in benchmarks]
+        lines.append(f"| {ckpt} | " + " | ".join(cells) + " |")
+        table.add_row(ckpt, *cells)
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    _bar_chart(rows, benchmarks, out / "comparison.png")
+    return table
+
+
+def _bar_chart(rows: dict[str, dict[str, dict]], benchmarks: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    width = 0.8 / max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(benchmarks) * max(1, len(rows)) ** 0.5), 3.5))
+    x = np.arange(len(benchmarks))
+    for i, (ckpt, per) in enumerate(rows.items()):
+        acc = np.array([per[b]["accuracy"] if b in per else np.nan for b in benchmarks]) * 100
+        lo = np.array([per[b]["ci95"][0] if b in per else np.nan for b in benchmarks]) * 100
+        hi = np.array([per[b]["ci95"][1] if b in per else np.nan for b in benchmarks]) * 100
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, acc, width, yerr=[acc - lo, hi - acc], capsize=3, label=ckpt)
+    ax.set_xticks(x, benchmarks)
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,153 @@
+"""`rlvr train` (GRPO from a config file and flags) and `rlvr plot` (PNG curves of a run's metrics)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rlvr.errors import InputError
+
+#: flag name -> config key; a flag left out keeps the file's (or the default) value
+FLAGS = {
+    "verifier": "reward.verifier",
+    "model": "model.name",
+    "dataset": "data.dataset",
+    "max_steps": "optimizer.max_steps",
+    "output": "logging.output",
+    "engine": "rollout.engine",
+    "lora_r": "model.lora_r",
+    "lr": "optimizer.lr",
+    "group_size": "rollout.n",
+    "prompts_per_step": "rollout.prompts_per_step",
+    "max_new_tokens": "rollout.max_new_tokens",
+    "seed": "seed",
+    "eval_every": "eval.every",
+}
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math].")
+@click.option("--model", default=None, help="Policy: Hub id, local HF folder or .gguf file [config: SmolLM2-135M-Instruct].")
+@click.option("--dataset", default=None, help="Training data: arith, gsm8k, math, or a JSONL/JSON/Parquet file [config: arith].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML config (sections model, data, rollout, reward, algorithm, optimizer, logging, checkpoint, eval); flags override it.")
+@click.option("--max-steps", type=int, default=None, help="Training steps (optimizer.max_steps).")
+@click.option("--output", "-o", default=None, help="Run folder: metrics.jsonl, config.yaml, checkpoints/, final/ [config: runs/train].")
+@click.option("--engine", type=click.Choice(["auto", "vllm", "hf"]), default=None,
+              help="Rollout engine: vllm (weights pushed after each step), hf (generates with the policy), auto.")
+@click.option("--lora-r", type=int, default=None, help="LoRA rank through peft (0 = full fine-tuning).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (optimizer.lr).")
+@click.option("--group-size", "-n", type=int, default=None, help="Completions per prompt (rollout.n).")
+@click.option("--prompts-per-step", type=int, default=None, help="Prompts per step (rollout.prompts_per_step).")
+@click.option("--max-new-tokens", type=int, default=None, help="Longest completion (rollout.max_new_tokens).")
+@click.option("--seed", type=int, default=None, help="Seed of data order, sampling and initialization.")
+@click.option("--eval-every", type=int, default=None, help="Held-out eval every N steps (0 = off).")
+@click.option("--resume", type=click.Path(file_okay=False), default=None,
+              help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).")
+@click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Set any config key, e.g. --set algorithm.loss=dapo (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the effective config and exit.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def train(config_file: str | None, resume: str | None, assignments: tuple[str, ...], dry_run: bool, verbose: bool,
+          **flags: Any) -> None:
+    """Train a policy with GRPO on verifiable rewards.
+
+    Each step: generate n completions per prompt, verify them, compute group advantages, take
+    the clipped policy-gradient step(s), push the weights to the engine; then log (metrics.jsonl,
+    TensorBoard), evaluate and checkpoint. Ctrl-C saves a checkpoint; --resume DIR continues."""
+    from rlvr.config import dump_yaml, load_config, parse_set, resolve_auto
+
+    overrides = {FLAGS[name]: value for name, value in flags.items() if value is not None}
+    overrides.update(parse_set(assignments))
+    if resume is not None:
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise InputError(f"--resume {resume}: no config.yaml there (not a training run folder)")
+        if config_file is not None:
+            raise InputError("--resume takes the run's own config.yaml; drop --config")
+        config_file = str(saved)
+        overrides.setdefault("logging.output", resume)
+    config = load_config(config_file, overrides)
+    if dry_run:
+        device = config.device if config.device != "auto" else _auto_device()
+        click.echo(dump_yaml(resolve_auto(config, device)), nl=False)
+        return
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rlvr.trainer import train as run_training
+
+    metrics = run_training(config, resume=resume)
+    if metrics:
+        click.echo(f"done: step {metrics.get('step', config.optimizer.max_steps)}, reward {metrics.get('reward_mean', 0):.3f}, "
+                   f"accuracy {metrics.get('accuracy', 0):.1%}; run folder {config.logging.output}")
+
+
+def _auto_device() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+#: panels of `rlvr plot`: title -> metrics drawn in it (missing ones are skipped)
+PANELS = {
+    "reward": ("reward_mean", "accuracy"),
+    "held-out accuracy": ("eval_accuracy",),
+    "completion length": ("completion_len_mean", "completion_len_max"),
+    "signal": ("zero_variance_fraction", "truncation_rate", "clip_fraction"),
+    "policy": ("entropy", "kl"),
+    "optimizer": ("grad_norm", "lr"),
+    "step time (s)": ("time_generate", "time_verify", "time_learn", "time_sync"),
+}
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN_DIR/curves.png].")
+def plot(run_dir: str, output: str | None) -> None:
+    """Write PNG learning curves of a training run from RUN_DIR/metrics.jsonl (and eval.jsonl)."""
+    from rlvr.monitor import read_metrics
+
+    steps = read_metrics(run_dir)
+    if not steps:
+        raise InputError(f"{run_dir}: no metrics.jsonl records (not a training run folder, or no step finished)")
+    target = Path(output) if output else Path(run_dir) / "curves.png"
+    plot_metrics(steps, read_metrics(run_dir, "eval.jsonl"), target, title=str(run_dir))
+    click.echo(f"wrote {target}")
+
+
+def plot_metrics(steps: list[dict], evals: list[dict], target: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = {"eval_accuracy": evals}
+    panels = [(name, keys) for name, keys in PANELS.items()
+              if any(k in r for k in keys for r in records.get(keys[0], steps))]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.4 * len(panels)), sharex=True, squeeze=False)
+    for ax, (name, keys) in zip(axes[:, 0], panels):
+        for key in keys:
+            source = records.get(key, steps)
+            points = [(r["step"], r[key]) for r in source if r.get(key) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+            if key == "eval_accuracy":
+                bands = [(r["step"], *r["eval_ci95"]) for r in source if r.get("eval_ci95")]
+                if bands:
+                    xs, lo, hi = zip(*bands)
+                    ax.fill_between(xs, lo, hi, alpha=0.2, label="95% CI")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=110)
+    plt.close(fig)

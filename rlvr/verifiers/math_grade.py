@@ -1,0 +1,313 @@
+"""Decide whether an extracted answer equals the gold: the grader half of the math verifier.
+
+A fast path (normalized strings, exact numbers with Fraction, multiple-choice letters, the shape
+of sets/tuples/intervals) settles most pairs without sympy; the rest go to math-verify + sympy
+with its signal.alarm timeouts switched off, because the runner owns deadlines."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from functools import lru_cache
+
+from rlvr.verifiers.math_numeric import Unsupported, Value, evaluate_items, values_equal
+
+__all__ = ["Gold", "Match", "GoldError", "prepare_gold", "equivalent", "normalize", "to_number"]
+
+
+class GoldError(ValueError):
+    """The gold answer cannot be graded against (empty, or unparseable where it must be parsed)."""
+
+
+@dataclass(frozen=True)
+class Match:
+    equal: bool
+    path: str  # which rule decided: string, numeric, choice, text, shape, symbolic, refused
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Gold:
+    text: str  # the gold answer as given
+    clean: str  # normalized, spaces kept (what math-verify reads)
+    key: str  # normalized, no spaces (what strings are compared by)
+    number: Fraction | None
+    choice: str | None  # "B" for `\text{(B)}`, `(B)`, `B`
+    shape: str  # see _shape
+    is_text: bool  # a word answer such as `\text{Evelyn}`: compared as text only
+    value: Value | None  # its value(s) when math_numeric can read it
+
+
+# -- normalization -------------------------------------------------------------------------------
+
+_WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_DROP = [  # (pattern, replacement) applied in order
+    (re.compile(r"\\left\.|\\right\.|\\left|\\right|\\displaystyle|\\bigl|\\bigr|\\Bigl|\\Bigr"), ""),
+    (re.compile(r"\\[dt]frac"), r"\\frac"),
+    (re.compile(r"(?<!\\)\\[!,;:]"), ""),  # thin spaces, also used as thousands separators (10,\!080)
+    (re.compile(r"\\q?quad|~"), " "),
+    (re.compile(r"(?<!\\)\\ "), " "),
+    (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree"), ""),
+    (re.compile(r"\\%|%"), ""),
+    (re.compile(r"\\\$|\$"), ""),
+    (re.compile(r"−|–"), "-"),
+    (re.compile(r"\b([ap])\.\s?m\.?", re.IGNORECASE), r"\1m"),  # 9 a.m. → 9 am
+    (re.compile(r"\\(?:dots|ldots|cdots)"), r"\\dots"),
+]
+_FRAC_SHORT = re.compile(r"\\frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
+_SQRT_SHORT = re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])(?![\w{])")
+_BRACED_TOKEN = re.compile(r"([_^])\{(\w)\}")
+_LEAD_VAR = re.compile(r"^\s*[a-zA-Z](?:_\w)?\s*(?:=|\\in)\s*(?=[^=]+$)")
+# a unit is a word of 2+ letters after a space: `864 inches^2`, `5.4 cents` (never the `k` of `2k`)
+_UNIT = re.compile(r"^(?P<value>.*?[\d}])\s+(?P<unit>[a-zA-Z]{2,}(?: [a-zA-Z]+)*)(?:\s*\^\s*[23])?$")
+
+
+def _brace(group: str) -> str:
+    return group if group.startswith("{") else "{" + group + "}"
+
+
+def normalize(answer: str) -> str:
+    """Strip what never changes the value: delimiters, \\left/\\right, spacing commands, text
+    wrappers, degrees, percent, currency, units after a number, a leading `x =`, trailing dots."""
+    s = str(answer).strip()
+    for _ in range(3):  # \text{\textbf{..}} nests
+        s = _WRAPPERS.sub(r" \1 ", s)
+    for pattern, replacement in _DROP:
+        s = pattern.sub(replacement, s)
+    s = _FRAC_SHORT.sub(lambda m: r"\frac" + _brace(m[1]) + _brace(m[2]), s)
+    s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    s = _BRACED_TOKEN.sub(r"\1\2", s)
+    s = _LEAD_VAR.sub("", s)
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    unit = _UNIT.match(s)
+    if unit and to_number(unit["value"]) is not None and unit["unit"].lower() not in ("am", "pm"):
+        s = unit["value"].strip()
+    return s
+
+
+def _key(clean: str) -> str:
+    return clean.replace(" ", "")
+
+
+# -- exact numbers -------------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?$|^[-+]?\.\d+$")
+_RATIO = re.compile(r"^([-+]?\d+)/(\d+)$")
+_FRAC = re.compile(r"^([-+]?)\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$")
+_MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
+
+
+def _decimal(text: str) -> Fraction | None:
+    try:
+        return Fraction(Decimal(text.replace(",", "")))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def to_number(answer: str) -> Fraction | None:
+    """The exact value of a plain number: `1,234`, `-0.5`, `.35`, `3/4`, `\\frac{3}{4}`,
+    `1\\frac{4}{5}` (a mixed number); None for anything else."""
+    s = _key(answer)
+    if _PLAIN.match(s):
+        return _decimal(s)
+    if m := _RATIO.match(s):
+        return Fraction(int(m[1]), int(m[2])) if int(m[2]) else None
+    if m := _FRAC.match(s):
+        num, den = _decimal(m[2]), _decimal(m[3])
+        if num is None or not den:
+            return None
+        return -num / den if m[1] == "-" else num / den
+    if m := _MIXED.match(s):
+        if not int(m[4]):
+            return None
+        value = int(m[2]) + Fraction(int(m[3]), int(m[4]))
+        return -value if m[1] == "-" else value
+    return None
+
+
+def _decimal_places(answer: str) -> int:
+    s = _key(answer)
+    return len(s.split(".", 1)[1]) if _PLAIN.match(s) and "." in s else 0
+
+
+def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
+    """Exact equality, or a decimal of ≥4 places that agrees with a non-terminating gold
+    (2/3 vs 0.6667 or 0.666666) to its last place."""
+    if gold == value:
+        return True
+    places = _decimal_places(value_text)
+    if places >= 4 and not _decimal_places(gold_text):
+        return abs(gold - value) < Fraction(1, 10**places)
+    return False
+
+
+# -- multiple choice, words, shapes ---------------------------------------------------------------
+
+_CLOCK = re.compile(r"^[\d:]+[ap]m$", re.IGNORECASE)
+_BASE = re.compile(r"^[0-9A-Z.]+_\d+$")
+_CHOICE = re.compile(r"^\(?([A-E])\)?$")
+_CHOICE_LEAD = re.compile(r"^\(?([A-E])(?:\)|$|[\s:.])")  # an answer may go on: "(C) 12"
+
+
+def _choice(key: str) -> str | None:
+    m = _CHOICE.match(key)
+    return m[1] if m else None
+
+
+def _answer_choice(clean: str) -> str | None:
+    m = _CHOICE_LEAD.match(clean)
+    return m[1] if m else None
+
+
+def _is_text(gold_text: str, clean: str) -> bool:
+    return bool(re.search(r"\\(?:text|mbox|textbf)", gold_text)) and bool(re.fullmatch(r"[A-Za-z][A-Za-z ]+", clean))
+
+
+def _shape(key: str) -> str:
+    """set `\\{..\\}`, tuple/interval `(..)`/`[..]` with a comma, matrix, or scalar."""
+    if key.startswith("\\{") and key.endswith("\\}"):
+        return "set"
+    if "\\begin{" in key and "matrix" in key:
+        return "matrix"
+    if key[:1] in "([" and key[-1:] in ")]" and "," in key:
+        return "bracketed"
+    return "scalar"
+
+
+# a set is never an ordered tuple or an interval (math-verify calls {1,2} equal to (1,2))
+_INCOMPATIBLE = {frozenset({"set", "bracketed"}), frozenset({"matrix", "set"})}
+
+
+# -- huge expressions -----------------------------------------------------------------------------
+
+_POWER = re.compile(r"\^\s*(\{|\(|\d+)")
+_FACTORIAL = re.compile(r"\d{3,}\s*!")
+
+
+def _too_big_to_evaluate(key: str) -> str:
+    """Why sympy must not evaluate this (a power tower or a huge exponent / factorial), or ""."""
+    if _FACTORIAL.search(key):
+        return "huge factorial"
+    for m in _POWER.finditer(key):
+        if m[1] in "{(":
+            closing = "}" if m[1] == "{" else ")"
+            depth, i = 0, m.end(1) - 1
+            while i < len(key):
+                depth += {m[1]: 1, closing: -1}.get(key[i], 0)
+                if depth == 0:
+                    break
+                i += 1
+            exponent = key[m.end(1) : i]
+        else:
+            exponent = m[1]
+        if "^" in exponent or "!" in exponent:
+            return "power tower"
+        number = to_number(exponent)
+        if number is not None and abs(number) > 10_000:
+            return "huge exponent"
+    return ""
+
+
+# -- the symbolic path ------------------------------------------------------------------------------
+
+
+class _DropTimeoutWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+def _math_verify():
+    import math_verify  # imported on first symbolic use: it pulls in sympy and antlr
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTimeoutWarning) for f in logger.filters):
+            logger.addFilter(_DropTimeoutWarning())  # the runner owns deadlines, by design
+    return math_verify
+
+
+def _parse(clean: str, *, raise_on_error: bool) -> list:
+    mv = _math_verify()
+    return mv.parse("$\\boxed{" + clean + "}$", parsing_timeout=None, raise_on_error=raise_on_error)
+
+
+@lru_cache(maxsize=8192)
+def _gold_symbolic(clean: str) -> tuple:
+    parsed = _parse(clean, raise_on_error=True)
+    if not any(not isinstance(p, str) for p in parsed):
+        raise GoldError(f"math-verify cannot parse the gold answer {clean!r}")
+    return tuple(parsed)
+
+
+def _symbolic(gold: Gold, clean: str) -> Match:
+    gold_parsed = list(_gold_symbolic(gold.clean))
+    answer_parsed = _parse(clean, raise_on_error=False)
+    if not answer_parsed:
+        return Match(False, "symbolic", "answer not parseable")
+    mv = _math_verify()
+    equal = mv.verify(gold_parsed, answer_parsed, timeout_seconds=None, raise_on_error=False)
+    return Match(bool(equal), "symbolic")
+
+
+# -- public entry points ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def prepare_gold(gold: str) -> Gold:
+    """Normalize a gold answer once (cached by its string)."""
+    clean = normalize(gold)
+    if not clean:
+        raise GoldError(f"empty gold answer {gold!r}")
+    key = _key(clean)
+    return Gold(
+        text=gold,
+        clean=clean,
+        key=key,
+        number=to_number(clean),
+        choice=_choice(key),
+        shape=_shape(key),
+        is_text=_is_text(gold, clean),
+        value=_value(clean),
+    )
+
+
+def _value(clean: str) -> Value | None:
+    try:
+        return evaluate_items(clean)
+    except (Unsupported, ArithmeticError):
+        return None
+
+
+def equivalent(gold: Gold, answer: str) -> Match:
+    """Does `answer` (already extracted) equal the gold? Fast rules first; each one that applies
+    decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable."""
+    clean = normalize(answer)
+    key = _key(clean)
+    if not key:
+        return Match(False, "string", "empty answer")
+    if key == gold.key:
+        return Match(True, "string")
+    if gold.choice:
+        return Match(_answer_choice(clean) == gold.choice, "choice")
+    if _BASE.match(gold.key):  # 52_8: the same digits, with or without the base
+        return Match(key == gold.key.split("_")[0], "base")
+    if _CLOCK.match(gold.key):  # 9 am is not 9 pm: a time of day is compared as written
+        return Match(key.lower() == gold.key.lower(), "string")
+    if gold.is_text:
+        return Match(clean.lower() == gold.clean.lower(), "text")
+    value = to_number(clean)
+    if gold.number is not None and value is not None:
+        return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
+    if frozenset({gold.shape, _shape(key)}) in _INCOMPATIBLE:
+        return Match(False, "shape", f"{_shape(key)} is not a {gold.shape}")
+    if reason := _too_big_to_evaluate(key) or _too_big_to_evaluate(gold.key):
+        return Match(False, "refused", f"{reason}: not evaluated")
+    if gold.value is not None and (value := _value(clean)) is not None:
+        verdict = values_equal(gold.value, value)
+        if verdict is not None:
+            return Match(verdict, "value")
+    return _symbolic(gold, clean)

@@ -1,0 +1,217 @@
+"""The eval path: summary metrics, samples.jsonl + summary.json, resume, and the eval/bench CLI
+on a tiny random model with the hf engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rlvr.cli import main
+from rlvr.data import load_benchmark
+from rlvr.errors import InputError
+from rlvr.eval import run_eval, summarize
+from rlvr.rollout import SamplingConfig
+from rlvr.types import Example, Rollout
+from rlvr.verifiers import build_verifier
+
+SAMPLE_FIELDS = {"id", "sample", "prompt", "completion", "gold", "extracted", "reward", "status",
+                 "finish_reason", "completion_tokens", "prompt_tokens", "details"}
+
+
+class Tokenizer:
+    chat_template = None
+
+
+class ScriptedEngine:
+    """Returns given completions (cycled per prompt): lets a test know the right verdicts."""
+
+    kind = "scripted"
+    tokenizer = Tokenizer()
+
+    def __init__(self, completions: dict[str, list[str]]):
+        self.completions, self.prompts_seen = completions, []
+
+    def generate(self, prompts, n=1, sampling=None):
+        self.prompts_seen.extend(prompts)
+        out = []
+        for i, prompt in enumerate(prompts):
+            texts = next(v for k, v in self.completions.items() if k in prompt)
+            out += [Rollout(i, texts[j % len(texts)], (1,) * (j + 1), (0.0,) * (j + 1), "stop", (5, 6)) for j in range(n)]
+        return out
+
+    def close(self):
+        pass
+
+
+class Counting:
+    """A real engine that remembers how many prompts it was asked to generate for."""
+
+    def __init__(self, engine):
+        self.engine, self.prompts = engine, 0
+        self.tokenizer, self.kind = engine.tokenizer, engine.kind
+
+    def generate(self, prompts, n=1, sampling=None):
+        self.prompts += len(prompts)
+        return self.engine.generate(prompts, n, sampling)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from rlvr.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def hf_engine(tiny_model):
+    from rlvr.rollout import create_engine
+
+    engine = create_engine("hf", tiny_model, seed=0, max_model_len=2048)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def math_verifier():
+    return build_verifier("math")
+
+
+def _examples() -> list[Example]:
+    return [Example("a", "What is 2+2?", "4", {"subject": "Algebra", "level": 1}),
+            Example("b", "What is 3*3?", "9", {"subject": "Algebra", "level": 2}),
+            Example("c", "What is 10-1?", "9", {"subject": "Geometry", "level": 2})]
+
+
+def test_scripted_completions_give_hand_computed_metrics(tmp_path, math_verifier):
+    engine = ScriptedEngine({
+        "2+2": ["\\boxed{4}", "\\boxed{5}", "\\boxed{5}"],  # 1 of 3 right, majority wrong
+        "3*3": ["\\boxed{8}", "\\boxed{9}", "no idea"],  # 1 of 3; tie 8 vs 9 → first (8) → maj wrong
+        "10-1": ["\\boxed{9}", "\\boxed{9}", "\\boxed{9}"],  # all right
+    })
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=8, seed=0)
+    summary = run_eval(engine, _examples(), math_verifier, sampling=sampling, samples=3, style="plain",
+                       output_dir=tmp_path, progress=False)
+    assert summary["metric"] == "avg@3"
+    assert summary["accuracy"] == pytest.approx((1 / 3 + 1 / 3 + 1) / 3, abs=1e-6)
+    # pass@2 per problem with n=3: c=1 → 1 - C(2,2)/C(3,2) = 2/3; c=3 → 1
+    assert summary["pass@k"]["2"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3, abs=1e-6)
+    assert summary["pass@k"]["3"] == pytest.approx(1.0)
+    assert summary["maj@k"]["3"] == pytest.approx(1 / 3, abs=1e-6)
+    assert summary["maj@k"]["1"] == pytest.approx(2 / 3, abs=1e-6)  # the first samples: 4 ✓, 8 ✗, 9 ✓
+    assert summary["status_counts"]["correct"] == 5 and summary["status_counts"]["no_answer"] == 1
+    assert summary["by_subject"]["Geometry"]["n"] == 1 and summary["by_subject"]["Geometry"]["accuracy"] == 1.0
+    assert summary["by_subject"]["Algebra"]["accuracy"] == pytest.approx(1 / 3, abs=1e-6)
+    assert set(summary["by_level"]) == {"1", "2"} and summary["ci_method"] == "bootstrap"
+    lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 9 and all(set(line) == SAMPLE_FIELDS for line in lines)
+    assert [line["extracted"] for line in lines[:3]] == ["4", "5", "5"]
+    assert json.loads((tmp_path / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+
+
+def test_summarize_greedy_uses_wilson():
+    examples = _examples()
+    records = {e.id: [{"status": s, "reward": float(s == "correct"), "extracted": None, "finish_reason": "length",
+                       "completion_tokens": 4}] for e, s in zip(examples, ["correct", "wrong", "correct"])}
+    summary = summarize(examples, records, 1)
+    assert summary["accuracy"] == pytest.approx(2 / 3, abs=1e-6) and summary["metric"] == "accuracy"
+    assert summary["ci_method"] == "wilson" and summary["ci95"][0] < 2 / 3 < summary["ci95"][1]
+    assert summary["truncated_rate"] == 1.0 and summary["pass@k"] == {"1": pytest.approx(2 / 3, abs=1e-6)}
+
+
+def test_tiny_model_runs_the_eval_path(tmp_path, hf_engine, math_verifier, data_dir):
+    examples = load_benchmark("gsm8k", data_dir=data_dir, limit=3)
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=6)
+    summary = run_eval(hf_engine, examples, math_verifier, sampling=sampling, output_dir=tmp_path, progress=False)
+    assert summary["n_problems"] == 3 and summary["samples"] == 1
+    lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [e.id for e in examples]
+    assert all(line["prompt"].endswith("<|im_start|>assistant\n") and 1 <= line["completion_tokens"] <= 6 for line in lines)
+    assert summary["timing"]["completion_tokens"] == sum(line["completion_tokens"] for line in lines)
+    assert summary["timing"]["tokens_per_s"] > 0
+
+
+def test_resume_skips_finished_samples(tmp_path, hf_engine, math_verifier, data_dir):
+    examples = load_benchmark("gsm8k", data_dir=data_dir, limit=5)
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=4, seed=1)
+    first = Counting(hf_engine)
+    run_eval(first, examples[:3], math_verifier, sampling=sampling, samples=2, output_dir=tmp_path, progress=False, chunk_size=2)
+    assert first.prompts == 3
+    before = (tmp_path / "samples.jsonl").read_text().splitlines()
+    again = Counting(hf_engine)
+    summary = run_eval(again, examples, math_verifier, sampling=sampling, samples=2, output_dir=tmp_path, progress=False)
+    assert again.prompts == 2, "only the two new problems are generated"
+    after = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert after[:6] == before and len(after) == 10 and summary["n_problems"] == 5
+    assert summary["timing"]["sessions"] == 2
+
+    # a run killed mid-example: its partial samples are dropped and only it is regenerated
+    (tmp_path / "samples.jsonl").write_text("\n".join(after[:-1]) + "\n" + after[-1][:20])
+    third = Counting(hf_engine)
+    summary = run_eval(third, examples, math_verifier, sampling=sampling, samples=2, output_dir=tmp_path, progress=False)
+    assert third.prompts == 1 and summary["n_problems"] == 5
+    ids = [json.loads(line)["id"] for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(e.id for e in examples for _ in range(2))
+
+    with pytest.raises(InputError, match="different run .*sampling"):
+        run_eval(third, examples, math_verifier, sampling=SamplingConfig(temperature=0.5, max_new_tokens=4, seed=1),
+                 samples=2, output_dir=tmp_path, progress=False)
+
+
+def test_cli_eval_and_bench_end_to_end(tmp_path, tiny_model, monkeypatch, data_dir):
+    from rlvr.testing import make_tiny_model
+
+    runner = CliRunner()
+    out = tmp_path / "eval"
+    args = ["--benchmark", "gsm8k,math500", "--limit", "2", "--engine", "hf", "--max-new-tokens", "5"]
+    result = runner.invoke(main, ["eval", "--model", str(tiny_model), *args, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("gsm8k", "math500"):
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["n_problems"] == 2 and summary["engine"] == "hf" and summary["benchmark"] == name
+        assert len((out / name / "samples.jsonl").read_text().splitlines()) == 2
+    assert "by_subject" in json.loads((out / "math500" / "summary.json").read_text())
+
+    other = make_tiny_model(tmp_path / "other", seed=1)
+    bench_out = tmp_path / "bench"
+    result = runner.invoke(main, ["bench", str(tiny_model), str(other), *args, "--output", str(bench_out)])
+    assert result.exit_code == 0, result.output
+    table = json.loads((bench_out / "comparison.json").read_text())
+    assert set(table) == {str(tiny_model), str(other)} and set(table[str(other)]) == {"gsm8k", "math500"}
+    assert (bench_out / "comparison.png").stat().st_size > 1000
+    assert (bench_out / "comparison.md").read_text().count("\n") == 4
+
+    # finished eval dirs are reused: no engine is even started the second time
+    def no_engine(*a, **k):
+        raise AssertionError("finished results must be reused, not regenerated")
+
+    monkeypatch.setattr("rlvr.cli.eval._engine", no_engine)
+    result = runner.invoke(main, ["bench", str(tiny_model), str(other), *args, "--output", str(bench_out)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--benchmark", "gsm9k"], "unknown benchmark 'gsm9k'"),
+        (["--verifier", "nope"], "--verifier nope: unknown verifier 'nope'"),
+        (["--samples", "4", "--temperature", "0"], "identical samples"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, tiny_model, argv, message):
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model), "--limit", "1", "--engine", "hf",
+                                       "--output", str(tmp_path), *argv])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_humaneval_without_code_verifier_exits_2(monkeypatch, tiny_model):
+    from rlvr.verifiers import registry
+
+    monkeypatch.setattr(registry, "default_registry", lambda: registry.Registry(("rlvr.verifiers.math",)))
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model), "--benchmark", "humaneval", "--limit", "1"])
+    assert result.exit_code == 2
+    assert "unknown verifier 'code'" in result.output and "HumanEval needs the `code` verifier" in result.output
