@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlvr.verifiers.math_extract import find_boxes, gold_answer
-from rlvr.verifiers.math_grade import to_number
+from rlvr.verifiers.math_grade import WARMUP_ANSWERS, to_number
 
 # Both contenders warm up on the same pairs (none from the benchmark), chosen to reach the symbolic
 # path: imports, and the antlr parser's decision cache, which otherwise makes a process's first
@@ -71,7 +71,7 @@ def _terminating(num: int, den: int) -> str | None:
 
 REWRITES = {
     "thousands": lambda g: f"{_int(g):,}" if _int(g) is not None and abs(_int(g)) >= 1000 and "," not in g else None,
-    "no_thousands": lambda g: g.replace(",", "").replace("\\!", "") if re.fullmatch(r"-?\d{1,3}(,(\\!)? ?\d{3})+", g) else None,
+    "no_thousands": lambda g: re.sub(r",(\\!)? ?", "", g) if re.fullmatch(r"-?\d{1,3}(,(\\!)? ?\d{3})+", g) else None,
     "decimal_zero": lambda g: f"{_int(g)}.0" if _int(g) is not None else None,
     "dollars": lambda g: f"\\${g}" if _int(g) is not None else None,
     "unit_word": lambda g: f"{g} \\text{{ units}}" if _int(g) is not None else None,
@@ -213,6 +213,8 @@ def run_raw(pairs: list[Pair]) -> dict:
     from math_verify import parse, verify
 
     logging.disable(logging.WARNING)  # math-verify logs every parse failure/timeout warning
+    for answer in WARMUP_ANSWERS:  # what rlvr's MathVerifier.warmup() parses
+        parse(f"${answer}$")
     for completion, gold in WARMUP:
         verify(parse(f"${gold}$"), parse(completion))
     start = time.perf_counter()
@@ -231,6 +233,7 @@ def run_inprocess(pairs: list[Pair]) -> dict:
     from rlvr.verifiers.math import MathVerifier
 
     verifier = MathVerifier()
+    verifier.warmup()
     verifier.score_batch([c for c, _ in WARMUP], [Example("w", "", g) for _, g in WARMUP])
     examples = _examples_of(pairs)
     start = time.perf_counter()

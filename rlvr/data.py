@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,15 +179,20 @@ def _source_rows(name: str, split: str, data_dir: Path | None) -> tuple[str, lis
         if path.exists():
             return str(path), read_rows(path)
     hub_path, configs, splits = bench.hub
-    try:
-        import datasets
+    import datasets  # imported before we quiet huggingface_hub: importing it sets the level
 
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # offline, its retry warnings would bury our one-line error
+    try:
         rows: list[Row] = []
         for config in configs:
             rows.extend(datasets.load_dataset(hub_path, config, split=splits[split]))
     except Exception as err:  # no network, unknown name: say where we looked
         where = f"{data_dir / bench.files[split]} (missing) and " if data_dir else "RLVR_DATA_DIR is unset; "
         raise InputError(f"benchmark {name!r} split {split!r}: {where}the Hub ({hub_path}) failed: {err}") from None
+    finally:
+        hub_log.setLevel(level)
     return f"hub:{hub_path}", [dict(r) for r in rows]
 
 

@@ -57,7 +57,8 @@ def _watch_writes(output: str, record: list) -> None:
 
     def inside(path) -> bool:
         try:
-            return os.path.abspath(os.fsdecode(path)).startswith(root)
+            absolute = os.path.abspath(os.fsdecode(path))
+            return absolute == root or absolute.startswith(root + os.sep)
         except TypeError:  # a file descriptor
             return False
 

@@ -267,7 +267,7 @@ def test_write_audit_sees_writes(tmp_path):
             "d._watch_writes(sys.argv[2], rec); os.mkdir(sys.argv[2] + '/sub'); open(sys.argv[2] + '/sub/x', 'w').close(); "
             "open(sys.argv[2] + '/sub/x').read(); open(sys.argv[3], 'w').close(); print(json.dumps(rec))")
     (tmp_path / "run").mkdir()
-    out = subprocess.run([sys.executable, "-c", code, str(DRIVER.parent), str(tmp_path / "run"), str(tmp_path / "elsewhere")],
+    out = subprocess.run([sys.executable, "-c", code, str(DRIVER.parent), str(tmp_path / "run"), str(tmp_path / "run-log")],
                          capture_output=True, text=True, check=True).stdout
     assert [event for event, _ in json.loads(out)] == ["os.mkdir", "open"]  # reads and outside writes are not listed
 
@@ -291,7 +291,7 @@ def test_torchrun_trainer_matches_one_process_and_resumes(tmp_path):
     assert [m["step"] for m in m2] == [1, 2]  # one line per step: rank 1 logged nothing
     for a, b in zip(m1, m2):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-6)
-        assert b["tokens"] == a["tokens"] and b["completions"] * 2 == a["completions"] * 2
+        assert b["tokens"] == a["tokens"]
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
 
     # 2 ranks: 1 step, stop, resume to step 2 -> the uninterrupted 2-rank run's weights

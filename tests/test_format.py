@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from rlvr.types import Example, Status
 from rlvr.verifiers import build_verifier
@@ -168,3 +170,19 @@ def test_weighted_format_spec_keeps_components() -> None:
     assert score.reward == pytest.approx(1.5)
     assert set(score.details["components"]) == {"think_format", "boxed_format", "repetition"}
     assert score.details["components"]["boxed_format"]["weight"] == 0.5
+
+
+_PLAIN = st.text(alphabet=st.characters(blacklist_characters="`~<>", blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(think=_PLAIN, answer=_PLAIN, tag=st.sampled_from(["<think>", "</think>", "<THINK>", "</thinking>", "<think >"]),
+       where=st.floats(0, 1))
+def test_one_extra_tag_anywhere_always_scores_zero(think: str, answer: str, tag: str, where: float) -> None:
+    """Whatever the text, a stray think-like tag outside code can never be rewarded."""
+    good = f"<think>x{think}</think> a{answer}"
+    assert ThinkFormat().score(good, EX).reward == 1.0
+    cut = int(where * len(good))
+    close = good.index("</think>")
+    assume(not (0 < cut < len("<think>")) and not (close < cut < close + len("</think>")))  # not inside a tag
+    assert ThinkFormat().score(good[:cut] + tag + good[cut:], EX).reward == 0.0

@@ -60,6 +60,7 @@ EQUAL = [
     ("3\\sqrt{13}", "\\sqrt{117}"),
     ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"),
     ("\\frac{2}{3}", "0.666667"),  # a long decimal of a non-terminating fraction
+    ("\\frac{\\sqrt{3}}{3}", "0.577350"),
     ("[0,1)", "[0, 1)"),  # unwrapped interval (math-verify cannot parse it without $...$)
     # GSM8K golds
     ("2,125", "2125"),
@@ -90,6 +91,8 @@ NOT_EQUAL = [
     ("10,\\!080", "10,081"),
     ("10,\\!080", "1008"),
     ("\\frac{1}{3}", "0.33"),  # too short to stand for 1/3
+    ("\\frac{1}{3}", "0.3333"),  # decimals stand for a non-terminating gold from 6 places on
+    ("\\frac{\\sqrt{3}}{3}", "0.5774"),
     ("1\\frac{4}{5}", "\\frac{4}{5}"),
     ("2k", "2"),  # `k` is not a unit
     ("3R^2", "3"),

@@ -114,3 +114,17 @@ def test_math_test_solutions_earn_their_own_golds(data_dir):
     rows = _rows(data_dir / "math" / "test.jsonl")
     bad = [r["idx"] for r in rows if v.score(r["solution"], Example("m", r["problem"], r["solution"])).status is not Status.CORRECT]
     assert bad == []
+
+
+def test_runner_workers_agree_with_in_process_scoring():
+    """Through the runner (2 spawned workers, warmup in each), verdicts equal in-process ones."""
+    from rlvr.verifiers.runner import score_all
+
+    verifier = MathVerifier()
+    rows = [(c, g) for c, g, _, _ in CASES] * 2
+    completions = [c for c, _ in rows]
+    examples = [Example(str(i), "q", g) for i, (_, g) in enumerate(rows)]
+    scores, stats = score_all(verifier, completions, examples, workers=2, timeout=30.0)
+    expected = verifier.score_batch(completions, examples)
+    assert [(s.status, s.reward) for s in scores] == [(s.status, s.reward) for s in expected]
+    assert stats.n == len(rows) and stats.failures == 0

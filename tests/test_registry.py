@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rlvr.types import Example, Score, Status
-from rlvr.verifiers import Verifier, Weighted, build_verifier, parse_spec, register
+from rlvr.verifiers import Verifier, Weighted, build_verifier, parse_spec
 from rlvr.verifiers.format import ThinkFormat
 from rlvr.verifiers.registry import Registry, UnknownVerifier, VerifierOptionError
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -76,6 +75,7 @@ def test_stuck_item_times_out_and_later_items_are_scored(runner: Runner, stuck: 
     assert not any(alive(pid) for pid in before - after)
     assert {s.details["pid"] for s in scores[5:]} <= after
     # the replacement takes work: two slow items run on the two workers at once
+    runner.start(wait=True)
     again = runner.score(["sleep:0.3:pid", "sleep:0.3:pid"], examples(2))
     assert {s.details["pid"] for s in again} == after
 
@@ -251,6 +251,11 @@ def test_verifier_that_cannot_start_in_a_worker_says_why() -> None:
 def test_warmup_is_not_on_the_first_items_clock() -> None:
     scores, stats = score_all(SlowWarmup(), ["ok", "ok"], examples(2), workers=2, timeout=1.0)
     assert [s.status for s in scores] == [Status.CORRECT] * 2
+    with Runner(SlowWarmup(), workers=2) as r:
+        start = time.monotonic()
+        r.start(wait=True)
+        assert time.monotonic() - start >= 1.4  # both warmed up (1.5 s each, in parallel)
+        assert all(w.ready for w in r._pool)
 
 
 def test_bad_arguments() -> None:

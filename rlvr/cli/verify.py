@@ -40,9 +40,9 @@ def verify(spec: str, input_path: Path, output_path: Path | None, workers: int |
            max_failure_rate: float | None) -> None:
     """Score completions in a JSONL file with a verifier and print a summary.
 
-    Example: rlvr verify --verifier math+0.1*think_format --input rows.jsonl --output scored.jsonl
+    Example: rlvr verify --verifier 'math+0.1*think_format' --input rows.jsonl --output scored.jsonl
     """
-    from rlvr.verifiers.runner import Runner, VerifierFailureRate
+    from rlvr.verifiers.runner import Runner, VerifierFailureRate, VerifierStartupError
 
     verifier = _build(spec)
     rows, examples = _read_rows(input_path)
@@ -60,6 +60,8 @@ def verify(spec: str, input_path: Path, output_path: Path | None, workers: int |
             except VerifierFailureRate as err:
                 failure = err
             stats = runner.last_stats
+    except VerifierStartupError as err:  # the verifier cannot run at all: nothing was scored
+        raise click.ClickException(str(err)) from None
     finally:
         if out is not sys.stdout:
             out.close()

@@ -159,13 +159,13 @@ class HFEngine:
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=pad,
             use_cache=True,
+            stop_strings=list(sampling.stop) or None,
         )
         output = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             generation_config=config,
             logits_processor=LogitsProcessorList([*_sampling_processors(sampling), recorder]),
-            stop_strings=list(sampling.stop) or None,
             tokenizer=self.tokenizer if sampling.stop else None,
         )
         sequences = output if isinstance(output, torch.Tensor) else output.sequences

@@ -16,17 +16,26 @@ from rlvr.sandboxes.local import run_supervisor
 __all__ = ["BwrapSandbox"]
 
 WORKDIR = "/work/run"
+NOBODY = 65534
 
 
 @cache
 def _probe(bwrap: str) -> tuple[bool, str]:
     try:
-        done = subprocess.run([bwrap, *_base_args(), "true"], capture_output=True, text=True, timeout=20)
+        user = _unprivileged()
+        done = subprocess.run([bwrap, *_base_args(), "true"], capture_output=True, text=True, timeout=20,
+                              **({} if user is None else {"user": user, "group": user, "extra_groups": []}))
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"{bwrap} does not start: {err}"
     if done.returncode != 0:
         return False, f"bwrap cannot create its namespaces here: {done.stderr.strip()[-300:]}"
     return True, ""
+
+
+def _unprivileged() -> int | None:
+    """Started by root, bwrap itself runs as nobody: the sandbox's uid then maps to a real
+    unprivileged uid, so RLIMIT_NPROC holds (root's processes are exempt from it)."""
+    return NOBODY if os.geteuid() == 0 else None
 
 
 def _system_binds() -> list[str]:
@@ -47,8 +56,8 @@ def _base_args() -> list[str]:
     return [
         "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
-        *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/work",
-        "--chdir", "/work", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+        *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/work",
+        "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/work", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
     ]
 
 
@@ -83,4 +92,4 @@ class BwrapSandbox(Sandbox):
     def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
         job = make_job(program, stdin, limits, workdir=WORKDIR, python=self.python,
                        rlimit_nproc=True, kill_all=True, cgroup_oom=False)
-        return run_supervisor(self._args(), job, limits, what="bwrap sandbox")
+        return run_supervisor(self._args(), job, limits, what="bwrap sandbox", user=_unprivileged())

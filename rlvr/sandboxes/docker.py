@@ -59,6 +59,12 @@ class _Slot:
 @dataclass
 class _Pool:
     idle: list[_Slot] = field(default_factory=list)
+    starting: int = 0  # containers being started in the background for this pool
+
+
+def _key(limits: Limits) -> tuple:
+    """Containers are made for their limits: runs share a pool only when these agree."""
+    return (limits.memory_mb, limits.cpus, limits.pids, limits.file_size_mb)
 
 
 class DockerSandbox(Sandbox):
@@ -109,8 +115,9 @@ class DockerSandbox(Sandbox):
             image=self.image, network_mode="none", user=USER, working_dir=WORKDIR, read_only=True,
             tmpfs={WORKDIR: f"rw,nosuid,nodev,size={limits.file_size_mb * 4}m,mode=1777"},
             mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
-            pids_limit=limits.pids + 4, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            ipc_mode="private", hostname="sandbox", labels={LABEL: "1", f"{LABEL}.owner": _owner()},
+            pids_limit=limits.pids + 2,  # + sleep and the supervisor
+            cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            ipc_mode="none", hostname="sandbox", labels={LABEL: "1", f"{LABEL}.owner": _owner()},
             environment={}, stop_signal="SIGKILL", detach=True,
         )
 
@@ -141,23 +148,56 @@ class DockerSandbox(Sandbox):
                 self._remove(container)
 
     def _acquire(self, limits: Limits) -> _Slot:
-        key = (limits.memory_mb, limits.cpus, limits.pids, limits.file_size_mb)
         with self._lock:
             if self._closed:
                 raise SandboxError("docker sandbox is closed")
-            pool = self._pools.setdefault(key, _Pool())
+            pool = self._pools.setdefault(_key(limits), _Pool())
             if pool.idle:
                 return pool.idle.pop()
         return _Slot(self._start(limits))
 
     def _release(self, slot: _Slot, limits: Limits, *, keep: bool) -> None:
-        key = (limits.memory_mb, limits.cpus, limits.pids, limits.file_size_mb)
         with self._lock:
-            pool = self._pools.setdefault(key, _Pool())
+            pool = self._pools.setdefault(_key(limits), _Pool())
             if keep and not self._closed and slot.runs < self.max_runs and len(pool.idle) < self.pool_size:
                 pool.idle.append(slot)
                 return
+            closed = self._closed
+        # removing (and starting the replacement) happens off the caller's clock
+        self._background(self._remove, slot.container)
+        if not closed:
+            self._background(self._replenish, limits)
+
+    def _background(self, fn, *args) -> None:
+        try:
+            self._executor.submit(fn, *args)
+        except RuntimeError:  # executor shut down (closing): do it now
+            fn(*args)
+
+    def _replenish(self, limits: Limits) -> None:
+        with self._lock:
+            pool = self._pools.setdefault(_key(limits), _Pool())
+            if self._closed or len(pool.idle) + pool.starting >= self.pool_size:
+                return
+            pool.starting += 1
+        try:
+            slot = _Slot(self._start(limits))
+        except SandboxError:
+            return  # the next run starts one itself and reports the failure
+        finally:
+            with self._lock:
+                pool.starting -= 1
+        with self._lock:
+            if not self._closed and len(pool.idle) < self.pool_size:
+                pool.idle.append(slot)
+                return
         self._remove(slot.container)
+
+    def prestart(self, limits: Limits | None = None) -> None:
+        """Start the pool's containers now (else the first runs each start one)."""
+        limits = limits or Limits()
+        for future in [self._executor.submit(self._replenish, limits) for _ in range(self.pool_size)]:
+            future.result()
 
     def close(self) -> None:
         with self._lock:
@@ -210,7 +250,7 @@ class DockerSandbox(Sandbox):
             try:
                 stdout, stderr = future.result(timeout=limits.timeout_s + GRACE_S)
             except FutureTimeout:
-                self._remove(slot.container)  # ends the stuck exec with its container
+                self._background(self._remove, slot.container)  # ends the stuck exec with its container
                 return ExecResult(ExecStatus.TIMEOUT, None, "", "supervisor overran its deadline; container killed",
                                   time.perf_counter() - started)
             except Exception as err:

@@ -22,12 +22,13 @@ __all__ = ["LocalSandbox", "run_supervisor"]
 GRACE_S = 5.0
 
 
-def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str) -> ExecResult:
+def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, user: int | None = None) -> ExecResult:
     """Start the supervisor (`argv` ends in `python3 -I -c RUNNER_SOURCE`), hand it the job on
     stdin, and read its report. A supervisor that overruns is killed with its whole session."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, env=scrubbed_env())
+                                start_new_session=True, env=scrubbed_env(),
+                                **({} if user is None else {"user": user, "group": user, "extra_groups": []}))
     except OSError as err:
         raise SandboxError(f"{what}: cannot start {argv[0]}: {err}") from err
     started = time.perf_counter()

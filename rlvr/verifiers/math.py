@@ -9,7 +9,7 @@ import traceback
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.math_extract import Extraction, extract_answer, gold_answer
-from rlvr.verifiers.math_grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
+from rlvr.verifiers.math_grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold, warm_up
 from rlvr.verifiers.registry import register
 
 __all__ = ["MathVerifier"]
@@ -23,6 +23,9 @@ class MathVerifier(Verifier):
 
     name = "math"
     description = "math answer equivalence (boxed / #### / 'the answer is'; exact numbers, then math-verify + sympy)"
+
+    def warmup(self) -> None:
+        warm_up()
 
     def score(self, completion: str, example: Example) -> Score:
         raw_gold = "" if example.answer is None else str(example.answer)

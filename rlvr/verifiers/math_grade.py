@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from rlvr.verifiers.math_numeric import Unsupported, Value, evaluate_items, values_equal
 
-__all__ = ["Gold", "Match", "GoldError", "prepare_gold", "equivalent", "normalize", "to_number"]
+__all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up"]
 
 
 class GoldError(ValueError):
@@ -135,12 +135,12 @@ def _decimal_places(answer: str) -> int:
 
 
 def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
-    """Exact equality, or a decimal of ≥4 places that agrees with a non-terminating gold
-    (2/3 vs 0.6667 or 0.666666) to its last place."""
+    """Exact equality, or a decimal of ≥6 places (math-verify rounds to 6) that agrees with a
+    non-terminating gold to its last place (2/3 vs 0.666667 or 0.666666, not 0.6667)."""
     if gold == value:
         return True
     places = _decimal_places(value_text)
-    if places >= 4 and not _decimal_places(gold_text):
+    if places >= 6 and not _decimal_places(gold_text):
         return abs(gold - value) < Fraction(1, 10**places)
     return False
 
@@ -251,6 +251,20 @@ def _symbolic(gold: Gold, clean: str) -> Match:
     mv = _math_verify()
     equal = mv.verify(gold_parsed, answer_parsed, timeout_seconds=None, raise_on_error=False)
     return Match(bool(equal), "symbolic")
+
+
+#: answers whose parsing builds most of the LaTeX parser's decision cache: a cold process pays
+#: 50-400 ms for each of its first symbolic parses, a warm one a few ms
+WARMUP_ANSWERS = (
+    "(-\\infty, 1) \\cup (2, 3]", "\\cos 20^\\circ", "2e", "\\log_2 8", "y = 2x + 1", "\\{x, y\\}",
+    "\\sin^2 x + 1", "\\sqrt{e}", "\\frac{\\pi}{e}", "[2, e)", "3 \\cdot 2^{x}", "\\begin{pmatrix} a \\\\ 2 \\end{pmatrix}",
+)
+
+
+def warm_up() -> None:
+    """Import math-verify and parse WARMUP_ANSWERS once (the runner calls this in each worker)."""
+    for answer in WARMUP_ANSWERS:
+        _parse(answer, raise_on_error=False)
 
 
 # -- public entry points ----------------------------------------------------------------------------

@@ -263,12 +263,12 @@ _PLAIN_DECIMAL = re.compile(r"^[-+]?\d*\.(\d+)$")
 
 
 def _close(gold: complex, gold_text: str, answer: complex, answer_text: str) -> bool:
-    """To 1e-10 relative, or, for a decimal of k≥4 places written against a gold that is not a
-    plain decimal, to its last place (2/3 vs 0.6667)."""
+    """To 1e-10 relative, or, for a decimal of k≥6 places written against a gold that is not a
+    plain decimal, to its last place (√3/3 vs 0.577350)."""
     if math.isinf(gold.real) or math.isinf(answer.real):
         return gold == answer
     places = _PLAIN_DECIMAL.match(answer_text.replace(" ", ""))
-    if places and len(places[1]) >= 4 and not _PLAIN_DECIMAL.match(gold_text.replace(" ", "")):
+    if places and len(places[1]) >= 6 and not _PLAIN_DECIMAL.match(gold_text.replace(" ", "")):
         return abs(gold - answer) < 10.0 ** -len(places[1])
     return abs(gold - answer) <= 1e-10 * max(abs(gold), abs(answer)) + 1e-12
 

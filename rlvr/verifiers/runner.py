@@ -248,8 +248,9 @@ class Runner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
-        """Start the workers now (otherwise the first batch does)."""
+    def start(self, wait: bool = False) -> None:
+        """Start the workers now (otherwise the first batch does); with `wait`, return only once
+        every worker has started and warmed up (e.g. while the model loads)."""
         if self.workers == 0:
             return
         if self._blob is None:
@@ -259,6 +260,14 @@ class Runner:
                 raise VerifierStartupError(f"verifier {self.verifier.name!r} cannot be pickled for worker processes: {err}") from err
         while len(self._pool) < self.workers:
             self._pool.append(self._spawn())
+        while wait and not all(w.ready for w in self._pool):
+            starting = [w for w in self._pool if not w.ready]
+            multiprocessing.connection.wait([w.conn for w in starting] + [w.process.sentinel for w in starting], 1.0)
+            for w in starting:
+                for _ in self._drain(w):  # idle workers have no verdicts to send
+                    raise RuntimeError("verdict from an idle worker")
+                if not w.ready and not w.process.is_alive():
+                    raise VerifierStartupError(f"verifier {self.verifier.name!r}: a worker died at start-up (exit code {w.process.exitcode})")
 
     def close(self) -> None:
         """Stop and reap every worker. Safe to call twice."""
@@ -426,11 +435,13 @@ class Runner:
         self._pool.remove(w)
         _kill(w)
         self._replaced += 1
-        if w.inflight:
-            yield w.inflight.popleft(), verdict
+        self._pool.append(self._spawn())
+        if not w.inflight:
+            return
+        current = w.inflight.popleft()
         if w.inflight:  # the rest of its chunk never started: score it elsewhere
             pending.appendleft(list(w.inflight))
-        self._pool.append(self._spawn())
+        yield current, verdict
 
 
 def _default_workers() -> int:

@@ -1,0 +1,170 @@
+"""The `code` verifier: run the completion's last python block against the example's tests
+(HumanEval `prompt`/`test`/`entry_point`, or MBPP-style `tests`) in a sandbox."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+from rlvr.sandboxes import ExecResult, Limits, Sandbox, SandboxError, get_sandbox
+from rlvr.types import Example, Score, Status
+from rlvr.verifiers.base import Verifier
+from rlvr.verifiers.registry import register
+
+__all__ = ["CodeVerifier", "build_program", "extract_code"]
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
+_COUNTS = "__rlvr_asserts"
+
+
+def extract_code(completion: str) -> str:
+    """The last fenced python (or untagged) block; an unclosed last fence counts (truncated
+    output); with no fence at all, the whole completion."""
+    blocks = [body for tag, body in _FENCE.findall(completion) if tag.lower() in _PYTHON_TAGS]
+    return blocks[-1] if blocks else completion
+
+
+class _CountAsserts(ast.NodeTransformer):
+    """`assert x` → try it, count it passed or failed, go on (for partial credit)."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        code = (f"try:\n    pass\nexcept BaseException:\n    {_COUNTS}[1] += 1\n"
+                f"else:\n    {_COUNTS}[0] += 1")
+        wrapper = ast.parse(code).body[0]
+        wrapper.body = [node]
+        return ast.copy_location(wrapper, node)
+
+
+def _tests(metadata: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """(test code, code to put before the solution, entry point) from HumanEval or MBPP fields."""
+    if metadata.get("test") and metadata.get("entry_point"):
+        test = f"{metadata['test']}\n\ncheck({metadata['entry_point']})\n"
+        return test, str(metadata.get("prompt") or ""), str(metadata["entry_point"])
+    asserts = metadata.get("tests") or metadata.get("test_list")
+    if isinstance(asserts, str):
+        asserts = [asserts]
+    if asserts:
+        setup = "\n".join(filter(None, [metadata.get("test_setup_code") or "", *(metadata.get("test_imports") or [])]))
+        return setup + "\n" + "\n".join(str(a) for a in asserts) + "\n", "", None
+    raise ValueError("example has no tests: expected HumanEval fields 'test' + 'entry_point' or a list 'tests'")
+
+
+def build_program(code: str, metadata: Mapping[str, Any], *, partial: bool, nonce: str) -> str:
+    """Solution, then tests, then a line only reached when the tests ran to the end. The nonce
+    keeps a solution that exits early with status 0 (os._exit(0)) from looking like a pass."""
+    test, prompt, entry_point = _tests(metadata)
+    if entry_point is None:
+        solution = code
+    elif re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.M):
+        # the whole function rewritten (chat models): keep the prompt's imports and helpers
+        solution = _prompt_header(prompt, entry_point) + code
+    else:
+        solution = prompt + code  # a body continuing the prompt (base models)
+    if partial:
+        tree = ast.fix_missing_locations(_CountAsserts().visit(ast.parse(test)))
+        test = f"{_COUNTS} = [0, 0]\n{ast.unparse(tree)}\n"
+        done = f"print('\\n{nonce}', {_COUNTS}[0], {_COUNTS}[1])\n"
+    else:
+        done = f"print('\\n{nonce}')\n"
+    return f"{solution}\n\n{test}\n{done}"
+
+
+def _prompt_header(prompt: str, entry_point: str) -> str:
+    """The prompt up to the entry point's `def` (imports, helper functions), else its imports."""
+    m = re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", prompt, re.M)
+    if m:
+        return prompt[: m.start()]
+    return "".join(line + "\n" for line in prompt.splitlines() if line.startswith(("import ", "from ")))
+
+
+@register("code")
+class CodeVerifier(Verifier):
+    """Run the last python block against the example's tests in a sandbox (HumanEval or MBPP)."""
+
+    description = "run the completion's code against the example's tests in a sandbox (docker/bwrap/local)"
+
+    def __init__(self, partial: bool = False, backend: str = "auto", timeout: float = 3.0, memory: int = 512,
+                 workers: int = 4):
+        if backend not in ("auto", "docker", "bwrap", "local"):
+            raise ValueError(f"code: unknown backend {backend!r} (auto, docker, bwrap, local)")
+        self.partial, self.backend, self.workers = bool(partial), backend, int(workers)
+        self.limits = Limits(timeout_s=float(timeout), memory_mb=int(memory))
+        self._sandbox: Sandbox | None = None
+        self._lock = threading.Lock()
+
+    # a sandbox (containers, threads) belongs to one process: pickling ships only the settings
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_sandbox", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _sandbox=None, _lock=threading.Lock())
+
+    @property
+    def sandbox(self) -> Sandbox:
+        with self._lock:
+            if self._sandbox is None:
+                self._sandbox = get_sandbox(self.backend, **({"pool_size": self.workers} if self._docker() else {}))
+            return self._sandbox
+
+    def _docker(self) -> bool:
+        from rlvr.sandboxes.docker import DockerSandbox
+
+        return self.backend == "docker" or (self.backend == "auto" and DockerSandbox.available()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sandbox is not None:
+                self._sandbox.close()
+                self._sandbox = None
+
+    def score(self, completion: str, example: Example) -> Score:
+        """Raises SandboxError when the sandbox itself is broken: never a wrong answer."""
+        code = extract_code(completion)
+        if not code.strip():
+            return Score(0.0, Status.NO_ANSWER, {"reason": "no code in the completion"})
+        nonce = secrets.token_hex(12)
+        try:
+            program = build_program(code, example.metadata, partial=self.partial, nonce=nonce)
+        except (ValueError, SyntaxError) as err:  # the example's own tests are broken: bad gold
+            return Score(0.0, Status.ERROR, {"error": f"example {example.id}: {err}"})
+        result = self.sandbox.run(program, limits=self.limits)
+        return self._verdict(result, nonce)
+
+    def score_batch(self, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
+        """In parallel across the sandbox (`workers` runs at once); a broken sandbox gives status
+        error for the items it broke, never wrong."""
+        pairs = list(zip(completions, examples, strict=True))
+        self.sandbox  # start it once, not in every thread
+
+        def one(pair: tuple[str, Example]) -> Score:
+            try:
+                return self.score(*pair)
+            except SandboxError as err:
+                return Score(0.0, Status.ERROR, {"error": f"sandbox: {err}"})
+
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            return list(pool.map(one, pairs))
+
+    def _verdict(self, result: ExecResult, nonce: str) -> Score:
+        details: dict[str, Any] = {"exec_status": result.status.value, "exit_code": result.exit_code,
+                                   "backend": result.backend, "duration_s": round(result.duration_s, 3)}
+        finished = [line.split() for line in result.stdout.splitlines() if line.startswith(nonce)]
+        if not result.ok or not finished:
+            details["stderr"] = result.stderr[-1000:]
+            if result.ok:
+                details["reason"] = "exited before the tests finished"
+            if not self.partial or not finished:
+                return Score(0.0, Status.WRONG, details)
+        if not self.partial:
+            return Score(1.0, Status.CORRECT, details)
+        passed, failed = int(finished[-1][1]), int(finished[-1][2])
+        total = passed + failed
+        details.update(asserts_passed=passed, asserts_total=total)
+        reward = passed / total if total else 0.0
+        return Score(reward, Status.CORRECT if total and not failed and result.ok else Status.WRONG, details)
