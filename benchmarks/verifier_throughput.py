@@ -217,9 +217,13 @@ def run_raw(pairs: list[Pair]) -> dict:
         parse(f"${answer}$")
     for completion, gold in WARMUP:
         verify(parse(f"${gold}$"), parse(completion))
+    verdicts, item_seconds = [], []
     start = time.perf_counter()
-    verdicts = [bool(verify(parse(f"${p.gold}$"), parse(p.completion))) for p in pairs]
-    return {"seconds": time.perf_counter() - start, "verdicts": verdicts}
+    for p in pairs:
+        t = time.perf_counter()
+        verdicts.append(bool(verify(parse(f"${p.gold}$"), parse(p.completion))))
+        item_seconds.append(time.perf_counter() - t)
+    return {"seconds": time.perf_counter() - start, "verdicts": verdicts, "item_seconds": item_seconds}
 
 
 def _examples_of(pairs: list[Pair]):
@@ -236,9 +240,13 @@ def run_inprocess(pairs: list[Pair]) -> dict:
     verifier.warmup()
     verifier.score_batch([c for c, _ in WARMUP], [Example("w", "", g) for _, g in WARMUP])
     examples = _examples_of(pairs)
+    scores, item_seconds = [], []
     start = time.perf_counter()
-    scores = verifier.score_batch([p.completion for p in pairs], examples)
-    return _summary(time.perf_counter() - start, scores)
+    for p, example in zip(pairs, examples):
+        t = time.perf_counter()
+        scores.append(verifier.score(p.completion, example))
+        item_seconds.append(time.perf_counter() - t)
+    return {**_summary(time.perf_counter() - start, scores), "item_seconds": item_seconds}
 
 
 def run_runner(pairs: list[Pair], workers: int) -> dict:
@@ -348,6 +356,20 @@ def main() -> None:
             return sum(verdicts[i] == labels[i] for i in idx) / len(idx)
         kinds.add_row(kind, str(len(idx)), f"{acc(raw['verdicts']):.1%}", f"{acc(results['runner']['verdicts']):.1%}")
     console.print(kinds)
+
+    # where the time goes: plain-number golds are the fast path's home ground, the rest is not
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        shape = "number gold" if to_number(p.gold.replace("\\!", "").replace("\\$", "")) is not None else "other gold"
+        groups.setdefault(f"{p.source}, {shape}", []).append(i)
+    split = Table(title="single-core verdicts/s by subset (per-item timings of the two in-process runs)")
+    for col in ("subset", "pairs", "raw math-verify", "rlvr math", "×"):
+        split.add_column(col, justify="left" if col == "subset" else "right")
+    for name, idx in sorted(groups.items()):
+        raw_s = sum(raw["item_seconds"][i] for i in idx)
+        ours_s = sum(results["inprocess"]["item_seconds"][i] for i in idx)
+        split.add_row(name, str(len(idx)), f"{len(idx) / raw_s:,.0f}", f"{len(idx) / ours_s:,.0f}", f"{raw_s / ours_s:.1f}×")
+    console.print(split)
     console.print(f"rlvr statuses: {dict(results['runner']['statuses'])}")
     console.print(f"rlvr deciding path: {dict(results['runner']['paths'])}")
     if args.json:

@@ -176,3 +176,9 @@ def test_cli_bad_data_file_exits_2_with_one_line(tmp_path, rows, message):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0] and "bad.jsonl" in lines[0]
+
+
+def test_arith_delegates_to_the_generator():
+    first = load_benchmark("arith", limit=5, seed=3)
+    assert len(first) == 5 and all(e.answer for e in first)
+    assert [e.prompt for e in first] == [e.prompt for e in load_benchmark("arith", limit=5, seed=3)]

@@ -27,6 +27,8 @@ CASES = [
     ("The answer is $\\boxed{C}$.", "\\text{(C)}", Status.CORRECT, "boxed"),
     ("The answer is $\\boxed{\\{1,2\\}}$.", "(1,2)", Status.WRONG, "boxed"),
     ("so $x\\in\\boxed{[0,1)}$", "[0,1)", Status.CORRECT, "boxed"),
+    ("The answer is [0,1).", "[0,1)", Status.CORRECT, "answer_is"),  # an unwrapped interval
+    ("The answer is (0,1).", "[0,1)", Status.WRONG, "answer_is"),
     # hedging: several different answers offered together
     ("It is $\\boxed{3}$ or $\\boxed{4}$.", "4", Status.HEDGED, "boxed"),
     ("x is $\\boxed{3}$. Or maybe $\\boxed{4}$", "4", Status.HEDGED, "boxed"),
