@@ -1,11 +1,17 @@
 """`rlvr eval` with the vllm and hf engines on the same problems: accuracy, wall time, tokens/s.
 
-    python benchmarks/eval_engines.py [--gsm8k 200] [--math500 100] [--max-new-tokens 256]
+    python benchmarks/eval_engines.py [--gsm8k 200] [--math500 100] [--max-new-tokens 320] [--threads 2]
 
-Greedy decoding, the chat template, the `math` verifier, exactly as `rlvr eval` runs. The script
-takes /tmp/rlvr-heavy.lock itself around every chunk of problems (do not wrap it in `flock`), so
-the long hf runs let other heavy jobs in between; results resume from --out, so an interrupted
-run continues where it stopped. Prints a markdown table with the vllm/hf tokens/s ratio.
+Greedy decoding, the chat template, the `math` verifier, through `rlvr.eval.run_eval` exactly as
+`rlvr eval` runs it. Each engine runs in its own process: in-process vLLM turns
+`torch.set_num_threads` into a no-op for the whole process, so both engines get their thread
+count (`--threads`) set before they start, and neither inherits the other's settings.
+
+The script takes /tmp/rlvr-heavy.lock itself around engine start-up and every chunk of problems
+(do NOT wrap it in `flock`: it would wait on itself), so long hf runs let other heavy jobs in
+between; tokens/s is counted over `generate` time only, which always runs inside the lock.
+Results resume from --out, so an interrupted run continues where it stopped. Prints a markdown
+table, the vllm/hf tokens/s ratio, and how often both engines wrote the identical completion.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import fcntl
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 LOCK = "/tmp/rlvr-heavy.lock"
+BENCHMARKS = ("gsm8k", "math500")
 
 
 @contextlib.contextmanager
@@ -32,36 +41,43 @@ def heavy_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def evaluate(kind: str, model: str, plan: dict[str, int], args) -> dict[str, dict]:
+def run_one(kind: str, args) -> dict:
+    """Child process: start one engine, evaluate every benchmark of the plan, save a report."""
     import torch
 
+    torch.set_num_threads(args.threads)  # before the engine: vLLM freezes it at start-up
     from rlvr.data import load_benchmark
     from rlvr.eval import run_eval
     from rlvr.rollout import SamplingConfig, create_engine
     from rlvr.verifiers import build_verifier
 
-    torch.set_num_threads(args.threads)
     verifier = build_verifier("math")
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens, seed=0)
+    dtype = getattr(args, f"{kind}_dtype")
     with heavy_lock():
         started = time.perf_counter()
-        engine = create_engine(kind, model, seed=0, max_model_len=2048)
+        engine = create_engine(kind, args.model, seed=0, max_model_len=args.max_model_len, dtype=dtype)
         startup = time.perf_counter() - started
-    results = {}
+    report = {"engine": kind, "dtype": dtype, "threads": torch.get_num_threads(), "startup_s": round(startup, 2),
+              "benchmarks": {}}
+    chunk = args.chunk if kind == "hf" else 10**9  # vllm is fast enough to hold the lock once
     try:
-        for name, n in plan.items():
+        for name, n in plan(args).items():
             examples = load_benchmark(name, limit=n)
-            step = args.chunk if kind == "hf" else n  # vllm is fast enough to hold the lock once
-            for limit in range(step, n + step, step):
+            for limit in range(min(chunk, n), n + chunk, chunk):
                 with heavy_lock():
-                    summary = run_eval(engine, examples[:limit], verifier, sampling=sampling, style="chat",
-                                       output_dir=Path(args.out) / kind / name, chunk_size=args.batch,
-                                       run_info={"model": model, "benchmark": name}, name=f"{kind} {name}")
-            summary["startup_s"] = round(startup, 2)
-            results[name] = summary
+                    summary = run_eval(engine, examples[: min(limit, n)], verifier, sampling=sampling, style="chat",
+                                       output_dir=Path(args.out) / kind / name, chunk_size=args.chunk_size,
+                                       run_info={"model": args.model, "benchmark": name}, name=f"{kind} {name}")
+            report["benchmarks"][name] = summary
     finally:
         engine.close()
-    return results
+    (Path(args.out) / kind / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def plan(args) -> dict[str, int]:
+    return {name: getattr(args, name) for name in BENCHMARKS if getattr(args, name) > 0}
 
 
 def agreement(out: Path, name: str) -> tuple[float, float]:
@@ -76,40 +92,67 @@ def agreement(out: Path, name: str) -> tuple[float, float]:
     return same_text / len(common), same_answer / len(common)
 
 
+def print_table(reports: dict[str, dict], args) -> None:
+    print(f"\n{args.model}, greedy, max_new_tokens {args.max_new_tokens}, chat template, math verifier, "
+          f"{args.chunk_size} completions per generate call; {platform.machine()} {os.cpu_count()}-core CPU\n")
+    print("| benchmark | engine | dtype | threads | problems | accuracy [95% CI] | completion tokens | "
+          "generate s | tokens/s | wall s | start-up s |")
+    print("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    totals = {kind: [0, 0.0] for kind in reports}
+    for name in plan(args):
+        for kind, report in reports.items():
+            s = report["benchmarks"][name]
+            t = s["timing"]
+            totals[kind][0] += t["completion_tokens"]
+            totals[kind][1] += t["generate_s"]
+            print(f"| {name} | {kind} | {report['dtype'] or 'default'} | {report['threads']} | {s['n_problems']} | "
+                  f"{s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] | {t['completion_tokens']} | "
+                  f"{t['generate_s']:.1f} | {t['tokens_per_s']:.1f} | {t['wall_s']:.1f} | {report['startup_s']:.1f} |")
+    if not {"vllm", "hf"} <= set(reports):
+        return
+    print()
+    for name in plan(args):
+        ratio = (reports["vllm"]["benchmarks"][name]["timing"]["tokens_per_s"]
+                 / reports["hf"]["benchmarks"][name]["timing"]["tokens_per_s"])
+        text, answer = agreement(Path(args.out), name)
+        print(f"- {name}: vllm/hf tokens/s = {ratio:.1f}x; identical completions {text:.0%}, "
+              f"identical extracted answers {answer:.0%}")
+    speed = {kind: tokens / seconds for kind, (tokens, seconds) in totals.items()}
+    ratio = speed["vllm"] / speed["hf"]
+    print(f"- all: vllm {speed['vllm']:.0f} vs hf {speed['hf']:.0f} tokens/s = {ratio:.1f}x "
+          f"(target >= 5x: {'met' if ratio >= 5 else 'MISSED'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
-    parser.add_argument("--gsm8k", type=int, default=200, help="GSM8K test problems")
-    parser.add_argument("--math500", type=int, default=100, help="MATH-500 problems")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--gsm8k", type=int, default=200, help="GSM8K test problems (0 = skip)")
+    parser.add_argument("--math500", type=int, default=100, help="MATH-500 problems (0 = skip)")
+    parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--engines", default="vllm,hf")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=64, help="completions per generate call")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each engine")
+    parser.add_argument("--hf-dtype", default=None, help="default: the engine's own (float32)")
+    parser.add_argument("--vllm-dtype", default=None, help="default: the engine's own (bfloat16 on CPU)")
+    parser.add_argument("--chunk-size", type=int, default=64, help="completions per generate call (rlvr eval's default)")
     parser.add_argument("--chunk", type=int, default=50, help="hf: problems per lock hold")
     parser.add_argument("--out", default="/tmp/rlvr-bench/eval_engines")
+    parser.add_argument("--one", choices=["hf", "vllm"], help=argparse.SUPPRESS)  # internal: the child process
     args = parser.parse_args()
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("RLVR_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    plan = {name: n for name, n in (("gsm8k", args.gsm8k), ("math500", args.math500)) if n > 0}
-    results = {kind: evaluate(kind, args.model, plan, args) for kind in args.engines.split(",")}
-
-    print(f"\nSmolLM2-135M-Instruct ({args.model}), greedy, max_new_tokens {args.max_new_tokens}, chat template, "
-          f"math verifier; {platform.machine()} {os.cpu_count()}-core CPU, torch threads {args.threads}\n")
-    print("| benchmark | engine | problems | accuracy [95% CI] | completion tokens | generate s | tokens/s | wall s | startup s |")
-    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in plan:
-        for kind, per in results.items():
-            s, t = per[name], per[name]["timing"]
-            print(f"| {name} | {kind} | {s['n_problems']} | {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] | "
-                  f"{t['completion_tokens']} | {t['generate_s']:.1f} | {t['tokens_per_s']:.1f} | {t['wall_s']:.1f} | {s['startup_s']:.1f} |")
-    if {"vllm", "hf"} <= set(results):
-        print()
-        for name in plan:
-            ratio = results["vllm"][name]["timing"]["tokens_per_s"] / results["hf"][name]["timing"]["tokens_per_s"]
-            text, answer = agreement(Path(args.out), name)
-            verdict = "met" if ratio >= 5 else "MISSED"
-            print(f"{name}: vllm/hf tokens/s = {ratio:.1f}x (target >= 5x: {verdict}); identical completions "
-                  f"{text:.0%}, identical extracted answers {answer:.0%}")
+    if args.one:
+        run_one(args.one, args)
+        return
+    repo = str(Path(__file__).resolve().parents[1])  # the child runs from benchmarks/: find rlvr
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    reports = {}
+    for kind in args.engines.split(","):
+        child = [sys.executable, __file__, "--one", kind, *sys.argv[1:]]
+        if subprocess.run(child, env=env).returncode != 0:
+            sys.exit(f"the {kind} run failed (see above); finished samples are kept in {args.out}/{kind}")
+        reports[kind] = json.loads((Path(args.out) / kind / "report.json").read_text())
+    print_table(reports, args)
 
 
 if __name__ == "__main__":

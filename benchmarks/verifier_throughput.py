@@ -122,7 +122,10 @@ NEAR_MISSES = {
     "reciprocal": lambda g: f"{p[0]}\\frac{{{p[2]}}}{{{p[1]}}}" if (p := _frac_parts(g)) and p[1] != p[2] and p[1] else None,
     "swapped": _swap_tuple,
     "set_as_tuple": lambda g: "(" + g[2:-2] + ")" if g.startswith("\\{") and g.endswith("\\}") and "," in g else None,
-    "bracket_flipped": lambda g: ("(" if g[0] == "[" else "[") + g[1:] if g[:1] in "([" and g[-1:] in ")]" and "," in g else None,
+    # not at an infinite end: [-\infty, 0] and (-\infty, 0] are the same set of reals
+    "bracket_flipped": lambda g: ("(" if g[0] == "[" else "[") + g[1:]
+    if g[:1] in "([" and g[-1:] in ")]" and "," in g and not re.match(r"[-+]?\\infty", g[1:].lstrip())
+    else None,
     "other_choice": lambda g: f"\\text{{({'ABCDE'[('ABCDE'.index(m[1]) + 1) % 5]})}}" if (m := re.fullmatch(r"\\text\{\(([A-E])\)\}", g)) else None,
     "digit_changed": _bump_digit,
 }

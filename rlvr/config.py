@@ -58,6 +58,7 @@ class RolloutConfig:
     max_new_tokens: int | None = None  # auto: 96 on CPU, 1024 on GPU
     max_model_len: int | None = None  # auto: prompt room + max_new_tokens
     gpu_memory_utilization: float = 0.35  # vllm on GPU: its share, the rest is the trainer's
+    tensor_parallel_size: int = 1  # vllm: GPUs one engine is sharded over (under torchrun: consecutive ranks)
 
 
 @dataclass
@@ -98,6 +99,9 @@ class OptimizerConfig:
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     max_steps: int = 50
     micro_batch_size: int = 8  # sequences per forward/backward pass
+    # run each group's prompt once in the learn forward and share its keys/values (with their
+    # gradient) among the group's n completions; single process without gradient checkpointing
+    share_prompt: bool = True
 
 
 @dataclass
@@ -126,6 +130,11 @@ class EvalConfig:
 
 
 @dataclass
+class DistributedConfig:
+    strategy: str = "ddp"  # under torchrun: ddp (weights replicated) or fsdp2 (weights, grads, Adam state sharded)
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
@@ -138,6 +147,7 @@ class TrainConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 #: allowed values of string options (kept here, not imported, so `--dry-run` needs no torch;
@@ -154,6 +164,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm.kl_estimator": ("k1", "k2", "k3"),
     "algorithm.tis": ("auto", "on", "off"),
     "optimizer.schedule": ("cosine", "constant"),
+    "distributed.strategy": ("ddp", "fsdp2"),
 }
 
 #: the sizes "auto" (None) resolves to, by device: small enough for 2 CPU cores, or a GPU's worth.
@@ -163,7 +174,7 @@ AUTO: dict[str, dict[str, Any]] = {
 }
 
 _POSITIVE = ("rollout.n", "rollout.temperature", "rollout.prompts_per_step", "rollout.max_new_tokens", "algorithm.mu",
-             "optimizer.max_steps", "optimizer.micro_batch_size", "reward.timeout")
+             "optimizer.max_steps", "optimizer.micro_batch_size", "reward.timeout", "rollout.tensor_parallel_size")
 _NON_NEGATIVE = ("model.lora_r", "algorithm.beta", "optimizer.warmup_steps", "checkpoint.every",
                  "eval.every", "eval.limit", "algorithm.max_refill_rounds", "eval.temperature",
                  "optimizer.weight_decay", "logging.samples_every", "optimizer.lr")

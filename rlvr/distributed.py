@@ -42,7 +42,12 @@ __all__ = [
     "unwrap_model",
     "full_state_dict",
     "rank_seed",
+    "agree",
     "STRATEGIES",
+    "checkpoint_state",
+    "resumable_optimizer",
+    "vllm_parallel_options",
+    "TensorParallelEngine",
 ]
 
 T = TypeVar("T")
@@ -99,6 +104,9 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> D
 def shutdown_distributed(ctx: DistContext) -> None:
     """Leave the process group (at the end of training; keeps NCCL from warning at exit)."""
     if ctx.distributed and dist.is_initialized():
+        # every rank done first: a gloo peer that tears down while another still talks to it can
+        # abort that one ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -222,6 +230,16 @@ def scatter_object(objs: Sequence[T] | None, ctx: DistContext, src: int = 0) -> 
     return box[0]  # type: ignore[return-value]
 
 
+def agree(value: float, ctx: DistContext, op: str = "max") -> float:
+    """One number every rank agrees on ("max", "min" or "sum" over ranks), for decisions all ranks
+    must take the same way: whether to refill a batch, whether the weights moved."""
+    if not ctx.distributed:
+        return float(value)
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=_comm_device(ctx))
+    dist.all_reduce(tensor, op=_REDUCE_OPS[op])
+    return float(tensor.item())
+
+
 def barrier(ctx: DistContext) -> None:
     """Wait for every rank (e.g. others wait while rank 0 writes a checkpoint they will read)."""
     if ctx.distributed:
@@ -312,3 +330,121 @@ def full_state_dict(model: nn.Module, ctx: DistContext, *, to_cpu: bool = False)
         tensor = tensor.detach()
         state[name] = tensor.cpu() if to_cpu else tensor
     return state
+
+
+# ---------------------------------------------------------------- checkpoints of sharded models
+
+
+class _FullWeights:
+    """A model seen by `save_pretrained` with its gathered (unsharded) weights."""
+
+    def __init__(self, model: nn.Module, state: dict[str, torch.Tensor]):
+        self.model, self.state = model, state
+
+    def save_pretrained(self, directory: Any, **kwargs: Any) -> None:
+        self.model.save_pretrained(directory, state_dict=self.state, **kwargs)
+
+
+class _FullOptimizerState:
+    """An optimizer seen by checkpoints with its state in full (keyed by parameter names): FSDP2
+    shards it, so saving gathers it and loading hands each rank its shard again."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict | None = None):
+        self.model, self.optimizer, self.state = model, optimizer, state
+
+    def state_dict(self) -> dict:
+        assert self.state is not None, "gathered by checkpoint_state() on every rank"
+        return self.state
+
+    def load_state_dict(self, state: dict) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(self.model, self.optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _sharded(model: nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, ctx: DistContext) -> tuple[Any, Any]:
+    """(model, optimizer) as `rlvr.checkpoint.save_checkpoint` should see them: the unwrapped model
+    and the optimizer itself, or for FSDP2 stand-ins holding the gathered full weights and optimizer
+    state, so that rank 0 alone can write a checkpoint any world size (and `rlvr eval`) can load.
+    Gathering is a collective: call it on EVERY rank, then write on rank 0 only."""
+    inner = unwrap_model(model)
+    if not _sharded(inner):
+        return inner, optimizer
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    weights = full_state_dict(model, ctx, to_cpu=True)
+    state = None if optimizer is None else get_optimizer_state_dict(
+        inner, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return _FullWeights(inner, weights), _FullOptimizerState(inner, optimizer, state)
+
+
+def resumable_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
+    """What `rlvr.checkpoint.load_training_state` should load the saved optimizer state into: the
+    optimizer itself, or for FSDP2 a stand-in that shards the full saved state over the ranks."""
+    inner = unwrap_model(model)
+    return _FullOptimizerState(inner, optimizer) if _sharded(inner) else optimizer
+
+
+# ---------------------------------------------------------------- vLLM tensor parallelism
+
+
+def vllm_parallel_options(ctx: DistContext, tensor_parallel_size: int) -> dict[str, Any]:
+    """Engine arguments for vLLM colocated with the trainer. Under torchrun every rank runs its own
+    in-process vLLM on its own GPU ("external_launcher": vLLM joins torchrun's process group instead
+    of spawning workers); with tensor_parallel_size k, ranks [0..k-1], [k..2k-1], ... each form one
+    engine sharded over their k GPUs. In one process, vLLM spawns k workers itself."""
+    tp = int(tensor_parallel_size)
+    if tp < 1 or (ctx.distributed and ctx.world_size % tp):
+        raise InputError(f"rollout.tensor_parallel_size={tp} must be >= 1 and divide the {ctx.world_size} ranks")
+    options: dict[str, Any] = {"tensor_parallel_size": tp} if tp > 1 else {}
+    if ctx.distributed:
+        options["distributed_executor_backend"] = "external_launcher"
+    return options
+
+
+class TensorParallelEngine:
+    """An engine shared by a tensor-parallel group of ranks. vLLM's external launcher needs every
+    rank of a group to submit the SAME requests (each rank computes its slice of every layer), so
+    `generate` gathers the group's prompts, generates them all with the group leader's sampling
+    (one seed: the group must sample the same tokens), and hands each rank the rollouts of its own
+    prompts. Weight sync needs no change: every rank pushes the full weights (`full_state_dict`)
+    and vLLM keeps its own slice of each on load. Create it on every rank (it makes process groups)."""
+
+    def __init__(self, engine: Any, ctx: DistContext, tensor_parallel_size: int):
+        self.engine, self.ctx, self.size = engine, ctx, tensor_parallel_size
+        self.kind, self.tokenizer = engine.kind, engine.tokenizer
+        self.group = None
+        if ctx.distributed and tensor_parallel_size > 1:
+            for start in range(0, ctx.world_size, tensor_parallel_size):  # every rank creates every group
+                group = dist.new_group(list(range(start, start + tensor_parallel_size)))
+                if start <= ctx.rank < start + tensor_parallel_size:
+                    self.group = group
+
+    def generate(self, prompts: Sequence[str], n: int = 1, sampling: Any = None) -> list:
+        if self.group is None:
+            return self.engine.generate(prompts, n, sampling)
+        import dataclasses
+
+        shares: list[Any] = [None] * self.size
+        dist.all_gather_object(shares, (list(prompts), sampling), group=self.group)
+        everything = [p for part, _ in shares for p in part]
+        rollouts = self.engine.generate(everything, n, shares[0][1])
+        mine = self.ctx.rank % self.size
+        start = sum(len(part) for part, _ in shares[:mine])
+        return [dataclasses.replace(r, prompt_index=r.prompt_index - start) for r in rollouts
+                if start <= r.prompt_index < start + len(prompts)]
+
+    def sync_weights(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        return self.engine.sync_weights(state_dict)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __getattr__(self, name: str) -> Any:  # anything else: the engine's own (model_path, ...)
+        return getattr(self.__dict__["engine"], name)

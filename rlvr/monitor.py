@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["ALARMS", "AlarmState", "Monitor", "check_alarms", "read_metrics"]
+from rlvr.types import Example, Rollout, Score, Status
+
+__all__ = ["ALARMS", "AlarmState", "Monitor", "StepTimer", "check_alarms", "read_metrics", "rollout_metrics",
+           "truncate_metrics"]
 
 log = logging.getLogger("rlvr.train")
 
@@ -97,6 +102,56 @@ def check_alarms(metrics: dict, state: AlarmState) -> dict[str, str]:
     return fired
 
 
+class StepTimer:
+    """Wall-clock seconds of a step's stages (generate, verify, learn, sync), added up per stage."""
+
+    STAGES = ("generate", "verify", "learn", "sync")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(self.STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def metrics(self) -> dict[str, float]:
+        return {**{f"time_{k}": v for k, v in self.seconds.items()}, "time_step": sum(self.seconds.values())}
+
+
+def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """What metrics.jsonl says about a step's completions: reward (and each verifier component's)
+    mean/std, accuracy, answer and verifier failure rates, lengths, truncation."""
+    import torch
+
+    raw = torch.tensor([s.reward for s in scores], dtype=torch.float32)
+    lengths = torch.tensor([len(r.token_ids) for r in rollouts], dtype=torch.float32)
+    counts = {s.value: sum(x.status is s for x in scores) for s in Status}
+    total = max(1, len(scores))
+    metrics = {
+        "reward_mean": raw.mean().item() if len(raw) else 0.0, "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
+        "accuracy": counts["correct"] / total, "no_answer_rate": counts["no_answer"] / total,
+        "verifier_failure_rate": (counts["timeout"] + counts["error"]) / total,
+        "verifier_timeouts": counts["timeout"], "verifier_errors": counts["error"],
+        "completion_len_mean": lengths.mean().item() if len(lengths) else 0.0,
+        "completion_len_max": lengths.max().item() if len(lengths) else 0.0,
+        "truncation_rate": sum(r.truncated for r in rollouts) / total,
+        "completions": len(rollouts), "completion_tokens": lengths.sum().item(),
+    }
+    parts: dict[str, list[float]] = {}  # math+0.1*boxed_format -> a column for each part
+    for score in scores:
+        for name, component in (score.details.get("components") or {}).items():
+            parts.setdefault(name, []).append(float(component["reward"]))
+    for name, values in parts.items():
+        t = torch.tensor(values)
+        metrics[f"reward_{name}_mean"] = t.mean().item()
+        metrics[f"reward_{name}_std"] = t.std().item() if len(t) > 1 else 0.0
+    return metrics
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -171,6 +226,19 @@ class Monitor:
         log.info("eval at step %d: accuracy %.3f %s (n=%s)", step, record["eval_accuracy"] or 0.0,
                  record["eval_ci95"], record["eval_n"])
 
+    def log_samples(self, step: int, examples: Sequence[Example], rollouts: Sequence[Rollout],
+                    scores: Sequence[Score]) -> None:
+        """Append a step's completions (with gold, reward and verdict) to DIR/samples.jsonl."""
+        if not self.enabled or not examples:
+            return
+        n = len(rollouts) // len(examples)
+        with open(self.directory / "samples.jsonl", "a", encoding="utf-8") as handle:
+            for i, (rollout, score) in enumerate(zip(rollouts, scores)):
+                example = examples[i // n]
+                handle.write(json.dumps({"step": step, "id": example.id, "gold": example.answer,
+                                         "completion": rollout.text, "reward": score.reward,
+                                         "status": score.status.value, "finish_reason": rollout.finish_reason}) + "\n")
+
     def close(self) -> None:
         if not self.enabled:
             return
@@ -197,7 +265,7 @@ def read_metrics(directory: str | Path, name: str = METRICS_FILE) -> list[dict[s
 
 def truncate_metrics(directory: str | Path, last_step: int) -> None:
     """Drop records after `last_step` (a resumed run re-does the steps after its checkpoint)."""
-    for name in (METRICS_FILE, "eval.jsonl"):
+    for name in (METRICS_FILE, "eval.jsonl", "samples.jsonl"):
         path = Path(directory) / name
         if path.exists():
             kept = [r for r in read_metrics(directory, name) if r.get("step", 0) <= last_step]

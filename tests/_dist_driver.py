@@ -72,6 +72,14 @@ def _watch_writes(output: str, record: list) -> None:
     sys.addaudithook(hook)
 
 
+def _run_folder(train_args: list[str]) -> str:
+    """The folder the run writes to: --output, else the folder --resume continues in."""
+    for flag in ("--output", "-o", "--resume"):
+        if flag in train_args:
+            return train_args[train_args.index(flag) + 1]
+    raise SystemExit(f"_dist_driver: no --output or --resume among {train_args}")
+
+
 def main() -> None:
     audit_file, separator, *train_args = sys.argv[1:]
     assert separator == "--"
@@ -81,7 +89,7 @@ def main() -> None:
     rlvr.trainer.Trainer._start_engine = lambda self, policy: FixedEngine(self.model_path)
     writes: list = []
     if int(os.environ.get("RANK", "0")) != 0:
-        _watch_writes(train_args[train_args.index("--output") + 1], writes)
+        _watch_writes(_run_folder(train_args), writes)
     try:
         cli(["train", *train_args], standalone_mode=False)
     finally:

@@ -63,6 +63,9 @@ class RawMathVerify(Verifier):
 
     name = "raw_math_verify"
 
+    def warmup(self) -> None:
+        import math_verify  # noqa: F401  (the import is slow; keep it off the items' clock)
+
     def score(self, completion: str, example: Example) -> Score:
         from math_verify import parse, verify
 

@@ -114,11 +114,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, content: str | None, s
     assert not out.exists()  # nothing scored, nothing half-written
 
 
-def test_every_option_has_help() -> None:
-    for command in (verify, list_verifiers):
-        for param in command.params:
-            if isinstance(param, click.Option):
-                assert param.help, f"{command.name} {param.name} has no help"
+def _all_commands(command: click.Command, path: str):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name in command.list_commands(click.Context(command)):
+            yield from _all_commands(command.get_command(click.Context(command), name), f"{path} {name}")
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    commands = dict(_all_commands(main, "rlvr"))
+    assert {"rlvr verify", "rlvr verifiers list", "rlvr eval", "rlvr train", "rlvr sandbox"} <= set(commands)
+    assert commands["rlvr verify"] is verify and commands["rlvr verifiers list"] is list_verifiers
+    missing = [f"{path} --{p.name}" for path, c in commands.items() for p in c.params
+               if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert missing == []
+    assert all(c.help for path, c in commands.items()), [path for path, c in commands.items() if not c.help]
     assert {"verify", "verifiers"} <= set(main.list_commands(click.Context(main)))
     assert "--max-failure-rate" in run("verify", "--help").output
     assert "list" in run("verifiers", "--help").output and verifiers.help

@@ -14,7 +14,7 @@ from rlvr.sandboxes import ExecResult, ExecStatus, SandboxError
 from rlvr.types import Example, Status
 from rlvr.verifiers.code import CodeVerifier, build_program, extract_code
 from rlvr.verifiers.registry import build_verifier
-from sandbox_fixtures import BACKENDS, open_sandbox, use_repo_dockerd
+from sandbox_fixtures import BACKENDS, open_sandbox
 
 ADD = Example("add", "def add(a, b):\n", None, {
     "prompt": 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n',
@@ -102,17 +102,26 @@ def test_broken_sandbox_is_never_wrong():
     assert all("sandbox" in s.details["error"] for s in scores)
 
 
-def test_daemon_down_through_runner_is_error_not_wrong(monkeypatch):
-    """What training sees: workers build their own sandbox, the daemon is down → status error,
-    counted as a failure by the runner, never a 0 that looks like a wrong answer."""
-    from rlvr.verifiers.runner import Runner
+def test_daemon_down_through_runner_fails_loudly(monkeypatch):
+    """What training sees with the daemon down: each worker warms its sandbox up before it is
+    ready, so the runner refuses to start and names the daemon; nothing is scored wrong."""
+    from rlvr.verifiers.runner import Runner, VerifierStartupError
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with Runner(CodeVerifier(backend="docker"), workers=1, timeout=30, max_failure_rate=None) as runner:
-        scores = runner.score(["def add(a, b):\n    return a + b"] * 2, [ADD] * 2)
-    assert [s.status for s in scores] == [Status.ERROR] * 2
-    assert "not reachable" in scores[0].details["error"]
-    assert runner.last_stats.failures == 2
+    with pytest.raises(VerifierStartupError, match="not reachable"):
+        with Runner(CodeVerifier(backend="docker"), workers=1, timeout=30, max_failure_rate=None) as runner:
+            runner.score(["def add(a, b):\n    return a + b"] * 2, [ADD] * 2)
+
+
+def test_runner_scores_code_with_warm_workers():
+    """Through runner workers (pickled verifier, warmup before ready), verdicts match in-process."""
+    from rlvr.verifiers.runner import Runner
+
+    completions = ["def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b", "no code at all("]
+    with Runner(CodeVerifier(backend="local", timeout=3), workers=2, timeout=20) as runner:
+        scores = runner.score(completions, [ADD] * 3)
+    assert [s.status for s in scores] == [Status.CORRECT, Status.WRONG, Status.WRONG]
+    assert runner.last_stats.failures == 0
 
 
 def test_missing_daemon_raises_sandbox_error(monkeypatch):
@@ -184,7 +193,9 @@ def _wrong_wrapper(example: Example) -> str:
             f"    return 0 if out is None else None\n")
 
 
-def test_verify_cli_scores_code_rows(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_verify_cli_scores_code_rows(tmp_path, backend):
+    open_sandbox(backend).close()  # skip (or fail in CI) where the backend is missing
     rows = [
         {"completion": "```python\ndef add(a, b):\n    return a + b\n```", "answer": None, **ADD.metadata},
         {"completion": "def add(a, b):\n    return a - b", "answer": None, **ADD.metadata},
@@ -193,10 +204,10 @@ def test_verify_cli_scores_code_rows(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "scored.jsonl"
-    done = subprocess.run([sys.executable, "-m", "rlvr", "verify", "--verifier", "code:backend=local",
+    done = subprocess.run([sys.executable, "-m", "rlvr", "verify", "--verifier", f"code:backend={backend}",
                            "--input", str(path), "--output", str(out), "--workers", "2"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["reward"], r["status"]) for r in scored] == [(1.0, "correct"), (0.0, "wrong"), (1.0, "correct")]
-    assert scored[0]["details"]["backend"] == "local"
+    assert {r["details"]["backend"] for r in scored} == {backend}

@@ -182,3 +182,35 @@ def test_arith_delegates_to_the_generator():
     first = load_benchmark("arith", limit=5, seed=3)
     assert len(first) == 5 and all(e.answer for e in first)
     assert [e.prompt for e in first] == [e.prompt for e in load_benchmark("arith", limit=5, seed=3)]
+
+
+def test_hub_by_name_when_no_local_file(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, config, split):
+        calls.append((path, config, split))
+        if path == "HuggingFaceH4/aime_2024":
+            return [{"id": 60, "problem": "AIME p", "solution": "...", "answer": "204"}]
+        return [{"problem": f"p {config}", "solution": "so \\boxed{3}", "level": "Level 2", "type": config}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    examples = load_benchmark("math", data_dir=tmp_path)  # tmp_path holds no math/test.jsonl
+    assert calls[0] == ("EleutherAI/hendrycks_math", "algebra", "test") and len(calls) == 7
+    assert len(examples) == 7 and examples[0].answer == "3" and examples[0].metadata["level"] == 2
+    aime = load_benchmark("aime24", data_dir=tmp_path)
+    assert calls[-1] == ("HuggingFaceH4/aime_2024", None, "train") and (aime[0].id, aime[0].answer) == ("aime24/60", "204")
+
+
+def test_hub_failure_is_one_error_saying_where_it_looked(tmp_path, monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(InputError) as err:
+        load_benchmark("gsm8k", data_dir=tmp_path)
+    message = str(err.value)
+    assert "gsm8k/test.jsonl (missing)" in message and "openai/gsm8k" in message and "no network" in message

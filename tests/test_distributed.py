@@ -13,11 +13,13 @@ import torch.multiprocessing as mp
 
 from rlvr.distributed import (
     DistContext,
+    TensorParallelEngine,
     full_state_dict,
     init_distributed,
     reduce_metrics,
     shard_groups,
     unwrap_model,
+    vllm_parallel_options,
     wrap_model,
 )
 from rlvr.errors import InputError
@@ -59,6 +61,29 @@ def test_single_process_context_outside_torchrun(monkeypatch):
     assert wrap_model(model, ctx, "ddp") is model  # nothing to wrap in a world of one
     assert reduce_metrics({"loss": 1.5, "len_max": 3}, ctx) == {"len_max": 3.0, "loss": 1.5}
     assert full_state_dict(model, ctx)["weight"].data_ptr() == model.weight.data_ptr()  # no copy
+
+
+@pytest.mark.parametrize("world_size, tp, expected", [
+    (1, 1, {}),
+    (1, 4, {"tensor_parallel_size": 4}),
+    (8, 1, {"distributed_executor_backend": "external_launcher"}),
+    (8, 2, {"tensor_parallel_size": 2, "distributed_executor_backend": "external_launcher"}),
+    (8, 3, InputError),
+    (2, 0, InputError),
+])
+def test_vllm_parallel_options(world_size, tp, expected):
+    if expected is InputError:
+        with pytest.raises(InputError, match="tensor_parallel_size"):
+            vllm_parallel_options(_ctx(0, world_size), tp)
+    else:
+        assert vllm_parallel_options(_ctx(0, world_size), tp) == expected
+
+
+def test_config_strategies_exist():
+    from rlvr.config import CHOICES
+    from rlvr.distributed import STRATEGIES
+
+    assert set(CHOICES["distributed.strategy"]) <= set(STRATEGIES)
 
 
 def test_unknown_strategy_is_an_input_error():
@@ -165,13 +190,32 @@ def _spawn(fn, *args) -> None:
     mp.start_processes(fn, args=(2, _free_port(), *args), nprocs=2, start_method="spawn", join=True)
 
 
+class EchoEngine:
+    """Records what it was asked; completion j of prompt p is "p#j"."""
+
+    kind = "hf"
+    tokenizer = None
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, n=1, sampling=None):
+        from rlvr.types import Rollout
+
+        self.calls.append([list(prompts), sampling])
+        return [Rollout(i, f"{p}#{j}", (j,), (0.0,), "stop", ()) for i, p in enumerate(prompts) for j in range(n)]
+
+
 def _collectives_main(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    from rlvr.distributed import (all_reduce_sum, barrier, broadcast_object, gather_cat, gather_object,
+    from rlvr.distributed import (agree, all_reduce_sum, barrier, broadcast_object, gather_cat, gather_object,
                                   scatter_object, shutdown_distributed)
 
     ctx = init_distributed()  # no backend given: gloo on a CPU machine
+    echo = EchoEngine()
+    tp_engine = TensorParallelEngine(echo, ctx, 2)  # both ranks form one tensor-parallel group
+    mine = tp_engine.generate([["a", "b"], ["c"]][rank], 2, {"seed": 10 + rank})
     result = {
         "ctx": [ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device)],
         "shard": shard_groups(["p0", "p1", "p2", "p3"], ctx),
@@ -182,6 +226,9 @@ def _collectives_main(rank: int, world_size: int, port: int, out: str) -> None:
         "broadcast": broadcast_object({"from": rank}, ctx),
         "gather_object": gather_object(f"rng-{rank}", ctx),
         "scatter_object": scatter_object([f"for-{r}" for r in range(world_size)] if ctx.is_main else None, ctx),
+        "agree": [agree([3, 5][rank], ctx, op) for op in ("min", "max", "sum")],
+        "tp_engine_saw": echo.calls,
+        "tp_rollouts": [[r.prompt_index, r.text] for r in mine],
     }
     barrier(ctx)
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
@@ -200,6 +247,12 @@ def test_collectives_on_two_gloo_ranks(tmp_path):
     assert r0["broadcast"] == r1["broadcast"] == {"from": 0}
     assert (r0["gather_object"], r1["gather_object"]) == (["rng-0", "rng-1"], None)
     assert (r0["scatter_object"], r1["scatter_object"]) == ("for-0", "for-1")
+    assert r0["agree"] == r1["agree"] == [3.0, 5.0, 8.0]
+    # a tensor-parallel group: both engines get all the group's prompts and the leader's sampling,
+    # and each rank gets back the rollouts of its own prompts, indexed from 0
+    assert r0["tp_engine_saw"] == r1["tp_engine_saw"] == [[["a", "b", "c"], {"seed": 10}]]
+    assert r0["tp_rollouts"] == [[0, "a#0"], [0, "a#1"], [1, "b#0"], [1, "b#1"]]
+    assert r1["tp_rollouts"] == [[0, "c#0"], [0, "c#1"]]
 
 
 @pytest.mark.slow
@@ -241,7 +294,9 @@ def _run_driver(tmp: Path, ranks: int, args: list[str], name: str) -> list:
     audit = tmp / f"{name}-audit.json"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
                 "--master_addr", "127.0.0.1", "--master_port", str(_free_port())] if ranks > 1 else [sys.executable]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    root = str(DRIVER.parent.parent)  # the checkout, importable even where rlvr is not installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([*launcher, str(DRIVER), str(audit), "--", *args], env=env, cwd=tmp,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
@@ -302,6 +357,16 @@ def test_torchrun_trainer_matches_one_process_and_resumes(tmp_path):
     for name in two:
         torch.testing.assert_close(resumed[name], two[name], rtol=0, atol=1e-5, msg=name)
     assert [m["step"] for m in _metrics(tmp_path / "cut")] == [1, 2]
+
+    # FSDP2: the policy sharded over the 2 ranks (the hf engine keeps a full copy, pushed each step);
+    # checkpoints hold gathered weights and Adam state, re-sharded on resume
+    fsdp = [*base, "--strategy", "fsdp2", "--output", str(tmp_path / "fsdp")]
+    assert _run_driver(tmp_path, 2, [*fsdp, "--max-steps", "1"], "fsdp-cut") == []
+    assert _run_driver(tmp_path, 2, ["--resume", str(tmp_path / "fsdp"), "--max-steps", "2"], "fsdp-resumed") == []
+    sharded = _final_weights(tmp_path / "fsdp")
+    for name in one:
+        torch.testing.assert_close(sharded[name], one[name], rtol=0, atol=1e-5, msg=name)
+    assert [m["step"] for m in _metrics(tmp_path / "fsdp")] == [1, 2]
 
 
 def _final_weights_of(model_dir: Path) -> dict[str, torch.Tensor]:

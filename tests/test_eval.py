@@ -1,5 +1,5 @@
-"""The eval path: summary metrics, samples.jsonl + summary.json, resume, and the eval/bench CLI
-on a tiny random model with the hf engine."""
+"""The eval path: summary metrics, samples.jsonl + summary.json, resume, HumanEval through the
+code verifier, and the eval/bench CLI on a tiny random model (hf engine; vllm via the shared one)."""
 
 from __future__ import annotations
 
@@ -56,13 +56,6 @@ class Counting:
     def generate(self, prompts, n=1, sampling=None):
         self.prompts += len(prompts)
         return self.engine.generate(prompts, n, sampling)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from rlvr.testing import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +208,85 @@ def test_humaneval_without_code_verifier_exits_2(monkeypatch, tiny_model):
     result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model), "--benchmark", "humaneval", "--limit", "1"])
     assert result.exit_code == 2
     assert "unknown verifier 'code'" in result.output and "HumanEval needs the `code` verifier" in result.output
+
+
+def test_tiny_model_eval_path_on_the_shared_vllm_engine(tmp_path, vllm_engine, math_verifier, data_dir):
+    examples = load_benchmark("math500", data_dir=data_dir, limit=3)
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=5, seed=3)
+    summary = run_eval(vllm_engine, examples, math_verifier, sampling=sampling, samples=2, output_dir=tmp_path,
+                       progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [(line["id"], line["sample"]) for line in lines] == [(e.id, i) for e in examples for i in range(2)]
+    assert summary["metric"] == "avg@2" and set(summary["pass@k"]) == {"1", "2"} and "by_level" in summary
+    assert summary["timing"]["completion_tokens"] == sum(line["completion_tokens"] for line in lines) > 0
+
+
+def _humaneval_engine(data_dir):
+    """Problem 0 answered with its canonical solution, problem 1 with a wrong one."""
+    rows = {e.metadata["entry_point"]: e for e in load_benchmark("humaneval", data_dir=data_dir, limit=2)}
+    right = rows["has_close_elements"]
+    fenced = f"```python\n{right.prompt}{right.metadata['canonical_solution']}```"
+    wrong = "```python\ndef separate_paren_groups(paren_string):\n    return []\n```"
+    return ScriptedEngine({"has_close_elements": [fenced], "separate_paren_groups": [wrong]}), list(rows.values())
+
+
+def test_humaneval_runs_through_the_code_verifier(tmp_path, data_dir):
+    from rlvr.cli.eval import _verifier
+
+    engine, examples = _humaneval_engine(data_dir)
+    verifier = _verifier(None, "humaneval", "local")
+    assert verifier.name == "code" and verifier.backend == "local"
+    summary = run_eval(engine, examples, verifier, sampling=SamplingConfig(temperature=0.0), style="plain",
+                       output_dir=tmp_path, progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines] == ["correct", "wrong"]
+    assert lines[0]["details"]["backend"] == "local" and summary["accuracy"] == 0.5
+
+
+def test_cli_humaneval_with_a_sandbox_option(tmp_path, tiny_model, monkeypatch):
+    args = ["eval", "--model", str(tiny_model), "--benchmark", "humaneval", "--limit", "1", "--engine", "hf",
+            "--max-new-tokens", "4", "--output", str(tmp_path)]
+    result = CliRunner().invoke(main, [*args, "--sandbox", "local"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "humaneval" / "summary.json").read_text())
+    assert summary["verifier"] == "code" and summary["n_problems"] == 1
+    assert summary["status_counts"]["correct"] == 0, "4 random tokens cannot pass HumanEval/0"
+
+    import rlvr.sandboxes
+
+    monkeypatch.setattr(rlvr.sandboxes, "check_backends",
+                        lambda: {"docker": {"available": False, "why": "no daemon"}})
+    result = CliRunner().invoke(main, [*args, "--sandbox", "docker"])
+    assert result.exit_code == 2 and "error: --sandbox docker: not available here (no daemon)" in result.output
+
+
+@pytest.mark.parametrize(
+    "spec, sandbox, expected",
+    [
+        ("code", "local", "code:backend=local"),
+        ("code", None, "code"),
+        ("math", "bwrap", "math"),
+        ("code:partial=true", "bwrap", "code:backend=bwrap,partial=true"),
+        ("code:backend=docker", "local", "code:backend=docker"),  # the spec's own choice wins
+        ("math+0.5*code", "local", "math+0.5*code:backend=local"),
+    ],
+)
+def test_sandbox_option_reaches_code_terms(spec, sandbox, expected):
+    from rlvr.cli.eval import _with_sandbox
+
+    assert _with_sandbox(spec, sandbox) == expected
+
+
+def test_cli_eval_on_a_data_file_with_field_mapping(tmp_path, tiny_model):
+    data = tmp_path / "data" / "mine.jsonl"
+    data.parent.mkdir()
+    data.write_text(json.dumps({"q": "What is 2+3?", "gold": 5, "key": "p1"}) + "\n"
+                    + json.dumps({"q": "What is 7-2?", "gold": 5, "key": "p2"}) + "\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model), "--benchmark", str(data), "--engine", "hf",
+                                       "--max-new-tokens", "3", "--prompt-field", "q", "--answer-field", "gold",
+                                       "--id-field", "key", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (out / "mine.jsonl" / "samples.jsonl").read_text().splitlines()]
+    assert [(line["id"], line["gold"]) for line in lines] == [("p1", "5"), ("p2", "5")]
+    assert "What is 2+3?" in lines[0]["prompt"]

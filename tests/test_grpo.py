@@ -317,8 +317,8 @@ def test_split_batch_with_global_normalizer_equals_full_batch(loss_type, ratio_l
 
 def _trl_bench():
     pytest.importorskip("trl")
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grpo_loss_vs_trl.py"
-    spec = importlib.util.spec_from_file_location("grpo_loss_vs_trl", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grpo_vs_trl.py"
+    spec = importlib.util.spec_from_file_location("grpo_vs_trl", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -28,6 +28,10 @@ CASES = [
     ("**Final answer:** 3.5 hours.", False, "3.5 hours", "answer_is", None),
     ("The final answer is $\\$18.90$.", True, "\\$18.90", "answer_is", None),  # an escaped dollar inside math
     ("The answer is: 12", True, "12", "answer_is", None),
+    ("The answer is $1,234.", True, "1,234", "answer_is", None),  # a dollar sign, not math
+    ("The answer is $18 per day. Then she saves $5.", True, "18", "answer_is", None),
+    ("The answer is $18$.", True, "18", "answer_is", None),
+    ("The answer is $2\\sqrt{3}$ units.", False, "2\\sqrt{3}", "answer_is", None),
     ("so $\\boxed{20}$ is a bound.\nFinal Answer: The final answer is $-20$.", False, "-20", "answer_is", None),  # the later one
     ("The answer is $\\boxed{5}$.", False, "5", "boxed", ("5",)),  # a box inside the phrase
     ("We get $\\boxed{5}$. Checking the answer: it works.", False, "5", "boxed", None),  # prose, not an answer

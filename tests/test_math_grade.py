@@ -62,6 +62,9 @@ EQUAL = [
     ("\\frac{2}{3}", "0.666667"),  # a long decimal of a non-terminating fraction
     ("\\frac{\\sqrt{3}}{3}", "0.577350"),
     ("[0,1)", "[0, 1)"),  # unwrapped interval (math-verify cannot parse it without $...$)
+    ("7.2\\%", "7.2"),  # MATH test (idx 1676): percent
+    ("7.2\\%", "7.2%"),
+    ("44\\%", "44 \\%"),  # MATH test (idx 385)
     # GSM8K golds
     ("2,125", "2125"),
     ("114,200", "\\$114,200"),
@@ -105,6 +108,8 @@ NOT_EQUAL = [
     ("9\\text{ a.m.}", "9"),
     ("0.0011_{2}", "0.0011_{3}"),  # math-verify drops the base and calls these equal
     ("52_8", "52_9"),
+    ("7.2\\%", "0.072"),  # a percent is not rewritten as a fraction
+    ("44\\%", "45\\%"),
 ]
 
 

@@ -23,6 +23,13 @@ CASES = [
     ("9 eggs at $2 each is 18 dollars", "18", Status.CORRECT, "last_number"),
     ("9 eggs at $2 each is 19 dollars", "18", Status.WRONG, "last_number"),
     ("So the total is $\\boxed{2125}$.", "So he needs 2125.\n#### 2,125", Status.CORRECT, "boxed"),
+    # a GSM8K-style gold with a thousands separator, against every way of writing the number
+    ("So she pays 1234 dollars.\n#### 1234", "#### 1,234", Status.CORRECT, "####"),
+    ("The answer is $1,234.", "#### 1,234", Status.CORRECT, "answer_is"),
+    ("In total: $\\boxed{1234.00}$", "#### 1,234", Status.CORRECT, "boxed"),
+    ("She spends 1,000 + 234 = 1,234 dollars", "#### 1,234", Status.CORRECT, "last_number"),
+    ("#### 1,243", "#### 1,234", Status.WRONG, "####"),
+    ("#### 123", "#### 1,234", Status.WRONG, "####"),
     ("Thus $r=\\boxed{\\left(3,\\dfrac{\\pi}{2}\\right)}$.", "\\left( 3, \\frac{\\pi}{2} \\right)", Status.CORRECT, "boxed"),
     ("The answer is $\\boxed{C}$.", "\\text{(C)}", Status.CORRECT, "boxed"),
     ("The answer is $\\boxed{\\{1,2\\}}$.", "(1,2)", Status.WRONG, "boxed"),
@@ -55,6 +62,30 @@ def test_verdicts(completion, gold, status, method):
     assert score.reward == (1.0 if status is Status.CORRECT else 0.0)
     assert score.details["method"] == method
     assert {"extracted", "gold", "method"} <= set(score.details)
+
+
+# Pairs raw math-verify (parse + verify, as users call it) gets wrong and we get right.
+MATH_VERIFY_MISSES = [
+    # (completion, gold, the right status)
+    ("The answer is B.", "\\text{(B)}", Status.CORRECT),  # a bare choice letter: math-verify parses nothing
+    ("The answer is (B).", "\\text{(B)}", Status.CORRECT),
+    ("The answer is [0,1).", "[0,1)", Status.CORRECT),  # an interval outside $...$: parsed as nothing
+    ("So $x$ lies in [0, 1).", "[0,1)", Status.NO_ANSWER),  # ...not a final answer at all: no reward either way
+    ("The answer is $\\boxed{\\{1,2\\}}$.", "(1,2)", Status.WRONG),  # math-verify: a set equals a tuple
+    ("The answer is $\\boxed{(1,2)}$.", "\\{1,2\\}", Status.WRONG),
+    ("The answer is $\\boxed{52_9}$.", "52_8", Status.WRONG),  # math-verify drops the base
+]
+
+
+@pytest.mark.parametrize("completion,gold,status", MATH_VERIFY_MISSES)
+def test_known_math_verify_misses(completion, gold, status):
+    from math_verify import parse, verify
+
+    score = MathVerifier().score(completion, Example("t", "q", gold))
+    assert score.status is status, score
+    raw = bool(verify(parse(f"${gold}$"), parse(completion)))
+    if status is not Status.NO_ANSWER:  # the case is a real miss of the installed math-verify
+        assert raw != (status is Status.CORRECT), "math-verify now gets this right: move it to CASES"
 
 
 @pytest.mark.parametrize("gold", [None, "", "   ", "$$"])

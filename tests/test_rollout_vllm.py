@@ -76,11 +76,27 @@ def test_seeds_reproduce_and_samples_differ(vllm_engine):
     ]
 
 
+def test_stop_strings_cut_the_text_and_report_stop(vllm_engine):
+    prompts = chat(vllm_engine.tokenizer, ["Tell me a story about a cat."])
+    free = SamplingConfig(temperature=0.7, max_new_tokens=24, seed=11)
+    runs = vllm_engine.generate(prompts, 4, free)
+    index, full = next((i, r) for i, r in enumerate(runs) if r.finish_reason == "length")
+    word = vllm_engine.tokenizer.decode(full.token_ids[5:6])
+    assert word.strip() and word in full.text
+    stopped = vllm_engine.generate(prompts, 4, SamplingConfig(temperature=0.7, max_new_tokens=24, seed=11,
+                                                              stop=(word,)))[index]
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == full.text[: full.text.index(word)]
+    assert stopped.token_ids == full.token_ids[: len(stopped.token_ids)]
+    assert len(stopped.token_ids) <= 6 and len(stopped.logprobs) == len(stopped.token_ids)
+
+
 def test_weight_sync_changes_outputs_and_a_no_op_sync_warns(vllm_engine, hf_model, caplog):
     original = {k: v.clone() for k, v in hf_model.state_dict().items()}
     prompts = chat(vllm_engine.tokenizer, QUESTIONS[:2])
     sampling = SamplingConfig(temperature=0.7, max_new_tokens=12, seed=3)
     before = vllm_engine.generate(prompts, 2, sampling)
+    verify_syncs, vllm_engine.verify_syncs = vllm_engine.verify_syncs, -1  # check every sync here
     try:
         with caplog.at_level(logging.WARNING, logger="rlvr.rollout.vllm"):
             same = vllm_engine.sync_weights(original)
@@ -104,6 +120,8 @@ def test_weight_sync_changes_outputs_and_a_no_op_sync_warns(vllm_engine, hf_mode
             )
     finally:
         hf_model.load_state_dict(original)
-        vllm_engine.sync_weights(original)
+        restore = vllm_engine.sync_weights(original)
+        vllm_engine.verify_syncs = verify_syncs
+    assert restore["changed"] is True
     restored = vllm_engine.generate(prompts, 2, sampling)
     assert [r.token_ids for r in restored] == [r.token_ids for r in before]

@@ -109,28 +109,41 @@ def test_worker_that_dies_gives_error_and_is_replaced(runner: Runner) -> None:
     assert runner.last_stats.counts["error"] == 1
 
 
-def test_raw_math_verify_power_tower_is_killed_at_the_deadline(runner: Runner) -> None:
+def _score_and_reap(verifier, completions: list[str], items: list[Example], timeout: float):
+    """Score with a warmed-up 2-worker pool; (scores, seconds, every worker pid ever used)."""
+    with Runner(verifier, workers=2, timeout=timeout, max_failure_rate=None) as r:
+        r.start(wait=True)  # imports and warm-up are not on the clock
+        pids = set(r.worker_pids())
+        start = time.monotonic()
+        scores = r.score(completions, items)
+        elapsed = time.monotonic() - start
+        pids |= set(r.worker_pids())
+        stats = r.last_stats
+    return scores, stats, elapsed, pids
+
+
+def test_raw_math_verify_power_tower_is_killed_at_the_deadline() -> None:
     """The peers' failure: math-verify on 9^{9^{9^{9}}} with its signal timeout unusable."""
     completions = ["\\boxed{9^{9^{9^{9}}}}", "\\boxed{4}", "\\boxed{5}"]
     golds = ["1", "4", "4"]  # comparing with a small number makes sympy evaluate the tower
     items = [Example(str(i), "p", g) for i, g in enumerate(golds)]
-    start = time.monotonic()
-    scores, stats = score_all(RawMathVerify(), completions, items, workers=2, timeout=2.0, max_failure_rate=None)
-    assert time.monotonic() - start < 2.0 + MARGIN + 3.0  # + interpreter and math-verify start-up
+    scores, stats, elapsed, pids = _score_and_reap(RawMathVerify(), completions, items, timeout=2.0)
+    assert elapsed < 2.0 + MARGIN, elapsed
     assert [s.status for s in scores] == [Status.TIMEOUT, Status.CORRECT, Status.WRONG]
-    assert stats.counts["timeout"] == 1
+    assert stats.counts["timeout"] == 1 and stats.replaced_workers == 1
+    assert len(pids) == 3 and not any(alive(p) for p in pids)  # the killed one and both live ones
 
 
 def test_rlvr_math_on_power_towers_finishes_within_the_deadline() -> None:
     towers = ["9^{9^{9^{9}}}", "9^{9^{9^{9}}}+1", "2^{2^{2^{30}}}", "(10^{100000})!"]
     completions = [f"\\boxed{{{t}}}" for t in towers] + ["\\boxed{4}"]
     items = [Example(str(i), "p", g) for i, g in enumerate(["1", "9^{9^{9^{9}}}", "2", "5", "4"])]
-    start = time.monotonic()
-    scores, stats = score_all(build_verifier("math"), completions, items, workers=2, timeout=2.0, max_failure_rate=None)
-    assert time.monotonic() - start < 2.0 + MARGIN
+    scores, stats, elapsed, pids = _score_and_reap(build_verifier("math"), completions, items, timeout=2.0)
+    assert elapsed < 2.0 + MARGIN, elapsed
     # refused or timed out, never hanging and never called equal
     assert all(s.status in (Status.WRONG, Status.TIMEOUT) for s in scores[:4]), scores
     assert scores[4].status == Status.CORRECT
+    assert not any(alive(p) for p in pids)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,10 @@ def _generation_options(command):
         click.option("--benchmark", "-b", default="gsm8k", show_default=True,
                      help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith) "
                           "or paths of JSONL/Parquet files with problem/question and answer fields."),
+        click.option("--prompt-field", default=None,
+                     help="For data files: the problem column [default: first of problem, question, prompt]."),
+        click.option("--answer-field", default="answer", show_default=True, help="For data files: the gold answer column."),
+        click.option("--id-field", default=None, help="For data files: the id column [default: file name + row number]."),
         click.option("--split", default="test", show_default=True, help="Benchmark split (math train = MATH minus MATH-500)."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems."),
         click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True,
@@ -33,10 +37,15 @@ def _generation_options(command):
                      help="Longest completion; longer ones are cut and count as truncated."),
         click.option("--engine", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
                      help="Generation engine: vllm when importable (auto), or transformers generate (hf)."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+                     show_default=True, help="Engine weights dtype [auto: hf float32, vllm bfloat16 on CPU]."),
         click.option("--style", type=click.Choice(STYLES), default="chat", show_default=True,
                      help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain."),
         click.option("--verifier", default=None,
                      help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval]."),
+        click.option("--sandbox", type=click.Choice(["auto", "docker", "bwrap", "local"]), default=None,
+                     help="Where the `code` verifier runs HumanEval programs [default: auto = docker, else "
+                          "bwrap, else local (a subprocess: NOT a security boundary)]."),
         click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
         click.option("--max-model-len", type=click.IntRange(min=16), default=4096, show_default=True,
                      help="Context length the engine reserves (prompt + completion)."),
@@ -55,19 +64,39 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"
 
 
-def _load(benchmark: str, split: str, limit: int | None, data_dir: str | None):
+def _load(benchmark: str, opts: dict[str, Any]):
     from rlvr.data import load_benchmark, load_file
 
     if benchmark.endswith((".jsonl", ".json", ".parquet", ".gz")):
-        return load_file(benchmark, limit=limit)
-    return load_benchmark(benchmark, split, data_dir=data_dir, limit=limit)
+        return load_file(benchmark, prompt_field=opts["prompt_field"], answer_field=opts["answer_field"],
+                         id_field=opts["id_field"], limit=opts["limit"])
+    return load_benchmark(benchmark, opts["split"], data_dir=opts["data_dir"], limit=opts["limit"])
 
 
-def _verifier(spec: str | None, benchmark: str):
+def _with_sandbox(spec: str, sandbox: str | None) -> str:
+    """The spec with `backend=SANDBOX` on every `code` term that does not choose its own."""
+    from rlvr.verifiers.registry import parse_spec
+
+    if sandbox is None:
+        return spec
+    terms = parse_spec(spec)
+    if not any(name == "code" for _, name, _ in terms):
+        return spec
+    text = []
+    for weight, name, opts in terms:
+        if name == "code":
+            opts = {"backend": sandbox, **opts}
+        options = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in opts.items())
+        text.append(("" if weight == 1.0 else f"{weight}*") + name + (f":{options}" if options else ""))
+    return "+".join(text)
+
+
+def _verifier(spec: str | None, benchmark: str, sandbox: str | None = None):
     from rlvr.verifiers.registry import UnknownVerifier, build_verifier
 
     spec = spec or DEFAULT_VERIFIER.get(benchmark, "math")
     try:
+        spec = _with_sandbox(spec, sandbox)
         return build_verifier(spec)
     except UnknownVerifier as err:
         hint = " (HumanEval needs the `code` verifier, which is not available in this install)" if "code" in spec else ""
@@ -81,8 +110,13 @@ def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
     names = [b.strip() for b in opts["benchmark"].split(",") if b.strip()]
     if not names:
         raise InputError("--benchmark is empty")
-    return [(name, _load(name, opts["split"], opts["limit"], opts["data_dir"]), _verifier(opts["verifier"], name))
-            for name in names]
+    if opts["sandbox"] not in (None, "auto"):
+        from rlvr.sandboxes import check_backends
+
+        state = check_backends()[opts["sandbox"]]
+        if not state["available"]:
+            raise InputError(f"--sandbox {opts['sandbox']}: not available here ({state['why']})")
+    return [(name, _load(name, opts), _verifier(opts["verifier"], name, opts["sandbox"])) for name in names]
 
 
 def _sampling(opts: dict[str, Any]):
@@ -100,7 +134,8 @@ def _engine(model: str, opts: dict[str, Any]):
     from rlvr.rollout import create_engine
 
     path = resolve_model(model)
-    return create_engine(opts["engine"], path, seed=opts["seed"], max_model_len=opts["max_model_len"])
+    dtype = None if opts["dtype"] == "auto" else opts["dtype"]
+    return create_engine(opts["engine"], path, seed=opts["seed"], max_model_len=opts["max_model_len"], dtype=dtype)
 
 
 def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Path, *, quiet: bool = False) -> dict[str, dict]:
@@ -116,14 +151,15 @@ def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Pa
     try:
         for name, examples, verifier in plan:
             common = dict(sampling=sampling, samples=opts["samples"], style=opts["style"],
-                          run_info={"model": model, "benchmark": name})
-            summary = finished_summary(output / name, examples, verifier, **common)
+                          run_info={"model": model, "benchmark": name, "dtype": opts["dtype"]})
+            target = output / _slug(Path(name).name)  # a data file's results go under its file name
+            summary = finished_summary(target, examples, verifier, **common)
             if summary is None:
                 engine = engine or engine_factory()
-                summary = run_eval(engine, examples, verifier, output_dir=output / name, name=name,
+                summary = run_eval(engine, examples, verifier, output_dir=target, name=name,
                                    chunk_size=opts["chunk_size"], workers=opts["workers"], **common)
                 summary["engine"] = getattr(engine, "kind", type(engine).__name__)
-                (output / name / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+                (target / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
             summaries[name] = summary
             if not quiet:
                 Console().print(summary_table(summary, title=f"{model} · {name}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ FLAGS = {
     "max_new_tokens": "rollout.max_new_tokens",
     "seed": "seed",
     "eval_every": "eval.every",
+    "strategy": "distributed.strategy",
+    "tensor_parallel_size": "rollout.tensor_parallel_size",
 }
 
 
@@ -45,6 +48,10 @@ FLAGS = {
 @click.option("--max-new-tokens", type=int, default=None, help="Longest completion (rollout.max_new_tokens).")
 @click.option("--seed", type=int, default=None, help="Seed of data order, sampling and initialization.")
 @click.option("--eval-every", type=int, default=None, help="Held-out eval every N steps (0 = off).")
+@click.option("--strategy", type=click.Choice(["ddp", "fsdp2"]), default=None,
+              help="Under torchrun: ddp replicates the policy on every rank, fsdp2 shards it [config: ddp].")
+@click.option("--tensor-parallel-size", type=int, default=None,
+              help="vllm: GPUs one rollout engine is sharded over (under torchrun: that many consecutive ranks) [config: 1].")
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -75,11 +82,14 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
         device = config.device if config.device != "auto" else _auto_device()
         click.echo(dump_yaml(resolve_auto(config, device)), nl=False)
         return
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # under torchrun (RANK set) rank 0 speaks for the run; the other ranks report only problems
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s{f' [rank {rank}]' if rank else ''}: %(message)s")
     from rlvr.trainer import train as run_training
 
     metrics = run_training(config, resume=resume)
-    if metrics:
+    if metrics and rank == 0:
         click.echo(f"done: step {metrics.get('step', config.optimizer.max_steps)}, reward {metrics.get('reward_mean', 0):.3f}, "
                    f"accuracy {metrics.get('accuracy', 0):.1%}; run folder {config.logging.output}")
 

@@ -1,10 +1,11 @@
 """The vLLM engine: in-process `vllm.LLM`, sampled-token logprobs, and checked in-place weight sync.
 
-CPU threads: vLLM-CPU binds its own OpenMP threads and then turns `torch.set_num_threads` into a
-no-op for the whole process. Choose them with `VLLM_CPU_OMP_THREADS_BIND` ("auto" = all allowed
-cores; e.g. "0-1" or "0" to pin), `VLLM_CPU_NUM_OF_RESERVED_CPU` (cores left to other work, e.g.
-the verifier pool), and the KV-cache size with `VLLM_CPU_KVCACHE_SPACE` (GiB) or this engine's
-`kv_cache_gib`. Set them before the engine starts; they cannot change afterwards.
+CPU threads: the engine runs in process (VLLM_ENABLE_V1_MULTIPROCESSING=0), where vLLM-CPU does
+no OpenMP binding of its own (`VLLM_CPU_OMP_THREADS_BIND` only applies to its worker processes):
+it computes with torch's thread count at start-up, then turns `torch.set_num_threads` into a
+no-op for the whole process. So set `OMP_NUM_THREADS` or call `torch.set_num_threads` BEFORE
+creating the engine; `engine.threads` says what it got. The KV-cache size is
+`VLLM_CPU_KVCACHE_SPACE` (GiB) or this engine's `kv_cache_gib`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 #: a fixed prompt whose greedy logprobs are compared before and after a weight sync
 PROBE_PROMPT = "The capital of France is"
 _PROBE_TOKENS = 8
+
 
 class VLLMEngine:
     """In-process vLLM. Logprobs are those of the distribution tokens were drawn from (after
@@ -79,6 +81,8 @@ class VLLMEngine:
             **llm_kwargs,
         )
         self.startup_seconds = time.perf_counter() - started
+        self.threads = torch.get_num_threads()
+        log.info("vllm engine started in %.1f s, computing with %d threads", self.startup_seconds, self.threads)
         self.tokenizer = load_tokenizer(model_path)
         self._rng = _SeedStream(seed)
         self._probe = self._probe_logprobs()

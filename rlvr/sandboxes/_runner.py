@@ -2,7 +2,6 @@
 writes the program to a fresh work dir, starts it with rlimits, feeds stdin, caps output, enforces
 the deadline, kills every process the run left, and prints `<nonce> <json report>`."""
 
-import base64
 import json
 import os
 import resource
@@ -12,12 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-import zlib
 
 
 def load_job():
     parts = sorted(k for k in os.environ if k.startswith("RLVR_JOB_"))
     if parts:  # docker exec: the job comes in environment variables, removed before the program runs
+        import base64
+        import zlib
+
         blob = "".join(os.environ.pop(k) for k in parts)
         return json.loads(zlib.decompress(base64.b64decode(blob)))
     return json.loads(sys.stdin.buffer.read())

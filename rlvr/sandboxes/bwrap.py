@@ -10,7 +10,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from rlvr.sandboxes.base import RUNNER_SOURCE, ExecResult, Limits, Sandbox, make_job
+from rlvr.sandboxes.base import SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, make_job
 from rlvr.sandboxes.local import run_supervisor
 
 __all__ = ["BwrapSandbox"]
@@ -87,7 +87,7 @@ class BwrapSandbox(Sandbox):
         prefix = Path(self.python).resolve().parents[1]
         if not str(prefix).startswith("/usr"):  # an interpreter outside /usr (pyenv, venv): its tree, read-only
             args += ["--ro-bind", str(prefix), str(prefix)]
-        return [self.bwrap, *args, self.python, "-I", "-c", RUNNER_SOURCE]
+        return [self.bwrap, *args, self.python, *SUPERVISOR_ARGS]
 
     def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
         job = make_job(program, stdin, limits, workdir=WORKDIR, python=self.python,

@@ -9,14 +9,13 @@ import json
 import os
 import socket
 import threading
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlvr.sandboxes.base import (RUNNER_SOURCE, ExecResult, ExecStatus, Limits, Sandbox, SandboxError,
+from rlvr.sandboxes.base import (SUPERVISOR_ARGS, ExecResult, ExecStatus, Limits, Sandbox, SandboxError,
                                  make_job, parse_report)
 from rlvr.sandboxes.image import DEFAULT_IMAGE
 
@@ -89,7 +88,10 @@ class DockerSandbox(Sandbox):
                                "build it with `rlvr sandbox build-image`") from None
         self._lock = threading.Lock()
         self._pools: dict[tuple, _Pool] = {}
-        self._executor = ThreadPoolExecutor(max_workers=max(2, pool_size * 2), thread_name_prefix="rlvr-docker")
+        # container upkeep (starting, removing: seconds each with vfs) must never delay a run's
+        # exec, so the two get separate threads
+        self._executor = ThreadPoolExecutor(max_workers=max(2, pool_size), thread_name_prefix="rlvr-docker-pool")
+        self._execs = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rlvr-docker-exec")
         self._closed = False
         self._remove_orphans()
 
@@ -147,14 +149,15 @@ class DockerSandbox(Sandbox):
             if owner_host == host and pid.isdigit() and not _alive(int(pid)):
                 self._remove(container)
 
-    def _acquire(self, limits: Limits) -> _Slot:
+    def _acquire(self, limits: Limits) -> tuple[_Slot, bool]:
+        """A container for one run, and whether it came from the pool (else started just now)."""
         with self._lock:
             if self._closed:
                 raise SandboxError("docker sandbox is closed")
             pool = self._pools.setdefault(_key(limits), _Pool())
             if pool.idle:
-                return pool.idle.pop()
-        return _Slot(self._start(limits))
+                return pool.idle.pop(), True
+        return _Slot(self._start(limits)), False
 
     def _release(self, slot: _Slot, limits: Limits, *, keep: bool) -> None:
         with self._lock:
@@ -193,10 +196,12 @@ class DockerSandbox(Sandbox):
                 return
         self._remove(slot.container)
 
-    def prestart(self, limits: Limits | None = None) -> None:
-        """Start the pool's containers now (else the first runs each start one)."""
+    def prestart(self, limits: Limits | None = None, count: int | None = None) -> None:
+        """Start `count` (default: pool_size) of the pool's containers now, else the first runs
+        each start one on their own clock (seconds with the vfs storage driver)."""
         limits = limits or Limits()
-        for future in [self._executor.submit(self._replenish, limits) for _ in range(self.pool_size)]:
+        wanted = self.pool_size if count is None else min(count, self.pool_size)
+        for future in [self._executor.submit(self._replenish, limits) for _ in range(wanted)]:
             future.result()
 
     def close(self) -> None:
@@ -207,6 +212,7 @@ class DockerSandbox(Sandbox):
         for slot in slots:
             self._remove(slot.container)
         self._executor.shutdown(wait=False)
+        self._execs.shutdown(wait=False)
 
     def __del__(self) -> None:
         try:
@@ -236,23 +242,15 @@ class DockerSandbox(Sandbox):
         return self._run_warm(job, limits) if self.warm else self._run_fresh(job, limits)
 
     def _run_warm(self, job: dict[str, Any], limits: Limits) -> ExecResult:
-        slot = self._acquire(limits)
+        slot, exec_id = self._exec_in_pool(job, limits)
         keep = False
         try:
-            cmd = [self.python, "-I", "-c", RUNNER_SOURCE]
-            try:
-                exec_id = self.client.api.exec_create(slot.container.id, cmd, environment=self._env(job),
-                                                      user=USER, workdir=WORKDIR)["Id"]
-                future = self._executor.submit(self.client.api.exec_start, exec_id, demux=True)
-            except Exception as err:
-                raise SandboxError(f"docker exec failed: {err}") from err
-            started = time.perf_counter()
+            future = self._execs.submit(self.client.api.exec_start, exec_id, demux=True)
             try:
                 stdout, stderr = future.result(timeout=limits.timeout_s + GRACE_S)
             except FutureTimeout:
-                self._background(self._remove, slot.container)  # ends the stuck exec with its container
-                return ExecResult(ExecStatus.TIMEOUT, None, "", "supervisor overran its deadline; container killed",
-                                  time.perf_counter() - started)
+                raise SandboxError(f"docker exec gave no report {GRACE_S:g} s past the program's deadline "
+                                   f"(container {slot.container.short_id} removed)") from None
             except Exception as err:
                 raise SandboxError(f"docker exec failed: {err}") from err
             slot.runs += 1
@@ -262,20 +260,33 @@ class DockerSandbox(Sandbox):
         finally:
             self._release(slot, limits, keep=keep)
 
+    def _exec_in_pool(self, job: dict[str, Any], limits: Limits) -> tuple[_Slot, str]:
+        """A container with this run's exec created in it. An idle pool container may have died
+        since its last run (killed, daemon restarted): it is dropped and a new one started."""
+        cmd, env = [self.python, *SUPERVISOR_ARGS], self._env(job)
+        while True:
+            slot, pooled = self._acquire(limits)
+            try:
+                return slot, self.client.api.exec_create(slot.container.id, cmd, environment=env,
+                                                         user=USER, workdir=WORKDIR)["Id"]
+            except Exception as err:
+                self._background(self._remove, slot.container)
+                if not pooled:
+                    raise SandboxError(f"docker exec failed: {err}") from err
+
     def _run_fresh(self, job: dict[str, Any], limits: Limits) -> ExecResult:
         try:
             container = self.client.containers.create(
-                command=[self.python, "-I", "-c", RUNNER_SOURCE], **{**self._config(limits), "environment": self._env(job)})
+                command=[self.python, *SUPERVISOR_ARGS], **{**self._config(limits), "environment": self._env(job)})
         except Exception as err:
             raise SandboxError(f"docker: cannot create a sandbox container: {err}") from err
         try:
             container.start()
-            started = time.perf_counter()
             try:
                 container.wait(timeout=limits.timeout_s + GRACE_S)
-            except Exception:
-                return ExecResult(ExecStatus.TIMEOUT, None, "", "supervisor overran its deadline; container killed",
-                                  time.perf_counter() - started)
+            except Exception as err:
+                raise SandboxError(f"docker container gave no report {GRACE_S:g} s past the program's deadline "
+                                   f"({type(err).__name__})") from None
             stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
             return self._report(stdout, stderr, job, container)

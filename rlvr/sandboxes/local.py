@@ -11,9 +11,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
-from rlvr.sandboxes.base import (RUNNER_SOURCE, ExecResult, ExecStatus, Limits, Sandbox, SandboxError,
+from rlvr.sandboxes.base import (SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, SandboxError,
                                  make_job, parse_report, scrubbed_env)
 
 __all__ = ["LocalSandbox", "run_supervisor"]
@@ -23,7 +22,7 @@ GRACE_S = 5.0
 
 
 def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, user: int | None = None) -> ExecResult:
-    """Start the supervisor (`argv` ends in `python3 -I -c RUNNER_SOURCE`), hand it the job on
+    """Start the supervisor (`argv` ends in `python3 *SUPERVISOR_ARGS`), hand it the job on
     stdin, and read its report. A supervisor that overruns is killed with its whole session."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -31,15 +30,14 @@ def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, use
                                 **({} if user is None else {"user": user, "group": user, "extra_groups": []}))
     except OSError as err:
         raise SandboxError(f"{what}: cannot start {argv[0]}: {err}") from err
-    started = time.perf_counter()
     try:
         raw, err_text = proc.communicate(json.dumps(job).encode(), timeout=limits.timeout_s + GRACE_S)
     except subprocess.TimeoutExpired:
         _kill_session(proc)
         proc.communicate()
-        # the supervisor enforces the deadline itself; overrunning it this far is its failure
-        return ExecResult(ExecStatus.TIMEOUT, None, "", "supervisor overran its deadline; killed",
-                          time.perf_counter() - started)
+        # the supervisor enforces the deadline itself: this far past it, the sandbox is what broke
+        raise SandboxError(f"{what}: the supervisor gave no report {GRACE_S:g} s past the program's "
+                           "deadline (killed)") from None
     finally:
         _kill_session(proc)  # nothing of the run may outlive it, even if the supervisor died
     try:
@@ -72,6 +70,6 @@ class LocalSandbox(Sandbox):
         try:
             job = make_job(program, stdin, limits, workdir=os.path.join(tmp, "work"), python=self.python,
                            rlimit_nproc=False, kill_all=False, cgroup_oom=False)
-            return run_supervisor([self.python, "-I", "-c", RUNNER_SOURCE], job, limits, what="local sandbox")
+            return run_supervisor([self.python, *SUPERVISOR_ARGS], job, limits, what="local sandbox")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

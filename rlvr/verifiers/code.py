@@ -109,13 +109,23 @@ class CodeVerifier(Verifier):
     def sandbox(self) -> Sandbox:
         with self._lock:
             if self._sandbox is None:
-                self._sandbox = get_sandbox(self.backend, **({"pool_size": self.workers} if self._docker() else {}))
+                # docker: a container for each run in flight, and a spare for when one is recycled
+                self._sandbox = get_sandbox(self.backend, **({"pool_size": self.workers + 1} if self._docker() else {}))
             return self._sandbox
 
     def _docker(self) -> bool:
         from rlvr.sandboxes.docker import DockerSandbox
 
         return self.backend == "docker" or (self.backend == "auto" and DockerSandbox.available()[0])
+
+    def warmup(self) -> None:
+        """Start the sandbox before the first verdict is on anyone's clock (runner workers call
+        this): docker gets two ready containers, so a recycled one is replaced off the clock.
+        Raises SandboxError when the sandbox cannot work at all."""
+        sandbox = self.sandbox
+        if hasattr(sandbox, "prestart"):
+            sandbox.prestart(self.limits, count=2)
+        sandbox.run("pass", limits=self.limits)
 
     def close(self) -> None:
         with self._lock:

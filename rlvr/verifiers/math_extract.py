@@ -18,6 +18,8 @@ _ANSWER_IS = re.compile(
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 _NUMBER = re.compile(r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
 _MATH_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# "The answer is $1,234." (GSM8K style): a dollar sign before a number, not the start of math
+_CURRENCY = re.compile(r"\$(?!\$)\s?(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?![\d,$])")
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,12 @@ def _from_answer_phrase(text: str) -> tuple[int, Extraction] | None:
 
 
 def _leading_math(rest: str) -> str:
-    """`$\\frac12$. I hope...` → `\\frac12`; `3.5 apples.` → `3.5 apples`."""
+    """`$\\frac12$. I hope...` → `\\frac12`; `3.5 apples.` → `3.5 apples`; `$1,234.` → `1,234`."""
+    if currency := _CURRENCY.match(rest):
+        tail = rest[currency.end() :]
+        end = _SENTENCE_END.search(tail)
+        if "$" not in tail[: end.start() if end else len(tail)]:  # no closing `$` in the sentence
+            return currency[1]
     for left, right in _MATH_DELIMS:
         if rest.startswith(left):
             close = re.compile(r"(?<!\\)" + re.escape(right)).search(rest, len(left))  # not \$

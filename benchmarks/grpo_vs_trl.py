@@ -1,0 +1,331 @@
+"""`rlvr train` (hf and vllm engines) against TRL's GRPOTrainer: s/step and peak memory in one run,
+and rlvr's GRPO loss against TRL's on identical inputs (grpo, dr_grpo, dapo).
+
+    flock /tmp/rlvr-heavy.lock python benchmarks/grpo_vs_trl.py [--steps 8] [--model M]
+
+Training: the same model (SmolLM2-135M-Instruct, float32, via `rlvr.models.resolve_model`), the
+same prompts in the same order (rlvr's `arith` training split rendered by `rlvr.templates`, given to
+TRL as already-templated text), group size, prompts per step, completion length, learning rate
+(constant), sampling (temperature 1, top_k 0, top_p 1), loss (dapo, eps 0.2/0.28, β 0), one
+optimizer step per generation, one forward/backward over the whole batch, reward = rlvr's `math`
+verifier. Each run is its own subprocess with torch threads = 2 (the machine's cores); s/step is
+the wall time of each optimizer step, generation included, median over the steps after the first.
+Peak memory: the run's own peak RSS (getrusage) and the sampled peak PSS of its process tree
+(rlvr's verifier workers included).
+
+Loss: TRL's loss lives in `GRPOTrainer._compute_loss(model, inputs)`, which first runs the model;
+here it runs on a stand-in trainer whose `_get_per_token_logps_and_entropies` returns the same
+per-token logprobs rlvr gets. TRL computes its vLLM importance ratio while generating, outside
+`_compute_loss`: both sides get `rlvr.grpo.truncated_importance_weights` (TRL's "token_truncate").
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from rlvr.grpo import group_advantages, policy_loss, truncated_importance_weights
+
+# ------------------------------------------------------------------------------ loss on identical inputs
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+SETTINGS = {  # name -> policy_loss options shared by both sides
+    "ppo clip 0.2": dict(clip_eps_low=0.2, clip_eps_high=0.2),
+    "clip-higher 0.28 + k3 KL 0.04": dict(clip_eps_low=0.2, clip_eps_high=0.28, beta=0.04),
+    "GSPO sequence ratio": dict(clip_eps_low=3e-4, clip_eps_high=4e-4, ratio_level="sequence"),
+    "TIS cap 2 (vLLM mismatch)": dict(clip_eps_low=0.2, clip_eps_high=0.28, tis_cap=2.0, tis=True),
+}
+
+
+def make_inputs(groups: int = 4, per_group: int = 4, length: int = 24, seed: int = 0) -> dict:
+    """A batch like a real step's: variable completion lengths, ratios spread around 1 so that both
+    clip bounds are hit, rewards in {0, 1} with one zero-variance group."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = groups * per_group
+    lengths = torch.randint(3, length + 1, (batch,), generator=gen)
+    mask = (torch.arange(length) < lengths.unsqueeze(1)).float()
+    logprobs = -torch.rand(batch, length, generator=gen) * 3
+    rewards = (torch.rand(groups, per_group, generator=gen) > 0.5).float()
+    rewards[0] = 1.0
+    return dict(
+        logprobs=logprobs,
+        old_logprobs=logprobs + 0.25 * torch.randn(batch, length, generator=gen),
+        behavior_logprobs=logprobs + 0.4 * torch.randn(batch, length, generator=gen),
+        ref_logprobs=logprobs + 0.3 * torch.randn(batch, length, generator=gen),
+        advantages=group_advantages(rewards, "grpo").reshape(-1),
+        mask=mask,
+        max_completion_length=length,
+    )
+
+
+def rlvr_policy_loss(inputs: dict, loss_type: str, settings: dict) -> torch.Tensor:
+    options = {k: v for k, v in settings.items() if k != "tis"}
+    loss, _ = policy_loss(
+        inputs["logprobs"], inputs["advantages"], inputs["mask"],
+        old_logprobs=inputs["old_logprobs"],
+        behavior_logprobs=inputs["behavior_logprobs"] if settings.get("tis") else None,
+        ref_logprobs=inputs["ref_logprobs"] if settings.get("beta") else None,
+        loss_type=loss_type, kl_estimator="k3", max_completion_length=inputs["max_completion_length"], **options,
+    )
+    return loss
+
+
+def trl_policy_loss(inputs: dict, loss_type: str, settings: dict) -> torch.Tensor:
+    """TRL's `GRPOTrainer._compute_loss` on `inputs` (the keys of `make_inputs`), one process, no
+    gradient accumulation."""
+    from trl import GRPOTrainer
+
+    logprobs, mask = inputs["logprobs"], inputs["mask"]
+    batch, length = mask.shape
+    tis = bool(settings.get("tis"))
+    accelerator = SimpleNamespace(num_processes=1, gather=lambda x: x, gather_for_metrics=lambda x: x,
+                                  reduce=lambda x, reduction="sum": x)
+    trainer = SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logprobs, torch.zeros_like(logprobs), None),
+        get_off_policy_mask=GRPOTrainer.get_off_policy_mask,
+        top_entropy_quantile=1.0, off_policy_mask_threshold=None,
+        importance_sampling_level=settings.get("ratio_level", "token"),
+        beta=settings.get("beta", 0.0), loss_type=loss_type,
+        epsilon_low=settings["clip_eps_low"], epsilon_high=settings["clip_eps_high"],
+        args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1),
+        use_vllm=tis, vllm_importance_sampling_correction=tis,
+        model=SimpleNamespace(training=True), current_gradient_accumulation_steps=1,
+        max_completion_length=inputs["max_completion_length"], accelerator=accelerator,
+        aux_loss_enabled=False, _entropy_bonus_enabled=False,
+        _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
+    )
+    trl_inputs = {
+        "prompt_ids": torch.zeros(batch, 1, dtype=torch.long),
+        "prompt_mask": torch.ones(batch, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(batch, length, dtype=torch.long),
+        "completion_mask": mask.long(),
+        "advantages": inputs["advantages"],
+        "old_per_token_logps": inputs["old_logprobs"],
+        "ref_per_token_logps": inputs["ref_logprobs"],
+        "num_items_in_batch": mask.sum(),
+    }
+    if tis:
+        trl_inputs["importance_sampling_ratio"] = truncated_importance_weights(
+            inputs["old_logprobs"], inputs["behavior_logprobs"], settings["tis_cap"])
+    return GRPOTrainer._compute_loss(trainer, None, trl_inputs)
+
+
+def _loss_and_grad(fn, inputs: dict, loss_type: str, settings: dict) -> tuple[float, torch.Tensor]:
+    logprobs = inputs["logprobs"].clone().requires_grad_(True)
+    loss = fn({**inputs, "logprobs": logprobs}, loss_type, settings)
+    (grad,) = torch.autograd.grad(loss, logprobs)
+    return loss.item(), grad
+
+
+def compare(seed: int = 0) -> list[dict]:
+    """One row per (loss type, setting): both losses, |difference|, max |gradient difference|."""
+    inputs = make_inputs(seed=seed)
+    rows = []
+    for loss_type, (name, settings) in itertools.product(LOSS_TYPES, SETTINGS.items()):
+        ours, our_grad = _loss_and_grad(rlvr_policy_loss, inputs, loss_type, settings)
+        theirs, their_grad = _loss_and_grad(trl_policy_loss, inputs, loss_type, settings)
+        rows.append(dict(loss_type=loss_type, setting=name, rlvr=ours, trl=theirs, abs_diff=abs(ours - theirs),
+                         grad_max_abs_diff=(our_grad - their_grad).abs().max().item()))
+    return rows
+
+
+# ------------------------------------------------------------------------------ training runs (one subprocess each)
+
+RUNS = ("trl", "rlvr-hf", "rlvr-vllm")
+
+
+def _rlvr_config(args: argparse.Namespace, engine: str, output: str):
+    from rlvr.config import load_config
+
+    return load_config(None, {
+        "seed": 0, "device": "cpu", "model.name": args.model, "model.dtype": "float32",
+        "data.dataset": "arith", "data.difficulty": "easy", "data.size": args.prompts * (args.steps + 1),
+        "data.shuffle": False, "rollout.engine": engine, "rollout.prompts_per_step": args.prompts,
+        "rollout.n": args.group, "rollout.max_new_tokens": args.max_new_tokens,
+        "rollout.temperature": 1.0, "rollout.top_k": 0, "rollout.top_p": 1.0,
+        "reward.verifier": "math", "algorithm.loss": "dapo", "algorithm.advantage": "grpo",
+        "algorithm.clip_eps_low": 0.2, "algorithm.clip_eps_high": 0.28, "algorithm.beta": 0.0,
+        "optimizer.lr": args.lr, "optimizer.schedule": "constant", "optimizer.warmup_steps": 0,
+        "optimizer.beta2": 0.999, "optimizer.max_steps": args.steps,
+        "optimizer.micro_batch_size": args.prompts * args.group, "logging.output": output,
+        "logging.progress": False, "logging.samples_every": 0, "checkpoint.every": 0, "eval.every": 0,
+    })
+
+
+def _child_rlvr(args: argparse.Namespace, engine: str) -> dict:
+    from rlvr.trainer import Trainer
+
+    times: list[float] = []
+    rewards: list[float] = []
+
+    class TimedTrainer(Trainer):
+        def step(self):
+            start = time.perf_counter()
+            metrics = super().step()
+            times.append(time.perf_counter() - start)
+            rewards.append(metrics.get("reward_mean", 0.0))
+            return metrics
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = TimedTrainer(_rlvr_config(args, engine, out))
+        threads = torch.get_num_threads()
+        trainer.train()
+    return {"step_s": times, "reward": rewards, "threads": threads}
+
+
+def _child_trl(args: argparse.Namespace) -> dict:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlvr.models import load_policy, resolve_model
+    from rlvr.templates import render_prompt
+    from rlvr.trainer import load_examples
+    from rlvr.verifiers.registry import build_verifier
+
+    config = _rlvr_config(args, "hf", "unused")
+    examples = load_examples(config)  # the very examples, in the very order, rlvr trains on
+    model, tokenizer = load_policy(resolve_model(args.model), dtype="float32")
+    verifier = build_verifier("math")
+    by_id = {e.id: e for e in examples}
+
+    def math_reward(completions, id, **_):  # noqa: A002 (the dataset column is called id)
+        return [verifier.score(text, by_id[i]).reward for text, i in zip(completions, id)]
+
+    dataset = Dataset.from_dict({"prompt": [render_prompt(e, tokenizer) for e in examples],
+                                 "id": [e.id for e in examples]})
+    times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            times.append(time.perf_counter() - self.start)
+
+    with tempfile.TemporaryDirectory() as out:
+        trl_args = GRPOConfig(
+            output_dir=out, use_cpu=True, bf16=False, seed=0, max_steps=args.steps, learning_rate=args.lr,
+            lr_scheduler_type="constant", per_device_train_batch_size=args.prompts * args.group,
+            gradient_accumulation_steps=1, num_generations=args.group, max_completion_length=args.max_new_tokens,
+            temperature=1.0, top_k=0, top_p=1.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0,
+            shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no",
+            dataloader_num_workers=0, disable_tqdm=True,
+        )
+        trainer = GRPOTrainer(model=model, reward_funcs=math_reward, args=trl_args, train_dataset=dataset,
+                              processing_class=tokenizer, callbacks=[StepTimer()])
+        trainer.train()
+    rewards = [r["reward"] for r in trainer.state.log_history if "reward" in r]
+    return {"step_s": times, "reward": rewards, "threads": torch.get_num_threads()}
+
+
+def _child(args: argparse.Namespace) -> None:
+    import resource
+
+    torch.set_num_threads(args.threads)
+    result = _child_trl(args) if args.child == "trl" else _child_rlvr(args, args.child.split("-")[1])
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.result).write_text(json.dumps(result))
+
+
+def _tree_pss_mib(root) -> float:
+    import psutil
+
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total / 2**20
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict:
+    """Start a training run in a subprocess; sample its process tree's PSS until it ends."""
+    import psutil
+
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result_path = handle.name
+    argv = [sys.executable, __file__, "--child", name, "--result", result_path, "--steps", str(args.steps),
+            "--prompts", str(args.prompts), "--group", str(args.group), "--max-new-tokens", str(args.max_new_tokens),
+            "--lr", str(args.lr), "--model", args.model, "--threads", str(args.threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root, peak = psutil.Process(child.pid), 0.0
+    while child.poll() is None:
+        try:
+            peak = max(peak, _tree_pss_mib(root))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.5)
+    stderr = child.stderr.read()
+    if child.returncode != 0:
+        raise RuntimeError(f"{name} failed (exit {child.returncode}):\n{stderr[-4000:]}")
+    result = json.loads(Path(result_path).read_text())
+    os.unlink(result_path)
+    steps = result["step_s"][1:] or result["step_s"]
+    return {**result, "name": name, "median_s": statistics.median(steps), "tree_pss_mib": peak,
+            "wall_s": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=4, help="prompts per step")
+    parser.add_argument("--group", type=int, default=4, help="completions per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
+    parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return _child(args)
+
+    import trl
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=150)
+    torch.set_num_threads(args.threads)
+    losses = Table(title=f"GRPO loss on identical inputs (16 sequences × 24 tokens): rlvr vs TRL {trl.__version__}")
+    for column in ("loss_type", "setting", "rlvr loss", "TRL loss", "|diff|", "max |grad diff|"):
+        losses.add_column(column, justify="left" if column in ("loss_type", "setting") else "right")
+    for row in compare():
+        losses.add_row(row["loss_type"], row["setting"], f"{row['rlvr']:.8f}", f"{row['trl']:.8f}",
+                       f"{row['abs_diff']:.1e}", f"{row['grad_max_abs_diff']:.1e}")
+    console.print(losses)
+
+    results = {name: run_one(name, args) for name in args.runs.split(",")}
+    base = results.get("trl")
+    table = Table(title=f"GRPO training, {Path(args.model).name}: {args.steps} steps × {args.prompts} prompts × "
+                        f"{args.group} completions, ≤{args.max_new_tokens} new tokens, {args.threads} threads")
+    for column in ("run", "median s/step", "× TRL", "peak RSS MiB", "× TRL", "tree PSS MiB", "× TRL",
+                   "mean reward", "torch threads", "wall s"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for name, r in results.items():
+        ratio = (lambda key: f"{r[key] / base[key]:.2f}" if base else "-")
+        table.add_row(name, f"{r['median_s']:.2f}", ratio("median_s"), f"{r['peak_rss_mib']:.0f}", ratio("peak_rss_mib"),
+                      f"{r['tree_pss_mib']:.0f}", ratio("tree_pss_mib"),
+                      f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-", str(r["threads"]), f"{r['wall_s']:.0f}")
+    console.print(table)
+    console.print({name: [round(s, 2) for s in r["step_s"]] for name, r in results.items()})
+
+
+if __name__ == "__main__":
+    main()

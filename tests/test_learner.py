@@ -1,0 +1,88 @@
+"""The learner's shared-prompt forward: the same logits and gradients as one dense pass per row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers.models.llama.modeling_llama as llama
+
+from rlvr.config import load_config, resolve_auto
+from rlvr.distributed import init_distributed
+from rlvr.learner import Batch, Learner
+from rlvr.types import Example, Rollout, Score, Status
+
+# (prompt length, completion lengths) per group: left padding, right padding, a 1-token completion
+GROUPS = [(5, [3, 7, 1]), (9, [6, 2, 7]), (2, [7, 7, 4])]
+
+
+def _batch() -> Batch:
+    gen = torch.Generator().manual_seed(0)
+    rollouts, examples = [], []
+    for index, (prompt_len, lengths) in enumerate(GROUPS):
+        prompt = tuple(torch.randint(10, 1000, (prompt_len,), generator=gen).tolist())
+        examples.append(Example(id=str(index), prompt="p", answer="1"))
+        for length in lengths:
+            tokens = tuple(torch.randint(10, 1000, (length,), generator=gen).tolist())
+            rollouts.append(Rollout(prompt_index=index, text="t", token_ids=tokens, logprobs=(-1.0,) * length,
+                                    finish_reason="stop", prompt_token_ids=prompt))
+    scores = [Score(1.0, Status.CORRECT, {})] * len(rollouts)
+    return Batch(examples, rollouts, scores, torch.zeros(len(GROUPS), 3))
+
+
+def _learner(model_path, share: bool, micro: int) -> Learner:
+    config = resolve_auto(load_config(None, {
+        "model.name": str(model_path), "device": "cpu", "optimizer.share_prompt": share, "rollout.n": 3,
+        "rollout.prompts_per_step": len(GROUPS), "rollout.max_new_tokens": 8,
+        "optimizer.micro_batch_size": micro}), "cpu")
+    learner = Learner(config, init_distributed(), torch.device("cpu"), model_path)
+    learner.policy.double()
+    return learner
+
+
+@pytest.fixture
+def exact_llama(monkeypatch):
+    """HF's Llama computes RMSNorm in float32 whatever the weights' dtype; in float64 throughout,
+    the two passes must agree to rounding (1e-10), not to float32's accumulated error."""
+    def rms_norm(self, hidden):
+        return self.weight * hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+
+    monkeypatch.setattr(llama.LlamaRMSNorm, "forward", rms_norm)
+
+
+@pytest.mark.parametrize("micro", [9, 4])  # whole batch; micro 4 rounds down to one group of 3
+def test_shared_prompt_forward_equals_dense_forward(tiny_model, exact_llama, micro):
+    batch = _batch()
+    results = {}
+    for share in (False, True):
+        learner = _learner(tiny_model, share, micro)
+        tensors = learner._tensors(batch)
+        learner.model.train()
+        if share:  # whole groups per micro-batch
+            assert {(idx.stop - idx.start) for idx in learner.micro_batches(batch)} == {9 if micro == 9 else 3}
+        logits = torch.cat([learner._completion_logits(learner.model, tensors, idx)
+                            for idx in learner.micro_batches(batch)])
+        logprobs = torch.log_softmax(logits, -1).gather(-1, tensors["completion"].unsqueeze(-1)).squeeze(-1)
+        (logprobs * tensors["mask"]).sum().backward()
+        grads = {name: p.grad.clone() for name, p in learner.model.named_parameters()}
+        results[share] = (logprobs.detach() * tensors["mask"], grads)
+    (dense_lp, dense_grads), (shared_lp, shared_grads) = results[False], results[True]
+    torch.testing.assert_close(shared_lp, dense_lp, rtol=0, atol=1e-10)
+    for name, grad in dense_grads.items():
+        assert grad.abs().max() > 0, name
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_one_learn_step_moves_the_weights_alike_either_way(tiny_model):
+    """In float32, a whole update with and without sharing: the same weights to float32 noise."""
+    batch = _batch()
+    batch.rewards = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    advantages = torch.tensor([0.8, -0.4, -0.4, -0.8, 0.4, 0.4, 0.4, -0.8, 0.4])
+    after = {}
+    for share in (False, True):
+        learner = _learner(tiny_model, share, 9)
+        learner.policy.float()
+        metrics = learner.learn(batch, advantages, use_tis=True)
+        assert metrics["grad_norm"] > 0
+        after[share] = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+    for name, value in after[False].items():
+        torch.testing.assert_close(after[True][name], value, rtol=1e-4, atol=1e-6, msg=name)
