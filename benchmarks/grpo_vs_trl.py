@@ -13,6 +13,13 @@ the wall time of each optimizer step, generation included, median over the steps
 Peak memory: the run's own peak RSS (getrusage) and the sampled peak PSS of its process tree
 (rlvr's verifier workers included).
 
+Where rlvr differs by design (defaults, not tuning for this script): the vllm engine rolls out in
+bfloat16 (`rollout.dtype=auto`; the learner stays float32 and TIS corrects the mismatch); the learn
+pass runs each group's prompt once (`optimizer.share_prompt`); groups whose advantages are all 0
+are not run forward/backward (`optimizer.skip_zero_advantage`, exact with β = 0). The
+`rlvr-vllm-noskip` run turns the last one off, so the table shows the pure compute comparison
+too; the "zero-std groups" column says how much there was to skip.
+
 Loss: TRL's loss lives in `GRPOTrainer._compute_loss(model, inputs)`, which first runs the model;
 here it runs on a stand-in trainer whose `_get_per_token_logps_and_entropies` returns the same
 per-token logprobs rlvr gets. TRL computes its vLLM importance ratio while generating, outside
@@ -143,13 +150,14 @@ def compare(seed: int = 0) -> list[dict]:
 
 # ------------------------------------------------------------------------------ training runs (one subprocess each)
 
-RUNS = ("trl", "rlvr-hf", "rlvr-vllm")
+RUNS = ("trl", "rlvr-hf", "rlvr-vllm", "rlvr-vllm-noskip")
 
 
-def _rlvr_config(args: argparse.Namespace, engine: str, output: str):
+def _rlvr_config(args: argparse.Namespace, engine: str, output: str, skip: bool = True):
     from rlvr.config import load_config
 
     return load_config(None, {
+        "optimizer.skip_zero_advantage": skip,
         "seed": 0, "device": "cpu", "model.name": args.model, "model.dtype": "float32",
         "data.dataset": "arith", "data.difficulty": "easy", "data.size": args.prompts * (args.steps + 1),
         "data.shuffle": False, "rollout.engine": engine, "rollout.prompts_per_step": args.prompts,
@@ -164,11 +172,12 @@ def _rlvr_config(args: argparse.Namespace, engine: str, output: str):
     })
 
 
-def _child_rlvr(args: argparse.Namespace, engine: str) -> dict:
+def _child_rlvr(args: argparse.Namespace, engine: str, skip: bool) -> dict:
     from rlvr.trainer import Trainer
 
     times: list[float] = []
     rewards: list[float] = []
+    zero_std: list[float] = []
 
     class TimedTrainer(Trainer):
         def step(self):
@@ -176,13 +185,14 @@ def _child_rlvr(args: argparse.Namespace, engine: str) -> dict:
             metrics = super().step()
             times.append(time.perf_counter() - start)
             rewards.append(metrics.get("reward_mean", 0.0))
+            zero_std.append(metrics.get("zero_variance_fraction", 0.0))
             return metrics
 
     with tempfile.TemporaryDirectory() as out:
-        trainer = TimedTrainer(_rlvr_config(args, engine, out))
+        trainer = TimedTrainer(_rlvr_config(args, engine, out, skip))
         threads = torch.get_num_threads()
         trainer.train()
-    return {"step_s": times, "reward": rewards, "threads": threads}
+    return {"step_s": times, "reward": rewards, "zero_std": zero_std, "threads": threads}
 
 
 def _child_trl(args: argparse.Namespace) -> dict:
@@ -228,14 +238,16 @@ def _child_trl(args: argparse.Namespace) -> dict:
                               processing_class=tokenizer, callbacks=[StepTimer()])
         trainer.train()
     rewards = [r["reward"] for r in trainer.state.log_history if "reward" in r]
-    return {"step_s": times, "reward": rewards, "threads": torch.get_num_threads()}
+    zero_std = [r["frac_reward_zero_std"] for r in trainer.state.log_history if "frac_reward_zero_std" in r]
+    return {"step_s": times, "reward": rewards, "zero_std": zero_std, "threads": torch.get_num_threads()}
 
 
 def _child(args: argparse.Namespace) -> None:
     import resource
 
     torch.set_num_threads(args.threads)
-    result = _child_trl(args) if args.child == "trl" else _child_rlvr(args, args.child.split("-")[1])
+    result = _child_trl(args) if args.child == "trl" else \
+        _child_rlvr(args, args.child.split("-")[1], skip=not args.child.endswith("-noskip"))
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.result).write_text(json.dumps(result))
 
@@ -316,13 +328,15 @@ def main() -> None:
     table = Table(title=f"GRPO training, {Path(args.model).name}: {args.steps} steps × {args.prompts} prompts × "
                         f"{args.group} completions, ≤{args.max_new_tokens} new tokens, {args.threads} threads")
     for column in ("run", "median s/step", "× TRL", "peak RSS MiB", "× TRL", "tree PSS MiB", "× TRL",
-                   "mean reward", "torch threads", "wall s"):
+                   "mean reward", "zero-std groups", "torch threads", "wall s"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for name, r in results.items():
         ratio = (lambda key: f"{r[key] / base[key]:.2f}" if base else "-")
         table.add_row(name, f"{r['median_s']:.2f}", ratio("median_s"), f"{r['peak_rss_mib']:.0f}", ratio("peak_rss_mib"),
                       f"{r['tree_pss_mib']:.0f}", ratio("tree_pss_mib"),
-                      f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-", str(r["threads"]), f"{r['wall_s']:.0f}")
+                      f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-",
+                      f"{statistics.mean(r['zero_std']):.0%}" if r.get("zero_std") else "-",
+                      str(r["threads"]), f"{r['wall_s']:.0f}")
     console.print(table)
     console.print({name: [round(s, 2) for s in r["step_s"]] for name, r in results.items()})
 

@@ -59,6 +59,10 @@ class RolloutConfig:
     max_model_len: int | None = None  # auto: prompt room + max_new_tokens
     gpu_memory_utilization: float = 0.35  # vllm on GPU: its share, the rest is the trainer's
     tensor_parallel_size: int = 1  # vllm: GPUs one engine is sharded over (under torchrun: consecutive ranks)
+    # vllm's weights; auto = bfloat16 (as vLLM runs on CPU and as verl/OpenRLHF roll out on GPU): the
+    # sampler/trainer mismatch this leaves is what algorithm.tis corrects. hf generates with the policy.
+    dtype: str = "auto"
+    kv_cache_gib: float | None = None  # vllm on CPU: None = room for one step's rollouts at max_model_len
 
 
 @dataclass
@@ -102,6 +106,9 @@ class OptimizerConfig:
     # run each group's prompt once in the learn forward and share its keys/values (with their
     # gradient) among the group's n completions; single process without gradient checkpointing
     share_prompt: bool = True
+    # groups whose advantages are all 0 (equal rewards) give no gradient when algorithm.beta = 0:
+    # skip their forward/backward (the optimizer still steps); single process
+    skip_zero_advantage: bool = True
 
 
 @dataclass
@@ -155,6 +162,7 @@ class TrainConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "data.style": ("chat", "fewshot", "plain"),
     "rollout.engine": ("auto", "vllm", "hf"),
     "reward.truncated": ("keep", "mask", "penalty"),

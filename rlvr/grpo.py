@@ -37,6 +37,7 @@ __all__ = [
     "masked_mean",
     "masked_sum",
     "token_logprobs",
+    "token_logprobs_and_entropy",
     "entropy_from_logits",
     "truncated_importance_weights",
     "loss_normalizer",
@@ -148,6 +149,24 @@ def token_logprobs(logits: Tensor, token_ids: Tensor, temperature: float = 1.0) 
         scaled = row_logits.float() / temperature
         rows.append(scaled.gather(-1, row_index).squeeze(-1) - scaled.logsumexp(-1))
     return torch.stack(rows).reshape(token_ids.shape)
+
+
+def token_logprobs_and_entropy(logits: Tensor, token_ids: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """`token_logprobs` (with gradient) and `entropy_from_logits` (without) in one pass over the
+    logits: both need logsumexp of the scaled row, and on a 50k-150k vocabulary the passes over
+    [T, V], not the arithmetic, are what a learn step spends outside the matmuls."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    index = token_ids.long().unsqueeze(-1)
+    logprobs, entropies = [], []
+    for row_logits, row_index in zip(logits.reshape(-1, *logits.shape[-2:]), index.reshape(-1, *index.shape[-2:])):
+        scaled = row_logits.float() if temperature == 1.0 else row_logits.float() / temperature
+        lse = scaled.logsumexp(-1)
+        logprobs.append(scaled.gather(-1, row_index).squeeze(-1) - lse)
+        with torch.no_grad():  # H = lse - sum(p * z); p * z is 0 * -inf = NaN where a logit is -inf: 0 there
+            p = (scaled - lse.unsqueeze(-1)).exp_()
+            entropies.append(lse - torch.nan_to_num_(p.mul_(scaled), nan=0.0).sum(-1))
+    return torch.stack(logprobs).reshape(token_ids.shape), torch.stack(entropies).reshape(token_ids.shape)
 
 
 def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:

@@ -70,11 +70,17 @@ class Learner:
         # DDP/FSDP2 expect one forward per backward, and checkpointed layers keep no cache
         self.share_prompt = (config.optimizer.share_prompt and not ctx.distributed
                              and not config.model.gradient_checkpointing)
+        # with β = 0 a row whose advantage is 0 adds nothing to the loss or its gradient, so it
+        # need not run; under DDP every rank must run a backward, so there it always does
+        self.skip_zero_advantage = (config.optimizer.skip_zero_advantage and not config.algorithm.beta
+                                    and not ctx.distributed)
         self.reference = self._load_reference()
         opt, mu = config.optimizer, config.algorithm.mu
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        # fused: one kernel per step instead of a loop over tensors (a single process; under
+        # DDP/FSDP2 torch's default implementation, which knows DTensors)
         self.optimizer = torch.optim.AdamW(trainable, lr=opt.lr, weight_decay=opt.weight_decay,
-                                           betas=(opt.beta1, opt.beta2))
+                                           betas=(opt.beta1, opt.beta2), fused=not ctx.distributed or None)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_lambda(
             s, warmup=opt.warmup_steps * mu, total=opt.max_steps * mu, schedule=opt.schedule,
             min_ratio=opt.min_lr_ratio))
@@ -89,20 +95,30 @@ class Learner:
         """μ optimizer steps on `batch` with the clipped surrogate (rlvr.grpo.policy_loss); the
         behaviour logprobs (the sampler's) weight tokens by truncated importance when `use_tis`."""
         cfg, alg = self.config, self.config.algorithm
-        tensors = self._tensors(batch)
-        mask = tensors["mask"]
-        if cfg.reward.truncated == "mask":  # no gradient from cut-off completions (DAPO's overlong filter)
-            mask = mask * (~tensors["truncated"]).float().unsqueeze(-1)
-        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, mask, cfg.rollout.max_new_tokens), self.ctx)
-        micro = self.micro_batches(batch)
-        old = self._old_logprobs(tensors, micro) if alg.mu > 1 else None
+        # the denominator belongs to the whole batch, whatever part of it is run below
+        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(self._tensors(batch)),
+                                                         cfg.rollout.max_new_tokens), self.ctx)
+        skipped = 0
+        if self.skip_zero_advantage:
+            batch, advantages, skipped = _without_zero_advantage_groups(batch, advantages)
+        tensors = self._tensors(batch) if batch.examples else {}
+        mask = self._loss_mask(tensors) if tensors else None
+        micro = self.micro_batches(batch) if tensors else []
+        old = self._old_logprobs(tensors, micro) if alg.mu > 1 and micro else None
         self.model.train()
         totals: dict[str, float] = {}
         for _ in range(alg.mu):
             self.optimizer.zero_grad(set_to_none=True)
+            if not micro:  # a zero gradient, and still an optimizer step: Adam's moments move on as they would
+                for p in self.policy.parameters():
+                    if p.requires_grad:
+                        p.grad = torch.zeros_like(p)
+                _accumulate(totals, {"loss": 0.0, "tokens": 0.0})
             for idx in micro:
                 logits = self._completion_logits(self.model, tensors, idx)
-                logprobs = grpo.token_logprobs(logits, tensors["completion"][idx], cfg.rollout.temperature)
+                logprobs, entropy = grpo.token_logprobs_and_entropy(logits, tensors["completion"][idx],
+                                                                    cfg.rollout.temperature)
+                del logits  # autograd keeps what backward needs; the rest can go before it runs
                 loss, m = grpo.policy_loss(
                     logprobs, advantages[idx], mask[idx],
                     old_logprobs=None if old is None else old[idx],
@@ -113,16 +129,21 @@ class Learner:
                     kl_estimator=alg.kl_estimator, max_completion_length=cfg.rollout.max_new_tokens,
                     normalizer=normalizer, loss_scale=self.ctx.world_size)
                 loss.backward()
-                with torch.no_grad():
-                    m["entropy"] = grpo.masked_mean(grpo.entropy_from_logits(logits, cfg.rollout.temperature),
-                                                    mask[idx]).item()
+                m["entropy"] = grpo.masked_mean(entropy, mask[idx]).item()
                 _accumulate(totals, m)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optimizer.max_grad_norm)
             grad_norm = getattr(grad_norm, "full_tensor", lambda: grad_norm)()  # FSDP2: a DTensor
             totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
             self.optimizer.step()
             self.scheduler.step()
-        return _averaged(totals, alg.mu)
+            self.optimizer.zero_grad(set_to_none=True)  # no gradients held through generation
+        return {**_averaged(totals, alg.mu), "groups_skipped": float(skipped)}
+
+    def _loss_mask(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = tensors["mask"]
+        if self.config.reward.truncated == "mask":  # no gradient from cut-off completions (DAPO's overlong filter)
+            mask = mask * (~tensors["truncated"]).float().unsqueeze(-1)
+        return mask
 
     def micro_batches(self, batch: Batch) -> list[slice]:
         """Row slices of at most optimizer.micro_batch_size completions; whole groups when their
@@ -262,6 +283,18 @@ class Learner:
 
         reference, _ = load_policy(self.model_path, dtype=self.config.model.dtype, device=self.device)
         return reference.eval().requires_grad_(False)
+
+
+def _without_zero_advantage_groups(batch: Batch, advantages: torch.Tensor) -> tuple[Batch, torch.Tensor, int]:
+    """The batch without its groups whose every advantage is 0 (equal rewards, under grpo,
+    dr_grpo or rloo advantages), the advantages that remain, and how many groups went."""
+    groups, n = batch.rewards.shape
+    per_group = advantages.reshape(groups, n, -1)
+    keep = per_group.ne(0).flatten(1).any(1)
+    if keep.all():
+        return batch, advantages, 0
+    kept = per_group[keep].reshape(-1, *advantages.shape[1:])
+    return batch.select(keep), kept, int(groups - keep.sum())
 
 
 def _accumulate(totals: dict[str, float], metrics: dict[str, float]) -> None:

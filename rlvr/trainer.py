@@ -280,18 +280,25 @@ class Trainer:
 
     def _start_engine(self, policy: Any) -> Any:
         from rlvr.rollout import create_engine
+        from rlvr.rollout.vllm import kv_cache_gib
 
         r = self.config.rollout
         max_len = r.max_model_len or 1024 + r.max_new_tokens
-        dtype = self.config.model.dtype if self.engine_kind == "vllm" else None
-        extra = {"gpu_memory_utilization": r.gpu_memory_utilization} \
-            if self.engine_kind == "vllm" and self.device.type == "cuda" else {}
+        dtype = None if r.dtype == "auto" else r.dtype  # hf generates with the policy, in its dtype
+        extra: dict[str, Any] = {}
+        if self.engine_kind == "vllm" and self.device.type == "cuda":
+            extra["gpu_memory_utilization"] = r.gpu_memory_utilization
+        elif self.engine_kind == "vllm":  # a KV cache for this step's rollouts, not vLLM-CPU's 4 GiB
+            rows = r.prompts_per_step * r.n * (1 + self.config.algorithm.max_refill_rounds
+                                                 * self.config.algorithm.dynamic_sampling)
+            extra["kv_cache_gib"] = r.kv_cache_gib or kv_cache_gib(self.model_path, rows // self.ctx.world_size,
+                                                                   max_len, dtype=dtype)
         tp = r.tensor_parallel_size if self.engine_kind == "vllm" else 1
         if self.engine_kind == "vllm":
             extra.update(vllm_parallel_options(self.ctx, tp))
         seed = rank_seed(self.config.seed, self.ctx) - 1_000_003 * (self.ctx.rank % tp)  # one seed per TP group
-        engine = create_engine(self.engine_kind, self.model_path, policy=policy, seed=seed,
-                               max_model_len=max_len, dtype=dtype, **extra)
+        engine = create_engine(self.engine_kind, self.model_path, policy=policy, seed=seed, max_model_len=max_len,
+                               **({"dtype": dtype} if self.engine_kind == "vllm" else {}), **extra)
         return TensorParallelEngine(engine, self.ctx, tp) if tp > 1 else engine
 
     # -------------------------------------------------------------------------- eval, state, output

@@ -20,6 +20,7 @@ from rlvr.grpo import (
     overlong_penalty,
     policy_loss,
     token_logprobs,
+    token_logprobs_and_entropy,
     truncated_importance_weights,
     zero_variance_groups,
 )
@@ -255,6 +256,23 @@ def test_token_logprobs_match_log_softmax_gather():
     tokens = torch.randint(0, 11, (3, 5))
     expected = (logits.float() / 0.7).log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(token_logprobs(logits, tokens, temperature=0.7), expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_fused_logprobs_and_entropy_equal_the_separate_functions(temperature):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11) * 3
+    logits[0, 1, 4] = -math.inf  # a masked token: contributes 0 to the entropy, not NaN
+    tokens = torch.randint(0, 11, (3, 5))
+    tokens[0, 1] = 2
+    leaf = logits.clone().requires_grad_(True)
+    logprobs, entropy = token_logprobs_and_entropy(leaf, tokens, temperature)
+    torch.testing.assert_close(logprobs, token_logprobs(logits, tokens, temperature))
+    torch.testing.assert_close(entropy, entropy_from_logits(logits, temperature))
+    assert not entropy.requires_grad and torch.isfinite(entropy).all()
+    (grad,) = torch.autograd.grad(logprobs.sum(), leaf)
+    (expected,) = torch.autograd.grad(token_logprobs(leaf, tokens, temperature).sum(), leaf)
+    torch.testing.assert_close(grad, expected)
 
 
 def test_masked_mean_ignores_padding_and_empty_rows():

@@ -86,3 +86,44 @@ def test_one_learn_step_moves_the_weights_alike_either_way(tiny_model):
         after[share] = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
     for name, value in after[False].items():
         torch.testing.assert_close(after[True][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _learned(model_path, batch, advantages, skip: bool, steps: int = 1):
+    learner = _learner(model_path, True, 9)
+    learner.policy.float()
+    learner.skip_zero_advantage = skip
+    for _ in range(steps):
+        metrics = learner.learn(batch, advantages, use_tis=False)
+    return metrics, {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+
+
+def test_zero_advantage_groups_are_skipped_without_changing_the_update(tiny_model):
+    batch = _batch()
+    advantages = torch.tensor([0.0, 0.0, 0.0, -0.8, 0.4, 0.4, 0.4, -0.8, 0.4])  # group 0: equal rewards
+    skipped, with_skip = _learned(tiny_model, batch, advantages, skip=True)
+    ran, without = _learned(tiny_model, batch, advantages, skip=False)
+    assert (skipped["groups_skipped"], ran["groups_skipped"]) == (1, 0)
+    assert skipped["loss"] == pytest.approx(ran["loss"], abs=1e-6)  # on-policy: ~0 either way
+    for name, value in without.items():
+        torch.testing.assert_close(with_skip[name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_an_all_zero_batch_still_takes_the_optimizer_step(tiny_model):
+    """Two steps: the first moves the weights, the second has no signal at all. Adam's momentum
+    still moves them on the second, exactly as a full forward/backward of zeros would."""
+    batch = _batch()
+    signal, nothing = torch.tensor([1.0, -1.0, 0.0] * 3), torch.zeros(9)
+    results = {}
+    for skip in (True, False):
+        learner = _learner(tiny_model, True, 9)
+        learner.policy.float()
+        learner.skip_zero_advantage = skip
+        learner.learn(batch, signal, use_tis=False)
+        before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+        metrics = learner.learn(batch, nothing, use_tis=False)
+        after = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+        assert max((after[k] - before[k]).abs().max().item() for k in after) > 0, "momentum moves the weights"
+        results[skip] = (metrics, after)
+    assert results[True][0]["groups_skipped"] == 3 and results[True][0]["loss"] == 0.0
+    for name, value in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], value, rtol=0, atol=1e-7, msg=name)

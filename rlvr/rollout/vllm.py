@@ -21,7 +21,7 @@ from rlvr.errors import InputError
 from rlvr.rollout.base import SamplingConfig, normalize_state_dict
 from rlvr.types import Rollout
 
-__all__ = ["PROBE_PROMPT", "VLLMEngine"]
+__all__ = ["PROBE_PROMPT", "VLLMEngine", "kv_cache_gib"]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,22 @@ class VLLMEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def kv_cache_gib(model_path: str | os.PathLike, sequences: int, max_len: int, *, dtype: str | None = None,
+                 minimum: float = 0.25, headroom: float = 1.25) -> float:
+    """GiB of KV cache that holds `sequences` sequences of `max_len` tokens at once (keys and values
+    of every layer, from the model's config.json), times `headroom`, at least `minimum`. What a
+    training step needs on CPU, where vLLM would otherwise take a fixed 4 GiB."""
+    import json
+
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    config = config.get("text_config", config)
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    per_token = 2 * config["num_hidden_layers"] * config.get("num_key_value_heads", heads) * head_dim
+    item = 4 if dtype == "float32" else 2
+    return max(minimum, headroom * per_token * item * sequences * max_len / 2**30)
 
 
 class _SeedStream:
