@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=0, help="0 = before and after only")
     parser.add_argument("--engine", default="vllm")
+    parser.add_argument("--rollout-dtype", default="auto", help="vllm's weights (rollout.dtype)")
     parser.add_argument("--output", default="runs/learning_curve")
     args = parser.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -39,7 +40,7 @@ def main() -> None:
     out = Path(args.output)
     config = load_config(None, {
         "seed": 0, "device": "cpu", "model.name": args.model, "model.dtype": "float32",
-        "data.dataset": "arith", "data.difficulty": args.difficulty, "rollout.engine": args.engine,
+        "data.dataset": "arith", "data.difficulty": args.difficulty, "rollout.engine": args.engine, "rollout.dtype": args.rollout_dtype,
         "rollout.prompts_per_step": args.prompts, "rollout.n": args.group,
         "rollout.max_new_tokens": args.max_new_tokens, "reward.verifier": args.verifier,
         "rollout.temperature": args.temperature, "reward.workers": 1,

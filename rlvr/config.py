@@ -59,8 +59,9 @@ class RolloutConfig:
     max_model_len: int | None = None  # auto: prompt room + max_new_tokens
     gpu_memory_utilization: float = 0.35  # vllm on GPU: its share, the rest is the trainer's
     tensor_parallel_size: int = 1  # vllm: GPUs one engine is sharded over (under torchrun: consecutive ranks)
-    # vllm's weights; auto = bfloat16 (as vLLM runs on CPU and as verl/OpenRLHF roll out on GPU): the
-    # sampler/trainer mismatch this leaves is what algorithm.tis corrects. hf generates with the policy.
+    # vllm's weights; auto = model.dtype. bfloat16 under a float32 learner generates faster on CPU,
+    # but rounds away updates smaller than its precision (alarm weights_rounded_away); hf
+    # generates with the policy itself
     dtype: str = "auto"
     kv_cache_gib: float | None = None  # vllm on CPU: None = room for one step's rollouts at max_model_len
 

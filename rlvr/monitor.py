@@ -77,6 +77,15 @@ def _sync_unchanged(m: dict, s: AlarmState) -> str | None:
     return None
 
 
+def _rounded_away(m: dict, s: AlarmState) -> str | None:
+    lost = m.get("sync_rounded_away", 0.0)
+    if lost > 0.5:
+        return (f"{lost:.0%} of this step's weight changes vanish in the rollout engine's lower-precision "
+                "copy (rollout.dtype): the sampler barely sees the update. Use rollout.dtype=auto "
+                "(the learner's dtype) or a larger optimizer.lr")
+    return None
+
+
 #: alarm name -> check(metrics, state) returning a message when it fires
 ALARMS: dict[str, Callable[[dict, AlarmState], str | None]] = {
     "truncation": _truncation,
@@ -85,6 +94,7 @@ ALARMS: dict[str, Callable[[dict, AlarmState], str | None]] = {
     "no_answer": _no_answer,
     "reward_collapse": _reward_collapse,
     "weights_unchanged": _sync_unchanged,
+    "weights_rounded_away": _rounded_away,
 }
 
 _EMA = 0.7  # weight of the previous value in the smoothed reward

@@ -116,6 +116,7 @@ class Trainer:
         # FSDP2-sharded policy cannot generate by itself: the hf engine then keeps a full copy)
         sharded = self.ctx.distributed and cfg.distributed.strategy == "fsdp2"
         self.pushes_weights = engine is not None or self.engine_kind == "vllm" or sharded
+        self.rollout_dtype = cfg.model.dtype if cfg.rollout.dtype == "auto" else cfg.rollout.dtype
         if self.engine is None and self.engine_kind == "vllm":  # in-process vLLM seeds the global RNG: start it before we seed
             self.engine = self._start_engine(policy=None)
         torch.manual_seed(cfg.seed)
@@ -238,6 +239,8 @@ class Trainer:
         metrics.update(reduce_metrics(metrics, self.ctx))
         if report.get("changed") is not None:
             metrics["sync_changed"] = report["changed"]
+        if report and self.engine_kind == "vllm" and self.rollout_dtype != cfg.model.dtype:  # what the engine kept
+            metrics["sync_rounded_away"] = self.learner.rounded_away(before, getattr(torch, self.rollout_dtype))
         self.monitor.log_step(self.step_number, metrics)
         every = cfg.logging.samples_every
         if every and (self.step_number % every == 0 or self.step_number == 1):
@@ -284,7 +287,7 @@ class Trainer:
 
         r = self.config.rollout
         max_len = r.max_model_len or 1024 + r.max_new_tokens
-        dtype = None if r.dtype == "auto" else r.dtype  # hf generates with the policy, in its dtype
+        dtype = self.rollout_dtype  # hf generates with the policy, in its dtype
         extra: dict[str, Any] = {}
         if self.engine_kind == "vllm" and self.device.type == "cuda":
             extra["gpu_memory_utilization"] = r.gpu_memory_utilization

@@ -127,3 +127,18 @@ def test_an_all_zero_batch_still_takes_the_optimizer_step(tiny_model):
     assert results[True][0]["groups_skipped"] == 3 and results[True][0]["loss"] == 0.0
     for name, value in results[False][1].items():
         torch.testing.assert_close(results[True][1][name], value, rtol=0, atol=1e-7, msg=name)
+
+
+def test_rounded_away_counts_the_update_a_bfloat16_engine_never_sees(tiny_model):
+    learner = _learner(tiny_model, True, 9)
+    learner.policy.float()
+    before = learner.probe()
+    with torch.no_grad():
+        for p in learner.policy.parameters():
+            p.mul_(1 + 1e-4)  # a relative step far under bfloat16's 2^-8, far over float32's 2^-23
+    assert learner.rounded_away(before, torch.float32) == 0.0
+    assert learner.rounded_away(before, torch.bfloat16) > 0.95
+    with torch.no_grad():
+        for p in learner.policy.parameters():
+            p.mul_(1.05)  # now a step bfloat16 resolves
+    assert learner.rounded_away(before, torch.bfloat16) < 0.05

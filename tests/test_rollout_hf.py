@@ -113,7 +113,9 @@ def test_seeds_reproduce_and_differ(engine, tiny_model):
     assert [r.token_ids for r in a[0]] != [r.token_ids for r in a[1]]
 
 
-def test_stop_strings_cut_the_text_and_report_stop(engine):
+def check_stop_strings(engine) -> None:
+    """A stop string taken from an unstopped sample: the text ends before it, the tokens after the
+    one completing it are gone, the finish reason is stop, and logprobs match the tokens kept."""
     prompts = chat(engine.tokenizer, ["Tell me a story about a cat."])
     free = SamplingConfig(temperature=0.7, max_new_tokens=24, seed=11)
     runs = engine.generate(prompts, 4, free)
@@ -125,7 +127,11 @@ def test_stop_strings_cut_the_text_and_report_stop(engine):
     assert stopped.finish_reason == "stop"
     assert stopped.text == full.text[: full.text.index(word)]
     assert stopped.token_ids == full.token_ids[: len(stopped.token_ids)]
-    assert len(stopped.token_ids) <= 6
+    assert len(stopped.token_ids) <= 6 and len(stopped.logprobs) == len(stopped.token_ids)
+
+
+def test_stop_strings_cut_the_text_and_report_stop(engine):
+    check_stop_strings(engine)
 
 
 def test_live_policy_is_what_generates(tiny_model):

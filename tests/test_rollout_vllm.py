@@ -10,7 +10,7 @@ import torch
 
 from rlvr.rollout import SamplingConfig
 from rlvr.testing import reference_logprobs
-from test_rollout_hf import QUESTIONS, chat, check_rollouts
+from test_rollout_hf import QUESTIONS, chat, check_rollouts, check_stop_strings
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -77,18 +77,7 @@ def test_seeds_reproduce_and_samples_differ(vllm_engine):
 
 
 def test_stop_strings_cut_the_text_and_report_stop(vllm_engine):
-    prompts = chat(vllm_engine.tokenizer, ["Tell me a story about a cat."])
-    free = SamplingConfig(temperature=0.7, max_new_tokens=24, seed=11)
-    runs = vllm_engine.generate(prompts, 4, free)
-    index, full = next((i, r) for i, r in enumerate(runs) if r.finish_reason == "length")
-    word = vllm_engine.tokenizer.decode(full.token_ids[5:6])
-    assert word.strip() and word in full.text
-    stopped = vllm_engine.generate(prompts, 4, SamplingConfig(temperature=0.7, max_new_tokens=24, seed=11,
-                                                              stop=(word,)))[index]
-    assert stopped.finish_reason == "stop"
-    assert stopped.text == full.text[: full.text.index(word)]
-    assert stopped.token_ids == full.token_ids[: len(stopped.token_ids)]
-    assert len(stopped.token_ids) <= 6 and len(stopped.logprobs) == len(stopped.token_ids)
+    check_stop_strings(vllm_engine)
 
 
 def test_weight_sync_changes_outputs_and_a_no_op_sync_warns(vllm_engine, hf_model, caplog):

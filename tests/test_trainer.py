@@ -145,6 +145,8 @@ def test_prompt_stream_is_seeded_and_resumable():
     ({"sync_changed": False, "param_delta": 1e-3}, {"weights_unchanged"}),
     ({"sync_changed": False, "param_delta": 0.0}, set()),  # nothing moved: nothing to see
     ({"sync_changed": True, "param_delta": 1e-3}, set()),
+    ({"sync_changed": True, "sync_rounded_away": 0.9}, {"weights_rounded_away"}),
+    ({"sync_changed": True, "sync_rounded_away": 0.1}, set()),
 ])
 def test_alarms_fire_on_constructed_steps(metrics, fires):
     assert set(check_alarms({"reward_mean": 0.5, **metrics}, AlarmState())) == fires
