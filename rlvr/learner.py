@@ -95,13 +95,15 @@ class Learner:
         """μ optimizer steps on `batch` with the clipped surrogate (rlvr.grpo.policy_loss); the
         behaviour logprobs (the sampler's) weight tokens by truncated importance when `use_tis`."""
         cfg, alg = self.config, self.config.algorithm
+        tensors = self._tensors(batch)
         # the denominator belongs to the whole batch, whatever part of it is run below
-        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(self._tensors(batch)),
+        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(tensors),
                                                          cfg.rollout.max_new_tokens), self.ctx)
         skipped = 0
         if self.skip_zero_advantage:
             batch, advantages, skipped = _without_zero_advantage_groups(batch, advantages)
-        tensors = self._tensors(batch) if batch.examples else {}
+        if skipped:  # rebuilt: fewer rows, and padded only as wide as the rows left need
+            tensors = self._tensors(batch) if batch.examples else {}
         mask = self._loss_mask(tensors) if tensors else None
         micro = self.micro_batches(batch) if tensors else []
         old = self._old_logprobs(tensors, micro) if alg.mu > 1 and micro else None
