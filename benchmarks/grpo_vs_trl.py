@@ -23,7 +23,7 @@ too; the "zero-std groups" column says how much there was to skip.
 Loss: TRL's loss lives in `GRPOTrainer._compute_loss(model, inputs)`, which first runs the model;
 here it runs on a stand-in trainer whose `_get_per_token_logps_and_entropies` returns the same
 per-token logprobs rlvr gets. TRL computes its vLLM importance ratio while generating, outside
-`_compute_loss`: both sides get `rlvr.grpo.truncated_importance_weights` (TRL's "token_truncate").
+`_compute_loss`: both sides get `rlvr.objectives.grpo.truncated_importance_weights` (TRL's "token_truncate").
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from types import SimpleNamespace
 
 import torch
 
-from rlvr.grpo import group_advantages, policy_loss, truncated_importance_weights
+from rlvr.objectives.grpo import group_advantages, policy_loss, truncated_importance_weights
 
 # ------------------------------------------------------------------------------ loss on identical inputs
 

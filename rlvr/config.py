@@ -159,7 +159,7 @@ class TrainConfig:
 
 
 #: allowed values of string options (kept here, not imported, so `--dry-run` needs no torch;
-#: tests check they match rlvr.grpo's tables).
+#: tests check they match rlvr.objectives.grpo's tables).
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),

@@ -5,7 +5,7 @@ Launch with torchrun (`torchrun --nproc_per_node 8 -m rlvr train ...`); `init_di
 its environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT). Every rank generates with its own
 engine, scores and learns on its share of the PROMPTS; a prompt's whole group lives on one rank, so
 group advantages need no communication. With the global loss normalizer and `loss_scale=world_size`
-(see `rlvr.grpo`), DDP's gradient average is exactly the gradient of the full-batch loss.
+(see `rlvr.objectives.grpo`), DDP's gradient average is exactly the gradient of the full-batch loss.
 
 Everything here is a no-op (or the identity) when `ctx.world_size == 1`, so the trainer calls the
 same functions with and without torchrun. Collective calls (`reduce_metrics`, `all_reduce_sum`,
@@ -146,7 +146,7 @@ def reduce_metrics(metrics: Mapping[str, float], ctx: DistContext, how: Mapping[
     The reduction of a metric is `how[name]` ("mean", "sum", "max", "min"); else from its suffix
     (`*_max` max, `*_min` min, `*_sum`/`*_count`/`*_tokens`/`tokens` sum), else "mean" — the mean of per-rank
     values, exact when ranks hold equal shares (which `shard_groups` guarantees for prompts). The
-    "loss" metric of `rlvr.grpo.policy_loss` (global normalizer, loss_scale=world_size) is right
+    "loss" metric of `rlvr.objectives.grpo.policy_loss` (global normalizer, loss_scale=world_size) is right
     with "mean"; counts and throughputs of each rank want "sum". One all_reduce per kind of
     reduction, not one per metric."""
     how = how or {}
@@ -175,7 +175,7 @@ def _comm_device(ctx: DistContext) -> torch.device:
 
 
 def all_reduce_sum(value: torch.Tensor | float, ctx: DistContext) -> torch.Tensor:
-    """The sum over ranks of a scalar or tensor (e.g. `rlvr.grpo.loss_normalizer`), as a new tensor
+    """The sum over ranks of a scalar or tensor (e.g. `rlvr.objectives.grpo.loss_normalizer`), as a new tensor
     on the caller's device."""
     tensor = torch.as_tensor(value).detach().clone()
     if not ctx.distributed:
@@ -189,7 +189,7 @@ def all_reduce_sum(value: torch.Tensor | float, ctx: DistContext) -> torch.Tenso
 def gather_cat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """All ranks' tensors concatenated along dim 0, in rank order: with `shard_groups`, that is
     the global batch in its original order. Shapes must be equal on all ranks (equal shares). Used
-    for batch-wide statistics such as "batch" advantages (`rlvr.grpo.group_advantages(gathered,
+    for batch-wide statistics such as "batch" advantages (`rlvr.objectives.grpo.group_advantages(gathered,
     "batch")`, then keep this rank's rows)."""
     if not ctx.distributed:
         return tensor

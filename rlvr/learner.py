@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rlvr import grpo
+from rlvr.objectives import grpo
 from rlvr.checkpoint import merged_state_dict
 from rlvr.config import TrainConfig
 from rlvr.distributed import DistContext, all_reduce_sum, full_state_dict, unwrap_model, wrap_model
@@ -92,7 +92,7 @@ class Learner:
     # -------------------------------------------------------------------------- the update
 
     def learn(self, batch: Batch, advantages: torch.Tensor, *, use_tis: bool) -> dict[str, float]:
-        """μ optimizer steps on `batch` with the clipped surrogate (rlvr.grpo.policy_loss); the
+        """μ optimizer steps on `batch` with the clipped surrogate (rlvr.objectives.grpo.policy_loss); the
         behaviour logprobs (the sampler's) weight tokens by truncated importance when `use_tis`."""
         cfg, alg = self.config, self.config.algorithm
         tensors = self._tensors(batch)

@@ -1,7 +1,7 @@
 """The GRPO trainer: one loop of generate → verify → advantages → learn → sync weights → evaluate/log.
 
 `Trainer.step` is the algorithm, top to bottom. The rest is plumbing: the data stream, engines,
-checkpoints and resume. The formulas live in `rlvr.grpo` (tables of small functions), the update in
+checkpoints and resume. The formulas live in `rlvr.objectives.grpo` (tables of small functions), the update in
 `rlvr.learner`, engines in `rlvr.rollout`, verification in `rlvr.verifiers.runner`, and what gets
 reported (metrics.jsonl, TensorBoard, alarms) in `rlvr.monitor`.
 """
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rlvr import grpo
+from rlvr.objectives import grpo
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
 from rlvr.distributed import (TensorParallelEngine, agree, barrier, checkpoint_state, init_distributed, rank_seed,
@@ -212,10 +212,10 @@ class Trainer:
         batch = Batch.concat(parts, n).first(min(want, kept))
         first, first_zero_variance = seen[0]  # what the policy produced before any filtering
 
-        # 3. advantages: one per completion, from its group's rewards (rlvr.grpo.ADVANTAGES)
+        # 3. advantages: one per completion, from its group's rewards (rlvr.objectives.grpo.ADVANTAGES)
         advantages = grpo.group_advantages(batch.rewards, cfg.algorithm.advantage).reshape(-1)
 
-        # 4. learn: μ optimizer steps with the clipped surrogate (rlvr.grpo.LOSSES), sampler
+        # 4. learn: μ optimizer steps with the clipped surrogate (rlvr.objectives.grpo.LOSSES), sampler
         #    mismatch corrected by truncated importance weights with vllm
         before, lr = self.learner.probe(), self.learner.lr
         with timer("learn"):

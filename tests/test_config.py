@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlvr import grpo
+from rlvr.objectives import grpo
 from rlvr.config import CHOICES, dump_yaml, load_config, parse_set, resolve_auto
 from rlvr.errors import InputError
 

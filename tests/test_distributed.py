@@ -23,7 +23,7 @@ from rlvr.distributed import (
     wrap_model,
 )
 from rlvr.errors import InputError
-from rlvr.grpo import LOSSES, group_advantages, loss_normalizer, policy_loss, token_logprobs
+from rlvr.objectives.grpo import LOSSES, group_advantages, loss_normalizer, policy_loss, token_logprobs
 
 PROMPTS, PER_PROMPT, PROMPT_LEN, COMPLETION_LEN, VOCAB = 4, 2, 3, 5, 64
 LR = 0.5  # plain SGD: unlike Adam's first step, its update scales with the gradient, so a missing

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlvr import grpo
-from rlvr.grpo import (
+from rlvr.objectives import grpo
+from rlvr.objectives.grpo import (
     ADVANTAGES,
     LOSSES,
     entropy_from_logits,
