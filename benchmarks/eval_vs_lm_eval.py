@@ -1,98 +1,158 @@
-"""lm-evaluation-harness vs `rlvr eval` on the same N GSM8K problems with the same 5-shot prompt.
+"""Stock lm-evaluation-harness tasks vs `rlvr eval --style lm-eval`, sample by sample, on the same problems.
 
-    python benchmarks/eval_vs_lm_eval.py [--limit 50] [--rlvr-runs vllm:float32,vllm:bfloat16,hf:float32]
+    pip install -c /tmp/rlvr-torch-constraint.txt -e '.[peers]'      # lm-eval (+ its math extra)
+    python benchmarks/eval_vs_lm_eval.py [--limit 100] [--minerva-limit 50] [--rlvr-runs vllm:float32,hf:float32]
 
-lm-eval (`hf` backend, greedy) reads the local GSM8K jsonl through a task yaml written to a temp
-dir (`dataset_path: json` + `data_files`) that copies lm-eval's own gsm8k task except for the
-few-shot sampler: `first_n`, so every problem gets the first 5 train examples — exactly rlvr's
-`--style fewshot` prompt. Both tools run as separate processes, timed end to end (model load
-included), under /tmp/rlvr-heavy.lock, with the same thread count. Prints one table.
+lm-eval runs its *stock* `gsm8k` and `minerva_math500` tasks: the task yamls written here only
+`include:` lm-eval's own files and point `dataset_path` at the local jsonl copies (this machine has
+no Hub); the sampler, seed, prompt, stops, length and metrics are lm-eval's. Its `hf` backend runs
+on CPU in float32, greedy, batch size 1 (its default), in locked chunks of < 9 minutes that resume
+through its own `--use_cache` (so the shared lock is never held long); its time is the sum of the
+chunks, model loads included. rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
+greedy. Per problem it reports: identical prompts (byte for byte), identical completions,
+identical strict-match / flexible-extract answers, the same stock verdicts, rlvr's `math`
+verdict vs lm-eval's, and wall time. `--python` picks the interpreter that has lm-eval (a venv
+is fine: this checkout's rlvr is put on PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import datetime
 import glob
 import json
 import os
+import platform
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's rlvr, installed or not
-TASK = "gsm8k_rlvr_local"
-TASK_YAML = """\
-task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    train: {data}/gsm8k/train.jsonl
-    test: {data}/gsm8k/test.jsonl
-output_type: generate_until
-training_split: train
-fewshot_split: train
-test_split: test
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_target: "{{{{answer}}}}"
-fewshot_config:
-  sampler: first_n
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-    ignore_case: true
-    ignore_punctuation: false
-    regexes_to_ignore: [",", "\\\\$", "(?s).*#### ", "\\\\.$"]
-generation_kwargs:
-  until: ["Question:", "</s>", "<|im_end|>"]
-  do_sample: false
-  temperature: 0.0
-  max_gen_toks: {max_new_tokens}
-repeats: 1
-num_fewshot: 5
-filter_list:
-  - name: "strict-match"
-    filter:
-      - function: "regex"
-        regex_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"
-      - function: "take_first"
-  - name: "flexible-extract"
-    filter:
-      - function: "regex"
-        group_select: -1
-        regex_pattern: "(-?[$0-9.,]{{2,}})|(-?[0-9]+)"
-      - function: "take_first"
-metadata:
-  version: 3.0
-"""
+LOCK = "/tmp/rlvr-heavy.lock"
+CHUNK_S = 530  # each locked lm-eval command stays under 9 minutes
+#: our task name -> (lm-eval's stock yaml, rlvr benchmark, data files)
+TASKS = {
+    "gsm8k": ("gsm8k/gsm8k.yaml", "gsm8k", {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"}),
+    "minerva_math500": ("minerva_math/minerva_math500.yaml", "math500", {"test": "math500/test.jsonl"}),
+}
 
 
-def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
-    """Run under the heavy lock; seconds of the command itself (lock wait excluded)."""
-    wrapper = ["flock", "/tmp/rlvr-heavy.lock", sys.executable, "-c",
+def task_yaml(name: str, stock: Path, data: Path) -> str:
+    """lm-eval's own task, with only the data location changed (the Hub is unreachable here)."""
+    files = "".join(f"    {split}: {data / path}\n" for split, path in TASKS[name][2].items())
+    return (f"include: {stock}\ntask: {name}_local\ntag: []\ndataset_path: json\ndataset_name: null\n"
+            f"dataset_kwargs:\n  data_files:\n{files}")
+
+
+def locked(cmd: list[str], env: dict[str, str], log: Path, timeout_s: int | None = None) -> tuple[int, float]:
+    """Run under the heavy lock; (exit code, seconds of the command itself, lock wait excluded)."""
+    limit = ["timeout", "-s", "INT", str(timeout_s)] if timeout_s else []
+    wrapper = ["flock", LOCK, sys.executable, "-c",
                "import subprocess,sys,time;t=time.perf_counter();r=subprocess.run(sys.argv[1:]).returncode;"
-               "print(f'@@seconds {time.perf_counter()-t:.3f}',file=sys.stderr);sys.exit(r)", *cmd]
-    with open(log, "w") as handle:
+               "print(f'@@seconds {time.perf_counter()-t:.3f}',file=sys.stderr);sys.exit(r)", *limit, *cmd]
+    with open(log, "a") as handle:
         proc = subprocess.run(wrapper, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    text = log.read_text()
-    if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
-    return float(text.rsplit("@@seconds ", 1)[1].split()[0])
+    return proc.returncode, float(log.read_text().rsplit("@@seconds ", 1)[1].split()[0])
+
+
+def run_lm_eval(python: str, task: str, model: str, limit: int, tasks_dir: Path, out: Path,
+                env: dict[str, str]) -> tuple[list[dict], float, int]:
+    """Stock lm-eval in resumable locked chunks: (sample rows, total seconds, chunks)."""
+    target = out / f"lm_eval_{task}"
+    seconds, chunks = 0.0, 0
+    while not glob.glob(str(target / "out" / "**" / "results_*.json"), recursive=True):
+        if chunks >= 15:
+            sys.exit(f"lm-eval {task} did not finish in {chunks} chunks; see {target}.log")
+        cmd = [python, "-m", "lm_eval", "run", "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
+               "--tasks", f"{task}_local", "--include_path", str(tasks_dir), "--limit", str(limit), "--batch_size", "1",
+               "--device", "cpu", "--use_cache", str(target / "cache"), "--output_path", str(target / "out"),
+               "--log_samples"]
+        target.mkdir(parents=True, exist_ok=True)
+        code, spent = locked(cmd, env, Path(f"{target}.log"), CHUNK_S)
+        seconds, chunks = seconds + spent, chunks + 1
+        if code not in (0, 124, 130):
+            sys.exit(f"lm-eval failed ({code}); see {target}.log")
+    samples = max(glob.glob(str(target / "out" / "**" / f"samples_{task}_local_*.jsonl"), recursive=True),
+                  key=os.path.getmtime)
+    return [json.loads(line) for line in Path(samples).read_text().splitlines()], seconds, chunks
+
+
+def lm_prompt(row: dict) -> str:
+    arguments = row["arguments"]
+    if isinstance(arguments, str):
+        arguments = ast.literal_eval(arguments)
+    return arguments["gen_args_0"]["arg_0"]
+
+
+def per_doc(rows: list[dict]) -> dict[int, dict]:
+    """lm-eval's rows (one per doc and filter) as doc -> prompt, completion, and per filter/metric answer + verdict."""
+    docs: dict[int, dict] = {}
+    for row in rows:
+        doc = docs.setdefault(int(row["doc_id"]), {"prompt": lm_prompt(row), "completion": row["resps"][0][0],
+                                                   "metrics": {}})
+        if row["filter"] != "none":  # gsm8k: strict-match / flexible-extract
+            doc["metrics"][row["filter"]] = (row["filtered_resps"][0], bool(row["exact_match"]))
+        else:  # minerva: math_verify over the whole completion
+            doc["metrics"]["math_verify"] = (None, bool(row["math_verify"]))
+    return docs
+
+
+def run_rlvr(engine: str, dtype: str, task: str, model: str, limit: int, out: Path, env: dict[str, str]):
+    target = out / f"rlvr_{task}_{engine}_{dtype}"
+    subprocess.run(["rm", "-rf", str(target)], check=True)  # a fresh run every time: timing includes generation
+    bench = TASKS[task][1]
+    cmd = [sys.executable, "-m", "rlvr", "eval", "--model", model, "--benchmark", bench, "--limit", str(limit),
+           "--style", "lm-eval", "--engine", engine, "--dtype", dtype, "--temperature", "0", "--max-new-tokens", "256",
+           "--max-model-len", "4096", "--output", str(target)]
+    code, seconds = locked(cmd, env, Path(f"{target}.log"))
+    if code != 0:
+        sys.exit(f"rlvr eval failed ({code}); see {target}.log")
+    rows = [json.loads(line) for line in (target / bench / "samples.jsonl").read_text().splitlines()]
+    return rows, seconds
+
+
+def compare(mine: list[dict], theirs: dict[int, dict]) -> dict[str, float]:
+    """Shares of problems on which rlvr and lm-eval agree (both in test-document order, one sample each)."""
+    pairs = [(r, theirs[i]) for i, r in enumerate(mine)]
+    shares = {"identical prompts": [r["prompt"] == t["prompt"] for r, t in pairs],
+              "identical completions": [r["completion"] == t["completion"] for r, t in pairs]}
+    for name in theirs[next(iter(theirs))]["metrics"]:
+        if theirs[next(iter(theirs))]["metrics"][name][0] is not None:
+            shares[f"identical {name} answers"] = [r["lm_eval"][name]["extracted"] == t["metrics"][name][0] for r, t in pairs]
+        shares[f"same {name} verdict"] = [r["lm_eval"][name]["correct"] == t["metrics"][name][1] for r, t in pairs]
+        shares[f"rlvr math verdict = lm-eval {name}"] = [(r["status"] == "correct") == t["metrics"][name][1]
+                                                          for r, t in pairs]
+    return {k: sum(v) / len(v) for k, v in shares.items()} | {"n": len(pairs)}
+
+
+def accuracy(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def machine() -> str:
+    import torch
+
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
+    wide = ",".join(f for f in flags if f.startswith(("avx512_bf16", "amx")) or f in ("avx2", "avx512f"))
+    return (f"{model} ({os.cpu_count()} cores; {wide}; torch cpu capability "
+            f"{torch.backends.cpu.get_cpu_capability()}), python {platform.python_version()}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
-    parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32, help="lm-eval hf batch size")
+    parser.add_argument("--limit", type=int, default=100, help="gsm8k problems (the first N test documents)")
+    parser.add_argument("--minerva-limit", type=int, default=0, help="MATH-500 problems for minerva_math500 (0: skip)")
+    parser.add_argument("--rlvr-runs", default="vllm:float32", help="rlvr eval runs as ENGINE:DTYPE, comma-separated")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter with lm-eval installed")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rlvr-runs", default="vllm:float32,vllm:auto,hf:float32",
-                        help="rlvr eval runs as ENGINE:DTYPE (lm-eval runs float32; auto = the engine's default)")
-    parser.add_argument("--out", default="/tmp/rlvr-bench/eval_vs_lm_eval")
+    parser.add_argument("--out", default="/tmp/rlvr-bench/eval_vs_lm_eval",
+                        help="results folder; finished lm-eval runs in it are reused (delete it to re-time them)")
     args = parser.parse_args()
 
     from rlvr.models import resolve_model
@@ -104,75 +164,43 @@ def main() -> None:
     threads = str(args.threads)
     env = {**os.environ, "RLVR_DATA_DIR": str(data), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    rows = []
-
-    with tempfile.TemporaryDirectory() as tasks:
-        Path(tasks, f"{TASK}.yaml").write_text(TASK_YAML.format(task=TASK, data=data, max_new_tokens=args.max_new_tokens))
-        lm_out = out / "lm_eval"
-        cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf",
-               "--model_args", f"pretrained={model},dtype=float32", "--tasks", TASK, "--include_path", tasks,
-               "--limit", str(args.limit), "--batch_size", str(args.batch_size), "--device", "cpu",
-               "--output_path", str(lm_out), "--log_samples"]
-        seconds = timed(cmd, env, out / "lm_eval.log")
-    result_file = max(glob.glob(str(lm_out / "**" / "results_*.json"), recursive=True), key=os.path.getmtime)
-    metrics = json.loads(Path(result_file).read_text())["results"][TASK]
-    rows.append(("lm-eval (hf backend), strict-match", metrics["exact_match,strict-match"], seconds))
-    rows.append(("lm-eval (hf backend), flexible-extract", metrics["exact_match,flexible-extract"], seconds))
-    lm_samples = max(glob.glob(str(lm_out / "**" / f"samples_{TASK}_*.jsonl"), recursive=True), key=os.path.getmtime)
-    lm_rows = [json.loads(line) for line in Path(lm_samples).read_text().splitlines()]  # one row per doc and filter
-    lm_text = {int(r["doc_id"]): r["resps"][0][0] for r in lm_rows}
-    lm_prompt = {int(r["doc_id"]): _lm_prompt(r) for r in lm_rows}
-    lm_right = {int(r["doc_id"]): r["exact_match"] > 0 for r in lm_rows if r["filter"] == "strict-match"}
-
-    agreement = {}
-    for run in args.rlvr_runs.split(","):
-        engine, _, dtype = run.partition(":")
-        dtype = dtype or "auto"
-        target = out / f"rlvr_{engine}_{dtype}"
-        if target.exists():  # a fresh run every time: the timing must include generation
-            subprocess.run(["rm", "-rf", str(target)], check=True)
-        cmd = [sys.executable, "-m", "rlvr", "eval", "--model", args.model, "--benchmark", "gsm8k", "--limit",
-               str(args.limit), "--style", "fewshot", "--engine", engine, "--max-new-tokens", str(args.max_new_tokens),
-               "--dtype", dtype, "--max-model-len", "2048", "--output", str(target)]
-        seconds = timed(cmd, env, out / f"rlvr_{engine}_{dtype}.log")
-        summary = json.loads((target / "gsm8k" / "summary.json").read_text())
-        rows.append((f"rlvr eval --style fewshot --engine {engine} --dtype {dtype}", summary["accuracy"], seconds))
-        mine = [json.loads(line) for line in (target / "gsm8k" / "samples.jsonl").read_text().splitlines()]
-        doc = [int(r["id"].rsplit("/", 1)[1]) for r in mine]
-        agreement[f"{engine} --dtype {dtype}"] = {
-            "identical prompts": sum(r["prompt"] == lm_prompt[d] for r, d in zip(mine, doc)) / len(mine),
-            "identical completions": sum(r["completion"].strip() == lm_text[d].strip() for r, d in zip(mine, doc)) / len(mine),
-            "same verdict as strict-match": sum((r["status"] == "correct") == lm_right[d] for r, d in zip(mine, doc)) / len(mine),
-        }
-
-    lm_seconds = rows[0][2]
-    print(f"\nGSM8K test, first {args.limit} problems, 5-shot (first 5 train examples), greedy, max {args.max_new_tokens} "
-          f"new tokens, model {args.model}; {os.cpu_count()}-core CPU, {threads} threads\n")
-    print("| tool | accuracy | wall s (incl. model load) | speed-up vs lm-eval |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, accuracy, seconds in rows:
-        print(f"| {name} | {accuracy:.1%} | {seconds:.1f} | {lm_seconds / seconds:.2f}x |")
-    print()
-    for engine, shares in agreement.items():
-        print(f"rlvr {engine} vs lm-eval, per problem: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
-    strict, flexible = rows[0][1], rows[1][1]
-    for name, accuracy, seconds in rows[2:]:
-        gap = max(abs(accuracy - strict), abs(accuracy - flexible)) * 100
-        print(f"{name}: accuracy gap to lm-eval (worse of strict/flexible) {gap:.1f} points (target <= 1: "
-              f"{'met' if gap <= 1 else 'MISSED'}); speed-up {lm_seconds / seconds:.2f}x (target >= 3: "
-              f"{'met' if lm_seconds / seconds >= 3 else 'MISSED'})")
-
-
-def _lm_prompt(row: dict) -> str:
-    """The context lm-eval generated from (its samples log stores the request arguments)."""
-    arguments = row["arguments"]
-    if isinstance(arguments, str):
-        import ast
-
-        arguments = ast.literal_eval(arguments)
-    return arguments["gen_args_0"]["arg_0"]
+    found = subprocess.run([args.python, "-c", "import lm_eval, os; print(lm_eval.__version__, os.path.dirname(lm_eval.__file__))"],
+                           capture_output=True, text=True, env=env)
+    if found.returncode != 0:
+        sys.exit(f"lm-eval is not importable by {args.python}: pip install -e '.[peers]'\n{found.stderr[-500:]}")
+    version, package = found.stdout.split()
+    tasks_dir = out / "tasks"
+    tasks_dir.mkdir(exist_ok=True)
+    limits = {"gsm8k": args.limit, "minerva_math500": args.minerva_limit}
+    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, lm-eval {version}, model {args.model}, "
+          f"{machine()}, {threads} threads\n")
+    for task, limit in limits.items():
+        if not limit:
+            continue
+        (tasks_dir / f"{task}_local.yaml").write_text(task_yaml(task, Path(package) / "tasks" / TASKS[task][0], data))
+        rows, lm_seconds, chunks = run_lm_eval(args.python, task, model, limit, tasks_dir, out, env)
+        theirs = per_doc(rows)
+        print(f"## {task}, first {limit} problems, greedy, float32, 256 new tokens at most\n")
+        print("| tool | " + " | ".join(f"{m} accuracy" for m in next(iter(theirs.values()))["metrics"]) + " | rlvr math | wall s | speed-up |")
+        print("| --- |" + " ---: |" * (len(next(iter(theirs.values()))["metrics"]) + 3))
+        names = list(next(iter(theirs.values()))["metrics"])
+        print(f"| lm-eval {version} (hf backend, batch 1; {chunks} resumed chunk(s), model loads included) | "
+              + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
+              + f" | - | {lm_seconds:.1f} | 1.00x |")
+        agreement = {}
+        for run in args.rlvr_runs.split(","):
+            engine, _, dtype = run.partition(":")
+            mine, seconds = run_rlvr(engine, dtype or "float32", task, args.model, limit, out, env)
+            print(f"| rlvr eval --style lm-eval --engine {engine} --dtype {dtype} | "
+                  + " | ".join(f"{accuracy(r['lm_eval'][m]['correct'] for r in mine):.1%}" for m in names)
+                  + f" | {accuracy(r['status'] == 'correct' for r in mine):.1%} | {seconds:.1f} | {lm_seconds / seconds:.2f}x |")
+            agreement[run] = compare(mine, theirs)
+        print()
+        for run, shares in agreement.items():
+            n = shares.pop("n")
+            print(f"rlvr {run} vs lm-eval, {n} problems: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+        print()
 
 
 if __name__ == "__main__":

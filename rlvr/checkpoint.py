@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["latest_checkpoint", "load_training_state", "merged_state_dict", "save_checkpoint"]
+__all__ = ["latest_checkpoint", "load_training_state", "merged_state_dict", "save_checkpoint", "save_final"]
 
 STATE_FILE = "trainer_state.json"
 TORCH_STATE_FILE = "training_state.pt"
@@ -49,9 +49,32 @@ def save_checkpoint(directory: Path, *, model: Any, tokenizer: Any, optimizer: A
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    (root / "latest").write_text(target.name + "\n", encoding="utf-8")
+    _write_atomic(root / "latest", target.name + "\n")
     for old in sorted(root.glob("step_*"))[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def save_final(target: Path, model: Any, tokenizer: Any, *, state_dict: dict[str, Any] | None = None) -> Path:
+    """Write a plain HF model folder at `target` (float32 master weights as trained) through a temporary
+    folder renamed at the end: a killed run leaves the previous final/ or none, never half of one."""
+    target = Path(target)
+    tmp = target.with_name(f".tmp_{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    old = target.with_name(f".old_{target.name}")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
     return target
 
 

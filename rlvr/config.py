@@ -25,7 +25,12 @@ __all__ = [
 @dataclass
 class ModelConfig:
     name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # Hub id, local folder or .gguf file
-    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU (the trainer's weights)
+    # compute dtype of forward/backward (autocast); auto: bfloat16 on GPU, on CPU what this CPU runs
+    # fastest (bfloat16 only with AVX-512 BF16/AMX hardware and a measured speed-up: rlvr.precision)
+    dtype: str = "auto"
+    # the weights the optimizer updates; float32 keeps updates of lr 1e-6 that bfloat16 rounds away.
+    # Setting it to the compute dtype gives pure low-precision training (alarm updates_rounded_away)
+    master_dtype: str = "float32"
     lora_r: int = 0  # 0 = full fine-tuning; > 0 = LoRA through peft with this rank
     lora_alpha: int | None = None  # None = 2 * lora_r
     lora_dropout: float = 0.0
@@ -40,22 +45,25 @@ class DataConfig:
     limit: int | None = None  # use only the first N training examples
     prompt_field: str | None = None  # for files: default problem/question/prompt
     answer_field: str = "answer"
-    difficulty: str = "medium"  # arith only: easy, medium, hard, expert
+    difficulty: str | None = None  # arith only: easy, medium, hard, expert; auto: easy on CPU, medium on GPU
     size: int = 5000  # arith only: number of generated training problems
     style: str = "chat"  # prompt template style (rlvr.templates): chat, fewshot, plain
     instruction: str | None = None  # None = the template's default instruction
     shuffle: bool = True
+    # files with a `status` column (rlvr eval's samples.jsonl): train only on rows with this status
+    # (offline rejection sampling); None = every row
+    keep_status: str | None = "correct"
 
 
 @dataclass
 class RolloutConfig:
     engine: str = "auto"  # vllm, hf, or auto (vllm when installed)
-    prompts_per_step: int | None = None  # auto: 8 on CPU, 64 on GPU
-    n: int | None = None  # completions per prompt (group size); auto: 4 on CPU, 8 on GPU
-    temperature: float = 1.0
+    prompts_per_step: int | None = None  # auto: 4 on CPU, 64 on GPU (sft: examples per step)
+    n: int | None = None  # completions per prompt (group size); auto: 8 on CPU, 8 on GPU
+    temperature: float | None = None  # auto: 0.7 on CPU (small model, short runs), 1.0 on GPU
     top_p: float = 1.0
     top_k: int = 0
-    max_new_tokens: int | None = None  # auto: 96 on CPU, 1024 on GPU
+    max_new_tokens: int | None = None  # auto: 64 on CPU, 1024 on GPU
     max_model_len: int | None = None  # auto: prompt room + max_new_tokens
     gpu_memory_utilization: float = 0.35  # vllm on GPU: its share, the rest is the trainer's
     tensor_parallel_size: int = 1  # vllm: GPUs one engine is sharded over (under torchrun: consecutive ranks)
@@ -74,12 +82,15 @@ class RewardConfig:
     max_failure_rate: float = 0.2  # stop training when more verdicts than this time out or error
     truncated: str = "keep"  # completions cut at max_new_tokens: keep, mask (no gradient), penalty
     overlong_buffer: int = 32  # penalty: the last N tokens before the limit fade to -1 (DAPO)
+    audit: bool = True  # run the shipped suite of known reward hacks through the verifier at start-up
+    strict_audit: bool = False  # refuse to start when the audit finds a hack the reward pays for
 
 
 @dataclass
 class AlgorithmConfig:
+    name: str = "grpo"  # grpo, sft, rft, dpo (rlvr.algorithms.ALGORITHMS)
     advantage: str = "grpo"  # grpo, dr_grpo, rloo, batch
-    loss: str = "grpo"  # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant)
+    loss: str | None = None  # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant); auto: dapo on CPU, grpo on GPU
     ratio_level: str = "token"  # token, or sequence (GSPO)
     clip_eps_low: float = 0.2
     clip_eps_high: float = 0.28  # clip-higher (DAPO)
@@ -93,16 +104,34 @@ class AlgorithmConfig:
 
 
 @dataclass
+class SFTConfig:
+    reduction: str = "token"  # token (mean over every response token) or sequence (mean of per-row means)
+
+
+@dataclass
+class RFTConfig:
+    max_per_prompt: int = 4  # correct, distinct completions kept per prompt at most
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.1
+    loss: str = "sigmoid"  # sigmoid (DPO), robust (rDPO) or ipo (rlvr.objectives.dpo)
+    label_smoothing: float = 0.0  # conservative DPO
+    reference_free: bool = False  # no reference model: the reference logprobs are taken as 0
+
+
+@dataclass
 class OptimizerConfig:
-    lr: float = 1e-5
+    lr: float | None = None  # auto: by algorithm and device (config.AUTO)
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.99
     max_grad_norm: float = 1.0
-    warmup_steps: int = 2
+    warmup_steps: int | None = None  # auto: 1 on CPU, 2 on GPU
     schedule: str = "cosine"  # cosine, constant
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
-    max_steps: int = 50
+    max_steps: int | None = None  # auto: by algorithm and device (a CPU default run finishes in ~5 min)
     micro_batch_size: int = 8  # sequences per forward/backward pass
     # run each group's prompt once in the learn forward and share its keys/values (with their
     # gradient) among the group's n completions; single process without gradient checkpointing
@@ -129,10 +158,12 @@ class CheckpointConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 0  # steps between held-out evals (0 = off); also runs before step 1 and at the end
+    # held-out accuracy before step 1 and after the last step, written to DIR/summary.json
+    before_after: bool = True
+    every: int = 0  # steps between further held-out evals (0 = none in between)
     dataset: str | None = None  # None = the training dataset's held-out split
     split: str = "test"
-    limit: int = 64
+    limit: int = 200
     temperature: float = 0.0
     max_new_tokens: int | None = None  # None = rollout.max_new_tokens
 
@@ -151,6 +182,9 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rft: RFTConfig = field(default_factory=RFTConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -163,12 +197,17 @@ class TrainConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "model.master_dtype": ("float32", "bfloat16", "float16"),
+    "algorithm.name": ("grpo", "sft", "rft", "dpo"),
+    "data.difficulty": (None, "easy", "medium", "hard", "expert"),
+    "sft.reduction": ("token", "sequence"),
+    "dpo.loss": ("sigmoid", "robust", "ipo"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "data.style": ("chat", "fewshot", "plain"),
     "rollout.engine": ("auto", "vllm", "hf"),
     "reward.truncated": ("keep", "mask", "penalty"),
     "algorithm.advantage": ("grpo", "dr_grpo", "rloo", "batch"),
-    "algorithm.loss": ("grpo", "dapo", "dr_grpo"),
+    "algorithm.loss": (None, "grpo", "dapo", "dr_grpo"),
     "algorithm.ratio_level": ("token", "sequence"),
     "algorithm.kl_estimator": ("k1", "k2", "k3"),
     "algorithm.tis": ("auto", "on", "off"),
@@ -176,13 +215,29 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "distributed.strategy": ("ddp", "fsdp2"),
 }
 
-#: the sizes "auto" (None) resolves to, by device: small enough for 2 CPU cores, or a GPU's worth.
+#: what "auto" (None) resolves to, by device: small enough for 2 CPU cores, or a GPU's worth. The CPU
+#: values were picked from measured runs (README: "Why these defaults"); the GPU ones are production sizes.
 AUTO: dict[str, dict[str, Any]] = {
-    "cpu": {"model.dtype": "float32", "rollout.prompts_per_step": 8, "rollout.n": 4, "rollout.max_new_tokens": 96},
-    "cuda": {"model.dtype": "bfloat16", "rollout.prompts_per_step": 64, "rollout.n": 8, "rollout.max_new_tokens": 1024},
+    "cpu": {"rollout.prompts_per_step": 4, "rollout.n": 8, "rollout.max_new_tokens": 64,
+            "rollout.temperature": 0.7, "data.difficulty": "easy", "algorithm.loss": "dapo",
+            "optimizer.lr": 5e-5, "optimizer.max_steps": 10, "optimizer.warmup_steps": 1},
+    "cuda": {"rollout.prompts_per_step": 64, "rollout.n": 8, "rollout.max_new_tokens": 1024,
+             "rollout.temperature": 1.0, "data.difficulty": "medium", "algorithm.loss": "grpo",
+             "optimizer.lr": 1e-5, "optimizer.max_steps": 50, "optimizer.warmup_steps": 2},
 }
 
-_POSITIVE = ("rollout.n", "rollout.temperature", "rollout.prompts_per_step", "rollout.max_new_tokens", "algorithm.mu",
+#: per algorithm, what differs from AUTO (applied first): SFT/RFT/DPO are supervised-style steps
+AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
+    "grpo": {},
+    "sft": {"cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 2e-5, "optimizer.max_steps": 20},
+            "cuda": {"rollout.prompts_per_step": 64, "optimizer.lr": 1e-5, "optimizer.max_steps": 200}},
+    "rft": {"cpu": {"optimizer.lr": 2e-5, "optimizer.max_steps": 10},
+            "cuda": {"optimizer.lr": 1e-5, "optimizer.max_steps": 50}},
+    "dpo": {"cpu": {"optimizer.lr": 5e-6, "optimizer.max_steps": 10},
+            "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50}},
+}
+
+_POSITIVE = ("rollout.n", "rft.max_per_prompt", "dpo.beta", "rollout.temperature", "rollout.prompts_per_step", "rollout.max_new_tokens", "algorithm.mu",
              "optimizer.max_steps", "optimizer.micro_batch_size", "reward.timeout", "rollout.tensor_parallel_size")
 _NON_NEGATIVE = ("model.lora_r", "algorithm.beta", "optimizer.warmup_steps", "checkpoint.every",
                  "eval.every", "eval.limit", "algorithm.max_refill_rounds", "eval.temperature",
@@ -342,9 +397,11 @@ def resolve_auto(config: TrainConfig, device: str) -> TrainConfig:
     """A copy with every "auto"/None size filled for `device` ("cpu" or "cuda")."""
     resolved = dataclasses.replace(config, **{f.name: dataclasses.replace(getattr(config, f.name))
                                               for f in dataclasses.fields(config) if _is_section(config, f.name)})
-    for key, value in AUTO["cuda" if device.startswith("cuda") else "cpu"].items():
-        if _get(resolved, key) in (None, "auto"):
-            _set(resolved, key, value, "auto")
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    for table in (AUTO_BY_ALGORITHM[config.algorithm.name].get(kind, {}), AUTO[kind]):
+        for key, value in table.items():
+            if _get(resolved, key) is None:
+                _set(resolved, key, value, "auto")
     resolved.device = device
     return resolved
 

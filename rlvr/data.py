@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 from rlvr.errors import InputError
 from rlvr.types import Example
 
-__all__ = ["BENCHMARKS", "benchmark_names", "last_boxed", "load_benchmark", "load_file", "read_rows"]
+__all__ = ["BENCHMARKS", "benchmark_names", "last_boxed", "load_benchmark", "load_examples", "load_file", "read_rows"]
 
 Row = dict[str, Any]
 
@@ -242,3 +242,27 @@ def load_file(path: str | os.PathLike, *, prompt_field: str | None = None, answe
         examples.append(Example(ident, prompt, answer, metadata))
     return examples
 
+
+
+def load_examples(config: Any, *, held_out: bool = False) -> list[Example]:
+    """The training examples (or the held-out eval examples) a TrainConfig names; the one place a
+    dataset name (arith, a benchmark, a file) becomes Examples for training."""
+    data = config.data
+    name = (config.eval.dataset or data.dataset) if held_out else data.dataset
+    if held_out and name == "math" and not config.eval.dataset:
+        name = "math500"  # MATH's train split is the test set minus MATH-500
+    if held_out and Path(name).is_file() and not config.eval.dataset:
+        raise InputError(f"--dataset {name}: a file has no held-out split; set eval.dataset (e.g. gsm8k) or "
+                         "eval.before_after=false")
+    split = config.eval.split if held_out else data.split
+    limit = config.eval.limit if held_out else data.limit
+    if name == "arith":
+        from rlvr.arith import generate_arith
+
+        size = limit if held_out else (limit or data.size)
+        return generate_arith(size, seed=config.seed, difficulty=data.difficulty or "medium", split=split)
+    if name in BENCHMARKS:
+        return load_benchmark(name, split, limit=limit)
+    if Path(name).is_file():
+        return load_file(name, prompt_field=data.prompt_field, answer_field=data.answer_field, limit=limit)
+    raise InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")

@@ -3,6 +3,7 @@ goes so that a re-run into the same directory resumes where it stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rlvr.errors import InputError
+from rlvr.eval_display import ProgressBar, summary_table
 from rlvr.metrics import bootstrap_interval, maj_at_k, pass_at_k, wilson_interval
-from rlvr.templates import render_prompt, stop_sequences
+from rlvr.templates import render_prompt, stop_sequences, style_task
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 
@@ -71,10 +73,12 @@ def _complete(records: dict[str, list[dict]], samples: int) -> dict[str, list[di
 
 
 def _config(verifier: Verifier, sampling: Any, samples: int, style: str, instruction: str | None,
-            run_info: dict[str, Any] | None) -> dict[str, Any]:
+            run_info: dict[str, Any] | None, select: Sequence[str] = ()) -> dict[str, Any]:
     """What must match for samples in a directory to be reused (--limit is not part of it)."""
     config = {"style": style, "samples": samples, "instruction": instruction, "verifier": verifier.name,
               "sampling": _sampling_json(sampling), **(run_info or {})}
+    if select:
+        config["select"] = list(select)
     return json.loads(json.dumps(config, default=str))  # as it reads back from config.json (tuples → lists)
 
 
@@ -92,42 +96,54 @@ def _check_config(directory: Path, config: dict[str, Any], *, write: bool = True
 
 def finished_summary(directory: str | Path, examples: Sequence[Example], verifier: Verifier, *, sampling: Any,
                      samples: int = 1, style: str = "chat", instruction: str | None = None,
-                     run_info: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                     run_info: dict[str, Any] | None = None,
+                     select: str | Sequence[str] | None = None) -> dict[str, Any] | None:
     """The summary of a directory that already holds every sample of `examples` for these
     settings (recomputed from samples.jsonl, timing kept from summary.json), else None."""
     directory = Path(directory)
     if not (directory / SUMMARY_FILE).exists():
         return None
-    _check_config(directory, _config(verifier, sampling, samples, style, instruction, run_info), write=False)
+    select = _specs(select)
+    _check_config(directory, _config(verifier, sampling, samples, style, instruction, run_info, select), write=False)
     records = _complete(load_records(directory / SAMPLES_FILE), samples)
     if any(e.id not in records for e in examples):
         return None
     stored = json.loads((directory / SUMMARY_FILE).read_text(encoding="utf-8"))
-    return {**stored, **summarize(examples, records, samples)}
+    return {**stored, **summarize(examples, records, samples, select=select)}
 
 
 def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sampling: Any, samples: int = 1,
              style: str = "chat", output_dir: str | Path | None = None, instruction: str | None = None,
              chunk_size: int = 64, workers: int | None = None, timeout: float = 10.0,
-             max_failure_rate: float = 0.05, progress: bool = True, run_info: dict[str, Any] | None = None,
-             name: str = "eval") -> dict[str, Any]:
+             max_failure_rate: float | None = 0.05, progress: bool = True, run_info: dict[str, Any] | None = None,
+             name: str = "eval", select: str | Sequence[str] | None = None) -> dict[str, Any]:
     """Generate `samples` completions per example, score them with `verifier` through the runner,
     and return the summary (see `summarize`). With `output_dir`, every finished example's samples
     are appended to samples.jsonl at once and examples already complete there are skipped;
-    summary.json is rewritten at the end. `chunk_size` is completions per generate call."""
-    from rlvr.verifiers.runner import Runner
+    summary.json is rewritten at the end. `chunk_size` is completions per generate call.
+    `select` (selector specs, see rlvr.selection) also picks one completion per problem without
+    the gold, for each selector, and the summary reports best-of-N@SPEC. A style that reproduces another tool's
+    task (lm-eval) also records that task's own metrics per sample, beside the verdict."""
+    from rlvr.rollout.collect import sample_and_score
+    from rlvr.selection import build_selector
+    from rlvr.verifiers.reward_model import runner_for
 
     if samples < 1:
         raise InputError(f"--samples must be at least 1 (got {samples})")
+    select = _specs(select)
+    if select and samples < 2:
+        raise InputError(f"--select {select[0]} picks one of several samples: give --samples 2 or more")
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         raise InputError("example ids are not unique; resume and per-problem metrics need unique ids")
+    selectors = [build_selector(spec, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) for spec in select]
+    config = _config(verifier, sampling, samples, style, instruction, run_info, select)
     directory = Path(output_dir) if output_dir is not None else None
     records: dict[str, list[dict]] = {}
     previous_timing: dict[str, float] = {}
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
-        _check_config(directory, _config(verifier, sampling, samples, style, instruction, run_info))
+        _check_config(directory, config)
         raw = load_records(directory / SAMPLES_FILE)
         records = _complete(raw, samples)
         if sum(map(len, raw.values())) != sum(map(len, records.values())):  # drop partial examples
@@ -136,54 +152,92 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
             previous_timing = json.loads((directory / SUMMARY_FILE).read_text(encoding="utf-8")).get("timing", {})
 
     todo = [e for e in examples if e.id not in records]
-    sampling = _with_stop(sampling, stop_sequences(style))
+    sampling = _with_stop(sampling, _stops(style, examples))
+    scorer = _with_reference(verifier, style, examples)
+    template = lambda e: render_prompt(e, engine.tokenizer, style=style, instruction=instruction)  # noqa: E731
     per_call = max(1, chunk_size // samples)
-    timing = {"generate_s": 0.0, "verify_s": 0.0, "completion_tokens": 0, "prompt_tokens": 0}
+    timing = {"generate_s": 0.0, "verify_s": 0.0, "select_s": 0.0, "completion_tokens": 0, "prompt_tokens": 0}
     started = time.perf_counter()
-    with _progress(progress, name, len(examples) * samples, len(records) * samples) as advance, \
-            Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner:
+    with ProgressBar(progress, name, len(examples) * samples, len(records) * samples) as advance, \
+            runner_for(scorer, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner, \
+            contextlib.ExitStack() as stack:
+        choosers = [stack.enter_context(selector) for selector in selectors]
         for start in range(0, len(todo), per_call):
-            chunk = todo[start:start + per_call]
-            prompts = [render_prompt(e, engine.tokenizer, style=style, instruction=instruction) for e in chunk]
+            collected = sample_and_score(engine, runner, todo[start:start + per_call], samples, sampling, template)
             t0 = time.perf_counter()
-            rollouts = engine.generate(prompts, samples, sampling)
-            t1 = time.perf_counter()
-            expanded = [chunk[r.prompt_index] for r in rollouts]
-            scores = runner.score([r.text for r in rollouts], expanded)
-            timing["generate_s"] += t1 - t0
-            timing["verify_s"] += time.perf_counter() - t1
-            fresh = _records(chunk, prompts, rollouts, scores)
-            for r in rollouts:
-                timing["completion_tokens"] += len(r.token_ids)
-                timing["prompt_tokens"] += len(r.prompt_token_ids)
+            choice = {c.spec: c.scores([r.text for r in collected.rollouts],
+                                       [collected.examples[r.prompt_index] for r in collected.rollouts],
+                                       [extracted_answer(s) for s in collected.scores],
+                                       [r.prompt_index for r in collected.rollouts]) for c in choosers}
+            timing["select_s"] += time.perf_counter() - t0
+            timing["generate_s"] += collected.generate_s
+            timing["verify_s"] += collected.verify_s
+            timing["completion_tokens"] += sum(len(r.token_ids) for r in collected.rollouts)
+            timing["prompt_tokens"] += sum(len(r.prompt_token_ids) for r in collected.rollouts)
+            fresh = _records(collected, choice)
             if directory is not None:
                 with open(directory / SAMPLES_FILE, "a", encoding="utf-8") as handle:
                     handle.writelines(json.dumps(rec, default=str) + "\n" for rows in fresh.values() for rec in rows)
             records.update(fresh)
-            advance(len(rollouts), _accuracy_so_far(records))
+            advance(len(collected.rollouts), _accuracy_so_far(records))
     timing["wall_s"] = time.perf_counter() - started
     timing = _accumulate(previous_timing, timing)
-    summary = summarize(examples, records, samples)
+    summary = summarize(examples, records, samples, select=select)
     summary.update(name=name, style=style, verifier=verifier.name, sampling=_sampling_json(sampling),
                    timing=timing, **(run_info or {}))
     if directory is not None:
-        (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        _write_json(directory / SUMMARY_FILE, summary)
     return summary
 
 
-def _records(chunk: Sequence[Example], prompts: Sequence[str], rollouts: Sequence[Any],
-             scores: Sequence[Score]) -> dict[str, list[dict]]:
+def _stops(style: str, examples: Sequence[Example]) -> tuple[str, ...]:
+    """The style's stop strings; a per-task style (lm-eval) must see one task in one run."""
+    per_task = bool(examples) and style_task(style, examples[0]) is not None
+    found = {stop_sequences(style, e) for e in examples} if per_task else {stop_sequences(style)}
+    if len(found) > 1:
+        raise InputError(f"--style {style}: these examples belong to tasks with different stop sequences; "
+                         "evaluate one benchmark per run")
+    return next(iter(found), ())
+
+
+def _with_reference(verifier: Verifier, style: str, examples: Sequence[Example]) -> Verifier:
+    """`verifier`, plus the reproduced task's own metrics beside it when the style has some."""
+    if not examples or style_task(style, examples[0]) is None:
+        return verifier
+    from rlvr.lm_eval_tasks import Beside, LmEvalMetrics
+
+    return Beside(verifier, LmEvalMetrics())
+
+
+def _specs(select: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Selector specs as a tuple (one spec, several, or none)."""
+    return (select,) if isinstance(select, str) else tuple(select or ())
+
+
+def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, list[dict]]:
     fresh: dict[str, list[dict]] = defaultdict(list)
-    for rollout, score in zip(rollouts, scores, strict=True):
-        example = chunk[rollout.prompt_index]
-        fresh[example.id].append({
-            "id": example.id, "sample": len(fresh[example.id]), "prompt": prompts[rollout.prompt_index],
+    for k, (rollout, score) in enumerate(zip(collected.rollouts, collected.scores, strict=True)):
+        example = collected.examples[rollout.prompt_index]
+        record = {
+            "id": example.id, "sample": len(fresh[example.id]), "prompt": collected.prompts[rollout.prompt_index],
             "completion": rollout.text, "gold": example.answer, "extracted": extracted_answer(score),
             "reward": score.reward, "status": score.status.value, "finish_reason": rollout.finish_reason,
             "completion_tokens": len(rollout.token_ids), "prompt_tokens": len(rollout.prompt_token_ids),
             "details": dict(score.details),
-        })
+        }
+        if "lm_eval" in score.details:
+            record["lm_eval"] = score.details["lm_eval"]
+        if choice:
+            record["select_scores"] = {spec: scores[k] for spec, scores in choice.items()}
+        fresh[example.id].append(record)
     return fresh
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Written complete or not at all."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
@@ -195,7 +249,7 @@ def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
 
 def _accumulate(previous: dict[str, float], current: dict[str, float]) -> dict[str, float]:
     """Timing over every session that generated into this directory; tokens/s = tokens / generate time."""
-    total = {k: previous.get(k, 0) + current.get(k, 0) for k in ("generate_s", "verify_s", "wall_s",
+    total = {k: previous.get(k, 0) + current.get(k, 0) for k in ("generate_s", "verify_s", "select_s", "wall_s",
                                                                    "completion_tokens", "prompt_tokens")}
     total["sessions"] = int(previous.get("sessions", 0)) + 1
     total["tokens_per_s"] = total["completion_tokens"] / total["generate_s"] if total["generate_s"] else None
@@ -228,11 +282,14 @@ def _group(values: dict[str, float], examples: Iterable[Example], key: str, samp
     return table
 
 
-def summarize(examples: Sequence[Example], records: dict[str, list[dict]], samples: int) -> dict[str, Any]:
+def summarize(examples: Sequence[Example], records: dict[str, list[dict]], samples: int,
+              select: str | Sequence[str] | None = None) -> dict[str, Any]:
     """Metrics over the examples that have all their samples in `records`:
     accuracy = mean over problems of (correct samples / samples) (greedy accuracy, or avg@n);
     pass@k for every k ≤ samples (unbiased estimator); maj@k = majority vote of the first k
-    samples' extracted answers (ties → the earliest answer); ci95 (method in ci_method)."""
+    samples' extracted answers (ties → the earliest answer); ci95 (method in ci_method);
+    `at_n`: avg@n, pass@n, maj@n and (per `select` spec) best-of-n@spec, each with a 95% interval;
+    `lm_eval`: a reproduced task's own metrics (strict-match, flexible-extract, math_verify)."""
     done = [e for e in examples if e.id in records]
     correct = {e.id: [r["status"] == Status.CORRECT.value for r in records[e.id]] for e in done}
     answers = {e.id: [r.get("extracted") for r in records[e.id]] for e in done}
@@ -259,56 +316,42 @@ def summarize(examples: Sequence[Example], records: dict[str, list[dict]], sampl
         table = _group(per_problem, done, key, samples)
         if table:
             summary[title] = table
+    if n:
+        summary["at_n"] = _at_n(correct, answers, {i: records[i] for i in correct}, samples, _specs(select), summary)
+        if select:
+            summary["best_of_n"] = {spec: summary["at_n"][f"best-of-{samples}@{spec}"] for spec in _specs(select)}
+    reference = _reference_metrics([records[e.id] for e in done])
+    if reference:
+        summary["lm_eval"] = reference
     return summary
 
 
-def summary_table(summary: dict[str, Any], title: str | None = None):
-    """A rich table of one summary: headline metrics, then per-subject/level rows when present."""
-    from rich.table import Table
+def _rate(hits: Sequence[bool]) -> dict[str, Any]:
+    """A share of problems with its Wilson 95% interval."""
+    return {"value": round(sum(hits) / len(hits), 6), "ci95": [round(x, 6) for x in wilson_interval(sum(hits), len(hits))],
+            "ci_method": "wilson"}
 
-    table = Table(title=title or summary.get("name", "eval"))
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    lo, hi = summary["ci95"]
-    acc = summary["accuracy"]
-    table.add_row(summary["metric"], "n/a" if acc is None else f"{acc:.2%}  [{lo:.2%}, {hi:.2%}] ({summary['ci_method']})")
-    table.add_row("problems", f"{summary['n_problems']} / {summary['n_expected']}  x {summary['samples']} samples")
-    for key in ("pass@k", "maj@k"):
-        for k, value in summary[key].items():
-            if int(k) > 1 and (int(k) & (int(k) - 1) == 0 or int(k) == summary["samples"]):
-                table.add_row(key.replace("k", k), f"{value:.2%}")
-    counts = ", ".join(f"{s} {c}" for s, c in summary["status_counts"].items() if c)
-    table.add_row("statuses", counts)
-    table.add_row("truncated", f"{summary['truncated_rate']:.1%}" if summary["truncated_rate"] is not None else "n/a")
-    timing = summary.get("timing", {})
-    if timing.get("tokens_per_s"):
-        table.add_row("generation", f"{timing['completion_tokens']} tokens in {timing['generate_s']:.1f} s "
-                                    f"= {timing['tokens_per_s']:.1f} tokens/s")
-    for group in ("by_subject", "by_level"):
-        for label, row in summary.get(group, {}).items():
-            table.add_row(f"{group[3:]} {label}", f"{row['accuracy']:.2%}  (n={row['n']})")
+
+def _at_n(correct: dict[str, list[bool]], answers: dict[str, list], records: dict[str, list[dict]], samples: int,
+          select: Sequence[str], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The headline metrics at n samples, each with its interval (problems are the unit)."""
+    from rlvr.selection import chosen
+
+    table = {f"avg@{samples}": {"value": summary["accuracy"], "ci95": summary["ci95"], "ci_method": summary["ci_method"]},
+             f"pass@{samples}": _rate([any(c) for c in correct.values()]),
+             f"maj@{samples}": _rate([maj_at_k(answers[i], correct[i], samples) for i in correct])}
+    for spec in select:
+        picks = {i: chosen([r["select_scores"][spec] for r in rows]) for i, rows in records.items()}
+        table[f"best-of-{samples}@{spec}"] = _rate([correct[i][picks[i]] for i in correct])
     return table
 
 
-class _progress:
-    """A rich progress bar over samples with the running accuracy; a no-op when disabled."""
-
-    def __init__(self, enabled: bool, name: str, total: int, done: int):
-        self.enabled, self.name, self.total, self.done = enabled, name, total, done
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n, acc: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("acc {task.fields[acc]:.1%}"), TimeElapsedColumn(),
-                            console=Console(stderr=True))
-        self.bar.__enter__()
-        task = self.bar.add_task(f"eval {self.name}", total=self.total, completed=self.done, acc=0.0)
-        return lambda n, acc: self.bar.update(task, advance=n, acc=acc)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
+def _reference_metrics(groups: Sequence[Sequence[dict]]) -> dict[str, dict[str, Any]]:
+    """Per reproduced-task metric: mean over problems of its correct share, with an interval."""
+    names = list(dict.fromkeys(k for rows in groups for r in rows for k in r.get("lm_eval", {})))
+    out = {}
+    for name in names:
+        per_problem = [sum(bool(r["lm_eval"][name]["correct"]) for r in rows) / len(rows) for rows in groups]
+        ci, method = _interval(per_problem, len(groups[0]))
+        out[name] = {"accuracy": round(sum(per_problem) / len(per_problem), 6), "ci95": ci, "ci_method": method}
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rlvr.types import Example, Rollout, Score, Status
 
-__all__ = ["ALARMS", "AlarmState", "Monitor", "StepTimer", "check_alarms", "read_metrics", "rollout_metrics",
+__all__ = ["ALARMS", "AlarmState", "Monitor", "StepTimer", "check_alarms", "read_metrics", "rollout_metrics", "step_line",
            "truncate_metrics"]
 
 log = logging.getLogger("rlvr.train")
@@ -86,6 +87,24 @@ def _rounded_away(m: dict, s: AlarmState) -> str | None:
     return None
 
 
+def _updates_rounded_away(m: dict, s: AlarmState) -> str | None:
+    lost = m.get("update_rounded_away", 0.0)
+    if lost > 0.5:
+        return (f"{lost:.0%} of this step's optimizer update was rounded away by the weights' precision "
+                "(model.master_dtype): the model barely learns. Keep model.master_dtype=float32 (the "
+                "default; computation still runs in model.dtype) or raise optimizer.lr")
+    return None
+
+
+def _nothing_to_learn(m: dict, s: AlarmState) -> str | None:
+    for key, what in (("kept", "no correct completion to fine-tune on (rft)"),
+                      ("pairs", "no prompt had completions with different rewards to pair (dpo)")):
+        if key in m and m[key] == 0:
+            return (f"loss is 0 because there was {what}: the step changed nothing but Adam's state. "
+                    "Use easier data, a larger rollout.n, or a higher rollout.temperature")
+    return None
+
+
 #: alarm name -> check(metrics, state) returning a message when it fires
 ALARMS: dict[str, Callable[[dict, AlarmState], str | None]] = {
     "truncation": _truncation,
@@ -95,6 +114,8 @@ ALARMS: dict[str, Callable[[dict, AlarmState], str | None]] = {
     "reward_collapse": _reward_collapse,
     "weights_unchanged": _sync_unchanged,
     "weights_rounded_away": _rounded_away,
+    "updates_rounded_away": _updates_rounded_away,
+    "nothing_to_learn": _nothing_to_learn,
 }
 
 _EMA = 0.7  # weight of the previous value in the smoothed reward
@@ -127,6 +148,9 @@ class StepTimer:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
     def metrics(self) -> dict[str, float]:
         return {**{f"time_{k}": v for k, v in self.seconds.items()}, "time_step": sum(self.seconds.values())}
@@ -178,6 +202,7 @@ class Monitor:
         self.directory, self.enabled = Path(directory), enabled
         self.alarms = AlarmState()
         self._tb = self._wandb = self._bar = None
+        self._plain, self._total = False, total_steps
         if not enabled:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -189,13 +214,14 @@ class Monitor:
             import wandb
 
             self._wandb = wandb.init(project=wandb_project, config=run_config, dir=str(self.directory), resume="allow")
-        if progress:
+        self._plain = progress and not sys.stdout.isatty()  # CI, nohup, a log file: one line per step
+        if progress and not self._plain:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("reward {task.fields[reward]:.3f} acc {task.fields[acc]:.1%}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console())
             self._bar.start()
             self._task = self._bar.add_task("train", total=total_steps, completed=start_step, reward=0.0, acc=0.0)
 
@@ -218,6 +244,8 @@ class Monitor:
         if self._bar is not None:
             self._bar.update(self._task, completed=step, reward=metrics.get("reward_mean") or 0.0,
                              acc=metrics.get("accuracy") or 0.0)
+        elif self._plain:
+            print(step_line(step, self._total, metrics), flush=True)
         return fired
 
     def log_eval(self, step: int, summary: dict[str, Any]) -> None:
@@ -258,6 +286,17 @@ class Monitor:
         self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def step_line(step: int, total: int, m: dict[str, Any]) -> str:
+    """The plain per-step line printed when stdout is not a terminal."""
+    def pct(key: str) -> str:
+        return f"{m[key]:.1%}" if isinstance(m.get(key), (int, float)) else "-"
+
+    reward = m.get("reward_mean")
+    return (f"step {step}/{total}  reward {reward:.3f}  " if isinstance(reward, (int, float)) else f"step {step}/{total}  ") + \
+        f"accuracy {pct('accuracy')}  truncated {pct('truncation_rate')}  loss {m.get('loss', 0.0):.4f}  " \
+        f"{m.get('time_step', 0.0):.1f} s"
 
 
 def read_metrics(directory: str | Path, name: str = METRICS_FILE) -> list[dict[str, Any]]:

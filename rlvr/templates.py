@@ -10,7 +10,8 @@ from typing import Any, Callable
 from rlvr.errors import InputError
 from rlvr.types import Example
 
-__all__ = ["CODE_INSTRUCTION", "DEFAULT_INSTRUCTION", "STYLES", "Style", "render_prompt", "stop_sequences"]
+__all__ = ["CODE_INSTRUCTION", "DEFAULT_INSTRUCTION", "STYLES", "Style", "render_prompt", "stop_sequences",
+           "style_task"]
 
 DEFAULT_INSTRUCTION = "Reason step by step and put your final answer within \\boxed{}."
 CODE_INSTRUCTION = (
@@ -23,11 +24,14 @@ FEWSHOT_SHOTS = 5
 
 @dataclass(frozen=True)
 class Style:
-    """How to render one example, and where generation must stop for that rendering."""
+    """How to render one example, and where generation must stop for that rendering. A style that
+    reproduces another tool's task per benchmark (lm-eval) gives its stops, generation length and
+    that tool's own metrics per example (`task`); the others have one fixed set of stops."""
 
     render: Callable[[Example, Any, str, int], str]
     stop: tuple[str, ...] = ()
     description: str = ""
+    task: Callable[[Example], Any] | None = None  # Example -> rlvr.lm_eval_tasks.LmEvalTask
 
 
 def _is_code(example: Example) -> bool:
@@ -72,11 +76,25 @@ def _fewshot(example: Example, tokenizer: Any, instruction: str, shots: int) -> 
     return _fewshot_block(shots, os.environ.get("RLVR_DATA_DIR")) + f"Question: {example.prompt.strip()}\nAnswer:"
 
 
+def _lm_eval(example: Example, tokenizer: Any, instruction: str, shots: int) -> str:
+    from rlvr.lm_eval_tasks import task_for
+
+    return task_for(example).render(example)
+
+
+def _lm_eval_task(example: Example) -> Any:
+    from rlvr.lm_eval_tasks import task_for
+
+    return task_for(example)
+
+
 STYLES: dict[str, Style] = {
     "chat": Style(_chat, (), "the model's chat template, zero-shot, with the instruction (instruct models)"),
     "fewshot": Style(_fewshot, ("Question:", "</s>", "<|im_end|>"),
                      f"no chat template: {FEWSHOT_SHOTS} GSM8K train examples as 'Question: ... Answer: ...' (base models; lm-eval's GSM8K format)"),
     "plain": Style(_plain, (), "no chat template: the problem and the instruction, zero-shot"),
+    "lm-eval": Style(_lm_eval, (), "exactly lm-eval 0.4's stock gsm8k (5-shot, seeded sampler) or minerva_math (4-shot) "
+                                   "prompt, stops and length; their metrics reported beside the verdict", _lm_eval_task),
 }
 
 
@@ -90,10 +108,23 @@ def render_prompt(example: Example, tokenizer: Any, *, style: str = "chat", inst
                   shots: int = FEWSHOT_SHOTS) -> str:
     """The text given to the engine for `example`. `instruction=None` picks the task's default
     (DEFAULT_INSTRUCTION for math, CODE_INSTRUCTION for code); the fewshot style ignores it, since
-    its worked examples already show the answer format (`#### N`)."""
+    its worked examples already show the answer format (`#### N`), and so does `lm-eval`."""
     return _style(style).render(example, tokenizer, _instruction_for(example, instruction), shots)
 
 
-def stop_sequences(style: str) -> tuple[str, ...]:
-    """Strings that end a completion in this style (the fewshot style must stop at the next question)."""
-    return _style(style).stop
+def stop_sequences(style: str, example: Example | None = None) -> tuple[str, ...]:
+    """Strings that end a completion in this style (the fewshot style must stop at the next question).
+    The lm-eval style's stops depend on the task, so it needs the `example`."""
+    chosen = _style(style)
+    if chosen.task is None:
+        return chosen.stop
+    if example is None:
+        raise InputError(f"the stops of style {style!r} depend on the benchmark: pass the example")
+    return chosen.task(example).stop
+
+
+def style_task(style: str, example: Example) -> Any:
+    """The other tool's task a style reproduces for this example (an `rlvr.lm_eval_tasks.LmEvalTask`:
+    stops, generation length, its own metrics), or None for rlvr's own styles."""
+    chosen = _style(style)
+    return chosen.task(example) if chosen.task else None

@@ -1,9 +1,9 @@
-"""The GRPO trainer: one loop of generate → verify → advantages → learn → sync weights → evaluate/log.
+"""The one training loop every algorithm runs: make a batch → learn → push weights to the engine when it
+holds its own copy → log and alarm → evaluate → checkpoint; resume, Ctrl-C/SIGTERM, torchrun.
 
-`Trainer.step` is the algorithm, top to bottom. The rest is plumbing: the data stream, engines,
-checkpoints and resume. The formulas live in `rlvr.objectives.grpo` (tables of small functions), the update in
-`rlvr.learner`, engines in `rlvr.rollout`, verification in `rlvr.verifiers.runner`, and what gets
-reported (metrics.jsonl, TensorBoard, alarms) in `rlvr.monitor`.
+What differs between GRPO, SFT, RFT and DPO lives in rlvr/algorithms/ (one file each): how a step's
+batch is made and which objective (rlvr/objectives/) it trains. The model, its precision and the
+optimizer are `rlvr.policy.Policy`; generate → verify is `rlvr.rollout.collect.sample_and_score`.
 """
 
 from __future__ import annotations
@@ -13,50 +13,34 @@ import logging
 import random
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from rlvr.objectives import grpo
-from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from rlvr.algorithms import create_algorithm
+from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_final
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
-from rlvr.distributed import (TensorParallelEngine, agree, barrier, checkpoint_state, init_distributed, rank_seed,
-                              reduce_metrics, resumable_optimizer, shard_groups, vllm_parallel_options)
+from rlvr.distributed import (agree, barrier, checkpoint_state, init_distributed, rank_seed, reduce_metrics,
+                              resumable_optimizer)
 from rlvr.errors import InputError
-from rlvr.learner import Batch, Learner, lr_lambda
-from rlvr.monitor import Monitor, StepTimer, rollout_metrics, truncate_metrics
-from rlvr.types import Example, Rollout
+from rlvr.monitor import Monitor, StepTimer, truncate_metrics
+from rlvr.rollout.collect import sample_and_score
+from rlvr.rollout.parallel import TensorParallelEngine
+from rlvr.run_summary import write_summary
+from rlvr.types import Example
 
-__all__ = ["PromptStream", "Trainer", "load_examples", "lr_lambda", "train"]
+__all__ = ["PromptStream", "Trainer", "train"]
 
 log = logging.getLogger("rlvr.train")
 
-
-def load_examples(config: TrainConfig, *, held_out: bool = False) -> list[Example]:
-    """Training examples (or the held-out eval examples) the config names."""
-    data = config.data
-    name = (config.eval.dataset or data.dataset) if held_out else data.dataset
-    if held_out and name == "math" and not config.eval.dataset:
-        name = "math500"  # MATH's train split is the test set minus MATH-500
-    split = config.eval.split if held_out else data.split
-    limit = config.eval.limit if held_out else data.limit
-    if name == "arith":
-        from rlvr.arith import generate_arith
-
-        size = limit if held_out else (limit or data.size)
-        return generate_arith(size, seed=config.seed, difficulty=data.difficulty, split=split)
-    from rlvr.data import BENCHMARKS, load_benchmark, load_file
-
-    if name in BENCHMARKS:
-        return load_benchmark(name, split, limit=limit)
-    if Path(name).is_file():
-        return load_file(name, prompt_field=data.prompt_field, answer_field=data.answer_field, limit=limit)
-    raise InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")
+#: the signals that end a run cleanly: finish the step in flight, checkpoint, return
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class PromptStream:
-    """Training prompts in a seeded order, epoch after epoch; its position is saved in checkpoints."""
+    """Training rows in a seeded order, epoch after epoch; its position is saved in checkpoints."""
 
     def __init__(self, examples: Sequence[Example], seed: int, shuffle: bool, epoch: int = 0, index: int = 0):
         if not examples:
@@ -86,59 +70,68 @@ class PromptStream:
 
 
 class Trainer:
-    """GRPO on one process or under torchrun. `Trainer(config).train()`; `resume=DIR` continues the
-    run saved in DIR. `engine=` hands in a running engine that already serves config.model's
-    weights (tests and benchmarks share one vLLM); the trainer then leaves it open."""
+    """`Trainer(config).train()` runs config.algorithm.name; `resume=DIR` continues the run saved in DIR.
+    `engine=` hands in a running engine that already serves config.model's weights (tests and
+    benchmarks share one vLLM); the trainer then leaves it open."""
 
     def __init__(self, config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None):
+        self.started = time.perf_counter()
         self.ctx = init_distributed()
         device = self.ctx.device.type if config.device == "auto" else config.device
         self.config = cfg = resolve_auto(config, device)
         self.device = torch.device(device if device != "cuda" else self.ctx.device)
         self.out = Path(cfg.logging.output)
-        self.interrupted = False
+        self.stop_signal: int | None = None
         checkpoint = latest_checkpoint(resume) if resume else None
         if resume and checkpoint is None:
             log.warning("no checkpoint in %s yet: starting from step 0", resume)
 
         from rlvr.models import resolve_model
+        from rlvr.precision import resolve_dtypes
         from rlvr.verifiers.registry import build_verifier
         from rlvr.verifiers.runner import Runner
 
+        self.algorithm = create_algorithm(cfg.algorithm.name, cfg)
         self.model_path = resolve_model(cfg.model.name)
         try:
             self.verifier = build_verifier(cfg.reward.verifier)
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(f"--verifier {cfg.reward.verifier!r}: {err}") from None
-        self.engine_kind = getattr(engine, "kind", None) or _engine_kind(cfg.rollout.engine)
-        self.owns_engine, self.engine = engine is None, engine
-        # an engine with its own copy of the weights needs them pushed after every update (an
-        # FSDP2-sharded policy cannot generate by itself: the hf engine then keeps a full copy)
-        sharded = self.ctx.distributed and cfg.distributed.strategy == "fsdp2"
-        self.pushes_weights = engine is not None or self.engine_kind == "vllm" or sharded
+        self.audit = self._audit() if self.ctx.is_main else None
+        _, compute = resolve_dtypes(cfg.model.dtype, cfg.model.master_dtype, device)
+        cfg.model.dtype = str(compute).removeprefix("torch.")  # what config.yaml records: the measured choice
         self.rollout_dtype = cfg.model.dtype if cfg.rollout.dtype == "auto" else cfg.rollout.dtype
-        if self.engine is None and self.engine_kind == "vllm":  # in-process vLLM seeds the global RNG: start it before we seed
-            self.engine = self._start_engine(policy=None)
+        self.owns_engine, self.engine = engine is None, engine
+        # an FSDP2-sharded policy cannot generate by itself: the engine then keeps a full copy
+        self.sharded = self.ctx.distributed and cfg.distributed.strategy == "fsdp2"
+        kind = getattr(engine, "kind", None) or _engine_kind(cfg.rollout.engine)
+        if self.engine is None and _holds_weights(kind):  # in-process vLLM seeds the global RNG: start it before we seed
+            self.engine = self._start_engine(kind, policy=None)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.learner = Learner(cfg, self.ctx, self.device, self.model_path, checkpoint)
-        self.examples = load_examples(cfg)
-        self.eval_examples = load_examples(cfg, held_out=True) if cfg.eval.every else []
+        from rlvr.policy import Policy
+
+        self.policy = Policy(cfg, self.ctx, self.device, self.model_path, checkpoint,
+                             reference=self.algorithm.needs_reference(), optimizer_steps=self.algorithm.optimizer_steps())
+        self.examples = self.algorithm.training_examples(self)
+        evaluates = cfg.eval.before_after or cfg.eval.every
+        self.eval_examples = self.load_examples(held_out=True) if evaluates else []
         self.step_number, saved = 0, {}
         if checkpoint is not None:
-            saved = load_training_state(checkpoint, optimizer=resumable_optimizer(self.learner.model, self.learner.optimizer),
-                                        scheduler=self.learner.scheduler)
+            saved = load_training_state(checkpoint, optimizer=resumable_optimizer(self.policy.model, self.policy.optimizer),
+                                        scheduler=self.policy.scheduler)
             self.step_number = saved["step"]
-            _reschedule(self.learner.scheduler)
+            _reschedule(self.policy.scheduler)
             if saved.get("world_size", self.ctx.world_size) != self.ctx.world_size:
                 log.warning("resuming a run of %s ranks on %d: it continues, but samples differ from the "
                             "uninterrupted run's (seeds are per rank)", saved["world_size"], self.ctx.world_size)
             log.info("resumed from %s at step %d", checkpoint, self.step_number)
         self.stream = PromptStream(self.examples, cfg.seed, cfg.data.shuffle, **saved.get("data", {}))
         if self.engine is None:
-            self.engine = self._start_engine(policy=None if self.pushes_weights else self.learner.policy)
+            self.engine = self._start_engine(kind, policy=None if self.sharded else self.policy.policy)
+        self.pushes_weights = _engine_holds_weights(self.engine)
         if self.pushes_weights and self.step_number:
-            self.engine.sync_weights(self.learner.weights())
+            self.engine.sync_weights(self.policy.weights())
         self.runner = Runner(self.verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout,
                              max_failure_rate=cfg.reward.max_failure_rate)
         if self.ctx.is_main:
@@ -155,109 +148,89 @@ class Trainer:
     # -------------------------------------------------------------------------- the loop
 
     def train(self) -> dict[str, Any]:
-        """Run until optimizer.max_steps, evaluating and checkpointing on schedule. Ctrl-C finishes
-        the current step, saves a checkpoint and returns (a second Ctrl-C aborts at once)."""
+        """Run until optimizer.max_steps, evaluating and checkpointing on schedule. Ctrl-C or SIGTERM
+        finishes the current step, saves a checkpoint and returns (a second one aborts at once)."""
         cfg = self.config
-        previous = signal.getsignal(signal.SIGINT)
         on_main_thread = threading.current_thread() is threading.main_thread()
-        if on_main_thread:
-            signal.signal(signal.SIGINT, self._on_interrupt)
+        previous = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS} if on_main_thread else {}
         last: dict[str, Any] = {}
         try:
-            if cfg.eval.every and self.step_number == 0:
+            if (cfg.eval.before_after or cfg.eval.every) and self.step_number == 0:
                 self.evaluate()
-            while self.step_number < cfg.optimizer.max_steps and not self.interrupted:
+            while self.step_number < cfg.optimizer.max_steps and self.stop_signal is None:
                 self.step_number += 1
                 last = self.step()
                 done = self.step_number == cfg.optimizer.max_steps
                 if cfg.checkpoint.every and self.step_number % cfg.checkpoint.every == 0 and not done:
                     self.save()
-                if cfg.eval.every and (self.step_number % cfg.eval.every == 0 or done):
+                periodic = cfg.eval.every and self.step_number % cfg.eval.every == 0
+                if periodic or (done and cfg.eval.before_after):
                     self.evaluate()
             self.save()
             if self.step_number >= cfg.optimizer.max_steps:
                 self.save_final()
-            if self.interrupted:
-                log.warning("interrupted: saved step %d in %s; continue with --resume %s",
-                            self.step_number, self.out, self.out)
+            if self.ctx.is_main:
+                write_summary(self.out, steps=self.step_number, wall_s=time.perf_counter() - self.started,
+                              final=self.out / "final" if self.step_number >= cfg.optimizer.max_steps else None,
+                              audit=self.audit)
+            if self.stop_signal is not None:
+                log.warning("%s: saved step %d in %s; continue with --resume %s",
+                            signal.Signals(self.stop_signal).name, self.step_number, self.out, self.out)
         finally:
-            if on_main_thread:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.close()
         return last
 
     def step(self) -> dict[str, Any]:
-        """One GRPO step; returns its metrics (also written to metrics.jsonl)."""
-        cfg, timer, n = self.config, StepTimer(), self.config.rollout.n
-        want = cfg.rollout.prompts_per_step // self.ctx.world_size  # this rank's groups
-
-        # 1. generate n completions per prompt and 2. verify them. With dynamic sampling, groups
-        #    whose rewards are all equal (no signal) are dropped and refilled from new prompts.
-        parts, seen, rounds = [], [], 0
-        while True:
-            examples = shard_groups(self.stream.take(cfg.rollout.prompts_per_step), self.ctx)
-            with timer("generate"):
-                rollouts = self.engine.generate(self._prompts(examples), n, self._sampling(rounds))
-            with timer("verify"):
-                scored = self._verify(examples, rollouts)
-            zero_variance = grpo.zero_variance_groups(scored.rewards)
-            seen.append((scored, zero_variance))
-            parts.append(scored.select(~zero_variance) if cfg.algorithm.dynamic_sampling else scored)
-            rounds += 1
-            # the fewest groups any rank kept: every rank refills alike and trains on as many groups
-            # (equal shares keep DDP's gradient average exact and its backward passes in step)
-            kept = int(agree(sum(len(p.examples) for p in parts), self.ctx, "min"))
-            if not cfg.algorithm.dynamic_sampling or kept >= want or rounds > cfg.algorithm.max_refill_rounds:
-                break
-        batch = Batch.concat(parts, n).first(min(want, kept))
-        first, first_zero_variance = seen[0]  # what the policy produced before any filtering
-
-        # 3. advantages: one per completion, from its group's rewards (rlvr.objectives.grpo.ADVANTAGES)
-        advantages = grpo.group_advantages(batch.rewards, cfg.algorithm.advantage).reshape(-1)
-
-        # 4. learn: μ optimizer steps with the clipped surrogate (rlvr.objectives.grpo.LOSSES), sampler
-        #    mismatch corrected by truncated importance weights with vllm
-        before, lr = self.learner.probe(), self.learner.lr
+        """One step of the algorithm; returns its metrics (also written to metrics.jsonl)."""
+        timer = StepTimer()
+        made = self.algorithm.make_step(self, timer)
+        before, lr = self.policy.probe(), self.policy.lr
+        if getattr(self.engine, "can_sleep", False):
+            self.engine.sleep()  # GPU: the engine's weights and KV cache make room for the learner
         with timer("learn"):
-            use_tis = cfg.algorithm.tis == "on" or (cfg.algorithm.tis == "auto" and self.engine_kind == "vllm")
-            learned = self.learner.learn(batch, advantages, use_tis=use_tis) if batch.examples else {}
-        moved = agree(self.learner.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard
-
-        # 5. sync: vllm gets the new weights in place (LoRA merged); hf generates with the policy
-        #    itself. Nothing moved (every group had equal rewards): nothing to push.
+            learned = self.algorithm.learn(self.policy, made.batch)
+        moved = agree(self.policy.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard
+        if getattr(self.engine, "can_sleep", False):
+            self.engine.wake()
+        # the engine generates with its own copy: push the new weights (LoRA merged). Nothing moved
+        # (e.g. every group had equal rewards): nothing to push.
         with timer("sync"):
-            report = self.engine.sync_weights(self.learner.weights()) if self.pushes_weights and moved > 0 else {}
-
-        # 6. log: metrics.jsonl, TensorBoard, progress bar, alarms (evaluate/checkpoint: in train)
-        metrics = {
-            **rollout_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]),
-            "zero_variance_fraction": first_zero_variance.float().mean().item(),
-            "groups_trained": len(batch.examples), "generate_rounds": rounds, "epoch": self.stream.epoch,
-            **learned, "lr": lr, "param_delta": moved, **timer.metrics(),
-        }
-        metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
+            report = self.engine.sync_weights(self.policy.weights()) if self.pushes_weights and moved > 0 else {}
+        metrics = {**made.metrics, "epoch": self.stream.epoch, **learned, "lr": lr, "param_delta": moved,
+                   **timer.metrics()}
+        if "completion_tokens" in metrics and timer.seconds.get("generate"):
+            metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
         metrics.update(reduce_metrics(metrics, self.ctx))
         if report.get("changed") is not None:
             metrics["sync_changed"] = report["changed"]
-        if report and self.engine_kind == "vllm" and self.rollout_dtype != cfg.model.dtype:  # what the engine kept
-            metrics["sync_rounded_away"] = self.learner.rounded_away(before, getattr(torch, self.rollout_dtype))
+        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix("torch."):  # what the engine kept
+            metrics["sync_rounded_away"] = self.policy.rounded_away(before, getattr(torch, self.rollout_dtype))
         self.monitor.log_step(self.step_number, metrics)
-        every = cfg.logging.samples_every
-        if every and (self.step_number % every == 0 or self.step_number == 1):
-            self.monitor.log_samples(self.step_number, first.examples, first.rollouts, first.scores)
+        every = self.config.logging.samples_every
+        if made.samples and every and (self.step_number % every == 0 or self.step_number == 1):
+            self.monitor.log_samples(self.step_number, *made.samples)
         return metrics
 
-    # -------------------------------------------------------------------------- stages
+    # -------------------------------------------------------------------------- shared pieces for algorithms
 
-    def _prompts(self, examples: Sequence[Example]) -> list[str]:
+    def template(self, example: Example) -> str:
         from rlvr.templates import render_prompt
 
-        return [render_prompt(e, self.engine.tokenizer, style=self.config.data.style,
-                              instruction=self.config.data.instruction) for e in examples]
+        return render_prompt(example, self.engine.tokenizer, style=self.config.data.style,
+                             instruction=self.config.data.instruction)
 
-    def _sampling(self, round_: int, *, held_out: bool = False) -> Any:
-        """Sampling for this step and refill round, seeded by (seed, rank, step, round) so that a
-        resumed run generates exactly what the uninterrupted one did."""
+    def collect(self, examples: Sequence[Example], n: int, sampling: Any, timer: StepTimer) -> Any:
+        """Generate n completions per example and verify them (timed as generate and verify)."""
+        collected = sample_and_score(self.engine, self.runner, examples, n, sampling, self.template)
+        timer.add("generate", collected.generate_s)
+        timer.add("verify", collected.verify_s)
+        return collected
+
+    def sampling(self, round_: int, *, held_out: bool = False) -> Any:
+        """Sampling for this step and refill round, seeded by (seed, rank, step, round) so that a resumed
+        run generates exactly what the uninterrupted one did."""
         from rlvr.rollout import SamplingConfig
         from rlvr.templates import stop_sequences
 
@@ -270,39 +243,57 @@ class Trainer:
         return SamplingConfig(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                               max_new_tokens=r.max_new_tokens, seed=seed, stop=stop)
 
-    def _verify(self, examples: list[Example], rollouts: list[Rollout]) -> Batch:
-        """Score every completion against its example's gold; rewards shaped [groups, n]."""
-        n = self.config.rollout.n
-        scores = self.runner.score([r.text for r in rollouts], [examples[r.prompt_index] for r in rollouts])
-        rewards = torch.tensor([s.reward for s in scores], dtype=torch.float32)
-        if self.config.reward.truncated == "penalty":
-            lengths = torch.tensor([len(r.token_ids) for r in rollouts])
-            rewards = rewards + grpo.overlong_penalty(lengths, self.config.rollout.max_new_tokens,
-                                                      self.config.reward.overlong_buffer)
-        return Batch(list(examples), list(rollouts), scores, rewards.reshape(len(examples), n))
+    def load_examples(self, *, held_out: bool = False) -> list[Example]:
+        from rlvr.data import load_examples
 
-    def _start_engine(self, policy: Any) -> Any:
+        return load_examples(self.config, held_out=held_out)
+
+    def dataset_is_file(self) -> bool:
+        return Path(self.config.data.dataset).is_file()
+
+    @property
+    def engine_sampler_logprobs(self) -> bool:
+        return bool(getattr(self.engine, "sampler_logprobs", False))
+
+    # -------------------------------------------------------------------------- engines, audit
+
+    def _start_engine(self, kind: str, policy: Any) -> Any:
         from rlvr.rollout import create_engine
+        from rlvr.rollout.parallel import vllm_parallel_options
         from rlvr.rollout.vllm import kv_cache_gib
 
-        r = self.config.rollout
+        r, holds = self.config.rollout, _holds_weights(kind)
         max_len = r.max_model_len or 1024 + r.max_new_tokens
-        dtype = self.rollout_dtype  # hf generates with the policy, in its dtype
         extra: dict[str, Any] = {}
-        if self.engine_kind == "vllm" and self.device.type == "cuda":
+        if holds and self.device.type == "cuda":
             extra["gpu_memory_utilization"] = r.gpu_memory_utilization
-        elif self.engine_kind == "vllm":  # a KV cache for this step's rollouts, not vLLM-CPU's 4 GiB
+        elif holds:  # a KV cache for this step's rollouts, not vLLM-CPU's 4 GiB
             rows = r.prompts_per_step * r.n * (1 + self.config.algorithm.max_refill_rounds
                                                  * self.config.algorithm.dynamic_sampling)
             extra["kv_cache_gib"] = r.kv_cache_gib or kv_cache_gib(self.model_path, rows // self.ctx.world_size,
-                                                                   max_len, dtype=dtype)
-        tp = r.tensor_parallel_size if self.engine_kind == "vllm" else 1
-        if self.engine_kind == "vllm":
+                                                                   max_len, dtype=self.rollout_dtype)
+        tp = r.tensor_parallel_size if holds else 1
+        if holds:
             extra.update(vllm_parallel_options(self.ctx, tp))
         seed = rank_seed(self.config.seed, self.ctx) - 1_000_003 * (self.ctx.rank % tp)  # one seed per TP group
-        engine = create_engine(self.engine_kind, self.model_path, policy=policy, seed=seed, max_model_len=max_len,
-                               **({"dtype": dtype} if self.engine_kind == "vllm" else {}), **extra)
+        engine = create_engine(kind, self.model_path, policy=policy, seed=seed, max_model_len=max_len,
+                               dtype=self.rollout_dtype, **extra)
         return TensorParallelEngine(engine, self.ctx, tp) if tp > 1 else engine
+
+    def _audit(self) -> Any:
+        """The shipped suite of known reward hacks through this run's verifier: one line, a warning
+        listing what earns reward, and a refusal to start under reward.strict_audit."""
+        if not self.config.reward.audit:
+            return None
+        from rlvr.verifiers.audit import run_audit
+
+        report = run_audit(self.verifier, workers=0)
+        log.info("%s", report.line())
+        if report.rewarded:
+            log.warning("the reward %r pays for known hacks:\n%s", self.config.reward.verifier, report.details())
+            if self.config.reward.strict_audit:
+                raise InputError(f"--strict-audit: {report.line()} with --verifier {self.config.reward.verifier!r}")
+        return report
 
     # -------------------------------------------------------------------------- eval, state, output
 
@@ -316,7 +307,7 @@ class Trainer:
 
             engine = self.engine.engine if everyone else self.engine
             output_dir = self.out / "eval" / f"step_{self.step_number:06d}" if self.ctx.is_main else None
-            summary = run_eval(engine, self.eval_examples, self.verifier, sampling=self._sampling(0, held_out=True),
+            summary = run_eval(engine, self.eval_examples, self.verifier, sampling=self.sampling(0, held_out=True),
                                style=self.config.data.style, instruction=self.config.data.instruction,
                                output_dir=output_dir, progress=False,
                                workers=self.config.reward.workers, timeout=self.config.reward.timeout,
@@ -330,27 +321,24 @@ class Trainer:
                 "alarms": dataclasses.asdict(self.monitor.alarms)}
 
     def save(self) -> Path | None:
-        """DIR/checkpoints/step_N: weights (or the peft adapter), optimizer, scheduler, RNG, data position."""
+        """DIR/checkpoints/step_N: float32 master weights (or the peft adapter), optimizer, scheduler, RNG,
+        data position; written to a temporary folder and renamed, so it is complete or absent."""
         path = None
-        model, optimizer = checkpoint_state(self.learner.model, self.learner.optimizer, self.ctx)  # FSDP2: gathers
+        model, optimizer = checkpoint_state(self.policy.model, self.policy.optimizer, self.ctx)  # FSDP2: gathers
         if self.ctx.is_main:
-            path = save_checkpoint(self.out, model=model, tokenizer=self.learner.tokenizer,
-                                   optimizer=optimizer, scheduler=self.learner.scheduler,
+            path = save_checkpoint(self.out, model=model, tokenizer=self.policy.tokenizer,
+                                   optimizer=optimizer, scheduler=self.policy.scheduler,
                                    state=self.state(), keep_last=self.config.checkpoint.keep_last)
         barrier(self.ctx)
         return path
 
     def save_final(self) -> None:
         """DIR/final: the trained model as a plain HF folder (LoRA merged) for `rlvr eval --model`."""
-        model, _ = checkpoint_state(self.learner.model, None, self.ctx)  # FSDP2: gathers, on every rank
-        if not self.ctx.is_main:
-            return
-        target = self.out / "final"
-        if self.config.model.lora_r:
-            model.get_base_model().save_pretrained(target, state_dict=self.learner.weights(), safe_serialization=True)
-        else:
-            model.save_pretrained(target, safe_serialization=True)
-        self.learner.tokenizer.save_pretrained(target)
+        model, _ = checkpoint_state(self.policy.model, None, self.ctx)  # FSDP2: gathers, on every rank
+        if self.ctx.is_main:
+            weights = self.policy.weights() if self.config.model.lora_r else None
+            save_final(self.out / "final", model.get_base_model() if weights is not None else model,
+                       self.policy.tokenizer, state_dict=weights)
 
     def close(self) -> None:
         self.monitor.close()
@@ -358,16 +346,17 @@ class Trainer:
         if self.owns_engine:
             self.engine.close()
 
-    def _on_interrupt(self, signum: int, frame: Any) -> None:
-        if self.interrupted:  # a second Ctrl-C: stop now
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        if self.stop_signal is not None:  # a second signal: stop now
             raise KeyboardInterrupt
-        self.interrupted = True
-        log.warning("Ctrl-C: finishing step %d, then saving a checkpoint (Ctrl-C again to abort)", self.step_number)
+        self.stop_signal = signum
+        log.warning("%s: finishing step %d, then saving a checkpoint (send it again to abort)",
+                    signal.Signals(signum).name, self.step_number)
 
 
 def _reschedule(scheduler: Any) -> None:
-    """Set the learning rate a resumed LambdaLR schedule gives now: the saved one belongs to the
-    saved run's schedule, which differs when optimizer.max_steps changed (a run extended)."""
+    """Set the learning rate a resumed LambdaLR schedule gives now: the saved one belongs to the saved
+    run's schedule, which differs when optimizer.max_steps changed (a run extended)."""
     now = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
     for group, lr in zip(scheduler.optimizer.param_groups, now):
         group["lr"] = lr
@@ -375,9 +364,22 @@ def _reschedule(scheduler: Any) -> None:
 
 
 def _engine_kind(kind: str) -> str:
-    from rlvr.rollout import vllm_available
+    from rlvr.rollout import resolve_kind
 
-    return ("vllm" if vllm_available() else "hf") if kind == "auto" else kind
+    return resolve_kind(kind)
+
+
+def _holds_weights(kind: str) -> bool:
+    """Whether an engine of this kind keeps its own copy of the weights even when handed the policy (a
+    class-level declaration; an engine that can generate with the live policy declares it per instance)."""
+    from rlvr.rollout.base import engine_class
+
+    return bool(getattr(engine_class(kind), "holds_weights", False))
+
+
+def _engine_holds_weights(engine: Any) -> bool:
+    inner = engine.engine if isinstance(engine, TensorParallelEngine) else engine
+    return bool(inner.holds_weights)
 
 
 def train(config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None) -> dict[str, Any]:

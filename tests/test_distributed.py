@@ -13,17 +13,16 @@ import torch.multiprocessing as mp
 
 from rlvr.distributed import (
     DistContext,
-    TensorParallelEngine,
     full_state_dict,
     init_distributed,
     reduce_metrics,
     shard_groups,
     unwrap_model,
-    vllm_parallel_options,
     wrap_model,
 )
 from rlvr.errors import InputError
 from rlvr.objectives.grpo import LOSSES, group_advantages, loss_normalizer, policy_loss, token_logprobs
+from rlvr.rollout.parallel import TensorParallelEngine, vllm_parallel_options
 
 PROMPTS, PER_PROMPT, PROMPT_LEN, COMPLETION_LEN, VOCAB = 4, 2, 3, 5, 64
 LR = 0.5  # plain SGD: unlike Adam's first step, its update scales with the gradient, so a missing

@@ -4,7 +4,6 @@ code verifier, and the eval/bench CLI on a tiny random model (hf engine; vllm vi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -290,3 +289,99 @@ def test_cli_eval_on_a_data_file_with_field_mapping(tmp_path, tiny_model):
     lines = [json.loads(line) for line in (out / "mine.jsonl" / "samples.jsonl").read_text().splitlines()]
     assert [(line["id"], line["gold"]) for line in lines] == [("p1", "5"), ("p2", "5")]
     assert "What is 2+3?" in lines[0]["prompt"]
+
+
+class Recording(ScriptedEngine):
+    """A scripted engine that also keeps the sampling settings it was called with."""
+
+    def generate(self, prompts, n=1, sampling=None):
+        self.sampling = sampling
+        return super().generate(prompts, n, sampling)
+
+
+BEST_OF_4 = {
+    "2+2": ["\\boxed{5}", "<think>x</think> \\boxed{4}", "\\boxed{5}", "\\boxed{4}"],  # vote 5-4 tie → 5 (first): ✗
+    "3*3": ["\\boxed{9}", "\\boxed{9}", "<think>y</think> \\boxed{8}", "no"],  # vote 9 ✓; think_format picks 8 ✗
+    "10-1": ["no", "no", "no", "no"],  # nothing to vote for, nothing well-formed: sample 0 ✗
+}
+
+
+@pytest.mark.parametrize("select, picks, accuracy", [
+    ("majority", [0, 0, 0], 1 / 3),
+    ("think_format", [1, 2, 0], 1 / 3),
+    ("boxed_format", [0, 0, 0], 1 / 3),  # every box is balanced: all tie at 1 (or 0), the first wins
+])
+def test_best_of_n_picks_without_the_gold_and_reports_beside_pass_and_maj(tmp_path, math_verifier, select, picks, accuracy):
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=8, seed=0)
+    summary = run_eval(ScriptedEngine(BEST_OF_4), _examples(), math_verifier, sampling=sampling, samples=4, style="plain",
+                       output_dir=tmp_path, progress=False, select=select, workers=0)
+    at_n = summary["at_n"]
+    assert at_n["pass@4"]["value"] == pytest.approx(2 / 3, abs=1e-6) and at_n["maj@4"]["value"] == pytest.approx(1 / 3, abs=1e-6)
+    assert at_n["avg@4"]["value"] == pytest.approx(1 / 3, abs=1e-6)
+    best = at_n[f"best-of-4@{select}"]
+    assert best["value"] == pytest.approx(accuracy, abs=1e-6) and best["ci95"][0] < accuracy < best["ci95"][1]
+    assert summary["best_of_n"] == {select: best}
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    scores = [[r["select_scores"][select] for r in rows[g * 4:(g + 1) * 4]] for g in range(3)]
+    from rlvr.selection import chosen
+
+    assert [chosen(s) for s in scores] == picks
+    assert json.loads((tmp_path / "config.json").read_text())["select"] == [select]
+    with pytest.raises(InputError, match="different run .*select"):  # samples scored for another selector
+        run_eval(ScriptedEngine(BEST_OF_4), _examples(), math_verifier, sampling=sampling, samples=4, style="plain",
+                 output_dir=tmp_path, progress=False, select="majority" if select != "majority" else "think_format")
+
+
+def test_several_selectors_share_one_set_of_samples(math_verifier):
+    summary = run_eval(ScriptedEngine(BEST_OF_4), _examples(), math_verifier, samples=4, style="plain", progress=False,
+                       sampling=SamplingConfig(temperature=1.0, max_new_tokens=8), select=["majority", "think_format"],
+                       workers=0)
+    assert summary["at_n"]["best-of-4@majority"]["value"] == summary["maj@k"]["4"]
+    assert set(summary["best_of_n"]) == {"majority", "think_format"}
+
+
+@pytest.mark.parametrize("select, samples, message", [("majority", 1, "--samples 2 or more"),
+                                                      ("math", 3, "math needs the gold")])
+def test_bad_selectors_are_input_errors(math_verifier, select, samples, message):
+    with pytest.raises(InputError, match=message):
+        run_eval(ScriptedEngine(BEST_OF_4), _examples(), math_verifier, samples=samples, style="plain", progress=False,
+                 sampling=SamplingConfig(temperature=1.0), select=select)
+
+
+def test_lm_eval_style_prompts_stops_and_stock_metrics(tmp_path, math_verifier, data_dir):
+    from rlvr.templates import render_prompt
+
+    examples = load_benchmark("gsm8k", data_dir=data_dir, limit=2)
+    engine = Recording({examples[0].prompt: [f"She sells eggs.\n#### {examples[0].answer}"],  # all three right
+                        examples[1].prompt: [f"It takes {examples[1].answer} bolts, so 1 more."]})  # flexible: 1 ✗
+    summary = run_eval(engine, examples, math_verifier, sampling=SamplingConfig(temperature=0.0, max_new_tokens=256),
+                       style="lm-eval", output_dir=tmp_path, progress=False, workers=0)
+    assert engine.sampling.stop == ("Question:", "</s>", "<|im_end|>")
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [render_prompt(e, None, style="lm-eval") for e in examples]
+    assert rows[0]["lm_eval"]["strict-match"] == {"extracted": examples[0].answer, "correct": True}
+    assert rows[1]["lm_eval"]["flexible-extract"] == {"extracted": "1", "correct": False}
+    assert [r["status"] for r in rows] == ["correct", "wrong"]  # rlvr's verdict: "the last number" is 1 too
+    assert summary["lm_eval"]["strict-match"]["accuracy"] == 0.5 and summary["lm_eval"]["flexible-extract"]["accuracy"] == 0.5
+    assert {"completion", "extracted"} <= set(rows[0])
+
+
+def test_cli_lm_eval_style_and_best_of_n(tmp_path, tiny_model):
+    out = tmp_path / "lm"
+    base = ["eval", "--model", str(tiny_model), "--benchmark", "gsm8k", "--limit", "2", "--engine", "hf"]
+    result = CliRunner().invoke(main, [*base, "--style", "lm-eval", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "gsm8k" / "config.json").read_text())
+    assert config["style"] == "lm-eval" and config["sampling"]["max_new_tokens"] == 256  # the task's own length
+    assert set(json.loads((out / "gsm8k" / "summary.json").read_text())["lm_eval"]) == {"strict-match", "flexible-extract"}
+
+    out = tmp_path / "best"
+    result = CliRunner().invoke(main, [*base, "--max-new-tokens", "4", "--samples", "3", "--select", "think_format",
+                                       "--select", "majority", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "gsm8k" / "summary.json").read_text())
+    assert set(summary["at_n"]) == {"avg@3", "pass@3", "maj@3", "best-of-3@think_format", "best-of-3@majority"}
+    assert "best-of-3@think_format" in result.output
+
+    result = CliRunner().invoke(main, [*base, "--samples", "2", "--select", "math", "--output", str(out)])
+    assert result.exit_code == 2 and "math needs the gold" in result.output

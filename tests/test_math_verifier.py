@@ -70,7 +70,6 @@ MATH_VERIFY_MISSES = [
     ("The answer is B.", "\\text{(B)}", Status.CORRECT),  # a bare choice letter: math-verify parses nothing
     ("The answer is (B).", "\\text{(B)}", Status.CORRECT),
     ("The answer is [0,1).", "[0,1)", Status.CORRECT),  # an interval outside $...$: parsed as nothing
-    ("So $x$ lies in [0, 1).", "[0,1)", Status.NO_ANSWER),  # ...not a final answer at all: no reward either way
     ("The answer is $\\boxed{\\{1,2\\}}$.", "(1,2)", Status.WRONG),  # math-verify: a set equals a tuple
     ("The answer is $\\boxed{(1,2)}$.", "\\{1,2\\}", Status.WRONG),
     ("The answer is $\\boxed{52_9}$.", "52_8", Status.WRONG),  # math-verify drops the base

@@ -350,3 +350,95 @@ def test_loss_matches_trl_on_identical_inputs():
     for row in rows:
         assert row["abs_diff"] < 1e-6, row
         assert row["grad_max_abs_diff"] < 1e-6, row
+
+
+# ---------------------------------------------------------------- logprobs from hidden states, in chunks
+
+
+def _dense_float64(hidden, weight, tokens, temperature):
+    logp = ((hidden @ weight.T) / temperature).log_softmax(-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), -(logp.exp() * logp).sum(-1)
+
+
+def test_chunked_logprobs_by_hand():
+    # H = 1, two tokens: the logits of hidden 1 are (0, ln3) -> p = (1/4, 3/4); of hidden 2, (0, 2 ln3)
+    # at temperature 2 are (0, ln3) again
+    weight = torch.tensor([[0.0], [LN(3)]], dtype=torch.float64)
+    entropy = -(0.25 * LN(0.25) + 0.75 * LN(0.75))
+    for hidden, temperature in (([[1.0], [1.0]], 1.0), ([[2.0], [2.0]], 2.0)):
+        logprobs, got_entropy = grpo.chunked_token_logprobs_and_entropy(
+            torch.tensor(hidden, dtype=torch.float64), weight, torch.tensor([1, 0]), temperature, chunk_size=1)
+        torch.testing.assert_close(logprobs, torch.tensor([LN(0.75), LN(0.25)], dtype=torch.float64))
+        torch.testing.assert_close(got_entropy, torch.tensor([entropy, entropy], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("chunk_size", [1, 4, 7, 15, 64])  # N = 15 positions: uneven last chunk, one chunk, more
+@pytest.mark.parametrize("grads", [("hidden", "weight"), ("hidden",), ("weight",)])  # full, frozen head (LoRA)
+def test_chunked_logprobs_equal_the_dense_path_in_float64(temperature, chunk_size, grads):
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad="hidden" in grads)
+    weight = torch.randn(13, 8, dtype=torch.float64, requires_grad="weight" in grads)
+    tokens = torch.randint(0, 13, (3, 5))
+    upstream = torch.randn(3, 5, dtype=torch.float64)  # a weighted sum, as a loss is: not only ones
+    leaves = [t for t in (hidden, weight) if t.requires_grad]
+    logprobs, entropy = grpo.chunked_token_logprobs_and_entropy(hidden, weight, tokens, temperature,
+                                                                chunk_size=chunk_size)
+    expected, expected_entropy = _dense_float64(hidden, weight, tokens, temperature)
+    assert logprobs.dtype == torch.float64 and not entropy.requires_grad
+    torch.testing.assert_close(logprobs, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(entropy, expected_entropy.detach(), rtol=0, atol=1e-6)
+    got = torch.autograd.grad((logprobs * upstream).sum(), leaves)
+    want = torch.autograd.grad((expected * upstream).sum(), leaves)
+    for mine, theirs in zip(got, want):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_chunked_logprobs_match_token_logprobs_and_entropy(dtype, tolerance):
+    # the learner's dense path: the LM head's logits in the model dtype, then token_logprobs_and_entropy
+    torch.manual_seed(1)
+    hidden = torch.randn(2, 6, 16).to(dtype).requires_grad_(True)
+    weight = torch.randn(40, 16).to(dtype).requires_grad_(True)
+    tokens = torch.randint(0, 40, (2, 6))
+    logprobs, entropy = grpo.chunked_token_logprobs_and_entropy(hidden, weight, tokens, 0.7, chunk_size=5)
+    dense, dense_entropy = token_logprobs_and_entropy(torch.nn.functional.linear(hidden, weight), tokens, 0.7)
+    assert logprobs.dtype == torch.float32
+    torch.testing.assert_close(logprobs, dense, rtol=0, atol=tolerance)
+    torch.testing.assert_close(entropy, dense_entropy, rtol=0, atol=tolerance)
+    got = torch.autograd.grad(logprobs.sum(), (hidden, weight))
+    want = torch.autograd.grad(dense.sum(), (hidden, weight))
+    for mine, theirs in zip(got, want):
+        assert mine.dtype == dtype
+        torch.testing.assert_close(mine.float(), theirs.float(), rtol=tolerance, atol=tolerance)
+
+
+def _largest_saved(fn) -> int:
+    """The most elements of any tensor autograd saves for backward while `fn` runs."""
+    sizes = [0]
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
+        fn()
+    return max(sizes)
+
+
+def test_chunked_logprobs_save_no_logits_for_backward():
+    # N = 40 positions × V = 50 tokens = 2000 logits; the weight is V × H = 400 elements
+    hidden = torch.randn(4, 10, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=True)
+    tokens = torch.randint(0, 50, (4, 10))
+    dense = _largest_saved(lambda: token_logprobs_and_entropy(hidden @ weight.T, tokens))
+    chunked = _largest_saved(lambda: grpo.chunked_token_logprobs_and_entropy(hidden, weight, tokens, chunk_size=8))
+    assert dense >= 10 * 50  # the dense path keeps (at least) a row of [T, V] logits per sequence
+    assert chunked == 50 * 8  # the weight itself; no logits
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(temperature=0.0), "temperature"),
+    (dict(chunk_size=0), "chunk_size"),
+    (dict(weight=torch.zeros(5, 3)), r"weight \[V, H\]"),
+    (dict(token_ids=torch.zeros(2, 2, dtype=torch.long)), r"token_ids \[\.\.\.\]"),
+])
+def test_chunked_logprobs_refuse_bad_input(kwargs, message):
+    args = dict(hidden=torch.zeros(2, 3, 4), weight=torch.zeros(5, 4), token_ids=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=message):
+        grpo.chunked_token_logprobs_and_entropy(**(args | kwargs))

@@ -89,3 +89,29 @@ def test_check_reports_each_backend():
 def test_check_table_says_local_is_no_boundary():
     done = rlvr("sandbox", "check")
     assert done.returncode == 0 and "not a security boundary" in done.stdout
+
+
+
+def sandbox_imports(root) -> dict[str, set[str]]:
+    """module -> the rlvr.sandboxes modules it imports anywhere (also inside functions)."""
+    import ast
+
+    graph = {}
+    for path in sorted((root / "rlvr" / "sandboxes").glob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found.update(n.split(".")[2] for n in names if n.startswith("rlvr.sandboxes."))
+        graph[path.stem] = found - {path.stem}
+    return graph
+
+
+def test_sandbox_modules_import_no_circle():
+    """docker imports image (the default tag) and daemon; nothing imports docker back."""
+    graph = sandbox_imports(REPO)
+    assert "image" in graph["docker"] and "daemon" in graph["image"]  # the walk sees the edges
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
+    assert [m for m in graph if reaches(m, m)] == []

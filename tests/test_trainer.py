@@ -24,9 +24,10 @@ def _config(model: Path, out: Path, **extra):
     return load_config(None, {
         "model.name": str(model), "device": "cpu", "rollout.engine": "hf", "data.dataset": "arith",
         "data.size": 64, "reward.verifier": VERIFIER, "reward.workers": 1, "rollout.n": 2,
-        "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 12, "optimizer.lr": 1e-3,
+        "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 12, "optimizer.lr": 1e-3, "rollout.temperature": 1.0,
         "optimizer.max_steps": 2, "optimizer.warmup_steps": 0, "logging.output": str(out),
-        "logging.progress": False, "checkpoint.every": 1, "logging.samples_every": 1, **extra})
+        "logging.progress": False, "checkpoint.every": 1, "logging.samples_every": 1, "eval.before_after": False, "reward.audit": False,
+        **extra})
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

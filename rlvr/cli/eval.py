@@ -13,7 +13,8 @@ from rlvr.errors import InputError
 
 #: the verifier each benchmark is scored with unless --verifier says otherwise
 DEFAULT_VERIFIER = {"humaneval": "code"}
-STYLES = ("chat", "fewshot", "plain")
+STYLES = ("chat", "fewshot", "plain", "lm-eval")
+DEFAULT_MAX_NEW_TOKENS = 512
 
 
 def _generation_options(command):
@@ -30,17 +31,23 @@ def _generation_options(command):
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems."),
         click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Completions per problem; >1 reports avg@k, pass@k and maj@k."),
+        click.option("--select", multiple=True, metavar="SPEC",
+                     help="Best-of-N: pick one of the --samples completions per problem without the gold, by "
+                          "`majority`, a gold-free verifier spec (think_format, boxed_format, ...) or "
+                          "reward_model:model=PATH; reports best-of-N@SPEC beside pass@N and maj@N. Repeatable."),
         click.option("--temperature", "-t", type=click.FloatRange(min=0), default=None,
                      help="Sampling temperature [default: 0 (greedy) with one sample, 1.0 with more]."),
         click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
-                     help="Longest completion; longer ones are cut and count as truncated."),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+                     help="Longest completion; longer ones are cut and count as truncated "
+                          "[default: 512; --style lm-eval: the task's own, 256]."),
         click.option("--engine", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
                      help="Generation engine: vllm when importable (auto), or transformers generate (hf)."),
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
                      show_default=True, help="Engine weights dtype [auto: hf float32, vllm bfloat16 on CPU]."),
         click.option("--style", type=click.Choice(STYLES), default="chat", show_default=True,
-                     help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain."),
+                     help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain, "
+                          "lm-eval (exactly lm-eval's stock gsm8k / minerva_math prompts, stops and length)."),
         click.option("--verifier", default=None,
                      help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval]."),
         click.option("--sandbox", type=click.Choice(["auto", "docker", "bwrap", "local"]), default=None,
@@ -116,17 +123,27 @@ def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
         state = check_backends()[opts["sandbox"]]
         if not state["available"]:
             raise InputError(f"--sandbox {opts['sandbox']}: not available here ({state['why']})")
+    if opts["select"]:
+        from rlvr.selection import build_selector
+
+        if opts["samples"] < 2:
+            raise InputError(f"--select {opts['select'][0]} picks one of several samples: give --samples 2 or more")
+        for spec in opts["select"]:
+            build_selector(spec)  # a bad or gold-reading spec fails before any model loads
     return [(name, _load(name, opts), _verifier(opts["verifier"], name, opts["sandbox"])) for name in names]
 
 
-def _sampling(opts: dict[str, Any]):
+def _sampling(opts: dict[str, Any], examples: list | None = None):
     from rlvr.rollout import SamplingConfig
+    from rlvr.templates import style_task
 
+    task = style_task(opts["style"], examples[0]) if examples else None
+    length = opts["max_new_tokens"] or (task.max_new_tokens if task else DEFAULT_MAX_NEW_TOKENS)
     temperature = opts["temperature"] if opts["temperature"] is not None else (0.0 if opts["samples"] == 1 else 1.0)
     if temperature == 0 and opts["samples"] > 1:
         raise InputError("--temperature 0 with --samples > 1 gives identical samples; set a temperature")
     return SamplingConfig(temperature=temperature, top_p=opts["top_p"], top_k=0,
-                          max_new_tokens=opts["max_new_tokens"], seed=opts["seed"])
+                          max_new_tokens=length, seed=opts["seed"])
 
 
 def _engine(model: str, opts: dict[str, Any]):
@@ -145,13 +162,12 @@ def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Pa
 
     from rlvr.eval import finished_summary, run_eval, summary_table
 
-    sampling = _sampling(opts)
     engine = None
     summaries = {}
     try:
         for name, examples, verifier in plan:
-            common = dict(sampling=sampling, samples=opts["samples"], style=opts["style"],
-                          run_info={"model": model, "benchmark": name, "dtype": opts["dtype"]})
+            common = dict(sampling=_sampling(opts, examples), samples=opts["samples"], style=opts["style"],
+                          select=opts["select"], run_info={"model": model, "benchmark": name, "dtype": opts["dtype"]})
             target = output / _slug(Path(name).name)  # a data file's results go under its file name
             summary = finished_summary(target, examples, verifier, **common)
             if summary is None:
@@ -179,7 +195,8 @@ def eval_command(model: str, output: str | None, **opts: Any) -> None:
     """Evaluate MODEL on benchmarks with the same template and verifier training uses.
 
     Writes OUTPUT/<benchmark>/samples.jsonl as it goes and summary.json at the end (accuracy or
-    avg@k with a 95% CI, pass@k, maj@k, per-subject/level tables for MATH, tokens/s)."""
+    avg@k with a 95% CI, pass@k, maj@k, best-of-k@SELECT, per-subject/level tables for MATH,
+    lm-eval's own metrics with --style lm-eval, tokens/s)."""
     plan = _plan(opts)
     out = Path(output or Path("eval-results") / _slug(model))
     summaries = _evaluate(lambda: _engine(model, opts), model, plan, opts, out)

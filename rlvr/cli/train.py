@@ -13,6 +13,7 @@ from rlvr.errors import InputError
 
 #: flag name -> config key; a flag left out keeps the file's (or the default) value
 FLAGS = {
+    "algorithm": "algorithm.name",
     "verifier": "reward.verifier",
     "model": "model.name",
     "dataset": "data.dataset",
@@ -32,6 +33,9 @@ FLAGS = {
 
 
 @click.command(context_settings={"show_default": True})
+@click.option("--algorithm", type=click.Choice(["grpo", "sft", "rft", "dpo"]), default=None,
+              help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
+                   "fine-tuning), dpo (verifier-labelled or file preference pairs) [config: grpo].")
 @click.option("--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math].")
 @click.option("--model", default=None, help="Policy: Hub id, local HF folder or .gguf file [config: SmolLM2-135M-Instruct].")
 @click.option("--dataset", default=None, help="Training data: arith, gsm8k, math, or a JSONL/JSON/Parquet file [config: arith].")
@@ -56,18 +60,24 @@ FLAGS = {
               help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Set any config key, e.g. --set algorithm.loss=dapo (repeatable).")
+@click.option("--strict-audit", is_flag=True, default=None,
+              help="Refuse to start when the reward pays for any known hack of the shipped audit suite.")
 @click.option("--dry-run", is_flag=True, help="Print the effective config and exit.")
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging, and the engines' own logs (vLLM, loading bars).")
 def train(config_file: str | None, resume: str | None, assignments: tuple[str, ...], dry_run: bool, verbose: bool,
-          **flags: Any) -> None:
-    """Train a policy with GRPO on verifiable rewards.
+          strict_audit: bool | None, **flags: Any) -> None:
+    """Train a policy on verifiable rewards (GRPO by default; SFT, RFT, DPO).
 
-    Each step: generate n completions per prompt, verify them, compute group advantages, take
-    the clipped policy-gradient step(s), push the weights to the engine; then log (metrics.jsonl,
-    TensorBoard), evaluate and checkpoint. Ctrl-C saves a checkpoint; --resume DIR continues."""
+    Held-out accuracy is measured before the first step and after the last, with the template,
+    extraction and verifier of `rlvr eval`, and written to DIR/summary.json. Each GRPO step: generate
+    n completions per prompt, verify them, compute group advantages, take the clipped
+    policy-gradient step(s), push the weights to the engine; then log (metrics.jsonl, TensorBoard),
+    evaluate and checkpoint. Ctrl-C or SIGTERM saves a checkpoint; --resume DIR continues."""
     from rlvr.config import dump_yaml, load_config, parse_set, resolve_auto
 
     overrides = {FLAGS[name]: value for name, value in flags.items() if value is not None}
+    if strict_audit:
+        overrides["reward.strict_audit"] = True
     overrides.update(parse_set(assignments))
     if resume is not None:
         saved = Path(resume) / "config.yaml"
@@ -86,12 +96,33 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s{f' [rank {rank}]' if rank else ''}: %(message)s")
-    from rlvr.trainer import train as run_training
+    quiet_engines(verbose)
+    from rlvr.trainer import Trainer
 
-    metrics = run_training(config, resume=resume)
-    if metrics and rank == 0:
-        click.echo(f"done: step {metrics.get('step', config.optimizer.max_steps)}, reward {metrics.get('reward_mean', 0):.3f}, "
-                   f"accuracy {metrics.get('accuracy', 0):.1%}; run folder {config.logging.output}")
+    trainer = Trainer(config, resume=resume)
+    trainer.train()
+    if rank == 0:
+        from rlvr.run_summary import read_summary, summary_table
+
+        summary = read_summary(trainer.out)
+        if summary is not None:
+            click.echo(summary_table(summary))
+        click.echo(f"run folder: {trainer.out}")
+    if trainer.stop_signal is not None:
+        raise SystemExit(128 + int(trainer.stop_signal))  # 130 after Ctrl-C, 143 after SIGTERM: stopped, checkpoint saved
+
+
+def quiet_engines(verbose: bool) -> None:
+    """Without -v, the engines' own logs (vLLM's INFO and WARNING lines, weight-loading bars) stay out
+    of the console; rlvr's lines (start-up, alarms, progress, summary) remain."""
+    if verbose:
+        return
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in ("vllm", "transformers", "torch.distributed", "huggingface_hub", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _auto_device() -> str:

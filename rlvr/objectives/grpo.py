@@ -38,6 +38,7 @@ __all__ = [
     "masked_sum",
     "token_logprobs",
     "token_logprobs_and_entropy",
+    "chunked_token_logprobs_and_entropy",
     "entropy_from_logits",
     "truncated_importance_weights",
     "loss_normalizer",
@@ -167,6 +168,87 @@ def token_logprobs_and_entropy(logits: Tensor, token_ids: Tensor, temperature: f
             p = (scaled - lse.unsqueeze(-1)).exp_()
             entropies.append(lse - torch.nan_to_num_(p.mul_(scaled), nan=0.0).sum(-1))
     return torch.stack(logprobs).reshape(token_ids.shape), torch.stack(entropies).reshape(token_ids.shape)
+
+
+class _ChunkedLogprobs(torch.autograd.Function):
+    """log p(token) and entropy from hidden states and the LM head, N positions at a time: forward
+    keeps only logsumexp per position, backward recomputes each chunk's logits. Peak extra memory
+    is a few [chunk, V] buffers instead of [N, V] logits plus their gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, token_ids, temperature, chunk_size):  # [N, H], [V, H], [N]
+        compute = torch.promote_types(hidden.dtype, torch.float32)
+        logprobs, entropy, lse_all = (hidden.new_empty(hidden.shape[0], dtype=compute) for _ in range(3))
+        for part in _chunks(hidden.shape[0], chunk_size):
+            scaled = _chunk_logits(hidden, weight, part, temperature, compute)
+            lse = scaled.logsumexp(-1)
+            logprobs[part] = scaled.gather(-1, token_ids[part, None]).squeeze(-1) - lse
+            # H = lse - sum(p * z); logits of a linear layer are finite, so no 0 * -inf here
+            entropy[part] = lse - (scaled - lse[:, None]).exp_().mul_(scaled).sum(-1)
+            lse_all[part] = lse
+        ctx.save_for_backward(hidden, weight, token_ids, lse_all)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        ctx.mark_non_differentiable(entropy)
+        return logprobs, entropy
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_logprobs, grad_entropy):
+        hidden, weight, token_ids, lse_all = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        compute = lse_all.dtype
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=compute, device=weight.device) if need_weight else None
+        for part in _chunks(hidden.shape[0], ctx.chunk_size):
+            # d logp / d z = onehot(token) - softmax(z), and z = logits / temperature
+            g = grad_logprobs[part].to(compute)
+            grad_z = (_chunk_logits(hidden, weight, part, ctx.temperature, compute) - lse_all[part, None]).exp_()
+            grad_z.mul_(-g[:, None]).scatter_add_(-1, token_ids[part, None], g[:, None])
+            grad_logits = (grad_z if ctx.temperature == 1.0 else grad_z.div_(ctx.temperature)).to(weight.dtype)
+            if need_hidden:
+                grad_hidden[part] = grad_logits @ weight
+            if need_weight:
+                grad_weight += grad_logits.T @ hidden[part]
+        return grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None, None
+
+
+def _chunks(total: int, size: int) -> list[slice]:
+    return [slice(start, start + size) for start in range(0, total, size)]
+
+
+def _chunk_logits(hidden: Tensor, weight: Tensor, part: slice, temperature: float, compute: torch.dtype) -> Tensor:
+    """The scaled logits [chunk, V] of positions `part`, computed in the weights' dtype (as the LM
+    head would) and cast to `compute` (float32, or float64 for float64 inputs)."""
+    logits = (hidden[part] @ weight.T).to(compute)
+    return logits if temperature == 1.0 else logits.div_(temperature)
+
+
+def chunked_token_logprobs_and_entropy(
+    hidden: Tensor, weight: Tensor, token_ids: Tensor, temperature: float = 1.0, *, chunk_size: int = 512,
+) -> tuple[Tensor, Tensor]:
+    """`token_logprobs_and_entropy(hidden @ weight.T, token_ids, temperature)` without ever holding
+    the [..., V] logits of the whole batch, in forward or backward: `chunk_size` positions of
+    `hidden.reshape(-1, H)` at a time (a custom autograd Function; backward recomputes each
+    chunk's logits, one more LM-head matmul). Same values and gradients as the dense path.
+
+    - hidden [..., H]: the final hidden states (after the model's last norm); `hidden[..., t, :]`
+      must be the state that PREDICTS `token_ids[..., t]` (shifted by one, as for logits).
+    - weight [V, H]: the LM head's weight (tied embeddings included); gradients flow to both
+      `hidden` and `weight` when they require them. An LM head with a bias or logit soft-capping
+      is not covered.
+    - returns logprobs (with gradient) and entropy (without), shaped like `token_ids`, in float32
+      (float64 for float64 inputs)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if hidden.shape[:-1] != token_ids.shape or weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(f"need hidden [..., H], token_ids [...] and weight [V, H]; got {tuple(hidden.shape)}, "
+                         f"{tuple(token_ids.shape)} and {tuple(weight.shape)}")
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    logprobs, entropy = _ChunkedLogprobs.apply(flat, weight, token_ids.reshape(-1).long(), float(temperature),
+                                               int(chunk_size))
+    return logprobs.reshape(token_ids.shape), entropy.reshape(token_ids.shape)
 
 
 def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:

@@ -1,8 +1,10 @@
 """Generation engines (hf, vllm) behind one `generate(prompts, n, sampling) -> list[Rollout]`."""
 
 from rlvr.rollout.base import (
+    CAPABILITIES,
     Engine,
     SamplingConfig,
+    capabilities,
     create_engine,
     normalize_state_dict,
     resolve_kind,
@@ -10,8 +12,10 @@ from rlvr.rollout.base import (
 )
 
 __all__ = [
+    "CAPABILITIES",
     "Engine",
     "SamplingConfig",
+    "capabilities",
     "create_engine",
     "normalize_state_dict",
     "resolve_kind",

@@ -11,8 +11,8 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 from rlvr.errors import InputError
 from rlvr.types import Rollout
 
-__all__ = ["ENGINES", "Engine", "SamplingConfig", "create_engine", "normalize_state_dict", "resolve_kind",
-           "vllm_available"]
+__all__ = ["CAPABILITIES", "ENGINES", "Engine", "SamplingConfig", "capabilities", "create_engine", "engine_class",
+           "normalize_state_dict", "resolve_kind", "vllm_available"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,30 @@ class SamplingConfig:
         return self.temperature == 0
 
 
+#: what an engine declares about itself, so the training loop asks the engine instead of its kind
+CAPABILITIES = {
+    "holds_weights": "the engine generates from its own copy of the weights: after every update that moved "
+                     "them, the loop must call sync_weights (vllm; hf without a live policy)",
+    "sampler_logprobs": "Rollout.logprobs come from a sampler apart from the learner (other kernels, dtype or "
+                        "weight copy), so they differ from the learner's and truncated importance sampling "
+                        "should correct the mismatch (vllm; hf computes with the learner's own module: False)",
+    "can_sleep": "sleep() releases the engine's accelerator memory (weights and KV cache) for the learn phase "
+                 "and wake() takes it back (vllm on CUDA); elsewhere both are no-ops",
+}
+
+
 @runtime_checkable
 class Engine(Protocol):
-    """Generates completions for already-templated prompt texts."""
+    """Generates completions for already-templated prompt texts, and says what the loop owes it
+    (CAPABILITIES). A training step with an engine that can sleep runs:
+    generate -> sleep -> learn -> wake -> sync_weights (when holds_weights, and the update moved
+    the weights or wake() returned True) -> generate."""
 
     kind: str
     tokenizer: Any
+    holds_weights: bool
+    sampler_logprobs: bool
+    can_sleep: bool
 
     def generate(
         self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
@@ -61,7 +79,26 @@ class Engine(Protocol):
         """Make the engine generate with these weights; a report of what happened."""
         ...
 
+    def sleep(self) -> None:
+        """Release accelerator memory until wake(); generate and sync_weights refuse meanwhile.
+        A no-op where can_sleep is False."""
+        ...
+
+    def wake(self) -> bool:
+        """Take the memory back. True when the engine's weights were discarded (vLLM sleep level 2):
+        sync_weights must come before the next generate, even if the update moved nothing."""
+        ...
+
     def close(self) -> None: ...
+
+
+def capabilities(engine: Any) -> dict[str, bool]:
+    """The engine's CAPABILITIES as a dict (for logs); an engine or wrapper that does not declare
+    one of them is a TypeError, never a silent default."""
+    missing = [name for name in CAPABILITIES if not isinstance(getattr(engine, name, None), bool)]
+    if missing:
+        raise TypeError(f"{type(engine).__name__} does not declare {', '.join(missing)} (see rlvr.rollout.base.CAPABILITIES)")
+    return {name: getattr(engine, name) for name in CAPABILITIES}
 
 
 # wrappers whose prefixes must go before vLLM sees the names (DDP, torch.compile, FSDP, peft)
@@ -112,6 +149,13 @@ def resolve_kind(kind: str) -> str:
     return kind
 
 
+def engine_class(kind: str) -> type:
+    """The engine class of `kind` ("auto" resolved), imported on use: its class-level declarations
+    (holds_weights, sampler_logprobs, can_sleep) tell the loop what it needs before one is started."""
+    module_name, class_name = ENGINES[resolve_kind(kind)].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def create_engine(
     kind: str,
     model_path: str | os.PathLike,
@@ -129,9 +173,7 @@ def create_engine(
     default (hf float32, vllm bfloat16)."""
     from rlvr.models import resolve_model
 
-    module_name, class_name = ENGINES[resolve_kind(kind)].split(":")
-    engine_class = getattr(importlib.import_module(module_name), class_name)
-    return engine_class(
+    return engine_class(kind)(
         resolve_model(model_path),
         policy=policy,
         seed=seed,

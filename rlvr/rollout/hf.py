@@ -1,7 +1,18 @@
-"""The transformers engine: batched `generate` with left padding and sampled-token logprobs."""
+"""The transformers engine: a batched decode loop on the model's forward, with sampled-token logprobs.
+
+The loop is rlvr's own rather than `model.generate`, for speed on CPU (measured in
+benchmarks/RESULTS.md, "hf engine decode loop"): a finished row leaves the batch at once instead of
+being decoded until the longest row ends; the KV cache grows into a buffer that doubles, instead
+of being copied whole by `torch.cat` at every step; the logprob of the sampled token comes from
+the one log-softmax that sampling needs. Greedy decoding computes exactly what `generate` computes
+(the same forward calls, inputs and argmax). Sampling draws each row's token with the row's own
+generator, seeded from (call seed, prompt, sample), so a sample does not depend on which other
+rows share its batch.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -9,55 +20,24 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from transformers import (
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import DynamicCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.cache_utils import DynamicLayer
 
 from rlvr.errors import InputError
 from rlvr.rollout.base import SamplingConfig, normalize_state_dict
 from rlvr.types import Rollout
 
-__all__ = ["HFEngine"]
+__all__ = ["HFEngine", "row_seed"]
 
 log = logging.getLogger(__name__)
 
 
-class _SampledLogprobs(LogitsProcessor):
-    """Runs last, on the exact distribution tokens are drawn from, and keeps the log-probability
-    of each sampled token. Holding one step's log-softmax (not every step's scores, which
-    `output_scores` would keep: steps x batch x vocab floats) keeps memory flat."""
-
-    def __init__(self) -> None:
-        self.steps: list[torch.Tensor] = []
-        self._pending: torch.Tensor | None = None
-
-    def _collect(self, sampled: torch.Tensor) -> None:
-        if self._pending is not None:
-            self.steps.append(self._pending.gather(1, sampled[:, None]).squeeze(1))
-            self._pending = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self._collect(input_ids[:, -1])
-        self._pending = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        self._collect(sequences[:, -1])
-        return torch.stack(self.steps, dim=1) if self.steps else sequences.new_zeros((0, 0))
-
-
-def _sampling_processors(sampling: SamplingConfig) -> list[LogitsProcessor]:
-    """Temperature, top-k, top-p exactly as asked. They are passed explicitly (and generate's
-    own are switched off) so HF's default top_k=50 can never leak in, and so the logprob
-    recorder can run after them."""
+def _sampling_processors(sampling: SamplingConfig) -> list[Any]:
+    """Temperature, top-k, top-p exactly as asked (top_k 0 / top_p 1: off), the transformers warpers
+    that rlvr.testing.reference_logprobs also applies. Greedy: none (logprobs at temperature 1)."""
     if sampling.greedy:
         return []
-    processors: list[LogitsProcessor] = []
+    processors: list[Any] = []
     if sampling.temperature != 1.0:
         processors.append(TemperatureLogitsWarper(sampling.temperature))
     if sampling.top_k > 0:
@@ -67,11 +47,63 @@ def _sampling_processors(sampling: SamplingConfig) -> list[LogitsProcessor]:
     return processors
 
 
+def row_seed(call_seed: int, prompt: int, sample: int) -> int:
+    """The seed of one row's generator: a hash of (call seed, prompt index, sample index)."""
+    digest = hashlib.blake2b(f"{call_seed}:{prompt}:{sample}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class _GrowingLayer(DynamicLayer):
+    """A full-attention KV layer whose keys and values live in a buffer that doubles when full, so
+    a decode step writes one token instead of copying the whole cache (DynamicLayer's torch.cat)."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self.length = 0
+        self._keys = self._values = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if self._keys is None or end > self._keys.shape[-2]:
+            capacity = 2 * end if self._keys is not None else end + 64
+            self._keys, self._values = self._grown(self._keys, key_states, capacity), self._grown(
+                self._values, value_states, capacity)
+        self._keys[..., self.length : end, :] = key_states
+        self._values[..., self.length : end, :] = value_states
+        self.length = end
+        self._refresh()
+        return self.keys, self.values
+
+    def _grown(self, old: torch.Tensor | None, states: torch.Tensor, capacity: int) -> torch.Tensor:
+        buffer = states.new_empty((*states.shape[:-2], capacity, states.shape[-1]))
+        if old is not None:
+            buffer[..., : self.length, :] = old[..., : self.length, :]
+        return buffer
+
+    def _refresh(self) -> None:
+        self.keys = self._keys[..., : self.length, :]
+        self.values = self._values[..., : self.length, :]
+
+    def get_seq_length(self) -> int:
+        return self.length if self.is_initialized else 0
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.is_initialized and self._keys is not None:
+            self._keys = self._keys.index_select(0, beam_idx.to(self._keys.device))
+            self._values = self._values.index_select(0, beam_idx.to(self._values.device))
+            self._refresh()
+
+
 class HFEngine:
-    """transformers `generate`, batched. With `policy=` it samples from that live module (the
-    trainer's model), so `sync_weights` has nothing to do."""
+    """Batched decoding with transformers models. With `policy=` it samples from that live module
+    (the trainer's model), so `sync_weights` has nothing to do."""
 
     kind = "hf"
+    holds_weights = False  # given the live policy; an engine that loaded its own copy says True
+    sampler_logprobs = False  # logprobs come from the learner's own module and kernels: no TIS
+    can_sleep = False
 
     def __init__(
         self,
@@ -90,10 +122,9 @@ class HFEngine:
         self.max_model_len = context_length(model_path, max_model_len)
         self.batch_size = batch_size
         self.live_policy = policy is not None
+        self.holds_weights = not self.live_policy
         if policy is None:
-            self.model, self.tokenizer = load_policy(
-                model_path, dtype=dtype or "float32", device=device
-            )
+            self.model, self.tokenizer = load_policy(model_path, dtype=dtype or "float32", device=device)
         else:
             self.model, self.tokenizer = policy, load_tokenizer(model_path)
         self._rng = torch.Generator().manual_seed(seed)
@@ -109,6 +140,13 @@ class HFEngine:
         if sampling.seed is not None:
             return sampling.seed
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self._rng))
+
+    def sleep(self) -> None:
+        """Nothing to release (can_sleep is False)."""
+
+    def wake(self) -> bool:
+        """Nothing to restore (can_sleep is False): the weights are where they were."""
+        return False
 
     def generate(
         self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
@@ -127,60 +165,90 @@ class HFEngine:
             ((i, j) for i in range(len(prompts)) for j in range(n)),
             key=lambda job: -len(encoded[job[0]]),
         )
+        call_seed = self._call_seed(sampling)
         results: dict[tuple[int, int], Rollout] = {}
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                torch.manual_seed(self._call_seed(sampling))
+            with torch.no_grad():
                 for start in range(0, len(jobs), self.batch_size):
                     batch = jobs[start : start + self.batch_size]
-                    rollouts = self._generate_batch([encoded[i] for i, _ in batch], sampling)
-                    for (i, j), rollout in zip(batch, rollouts):
-                        results[(i, j)] = Rollout(prompt_index=i, **rollout)
+                    seeds = [row_seed(call_seed, i, j) for i, j in batch]
+                    rows = self._decode([encoded[i] for i, _ in batch], seeds, sampling)
+                    for (i, j), (tokens, logprobs) in zip(batch, rows):
+                        results[(i, j)] = Rollout(prompt_index=i, **self._finish(encoded[i], tokens, logprobs, sampling))
         finally:
             self.model.train(was_training)
         return [results[(i, j)] for i in range(len(prompts)) for j in range(n)]
 
-    def _generate_batch(self, prompt_ids: list[list[int]], sampling: SamplingConfig) -> list[dict]:
-        pad = self.tokenizer.pad_token_id
-        width = max(len(ids) for ids in prompt_ids)
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids])
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
+    def _cache(self) -> DynamicCache:
+        cache = DynamicCache(config=self.model.config)
+        # full-attention layers grow in place; other kinds (sliding window, linear) keep their own
+        cache.layers = [_GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+        return cache
+
+    def _decode(
+        self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig
+    ) -> list[tuple[list[int], list[float]]]:
+        """Decode one batch, left-padded like `generate`; a row leaves the batch when it ends
+        (EOS, a stop string, or max_new_tokens). Returns each row's tokens and their logprobs."""
         device = next(self.model.parameters()).device
-        recorder = _SampledLogprobs()
-        config = GenerationConfig(
-            do_sample=not sampling.greedy,
-            max_new_tokens=min(sampling.max_new_tokens, self.max_model_len - width),
-            # neutral values: the real ones are the explicit processors below
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=pad,
-            use_cache=True,
-            stop_strings=list(sampling.stop) or None,
-        )
-        output = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([*_sampling_processors(sampling), recorder]),
-            tokenizer=self.tokenizer if sampling.stop else None,
-        )
-        sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        new_tokens = sequences[:, width:].cpu()
-        logprobs = recorder.finish(sequences).cpu()
-        return [
-            self._finish(prompt, tokens.tolist(), row.tolist(), sampling)
-            for prompt, tokens, row in zip(prompt_ids, new_tokens, logprobs)
-        ]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(ids) for ids in prompt_ids)
+        limit = min(sampling.max_new_tokens, self.max_model_len - width)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
+        positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        processors = _sampling_processors(sampling)
+        stop_window = max((len(s) for s in sampling.stop), default=0) + 4
+        tokens: list[list[int]] = [[] for _ in prompt_ids]
+        logprobs: list[list[float]] = [[] for _ in prompt_ids]
+        live = list(range(len(prompt_ids)))  # original row of each batch row
+        cache = self._cache()
+        logits = self._forward(input_ids, attention, positions, cache)
+        while True:
+            scores = logits
+            for processor in processors:
+                scores = processor(None, scores)
+            logp = torch.log_softmax(scores, dim=-1)
+            chosen = scores.argmax(-1) if sampling.greedy else _draw(logp, [generators[r] for r in live])
+            picked = logp.gather(1, chosen[:, None]).squeeze(1)
+            keep = []
+            for b, (row, token, lp) in enumerate(zip(live, chosen.tolist(), picked.tolist())):
+                tokens[row].append(token)
+                logprobs[row].append(lp)
+                if not self._ended(tokens[row], limit, sampling, stop_window):
+                    keep.append(b)
+            if not keep:
+                return list(zip(tokens, logprobs))
+            if len(keep) < len(live):
+                index = torch.tensor(keep, device=device)
+                cache.reorder_cache(index)
+                attention, positions, chosen = attention[index], positions[index], chosen[index]
+                live = [live[b] for b in keep]
+            attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+            logits = self._forward(chosen[:, None], attention, positions, cache)
+
+    def _forward(self, input_ids, attention, positions, cache) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].to(dtype=torch.float32)
+
+    def _ended(self, tokens: list[int], limit: int, sampling: SamplingConfig, stop_window: int) -> bool:
+        if tokens[-1] in self.eos_ids or len(tokens) >= limit:
+            return True
+        if not sampling.stop:
+            return False
+        tail = self.tokenizer.decode(tokens[-stop_window:], skip_special_tokens=True)
+        return any(s in tail for s in sampling.stop)
 
     def _finish(
         self, prompt: list[int], tokens: list[int], logprobs: list[float], sampling: SamplingConfig
     ) -> dict:
         """Cut one row at its first EOS (kept, the learner needs it) or stop string (the text
-        ends before it, the tokens after the one completing it); the rest is padding."""
+        ends before it, the tokens after the one completing it)."""
         end = next((k + 1 for k, t in enumerate(tokens) if t in self.eos_ids), None)
         finish = "stop" if end is not None else "length"
         tokens = tokens[:end] if end is not None else tokens
@@ -227,3 +295,13 @@ class HFEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _draw(logp: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row from exp(logp) by inverting the row's CDF at a uniform draw from the row's
+    own generator. Zero-probability tokens (filtered by top-k/top-p) are never drawn: their CDF
+    step is flat, and searchsorted(right=True) returns the first index whose CDF exceeds the draw."""
+    cdf = logp.exp().cumsum(-1)
+    uniform = torch.cat([torch.rand(1, generator=g) for g in generators]).to(cdf.device)
+    chosen = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).squeeze(1)
+    return chosen.clamp_(max=cdf.shape[-1] - 1)

@@ -5,7 +5,15 @@ no OpenMP binding of its own (`VLLM_CPU_OMP_THREADS_BIND` only applies to its wo
 it computes with torch's thread count at start-up, then turns `torch.set_num_threads` into a
 no-op for the whole process. So set `OMP_NUM_THREADS` or call `torch.set_num_threads` BEFORE
 creating the engine; `engine.threads` says what it got. The KV-cache size is
-`VLLM_CPU_KVCACHE_SPACE` (GiB) or this engine's `kv_cache_gib`.
+`VLLM_CPU_KVCACHE_SPACE` (GiB) or this engine's `kv_cache_gib`; `kv_budget` sizes it (and
+max_model_len) from the real prompts plus max_new_tokens.
+
+Sleep (CUDA only, where vLLM's sleep mode exists): `sleep()` after generating frees the GPU memory
+of the weights and KV cache for the learn phase, `wake()` takes it back. Level 1 keeps a copy of
+the weights in CPU memory; level 2 discards them, so `wake()` returns True and `sync_weights` must
+come before the next `generate` (which refuses otherwise). Level 2 wakes in vLLM's recommended
+order: weights first, then the new weights are loaded, then the KV cache, so the two never peak
+together.
 """
 
 from __future__ import annotations
@@ -21,13 +29,21 @@ from rlvr.errors import InputError
 from rlvr.rollout.base import SamplingConfig, normalize_state_dict
 from rlvr.types import Rollout
 
-__all__ = ["PROBE_PROMPT", "VLLMEngine", "kv_cache_gib"]
+__all__ = ["PROBE_PROMPT", "SLEEP_LEVELS", "VLLMEngine", "kv_budget", "kv_cache_gib"]
 
 log = logging.getLogger(__name__)
 
 #: a fixed prompt whose greedy logprobs are compared before and after a weight sync
 PROBE_PROMPT = "The capital of France is"
 _PROBE_TOKENS = 8
+
+#: vLLM sleep levels this engine offers: what sleep() frees, and what wake() does (its vLLM calls)
+SLEEP_LEVELS = {
+    0: "no sleep: sleep() and wake() do nothing (CPU, where vLLM has no sleep mode)",
+    1: "weights offloaded to CPU memory, KV cache discarded; wake_up() restores both",
+    2: "weights and KV cache discarded; wake_up(weights), then sync_weights loads weights and wakes the KV cache",
+}
+_VLLM_KV_BLOCK = 128  # vLLM-CPU's default KV block size in tokens: a sequence takes whole blocks
 
 
 class VLLMEngine:
@@ -37,6 +53,9 @@ class VLLMEngine:
     that the outputs actually changed."""
 
     kind = "vllm"
+    holds_weights = True  # its own copy: the loop pushes weights after every update
+    sampler_logprobs = True  # the sampler's own logprobs (TIS corrects the mismatch with the learner)
+    can_sleep = False  # per instance: True on CUDA with sleep_level 1 or 2
 
     def __init__(
         self,
@@ -48,6 +67,7 @@ class VLLMEngine:
         dtype: str | None = None,
         kv_cache_gib: float | None = None,
         verify_syncs: int = 3,
+        sleep_level: int | None = None,
         **llm_kwargs: Any,
     ) -> None:
         # in-process engine: no worker process, so weight sync is a plain function call
@@ -65,6 +85,11 @@ class VLLMEngine:
         self.verify_syncs = verify_syncs
         self.syncs = 0
         on_cpu = not torch.cuda.is_available()
+        self.sleep_level = _sleep_level(sleep_level, on_cpu)
+        self.can_sleep = self.sleep_level > 0
+        self._state = "awake"  # asleep (after sleep), weights_lost (level 2, woken, weights not loaded yet)
+        if self.can_sleep:
+            llm_kwargs.setdefault("enable_sleep_mode", True)
         if on_cpu and kv_cache_gib is None and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             kv_cache_gib = 1.0  # vLLM-CPU's 4 GiB default is a lot on a laptop
         if kv_cache_gib is not None:
@@ -110,6 +135,7 @@ class VLLMEngine:
         sampling = sampling or SamplingConfig()
         if n < 1:
             raise InputError(f"samples per prompt must be >= 1, got {n}")
+        self._require_awake("generate")
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         for index, ids in enumerate(encoded):
             if len(ids) >= self.max_model_len:
@@ -139,12 +165,17 @@ class VLLMEngine:
         reset the prefix cache (cached KV was computed by the old weights), and on the first
         `verify_syncs` syncs compare the probe prompt's greedy logprobs before and after. A sync
         that changed nothing is logged as a warning and reported with changed=False."""
+        if self._state == "asleep":
+            raise RuntimeError("sync_weights on a sleeping vllm engine: call wake() first")
         started = time.perf_counter()
         weights = normalize_state_dict(state_dict)
         self.llm.collective_rpc(
             "reload_weights",
             kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
         )
+        if self._state == "weights_lost":  # level 2: the KV cache wakes only now that weights are in
+            self.llm.wake_up(tags=["kv_cache"])
+            self._state = "awake"
         self.llm.reset_prefix_cache()
         self.syncs += 1
         report: dict[str, Any] = {
@@ -172,6 +203,37 @@ class VLLMEngine:
         report["seconds"] = time.perf_counter() - started
         return report
 
+    # -- sleep (CUDA) -------------------------------------------------------------------------
+
+    def sleep(self) -> None:
+        """Free the GPU memory of the weights (level 1: kept in CPU memory) and the KV cache until
+        wake(). A no-op when can_sleep is False or the engine already sleeps."""
+        if not self.can_sleep or self._state == "asleep":
+            return
+        self._require_awake("sleep")
+        self.llm.sleep(level=self.sleep_level)
+        self._state = "asleep"
+
+    def wake(self) -> bool:
+        """Take the memory back. Returns True when the weights were discarded (level 2): then
+        sync_weights must run before the next generate (it also wakes the KV cache)."""
+        if not self.can_sleep or self._state != "asleep":
+            return self._state == "weights_lost"
+        if self.sleep_level == 1:
+            self.llm.wake_up()
+            self.llm.reset_prefix_cache()  # the cached blocks' contents are gone
+            self._state = "awake"
+            return False
+        self.llm.wake_up(tags=["weights"])
+        self._state = "weights_lost"
+        return True
+
+    def _require_awake(self, what: str) -> None:
+        if self._state == "asleep":
+            raise RuntimeError(f"{what} on a sleeping vllm engine: call wake() first")
+        if self._state == "weights_lost":
+            raise RuntimeError(f"{what} after a level-2 wake: the weights were discarded; call sync_weights first")
+
     def close(self) -> None:
         self.llm = None
 
@@ -183,10 +245,11 @@ class VLLMEngine:
 
 
 def kv_cache_gib(model_path: str | os.PathLike, sequences: int, max_len: int, *, dtype: str | None = None,
-                 minimum: float = 0.25, headroom: float = 1.25) -> float:
+                 minimum: float = 0.25, headroom: float = 1.25, block: int = _VLLM_KV_BLOCK) -> float:
     """GiB of KV cache that holds `sequences` sequences of `max_len` tokens at once (keys and values
-    of every layer, from the model's config.json), times `headroom`, at least `minimum`. What a
-    training step needs on CPU, where vLLM would otherwise take a fixed 4 GiB."""
+    of every layer, from the model's config.json; each sequence rounded up to whole `block`s of
+    tokens, as vLLM allocates them), times `headroom`, at least `minimum`. What a training step
+    needs on CPU, where vLLM would otherwise take a fixed 4 GiB."""
     import json
 
     config = json.loads((Path(model_path) / "config.json").read_text())
@@ -195,7 +258,36 @@ def kv_cache_gib(model_path: str | os.PathLike, sequences: int, max_len: int, *,
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     per_token = 2 * config["num_hidden_layers"] * config.get("num_key_value_heads", heads) * head_dim
     item = 4 if dtype == "float32" else 2
-    return max(minimum, headroom * per_token * item * sequences * max_len / 2**30)
+    tokens = -(-max_len // block) * block
+    return max(minimum, headroom * per_token * item * sequences * tokens / 2**30)
+
+
+def kv_budget(model_path: str | os.PathLike, prompts: Sequence[str], sequences: int, max_new_tokens: int, *,
+              dtype: str | None = None, tokenizer: Any = None) -> tuple[int, float]:
+    """(max_model_len, kv_cache_gib) for an engine that serves these `prompts` (templated texts, e.g.
+    every training and held-out prompt), `sequences` at a time, each with up to `max_new_tokens`:
+    max_model_len is the longest prompt, tokenized as the engine tokenizes it, plus max_new_tokens
+    (so a longer prompt is an InputError, not a silent truncation), and the KV cache holds
+    `sequences` of those. Pass the engine's `tokenizer` if one is loaded already."""
+    from rlvr.models import load_tokenizer
+
+    if not prompts:
+        raise InputError("kv_budget needs the prompts the engine will serve; got none")
+    tokenizer = tokenizer or load_tokenizer(model_path)
+    longest = max(len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"])
+    max_len = longest + max_new_tokens
+    return max_len, kv_cache_gib(model_path, sequences, max_len, dtype=dtype)
+
+
+def _sleep_level(level: int | None, on_cpu: bool) -> int:
+    """None: 1 on CUDA (the weights survive in CPU memory), 0 on CPU."""
+    if level is None:
+        return 0 if on_cpu else 1
+    if level not in SLEEP_LEVELS:
+        raise InputError(f"vllm sleep_level must be one of {', '.join(map(str, SLEEP_LEVELS))}, got {level}")
+    if level and on_cpu:
+        raise InputError(f"vllm sleep_level {level} needs CUDA: vLLM has no sleep mode on CPU (use 0)")
+    return level
 
 
 class _SeedStream:

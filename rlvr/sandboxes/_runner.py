@@ -1,6 +1,7 @@
-"""Supervisor that runs inside the sandbox (stdlib only; `python3 -I -c` of this file's text):
-writes the program to a fresh work dir, starts it with rlimits, feeds stdin, caps output, enforces
-the deadline, kills every process the run left, and prints `<nonce> <json report>`."""
+"""Supervisor of one run (stdlib only; `python3 -I -S -c` of this file's text): starts the program
+with rlimits, where the program cannot signal it (another uid, or outside its PID namespace), feeds
+stdin, caps output, enforces the deadline, kills every process the run left, and prints
+`<nonce> <json report>`."""
 
 import json
 import os
@@ -36,19 +37,106 @@ def prctl(option, value):
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 
 
+def rlimits(job):
+    """(resource, prlimit flag, value) for each limit the program gets."""
+    mb = 2**20
+    cpu = int(job["timeout_s"]) + 2  # backstop only: the wall deadline comes first
+    settings = [(resource.RLIMIT_CPU, "cpu", cpu), (resource.RLIMIT_CORE, "core", 0),
+                (resource.RLIMIT_FSIZE, "fsize", job["file_size_mb"] * mb)]
+    if job.get("memory_mb"):
+        settings.append((resource.RLIMIT_AS, "as", job["memory_mb"] * mb))
+    if job.get("nproc"):
+        settings.append((resource.RLIMIT_NPROC, "nproc", job["nproc"]))
+    return settings
+
+
 def limiter(job):
     def apply():
-        mb = 2**20
-        cpu = int(job["timeout_s"]) + 2  # backstop only: the wall deadline below comes first
-        settings = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
-                    (resource.RLIMIT_FSIZE, job["file_size_mb"] * mb)]
-        if job.get("memory_mb"):
-            settings.append((resource.RLIMIT_AS, job["memory_mb"] * mb))
-        if job.get("nproc"):
-            settings.append((resource.RLIMIT_NPROC, job["nproc"]))
-        for kind, value in settings:
+        for kind, _, value in rlimits(job):
             resource.setrlimit(kind, (value, value))
     return apply
+
+
+def become(job):
+    """Split uids (docker, started as root with CAP_SETUID/SETGID only): real and saved ids the
+    supervisor's own, effective ids the program's. The supervisor can still signal the program
+    (its effective uid matches the program's) and the program cannot signal, stop, ptrace or
+    prlimit the supervisor (none of its ids match the supervisor's real or saved uid). With no
+    uid 0 left the kernel clears every capability."""
+    own, program = job.get("supervisor_ids"), job.get("program_ids")
+    if not own:
+        return
+    os.setgroups([])
+    os.setresgid(own[1], program[1], own[1])
+    os.setresuid(own[0], program[0], own[0])
+    if os.getresuid() != (own[0], program[0], own[0]):
+        raise RuntimeError("supervisor: could not split uids, got %r" % (os.getresuid(),))
+
+
+def start_direct(job, popen):
+    """The program runs here, in a fresh work dir, as the program uid (if split)."""
+    work = job["workdir"]
+    os.makedirs(work, mode=0o700, exist_ok=True)
+    with open(os.path.join(work, "main.py"), "w", encoding="utf-8") as f:
+        f.write(job["program"])
+    ids = job.get("program_ids")
+    proc = popen([job["python"], "main.py"], cwd=work, env=job["env"], preexec_fn=limiter(job),
+                 **({"user": ids[0], "group": ids[1]} if ids else {}))
+
+    def finish(code, reason, stderr):
+        shutil.rmtree(work, ignore_errors=True)
+        return code
+    return proc, finish
+
+
+def start_wrapped(job, popen):
+    """The program runs in a wrapper (bwrap, in its own PID namespace, where this process does not
+    exist for it): the wrapper gets the program's text on a pipe ({program_fd}, copied into its
+    work dir), the rlimits through prlimit (so they bind the program, not the wrapper), and says on
+    {status_fd} (bwrap's --json-status-fd) how the program ended."""
+    program_r, program_w = os.pipe()
+    status_r, status_w = os.pipe()
+    fds = {"{program_fd}": str(program_r), "{status_fd}": str(status_w)}
+    limits = ["--%s=%d:%d" % (flag, value, value) for _, flag, value in rlimits(job)]
+    argv = [fds.get(arg, arg) for arg in job["wrapper"]] + [job["prlimit"], *limits, "--", job["python"], "main.py"]
+    try:
+        proc = popen(argv, env={"PATH": "/usr/bin:/bin"}, pass_fds=(program_r, status_w))
+    finally:
+        os.close(program_r)
+        os.close(status_w)
+    try:
+        with open(program_w, "wb", closefd=True) as f:
+            f.write(job["program"].encode("utf-8"))
+    except BrokenPipeError:
+        pass  # the wrapper did not start: finish() says so
+
+    def finish(code, reason, stderr):
+        os.set_blocking(status_r, False)
+        text = b""
+        while True:
+            try:
+                chunk = os.read(status_r, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            text += chunk
+        os.close(status_r)
+        ended = [json.loads(line) for line in text.splitlines() if b'"exit-code"' in line]
+        if not ended:
+            if reason:
+                return code  # we stopped it (deadline, output cap): its own status never came
+            raise RuntimeError("supervisor: %s ended (code %s) without running the program to its end; "
+                               "its stderr ended with: %r" % (argv[0], code, stderr[-1500:]))
+        code = ended[-1]["exit-code"]
+        base = job["signal_base"]  # a shell-style wrapper reports death by signal n as base + n
+        if code > base and (code - base) in signal.valid_signals():
+            code = base - code
+        return code
+    return proc, finish
+
+
+LAUNCH = {"direct": start_direct, "wrapped": start_wrapped}
 
 
 def children():
@@ -113,18 +201,17 @@ def oom_kills():
 
 def main():
     job = load_job()
-    prctl(PR_SET_DUMPABLE, 0)  # the program (same uid) cannot open our fds via /proc to forge a report
+    become(job)
+    prctl(PR_SET_DUMPABLE, 0)  # nobody else can open our fds via /proc to forge a report
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # daemons the program starts are re-parented to us, then killed
-    work = job["workdir"]
-    os.makedirs(work, mode=0o700, exist_ok=True)
-    with open(os.path.join(work, "main.py"), "w", encoding="utf-8") as f:
-        f.write(job["program"])
     oom_before = oom_kills() if job["cgroup_oom"] else 0
     cap = job["max_output_bytes"]
+
+    def popen(argv, **opts):
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, close_fds=True, **opts)
     started = time.monotonic()
-    proc = subprocess.Popen([job["python"], "main.py"], cwd=work, env=job["env"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limiter(job),
-                            start_new_session=True, close_fds=True)
+    proc, finish = LAUNCH[job.get("launch", "direct")](job, popen)
     deadline = started + job["timeout_s"]
     out = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     pending = job["stdin"].encode("utf-8")
@@ -178,14 +265,13 @@ def main():
             reason = "timeout"
     duration = time.monotonic() - started
     kill_everything(proc, job["kill_all"])
-    code = proc.wait()
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     stderr = bytes(out[proc.stderr])
+    code = finish(proc.wait(), reason, stderr)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     status = classify(reason, code, stderr, usage.ru_utime + usage.ru_stime, job,
                       job["cgroup_oom"] and oom_kills() > oom_before)
     report = {"status": status, "exit_code": code, "duration_s": duration, "truncated": truncated,
               "stdout": bytes(out[proc.stdout]).decode("utf-8", "replace"), "stderr": stderr.decode("utf-8", "replace")}
-    shutil.rmtree(work, ignore_errors=True)
     for parent in job.get("wipe", ()):  # a reused container: leave nothing for the next run
         for name in os.listdir(parent) if os.path.isdir(parent) else ():
             path = os.path.join(parent, name)

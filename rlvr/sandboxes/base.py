@@ -34,6 +34,8 @@ PROPERTIES = {
     "output_limited": "an output flood is cut at the limit and flagged",
     "clean_env": "host environment variables are not visible",
     "no_survivors": "no process of the run is alive after it returns",
+    "supervisor_protected": "the program cannot signal, stop or re-limit the supervisor: a program that "
+                            "kills its parent, its group or every process it can see still gets an ExecResult",
 }
 
 
@@ -176,9 +178,11 @@ SUPERVISOR_ARGS = ("-I", "-S", "-c", RUNNER_SOURCE)
 
 
 def make_job(program: str, stdin: str, limits: Limits, *, workdir: str, python: str,
-             rlimit_nproc: bool, kill_all: bool, cgroup_oom: bool) -> dict[str, Any]:
-    """What the in-sandbox supervisor (`_runner.py`) is told to do for one run."""
-    return {
+             rlimit_nproc: bool, kill_all: bool, cgroup_oom: bool, **launch: Any) -> dict[str, Any]:
+    """What the supervisor (`_runner.py`) is told to do for one run. `launch` says how the program
+    is started where it cannot signal the supervisor: `supervisor_ids`/`program_ids` (split uids)
+    or `launch="wrapped"` with a `wrapper` argv (its own PID namespace); see `_runner.py`."""
+    return {**launch,
         "program": program, "stdin": stdin, "workdir": workdir, "python": python,
         "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "max_output_bytes": limits.max_output_bytes,
         "nproc": limits.pids if rlimit_nproc else None, "file_size_mb": limits.file_size_mb,

@@ -1,5 +1,6 @@
-"""`bwrap`: bubblewrap namespaces around the supervisor: no network, read-only system binds, a
-tmpfs work dir, a new PID namespace that dies with the run, an unprivileged uid, rlimits."""
+"""`bwrap`: bubblewrap namespaces around the program: no network, read-only system binds, a tmpfs
+work dir, a new PID namespace that dies with the run, an unprivileged uid, rlimits. The supervisor
+stays outside that PID namespace, so the program cannot signal it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from rlvr.sandboxes.base import SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, make_job
+from rlvr.sandboxes.base import SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, SandboxError, make_job
 from rlvr.sandboxes.local import run_supervisor
 
 __all__ = ["BwrapSandbox"]
 
-WORKDIR = "/work/run"
+WORKDIR = "/work"
 NOBODY = 65534
 
 
@@ -56,40 +57,57 @@ def _base_args() -> list[str]:
     return [
         "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
-        *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/work",
-        "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/work", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+        *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", WORKDIR,
+        "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", WORKDIR, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
     ]
 
 
 class BwrapSandbox(Sandbox):
     """Each run is a fresh bubblewrap: no network namespace peers, nothing of the host but /usr
-    (read-only), uid 65534 with no capabilities; the PID namespace ends with the supervisor so no
-    process survives; rlimits bound memory, processes, CPU and file size."""
+    (read-only), uid 65534 with no capabilities; the PID namespace dies with bwrap, so no process
+    survives; rlimits (prlimit, inside) bound memory, processes, CPU and file size. The supervisor
+    runs outside, as the same unprivileged uid as bwrap: in the program's PID namespace it has no
+    pid, so nothing the program does can signal it."""
 
     name = "bwrap"
     claims = frozenset({"no_network", "no_host_files", "work_dir_only", "pids_limited", "memory_limited",
-                        "time_limited", "output_limited", "clean_env", "no_survivors"})
+                        "time_limited", "output_limited", "clean_env", "no_survivors", "supervisor_protected"})
 
     def __init__(self, python: str | None = None, bwrap: str | None = None):
         default = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
         self.python = python or default
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
+        if not os.access(self.python, os.X_OK):  # else prlimit's "cannot execute" would look like the program's
+            raise SandboxError(f"bwrap sandbox: no python interpreter at {self.python}")
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
         found = shutil.which("bwrap")
         if not found:
             return False, "bwrap is not installed (apt-get install bubblewrap)"
+        if not _prlimit().startswith("/usr/"):
+            return False, "prlimit (util-linux) is not installed under /usr"
         return _probe(found)
 
-    def _args(self) -> list[str]:
+    def _wrapper(self, env: dict[str, str]) -> list[str]:
+        """bwrap's argv up to the program; {program_fd} and {status_fd} are the supervisor's pipes."""
         args = _base_args()
         prefix = Path(self.python).resolve().parents[1]
         if not str(prefix).startswith("/usr"):  # an interpreter outside /usr (pyenv, venv): its tree, read-only
             args += ["--ro-bind", str(prefix), str(prefix)]
-        return [self.bwrap, *args, self.python, *SUPERVISOR_ARGS]
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        return [self.bwrap, *args, "--file", "{program_fd}", f"{WORKDIR}/main.py",
+                "--json-status-fd", "{status_fd}"]  # _base_args already --chdir to WORKDIR
 
     def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
         job = make_job(program, stdin, limits, workdir=WORKDIR, python=self.python,
-                       rlimit_nproc=True, kill_all=True, cgroup_oom=False)
-        return run_supervisor(self._args(), job, limits, what="bwrap sandbox", user=_unprivileged())
+                       rlimit_nproc=True, kill_all=False, cgroup_oom=False,
+                       launch="wrapped", prlimit=_prlimit(), signal_base=128)
+        job["wrapper"] = self._wrapper(job["env"])
+        return run_supervisor([self.python, *SUPERVISOR_ARGS], job, limits, what="bwrap sandbox",
+                              user=_unprivileged())
+
+
+def _prlimit() -> str:
+    return shutil.which("prlimit", path="/usr/bin:/bin") or ""

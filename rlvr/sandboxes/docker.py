@@ -1,6 +1,7 @@
 """`docker`: containers with no network, memory/CPU/pids limits, a read-only root, a tmpfs work
-dir, uid 65534, no capabilities and no-new-privileges; a warm pool runs each program with
-`docker exec` in a fresh work dir, so a run does not pay a container start."""
+dir, the program as uid 65534 without capabilities, no-new-privileges, and a supervisor on other
+uids; a warm pool runs each program with `docker exec` in a fresh work dir, so a run does not pay a
+container start."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from rlvr.sandboxes.base import (SUPERVISOR_ARGS, ExecResult, ExecStatus, Limits, Sandbox, SandboxError,
                                  make_job, parse_report)
+from rlvr.sandboxes.daemon import connect
 from rlvr.sandboxes.image import DEFAULT_IMAGE
 
 __all__ = ["DockerSandbox", "connect"]
@@ -24,25 +26,16 @@ __all__ = ["DockerSandbox", "connect"]
 LABEL = "rlvr.sandbox"
 GRACE_S = 5.0  # past the program's deadline before we give up on the exec and kill the container
 WORKDIR = "/work"
-USER = "65534:65534"
+#: the supervisor is exec'd as root with CAP_SETUID/SETGID only (docker gives an exec effective
+#: capabilities only in a container whose user is root: hence root's `sleep` holding the container
+#: open, which the program cannot reach either), and at once splits its uids: real and saved
+#: SUPERVISOR_IDS, effective the program's (see `_runner.become`), so the program cannot signal it;
+#: with no uid 0 left it holds no capability at all. The program runs as PROGRAM_IDS.
+USER = "0:0"
+SUPERVISOR_IDS, PROGRAM_IDS = (65533, 65533), (65534, 65534)
 _ENV_CHUNK = 100_000  # one environment string may hold 128 KiB
 #: a run that ended like this may have left the container in a bad state: start a new one
 _RECYCLE = {ExecStatus.TIMEOUT, ExecStatus.MEMORY, ExecStatus.KILLED, ExecStatus.OUTPUT_LIMIT}
-
-
-def connect(base_url: str | None = None):
-    """A docker client that answered a ping, else SandboxError saying where it looked."""
-    try:
-        import docker
-    except ImportError as err:
-        raise SandboxError("the docker SDK is not installed (pip install docker)") from err
-    where = base_url or os.environ.get("DOCKER_HOST") or "the default socket"
-    try:
-        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-        client.ping()
-    except Exception as err:
-        raise SandboxError(f"docker daemon not reachable at {where}: {err}") from None
-    return client
 
 
 def _owner() -> str:
@@ -68,13 +61,13 @@ def _key(limits: Limits) -> tuple:
 
 class DockerSandbox(Sandbox):
     """Claims every property: the container runtime enforces them (network none, pids/memory
-    cgroups, read-only root). `warm=True` keeps up to `pool_size` containers per set of limits
+    cgroups, read-only root), and split uids keep the supervisor out of the program's reach. `warm=True` keeps up to `pool_size` containers per set of limits
     running `sleep infinity` and recycles one after `max_runs` runs or any fault; `warm=False`
     starts a fresh container for every run (the slow baseline)."""
 
     name = "docker"
     claims = frozenset({"no_network", "no_host_files", "work_dir_only", "pids_limited", "memory_limited",
-                        "time_limited", "output_limited", "clean_env", "no_survivors"})
+                        "time_limited", "output_limited", "clean_env", "no_survivors", "supervisor_protected"})
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, warm: bool = True, pool_size: int = 2, max_runs: int = 100,
                  base_url: str | None = None, python: str = "/usr/bin/python3"):
@@ -118,7 +111,7 @@ class DockerSandbox(Sandbox):
             tmpfs={WORKDIR: f"rw,nosuid,nodev,size={limits.file_size_mb * 4}m,mode=1777"},
             mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids + 2,  # + sleep and the supervisor
-            cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            cap_drop=["ALL"], cap_add=["SETUID", "SETGID"], security_opt=["no-new-privileges"],
             ipc_mode="none", hostname="sandbox", labels={LABEL: "1", f"{LABEL}.owner": _owner()},
             environment={}, stop_signal="SIGKILL", detach=True,
         )
@@ -227,7 +220,8 @@ class DockerSandbox(Sandbox):
 
     def _job(self, program: str, stdin: str, limits: Limits) -> dict[str, Any]:
         job = make_job(program, stdin, limits, workdir=f"{WORKDIR}/run", python=self.python,
-                       rlimit_nproc=False, kill_all=True, cgroup_oom=True)
+                       rlimit_nproc=False, kill_all=True, cgroup_oom=True,
+                       supervisor_ids=SUPERVISOR_IDS, program_ids=PROGRAM_IDS)
         job["wipe"] = [WORKDIR, "/dev/shm"]  # nothing of this run is left for the next one
         return job
 

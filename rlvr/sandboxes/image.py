@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from rlvr.sandboxes.base import SandboxError
+from rlvr.sandboxes.daemon import connect
+
 __all__ = ["DEFAULT_IMAGE", "build_image", "apt_mirror"]
 
 DEFAULT_IMAGE = "rlvr-sandbox:latest"
@@ -58,9 +61,6 @@ def build_image(tag: str = DEFAULT_IMAGE, *, method: str = "debootstrap", suite:
     """Build the sandbox image and return {"tag", "id", "seconds", "size_mb"}.
 
     Raises SandboxError when docker or debootstrap is missing or a step fails."""
-    from rlvr.sandboxes.base import SandboxError
-    from rlvr.sandboxes.docker import connect
-
     client = client or connect()
     started = time.perf_counter()
     builders = {"debootstrap": _debootstrap, "dockerfile": _dockerfile}
@@ -72,8 +72,6 @@ def build_image(tag: str = DEFAULT_IMAGE, *, method: str = "debootstrap", suite:
 
 
 def _debootstrap(client, tag: str, *, suite: str, mirror: str, log: Callable[[str], None]):
-    from rlvr.sandboxes.base import SandboxError
-
     if shutil.which("debootstrap") is None:
         raise SandboxError("debootstrap is not installed (apt-get install debootstrap), or use --method dockerfile")
     if os.geteuid() != 0:
@@ -104,8 +102,6 @@ def _debootstrap(client, tag: str, *, suite: str, mirror: str, log: Callable[[st
 
 def _dockerfile(client, tag: str, *, log: Callable[[str], None], **_: object):
     import io
-
-    from rlvr.sandboxes.base import SandboxError
 
     log(f"building {tag} from a Dockerfile (needs a reachable registry for python:3.11-slim)")
     try:

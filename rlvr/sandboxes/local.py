@@ -26,7 +26,7 @@ def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, use
     stdin, and read its report. A supervisor that overruns is killed with its whole session."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, env=scrubbed_env(),
+                                start_new_session=True, env=scrubbed_env(), cwd="/",
                                 **({} if user is None else {"user": user, "group": user, "extra_groups": []}))
     except OSError as err:
         raise SandboxError(f"{what}: cannot start {argv[0]}: {err}") from err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from rlvr.types import FAILURE_STATUSES, Example, Score, Status
 
@@ -18,6 +18,16 @@ class Verifier:
 
     name: str = ""
     description: str = ""
+    #: does the verdict compare the completion with a gold? (format rewards and penalties: no)
+    needs_gold: bool = True
+    #: the row fields that carry the gold when `needs_gold`: any one group being present is enough
+    gold_fields: tuple[tuple[str, ...], ...] = (("answer",),)
+
+    def missing_gold(self, fields: Mapping[str, Any]) -> str | None:
+        """Why a row with these fields cannot be scored (its gold is missing), or None."""
+        if not self.needs_gold or any(all(f in fields for f in group) for group in self.gold_fields):
+            return None
+        return "missing field " + " or ".join("+".join(repr(f) for f in group) for group in self.gold_fields)
 
     def score(self, completion: str, example: Example) -> Score:
         raise NotImplementedError
@@ -48,6 +58,13 @@ class Weighted(Verifier):
     @property
     def description(self) -> str:  # type: ignore[override]
         return "weighted sum of " + ", ".join(v.name for _, v in self.parts)
+
+    @property
+    def needs_gold(self) -> bool:  # type: ignore[override]
+        return any(v.needs_gold for _, v in self.parts)
+
+    def missing_gold(self, fields: Mapping[str, Any]) -> str | None:
+        return next((why for _, v in self.parts if (why := v.missing_gold(fields))), None)
 
     def warmup(self) -> None:
         for _, verifier in self.parts:

@@ -88,6 +88,8 @@ class CodeVerifier(Verifier):
     """Run the last python block against the example's tests in a sandbox (HumanEval or MBPP)."""
 
     description = "run the completion's code against the example's tests in a sandbox (docker/bwrap/local)"
+    needs_gold = True
+    gold_fields = (("test", "entry_point"), ("tests",), ("test_list",))
 
     def __init__(self, partial: bool = False, backend: str = "auto", timeout: float = 3.0, memory: int = 512,
                  workers: int = 4):

@@ -46,6 +46,8 @@ def _result(ok: bool, reason: str, **details: object) -> Score:
 class ThinkFormat(Verifier):
     """1 if there is exactly one well-formed <think>…</think> before a non-empty answer, else 0."""
 
+    needs_gold = False
+
     def __init__(self, prefilled: bool = False):
         self.prefilled = bool(prefilled)
 
@@ -98,6 +100,8 @@ def find_boxed(text: str) -> list[tuple[int, str | None]]:
 class BoxedFormat(Verifier):
     """1 if the final answer (after </think>, when there is one) is in a balanced, non-empty \\boxed{}."""
 
+    needs_gold = False
+
     def score(self, completion: str, example: Example) -> Score:
         answer = completion.rsplit(CLOSE, 1)[-1]
         boxes = find_boxed(answer)
@@ -121,6 +125,8 @@ class Overlong(Verifier):
     Verifiers see text, not token ids, so length is counted in whitespace-separated words
     (`unit=words`, about 0.75 of a BPE token count for English) or characters (`unit=chars`)."""
 
+    needs_gold = False
+
     def __init__(self, max_tokens: int = 1024, buffer: int = 256, unit: str = "words"):
         if unit not in _UNITS:
             raise ValueError(f"overlong: unit must be one of {sorted(_UNITS)}, got {unit!r}")
@@ -142,6 +148,8 @@ class Overlong(Verifier):
 @register("repetition")
 class Repetition(Verifier):
     """N-gram repetition penalty: -max_penalty x the fraction of word n-grams that repeat an earlier one."""
+
+    needs_gold = False
 
     def __init__(self, n: int = 4, max_penalty: float = 1.0):
         if n < 1 or max_penalty < 0:

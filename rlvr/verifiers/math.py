@@ -9,20 +9,29 @@ import traceback
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.math_extract import Extraction, extract_answer, gold_answer
+from rlvr.verifiers.math_numeric import Unsupported, split_top_level
 from rlvr.verifiers.math_grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold, warm_up
 from rlvr.verifiers.registry import register
 
 __all__ = ["MathVerifier"]
 
 _OR = re.compile(r"(?<![\\\w])or\b")  # "3 or 4", "3 \text{ or } 4"; not \lor
+#: more answers than this offered together is a spray of guesses, not a list answer
+_MAX_TOGETHER = 16
+#: how much of the extracted answer details keep
+_DETAIL_CHARS = 300
 
 
 @register("math")
 class MathVerifier(Verifier):
-    """Math answer equivalence: last \\boxed / #### / "the answer is", exact numbers, then math-verify + sympy."""
+    """Math answer equivalence: last \\boxed / #### / "the answer is" (else the last math or number), exact numbers, then math-verify + sympy."""
 
     name = "math"
-    description = "math answer equivalence (boxed / #### / 'the answer is'; exact numbers, then math-verify + sympy)"
+    description = "math answer equivalence (boxed / #### / 'the answer is' / last math; exact numbers, then math-verify + sympy)"
+    needs_gold = True
+
+    def __init__(self, require_marker: bool = False):
+        self.require_marker = bool(require_marker)
 
     def warmup(self) -> None:
         warm_up()
@@ -30,16 +39,19 @@ class MathVerifier(Verifier):
     def score(self, completion: str, example: Example) -> Score:
         raw_gold = "" if example.answer is None else str(example.answer)
         gold_text = gold_answer(raw_gold)
-        details: dict = {"extracted": None, "gold": gold_text, "method": None}
+        details: dict = {"extracted": None, "gold": gold_text, "method": None, "found_by": None}
         try:
             gold = prepare_gold(gold_text)
-            found = extract_answer(completion or "", numeric_fallback=gold.number is not None)
-            details.update(extracted=found.answer, method=found.method)
+            found = extract_answer(completion or "", numeric_fallback=gold.number is not None,
+                                   fallbacks=not self.require_marker, prompt=example.prompt or "")
+            details.update(extracted=_excerpt(found.answer), method=found.method, found_by=found.found_by)
             if found.answer is None:
                 return Score(0.0, Status.NO_ANSWER, details)
             status, match = _grade(gold, found)
         except GoldError as err:
             return Score(0.0, Status.ERROR, {**details, "error": f"bad gold: {err}"})
+        except RecursionError:  # a safety net behind the size and depth limits: a verdict on the input
+            return Score(0.0, Status.WRONG, {**details, "path": "refused", "note": "answer nested too deeply to evaluate"})
         except Exception as err:  # a bug here is counted as an error, never a silent wrong
             last = traceback.format_exception_only(type(err), err)[-1].strip()
             return Score(0.0, Status.ERROR, {**details, "error": f"internal: {last}"})
@@ -49,18 +61,34 @@ class MathVerifier(Verifier):
         return Score(1.0 if status is Status.CORRECT else 0.0, status, details)
 
 
+def _is_list(clean: str) -> bool:
+    """A gold of several answers: `1, -2`, `(1,2), (3,4)`, `1 \\pm \\sqrt{2}` (not one tuple)."""
+    try:
+        return "\\pm" in clean or len(split_top_level(clean)) > 1
+    except Unsupported:
+        return False
+
+
+def _excerpt(answer: str | None) -> str | None:
+    if answer is None or len(answer) <= _DETAIL_CHARS:
+        return answer
+    return answer[:_DETAIL_CHARS] + f"… ({len(answer)} chars)"
+
+
 def _grade(gold: Gold, found: Extraction) -> tuple[Status, Match]:
     """Verdict on the final answer, refusing hedges: several different answers offered together,
     or "3 or 4", score 0 as hedged unless together they are exactly the gold (a list answer)."""
-    offered = list(dict.fromkeys(normalize(a).replace(" ", "") for a in found.together))
+    offered = list(dict.fromkeys(normalize(a).replace(" ", "") for a in found.together[-_MAX_TOGETHER - 1 :]))
+    if len(offered) > _MAX_TOGETHER:
+        return Status.HEDGED, Match(False, "hedged", f"more than {_MAX_TOGETHER} answers offered together")
     if len(offered) > 1:
-        if "," in gold.clean or "\\pm" in gold.clean:  # a list gold may be boxed piece by piece
+        if _is_list(gold.clean):  # a list gold, boxed piece by piece
             joined = equivalent(gold, ", ".join(found.together))
             if joined.equal:
                 return Status.CORRECT, Match(True, joined.path, "answer given as several boxes")
-        matches = [equivalent(gold, a) for a in found.together]
-        if all(m.equal for m in matches):  # one answer in several forms (4 and 4.0)
-            return Status.CORRECT, matches[-1]
+        # one answer in several forms (4 and 4.0); forms only sympy could tell apart are a hedge
+        if all(equivalent(gold, a, symbolic=False).equal for a in found.together):
+            return Status.CORRECT, equivalent(gold, found.answer)
         return Status.HEDGED, Match(False, "hedged", f"{len(offered)} different answers offered together")
     if _OR.search(normalize(found.answer)) and not _OR.search(gold.clean):
         return Status.HEDGED, Match(False, "hedged", "answer offers alternatives joined by 'or'")

@@ -15,6 +15,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 from rlvr.verifiers.math_numeric import Unsupported, Value, evaluate_items, values_equal
+from rlvr.verifiers.math_relations import has_relation, region, regions_equal
 
 __all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up"]
 
@@ -47,7 +48,9 @@ class Gold:
 _WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _DROP = [  # (pattern, replacement) applied in order
     (re.compile(r"\\left\.|\\right\.|\\left|\\right|\\displaystyle|\\bigl|\\bigr|\\Bigl|\\Bigr"), ""),
-    (re.compile(r"\\[dt]frac"), r"\\frac"),
+    (re.compile(r"\\[dtc]frac"), r"\\frac"),
+    (re.compile(r"\{,\}"), ","),  # 2{,}74: a decimal comma in LaTeX
+    (re.compile(r"\{bmatrix\}"), "{pmatrix}"),
     (re.compile(r"(?<!\\)\\[!,;:]"), ""),  # thin spaces, also used as thousands separators (10,\!080)
     (re.compile(r"\\q?quad|~"), " "),
     (re.compile(r"(?<!\\)\\ "), " "),
@@ -58,6 +61,17 @@ _DROP = [  # (pattern, replacement) applied in order
     (re.compile(r"\b([ap])\.\s?m\.?", re.IGNORECASE), r"\1m"),  # 9 a.m. → 9 am
     (re.compile(r"\\(?:dots|ldots|cdots)"), r"\\dots"),
 ]
+# relations in one spelling each: \\ge, >=, ≥ → \\geq; \\lt → <  (`\\left` is gone by now)
+_RELATIONS = [
+    (re.compile(r"\\geqslant|\\geq|\\ge(?![a-zA-Z])|>=|≥"), r" \\geq "),
+    (re.compile(r"\\leqslant|\\leq|\\le(?![a-zA-Z])|<=|≤"), r" \\leq "),
+    (re.compile(r"\\neq|\\ne(?![a-zA-Z])|!=|≠"), r" \\neq "),
+    (re.compile(r"\\lt(?![a-zA-Z])"), " < "),
+    (re.compile(r"\\gt(?![a-zA-Z])"), " > "),
+]
+# "19, 46, and 82" / "3 and 5" between values is a list
+_AND_LIST = re.compile(r"(?<=[\d}])\s*,?\s+and\s+(?=[-\d\\(])")
+_SPACE_THOUSANDS = re.compile(r"^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])(?![\w{])")
 _BRACED_TOKEN = re.compile(r"([_^])\{(\w)\}")
@@ -76,13 +90,16 @@ def normalize(answer: str) -> str:
     s = str(answer).strip()
     for _ in range(3):  # \text{\textbf{..}} nests
         s = _WRAPPERS.sub(r" \1 ", s)
-    for pattern, replacement in _DROP:
+    for pattern, replacement in _DROP + _RELATIONS:
         s = pattern.sub(replacement, s)
+    s = _AND_LIST.sub(", ", s)
     s = _FRAC_SHORT.sub(lambda m: r"\frac" + _brace(m[1]) + _brace(m[2]), s)
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
     s = _BRACED_TOKEN.sub(r"\1\2", s)
     s = _LEAD_VAR.sub("", s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    if _SPACE_THOUSANDS.match(s):  # 1 000 000 (SI thousands separators)
+        s = s.replace(" ", "")
     unit = _UNIT.match(s)
     if unit and to_number(unit["value"]) is not None and unit["unit"].lower() not in ("am", "pm"):
         s = unit["value"].strip()
@@ -289,6 +306,21 @@ def prepare_gold(gold: str) -> Gold:
     )
 
 
+@lru_cache(maxsize=8192)
+def _gold_region(clean: str):
+    return region(clean)
+
+
+def _relation_match(gold: Gold, clean: str) -> Match | None:
+    """Compare as sets of reals when one side is an inequality; None: leave it to sympy."""
+    ours, theirs = _gold_region(gold.clean), region(clean)
+    if ours is not None and theirs is not None:
+        return Match(regions_equal(ours, theirs), "relation")
+    if (ours is None) != (theirs is None) and (gold.number is not None or to_number(clean) is not None):
+        return Match(False, "relation", "a relation is not a number")
+    return None
+
+
 def _value(clean: str) -> Value | None:
     try:
         return evaluate_items(clean)
@@ -296,10 +328,52 @@ def _value(clean: str) -> Value | None:
         return None
 
 
-def equivalent(gold: Gold, answer: str) -> Match:
+#: answers past these limits are refused (wrong, with the reason) rather than evaluated
+MAX_ANSWER_CHARS = 1000
+MAX_NESTING = 40
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "})]":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _too_complex(answer: str) -> str:
+    if len(answer) > MAX_ANSWER_CHARS:
+        return f"answer too long ({len(answer)} chars > {MAX_ANSWER_CHARS})"
+    if (depth := _nesting(answer)) > MAX_NESTING:
+        return f"answer nested {depth} deep (> {MAX_NESTING})"
+    return ""
+
+
+def _last_side(clean: str) -> str:
+    """`k = \\frac{1}{3}` → `\\frac{1}{3}`; `x = 2 \\cdot 3 = 6` → `6` (top-level `=` only)."""
+    depth, cut = 0, -1
+    for i, ch in enumerate(clean):
+        depth += (ch in "{([") - (ch in "})]")
+        if ch == "=" and depth == 0:
+            cut = i
+    return clean[cut + 1 :].strip() if cut >= 0 else clean
+
+
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$|^-?0,\d+$")  # 2,74 or 0,125; never 1,234
+
+
+def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     """Does `answer` (already extracted) equal the gold? Fast rules first; each one that applies
-    decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable."""
+    decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable.
+    With `symbolic=False`, what only sympy could decide is "not equal" (path `fast_only`)."""
+    if reason := _too_complex(answer):
+        return Match(False, "refused", reason)
     clean = normalize(answer)
+    if "=" in clean and "=" not in gold.clean:  # an assignment or a worked chain against a bare gold
+        clean = _last_side(clean)
     key = _key(clean)
     if not key:
         return Match(False, "string", "empty answer")
@@ -313,6 +387,11 @@ def equivalent(gold: Gold, answer: str) -> Match:
         return Match(key.lower() == gold.key.lower(), "string")
     if gold.is_text:
         return Match(clean.lower() == gold.clean.lower(), "text")
+    if has_relation(gold.key) or has_relation(key):
+        if (relation := _relation_match(gold, clean)) is not None:
+            return relation
+    if gold.number is not None and _DECIMAL_COMMA.match(key):
+        clean = key.replace(",", ".")
     value = to_number(clean)
     if gold.number is not None and value is not None:
         return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
@@ -324,4 +403,6 @@ def equivalent(gold: Gold, answer: str) -> Match:
         verdict = values_equal(gold.value, value)
         if verdict is not None:
             return Match(verdict, "value")
+    if not symbolic:
+        return Match(False, "fast_only", "not decided without sympy")
     return _symbolic(gold, clean)

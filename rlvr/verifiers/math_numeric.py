@@ -12,8 +12,9 @@ import cmath
 import math
 import re
 from dataclasses import dataclass
+from typing import Mapping
 
-__all__ = ["Unsupported", "Value", "evaluate", "evaluate_items", "values_equal"]
+__all__ = ["Unsupported", "Value", "evaluate", "evaluate_items", "split_top_level", "values_equal"]
 
 
 class Unsupported(ValueError):
@@ -50,9 +51,10 @@ def _tokens(text: str) -> list[str]:
 
 
 class _Parser:
-    def __init__(self, tokens: list[str], point: int):
+    def __init__(self, tokens: list[str], point: int, env: Mapping[str, float] | None = None):
         self.tokens = tokens
         self.point = point
+        self.env = env
         self.i = 0
 
     def peek(self) -> str | None:
@@ -137,7 +139,7 @@ class _Parser:
         if token == "i":
             return 1j
         if len(token) == 1 and token.isalpha():
-            return complex(_point(token, self.point))
+            return complex(self.env[token] if self.env and token in self.env else _point(token, self.point))
         if token == "\\frac":
             numerator = self.group()
             return _divide(numerator, self.group())
@@ -181,9 +183,10 @@ def _letters(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", " ", text))) - {"i"}
 
 
-def evaluate(text: str, point: int = 0) -> complex:
-    """The value of a LaTeX expression (variables at evaluation point 0 or 1), or Unsupported."""
-    parser = _Parser(_tokens(text), point)
+def evaluate(text: str, point: int = 0, env: Mapping[str, float] | None = None) -> complex:
+    """The value of a LaTeX expression (variables at evaluation point 0 or 1, or as `env` says),
+    or Unsupported."""
+    parser = _Parser(_tokens(text), point, env)
     value = parser.expr()
     if parser.peek() is not None:
         raise Unsupported(f"trailing {parser.peek()}")
@@ -213,11 +216,11 @@ def evaluate_items(text: str) -> Value:
             raise Unsupported("ragged matrix")
         kind, items = f"matrix {len(rows)}x{len(cells) // len(rows)}", cells
     elif text.startswith("\\{") and text.endswith("\\}"):
-        kind, items = "set", _split_top_level(text[2:-2])
-    elif text[:1] in "([" and text[-1:] in ")]" and len(_split_top_level(text[1:-1])) > 1:
-        kind, items = text[0] + text[-1], _split_top_level(text[1:-1])
+        kind, items = "set", split_top_level(text[2:-2])
+    elif text[:1] in "([" and text[-1:] in ")]" and len(split_top_level(text[1:-1])) > 1:
+        kind, items = text[0] + text[-1], split_top_level(text[1:-1])
     elif "," in text:
-        kind, items = "set", _split_top_level(text)  # a bare list reads as a set, as in math-verify
+        kind, items = "set", split_top_level(text)  # a bare list reads as a set, as in math-verify
     else:
         kind, items = "", [text]
     items = [i.strip() for i in items]
@@ -242,7 +245,7 @@ def evaluate_items(text: str) -> Value:
     return Value(kind, values, tuple(items), variables)
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     items, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         if ch in "({[":

@@ -20,6 +20,7 @@ BUILTIN_MODULES = (
     "rlvr.verifiers.math",
     "rlvr.verifiers.format",
     "rlvr.verifiers.code",
+    "rlvr.verifiers.reward_model",
 )
 _TAG = "__rlvr_verifier__"
 

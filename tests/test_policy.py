@@ -1,4 +1,5 @@
-"""The learner's shared-prompt forward: the same logits and gradients as one dense pass per row."""
+"""The policy: the shared-prompt forward (the same logits and gradients as one dense pass per row), GRPO's
+update through it, zero-advantage skipping, and the probes that see updates lost to precision."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import transformers.models.llama.modeling_llama as llama
 
 from rlvr.config import load_config, resolve_auto
 from rlvr.distributed import init_distributed
-from rlvr.learner import Batch, Learner
+from rlvr.algorithms.grpo import GRPO, GRPOBatch, Groups
+from rlvr.policy import Policy
 from rlvr.types import Example, Rollout, Score, Status
 
 # (prompt length, completion lengths) per group: left padding, right padding, a 1-token completion
 GROUPS = [(5, [3, 7, 1]), (9, [6, 2, 7]), (2, [7, 7, 4])]
 
 
-def _batch() -> Batch:
+def _batch() -> Groups:
     gen = torch.Generator().manual_seed(0)
     rollouts, examples = [], []
     for index, (prompt_len, lengths) in enumerate(GROUPS):
@@ -26,17 +28,24 @@ def _batch() -> Batch:
             rollouts.append(Rollout(prompt_index=index, text="t", token_ids=tokens, logprobs=(-1.0,) * length,
                                     finish_reason="stop", prompt_token_ids=prompt))
     scores = [Score(1.0, Status.CORRECT, {})] * len(rollouts)
-    return Batch(examples, rollouts, scores, torch.zeros(len(GROUPS), 3))
+    return Groups(examples, rollouts, scores, torch.zeros(len(GROUPS), 3))
 
 
-def _learner(model_path, share: bool, micro: int) -> Learner:
-    config = resolve_auto(load_config(None, {
-        "model.name": str(model_path), "device": "cpu", "optimizer.share_prompt": share, "rollout.n": 3,
-        "rollout.prompts_per_step": len(GROUPS), "rollout.max_new_tokens": 8,
-        "optimizer.micro_batch_size": micro}), "cpu")
-    learner = Learner(config, init_distributed(), torch.device("cpu"), model_path)
-    learner.policy.double()
-    return learner
+def _config(model_path, share: bool, micro: int, skip: bool = True, **extra):
+    return resolve_auto(load_config(None, {
+        "model.name": str(model_path), "device": "cpu", "model.dtype": "float32", "optimizer.share_prompt": share,
+        "rollout.n": 3, "rollout.prompts_per_step": len(GROUPS), "rollout.max_new_tokens": 8,
+        "optimizer.micro_batch_size": micro, "optimizer.skip_zero_advantage": skip, **extra}), "cpu")
+
+
+def _learner(model_path, share: bool, micro: int, skip: bool = True) -> Policy:
+    policy = Policy(_config(model_path, share, micro, skip), init_distributed(), torch.device("cpu"), model_path)
+    policy.policy.double()
+    return policy
+
+
+def _learn(policy: Policy, batch: Groups, advantages: torch.Tensor, use_tis: bool) -> dict:
+    return GRPO(policy.config).learn(policy, GRPOBatch(batch, advantages, use_tis))
 
 
 @pytest.fixture
@@ -55,12 +64,12 @@ def test_shared_prompt_forward_equals_dense_forward(tiny_model, exact_llama, mic
     results = {}
     for share in (False, True):
         learner = _learner(tiny_model, share, micro)
-        tensors = learner._tensors(batch)
+        tensors = learner.pack(batch.rollouts, 3)
         learner.model.train()
+        micro_batches = learner.micro_batches(len(batch.rollouts), 3)
         if share:  # whole groups per micro-batch
-            assert {(idx.stop - idx.start) for idx in learner.micro_batches(batch)} == {9 if micro == 9 else 3}
-        logits = torch.cat([learner._completion_logits(learner.model, tensors, idx)
-                            for idx in learner.micro_batches(batch)])
+            assert {(idx.stop - idx.start) for idx in micro_batches} == {9 if micro == 9 else 3}
+        logits = torch.cat([learner._completion_logits(learner.model, tensors, idx) for idx in micro_batches])
         logprobs = torch.log_softmax(logits, -1).gather(-1, tensors["completion"].unsqueeze(-1)).squeeze(-1)
         (logprobs * tensors["mask"]).sum().backward()
         grads = {name: p.grad.clone() for name, p in learner.model.named_parameters()}
@@ -81,7 +90,7 @@ def test_one_learn_step_moves_the_weights_alike_either_way(tiny_model):
     for share in (False, True):
         learner = _learner(tiny_model, share, 9)
         learner.policy.float()
-        metrics = learner.learn(batch, advantages, use_tis=True)
+        metrics = _learn(learner, batch, advantages, use_tis=True)
         assert metrics["grad_norm"] > 0
         after[share] = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
     for name, value in after[False].items():
@@ -89,11 +98,10 @@ def test_one_learn_step_moves_the_weights_alike_either_way(tiny_model):
 
 
 def _learned(model_path, batch, advantages, skip: bool, steps: int = 1):
-    learner = _learner(model_path, True, 9)
+    learner = _learner(model_path, True, 9, skip)
     learner.policy.float()
-    learner.skip_zero_advantage = skip
     for _ in range(steps):
-        metrics = learner.learn(batch, advantages, use_tis=False)
+        metrics = _learn(learner, batch, advantages, use_tis=False)
     return metrics, {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
 
 
@@ -115,12 +123,11 @@ def test_an_all_zero_batch_still_takes_the_optimizer_step(tiny_model):
     signal, nothing = torch.tensor([1.0, -1.0, 0.0] * 3), torch.zeros(9)
     results = {}
     for skip in (True, False):
-        learner = _learner(tiny_model, True, 9)
+        learner = _learner(tiny_model, True, 9, skip)
         learner.policy.float()
-        learner.skip_zero_advantage = skip
-        learner.learn(batch, signal, use_tis=False)
+        _learn(learner, batch, signal, use_tis=False)
         before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
-        metrics = learner.learn(batch, nothing, use_tis=False)
+        metrics = _learn(learner, batch, nothing, use_tis=False)
         after = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
         assert max((after[k] - before[k]).abs().max().item() for k in after) > 0, "momentum moves the weights"
         results[skip] = (metrics, after)
@@ -142,3 +149,53 @@ def test_rounded_away_counts_the_update_a_bfloat16_engine_never_sees(tiny_model)
         for p in learner.policy.parameters():
             p.mul_(1.05)  # now a step bfloat16 resolves
     assert learner.rounded_away(before, torch.bfloat16) < 0.05
+
+
+def _one_step(model_path, tmp_path, **settings) -> tuple[Policy, dict, dict, dict]:
+    """One GRPO step at lr 1e-6: the policy, its metrics, and every weight before and after."""
+    config = _config(model_path, True, 9, **{"optimizer.lr": 1e-6, "optimizer.warmup_steps": 0, **settings})
+    policy = Policy(config, init_distributed(), torch.device("cpu"), model_path)
+    before = {k: v.detach().clone() for k, v in policy.policy.state_dict().items()}
+    advantages = torch.tensor([0.8, -0.4, -0.4, -0.8, 0.4, 0.4, 0.4, -0.8, 0.4])
+    metrics = GRPO(config).learn(policy, GRPOBatch(_batch(), advantages, False))
+    after = {k: v.detach().clone() for k, v in policy.policy.state_dict().items()}
+    return policy, metrics, before, after
+
+
+def _moved_fraction(before: dict, after: dict) -> float:
+    moved = sum(int((after[k] != before[k]).sum()) for k in before)
+    return moved / sum(v.numel() for v in before.values())
+
+
+def test_bfloat16_compute_keeps_the_whole_update_in_float32_master_weights(tiny_model, tmp_path):
+    """lr 1e-6 in bfloat16 compute: >= 99% of the float32 master weights that an all-float32 step moves
+    move too (weights with no gradient, e.g. embeddings of unseen tokens, move in neither), and a
+    checkpoint holds the float32 master weights."""
+    _, _, reference_before, reference_after = _one_step(tiny_model, tmp_path, **{"model.dtype": "float32"})
+    policy, metrics, before, after = _one_step(tiny_model, tmp_path, **{"model.dtype": "bfloat16"})
+    assert policy.compute_dtype == torch.bfloat16 and policy.master_dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in after.values())
+    should = {k: reference_after[k] != reference_before[k] for k in before}
+    moved = sum(int(((after[k] != before[k]) & should[k]).sum()) for k in before)
+    assert moved / sum(int(m.sum()) for m in should.values()) >= 0.99
+    assert metrics["update_rounded_away"] < 0.01
+    from safetensors.torch import load_file
+
+    from rlvr.checkpoint import save_checkpoint
+
+    saved = save_checkpoint(tmp_path, model=policy.policy, tokenizer=policy.tokenizer, optimizer=policy.optimizer,
+                            scheduler=policy.scheduler, state={"step": 1})
+    weights = load_file(saved / "model.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.float32}
+    for name, value in weights.items():
+        torch.testing.assert_close(value, after[name], rtol=0, atol=0, msg=name)
+
+
+def test_pure_bfloat16_weights_lose_the_update_and_say_so(tiny_model, tmp_path):
+    from rlvr.monitor import check_alarms, AlarmState
+
+    _, metrics, before, after = _one_step(tiny_model, tmp_path, **{"model.dtype": "bfloat16",
+                                                                   "model.master_dtype": "bfloat16"})
+    assert _moved_fraction(before, after) < 0.5
+    assert metrics["update_rounded_away"] > 0.5, metrics
+    assert "updates_rounded_away" in check_alarms(metrics, AlarmState())

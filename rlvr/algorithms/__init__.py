@@ -1,0 +1,30 @@
+"""The training algorithms, one file each, in one table: `rlvr train --algorithm NAME`.
+
+An algorithm makes a step's batch from the loop's shared pieces (the prompt stream, `collect` =
+generate → verify, the policy's packing) and names the objective it trains (rlvr.objectives). The
+loop (rlvr.trainer) does everything else the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from rlvr.errors import InputError
+
+__all__ = ["ALGORITHMS", "create_algorithm"]
+
+#: name -> "module:class", imported on use
+ALGORITHMS: dict[str, str] = {
+    "grpo": "rlvr.algorithms.grpo:GRPO",
+    "sft": "rlvr.algorithms.sft:SFT",
+    "rft": "rlvr.algorithms.rft:RFT",
+    "dpo": "rlvr.algorithms.dpo:DPO",
+}
+
+
+def create_algorithm(name: str, config: Any) -> Any:
+    if name not in ALGORITHMS:
+        raise InputError(f"--algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}")
+    module, cls = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(config)

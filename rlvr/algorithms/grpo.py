@@ -1,0 +1,171 @@
+"""GRPO (and its variants: Dr. GRPO, DAPO, GSPO, RLOO advantages): n completions per prompt, verified,
+group-relative advantages, the clipped policy-gradient objective of rlvr.objectives.grpo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlvr.algorithms.base import Step
+from rlvr.distributed import agree, all_reduce_sum, shard_groups
+from rlvr.monitor import rollout_metrics
+from rlvr.objectives import grpo
+from rlvr.types import Example, Rollout, Score
+
+__all__ = ["GRPO", "Groups"]
+
+
+@dataclass
+class Groups:
+    """The groups of one step: G prompts × n completions (prompt-major), their scores and rewards."""
+
+    examples: list[Example]
+    rollouts: list[Rollout]
+    scores: list[Score]
+    rewards: torch.Tensor  # [G, n], shaped rewards (after any overlong penalty)
+
+    def select(self, keep: torch.Tensor) -> "Groups":
+        n = self.rewards.shape[1]
+        groups = [g for g in range(len(self.examples)) if keep[g]]
+        flat = [g * n + j for g in groups for j in range(n)]
+        return Groups([self.examples[g] for g in groups], [self.rollouts[i] for i in flat],
+                      [self.scores[i] for i in flat], self.rewards[keep])
+
+    def first(self, groups: int) -> "Groups":
+        return self.select(torch.arange(len(self.examples)) < groups)
+
+    @staticmethod
+    def concat(parts: list["Groups"], n: int) -> "Groups":
+        return Groups([e for p in parts for e in p.examples], [r for p in parts for r in p.rollouts],
+                      [s for p in parts for s in p.scores],
+                      torch.cat([p.rewards for p in parts]) if parts else torch.zeros(0, n))
+
+
+@dataclass
+class GRPOBatch:
+    groups: Groups
+    advantages: torch.Tensor  # [G * n] (or [G * n, 1] per sequence)
+    use_tis: bool
+
+
+class GRPO:
+    name = "grpo"
+    samples_online = True
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def needs_reference(self) -> bool:
+        return bool(self.config.algorithm.beta)
+
+    def optimizer_steps(self) -> int:
+        return self.config.algorithm.mu
+
+    def training_examples(self, loop: Any) -> list[Example]:
+        return loop.load_examples()
+
+    # -------------------------------------------------------------------------- the batch
+
+    def make_step(self, loop: Any, timer: Any) -> Step:
+        """Generate n completions per prompt and verify them; with dynamic sampling, groups whose
+        rewards are all equal (no signal) are dropped and refilled from new prompts."""
+        cfg, ctx, n = self.config, loop.ctx, self.config.rollout.n
+        want = cfg.rollout.prompts_per_step // ctx.world_size  # this rank's groups
+        parts, seen, rounds = [], [], 0
+        while True:
+            examples = shard_groups(loop.stream.take(cfg.rollout.prompts_per_step), ctx)
+            collected = loop.collect(examples, n, loop.sampling(rounds), timer)
+            scored = self._groups(collected, loop)
+            zero_variance = grpo.zero_variance_groups(scored.rewards)
+            seen.append((scored, zero_variance))
+            parts.append(scored.select(~zero_variance) if cfg.algorithm.dynamic_sampling else scored)
+            rounds += 1
+            # the fewest groups any rank kept: every rank refills alike and trains on as many groups
+            kept = int(agree(sum(len(p.examples) for p in parts), ctx, "min"))
+            if not cfg.algorithm.dynamic_sampling or kept >= want or rounds > cfg.algorithm.max_refill_rounds:
+                break
+        groups = Groups.concat(parts, n).first(min(want, kept))
+        first, first_zero_variance = seen[0]  # what the policy produced before any filtering
+        # advantages: one per completion, from its group's rewards (rlvr.objectives.grpo.ADVANTAGES)
+        advantages = grpo.group_advantages(groups.rewards, cfg.algorithm.advantage).reshape(-1)
+        use_tis = cfg.algorithm.tis == "on" or (cfg.algorithm.tis == "auto" and loop.engine_sampler_logprobs)
+        metrics = {
+            **rollout_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]),
+            "zero_variance_fraction": first_zero_variance.float().mean().item(),
+            "groups_trained": len(groups.examples), "generate_rounds": rounds,
+        }
+        return Step(GRPOBatch(groups, advantages, use_tis), metrics, (first.examples, first.rollouts, first.scores))
+
+    def _groups(self, collected: Any, loop: Any) -> Groups:
+        rewards = torch.tensor([s.reward for s in collected.scores], dtype=torch.float32)
+        if self.config.reward.truncated == "penalty":
+            lengths = torch.tensor([len(r.token_ids) for r in collected.rollouts])
+            rewards = rewards + grpo.overlong_penalty(lengths, self.config.rollout.max_new_tokens,
+                                                      self.config.reward.overlong_buffer)
+        return Groups(collected.examples, collected.rollouts, collected.scores,
+                      rewards.reshape(len(collected.examples), collected.n))
+
+    # -------------------------------------------------------------------------- the update
+
+    def learn(self, policy: Any, batch: GRPOBatch) -> dict[str, float]:
+        """μ optimizer steps with the clipped surrogate (rlvr.objectives.grpo.policy_loss); the sampler's
+        logprobs weight tokens by truncated importance when `use_tis`."""
+        cfg, alg = self.config, self.config.algorithm
+        groups, advantages = batch.groups, batch.advantages
+        if not groups.examples:  # dynamic sampling found no group with signal: no step at all
+            return {}
+        n = groups.rewards.shape[1]
+        tensors = policy.pack(groups.rollouts, n)
+        # the denominator belongs to the whole batch, whatever part of it is run below
+        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(tensors), cfg.rollout.max_new_tokens),
+                                    policy.ctx)
+        skipped = 0
+        # with β = 0 a group whose advantages are all 0 adds nothing to the loss or its gradient, so it
+        # need not run; under DDP every rank must run a backward in step, so there it always does
+        if cfg.optimizer.skip_zero_advantage and not alg.beta and not policy.ctx.distributed:
+            groups, advantages, skipped = _without_zero_advantage_groups(groups, advantages)
+            if skipped:  # rebuilt: fewer rows, padded only as wide as the rows left need
+                tensors = policy.pack(groups.rollouts, n) if groups.examples else {}
+        mask = self._loss_mask(tensors) if tensors else None
+        micro = policy.micro_batches(len(groups.rollouts), n) if tensors else []
+        old = policy.frozen_logprobs(tensors, micro, cfg.rollout.temperature) if alg.mu > 1 and micro else None
+
+        def loss_fn(idx: slice) -> tuple[torch.Tensor, dict[str, float]]:
+            logprobs, entropy = policy.logprobs(tensors, idx, cfg.rollout.temperature, entropy=True)
+            loss, m = grpo.policy_loss(
+                logprobs, advantages[idx].to(logprobs.device), mask[idx].to(logprobs.device),
+                old_logprobs=None if old is None else old[idx],
+                behavior_logprobs=tensors["behavior"][idx].to(logprobs.device) if batch.use_tis else None,
+                ref_logprobs=policy.reference_logprobs(tensors, idx, cfg.rollout.temperature) if alg.beta else None,
+                loss_type=alg.loss, ratio_level=alg.ratio_level, clip_eps_low=alg.clip_eps_low,
+                clip_eps_high=alg.clip_eps_high, tis_cap=alg.tis_cap, beta=alg.beta,
+                kl_estimator=alg.kl_estimator, max_completion_length=cfg.rollout.max_new_tokens,
+                normalizer=normalizer, loss_scale=policy.ctx.world_size)
+            m["entropy"] = grpo.masked_mean(entropy, mask[idx].to(entropy.device)).item()
+            return loss, m
+
+        totals: dict[str, float] = {}
+        for _ in range(alg.mu):
+            for key, value in policy.step(micro, loss_fn).items():
+                totals[key] = totals.get(key, 0.0) + value / alg.mu
+        return {**totals, "groups_skipped": float(skipped)}
+
+    def _loss_mask(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = tensors["mask"]
+        if self.config.reward.truncated == "mask":  # no gradient from cut-off completions (DAPO's overlong filter)
+            mask = mask * (~tensors["truncated"]).float().unsqueeze(-1)
+        return mask
+
+
+def _without_zero_advantage_groups(groups: Groups, advantages: torch.Tensor) -> tuple[Groups, torch.Tensor, int]:
+    """The groups whose advantages are not all 0 (equal rewards under grpo, dr_grpo or rloo advantages),
+    the advantages that remain, and how many groups went."""
+    count, n = groups.rewards.shape
+    per_group = advantages.reshape(count, n, -1)
+    keep = per_group.ne(0).flatten(1).any(1)
+    if keep.all():
+        return groups, advantages, 0
+    kept = per_group[keep].reshape(-1, *advantages.shape[1:])
+    return groups.select(keep), kept, int(count - keep.sum())

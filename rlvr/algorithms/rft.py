@@ -1,0 +1,47 @@
+"""Rejection-sampling fine-tuning (STaR, ReST-EM, RFT): sample n completions per prompt, verify them, keep
+the correct ones (distinct, at most rft.max_per_prompt per prompt) and take an SFT step on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlvr.algorithms.base import Step, dedupe
+from rlvr.algorithms.sft import SFTBatch, sft_update
+from rlvr.distributed import shard_groups
+from rlvr.monitor import rollout_metrics
+from rlvr.types import Example, Status
+
+__all__ = ["RFT"]
+
+
+class RFT:
+    name = "rft"
+    samples_online = True
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def needs_reference(self) -> bool:
+        return False
+
+    def optimizer_steps(self) -> int:
+        return 1
+
+    def training_examples(self, loop: Any) -> list[Example]:
+        return loop.load_examples()
+
+    def make_step(self, loop: Any, timer: Any) -> Step:
+        cfg = self.config
+        examples = shard_groups(loop.stream.take(cfg.rollout.prompts_per_step), loop.ctx)
+        collected = loop.collect(examples, cfg.rollout.n, loop.sampling(0), timer)
+        kept = []
+        for g in range(len(collected.examples)):
+            correct = [r for r, s in collected.group(g) if s.status == Status.CORRECT and not r.truncated]
+            kept.extend(dedupe(correct, key=lambda r: r.text.strip())[:cfg.rft.max_per_prompt])
+        metrics = {**rollout_metrics(collected.scores, collected.rollouts), "kept": float(len(kept)),
+                   "prompts_with_correct": float(sum(any(s.status == Status.CORRECT for _, s in collected.group(g))
+                                                     for g in range(len(collected.examples))))}
+        return Step(SFTBatch(kept), metrics, (collected.examples, collected.rollouts, collected.scores))
+
+    def learn(self, policy: Any, batch: SFTBatch) -> dict[str, float]:
+        return sft_update(policy, batch.rollouts, self.config.sft.reduction)

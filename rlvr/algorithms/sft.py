@@ -1,0 +1,71 @@
+"""Supervised fine-tuning on prompt→response rows (a cold start on reasoning traces): masked token NLL of
+the response tokens only (rlvr.objectives.sft). RFT reuses its update on the completions it keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from rlvr.algorithms.base import Step, prompt_text, response_rollout
+from rlvr.distributed import all_reduce_sum, shard_groups
+from rlvr.objectives import sft
+from rlvr.types import Example, Rollout
+
+__all__ = ["SFT", "SFTBatch", "sft_update"]
+
+
+@dataclass
+class SFTBatch:
+    rollouts: list[Rollout]  # fixed responses packed like completions, one row each
+
+
+def sft_update(policy: Any, rows: Sequence[Rollout], reduction: str) -> dict[str, float]:
+    """One optimizer step of response-token NLL over `rows`, micro-batched, normalized over the whole
+    batch (and every rank) so that the micro-batches add up to the full-batch loss exactly."""
+    if not rows:
+        return policy.step([], None)
+    tensors = policy.pack(rows, 1)
+    normalizer = all_reduce_sum(sft.sft_normalizer(tensors["mask"], reduction), policy.ctx)
+
+    def loss_fn(idx: slice) -> tuple[torch.Tensor, dict[str, float]]:
+        logprobs, _ = policy.logprobs(tensors, idx)
+        return sft.sft_loss(logprobs, tensors["mask"][idx].to(logprobs.device), reduction=reduction,
+                            normalizer=normalizer, loss_scale=policy.ctx.world_size)
+
+    return policy.step(policy.micro_batches(len(rows), 1), loss_fn)
+
+
+class SFT:
+    name = "sft"
+    samples_online = False
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def needs_reference(self) -> bool:
+        return False
+
+    def optimizer_steps(self) -> int:
+        return 1
+
+    def training_examples(self, loop: Any) -> list[Example]:
+        """Rows with `metadata["response"]`: a prompt/completion, messages or samples.jsonl file, or the
+        worked solutions of gsm8k / math train and generated arith answers."""
+        from rlvr.sft_data import sft_examples
+
+        data = self.config.data
+        if loop.dataset_is_file():
+            return sft_examples(None, path=data.dataset, tokenizer=loop.policy.tokenizer, keep_status=data.keep_status)
+        return sft_examples(loop.load_examples())
+
+    def make_step(self, loop: Any, timer: Any) -> Step:
+        examples = shard_groups(loop.stream.take(self.config.rollout.prompts_per_step), loop.ctx)
+        tokenizer = loop.policy.tokenizer
+        rows = [response_rollout(tokenizer, prompt_text(loop, e), e.metadata["response"], i) for i, e in enumerate(examples)]
+        tokens = sum(len(r.token_ids) for r in rows)
+        return Step(SFTBatch(rows), {"examples": float(len(rows)), "response_tokens_mean": tokens / max(1, len(rows))})
+
+    def learn(self, policy: Any, batch: SFTBatch) -> dict[str, float]:
+        return sft_update(policy, batch.rollouts, self.config.sft.reduction)

@@ -1,0 +1,113 @@
+"""The verifier audit: run the shipped suite of known reward hacks (plus any a plugin adds)
+through a verifier spec and report which ones earn reward.
+
+    report = run_audit("math+0.1*think_format")
+    print(report.line())        # audit: 0/148 known hacks rewarded
+    print(report.details())     # the rewarded cases, if any
+
+A case applies to a verifier when the verifier finds its gold in the case (`missing_gold`): math
+cases carry an `answer`, code cases HumanEval fields, and format rewards take every case. Plugins
+add cases through the entry-point group `rlvr.audit_cases` (a callable returning AuditCase
+objects or `rlvr verify`-style row dicts) or `run_audit(..., extra_cases=...)`."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from rlvr.types import Example, Score
+from rlvr.verifiers.audit_suite import AuditCase, builtin_cases
+from rlvr.verifiers.base import Verifier, Weighted
+
+__all__ = ["AUDIT_ENTRY_POINT_GROUP", "AuditCase", "AuditReport", "case_from_row", "load_cases", "run_audit"]
+
+AUDIT_ENTRY_POINT_GROUP = "rlvr.audit_cases"
+_EXCERPT = 60
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What the audit found: `total` cases tried, `rewarded` those whose reward was > 0."""
+
+    spec: str
+    total: int
+    rewarded: list[AuditCase]
+    scores: Mapping[str, Score] = field(default_factory=dict)  # by case name, every case tried
+    skipped: int = 0  # cases whose gold this verifier cannot read (a math case for `code`)
+
+    def line(self) -> str:
+        return f"audit: {len(self.rewarded)}/{self.total} known hacks rewarded"
+
+    def details(self) -> str:
+        """One line per rewarded case: name, category, reward, status, gold, completion excerpt."""
+        lines = []
+        for case in self.rewarded:
+            score = self.scores[case.name]
+            excerpt = case.completion if len(case.completion) <= _EXCERPT else case.completion[: _EXCERPT - 1] + "…"
+            gold = "tests" if case.answer is None else repr(case.answer)
+            lines.append(f"  {case.name} [{case.category}]: reward {score.reward:g} ({score.status.value}), "
+                         f"gold {gold}, completion {excerpt!r}")
+        return "\n".join(lines)
+
+
+def case_from_row(row: Mapping[str, Any], *, source: str = "") -> AuditCase:
+    """An AuditCase from a `rlvr verify`-style row (`completion`, optional `answer`, `prompt`,
+    `name`/`id`, `category`, other fields kept)."""
+    if "completion" not in row or not isinstance(row["completion"], str):
+        raise ValueError(f"audit case {source or row!r}: needs a string 'completion'")
+    name = str(row.get("name") or row.get("id") or f"{source}#{abs(hash(row['completion'])) % 10**8}")
+    fields = {k: v for k, v in row.items() if k not in ("name", "id", "category", "completion", "answer", "prompt")}
+    answer = row.get("answer")
+    return AuditCase(name, str(row.get("category") or "plugin"), row["completion"],
+                     None if answer is None else str(answer), str(row.get("prompt") or ""), fields)
+
+
+def _plugin_cases() -> list[AuditCase]:
+    out: list[AuditCase] = []
+    for ep in importlib.metadata.entry_points(group=AUDIT_ENTRY_POINT_GROUP):
+        provided = ep.load()
+        items = provided() if callable(provided) else provided
+        out += [c if isinstance(c, AuditCase) else case_from_row(c, source=ep.name) for c in items]
+    return out
+
+
+def load_cases(extra_cases: Iterable[AuditCase | Mapping[str, Any]] = (), *, plugins: bool = True) -> list[AuditCase]:
+    """The shipped suite, then plugin cases, then `extra_cases`."""
+    cases = builtin_cases() + (_plugin_cases() if plugins else [])
+    cases += [c if isinstance(c, AuditCase) else case_from_row(c, source="extra") for c in extra_cases]
+    return cases
+
+
+def _example(case: AuditCase) -> Example:
+    return Example(case.name, case.prompt, case.answer, {**case.fields, "audit_category": case.category})
+
+
+def _verifier_names(verifier: Verifier) -> set[str]:
+    if isinstance(verifier, Weighted):
+        return {v.name for _, v in verifier.parts}
+    return {verifier.name}
+
+
+def run_audit(spec: str | Verifier, *, workers: int | None = 0, timeout: float = 5.0,
+              extra_cases: Iterable[AuditCase | Mapping[str, Any]] = (), plugins: bool = True) -> AuditReport:
+    """Score every applicable known hack with the verifier `spec` and report the rewarded ones.
+
+    `workers=0` (the default) scores in this process, as the trainer does at start-up; a number
+    of workers runs it through the Runner with its deadlines (a timeout or error is not a reward)."""
+    from rlvr.verifiers.registry import build_verifier
+    from rlvr.verifiers.runner import Runner
+
+    verifier = build_verifier(spec) if isinstance(spec, str) else spec
+    cases = load_cases(extra_cases, plugins=plugins)
+    names = _verifier_names(verifier)
+    targeted = [c for c in cases if not c.fields.get("audit_verifiers") or names & set(c.fields["audit_verifiers"])]
+    applicable = [c for c in targeted if verifier.missing_gold({**c.row(), **c.fields}) is None]
+    scores: dict[str, Score] = {}
+    if applicable:
+        with Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=None) as runner:
+            got = runner.score([c.completion for c in applicable], [_example(c) for c in applicable])
+        scores = {c.name: s for c, s in zip(applicable, got)}
+    rewarded = [c for c in applicable if scores[c.name].reward > 0]
+    label = spec if isinstance(spec, str) else verifier.name
+    return AuditReport(label, len(applicable), rewarded, scores, skipped=len(cases) - len(applicable))

@@ -1,0 +1,171 @@
+"""Engine capabilities, and the vllm engine's sleep/wake on a fake `vllm.LLM` (no GPU, no vLLM needed):
+which vLLM calls are made, in which order, and what a sleeping engine refuses."""
+
+from __future__ import annotations
+
+import sys
+import types
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rlvr.errors import InputError
+from rlvr.rollout import CAPABILITIES, SamplingConfig, capabilities, create_engine
+from rlvr.rollout.base import engine_class
+
+
+class FakeLLM:
+    """Records every call; greedy logprobs move with each weight reload, like real new weights."""
+
+    def __init__(self, calls: list, **kwargs):
+        self.calls, self.reloads = calls, 0
+        calls.append(("LLM", tuple(sorted(k for k in kwargs if k == "enable_sleep_mode"))))
+
+    def generate(self, requests, params, use_tqdm=False):
+        self.calls.append(("generate",))
+        lp = -0.1 * (1 + self.reloads)
+        step = [{7: SimpleNamespace(logprob=lp)}, {8: SimpleNamespace(logprob=lp)}]
+        return [SimpleNamespace(outputs=[SimpleNamespace(token_ids=[7, 8], logprobs=step, text="ab",
+                                                         finish_reason="length") for _ in range(p.n)])
+                for p in params]
+
+    def sleep(self, level=1):
+        self.calls.append(("sleep", level))
+
+    def wake_up(self, tags=None):
+        self.calls.append(("wake_up", tags))
+
+    def collective_rpc(self, method, kwargs=None):
+        self.reloads += 1
+        self.calls.append((method,))
+
+    def reset_prefix_cache(self):
+        self.calls.append(("reset_prefix_cache",))
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """`import vllm` gives a module whose LLM is FakeLLM; `cuda` decides what torch reports."""
+    calls: list = []
+    module = types.ModuleType("vllm")
+    module.LLM = lambda **kwargs: FakeLLM(calls, **kwargs)
+    module.SamplingParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", module)
+
+    def start(cuda: bool, **kwargs):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        from rlvr.rollout.vllm import VLLMEngine
+
+        return VLLMEngine(kwargs.pop("model"), seed=0, **kwargs), calls
+
+    return start
+
+
+def after_start(calls: list) -> list:
+    return calls[2:]  # LLM(...) and the start-up probe's generate
+
+
+GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=2)
+
+
+def one_step(engine, moved: bool) -> None:
+    """What the loop does once an engine has generated: sleep, learn, wake, sync, generate."""
+    engine.sleep()
+    must_sync = engine.wake()
+    if engine.holds_weights and (moved or must_sync):
+        engine.sync_weights({"model.norm.weight": torch.ones(2)})
+    engine.generate(["hi"], 1, GREEDY)
+
+
+# level, moved, the vLLM calls of one step in order
+STEPS = [
+    (1, True, [("sleep", 1), ("wake_up", None), ("reset_prefix_cache",), ("reload_weights",),
+               ("reset_prefix_cache",), ("generate",), ("generate",)]),
+    (1, False, [("sleep", 1), ("wake_up", None), ("reset_prefix_cache",), ("generate",)]),
+    # level 2: weights wake empty, are loaded, and only then does the KV cache wake, even if nothing moved
+    (2, False, [("sleep", 2), ("wake_up", ["weights"]), ("reload_weights",), ("wake_up", ["kv_cache"]),
+                ("reset_prefix_cache",), ("generate",), ("generate",)]),
+]
+
+
+@pytest.mark.parametrize("level, moved, expected", STEPS, ids=lambda v: str(v) if not isinstance(v, list) else "")
+def test_a_step_sleeps_after_generate_and_wakes_and_syncs_before_the_next(fake_vllm, tiny_model, level, moved,
+                                                                          expected):
+    engine, calls = fake_vllm(True, model=tiny_model, sleep_level=level)
+    assert engine.can_sleep and calls[0] == ("LLM", ("enable_sleep_mode",))
+    engine.generate(["hi"], 1, GREEDY)
+    del calls[:]
+    one_step(engine, moved)
+    assert calls == expected
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_a_sleeping_engine_refuses_to_generate_or_sync(fake_vllm, tiny_model, level):
+    engine, calls = fake_vllm(True, model=tiny_model, sleep_level=level)
+    engine.sleep()
+    engine.sleep()  # a second sleep is a no-op
+    assert after_start(calls) == [("sleep", level)]
+    with pytest.raises(RuntimeError, match="call wake"):
+        engine.generate(["hi"], 1, GREEDY)
+    with pytest.raises(RuntimeError, match="call wake"):
+        engine.sync_weights({"model.norm.weight": torch.ones(2)})
+    assert engine.wake() is (level == 2)
+    assert engine.wake() is (level == 2)  # a second wake changes nothing
+    if level == 2:
+        with pytest.raises(RuntimeError, match="call sync_weights first"):
+            engine.generate(["hi"], 1, GREEDY)
+        report = engine.sync_weights({"model.norm.weight": torch.ones(2)})
+        assert report["changed"] is True  # the probe saw the reloaded weights
+    assert len(engine.generate(["hi"], 2, GREEDY)) == 2
+
+
+def test_on_cpu_sleep_is_off_and_a_no_op(fake_vllm, tiny_model):
+    engine, calls = fake_vllm(False, model=tiny_model)
+    assert engine.can_sleep is False and engine.sleep_level == 0
+    assert calls[0] == ("LLM", ())  # no enable_sleep_mode on CPU
+    engine.sleep()
+    assert engine.wake() is False
+    engine.generate(["hi"], 1, GREEDY)
+    assert after_start(calls) == [("generate",)]
+
+
+@pytest.mark.parametrize("cuda, level, message", [(False, 1, "needs CUDA"), (False, 2, "needs CUDA"),
+                                                  (True, 3, "must be one of 0, 1, 2")])
+def test_bad_sleep_levels_are_input_errors(fake_vllm, tiny_model, cuda, level, message):
+    with pytest.raises(InputError, match=message):
+        fake_vllm(cuda, model=tiny_model, sleep_level=level)
+
+
+# engine kind, given the live policy, what it declares
+DECLARED = [
+    ("hf", True, {"holds_weights": False, "sampler_logprobs": False, "can_sleep": False}),
+    ("hf", False, {"holds_weights": True, "sampler_logprobs": False, "can_sleep": False}),
+]
+
+
+@pytest.mark.parametrize("kind, live, expected", DECLARED)
+def test_hf_declares_its_capabilities(tiny_model, kind, live, expected):
+    from rlvr.models import load_policy
+
+    policy = load_policy(tiny_model)[0] if live else None
+    engine = create_engine(kind, tiny_model, policy=policy)
+    assert capabilities(engine) == expected
+    engine.sleep()
+    assert engine.wake() is False
+
+
+def test_class_level_declarations_say_what_the_loop_needs_before_a_start(fake_vllm, tiny_model):
+    # before an engine exists the loop reads the class: vllm keeps its own copy and its sampler's logprobs
+    assert {name: getattr(engine_class("hf"), name) for name in CAPABILITIES} == {
+        "holds_weights": False, "sampler_logprobs": False, "can_sleep": False}
+    from rlvr.rollout.vllm import VLLMEngine
+
+    assert (VLLMEngine.holds_weights, VLLMEngine.sampler_logprobs) == (True, True)
+    engine, _ = fake_vllm(True, model=tiny_model)
+    assert capabilities(engine) == {"holds_weights": True, "sampler_logprobs": True, "can_sleep": True}
+
+
+def test_an_engine_that_declares_nothing_is_a_type_error():
+    with pytest.raises(TypeError, match="does not declare holds_weights, sampler_logprobs, can_sleep"):
+        capabilities(object())
