@@ -11,6 +11,8 @@ count (`--threads`) set before they start, and neither inherits the other's sett
 The script takes /tmp/rlvr-heavy.lock itself around engine start-up and every chunk of problems
 (do NOT wrap it in `flock`: it would wait on itself), so long hf runs let other heavy jobs in
 between; tokens/s is counted over `generate` time only, which always runs inside the lock.
+`--no-lock` is for a caller that holds the lock for the whole run (`flock /tmp/rlvr-heavy.lock python
+benchmarks/eval_engines.py ... --no-lock`).
 Results resume from --out, so an interrupted run continues where it stopped. Prints a markdown
 table, the vllm/hf tokens/s ratio, and how often both engines wrote the identical completion.
 
@@ -42,6 +44,9 @@ BENCHMARKS = ("gsm8k", "math500")
 
 @contextlib.contextmanager
 def heavy_lock():
+    if os.environ.get("RLVR_BENCH_LOCK_HELD") == "1":  # --no-lock: the caller holds it
+        yield
+        return
     with open(LOCK, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -215,9 +220,12 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=64, help="completions per generate call (rlvr eval's default)")
     parser.add_argument("--chunk", type=int, default=50, help="hf: problems per lock hold")
     parser.add_argument("--out", default="/tmp/rlvr-bench/eval_engines")
+    parser.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/rlvr-heavy.lock (flock)")
     parser.add_argument("--one", choices=["hf", "vllm"], help=argparse.SUPPRESS)  # internal: the child process
     args = parser.parse_args()
     os.environ.setdefault("RLVR_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if args.no_lock:
+        os.environ["RLVR_BENCH_LOCK_HELD"] = "1"  # the engine children inherit it
     if args.one:
         run_one(args.one, args)
         return

@@ -169,6 +169,7 @@ def _rlvr_config(args: argparse.Namespace, engine: str, output: str, skip: bool 
         "optimizer.beta2": 0.999, "optimizer.max_steps": args.steps,
         "optimizer.micro_batch_size": args.prompts * args.group, "logging.output": output,
         "logging.progress": False, "logging.samples_every": 0, "checkpoint.every": 0, "eval.every": 0,
+        "eval.before_after": False, "reward.audit": False,
     })
 
 
@@ -202,7 +203,7 @@ def _child_trl(args: argparse.Namespace) -> dict:
 
     from rlvr.models import load_policy, resolve_model
     from rlvr.templates import render_prompt
-    from rlvr.trainer import load_examples
+    from rlvr.data import load_examples
     from rlvr.verifiers.registry import build_verifier
 
     config = _rlvr_config(args, "hf", "unused")

@@ -1,9 +1,12 @@
 """Verdicts/s and accuracy of rlvr's `math` verifier vs raw math-verify (parse + verify, one pair at
-a time on the main thread, as users call it), on labelled (completion, gold) pairs built from the
-shared GSM8K / MATH-500 / MATH data.
+a time on the main thread, as users call it): in-process and whole-process (`rlvr verify` as a fresh
+subprocess, timed from outside, against a fresh process running the math-verify loop), on 4,000
+pairs built from the shared GSM8K / MATH-500 / MATH data; then accuracy and false-positive /
+false-negative rates per failure class on the shipped labelled set
+`benchmarks/data/verifier_pairs.jsonl` (hand-labelled, one `class` per row), for both.
 
 Each contender runs in its own fresh Python process so that no one inherits another's warm
-parse caches; each is warmed up on a few unrelated strings first (imports are not timed).
+parse caches; in the in-process runs each is warmed up on a few unrelated strings first.
 
     flock /tmp/rlvr-heavy.lock python benchmarks/verifier_throughput.py --workers 2
 """
@@ -20,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlvr.verifiers.math_extract import find_boxes, gold_answer
@@ -282,6 +285,8 @@ def _summary(seconds: float, scores) -> dict:
 
 
 def _child(args) -> None:
+    if args.mode == "labelled":
+        return json.dump(run_labelled(), sys.stdout)
     pairs = build_pairs(args.data_dir, args.seed, args.gsm8k, args.math500, args.math)
     if args.mode == "raw":
         out = run_raw(pairs)
@@ -290,6 +295,100 @@ def _child(args) -> None:
     else:
         out = run_runner(pairs, args.workers)
     json.dump(out, sys.stdout)
+
+
+LABELLED = Path(__file__).resolve().parent / "data" / "verifier_pairs.jsonl"
+# raw math-verify as a user's script would run it: its default (signal) timeouts, one pair at a time
+RAW_LOOP = """
+import json, logging, sys
+logging.disable(logging.WARNING)
+from math_verify import parse, verify
+rows = [json.loads(line) for line in open(sys.argv[1])]
+verdicts = [bool(verify(parse("$" + r["gold"] + "$"), parse(r["completion"]))) for r in rows]
+json.dump(verdicts, open(sys.argv[2], "w"))
+"""
+
+
+def _timed(command: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{command[:4]} failed:\n{done.stderr[-4000:]}")
+    return seconds
+
+
+def whole_process(pairs: list[Pair], workers: int, tmp: Path) -> dict:
+    """Wall-clock seconds of fresh processes, start to exit, each reading the same JSONL file."""
+    rows = tmp / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"completion": p.completion, "answer": p.gold_field, "gold": p.gold}) + "\n" for p in pairs))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out: dict = {}
+    raw_out = tmp / "raw.json"
+    out["raw"] = {"seconds": _timed([sys.executable, "-c", RAW_LOOP, str(rows), str(raw_out)], env)}
+    out["raw"]["verdicts"] = json.loads(raw_out.read_text())
+    for name, n in ((f"rlvr verify --workers {workers}", workers), ("rlvr verify --workers 0", 0)):
+        scored = tmp / f"scored{n}.jsonl"
+        seconds = [_timed([sys.executable, "-m", "rlvr.cli", "verify", "-v", "math", "-i", str(rows), "-o", str(scored),
+                           "--workers", str(n)], env) for _ in range(2)]
+        verdicts = [json.loads(line)["reward"] > 0.5 for line in scored.read_text().splitlines()]
+        out[name] = {"seconds": min(seconds), "runs": seconds, "verdicts": verdicts}
+    return out
+
+
+def run_labelled() -> dict:
+    """rlvr `math` (in-process) and raw math-verify on every labelled row. Raw math-verify runs the
+    pathological rows one per subprocess with a 20 s limit (a power tower can hang it for minutes)."""
+    import logging
+
+    from math_verify import parse, verify
+
+    from rlvr.types import Example
+    from rlvr.verifiers.math import MathVerifier
+
+    logging.disable(logging.WARNING)
+    rows = [json.loads(line) for line in LABELLED.open()]
+    verifier = MathVerifier()
+    ours = [verifier.score(r["completion"], Example(str(i), r.get("prompt", ""), r["answer"])).reward > 0.5 for i, r in enumerate(rows)]
+    raw: list = []
+    for r in rows:
+        if r["class"] != "pathological":
+            raw.append(bool(verify(parse(f"${r['answer']}$"), parse(r["completion"]))))
+            continue
+        code = f"from math_verify import parse, verify; print(bool(verify(parse({'$' + r['answer'] + '$'!r}), parse({r['completion']!r}))))"
+        try:
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+            raw.append(done.stdout.strip().splitlines()[-1] == "True" if done.returncode == 0 and done.stdout.strip() else "error")
+        except subprocess.TimeoutExpired:
+            raw.append("hung")
+    return {"ours": ours, "raw": raw}
+
+
+def _class_rates(rows: list[dict], verdicts: list) -> dict[str, dict]:
+    """Per class: rows, accuracy, false positives / negatives (and the rates over the negatives /
+    positives), and rows with no verdict (raw math-verify hung or crashed: counted as not rewarded)."""
+    out: dict[str, dict] = {}
+    for cls in sorted({r["class"] for r in rows}) + ["all"]:
+        idx = [i for i, r in enumerate(rows) if cls in ("all", r["class"])]
+        given = [verdicts[i] is True for i in idx]
+        labels = [rows[i]["label"] for i in idx]
+        fp = sum(g and not l for g, l in zip(given, labels))
+        fn = sum(l and not g for g, l in zip(given, labels))
+        neg, pos = labels.count(False), labels.count(True)
+        out[cls] = {"rows": len(idx), "accuracy": sum(g == l for g, l in zip(given, labels)) / len(idx), "fp": fp, "fn": fn,
+                    "fp_rate": fp / neg if neg else 0.0, "fn_rate": fn / pos if pos else 0.0,
+                    "no_verdict": sum(not isinstance(verdicts[i], bool) for i in idx)}
+    return out
+
+
+def _machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                  if line.startswith("Model name")), platform.processor())
+    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0] if Path("/proc/cpuinfo").exists() else ""
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags.split()]
+    torch_cap = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                               capture_output=True, text=True).stdout.strip() or "torch not importable"
+    return f"{model}; {os.cpu_count()} CPUs; flags {' '.join(wanted)}; torch cpu capability {torch_cap}; Python {platform.python_version()}"
 
 
 def _spawn(args, mode: str) -> dict:
@@ -311,7 +410,7 @@ def main() -> None:
     parser.add_argument("--math500", type=int, default=500, help="MATH-500 examples (2 pairs each)")
     parser.add_argument("--math", type=int, default=700, help="other MATH test examples (2 pairs each)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
-    parser.add_argument("--child", choices=["raw", "inprocess", "runner"], dest="mode", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["raw", "inprocess", "runner", "labelled"], dest="mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         return _child(args)
@@ -375,9 +474,36 @@ def main() -> None:
     console.print(split)
     console.print(f"rlvr statuses: {dict(results['runner']['statuses'])}")
     console.print(f"rlvr deciding path: {dict(results['runner']['paths'])}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = whole_process(pairs, args.workers, Path(tmp))
+    whole_table = Table(title="whole process: a fresh process per contender, wall clock from outside (same pairs, same run)")
+    for col in ("contender", "seconds", "pairs/s", "× raw math-verify", "accuracy"):
+        whole_table.add_column(col, justify="left" if col == "contender" else "right")
+    raw_whole = whole["raw"]["seconds"]
+    for name, r in whole.items():
+        label = "raw math-verify loop (python -c)" if name == "raw" else f"{name} (best of {len(r['runs'])}: {', '.join(f'{x:.2f}' for x in r['runs'])})"
+        whole_table.add_row(label, f"{r['seconds']:.2f}", f"{len(pairs) / r['seconds']:,.0f}", f"{raw_whole / r['seconds']:.2f}×",
+                            f"{accuracy(r['verdicts']):.2%}")
+    console.print(whole_table)
+
+    rows = [json.loads(line) for line in LABELLED.open()]
+    labelled = _spawn(args, "labelled")
+    rates = {who: _class_rates(rows, labelled[who]) for who in ("ours", "raw")}
+    class_table = Table(title=f"labelled set {LABELLED.name}: {len(rows)} rows, FP = rewarded but should not be, FN = not rewarded but should be")
+    for col in ("class", "rows", "rlvr acc", "rlvr FP", "rlvr FN", "raw acc", "raw FP", "raw FN", "raw no verdict"):
+        class_table.add_column(col, justify="left" if col == "class" else "right")
+    for cls, ours in rates["ours"].items():
+        theirs = rates["raw"][cls]
+        class_table.add_row(cls, str(ours["rows"]), f"{ours['accuracy']:.1%}", f"{ours['fp']} ({ours['fp_rate']:.1%})",
+                            f"{ours['fn']} ({ours['fn_rate']:.1%})", f"{theirs['accuracy']:.1%}", f"{theirs['fp']} ({theirs['fp_rate']:.1%})",
+                            f"{theirs['fn']} ({theirs['fn_rate']:.1%})", str(theirs["no_verdict"]))
+    console.print(class_table)
+    console.print(f"machine: {_machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.json:
-        args.json.write_text(json.dumps({"pairs": len(pairs), "summary": summary,
-                                         "statuses": results["runner"]["statuses"], "paths": results["runner"]["paths"]}, indent=1))
+        args.json.write_text(json.dumps({"pairs": len(pairs), "summary": summary, "whole_process": {k: {"seconds": v["seconds"]} for k, v in whole.items()},
+                                         "labelled": rates, "statuses": results["runner"]["statuses"], "paths": results["runner"]["paths"]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Each sizing starts the engine in its own process (RSS cannot be given back insid
 training step's generate: `--prompts` prompts x `--group` samples at temperature 1. "before" is what
 the trainer sized until now, `kv_cache_gib(model, rows, 1024 + max_new_tokens)`; "after" is
 `kv_budget(model, prompts, rows, max_new_tokens)`: the longest prompt of the whole dataset (chat
-template) plus max_new_tokens. Prints RSS after start-up, after the generate, the peak (VmHWM), and
+template) plus max_new_tokens, at least 0.25 GiB; "exact" is the same without that floor. Prints RSS after start-up, after the generate, the peak (VmHWM), and
 the saving. Take /tmp/rlvr-heavy.lock around it on a shared machine (`flock`).
 """
 
@@ -55,8 +55,9 @@ def child(args) -> None:
     if args.one == "before":
         max_len = 1024 + args.max_new_tokens
         gib = kv_cache_gib(model, rows, max_len, dtype="bfloat16")
-    else:
-        max_len, gib = kv_budget(model, prompts, rows, args.max_new_tokens, dtype="bfloat16")
+    else:  # "after": kv_budget as the trainer calls it; "exact": without its 0.25 GiB floor
+        floor = {"after": 0.25, "exact": 0.0}[args.one]
+        max_len, gib = kv_budget(model, prompts, rows, args.max_new_tokens, dtype="bfloat16", minimum=floor)
     started = rss_gib()["VmRSS"]
     engine = create_engine("vllm", model, seed=0, max_model_len=max_len, dtype="bfloat16", kv_cache_gib=gib)
     after_start = rss_gib()["VmRSS"]
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--one", choices=["before", "after"], help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=["before", "after", "exact"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("RLVR_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     if args.one:
@@ -92,7 +93,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     reports = {}
-    for sizing in ("before", "after"):
+    for sizing in ("before", "after", "exact"):
         out = subprocess.run([sys.executable, __file__, "--one", sizing, *sys.argv[1:]], env=env,
                              capture_output=True, text=True)
         line = next((x for x in out.stdout.splitlines() if x.startswith("@@")), None)
@@ -110,8 +111,10 @@ def main() -> None:
     for sizing, r in reports.items():
         print(f"| {sizing} | {r['max_model_len']} | {r['kv_cache_gib']:.3f} | {r['rss_after_start']:.3f} | "
               f"{r['rss_after_generate']:.3f} | {r['peak']:.3f} | {r['generate_s']:.1f} |")
-    saving = reports["before"]["peak"] - reports["after"]["peak"]
-    print(f"\npeak RSS saving: {saving:.3f} GiB ({saving / reports['before']['peak']:.0%} of before)")
+    print()
+    for sizing in ("after", "exact"):
+        saving = reports["before"]["peak"] - reports[sizing]["peak"]
+        print(f"- peak RSS saving, {sizing} vs before: {saving:.3f} GiB ({saving / reports['before']['peak']:.0%})")
 
 
 if __name__ == "__main__":

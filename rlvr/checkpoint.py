@@ -67,7 +67,7 @@ def save_final(target: Path, model: Any, tokenizer: Any, *, state_dict: dict[str
     target = Path(target)
     tmp = target.with_name(f".tmp_{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(tmp)
     old = target.with_name(f".old_{target.name}")
     if target.exists():

@@ -199,7 +199,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.master_dtype": ("float32", "bfloat16", "float16"),
     "algorithm.name": ("grpo", "sft", "rft", "dpo"),
-    "data.difficulty": (None, "easy", "medium", "hard", "expert"),
+    "data.difficulty": ("easy", "medium", "hard", "expert"),
     "sft.reduction": ("token", "sequence"),
     "dpo.loss": ("sigmoid", "robust", "ipo"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
@@ -207,7 +207,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.engine": ("auto", "vllm", "hf"),
     "reward.truncated": ("keep", "mask", "penalty"),
     "algorithm.advantage": ("grpo", "dr_grpo", "rloo", "batch"),
-    "algorithm.loss": (None, "grpo", "dapo", "dr_grpo"),
+    "algorithm.loss": ("grpo", "dapo", "dr_grpo"),
     "algorithm.ratio_level": ("token", "sequence"),
     "algorithm.kl_estimator": ("k1", "k2", "k3"),
     "algorithm.tis": ("auto", "on", "off"),
@@ -375,7 +375,7 @@ def validate(config: TrainConfig) -> None:
     """Choices and ranges; each problem is an InputError naming the key."""
     for key, allowed in CHOICES.items():
         value = _get(config, key)
-        if value not in allowed:
+        if value is not None and value not in allowed:  # None: "auto", resolved per device
             raise InputError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
     for key in _POSITIVE:
         value = _get(config, key)

@@ -261,8 +261,9 @@ class Monitor:
             self._tb.flush()
         if self._wandb is not None:
             self._wandb.log({"eval/accuracy": record["eval_accuracy"]}, step=step)
-        log.info("eval at step %d: accuracy %.3f %s (n=%s)", step, record["eval_accuracy"] or 0.0,
-                 record["eval_ci95"], record["eval_n"])
+        lo, hi = record["eval_ci95"] or (0.0, 0.0)
+        log.info("eval at step %d: accuracy %.1f%% [%.1f%%, %.1f%%] (n=%s)", step, 100 * (record["eval_accuracy"] or 0.0),
+                 100 * lo, 100 * hi, record["eval_n"])
 
     def log_samples(self, step: int, examples: Sequence[Example], rollouts: Sequence[Rollout],
                     scores: Sequence[Score]) -> None:

@@ -26,6 +26,7 @@ from rlvr.distributed import (agree, barrier, checkpoint_state, init_distributed
                               resumable_optimizer)
 from rlvr.errors import InputError
 from rlvr.monitor import Monitor, StepTimer, truncate_metrics
+from rlvr.quiet import engine_output_to
 from rlvr.rollout.collect import sample_and_score
 from rlvr.rollout.parallel import TensorParallelEngine
 from rlvr.run_summary import write_summary
@@ -74,10 +75,14 @@ class Trainer:
     `engine=` hands in a running engine that already serves config.model's weights (tests and
     benchmarks share one vLLM); the trainer then leaves it open."""
 
-    def __init__(self, config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None):
+    def __init__(self, config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None,
+                 engine_log: Path | None = None):
         self.started = time.perf_counter()
+        self.engine_log = engine_log  # where the engines' own console output goes (None: the console)
         self.ctx = init_distributed()
         device = self.ctx.device.type if config.device == "auto" else config.device
+        if device == "cuda" and self.ctx.device.type != "cuda":  # else it would train on the CPU with GPU sizes
+            raise InputError("device=cuda, but CUDA is not available here: use device=cpu or auto")
         self.config = cfg = resolve_auto(config, device)
         self.device = torch.device(device if device != "cuda" else self.ctx.device)
         self.out = Path(cfg.logging.output)
@@ -196,7 +201,7 @@ class Trainer:
             self.engine.wake()
         # the engine generates with its own copy: push the new weights (LoRA merged). Nothing moved
         # (e.g. every group had equal rewards): nothing to push.
-        with timer("sync"):
+        with timer("sync"), engine_output_to(self.engine_log):
             report = self.engine.sync_weights(self.policy.weights()) if self.pushes_weights and moved > 0 else {}
         metrics = {**made.metrics, "epoch": self.stream.epoch, **learned, "lr": lr, "param_delta": moved,
                    **timer.metrics()}
@@ -276,8 +281,11 @@ class Trainer:
         if holds:
             extra.update(vllm_parallel_options(self.ctx, tp))
         seed = rank_seed(self.config.seed, self.ctx) - 1_000_003 * (self.ctx.rank % tp)  # one seed per TP group
-        engine = create_engine(kind, self.model_path, policy=policy, seed=seed, max_model_len=max_len,
-                               dtype=self.rollout_dtype, **extra)
+        with engine_output_to(self.engine_log):
+            engine = create_engine(kind, self.model_path, policy=policy, seed=seed, max_model_len=max_len,
+                                   dtype=self.rollout_dtype, **extra)
+        log.info("%s engine ready after %.1f s (its own output: %s)", kind, time.perf_counter() - self.started,
+                 self.engine_log or "the console")
         return TensorParallelEngine(engine, self.ctx, tp) if tp > 1 else engine
 
     def _audit(self) -> Any:
@@ -382,6 +390,7 @@ def _engine_holds_weights(engine: Any) -> bool:
     return bool(inner.holds_weights)
 
 
-def train(config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None) -> dict[str, Any]:
+def train(config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None,
+          engine_log: Path | None = None) -> dict[str, Any]:
     """Build a Trainer and run it; returns the last step's metrics."""
-    return Trainer(config, resume=resume, engine=engine).train()
+    return Trainer(config, resume=resume, engine=engine, engine_log=engine_log).train()

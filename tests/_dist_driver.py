@@ -23,11 +23,13 @@ class FixedEngine:
     """The Engine interface (rlvr.rollout.base.Engine) with canned completions."""
 
     kind = "hf"
+    sampler_logprobs = False
 
-    def __init__(self, model_path):
+    def __init__(self, model_path, holds_weights: bool = False):
         from rlvr.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_path)
+        self.holds_weights = holds_weights  # FSDP2: the trainer pushes full weights to it
 
     def _ids(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -86,7 +88,7 @@ def main() -> None:
     import rlvr.trainer
     from rlvr.cli import main as cli
 
-    rlvr.trainer.Trainer._start_engine = lambda self, policy: FixedEngine(self.model_path)
+    rlvr.trainer.Trainer._start_engine = lambda self, kind, policy: FixedEngine(self.model_path, policy is None)
     writes: list = []
     if int(os.environ.get("RANK", "0")) != 0:
         _watch_writes(_run_folder(train_args), writes)

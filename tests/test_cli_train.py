@@ -50,3 +50,55 @@ def test_plot_writes_a_png(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _run("plot", str(tmp_path / "empty")).exit_code == 2
+
+
+def test_dry_run_shows_the_cpu_defaults_of_the_main_job():
+    """`rlvr train --verifier math` on a CPU: the measured defaults (README: why these defaults)."""
+    result = _run("train", "--verifier", "math", "--dry-run", "--engine", "hf")
+    assert result.exit_code == 0, result.output
+    tree = yaml.safe_load(result.output)
+    assert tree["algorithm"]["name"] == "grpo" and tree["data"]["dataset"] == "arith"
+    assert tree["data"]["difficulty"] == "easy" and tree["eval"]["before_after"] is True
+    assert tree["eval"]["limit"] >= 100 and tree["eval"]["temperature"] == 0.0
+    assert tree["model"]["master_dtype"] == "float32" and tree["reward"]["verifier"] == "math"
+    sft = yaml.safe_load(_run("train", "--algorithm", "sft", "--dry-run", "--engine", "hf").output)
+    assert sft["algorithm"]["name"] == "sft" and sft["optimizer"]["lr"] != tree["optimizer"]["lr"]
+
+
+def _train_process(tiny_model, out, *extra):
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "rlvr", "train", "--model", str(tiny_model), "--output", str(out), "--max-steps", "1",
+            "--group-size", "2", "--prompts-per-step", "2", "--max-new-tokens", "8", "--verifier", "math",
+            "--set", "eval.limit=4", "--set", "reward.workers=1", "--set", "model.dtype=float32", *extra]
+    return subprocess.run(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+
+
+#: what engines print on their own: vLLM's log lines, C++ and Python warnings, loading and writing bars
+ENGINE_LOG = ("INFO", "WARNING", "Warning", "Loading", "Writing model shards", "it/s]", "vllm")
+
+
+@pytest.mark.slow
+def test_the_console_carries_rlvr_lines_only_unless_verbose(tiny_model, tmp_path):
+    """Stdout is not a terminal here: one plain line per step, the before/after table at the end, and no
+    engine log line on either stream without -v (with -v vLLM's own lines come back)."""
+    import importlib.util
+
+    engine = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    quiet = _train_process(tiny_model, tmp_path / "quiet", "--engine", engine)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    console = quiet.stdout + quiet.stderr
+    leaked = [line for line in console.splitlines()
+              if any(mark in line for mark in ENGINE_LOG) and " rlvr." not in line]
+    assert not leaked, leaked[:5]
+    assert "step 1/1  reward" in quiet.stdout
+    assert "held-out accuracy" in quiet.stdout and "(before)" in quiet.stdout and "(after)" in quiet.stdout
+    assert f"final model         {tmp_path / 'quiet' / 'final'}" in quiet.stdout
+    summary = json.loads((tmp_path / "quiet" / "summary.json").read_text())
+    assert summary["before"]["n"] == 4 and summary["steps"] == 1
+    if engine == "vllm":
+        verbose = _train_process(tiny_model, tmp_path / "verbose", "--engine", engine, "-v")
+        assert verbose.returncode == 0, verbose.stderr[-3000:]
+        assert any("INFO" in line and "vllm" in line.lower() for line in (verbose.stdout + verbose.stderr).splitlines())

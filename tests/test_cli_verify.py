@@ -140,3 +140,59 @@ def test_verifiers_list_shows_builtins() -> None:
     assert {"math", "think_format", "boxed_format", "overlong", "repetition"} <= set(entries)
     assert all(e["source"] == "built-in" and e["description"] and not e["broken"] for n, e in entries.items() if n in
                {"math", "think_format", "boxed_format", "overlong", "repetition"})
+
+
+GOLD_FIELDS = [
+    # (verifier spec, row without 'completion', the error or None when the row is accepted)
+    ("math", {"answer": "4"}, None),
+    ("math", {"prompt": "2+2?"}, "line 1: missing field 'answer'"),
+    ("think_format", {}, None),  # a format reward needs no gold
+    ("overlong+repetition", {"id": "x"}, None),
+    ("think_format+math", {}, "line 1: missing field 'answer'"),  # a weighted spec needs a gold if any term does
+    ("code", {"prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}, None),
+    ("code", {"tests": ["assert f() == 1"]}, None),
+    ("code", {"answer": "1"}, "line 1: missing field 'test'+'entry_point' or 'tests' or 'test_list'"),
+]
+
+
+@pytest.mark.parametrize("spec, row, error", GOLD_FIELDS)
+def test_only_verifiers_that_need_a_gold_require_one(tmp_path: Path, spec: str, row: dict, error: str | None) -> None:
+    from rlvr.cli.verify import _read_rows
+    from rlvr.errors import InputError
+    from rlvr.verifiers.registry import build_verifier
+
+    verifier = build_verifier(spec)
+    assert verifier.needs_gold == (spec != "think_format" and spec != "overlong+repetition")
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"completion": "def f(): return 1", **row}])
+    if error is None:
+        rows, examples = _read_rows(path, verifier)
+        assert examples[0].answer == row.get("answer")
+    else:
+        with pytest.raises(InputError, match=error.replace("+", "\\+")):
+            _read_rows(path, verifier)
+
+
+def test_format_reward_rows_need_no_answer_end_to_end(tmp_path: Path) -> None:
+    rows_file = write_jsonl(tmp_path / "rows.jsonl", [{"completion": "<think>a</think> b"}, {"completion": "b"}])
+    result = run("verify", "-v", "think_format", "-i", str(rows_file), "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["reward"] for line in result.stdout.splitlines()] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("spec, code, rewarded", [("math", 0, False), ("math+0.1*think_format", 0, False), ("boxed_format", 1, True)])
+def test_audit_prints_one_line_and_fails_when_hacks_earn_reward(spec: str, code: int, rewarded: bool) -> None:
+    from rlvr.verifiers.audit import run_audit
+
+    result = run("verify", "--audit", spec)
+    assert result.exit_code == code, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == run_audit(spec).line()
+    assert lines[0].startswith("audit: ") and lines[0].endswith(" known hacks rewarded")
+    assert (len(lines) > 1) == rewarded
+    if rewarded:  # boxed_format only checks for a box: the hedges and fenced boxes earn it
+        assert "hedge/two_boxes_or/7 [hedge]: reward 1 (correct)" in result.stdout
+
+
+def test_verify_without_verifier_or_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run("verify", "--verifier", "math")
+    assert result.exit_code == 2 and result.stderr.strip() == "error: --verifier and --input are required (or --audit SPEC)"

@@ -197,9 +197,10 @@ def _wrong_wrapper(example: Example) -> str:
 def test_verify_cli_scores_code_rows(tmp_path, backend):
     open_sandbox(backend).close()  # skip (or fail in CI) where the backend is missing
     rows = [
-        {"completion": "```python\ndef add(a, b):\n    return a + b\n```", "answer": None, **ADD.metadata},
-        {"completion": "def add(a, b):\n    return a - b", "answer": None, **ADD.metadata},
-        {"completion": "def square(x):\n    return x * x", "answer": None, "tests": MBPP.metadata["tests"]},
+        # HumanEval / MBPP fields and no 'answer': code needs no gold answer, only its tests
+        {"completion": "```python\ndef add(a, b):\n    return a + b\n```", **ADD.metadata},
+        {"completion": "def add(a, b):\n    return a - b", **ADD.metadata},
+        {"completion": "def square(x):\n    return x * x", "tests": MBPP.metadata["tests"]},
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

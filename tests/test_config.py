@@ -49,11 +49,25 @@ def test_parse_set_reads_yaml_scalars():
         parse_set(["novalue"])
 
 
-@pytest.mark.parametrize("device, n, tokens, dtype", [("cpu", 4, 96, "float32"), ("cuda", 8, 1024, "bfloat16")])
-def test_auto_sizes_by_device_keep_explicit_values(device, n, tokens, dtype):
+@pytest.mark.parametrize("device, n, tokens, lr, steps", [("cpu", 8, 64, 5e-5, 10), ("cuda", 8, 1024, 1e-5, 50)])
+def test_auto_sizes_by_device_keep_explicit_values(device, n, tokens, lr, steps):
     resolved = resolve_auto(load_config(None, {"rollout.prompts_per_step": 2}), device)
-    assert (resolved.rollout.n, resolved.rollout.max_new_tokens, resolved.model.dtype) == (n, tokens, dtype)
+    assert (resolved.rollout.n, resolved.rollout.max_new_tokens) == (n, tokens)
+    assert (resolved.optimizer.lr, resolved.optimizer.max_steps) == (lr, steps)
     assert resolved.rollout.prompts_per_step == 2
+    assert resolved.model.dtype == "auto"  # measured at start-up (rlvr.precision), not guessed here
+
+
+@pytest.mark.parametrize("algorithm, device, key, value", [
+    ("sft", "cpu", "rollout.prompts_per_step", 16), ("sft", "cuda", "optimizer.max_steps", 200),
+    ("dpo", "cpu", "optimizer.lr", 5e-6), ("grpo", "cpu", "optimizer.lr", 5e-5),
+])
+def test_each_algorithm_has_its_own_auto_values(algorithm, device, key, value):
+    resolved = resolve_auto(load_config(None, {"algorithm.name": algorithm}), device)
+    section, leaf = key.split(".")
+    assert getattr(getattr(resolved, section), leaf) == value
+    explicit = resolve_auto(load_config(None, {"algorithm.name": algorithm, key: 3}), device)
+    assert getattr(getattr(explicit, section), leaf) == 3
 
 
 def test_choices_match_the_grpo_tables():

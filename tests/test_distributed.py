@@ -281,7 +281,8 @@ DRIVER = Path(__file__).resolve().parent / "_dist_driver.py"
 TRAIN_ARGS = ["--engine", "hf", "--dataset", "arith", "--verifier", "think_format", "--group-size", "2",
               "--prompts-per-step", "4", "--max-new-tokens", "16", "--lr", "1e-4", "--seed", "0",
               "--set", "reward.workers=1", "--set", "logging.progress=false", "--set", "optimizer.warmup_steps=0",
-              "--set", "checkpoint.every=1", "--set", "logging.samples_every=0"]
+              "--set", "checkpoint.every=1", "--set", "logging.samples_every=0", "--set", "model.dtype=float32",
+              "--set", "eval.before_after=false"]
 
 
 def _run_driver(tmp: Path, ranks: int, args: list[str], name: str) -> list:
@@ -372,3 +373,23 @@ def _final_weights_of(model_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(model_dir / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_torchrun_sft_matches_one_process(tmp_path):
+    """A non-GRPO algorithm under torchrun (gloo, 2 ranks): SFT on worked arith answers, each rank its share
+    of the rows, the loss normalized over both: the same weights as one process, to 1e-5."""
+    from rlvr.testing import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny")
+    args = [*TRAIN_ARGS, "--model", str(model), "--algorithm", "sft", "--max-steps", "2"]
+    _run_driver(tmp_path, 1, [*args, "--output", str(tmp_path / "one")], "sft-one")
+    assert _run_driver(tmp_path, 2, [*args, "--output", str(tmp_path / "two")], "sft-two") == []
+    one, two, start = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two"), _final_weights_of(model)
+    assert max((one[k] - start[k]).abs().max().item() for k in one) > 5e-5, "training must move the weights"
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=name)
+    m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert [m["step"] for m in m2] == [1, 2]
+    for a, b in zip(m1, m2):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5) and b["tokens"] == a["tokens"]

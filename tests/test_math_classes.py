@@ -135,6 +135,7 @@ FORMS = [
     ("k = \\frac{1}{3}", "1/3", C),
     ("a_1 = 0.5", "\\frac12", C),
     ("x = 2 \\cdot 3 = 6", "6", C),
+    ("z7q+-c = 1", "1", W),  # junk on the left: the right side does not stand for an answer
     ("\\frac13", "1/3", C),
     ("\\frac3{3}", "1", C),
     ("\\cfrac{2}{5}", "0.4", C),

@@ -160,3 +160,19 @@ def test_runner_workers_agree_with_in_process_scoring():
     expected = verifier.score_batch(completions, examples)
     assert [(s.status, s.reward) for s in scores] == [(s.status, s.reward) for s in expected]
     assert stats.n == len(rows) and stats.failures == 0
+
+
+def test_warmup_runs_in_the_background_and_a_symbolic_verdict_waits_for_it():
+    import time
+
+    verifier = MathVerifier()
+    start = time.perf_counter()
+    verifier.warmup()  # returns at once: the worker can take work
+    assert time.perf_counter() - start < 0.5 and verifier._warming is not None
+    fast = verifier.score("\\boxed{0.5}", Example("t", "q", "\\frac12"))  # never waits for sympy
+    assert fast.status is Status.CORRECT and fast.details["path"] == "numeric"
+    symbolic = verifier.score("\\boxed{e+e}", Example("t", "q", "2e"))
+    assert symbolic.status is Status.CORRECT and symbolic.details["path"] == "symbolic"
+    assert not verifier._warming.is_alive()  # woken and finished by the symbolic verdict
+    clone = pickle.loads(pickle.dumps(verifier))
+    assert clone._warming is None and clone.require_marker is False

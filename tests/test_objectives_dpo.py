@@ -33,7 +33,8 @@ CASES = {
     # dL/dΔ = -β(0.9·σ(-βΔ) - 0.1·σ(βΔ)) / 2: pair 0 -0.5(0.9/4 - 0.1·3/4)/2, pair 1 -0.5(0.9/2 - 0.1/2)/2
     "cdpo": ("sigmoid", 0.1, (0.9 * LN(4 / 3) + 0.1 * LN(4) + LN(2)) / 2, [-0.0375, -0.1]),
     # rDPO ε = 0.1: (0.9·ln(4/3) - 0.1·ln4) / 0.8 and (0.9 - 0.1)·ln2 / 0.8 = ln2.
-    # dL/dΔ = -β(0.9·σ(-βΔ) + 0.1·σ(βΔ)) / 0.8 / 2: pair 0 -0.5(0.225 + 0.075)/1.6, pair 1 -0.5(0.45 + 0.05)/1.6
+    # dL/dΔ = -β(0.9·σ(-βΔ) + 0.1·σ(βΔ)) / 0.8 / 2:
+    #   pair 0 -0.5(0.225 + 0.075)/1.6, pair 1 -0.5(0.45 + 0.05)/1.6
     "robust": ("robust", 0.1, ((0.9 * LN(4 / 3) - 0.1 * LN(4)) / 0.8 + LN(2)) / 2, [-0.09375, -0.15625]),
 }
 
@@ -57,8 +58,9 @@ def test_pair_losses_and_gradients_by_hand(case):
     torch.testing.assert_close(chosen.grad, torch.tensor(chosen_grad, dtype=torch.float64), rtol=0, atol=1e-12)
     torch.testing.assert_close(rejected.grad, -chosen.grad, rtol=0, atol=1e-12)
     # implicit rewards β·ρ: chosen (0.5 ln3, 0), rejected (-0.5 ln3, 0); pair 1's tie is not "accurate"
-    assert metrics == pytest.approx({"loss": value, "rewards/chosen": BETA * LN3 / 2, "rewards/rejected": -BETA * LN3 / 2,
-                                     "accuracy": 0.5, "margin": LN3 / 2, "pairs": 2})
+    assert metrics == pytest.approx({"loss": value, "rewards/chosen": BETA * LN3 / 2,
+                                     "rewards/rejected": -BETA * LN3 / 2, "accuracy": 0.5, "margin": LN3 / 2,
+                                     "pairs": 2})
 
 
 @pytest.mark.parametrize("tokens, value, chosen_grad, rejected_grad", [
@@ -124,7 +126,8 @@ def test_micro_batches_with_the_global_normalizer_add_up_to_the_full_batch(loss_
         grads.append(torch.autograd.grad(loss, parts))
     assert (sum(losses) / loss_scale).item() == pytest.approx(full.item(), abs=1e-12)
     for side in range(2):
-        torch.testing.assert_close(torch.cat([g[side] for g in grads]) / loss_scale, full_grads[side], rtol=0, atol=1e-12)
+        got = torch.cat([g[side] for g in grads]) / loss_scale
+        torch.testing.assert_close(got, full_grads[side], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,5 +1,6 @@
 """The hf engine on a tiny random model: shapes, finish reasons, logprobs against a recompute,
-explicit top-k, seeding, stop strings, live-policy generation."""
+explicit top-k, seeding, stop strings, live-policy generation; its decode loop against
+transformers `generate`, finished rows leaving the batch, and the growing KV cache."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from rlvr.errors import InputError
 from rlvr.rollout import SamplingConfig, create_engine, normalize_state_dict, resolve_kind
-from rlvr.rollout.hf import HFEngine
+from rlvr.rollout.hf import HFEngine, _GrowingLayer
 from rlvr.testing import reference_logprobs
 
 QUESTIONS = ["What is 2+2?", "Say hi", "Tell me a story about a cat.", "x"]
@@ -225,3 +226,72 @@ def test_auto_is_vllm_in_this_environment():
 
     need("vllm", vllm_available(), "auto would fall back to hf")
     assert resolve_kind("auto") == "vllm"
+
+
+def test_greedy_is_what_transformers_generate_gives(engine):
+    """The decode loop computes what `model.generate` computes: alone, bit for bit (tokens and
+    logprobs); batched (rows leave the batch as they end), the same tokens."""
+    from transformers import GenerationConfig
+
+    prompts = chat(engine.tokenizer, QUESTIONS + ["Why is the sky blue?", "Count to ten."])
+    config = GenerationConfig(do_sample=False, max_new_tokens=90, eos_token_id=sorted(engine.eos_ids),
+                              pad_token_id=engine.tokenizer.pad_token_id, top_k=None, top_p=None, temperature=None)
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=90)  # past the KV buffer's first size (prompt + 64)
+    expected = []
+    for prompt in prompts:
+        ids = torch.tensor([engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                                        output_scores=True, return_dict_in_generate=True)
+        tokens = out.sequences[0, ids.shape[1]:].tolist()
+        logprobs = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, tokens)]
+        end = next((k + 1 for k, t in enumerate(tokens) if t in engine.eos_ids), len(tokens))
+        expected.append((tokens[:end], logprobs[:end]))
+        (alone,) = engine.generate([prompt], 1, greedy)
+        assert (list(alone.token_ids), list(alone.logprobs)) == expected[-1]
+    batched = engine.generate(prompts, 1, greedy)
+    assert [list(r.token_ids) for r in batched] == [tokens for tokens, _ in expected]
+    lengths = {len(r.token_ids) for r in batched}
+    assert len(lengths) > 1 and max(lengths) == 90, "rows of different lengths, some past the first KV buffer"
+
+
+def test_finished_rows_leave_the_batch(engine, monkeypatch):
+    sizes = []
+    forward = engine.model.forward
+
+    def counting(*args, **kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+    rollouts = engine.generate(chat(engine.tokenizer), 4, SamplingConfig(temperature=0.7, max_new_tokens=24, seed=0))
+    lengths = [len(r.token_ids) for r in rollouts]
+    assert min(lengths) < max(lengths) == 24
+    # the prefill holds every row; decode call k only the rows that have more than k tokens
+    assert sizes == [len(rollouts)] + [sum(n > k for n in lengths) for k in range(1, max(lengths))]
+
+
+def test_a_sample_does_not_depend_on_the_rows_beside_it(tiny_model):
+    prompts = chat(create_engine("hf", tiny_model).tokenizer)
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=12, seed=9)
+    together = create_engine("hf", tiny_model, batch_size=64).generate(prompts, 2, sampling)
+    one_by_one = create_engine("hf", tiny_model, batch_size=1).generate(prompts, 2, sampling)
+    assert [r.token_ids for r in together] == [r.token_ids for r in one_by_one]
+
+
+def test_the_growing_kv_cache_equals_concatenation_and_reorders_rows():
+    generator = torch.Generator().manual_seed(0)
+    layer, keys, values = _GrowingLayer(), [], []
+    for width in [5, 1, 1, 70, 1, 200, 1]:  # grows past the first buffer twice
+        k, v = (torch.randn(3, 2, width, 4, generator=generator) for _ in range(2))
+        keys.append(k)
+        values.append(v)
+        got_k, got_v = layer.update(k, v)
+        torch.testing.assert_close(got_k, torch.cat(keys, dim=-2), rtol=0, atol=0)
+        torch.testing.assert_close(got_v, torch.cat(values, dim=-2), rtol=0, atol=0)
+    assert layer.get_seq_length() == 279
+    layer.reorder_cache(torch.tensor([2, 0]))
+    torch.testing.assert_close(layer.keys, torch.cat(keys, dim=-2)[[2, 0]], rtol=0, atol=0)
+    k, v = (torch.randn(2, 2, 1, 4, generator=generator) for _ in range(2))
+    got_k, _ = layer.update(k, v)
+    torch.testing.assert_close(got_k, torch.cat([torch.cat(keys, dim=-2)[[2, 0]], k], dim=-2), rtol=0, atol=0)

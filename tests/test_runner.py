@@ -109,6 +109,32 @@ def test_worker_that_dies_gives_error_and_is_replaced(runner: Runner) -> None:
     assert runner.last_stats.counts["error"] == 1
 
 
+def test_worker_killed_from_outside_mid_batch_is_replaced_and_its_item_gets_error() -> None:
+    """What the OOM killer does: SIGKILL a busy worker from outside. Its item in flight gets
+    status error (never a silent 0 or a lost row), the rest of its chunk is scored elsewhere."""
+    import os
+    import signal
+
+    with Runner(Scripted(), workers=2, timeout=30.0, max_failure_rate=None, chunk_size=2) as r:
+        r.start(wait=True)
+        first_pids = set(r.worker_pids())
+        scores, victim = {}, None
+        for index, score in r.iter_scores(["sleep:0.4"] * 8, examples(8)):
+            scores[index] = score
+            if victim is None:  # it reported the first item of its chunk and is now on the second
+                victim = score.details["pid"]
+                os.kill(victim, signal.SIGKILL)
+        assert sorted(scores) == list(range(8))
+        errors = [i for i, s in scores.items() if s.status is Status.ERROR]
+        assert len(errors) == 1 and "worker process died (exit code -9)" in scores[errors[0]].details["error"]
+        assert sum(s.status is Status.CORRECT for s in scores.values()) == 7
+        assert r.last_stats.replaced_workers == 1 and r.last_stats.counts["error"] == 1
+        assert victim in first_pids and victim not in r.worker_pids() and not alive(victim)
+        assert len(r.worker_pids()) == 2
+        again = r.score(["ok"] * 4, examples(4))  # the replacement works
+        assert [s.status for s in again] == [Status.CORRECT] * 4
+
+
 def _score_and_reap(verifier, completions: list[str], items: list[Example], timeout: float):
     """Score with a warmed-up 2-worker pool; (scores, seconds, every worker pid ever used)."""
     with Runner(verifier, workers=2, timeout=timeout, max_failure_rate=None) as r:

@@ -120,7 +120,7 @@ class GRPO:
         tensors = policy.pack(groups.rollouts, n)
         # the denominator belongs to the whole batch, whatever part of it is run below
         normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(tensors), cfg.rollout.max_new_tokens),
-                                    policy.ctx)
+                                    policy.ctx).clamp(min=1.0)  # no token left (all masked): loss 0, not 0/0 = NaN weights
         skipped = 0
         # with β = 0 a group whose advantages are all 0 adds nothing to the loss or its gradient, so it
         # need not run; under DDP every rank must run a backward in step, so there it always does

@@ -99,7 +99,9 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
     quiet_engines(verbose)
     from rlvr.trainer import Trainer
 
-    trainer = Trainer(config, resume=resume)
+    # only rank 0 writes into the run folder; other ranks' engines keep their (ERROR-level) output on the console
+    quiet = not verbose and rank == 0
+    trainer = Trainer(config, resume=resume, engine_log=Path(config.logging.output) / "engine.log" if quiet else None)
     trainer.train()
     if rank == 0:
         from rlvr.run_summary import read_summary, summary_table

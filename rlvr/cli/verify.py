@@ -18,11 +18,12 @@ SPEC_HELP = (
 
 
 @click.command("verify")
-@click.option("--verifier", "-v", "spec", required=True, metavar="NAME|SPEC", help=SPEC_HELP)
+@click.option("--verifier", "-v", "spec", default=None, metavar="NAME|SPEC", help=SPEC_HELP)
 @click.option(
-    "--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="JSONL file, one object per line with 'completion' (the model's text) and 'answer' (the gold); "
-    "every other field is kept and given to the verifier as example metadata ('prompt', 'id', code tests).",
+    "--input", "-i", "input_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL file, one object per line with 'completion' (the model's text) and the gold the verifier needs "
+    "('answer' for math; HumanEval 'prompt'/'test'/'entry_point' or MBPP 'tests' for code; none for format rewards); "
+    "every other field is kept and given to the verifier as example metadata.",
 )
 @click.option(
     "--output", "-o", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -30,45 +31,71 @@ SPEC_HELP = (
     "and flushed as they are scored). Default: standard output, with the summary on standard error.",
 )
 @click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes (default: one per CPU core; 0 scores in this process, without deadlines).")
+              help="Worker processes (default: one per CPU core; 0 scores in this process, without deadlines). "
+              "With --audit the default is 0.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Hard deadline in seconds per verdict; a stuck verdict's worker is killed and the row gets status 'timeout'.")
 @click.option("--max-failure-rate", type=click.FloatRange(0, 1), default=None,
               help="Exit with code 1 (after writing every row and the summary) when more than this share of "
               "rows got status timeout or error. Default: report only.")
-def verify(spec: str, input_path: Path, output_path: Path | None, workers: int | None, timeout: float,
-           max_failure_rate: float | None) -> None:
-    """Score completions in a JSONL file with a verifier and print a summary.
+@click.option("--audit", "audit_spec", default=None, metavar="NAME|SPEC",
+              help="Instead of scoring a file, run the shipped suite of known reward hacks (plus plugin cases) "
+              "through this verifier spec, print 'audit: K/N known hacks rewarded' and the rewarded ones; exit 1 if K > 0.")
+def verify(spec: str | None, input_path: Path | None, output_path: Path | None, workers: int | None, timeout: float,
+           max_failure_rate: float | None, audit_spec: str | None) -> None:
+    """Score completions in a JSONL file with a verifier and print a summary, or audit a verifier.
 
     Example: rlvr verify --verifier 'math+0.1*think_format' --input rows.jsonl --output scored.jsonl
+
+    Audit: rlvr verify --audit 'math+0.1*think_format'
     """
+    if audit_spec is not None:
+        return _audit(audit_spec, workers=workers or 0, timeout=timeout)
+    if spec is None or input_path is None:
+        raise InputError("--verifier and --input are required (or --audit SPEC)")
     from rlvr.verifiers.runner import Runner, VerifierFailureRate, VerifierStartupError
 
     verifier = _build(spec)
-    rows, examples = _read_rows(input_path)
-    completions = [row["completion"] for row in rows]
-    out: IO[str] = sys.stdout if output_path is None else _open_output(output_path)
+    runner = Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate)
+    out: IO[str] | None = None
     failure = None
     try:
-        with Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner:
-            try:
-                # not zip(rows, ...): it would stop before the generator finishes and sets last_stats
-                for i, score in enumerate(runner.imap(completions, examples)):
-                    row = rows[i]
-                    out.write(json.dumps({**row, **score.to_json()}, ensure_ascii=False, default=str) + "\n")
-                    out.flush()
-            except VerifierFailureRate as err:
-                failure = err
-            stats = runner.last_stats
+        runner.start()  # spawned now: the workers import and warm up while the input is read
+        rows, examples = _read_rows(input_path, verifier)
+        completions = [row["completion"] for row in rows]
+        out = sys.stdout if output_path is None else _open_output(output_path)
+        try:
+            # not zip(rows, ...): it would stop before the generator finishes and sets last_stats
+            for i, score in enumerate(runner.imap(completions, examples)):
+                out.write(json.dumps({**rows[i], **score.to_json()}, ensure_ascii=False, default=str) + "\n")
+                out.flush()
+        except VerifierFailureRate as err:
+            failure = err
+        stats = runner.last_stats
     except VerifierStartupError as err:  # the verifier cannot run at all: nothing was scored
         raise click.ClickException(str(err)) from None
     finally:
-        if out is not sys.stdout:
+        runner.close()
+        if out is not None and out is not sys.stdout:
             out.close()
     assert stats is not None
     _print_summary(verifier.name, stats, to_stderr=output_path is None)
     if failure is not None:
         raise click.ClickException(str(failure))
+
+
+def _audit(spec: str, *, workers: int, timeout: float) -> None:
+    from rlvr.verifiers.audit import run_audit
+    from rlvr.verifiers.registry import UnknownVerifier
+
+    try:
+        report = run_audit(spec, workers=workers, timeout=timeout)
+    except (UnknownVerifier, ValueError, TypeError) as err:
+        raise InputError(f"--audit {spec!r}: {err}") from None
+    click.echo(report.line())
+    if report.rewarded:
+        click.echo(report.details())
+        raise SystemExit(1)
 
 
 def _build(spec: str):
@@ -87,15 +114,17 @@ def _open_output(path: Path) -> IO[str]:
         raise InputError(f"--output {path}: cannot write: {err.strerror}") from None
 
 
-def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list]:
-    """Every row checked before anything is scored, so a bad row fails fast and names itself."""
+def _read_rows(path: Path, verifier=None) -> tuple[list[dict[str, Any]], list]:
+    """Every row checked before anything is scored, so a bad row fails fast and names itself. The
+    gold's fields are required only when the verifier needs a gold (`Verifier.missing_gold`)."""
     from rlvr.types import Example
 
     rows, examples = [], []
     for line_no, row in _jsonl(path):
-        for field in ("completion", "answer"):
-            if field not in row:
-                raise InputError(f"{path} line {line_no}: missing field {field!r}")
+        if "completion" not in row:
+            raise InputError(f"{path} line {line_no}: missing field 'completion'")
+        if verifier is not None and (why := verifier.missing_gold(row)):
+            raise InputError(f"{path} line {line_no}: {why}")
         if not isinstance(row["completion"], str):
             raise InputError(f"{path} line {line_no}: field 'completion' must be a string, got {type(row['completion']).__name__}")
         metadata = {k: v for k, v in row.items() if k not in ("completion", "answer")}
@@ -103,7 +132,7 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list]:
         examples.append(Example(
             id=str(row.get("id", line_no)),
             prompt=str(row.get("prompt") or ""),
-            answer=_gold_text(row["answer"]),
+            answer=_gold_text(row.get("answer")),
             metadata=metadata,
         ))
     if not rows:

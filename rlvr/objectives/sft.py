@@ -84,7 +84,8 @@ def sft_loss(
     response token), tokens, sequences (rows with a response token).
     """
     if logprobs.shape != mask.shape or logprobs.dim() != 2:
-        raise ValueError(f"logprobs and mask must both be [rows, C], got {tuple(logprobs.shape)} and {tuple(mask.shape)}")
+        raise ValueError(f"logprobs and mask must both be [rows, C], got {tuple(logprobs.shape)} "
+                         f"and {tuple(mask.shape)}")
     rule = _reduction(reduction)
     mask = mask.to(logprobs.dtype)
     nll = -logprobs

@@ -263,7 +263,7 @@ def kv_cache_gib(model_path: str | os.PathLike, sequences: int, max_len: int, *,
 
 
 def kv_budget(model_path: str | os.PathLike, prompts: Sequence[str], sequences: int, max_new_tokens: int, *,
-              dtype: str | None = None, tokenizer: Any = None) -> tuple[int, float]:
+              dtype: str | None = None, tokenizer: Any = None, minimum: float = 0.25) -> tuple[int, float]:
     """(max_model_len, kv_cache_gib) for an engine that serves these `prompts` (templated texts, e.g.
     every training and held-out prompt), `sequences` at a time, each with up to `max_new_tokens`:
     max_model_len is the longest prompt, tokenized as the engine tokenizes it, plus max_new_tokens
@@ -276,7 +276,7 @@ def kv_budget(model_path: str | os.PathLike, prompts: Sequence[str], sequences: 
     tokenizer = tokenizer or load_tokenizer(model_path)
     longest = max(len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"])
     max_len = longest + max_new_tokens
-    return max_len, kv_cache_gib(model_path, sequences, max_len, dtype=dtype)
+    return max_len, kv_cache_gib(model_path, sequences, max_len, dtype=dtype, minimum=minimum)
 
 
 def _sleep_level(level: int | None, on_cpu: bool) -> int:

@@ -182,7 +182,8 @@ def make_job(program: str, stdin: str, limits: Limits, *, workdir: str, python: 
     """What the supervisor (`_runner.py`) is told to do for one run. `launch` says how the program
     is started where it cannot signal the supervisor: `supervisor_ids`/`program_ids` (split uids)
     or `launch="wrapped"` with a `wrapper` argv (its own PID namespace); see `_runner.py`."""
-    return {**launch,
+    return {
+        **launch,
         "program": program, "stdin": stdin, "workdir": workdir, "python": python,
         "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "max_output_bytes": limits.max_output_bytes,
         "nproc": limits.pids if rlimit_nproc else None, "file_size_mb": limits.file_size_mb,

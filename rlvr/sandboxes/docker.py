@@ -61,9 +61,10 @@ def _key(limits: Limits) -> tuple:
 
 class DockerSandbox(Sandbox):
     """Claims every property: the container runtime enforces them (network none, pids/memory
-    cgroups, read-only root), and split uids keep the supervisor out of the program's reach. `warm=True` keeps up to `pool_size` containers per set of limits
-    running `sleep infinity` and recycles one after `max_runs` runs or any fault; `warm=False`
-    starts a fresh container for every run (the slow baseline)."""
+    cgroups, read-only root), and split uids keep the supervisor out of the program's reach.
+    `warm=True` keeps up to `pool_size` containers per set of limits running `sleep infinity` and
+    recycles one after `max_runs` runs or any fault; `warm=False` starts a fresh container for
+    every run (the slow baseline)."""
 
     name = "docker"
     claims = frozenset({"no_network", "no_host_files", "work_dir_only", "pids_limited", "memory_limited",

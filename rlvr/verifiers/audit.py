@@ -104,10 +104,15 @@ def run_audit(spec: str | Verifier, *, workers: int | None = 0, timeout: float =
     targeted = [c for c in cases if not c.fields.get("audit_verifiers") or names & set(c.fields["audit_verifiers"])]
     applicable = [c for c in targeted if verifier.missing_gold({**c.row(), **c.fields}) is None]
     scores: dict[str, Score] = {}
-    if applicable:
-        with Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=None) as runner:
-            got = runner.score([c.completion for c in applicable], [_example(c) for c in applicable])
-        scores = {c.name: s for c, s in zip(applicable, got)}
+    try:
+        if applicable:
+            with Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=None) as runner:
+                got = runner.score([c.completion for c in applicable], [_example(c) for c in applicable])
+            scores = {c.name: s for c, s in zip(applicable, got)}
+    finally:
+        if isinstance(spec, str):  # built here: release what it holds (a code sandbox's containers)
+            for part in (verifier.parts if isinstance(verifier, Weighted) else ((1.0, verifier),)):
+                getattr(part[1], "close", lambda: None)()
     rewarded = [c for c in applicable if scores[c.name].reward > 0]
     label = spec if isinstance(spec, str) else verifier.name
     return AuditReport(label, len(applicable), rewarded, scores, skipped=len(cases) - len(applicable))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import ast
-import json
 import re
 import secrets
 import threading
@@ -41,6 +40,42 @@ class _CountAsserts(ast.NodeTransformer):
         return ast.copy_location(wrapper, node)
 
 
+_GUARD = "__rlvr_plain"
+# Defined after the solution, used by every comparison inside a test's asserts: a value whose type
+# brings its own Python-level comparison or arithmetic (`__eq__ = lambda *a: True`) fails the check
+# instead of passing it. Containers are checked item by item (to a bounded size and depth).
+_GUARD_SOURCE = f"""
+def {_GUARD}(value, _depth=0):
+    import types as _t
+    kind = type(value)
+    for name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__sub__", "__rsub__", "__abs__",
+                 "__bool__", "__float__", "__contains__", "__hash__"):
+        if isinstance(getattr(kind, name, None), _t.FunctionType):
+            raise AssertionError(f"{{kind.__name__}} defines its own {{name}}: not a plain value")
+    if _depth < 4 and kind in (list, tuple, set, frozenset) and len(value) < 10_000:
+        for item in value:
+            {_GUARD}(item, _depth + 1)
+    if _depth < 4 and kind is dict and len(value) < 10_000:
+        for item in value.items():
+            {_GUARD}(item, _depth + 1)
+    return value
+"""
+
+
+class _GuardComparisons(ast.NodeTransformer):
+    """Inside asserts, every operand of a comparison goes through the plain-value guard."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        for compare in [n for n in ast.walk(node.test) if isinstance(n, ast.Compare)]:
+            compare.left = _guarded(compare.left)
+            compare.comparators = [_guarded(c) for c in compare.comparators]
+        return node
+
+
+def _guarded(expr: ast.expr) -> ast.expr:
+    return ast.copy_location(ast.Call(ast.Name(_GUARD, ast.Load()), [expr], []), expr)
+
+
 def _tests(metadata: Mapping[str, Any]) -> tuple[str, str, str | None]:
     """(test code, code to put before the solution, entry point) from HumanEval or MBPP fields."""
     if metadata.get("test") and metadata.get("entry_point"):
@@ -66,11 +101,13 @@ def build_program(code: str, metadata: Mapping[str, Any], *, partial: bool, nonc
         solution = _prompt_header(prompt, entry_point) + code
     else:
         solution = prompt + code  # a body continuing the prompt (base models)
+    tree = _GuardComparisons().visit(ast.parse(test))
     if partial:
-        tree = ast.fix_missing_locations(_CountAsserts().visit(ast.parse(test)))
-        test = f"{_COUNTS} = [0, 0]\n{ast.unparse(tree)}\n"
+        tree = ast.fix_missing_locations(_CountAsserts().visit(tree))
+        test = f"{_GUARD_SOURCE}\n{_COUNTS} = [0, 0]\n{ast.unparse(tree)}\n"
         done = f"print('\\n{nonce}', {_COUNTS}[0], {_COUNTS}[1])\n"
     else:
+        test = f"{_GUARD_SOURCE}\n{ast.unparse(ast.fix_missing_locations(tree))}\n"
         done = f"print('\\n{nonce}')\n"
     return f"{solution}\n\n{test}\n{done}"
 

@@ -28,7 +28,7 @@ _SEGMENT = re.compile(
     re.DOTALL,
 )
 _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\b")  # a word outside commands: "and", "dollars"
-_TEXT_ARG = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
+_TEXT_ARG = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
 # number tokens for the last-number fallback: 1,234 / 1 000 / 3.5 / .5 / 3/4, and whole LaTeX fractions
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?![\d,.])|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _FRACTION = re.compile(r"-?\\[dtc]?frac\s*(?:\{\s*-?\d+\s*\}|\d)\s*(?:\{\s*\d+\s*\}|\d)")

@@ -7,17 +7,19 @@ with its signal.alarm timeouts switched off, because the runner owns deadlines."
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Callable
 
+from rlvr.verifiers.math_limits import too_big_to_evaluate, too_complex
 from rlvr.verifiers.math_numeric import Unsupported, Value, evaluate_items, values_equal
 from rlvr.verifiers.math_relations import has_relation, region, regions_equal
 
-__all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up"]
+__all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up",
+           "warm_up_steps"]
 
 
 class GoldError(ValueError):
@@ -199,36 +201,6 @@ def _shape(key: str) -> str:
 _INCOMPATIBLE = {frozenset({"set", "bracketed"}), frozenset({"matrix", "set"})}
 
 
-# -- huge expressions -----------------------------------------------------------------------------
-
-_POWER = re.compile(r"\^\s*(\{|\(|\d+)")
-_FACTORIAL = re.compile(r"\d{3,}\s*!")
-
-
-def _too_big_to_evaluate(key: str) -> str:
-    """Why sympy must not evaluate this (a power tower or a huge exponent / factorial), or ""."""
-    if _FACTORIAL.search(key):
-        return "huge factorial"
-    for m in _POWER.finditer(key):
-        if m[1] in "{(":
-            closing = "}" if m[1] == "{" else ")"
-            depth, i = 0, m.end(1) - 1
-            while i < len(key):
-                depth += {m[1]: 1, closing: -1}.get(key[i], 0)
-                if depth == 0:
-                    break
-                i += 1
-            exponent = key[m.end(1) : i]
-        else:
-            exponent = m[1]
-        if "^" in exponent or "!" in exponent:
-            return "power tower"
-        number = to_number(exponent)
-        if number is not None and abs(number) > 10_000:
-            return "huge exponent"
-    return ""
-
-
 # -- the symbolic path ------------------------------------------------------------------------------
 
 
@@ -278,10 +250,15 @@ WARMUP_ANSWERS = (
 )
 
 
+def warm_up_steps() -> list[Callable[[], object]]:
+    """The warm-up in small steps: import math-verify, then parse each of WARMUP_ANSWERS."""
+    return [_math_verify] + [partial(_parse, answer, raise_on_error=False) for answer in WARMUP_ANSWERS]
+
+
 def warm_up() -> None:
-    """Import math-verify and parse WARMUP_ANSWERS once (the runner calls this in each worker)."""
-    for answer in WARMUP_ANSWERS:
-        _parse(answer, raise_on_error=False)
+    """Import math-verify and parse WARMUP_ANSWERS once."""
+    for step in warm_up_steps():
+        step()
 
 
 # -- public entry points ----------------------------------------------------------------------------
@@ -312,13 +289,32 @@ def _gold_region(clean: str):
 
 
 def _relation_match(gold: Gold, clean: str) -> Match | None:
-    """Compare as sets of reals when one side is an inequality; None: leave it to sympy."""
+    """Compare as sets of reals when one side is an inequality or a union of intervals; None:
+    leave it to sympy."""
     ours, theirs = _gold_region(gold.clean), region(clean)
     if ours is not None and theirs is not None:
         return Match(regions_equal(ours, theirs), "relation")
+    if ours is not None and "\\cup" in gold.clean and "\\cup" in clean:
+        return Match(False, "relation", "not a union of intervals")
     if (ours is None) != (theirs is None) and (gold.number is not None or to_number(clean) is not None):
         return Match(False, "relation", "a relation is not a number")
     return None
+
+
+def _equations_match(gold: str, answer: str) -> bool | None:
+    """`L = R` against `L' = R'`: the same equation when L - R is a nonzero constant times L' - R'
+    at the evaluator's fixed points (None when it cannot read them, or they use other variables)."""
+    try:
+        ours, theirs = (evaluate_items("({}) - ({})".format(*side.split("="))) for side in (gold, answer))
+    except (Unsupported, ArithmeticError):
+        return None
+    if ours.kind or theirs.kind or ours.variables != theirs.variables or not ours.variables:
+        return None
+    g, a = ours.items[0], theirs.items[0]
+    if any(abs(v) < 1e-12 for v in (*g, *a)):
+        return None
+    ratios = [x / y for x, y in zip(g, a)]
+    return all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios)
 
 
 def _value(clean: str) -> Value | None:
@@ -328,38 +324,32 @@ def _value(clean: str) -> Value | None:
         return None
 
 
-#: answers past these limits are refused (wrong, with the reason) rather than evaluated
-MAX_ANSWER_CHARS = 1000
-MAX_NESTING = 40
-
-
-def _nesting(text: str) -> int:
-    depth = deepest = 0
-    for ch in text:
-        if ch in "{([":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "})]":
-            depth = max(0, depth - 1)
-    return deepest
-
-
-def _too_complex(answer: str) -> str:
-    if len(answer) > MAX_ANSWER_CHARS:
-        return f"answer too long ({len(answer)} chars > {MAX_ANSWER_CHARS})"
-    if (depth := _nesting(answer)) > MAX_NESTING:
-        return f"answer nested {depth} deep (> {MAX_NESTING})"
-    return ""
-
+_LETTERS = re.compile(r"[a-zA-Z]+")
+# the left side of an assignment whose right side stands for the answer: a name (`k`, `a_1`,
+# `f(2)`, `P(A)`) or something the evaluator reads (`2(3+4)`, `\\pi r^2`), never junk
+_NAME = re.compile(r"^\s*(?:\\?[a-zA-Z]+)(?:_\{?\w+\}?)?(?:\([^()=]*\))?\s*$")
 
 def _last_side(clean: str) -> str:
-    """`k = \\frac{1}{3}` → `\\frac{1}{3}`; `x = 2 \\cdot 3 = 6` → `6` (top-level `=` only)."""
-    depth, cut = 0, -1
+    """`k = \\frac{1}{3}` → `\\frac{1}{3}`; `x = 2 \\cdot 3 = 6` → `6` (top-level `=` only), when
+    the first side is a name or an expression (`z7q+-c = 1` stays whole: its left side is junk)."""
+    depth, cuts = 0, []
     for i, ch in enumerate(clean):
         depth += (ch in "{([") - (ch in "})]")
         if ch == "=" and depth == 0:
-            cut = i
-    return clean[cut + 1 :].strip() if cut >= 0 else clean
+            cuts.append(i)
+    if not cuts or not _readable_side(clean[: cuts[0]]):
+        return clean
+    return clean[cuts[-1] + 1 :].strip()
+
+
+def _readable_side(side: str) -> bool:
+    if _NAME.match(side):
+        return True
+    try:
+        evaluate_items(side)
+    except (Unsupported, ArithmeticError):
+        return False
+    return True
 
 
 _DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$|^-?0,\d+$")  # 2,74 or 0,125; never 1,234
@@ -369,7 +359,7 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     """Does `answer` (already extracted) equal the gold? Fast rules first; each one that applies
     decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable.
     With `symbolic=False`, what only sympy could decide is "not equal" (path `fast_only`)."""
-    if reason := _too_complex(answer):
+    if reason := too_complex(answer):
         return Match(False, "refused", reason)
     clean = normalize(answer)
     if "=" in clean and "=" not in gold.clean:  # an assignment or a worked chain against a bare gold
@@ -387,9 +377,12 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         return Match(key.lower() == gold.key.lower(), "string")
     if gold.is_text:
         return Match(clean.lower() == gold.clean.lower(), "text")
-    if has_relation(gold.key) or has_relation(key):
+    if has_relation(gold.key) or has_relation(key) or "\\cup" in gold.key:
         if (relation := _relation_match(gold, clean)) is not None:
             return relation
+    if gold.clean.count("=") == 1 and clean.count("=") == 1:
+        if (same := _equations_match(gold.clean, clean)) is not None:
+            return Match(same, "equation")
     if gold.number is not None and _DECIMAL_COMMA.match(key):
         clean = key.replace(",", ".")
     value = to_number(clean)
@@ -397,12 +390,15 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
     if frozenset({gold.shape, _shape(key)}) in _INCOMPATIBLE:
         return Match(False, "shape", f"{_shape(key)} is not a {gold.shape}")
-    if reason := _too_big_to_evaluate(key) or _too_big_to_evaluate(gold.key):
+    if reason := too_big_to_evaluate(key) or too_big_to_evaluate(gold.key):
         return Match(False, "refused", f"{reason}: not evaluated")
     if gold.value is not None and (value := _value(clean)) is not None:
         verdict = values_equal(gold.value, value)
         if verdict is not None:
             return Match(verdict, "value")
+    if gold.number is not None and (letters := _LETTERS.findall(re.sub(r"\\[a-zA-Z]+", " ", clean))):
+        if set(letters) - {"e", "i"}:  # e and i may be Euler's number and the imaginary unit: sympy decides
+            return Match(False, "value", f"an expression in {letters[0]} is not the number {gold.clean}")
     if not symbolic:
         return Match(False, "fast_only", "not decided without sympy")
     return _symbolic(gold, clean)

@@ -217,7 +217,7 @@ def evaluate_items(text: str) -> Value:
         kind, items = f"matrix {len(rows)}x{len(cells) // len(rows)}", cells
     elif text.startswith("\\{") and text.endswith("\\}"):
         kind, items = "set", split_top_level(text[2:-2])
-    elif text[:1] in "([" and text[-1:] in ")]" and len(split_top_level(text[1:-1])) > 1:
+    elif text[:1] in "([" and text[-1:] in ")]" and _wraps(text) and len(split_top_level(text[1:-1])) > 1:
         kind, items = text[0] + text[-1], split_top_level(text[1:-1])
     elif "," in text:
         kind, items = "set", split_top_level(text)  # a bare list reads as a set, as in math-verify
@@ -243,6 +243,16 @@ def evaluate_items(text: str) -> Value:
         if len(items) == 1 and not text.startswith("\\{"):
             kind = ""  # "a, a" (one answer boxed twice in two forms) is just a
     return Value(kind, values, tuple(items), variables)
+
+
+def _wraps(text: str) -> bool:
+    """The first bracket closes at the very end: `(1, 2)`, not `(x+1)(x+2)`."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth == 0:
+            return i == len(text) - 1
+    return False
 
 
 def split_top_level(text: str) -> list[str]:

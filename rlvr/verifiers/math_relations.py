@@ -120,6 +120,9 @@ def _from_intervals(clean: str) -> Region | None:
     parts = []
     for piece in clean.split("\\cup"):
         piece = piece.strip()
+        if piece.startswith("\\{") and piece.endswith("\\}"):  # points: \{-1\} \cup [0, 7)
+            parts += [(v, True, v, True) for v in map(_real, split_top_level(piece[2:-2]))]
+            continue
         if len(piece) < 5 or piece[0] not in "([" or piece[-1] not in ")]":
             return None
         ends = split_top_level(piece[1:-1])

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import inspect
 import re
 import traceback
@@ -93,10 +92,12 @@ class Registry:
             self._builtins = found
         return self._builtins
 
-    def _entry_points(self) -> list[importlib.metadata.EntryPoint]:
+    def _entry_points(self) -> list[Any]:
+        import importlib.metadata  # only when a plugin is looked up: workers unpickling a built-in never pay for it
+
         return list(importlib.metadata.entry_points(group=self._group))
 
-    def _load_plugin(self, ep: importlib.metadata.EntryPoint) -> Entry:
+    def _load_plugin(self, ep: Any) -> Entry:
         dist = getattr(ep, "dist", None)
         source = f"plugin {dist.name} {dist.version}" if dist else f"plugin {ep.value}"
         try:

@@ -110,9 +110,12 @@ def _kill(worker: _Worker) -> None:
 
 
 def _shutdown(workers: list[_Worker]) -> None:
-    """Stop every worker: ask nicely, then kill. Used by close() and the finalizer."""
+    """Stop every worker: ask nicely, then kill (at once for one still starting: it holds no work,
+    and may be seconds away from reading the request). Used by close() and the finalizer."""
+    for w in [w for w in workers if not w.ready]:
+        _kill(w)
     for w in workers:
-        if not w.inflight:
+        if w.ready and not w.inflight:
             try:
                 w.conn.send(None)
             except OSError:

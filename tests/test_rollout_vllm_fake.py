@@ -1,5 +1,6 @@
-"""Engine capabilities, and the vllm engine's sleep/wake on a fake `vllm.LLM` (no GPU, no vLLM needed):
-which vLLM calls are made, in which order, and what a sleeping engine refuses."""
+"""The vllm engine's own logic without vLLM or a GPU: sleep/wake on a fake `vllm.LLM` (which calls,
+in which order, what a sleeping engine refuses), the KV-cache budget by hand, and the capabilities
+every engine declares."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from rlvr.errors import InputError
 from rlvr.rollout import CAPABILITIES, SamplingConfig, capabilities, create_engine
 from rlvr.rollout.base import engine_class
+from rlvr.rollout.vllm import kv_budget, kv_cache_gib
 
 
 class FakeLLM:
@@ -169,3 +171,32 @@ def test_class_level_declarations_say_what_the_loop_needs_before_a_start(fake_vl
 def test_an_engine_that_declares_nothing_is_a_type_error():
     with pytest.raises(TypeError, match="does not declare holds_weights, sampler_logprobs, can_sleep"):
         capabilities(object())
+
+
+# the tiny model: 2 layers x 1 KV head x head_dim 32, keys and values: 128 numbers per token
+# (sequences, max_len, dtype, GiB without the floor) = 1.25 headroom x 128 x bytes x sequences x whole 128-token blocks
+KV = [
+    (32, 100, "bfloat16", 1.25 * 128 * 2 * 32 * 128 / 2**30),
+    (32, 128, "bfloat16", 1.25 * 128 * 2 * 32 * 128 / 2**30),
+    (32, 129, "bfloat16", 1.25 * 128 * 2 * 32 * 256 / 2**30),  # one token more: a second block
+    (8, 1088, "float32", 1.25 * 128 * 4 * 8 * 1152 / 2**30),
+]
+
+
+@pytest.mark.parametrize("sequences, max_len, dtype, expected", KV)
+def test_kv_cache_gib_counts_whole_blocks_by_hand(tiny_model, sequences, max_len, dtype, expected):
+    assert kv_cache_gib(tiny_model, sequences, max_len, dtype=dtype, minimum=0.0) == pytest.approx(expected)
+    assert kv_cache_gib(tiny_model, sequences, max_len, dtype=dtype) == pytest.approx(max(0.25, expected))
+
+
+def test_kv_budget_is_the_longest_prompt_plus_max_new_tokens(tiny_model):
+    from rlvr.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model)
+    prompts = ["hi", "a much longer prompt than the other one, with many more tokens in it", "ok"]
+    longest = len(tokenizer(prompts[1], add_special_tokens=False)["input_ids"])
+    max_len, gib = kv_budget(tiny_model, prompts, 16, 50, dtype="bfloat16", minimum=0.0)
+    assert max_len == longest + 50
+    assert gib == pytest.approx(kv_cache_gib(tiny_model, 16, longest + 50, dtype="bfloat16", minimum=0.0))
+    with pytest.raises(InputError, match="needs the prompts"):
+        kv_budget(tiny_model, [], 16, 50)

@@ -1,0 +1,314 @@
+"""Shared runs of the tiny model for tests/test_options.py: named scenarios (config overrides), each run
+once per test session through the trainer (or the `rlvr train` CLI) with spies on what an option reaches."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+from unittest import mock
+
+from rlvr.config import TrainConfig, dump_yaml, load_config
+from rlvr.monitor import read_metrics
+
+# character length of random text varies between samples: a reward with variance in (almost) every group
+VARIED = "math+overlong:max_tokens=60,buffer=50,unit=chars"
+
+BASE: dict[str, Any] = {
+    "model.name": "{tiny}", "device": "cpu", "model.dtype": "float32", "rollout.engine": "hf",
+    "data.dataset": "arith", "data.size": 32, "reward.workers": 0, "reward.audit": False, "reward.verifier": VARIED,
+    "rollout.n": 2, "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 8, "rollout.temperature": 1.0,
+    "optimizer.lr": 1e-3, "optimizer.max_steps": 2, "optimizer.warmup_steps": 0, "logging.output": "{out}",
+    "logging.progress": False, "checkpoint.every": 0, "eval.before_after": False, "logging.samples_every": 1,
+}
+
+PREFS = "prefs"  # a prompt/chosen/rejected file
+
+#: name -> overrides on top of BASE; one in-process run each (`rlvr train` in a subprocess: names starting "cmd_")
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "order": {"seed": 7, "data.size": 12, "data.difficulty": "hard", "data.split": "test", "data.shuffle": False,
+              "data.instruction": "Answer in one word.", "logging.progress": True, "reward.audit": True},
+    "plain": {"data.style": "plain", "rollout.prompts_per_step": 3, "rollout.n": 3, "rollout.temperature": 0.5,
+              "rollout.top_p": 0.9, "rollout.max_new_tokens": 5, "optimizer.micro_batch_size": 3,
+              "optimizer.skip_zero_advantage": False},
+    # top_k 1 is greedy: a group's completions are all the same (every advantage 0); some stop, some are cut off
+    "flat": {"rollout.top_k": 1},
+    "flat_masked": {"rollout.top_k": 1, "optimizer.skip_zero_advantage": False, "optimizer.weight_decay": 0.1,
+                    "reward.truncated": "mask"},
+    "mask_all": {"reward.truncated": "mask", "rollout.max_new_tokens": 2},  # every completion is cut off
+    "penalty": {"rollout.top_k": 1, "reward.truncated": "penalty", "reward.overlong_buffer": 6, "reward.verifier": "math",
+                "rollout.prompts_per_step": 4},
+    "refill": {"algorithm.dynamic_sampling": True},
+    "refill_bound": {"rollout.top_k": 1, "algorithm.dynamic_sampling": True, "algorithm.max_refill_rounds": 1},
+    "mu": {"algorithm.mu": 2, "algorithm.clip_eps_low": 0.0, "algorithm.clip_eps_high": 0.0},
+    "kl_full": {"algorithm.beta": 0.1, "algorithm.kl_estimator": "k2"},
+    "kl_lora": {"algorithm.beta": 0.1, "model.lora_r": 4},
+    "lora": {"model.lora_r": 4, "model.lora_alpha": 16, "model.lora_dropout": 0.1, "model.lora_target": "q_proj,v_proj",
+             "optimizer.lr": 1e-2},
+    "lora_cut": {"model.lora_r": 4, "model.lora_alpha": 16, "model.lora_dropout": 0.1, "model.lora_target": "q_proj,v_proj",
+                 "optimizer.lr": 1e-2, "optimizer.max_steps": 1},
+    "tis": {"algorithm.tis": "on", "algorithm.tis_cap": 1.5, "algorithm.loss": "dr_grpo", "algorithm.advantage": "rloo",
+            "algorithm.ratio_level": "sequence", "rollout.n": 3},
+    "file": {"data.dataset": "{prompts}", "data.prompt_field": "q", "data.answer_field": "gold", "data.limit": 3},
+    "sft": {"algorithm.name": "sft", "data.dataset": "{samples}", "data.keep_status": "wrong", "sft.reduction": "sequence"},
+    "rft": {"algorithm.name": "rft", "rft.max_per_prompt": 1, "reward.verifier": "repetition:n=8", "rollout.n": 4,
+            "rollout.temperature": 0.7, "rollout.max_new_tokens": 24},
+    "dpo_ipo": {"algorithm.name": "dpo", "data.dataset": "{prefs}", "dpo.loss": "ipo", "dpo.beta": 0.25,
+                "optimizer.max_steps": 1},
+    "dpo_smooth": {"algorithm.name": "dpo", "data.dataset": "{prefs}", "dpo.label_smoothing": 0.5, "optimizer.max_steps": 1},
+    "dpo_free": {"algorithm.name": "dpo", "data.dataset": "{prefs}", "dpo.reference_free": True, "optimizer.max_steps": 1},
+    "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
+    "dense": {"optimizer.share_prompt": False, "rollout.dtype": "bfloat16"},
+    "cosine": {"optimizer.lr": 2e-3, "optimizer.warmup_steps": 1, "optimizer.min_lr_ratio": 0.5, "optimizer.max_steps": 3},
+    "clipped": {"optimizer.max_grad_norm": 1e-9, "optimizer.beta1": 0.5, "optimizer.beta2": 0.9, "optimizer.max_steps": 1},
+    "checkpoints": {"checkpoint.every": 1, "checkpoint.keep_last": 1, "optimizer.max_steps": 3, "logging.samples_every": 2,
+                    "optimizer.schedule": "constant"},
+    "eval_every": {"eval.every": 1, "eval.limit": 3, "eval.split": "train", "eval.temperature": 0.5,
+                   "eval.max_new_tokens": 4},
+    "eval_gsm8k": {"eval.before_after": True, "eval.dataset": "gsm8k", "eval.limit": 2},
+    "failures": {"reward.verifier": "code:backend=local", "reward.max_failure_rate": 1.0, "optimizer.max_steps": 1},
+    "failures_stop": {"reward.verifier": "code:backend=local"},
+    "workers": {"reward.workers": 1, "reward.timeout": 2.5, "optimizer.max_steps": 1},
+    # options that are inert or need a service in one CPU process, in one run
+    "wandb": {"logging.wandb": True, "logging.wandb_project": "rlvr-options", "distributed.strategy": "fsdp2",
+              "model.gradient_checkpointing": True},
+    "short_context": {"rollout.max_model_len": 16},
+    "cmd_train": {"optimizer.max_steps": 1},
+    "cmd_strict": {"reward.verifier": "boxed_format", "reward.audit": True, "reward.strict_audit": True},
+}
+
+
+@dataclass
+class Run:
+    """What one scenario did: the trainer after train() (None for CLI runs), its folder, and the spies."""
+
+    out: Path
+    built: Any = None  # the Trainer, when its construction succeeded
+    error: BaseException | None = None
+    stdout: str = ""
+    returncode: int | None = None
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    calls: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def trainer(self) -> Any:
+        if self.built is None:
+            raise AssertionError(f"the run in {self.out} did not start: {self.error!r}") from self.error
+        return self.built
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.out)
+
+    def evals(self) -> list[dict[str, Any]]:
+        return read_metrics(self.out, "eval.jsonl")
+
+    def samples(self) -> list[dict[str, Any]]:
+        path = self.out / "samples.jsonl"
+        return [json.loads(line) for line in path.open()] if path.exists() else []
+
+    def saved_config(self) -> dict[str, Any]:
+        import yaml
+
+        return yaml.safe_load((self.out / "config.yaml").read_text())
+
+    def generations(self, *, training: bool = True) -> list[Any]:
+        """engine.generate calls (prompts, n, sampling): training ones, or held-out eval ones."""
+        return [c for c in self.calls.get("generate", []) if c.training == training]
+
+    def count(self, name: str) -> int:
+        return len(self.calls.get(name, []))
+
+
+def value_at(config: TrainConfig, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+class Runs:
+    """Scenarios run on first use and kept for the session; `runs["name"]` is a Run."""
+
+    def __init__(self, tiny: Path, root: Path):
+        self.tiny, self.root = tiny, root
+        self._done: dict[str, Run] = {}
+        self.files = write_data_files(root / "data")
+
+    def overrides(self, name: str, **extra: Any) -> dict[str, Any]:
+        return {k: self.place(v, name) for k, v in {**BASE, **SCENARIOS[name], **extra}.items()}
+
+    def place(self, value: Any, name: str) -> Any:
+        """A row's value with its placeholders ({tiny}, {out}, {prompts}, ...) filled for scenario `name`."""
+        places = {"tiny": str(self.tiny), "out": str(self.root / name), **{k: str(v) for k, v in self.files.items()}}
+        return value.format(**places) if isinstance(value, str) else value
+
+    def config(self, name: str) -> TrainConfig:
+        return load_config(None, self.overrides(name))
+
+    def __getitem__(self, name: str) -> Run:
+        if name not in self._done:
+            self._done[name] = self._cli(name) if name.startswith("cmd_") else self._run(name)
+        return self._done[name]
+
+    def run(self, name: str, resume: Path | None = None, **extra: Any) -> Run:
+        """A run not kept (a resumed one, a variant)."""
+        return self._run(name, resume=resume, **extra)
+
+    def _run(self, name: str, resume: Path | None = None, **extra: Any) -> Run:
+        from rlvr.trainer import Trainer
+
+        overrides = self.overrides(name, **extra)
+        run = Run(Path(overrides["logging.output"]))
+        stdout = io.StringIO()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(contextlib.redirect_stdout(stdout))
+            _spy_modules(stack, run)
+            if overrides.get("logging.wandb"):
+                run.calls["wandb"] = [FakeWandb()]
+                stack.enter_context(mock.patch.dict(sys.modules, {"wandb": run.calls["wandb"][0]}))
+            try:
+                run.built = Trainer(load_config(None, overrides), resume=resume)
+                _spy_trainer(run.built, run)
+                run.built.train()
+            except Exception as err:  # a scenario that must be refused: the row checks run.error
+                run.error = err
+        run.stdout = stdout.getvalue()
+        return run
+
+    def _cli(self, name: str) -> Run:
+        overrides = self.overrides(name)
+        out = Path(overrides.pop("logging.output"))
+        config = self.root / f"{name}.yaml"
+        config.write_text(dump_yaml(load_config(None, overrides)))
+        proc = subprocess.run([sys.executable, "-m", "rlvr", "train", "--config", str(config), "-o", str(out)],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return Run(out, stdout=proc.stdout + proc.stderr, returncode=proc.returncode)
+
+
+def _recorder(calls: dict[str, list[Any]], name: str, fn: Callable, note: Callable | None = None) -> Callable:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        calls.setdefault(name, []).append(note(args, kwargs, result) if note else
+                                          SimpleNamespace(args=args, kwargs=kwargs, result=result))
+        return result
+    return wrapper
+
+
+def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
+    """Module-level functions the algorithms call through their module (so a patch is seen)."""
+    import rlvr.rollout
+    from rlvr.objectives import dpo, grpo, sft
+
+    def engine_kwargs(args: tuple, kwargs: dict, result: Any) -> Any:
+        run.engine_kwargs.update(kwargs, kind=args[0])
+        return kwargs
+
+    stack.enter_context(mock.patch.object(rlvr.rollout, "create_engine",
+                                          _recorder(run.calls, "create_engine", rlvr.rollout.create_engine, engine_kwargs)))
+    for module, name in ((grpo, "policy_loss"), (sft, "sft_normalizer"), (dpo, "dpo_loss")):
+        stack.enter_context(mock.patch.object(module, name, _recorder(run.calls, name, getattr(module, name))))
+
+
+def _spy_trainer(trainer: Any, run: Run) -> None:
+    """Instance methods: what the engine was asked, the batches made, the passes and saves that ran."""
+    calls, policy = run.calls, trainer.policy
+    evaluating = []
+
+    def generation(args: tuple, kwargs: dict, result: Any) -> Any:
+        prompts, n, sampling = (list(args) + [kwargs.get("n"), kwargs.get("sampling")])[:3]
+        return SimpleNamespace(prompts=list(prompts), n=n, sampling=sampling, rollouts=result,
+                               step=trainer.step_number, training=not evaluating)
+
+    def evaluate() -> Any:
+        evaluating.append(True)
+        try:
+            return original_evaluate()
+        finally:
+            evaluating.pop()
+            calls.setdefault("evaluate", []).append(trainer.step_number)
+
+    original_evaluate = trainer.evaluate
+    trainer.evaluate = evaluate
+    trainer.engine.generate = _recorder(calls, "generate", trainer.engine.generate, generation)
+    trainer.save = _recorder(calls, "save", trainer.save, lambda a, k, r: trainer.step_number)
+    trainer.algorithm.make_step = _recorder(calls, "make_step", trainer.algorithm.make_step,
+                                            lambda a, k, r: SimpleNamespace(step=trainer.step_number, made=r))
+    if hasattr(trainer.algorithm, "_groups"):
+        trainer.algorithm._groups = _recorder(calls, "groups", trainer.algorithm._groups, lambda a, k, r: r)
+    trainer.runner.score = _recorder(calls, "worker_pids", trainer.runner.score, lambda a, k, r: trainer.runner.worker_pids())
+    policy.frozen_logprobs = _recorder(calls, "frozen_logprobs", policy.frozen_logprobs)
+    policy._shared_prompt_logits = _recorder(calls, "shared_prompt", policy._shared_prompt_logits, lambda a, k, r: 1)
+    if hasattr(policy.policy, "disable_adapter"):
+        policy.policy.disable_adapter = _recorder(calls, "disable_adapter", policy.policy.disable_adapter,
+                                                  lambda a, k, r: 1)
+
+
+class FakeWandb:
+    """Stands in for the wandb module (no network here): records init, log and finish."""
+
+    def __init__(self) -> None:
+        self.inits: list[dict[str, Any]] = []
+        self.logged: list[tuple[dict[str, Any], int]] = []
+        self.finished = 0
+
+    def init(self, **kwargs: Any) -> "FakeWandb":
+        self.inits.append(kwargs)
+        return self
+
+    def log(self, data: dict[str, Any], step: int) -> None:
+        self.logged.append((data, step))
+
+    def finish(self) -> None:
+        self.finished += 1
+
+
+def write_data_files(folder: Path) -> dict[str, Path]:
+    """The files the file-based scenarios train on: prompts with renamed fields, rlvr eval samples with
+    statuses (SFT's keep_status), preference pairs (offline DPO)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"prompts": folder / "prompts.jsonl", "samples": folder / "samples.jsonl", "prefs": folder / "prefs.jsonl"}
+    rows = [{"q": f"Add {i} and {i + 2}.", "gold": str(2 * i + 2)} for i in range(5)]
+    samples = [{"id": f"s/{i}", "sample": 0, "prompt": f"<rendered {i}>", "completion": str(i), "gold": "0",
+                "status": status} for i, status in enumerate(["correct", "wrong", "no_answer", "wrong", "correct"])]
+    prefs = [{"prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": "no idea"} for i in range(4)]
+    for name, content in (("prompts", rows), ("samples", samples), ("prefs", prefs)):
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in content))
+    return files
+
+
+def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1) -> tuple[Any, dict]:
+    """What Trainer._start_engine hands a vLLM engine for this config on `device` (which this machine need
+    not have): the engine is replaced by a recorder, so nothing starts."""
+    import torch
+
+    from rlvr.config import resolve_auto
+    from rlvr.distributed import DistContext
+    from rlvr.trainer import Trainer
+
+    config = resolve_auto(load_config(None, {**BASE, "model.name": str(tiny), "logging.output": "unused", **overrides}),
+                          device)
+    seen: dict[str, Any] = {}
+
+    def create_engine(kind: str, model_path: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return SimpleNamespace(kind=kind, tokenizer=None, holds_weights=True)
+
+    loop = SimpleNamespace(config=config, device=torch.device(device), model_path=tiny, rollout_dtype="float32",
+                           engine_log=None, started=time.perf_counter(),
+                           ctx=DistContext(0, world_size, 0, torch.device(device), True))
+    with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch("rlvr.trainer._holds_weights", lambda k: True):
+        engine = Trainer._start_engine(loop, "vllm", policy=None)
+    return engine, seen
+
+
+__all__ = ["BASE", "FakeWandb", "Run", "Runs", "SCENARIOS", "VARIED", "engine_options", "value_at"]
