@@ -166,14 +166,18 @@ def per_doc(rows: list[dict]) -> dict[int, dict]:
     return docs
 
 
-def run_rlvr(engine: str, dtype: str, task: str, model: str, limit: int, out: Path, env: dict[str, str]):
+def run_rlvr(engine: str, dtype: str, task: str, model: str, limit: int, out: Path, env: dict[str, str], reuse: bool):
     target = out / f"rlvr_{task}_{engine}_{dtype}"
-    subprocess.run(["rm", "-rf", str(target)], check=True)  # a fresh run every time: timing includes generation
     bench = TASKS[task][1]
+    log = Path(f"{target}.log")
+    if reuse and (target / bench / "summary.json").exists() and log.exists():
+        rows = [json.loads(line) for line in (target / bench / "samples.jsonl").read_text().splitlines()]
+        return rows, float(log.read_text().rsplit("@@seconds ", 1)[1].split()[0])
+    subprocess.run(["rm", "-rf", str(target), str(log)], check=True)  # a fresh run: timing includes generation
     cmd = [sys.executable, "-m", "rlvr", "eval", "--model", model, "--benchmark", bench, "--limit", str(limit),
            "--style", "lm-eval", "--engine", engine, "--dtype", dtype, "--temperature", "0", "--max-new-tokens", "256",
            "--max-model-len", "4096", "--output", str(target)]
-    code, seconds = locked(cmd, env, Path(f"{target}.log"))
+    code, seconds = locked(cmd, env, log)
     if code != 0:
         sys.exit(f"rlvr eval failed ({code}); see {target}.log")
     rows = [json.loads(line) for line in (target / bench / "samples.jsonl").read_text().splitlines()]
@@ -223,6 +227,7 @@ def main() -> None:
     parser.add_argument("--lm-eval-chunks", type=int, default=15,
                         help="at most this many locked lm-eval chunks now; unfinished: compare the documents it finished")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse-rlvr", action="store_true", help="reuse finished rlvr runs in --out (and their times)")
     parser.add_argument("--out", default="/tmp/rlvr-bench/eval_vs_lm_eval",
                         help="results folder; finished lm-eval runs in it are reused (delete it to re-time them)")
     args = parser.parse_args()
@@ -251,6 +256,10 @@ def main() -> None:
         if not limit:
             continue
         (tasks_dir / f"{task}_local.yaml").write_text(task_yaml(task, Path(package) / "tasks" / TASKS[task][0], data))
+        runs = {}
+        for run in args.rlvr_runs.split(","):
+            engine, _, dtype = run.partition(":")
+            runs[run] = run_rlvr(engine, dtype or "float32", task, args.model, limit, out, env, args.reuse_rlvr)
         requests, theirs, lm_seconds, chunks = run_lm_eval(args.python, task, model, limit, tasks_dir, out, env,
                                                            args.lm_eval_batch_size, args.lm_eval_chunks)
         finished = len(theirs) == len(requests)
@@ -263,9 +272,8 @@ def main() -> None:
               + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
               + f" | - | {lm_seconds:.1f} | 1.00x |")
         agreement = {}
-        for run in args.rlvr_runs.split(","):
+        for run, (mine, seconds) in runs.items():
             engine, _, dtype = run.partition(":")
-            mine, seconds = run_rlvr(engine, dtype or "float32", task, args.model, limit, out, env)
             print(f"| rlvr eval --style lm-eval --engine {engine} --dtype {dtype} | "
                   + " | ".join(f"{accuracy(r['lm_eval'][m]['correct'] for i, r in enumerate(mine) if i in theirs):.1%}"
                                for m in names)

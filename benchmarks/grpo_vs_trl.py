@@ -6,15 +6,20 @@ and rlvr's GRPO loss against TRL's on identical inputs (grpo, dr_grpo, dapo).
 Training: the same model (SmolLM2-135M-Instruct, float32, via `rlvr.models.resolve_model`), the
 same prompts in the same order (rlvr's `arith` training split rendered by `rlvr.templates`, given to
 TRL as already-templated text), group size, prompts per step, completion length, learning rate
-(constant), sampling (temperature 1, top_k 0, top_p 1), loss (dapo, eps 0.2/0.28, β 0), one
+(constant), sampling (the configuration's temperature, top_k 0, top_p 1), loss (dapo, eps 0.2/0.28, β 0), one
 optimizer step per generation, one forward/backward over the whole batch, reward = rlvr's `math`
 verifier. Each run is its own subprocess with torch threads = 2 (the machine's cores); s/step is
 the wall time of each optimizer step, generation included, median over the steps after the first.
 Peak memory: the run's own peak RSS (getrusage) and the sampled peak PSS of its process tree
 (rlvr's verifier workers included).
 
-Where rlvr differs by design (defaults, not tuning for this script): the vllm engine rolls out in
-bfloat16 (`rollout.dtype=auto`; the learner stays float32 and TIS corrects the mismatch); the learn
+Two configurations (`--configs`): "zero-signal" samples at temperature 1 (most groups have equal rewards,
+so skipping them is most of rlvr's lead) and "signal" at 0.7 (rewards vary within groups). The last line,
+`pure compute: X.XXx TRL step time, Y.YYx TRL peak RSS`, is rlvr-vllm-noskip against TRL in the last
+configuration, for scripts to read.
+
+Where rlvr differs by design (defaults, not tuning for this script): the vllm engine rolls out in the
+learner's dtype (float32 here, `rollout.dtype=auto`; TIS corrects the sampler mismatch); the learn
 pass runs each group's prompt once (`optimizer.share_prompt`); groups whose advantages are all 0
 are not run forward/backward (`optimizer.skip_zero_advantage`, exact with β = 0). The
 `rlvr-vllm-noskip` run turns the last one off, so the table shows the pure compute comparison
@@ -151,6 +156,9 @@ def compare(seed: int = 0) -> list[dict]:
 # ------------------------------------------------------------------------------ training runs (one subprocess each)
 
 RUNS = ("trl", "rlvr-hf", "rlvr-vllm", "rlvr-vllm-noskip")
+#: configuration -> sampling temperature: at 1.0 SmolLM2 mostly fails arith easy (most groups have equal
+#: rewards, skipping wins); at 0.7 groups carry signal (rewards vary within a group), the realistic case
+CONFIGS = {"zero-signal": 1.0, "signal": 0.7}
 
 
 def _rlvr_config(args: argparse.Namespace, engine: str, output: str, skip: bool = True):
@@ -162,7 +170,7 @@ def _rlvr_config(args: argparse.Namespace, engine: str, output: str, skip: bool 
         "data.dataset": "arith", "data.difficulty": "easy", "data.size": args.prompts * (args.steps + 1),
         "data.shuffle": False, "rollout.engine": engine, "rollout.prompts_per_step": args.prompts,
         "rollout.n": args.group, "rollout.max_new_tokens": args.max_new_tokens,
-        "rollout.temperature": 1.0, "rollout.top_k": 0, "rollout.top_p": 1.0,
+        "rollout.temperature": args.temperature, "rollout.top_k": 0, "rollout.top_p": 1.0,
         "reward.verifier": "math", "algorithm.loss": "dapo", "algorithm.advantage": "grpo",
         "algorithm.clip_eps_low": 0.2, "algorithm.clip_eps_high": 0.28, "algorithm.beta": 0.0,
         "optimizer.lr": args.lr, "optimizer.schedule": "constant", "optimizer.warmup_steps": 0,
@@ -231,7 +239,7 @@ def _child_trl(args: argparse.Namespace) -> dict:
             output_dir=out, use_cpu=True, bf16=False, seed=0, max_steps=args.steps, learning_rate=args.lr,
             lr_scheduler_type="constant", per_device_train_batch_size=args.prompts * args.group,
             gradient_accumulation_steps=1, num_generations=args.group, max_completion_length=args.max_new_tokens,
-            temperature=1.0, top_k=0, top_p=1.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0,
+            temperature=args.temperature, top_k=0, top_p=1.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0,
             shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no",
             dataloader_num_workers=0, disable_tqdm=True,
         )
@@ -273,7 +281,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         result_path = handle.name
     argv = [sys.executable, __file__, "--child", name, "--result", result_path, "--steps", str(args.steps),
             "--prompts", str(args.prompts), "--group", str(args.group), "--max-new-tokens", str(args.max_new_tokens),
-            "--lr", str(args.lr), "--model", args.model, "--threads", str(args.threads)]
+            "--lr", str(args.lr), "--model", args.model, "--threads", str(args.threads),
+            "--temperature", str(args.temperature)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -303,6 +312,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--temperature", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
     parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -324,22 +335,31 @@ def main() -> None:
                        f"{row['abs_diff']:.1e}", f"{row['grad_max_abs_diff']:.1e}")
     console.print(losses)
 
-    results = {name: run_one(name, args) for name in args.runs.split(",")}
-    base = results.get("trl")
-    table = Table(title=f"GRPO training, {Path(args.model).name}: {args.steps} steps × {args.prompts} prompts × "
-                        f"{args.group} completions, ≤{args.max_new_tokens} new tokens, {args.threads} threads")
-    for column in ("run", "median s/step", "× TRL", "peak RSS MiB", "× TRL", "tree PSS MiB", "× TRL",
-                   "mean reward", "zero-std groups", "torch threads", "wall s"):
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for name, r in results.items():
-        ratio = (lambda key: f"{r[key] / base[key]:.2f}" if base else "-")
-        table.add_row(name, f"{r['median_s']:.2f}", ratio("median_s"), f"{r['peak_rss_mib']:.0f}", ratio("peak_rss_mib"),
-                      f"{r['tree_pss_mib']:.0f}", ratio("tree_pss_mib"),
-                      f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-",
-                      f"{statistics.mean(r['zero_std']):.0%}" if r.get("zero_std") else "-",
-                      str(r["threads"]), f"{r['wall_s']:.0f}")
-    console.print(table)
-    console.print({name: [round(s, 2) for s in r["step_s"]] for name, r in results.items()})
+    pure = None
+    for config_name in args.configs.split(","):
+        args.temperature = CONFIGS[config_name]
+        results = {name: run_one(name, args) for name in args.runs.split(",")}
+        base = results.get("trl")
+        table = Table(title=f"GRPO training, {Path(args.model).name}, configuration {config_name!r} (T={args.temperature}): "
+                            f"{args.steps} steps × {args.prompts} prompts × {args.group} completions, "
+                            f"≤{args.max_new_tokens} new tokens, {args.threads} threads")
+        for column in ("run", "median s/step", "× TRL", "peak RSS MiB", "× TRL", "tree PSS MiB", "× TRL",
+                       "mean reward", "zero-std groups", "torch threads", "wall s"):
+            table.add_column(column, justify="left" if column == "run" else "right")
+        for name, r in results.items():
+            ratio = (lambda key: f"{r[key] / base[key]:.2f}" if base else "-")
+            table.add_row(name, f"{r['median_s']:.2f}", ratio("median_s"), f"{r['peak_rss_mib']:.0f}", ratio("peak_rss_mib"),
+                          f"{r['tree_pss_mib']:.0f}", ratio("tree_pss_mib"),
+                          f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-",
+                          f"{statistics.mean(r['zero_std']):.0%}" if r.get("zero_std") else "-",
+                          str(r["threads"]), f"{r['wall_s']:.0f}")
+        console.print(table)
+        console.print({name: [round(s, 2) for s in r["step_s"]] for name, r in results.items()})
+        if base and "rlvr-vllm-noskip" in results:
+            noskip = results["rlvr-vllm-noskip"]
+            pure = (noskip["median_s"] / base["median_s"], noskip["peak_rss_mib"] / base["peak_rss_mib"])
+    if pure is not None:  # the last configuration's (signal, by default): every group runs forward/backward
+        print(f"pure compute: {pure[0]:.2f}x TRL step time, {pure[1]:.2f}x TRL peak RSS")
 
 
 if __name__ == "__main__":

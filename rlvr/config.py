@@ -231,9 +231,9 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
     "grpo": {},
     "sft": {"cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 2e-5, "optimizer.max_steps": 20},
             "cuda": {"rollout.prompts_per_step": 64, "optimizer.lr": 1e-5, "optimizer.max_steps": 200}},
-    "rft": {"cpu": {"optimizer.lr": 2e-5, "optimizer.max_steps": 10},
+    "rft": {"cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
             "cuda": {"optimizer.lr": 1e-5, "optimizer.max_steps": 50}},
-    "dpo": {"cpu": {"optimizer.lr": 5e-6, "optimizer.max_steps": 10},
+    "dpo": {"cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 1e-5, "optimizer.max_steps": 10},
             "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50}},
 }
 

@@ -135,8 +135,8 @@ class Trainer:
         if self.engine is None:
             self.engine = self._start_engine(kind, policy=None if self.sharded else self.policy.policy)
         self.pushes_weights = _engine_holds_weights(self.engine)
-        if self.pushes_weights and self.step_number:
-            self.engine.sync_weights(self.policy.weights())
+        self.engine_stale = self.pushes_weights and bool(self.step_number)  # resumed: the engine has the base weights
+        self.sync_engine()
         self.runner = Runner(self.verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout,
                              max_failure_rate=cfg.reward.max_failure_rate)
         if self.ctx.is_main:
@@ -200,9 +200,13 @@ class Trainer:
         if getattr(self.engine, "can_sleep", False):
             self.engine.wake()
         # the engine generates with its own copy: push the new weights (LoRA merged). Nothing moved
-        # (e.g. every group had equal rewards): nothing to push.
-        with timer("sync"), engine_output_to(self.engine_log):
-            report = self.engine.sync_weights(self.policy.weights()) if self.pushes_weights and moved > 0 else {}
+        # (e.g. every group had equal rewards): nothing to push. An algorithm that does not sample
+        # (SFT, offline DPO) needs them only at the next eval.
+        report: dict[str, Any] = {}
+        self.engine_stale = self.engine_stale or (self.pushes_weights and moved > 0)
+        if self.algorithm.samples_online:
+            with timer("sync"):
+                report = self.sync_engine()
         metrics = {**made.metrics, "epoch": self.stream.epoch, **learned, "lr": lr, "param_delta": moved,
                    **timer.metrics()}
         if "completion_tokens" in metrics and timer.seconds.get("generate"):
@@ -219,6 +223,15 @@ class Trainer:
         return metrics
 
     # -------------------------------------------------------------------------- shared pieces for algorithms
+
+    def sync_engine(self) -> dict[str, Any]:
+        """Push the policy's weights into an engine that holds its own copy, if they changed since the last push."""
+        if not self.engine_stale:
+            return {}
+        with engine_output_to(self.engine_log):
+            report = self.engine.sync_weights(self.policy.weights())
+        self.engine_stale = False
+        return report
 
     def template(self, example: Example) -> str:
         from rlvr.templates import render_prompt
@@ -310,6 +323,7 @@ class Trainer:
         summary = None
         # a tensor-parallel engine needs all its ranks: then every rank runs the same eval, rank 0 writes it
         everyone = isinstance(self.engine, TensorParallelEngine)
+        self.sync_engine()
         if (self.ctx.is_main or everyone) and self.eval_examples:
             from rlvr.eval import run_eval
 

@@ -16,6 +16,9 @@ from types import SimpleNamespace
 from typing import Any, Callable
 from unittest import mock
 
+import torch
+from safetensors.torch import load_file
+
 from rlvr.config import TrainConfig, dump_yaml, load_config
 from rlvr.monitor import read_metrics
 
@@ -272,6 +275,55 @@ class FakeWandb:
         self.finished += 1
 
 
+# ------------------------------------------------------------------------------ what the checks read
+
+
+def series(runs: Runs, name: str, key: str) -> list[Any]:
+    return [r.get(key) for r in runs[name].metrics]
+
+
+def ids(runs: Runs, name: str, step: int | None = None) -> list[str]:
+    return list(dict.fromkeys(s["id"] for s in runs[name].samples() if step is None or s["step"] == step))
+
+
+def prompts(runs: Runs, name: str) -> list[str]:
+    return [p for call in runs[name].generations() for p in call.prompts]
+
+
+def final_weights(runs: Runs, name: str) -> dict[str, torch.Tensor]:
+    return load_file(runs[name].out / "final" / "model.safetensors")
+
+
+def moved(runs: Runs, name: str) -> float:
+    start, final = load_file(runs.tiny / "model.safetensors"), final_weights(runs, name)
+    return max((final[k].float() - start[k].float()).abs().max().item() for k in final)
+
+
+def adapter_config(runs: Runs, name: str) -> dict[str, Any]:
+    return json.loads((runs[name].out / "checkpoints" / "step_000002" / "adapter_config.json").read_text())
+
+
+def loss_kwargs(runs: Runs, name: str) -> list[dict[str, Any]]:
+    return [c.kwargs for c in runs[name].calls.get("policy_loss", [])]
+
+
+def batches(runs: Runs, name: str) -> list[Any]:
+    return [c.made.batch for c in runs[name].calls["make_step"]]
+
+
+def optimizer_steps(runs: Runs, name: str) -> int:
+    return runs[name].trainer.policy.scheduler.last_epoch
+
+
+def summary(runs: Runs, name: str) -> dict[str, Any]:
+    return json.loads((runs[name].out / "summary.json").read_text())
+
+
+def refused(runs: Runs, name: str, kind: type, match: str) -> None:
+    error = runs[name].error
+    assert isinstance(error, kind) and match in str(error), repr(error)
+
+
 def write_data_files(folder: Path) -> dict[str, Path]:
     """The files the file-based scenarios train on: prompts with renamed fields, rlvr eval samples with
     statuses (SFT's keep_status), preference pairs (offline DPO)."""
@@ -311,4 +363,6 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
     return engine, seen
 
 
-__all__ = ["BASE", "FakeWandb", "Run", "Runs", "SCENARIOS", "VARIED", "engine_options", "value_at"]
+__all__ = ["BASE", "FakeWandb", "Run", "Runs", "SCENARIOS", "VARIED", "adapter_config", "batches", "engine_options",
+           "final_weights", "ids", "loss_kwargs", "moved", "optimizer_steps", "prompts", "refused", "series", "summary",
+           "value_at"]

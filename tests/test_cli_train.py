@@ -102,3 +102,11 @@ def test_the_console_carries_rlvr_lines_only_unless_verbose(tiny_model, tmp_path
         verbose = _train_process(tiny_model, tmp_path / "verbose", "--engine", engine, "-v")
         assert verbose.returncode == 0, verbose.stderr[-3000:]
         assert any("INFO" in line and "vllm" in line.lower() for line in (verbose.stdout + verbose.stderr).splitlines())
+
+
+def test_strict_audit_refuses_a_reward_that_pays_for_known_hacks(tiny_model, tmp_path):
+    result = _run("train", "--model", str(tiny_model), "--engine", "hf", "--verifier", "boxed_format",
+                  "--strict-audit", "--output", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert "--strict-audit" in result.output and "known hacks rewarded" in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything started

@@ -202,3 +202,25 @@ def test_fuzzed_junk_never_errors(junk, gold):
 def test_junk_glued_to_the_gold_digit_earns_nothing(junk, digit):
     assert score(junk + digit, digit).reward == 0.0
     assert score(digit + junk, digit).reward == 0.0 or junk.startswith(("%", "\\%"))  # 7% of a gold 7 is 7
+
+
+# Whole endings in the styles real models use (completion, gold, status, found_by)
+REAL_ENDINGS = [
+    ("We add the two parts.\n\nTherefore, the final answer is $\\boxed{12}$.", "12", C, "box"),  # Qwen2.5-Math
+    ("<think>\nAdd 5 and 7.\n</think>\n\nThe sum is **12**.\n\n**Answer:** 12", "12", C, "marker"),  # DeepSeek-R1
+    ("## Step 2: Add\n5 + 7 = 12\n\nThe final answer is: $\\boxed{12}$", "12", C, "box"),  # Llama 3
+    ("5 + 7 = 12.\nFinal Answer: The final answer is 12. I hope it is correct.", "12", C, "marker"),  # Minerva
+    ("So, the value of $x$ is $\\frac{3}{2}$.", "\\frac32", C, "last_expression"),  # chat, no box
+    ("**Therefore, the answer is 12.**", "12", C, "marker"),
+    ("$$\\boxed{x=3}$$", "3", C, "box"),
+    ("Janet has 16 - 3 - 4 = 9 eggs, and sells them at $2 each: $18.", "18", C, "last_number"),  # GSM8K chat
+    ("The solutions are $x = 2$ and $x = -2$, so $x = \\pm 2$.", "\\pm 2", C, "last_expression"),
+    ("Final Answer: The final answer is $\\$12.50$. I hope it is correct.", "12.5", C, "marker"),
+    ("Thus, $a+b = 7$ and the answer is $\\boxed{49}$.", "7", W, "box"),
+]
+
+
+@pytest.mark.parametrize("completion,gold,status,found_by", REAL_ENDINGS)
+def test_real_model_endings(completion, gold, status, found_by):
+    s = score(completion, gold)
+    assert (s.status, s.details["found_by"]) == (status, found_by), s

@@ -5,17 +5,16 @@ torchrun or a service get a row that checks the refusal or the value reaching it
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from option_runs import VARIED, Runs, engine_options, value_at
+from option_runs import (VARIED, Runs, adapter_config, batches, engine_options, final_weights, ids, loss_kwargs, moved,
+                         optimizer_steps, prompts, refused, series, summary, value_at)
 from rlvr.config import TrainConfig, load_config
 from rlvr.errors import InputError
 from rlvr.templates import DEFAULT_INSTRUCTION
@@ -24,55 +23,6 @@ from rlvr.templates import DEFAULT_INSTRUCTION
 @pytest.fixture(scope="module")
 def runs(tiny_model, tmp_path_factory) -> Runs:
     return Runs(tiny_model, tmp_path_factory.mktemp("options"))
-
-
-# ------------------------------------------------------------------------------ what the checks read
-
-
-def _series(runs: Runs, name: str, key: str) -> list[Any]:
-    return [r.get(key) for r in runs[name].metrics]
-
-
-def _ids(runs: Runs, name: str, step: int | None = None) -> list[str]:
-    return list(dict.fromkeys(s["id"] for s in runs[name].samples() if step is None or s["step"] == step))
-
-
-def _prompts(runs: Runs, name: str) -> list[str]:
-    return [p for call in runs[name].generations() for p in call.prompts]
-
-
-def _final(runs: Runs, name: str) -> dict[str, torch.Tensor]:
-    return load_file(runs[name].out / "final" / "model.safetensors")
-
-
-def _moved(runs: Runs, name: str) -> float:
-    start, final = load_file(runs.tiny / "model.safetensors"), _final(runs, name)
-    return max((final[k].float() - start[k].float()).abs().max().item() for k in final)
-
-
-def _adapter(runs: Runs, name: str) -> dict[str, Any]:
-    return json.loads((runs[name].out / "checkpoints" / "step_000002" / "adapter_config.json").read_text())
-
-
-def _loss_kwargs(runs: Runs, name: str) -> list[dict[str, Any]]:
-    return [c.kwargs for c in runs[name].calls.get("policy_loss", [])]
-
-
-def _batches(runs: Runs, name: str) -> list[Any]:
-    return [c.made.batch for c in runs[name].calls["make_step"]]
-
-
-def _optimizer_steps(runs: Runs, name: str) -> int:
-    return runs[name].trainer.policy.scheduler.last_epoch
-
-
-def _summary(runs: Runs, name: str) -> dict[str, Any]:
-    return json.loads((runs[name].out / "summary.json").read_text())
-
-
-def _refused(runs: Runs, name: str, kind: type, match: str) -> None:
-    error = runs[name].error
-    assert isinstance(error, kind) and match in str(error), repr(error)
 
 
 # ------------------------------------------------------------------------------ the multi-assert checks
@@ -94,15 +44,15 @@ def _check_beta(runs: Runs) -> None:
     assert lora.reference is None and runs["kl_lora"].count("disable_adapter") > 0  # the base model, adapters off
     assert off.reference is None and "kl" not in runs["base"].metrics[0]  # β = 0: no reference at all
     for name in ("kl_full", "kl_lora"):  # step 1 learns from the initial policy: KL 0; after an update: > 0
-        kl = _series(runs, name, "kl")
+        kl = series(runs, name, "kl")
         assert kl[0] == pytest.approx(0.0, abs=1e-6) and kl[1] > 1e-6, (name, kl)
-        assert all(k["ref_logprobs"] is not None for k in _loss_kwargs(runs, name))
+        assert all(k["ref_logprobs"] is not None for k in loss_kwargs(runs, name))
 
 
 def _check_mu(runs: Runs) -> None:
-    assert _optimizer_steps(runs, "mu") == 2 * 2 and _optimizer_steps(runs, "base") == 2
+    assert optimizer_steps(runs, "mu") == 2 * 2 and optimizer_steps(runs, "base") == 2
     assert runs["mu"].count("frozen_logprobs") == 2 and runs["base"].count("frozen_logprobs") == 0
-    assert all(k["old_logprobs"] is not None for k in _loss_kwargs(runs, "mu"))
+    assert all(k["old_logprobs"] is not None for k in loss_kwargs(runs, "mu"))
 
 
 def _check_dynamic(runs: Runs) -> None:
@@ -110,20 +60,20 @@ def _check_dynamic(runs: Runs) -> None:
     assert refill["zero_variance_fraction"] == 0.5 and refill["generate_rounds"] == 2 and refill["groups_trained"] == 2
     assert [c.step for c in runs["refill"].generations()].count(1) == 2
     bound = runs["refill_bound"]  # greedy: never any signal; stops after max_refill_rounds, no step at all
-    assert _series(runs, "refill_bound", "groups_trained") == [0, 0]
-    assert _optimizer_steps(runs, "refill_bound") == 0 and _moved(runs, "refill_bound") == 0.0
+    assert series(runs, "refill_bound", "groups_trained") == [0, 0]
+    assert optimizer_steps(runs, "refill_bound") == 0 and moved(runs, "refill_bound") == 0.0
     assert [c.step for c in bound.generations()] == [1, 1, 2, 2]
 
 
 def _check_mask(runs: Runs) -> None:
-    for batch, record in zip(_batches(runs, "flat_masked"), runs["flat_masked"].metrics):
+    for batch, record in zip(batches(runs, "flat_masked"), runs["flat_masked"].metrics):
         kept = sum(len(r.token_ids) for r in batch.groups.rollouts if not r.truncated)
         assert any(r.truncated for r in batch.groups.rollouts) and record["tokens"] == kept
     plain = runs["plain"].metrics[0]  # keep: every completion token counts
     assert plain["truncation_rate"] > 0 and plain["tokens"] == plain["completion_tokens"]
     # every completion cut off: nothing to learn from, and the weights stay finite (0 tokens, not 0/0)
-    assert _series(runs, "mask_all", "truncation_rate") == [1.0, 1.0] and _series(runs, "mask_all", "loss") == [0.0, 0.0]
-    assert _moved(runs, "mask_all") == 0.0
+    assert series(runs, "mask_all", "truncation_rate") == [1.0, 1.0] and series(runs, "mask_all", "loss") == [0.0, 0.0]
+    assert moved(runs, "mask_all") == 0.0
 
 
 def _check_overlong_buffer(runs: Runs) -> None:
@@ -190,7 +140,7 @@ def _check_wandb(runs: Runs) -> None:
 def _check_strategy(runs: Runs) -> None:
     run = runs["wandb"]
     assert run.saved_config()["distributed"]["strategy"] == "fsdp2" and run.trainer.sharded is False
-    assert run.engine_kwargs["policy"] is run.trainer.policy.policy and _moved(runs, "wandb") > 0
+    assert run.engine_kwargs["policy"] is run.trainer.policy.policy and moved(runs, "wandb") > 0
     with pytest.raises(InputError, match="distributed.strategy must be one of ddp, fsdp2"):
         load_config(None, runs.overrides("base", **{"distributed.strategy": "zero3"}))
 
@@ -220,8 +170,8 @@ def _all(*conditions: Any) -> None:
 
 
 ROWS = [
-    Row("seed", 7, ("order",), lambda r: _all(all("/7/" in i for i in _ids(r, "order")),
-                                              all("/0/" in i for i in _ids(r, "base")))),
+    Row("seed", 7, ("order",), lambda r: _all(all("/7/" in i for i in ids(r, "order")),
+                                              all("/0/" in i for i in ids(r, "base")))),
     Row("device", "cpu", ("base",), _check_device),
     Row("model.name", "{tiny}", ("base",), lambda r: _all(r["base"].trainer.model_path == r.tiny,
                                                           r["base"].trainer.policy.policy.config.hidden_size == 64)),
@@ -230,64 +180,64 @@ ROWS = [
         r["lowprec"].saved_config()["model"]["dtype"] == "bfloat16", r["base"].saved_config()["model"]["dtype"] == "float32")),
     Row("model.master_dtype", "bfloat16", ("lowprec",), lambda r: _all(
         {p.dtype for p in r["lowprec"].trainer.policy.policy.parameters()} == {torch.bfloat16},
-        {t.dtype for t in _final(r, "lowprec").values()} == {torch.bfloat16},
-        {t.dtype for t in _final(r, "base").values()} == {torch.float32})),
+        {t.dtype for t in final_weights(r, "lowprec").values()} == {torch.bfloat16},
+        {t.dtype for t in final_weights(r, "base").values()} == {torch.float32})),
     Row("model.lora_r", 4, ("lora",), lambda r: _all(
-        _adapter(r, "lora")["r"] == 4, not (r["lora"].out / "checkpoints" / "step_000002" / "model.safetensors").exists(),
-        not any("lora" in k for k in _final(r, "lora")), _moved(r, "lora") > 0)),
-    Row("model.lora_alpha", 16, ("lora",), lambda r: _all(_adapter(r, "lora")["lora_alpha"] == 16,
-                                                          _adapter(r, "kl_lora")["lora_alpha"] == 8)),
-    Row("model.lora_dropout", 0.1, ("lora",), lambda r: _all(_adapter(r, "lora")["lora_dropout"] == 0.1)),
+        adapter_config(r, "lora")["r"] == 4, not (r["lora"].out / "checkpoints" / "step_000002" / "model.safetensors").exists(),
+        not any("lora" in k for k in final_weights(r, "lora")), moved(r, "lora") > 0)),
+    Row("model.lora_alpha", 16, ("lora",), lambda r: _all(adapter_config(r, "lora")["lora_alpha"] == 16,
+                                                          adapter_config(r, "kl_lora")["lora_alpha"] == 8)),
+    Row("model.lora_dropout", 0.1, ("lora",), lambda r: _all(adapter_config(r, "lora")["lora_dropout"] == 0.1)),
     Row("model.lora_target", "q_proj,v_proj", ("lora",), lambda r: _all(
-        set(_adapter(r, "lora")["target_modules"]) == {"q_proj", "v_proj"},
+        set(adapter_config(r, "lora")["target_modules"]) == {"q_proj", "v_proj"},
         {n.split(".")[-4] for n, p in r["lora"].trainer.policy.policy.named_parameters() if p.requires_grad}
         == {"q_proj", "v_proj"})),
     Row("model.gradient_checkpointing", True, ("wandb",), lambda r: _all(
         r["wandb"].trainer.policy.policy.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
         r["base"].count("shared_prompt") > 0)),
     Row("data.dataset", "{prompts}", ("file",), lambda r: _all(
-        all(i.startswith("prompts/") for i in _ids(r, "file")), any("Add 0 and 2." in p for p in _prompts(r, "file")))),
-    Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in _ids(r, "order")),
-                                                         all("/train/" in i for i in _ids(r, "base")))),
+        all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file")))),
+    Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in ids(r, "order")),
+                                                         all("/train/" in i for i in ids(r, "base")))),
     Row("data.limit", 3, ("file",), lambda r: _all(len(r["file"].trainer.examples) == 3)),
     Row("data.prompt_field", "q", ("file",), lambda r: _all(
         [e.prompt for e in r["file"].trainer.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."])),
     Row("data.answer_field", "gold", ("file",), lambda r: _all(
         [e.answer for e in r["file"].trainer.examples] == ["2", "4", "6"],
         {s["gold"] for s in r["file"].samples()} <= {"2", "4", "6"})),
-    Row("data.difficulty", "hard", ("order",), lambda r: _all(all(i.startswith("arith/hard/") for i in _ids(r, "order")),
-                                                              all(i.startswith("arith/easy/") for i in _ids(r, "base")))),
+    Row("data.difficulty", "hard", ("order",), lambda r: _all(all(i.startswith("arith/hard/") for i in ids(r, "order")),
+                                                              all(i.startswith("arith/easy/") for i in ids(r, "base")))),
     Row("data.size", 12, ("order",), lambda r: _all(len(r["order"].trainer.examples) == 12,
                                                     len(r["base"].trainer.examples) == 32)),
     Row("data.style", "plain", ("plain",), lambda r: _all(
-        all("<|im_start|>" not in p and p.endswith(DEFAULT_INSTRUCTION + "\n") for p in _prompts(r, "plain")),
-        all("<|im_start|>user" in p for p in _prompts(r, "base")))),
+        all("<|im_start|>" not in p and p.endswith(DEFAULT_INSTRUCTION + "\n") for p in prompts(r, "plain")),
+        all("<|im_start|>user" in p for p in prompts(r, "base")))),
     Row("data.instruction", "Answer in one word.", ("order",), lambda r: _all(
-        all("Answer in one word." in p and DEFAULT_INSTRUCTION not in p for p in _prompts(r, "order")))),
+        all("Answer in one word." in p and DEFAULT_INSTRUCTION not in p for p in prompts(r, "order")))),
     Row("data.shuffle", False, ("order",), lambda r: _all(
-        [i.rsplit("/", 1)[1] for i in _ids(r, "order", 1) + _ids(r, "order", 2)] == ["0", "1", "2", "3"],
-        [i.rsplit("/", 1)[1] for i in _ids(r, "base", 1)] != ["0", "1"])),
+        [i.rsplit("/", 1)[1] for i in ids(r, "order", 1) + ids(r, "order", 2)] == ["0", "1", "2", "3"],
+        [i.rsplit("/", 1)[1] for i in ids(r, "base", 1)] != ["0", "1"])),
     Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.examples] == ["s/1", "s/3"])),
     Row("rollout.engine", "hf", ("base",), lambda r: _all(
         r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.policy,
         not r["base"].trainer.pushes_weights, "sync_changed" not in r["base"].metrics[0])),
     Row("rollout.prompts_per_step", 3, ("plain",), lambda r: _all(
-        all(len(c.prompts) == 3 for c in r["plain"].generations()), _series(r, "plain", "groups_trained") == [3, 3])),
+        all(len(c.prompts) == 3 for c in r["plain"].generations()), series(r, "plain", "groups_trained") == [3, 3])),
     Row("rollout.n", 3, ("plain",), lambda r: _all(all(c.n == 3 for c in r["plain"].generations()),
-                                                   _series(r, "plain", "completions") == [9, 9])),
+                                                   series(r, "plain", "completions") == [9, 9])),
     Row("rollout.temperature", 0.5, ("plain",), lambda r: _all(
         all(c.sampling.temperature == 0.5 for c in r["plain"].generations()))),
     Row("rollout.top_p", 0.9, ("plain",), lambda r: _all(all(c.sampling.top_p == 0.9 for c in r["plain"].generations())),
         why="the hf engine's top-p warper is tested against transformers in test_rollout_hf.py"),
     Row("rollout.top_k", 1, ("flat",), lambda r: _all(
-        all(c.sampling.top_k == 1 for c in r["flat"].generations()), _series(r, "flat", "zero_variance_fraction") == [1.0, 1.0],
+        all(c.sampling.top_k == 1 for c in r["flat"].generations()), series(r, "flat", "zero_variance_fraction") == [1.0, 1.0],
         all(len({s["completion"] for s in r["flat"].samples() if (s["step"], s["id"]) == key}) == 1
             for key in {(s["step"], s["id"]) for s in r["flat"].samples()}))),
     Row("rollout.max_new_tokens", 5, ("plain",), lambda r: _all(
-        _series(r, "plain", "completion_len_max") == [5, 5], all(c.sampling.max_new_tokens == 5 for c in r["plain"].generations()))),
+        series(r, "plain", "completion_len_max") == [5, 5], all(c.sampling.max_new_tokens == 5 for c in r["plain"].generations()))),
     Row("rollout.max_model_len", 16, ("short_context",), lambda r: _all(
         r["short_context"].engine_kwargs["max_model_len"] == 16,
-        _refused(r, "short_context", InputError, "max_model_len is 16") is None)),
+        refused(r, "short_context", InputError, "max_model_len is 16") is None)),
     Row("rollout.gpu_memory_utilization", 0.5, (), _check_engine_memory, why="vLLM on a GPU only: the engine's arguments"),
     Row("rollout.tensor_parallel_size", 2, (), _check_tensor_parallel, why="several GPUs: the engine's arguments, the refusal"),
     Row("rollout.dtype", "bfloat16", ("dense",), lambda r: _all(
@@ -306,8 +256,8 @@ ROWS = [
     Row("reward.truncated", "mask", ("flat_masked", "mask_all"), _check_mask),
     Row("reward.overlong_buffer", 6, ("penalty",), _check_overlong_buffer),
     Row("reward.audit", True, ("order",), lambda r: _all(
-        _summary(r, "order")["audit"]["total"] > 0, _summary(r, "order")["audit"]["rewarded"] == 0,
-        "audit" not in _summary(r, "base"))),
+        summary(r, "order")["audit"]["total"] > 0, summary(r, "order")["audit"]["rewarded"] == 0,
+        "audit" not in summary(r, "base"))),
     Row("reward.strict_audit", True, ("cmd_strict",), lambda r: _all(
         r["cmd_strict"].returncode == 2, "--strict-audit" in r["cmd_strict"].stdout,
         not (r["cmd_strict"].out / "metrics.jsonl").exists())),
@@ -316,64 +266,64 @@ ROWS = [
     Row("algorithm.advantage", "rloo", ("tis",), lambda r: _all(*(
         torch.allclose(b.advantages.reshape(b.groups.rewards.shape),
                        b.groups.rewards - (b.groups.rewards.sum(1, keepdim=True) - b.groups.rewards) / 2)
-        for b in _batches(r, "tis")))),
+        for b in batches(r, "tis")))),
     Row("algorithm.loss", "dr_grpo", ("tis",), lambda r: _all(*(
-        k["loss_type"] == "dr_grpo" and float(k["normalizer"]) == 2 * 3 * 8 for k in _loss_kwargs(r, "tis")))),
+        k["loss_type"] == "dr_grpo" and float(k["normalizer"]) == 2 * 3 * 8 for k in loss_kwargs(r, "tis")))),
     Row("algorithm.ratio_level", "sequence", ("tis",), lambda r: _all(
-        {k["ratio_level"] for k in _loss_kwargs(r, "tis")} == {"sequence"}),
+        {k["ratio_level"] for k in loss_kwargs(r, "tis")} == {"sequence"}),
         why="GSPO's ratio itself is tested in test_objectives_grpo.py"),
     Row("algorithm.clip_eps_low", 0.0, ("mu",), lambda r: _all(
-        {k["clip_eps_low"] for k in _loss_kwargs(r, "mu")} == {0.0}, _series(r, "mu", "clip_low_fraction")[0] > 0)),
+        {k["clip_eps_low"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_low_fraction")[0] > 0)),
     Row("algorithm.clip_eps_high", 0.0, ("mu",), lambda r: _all(
-        {k["clip_eps_high"] for k in _loss_kwargs(r, "mu")} == {0.0}, _series(r, "mu", "clip_high_fraction")[0] > 0)),
+        {k["clip_eps_high"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_high_fraction")[0] > 0)),
     Row("algorithm.mu", 2, ("mu",), _check_mu),
     Row("algorithm.beta", 0.1, ("kl_full", "kl_lora"), _check_beta),
     Row("algorithm.kl_estimator", "k2", ("kl_full",), lambda r: _all(
-        {k["kl_estimator"] for k in _loss_kwargs(r, "kl_full")} == {"k2"}, min(_series(r, "kl_full", "kl")) >= 0)),
+        {k["kl_estimator"] for k in loss_kwargs(r, "kl_full")} == {"k2"}, min(series(r, "kl_full", "kl")) >= 0)),
     Row("algorithm.tis", "on", ("tis",), lambda r: _all(
-        all(k["behavior_logprobs"] is not None for k in _loss_kwargs(r, "tis")), "tis_weight_mean" in r["tis"].metrics[0],
+        all(k["behavior_logprobs"] is not None for k in loss_kwargs(r, "tis")), "tis_weight_mean" in r["tis"].metrics[0],
         "tis_weight_mean" not in r["base"].metrics[0])),
     Row("algorithm.tis_cap", 1.5, ("tis",), lambda r: _all(
-        {k["tis_cap"] for k in _loss_kwargs(r, "tis")} == {1.5}, max(_series(r, "tis", "tis_weight_mean")) <= 1.5)),
+        {k["tis_cap"] for k in loss_kwargs(r, "tis")} == {1.5}, max(series(r, "tis", "tis_weight_mean")) <= 1.5)),
     Row("algorithm.dynamic_sampling", True, ("refill", "refill_bound"), _check_dynamic),
-    Row("algorithm.max_refill_rounds", 1, ("refill_bound",), lambda r: _all(_series(r, "refill_bound", "generate_rounds") == [2, 2])),
+    Row("algorithm.max_refill_rounds", 1, ("refill_bound",), lambda r: _all(series(r, "refill_bound", "generate_rounds") == [2, 2])),
     Row("sft.reduction", "sequence", ("sft",), lambda r: _all(
-        [float(c.result) for c in r["sft"].calls["sft_normalizer"]] == [2.0, 2.0], _series(r, "sft", "tokens") != [2.0, 2.0])),
+        [float(c.result) for c in r["sft"].calls["sft_normalizer"]] == [2.0, 2.0], series(r, "sft", "tokens") != [2.0, 2.0])),
     Row("rft.max_per_prompt", 1, ("rft",), _check_rft),
     Row("dpo.beta", 0.25, ("dpo_ipo",), lambda r: _all(  # IPO at π = π_ref: (0 - 1/(2β))² = 4
-        r["dpo_ipo"].calls["dpo_loss"][0].kwargs["beta"] == 0.25, _series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0))),
+        r["dpo_ipo"].calls["dpo_loss"][0].kwargs["beta"] == 0.25, series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0))),
     Row("dpo.loss", "ipo", ("dpo_ipo",), lambda r: _all(
-        _series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0), _series(r, "dpo_smooth", "loss")[0] == pytest.approx(math.log(2)))),
+        series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0), series(r, "dpo_smooth", "loss")[0] == pytest.approx(math.log(2)))),
     Row("dpo.label_smoothing", 0.5, ("dpo_smooth",), lambda r: _all(  # ε = ½ at Δ = 0: the two terms' gradients cancel
-        _series(r, "dpo_smooth", "grad_norm") == [0.0], _moved(r, "dpo_smooth") == 0.0, _series(r, "dpo_ipo", "grad_norm")[0] > 0)),
+        series(r, "dpo_smooth", "grad_norm") == [0.0], moved(r, "dpo_smooth") == 0.0, series(r, "dpo_ipo", "grad_norm")[0] > 0)),
     Row("dpo.reference_free", True, ("dpo_free",), lambda r: _all(
         r["dpo_free"].trainer.policy.reference is None, r["dpo_free"].calls["dpo_loss"][0].args[2] is None,
         r["dpo_ipo"].trainer.policy.reference is not None)),
     Row("optimizer.lr", 2e-3, ("cosine",), lambda r: _all(  # Adam's first steps move each weight by about lr
-        max(_series(r, "cosine", "lr")) == pytest.approx(2e-3), _series(r, "cosine", "param_delta")[1] == pytest.approx(2e-3, rel=0.05))),
+        max(series(r, "cosine", "lr")) == pytest.approx(2e-3), series(r, "cosine", "param_delta")[1] == pytest.approx(2e-3, rel=0.05))),
     Row("optimizer.weight_decay", 0.1, ("flat_masked",), lambda r: _all(  # no gradient at all, yet the weights decay
-        _series(r, "flat_masked", "grad_norm") == [0.0, 0.0], min(_series(r, "flat_masked", "param_delta")) > 0,
-        _series(r, "flat", "param_delta") == [0.0, 0.0])),
+        series(r, "flat_masked", "grad_norm") == [0.0, 0.0], min(series(r, "flat_masked", "param_delta")) > 0,
+        series(r, "flat", "param_delta") == [0.0, 0.0])),
     Row("optimizer.beta1", 0.5, ("clipped",), _check_betas),
     Row("optimizer.beta2", 0.9, ("clipped",), _check_betas),
     Row("optimizer.max_grad_norm", 1e-9, ("clipped",), lambda r: _all(  # |g| far under Adam's eps: a tiny step
-        _series(r, "clipped", "grad_norm")[0] > 1e-3, _series(r, "clipped", "param_delta")[0] < 0.1 * 1e-3,
-        _series(r, "base", "param_delta")[0] == pytest.approx(1e-3, rel=0.05))),
-    Row("optimizer.warmup_steps", 1, ("cosine",), lambda r: _all(_series(r, "cosine", "lr")[0] == pytest.approx(2e-3 / 2))),
+        series(r, "clipped", "grad_norm")[0] > 1e-3, series(r, "clipped", "param_delta")[0] < 0.1 * 1e-3,
+        series(r, "base", "param_delta")[0] == pytest.approx(1e-3, rel=0.05))),
+    Row("optimizer.warmup_steps", 1, ("cosine",), lambda r: _all(series(r, "cosine", "lr")[0] == pytest.approx(2e-3 / 2))),
     Row("optimizer.schedule", "constant", ("checkpoints",), lambda r: _all(
-        _series(r, "checkpoints", "lr") == pytest.approx([1e-3] * 3), _series(r, "base", "lr") == pytest.approx([1e-3, 0.55e-3]))),
+        series(r, "checkpoints", "lr") == pytest.approx([1e-3] * 3), series(r, "base", "lr") == pytest.approx([1e-3, 0.55e-3]))),
     Row("optimizer.min_lr_ratio", 0.5, ("cosine",), lambda r: _all(  # 0.5 + 0.5 · ½(1 + cos(π/2)) of 2e-3
-        _series(r, "cosine", "lr")[2] == pytest.approx(1.5e-3))),
+        series(r, "cosine", "lr")[2] == pytest.approx(1.5e-3))),
     Row("optimizer.max_steps", 2, ("base",), lambda r: _all(
-        _series(r, "base", "step") == [1, 2], _optimizer_steps(r, "base") == 2, _summary(r, "base")["steps"] == 2,
+        series(r, "base", "step") == [1, 2], optimizer_steps(r, "base") == 2, summary(r, "base")["steps"] == 2,
         (r["base"].out / "final" / "model.safetensors").exists())),
     Row("optimizer.micro_batch_size", 3, ("plain",), lambda r: _all(
-        [k["logprobs"].shape[0] for k in _loss_kwargs(r, "plain")] == [3] * 6)),
+        [c.args[0].shape[0] for c in r["plain"].calls["policy_loss"]] == [3] * 6)),  # 9 rows: 3 passes a step
     Row("optimizer.share_prompt", False, ("dense",), lambda r: _all(
         not r["dense"].trainer.policy.share_prompt, r["dense"].count("shared_prompt") == 0, r["base"].count("shared_prompt") > 0)),
     Row("optimizer.skip_zero_advantage", False, ("flat_masked",), lambda r: _all(
-        _series(r, "flat_masked", "groups_skipped") == [0, 0], len(_loss_kwargs(r, "flat_masked")) == 2,
-        _series(r, "flat", "groups_skipped") == [2, 2], _loss_kwargs(r, "flat") == [])),
+        series(r, "flat_masked", "groups_skipped") == [0, 0], len(loss_kwargs(r, "flat_masked")) == 2,
+        series(r, "flat", "groups_skipped") == [2, 2], loss_kwargs(r, "flat") == [])),
     Row("logging.output", "{out}", ("cmd_train",), _check_cli_output),
     Row("logging.wandb", True, ("wandb",), _check_wandb, why="no network: a stand-in wandb module records the calls"),
     Row("logging.wandb_project", "rlvr-options", ("wandb",), lambda r: _all(
@@ -387,14 +337,14 @@ ROWS = [
     Row("checkpoint.keep_last", 1, ("checkpoints",), lambda r: _all(
         sorted(p.name for p in (r["checkpoints"].out / "checkpoints").glob("step_*")) == ["step_000003"])),
     Row("eval.before_after", True, ("eval_gsm8k",), lambda r: _all(
-        [e["step"] for e in r["eval_gsm8k"].evals()] == [0, 2], _summary(r, "eval_gsm8k")["after"]["n"] == 2,
+        [e["step"] for e in r["eval_gsm8k"].evals()] == [0, 2], summary(r, "eval_gsm8k")["after"]["n"] == 2,
         r["base"].count("evaluate") == 0)),
     Row("eval.every", 1, ("eval_every",), lambda r: _all(
         [e["step"] for e in r["eval_every"].evals()] == [0, 1, 2], r["eval_every"].calls["evaluate"] == [0, 1, 2],
         (r["eval_every"].out / "eval" / "step_000001").is_dir())),
     Row("eval.dataset", "gsm8k", ("eval_gsm8k",), lambda r: _all(
         all(e.id.startswith("gsm8k/test/") for e in r["eval_gsm8k"].trainer.eval_examples),
-        all(i.startswith("arith/") for i in _ids(r, "eval_gsm8k")))),
+        all(i.startswith("arith/") for i in ids(r, "eval_gsm8k")))),
     Row("eval.split", "train", ("eval_every",), lambda r: _all(
         all("/train/" in e.id for e in r["eval_every"].trainer.eval_examples))),
     Row("eval.limit", 3, ("eval_every",), lambda r: _all(
@@ -448,7 +398,7 @@ def test_a_resumed_lora_run_ends_with_the_uninterrupted_weights(runs: Runs):
     assert (cut.out / "checkpoints" / "step_000001" / "adapter_config.json").exists()
     resumed = runs.run("lora", resume=cut.out, **{"logging.output": str(cut.out)})
     assert resumed.error is None and [r["step"] for r in resumed.metrics] == [1, 2]
-    whole, again = _final(runs, "lora"), load_file(cut.out / "final" / "model.safetensors")
+    whole, again = final_weights(runs, "lora"), load_file(cut.out / "final" / "model.safetensors")
     for name, tensor in whole.items():
         torch.testing.assert_close(again[name], tensor, rtol=0, atol=1e-6, msg=name)
-    assert _moved(runs, "lora") > 1e-4
+    assert moved(runs, "lora") > 1e-4

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -22,30 +22,35 @@ class Step:
     samples: tuple[list[Example], list[Rollout], list[Score]] | None = None
 
 
-class Algorithm(Protocol):
-    """One file per algorithm (rlvr/algorithms/). It declares what it needs; the loop provides it."""
+class Algorithm:
+    """One file per algorithm (rlvr/algorithms/) subclasses this. It declares what it needs; the loop
+    provides it. The defaults fit an algorithm that samples prompts from the dataset, takes one
+    optimizer step per loop step and needs no reference model."""
 
-    name: str
-    #: the step samples from the current policy (the loop then keeps the engine's weights in sync)
-    samples_online: bool
+    name: str = ""
+    #: the step samples from the current policy (the loop then keeps the engine's weights in sync each step)
+    samples_online: bool = True
 
-    def __init__(self, config: Any) -> None: ...
+    def __init__(self, config: Any) -> None:
+        self.config = config
 
     def needs_reference(self) -> bool:
         """Whether the policy must keep the initial model (or LoRA adapters off) as a reference."""
-        ...
+        return False
 
     def optimizer_steps(self) -> int:
         """Optimizer steps per loop step (sets the schedule's length)."""
-        ...
+        return 1
 
     def training_examples(self, loop: Any) -> list[Example]:
         """The rows the prompt stream draws from (prompts; with SFT, prompts and responses)."""
-        ...
+        return loop.load_examples()
 
-    def make_step(self, loop: Any, timer: Any) -> Step: ...
+    def make_step(self, loop: Any, timer: Any) -> Step:
+        raise NotImplementedError
 
-    def learn(self, policy: Any, batch: Any) -> dict[str, float]: ...
+    def learn(self, policy: Any, batch: Any) -> dict[str, float]:
+        raise NotImplementedError
 
 
 def response_rollout(tokenizer: Any, prompt: str, response: str, index: int = 0) -> Rollout:

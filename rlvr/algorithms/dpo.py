@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algorithms.base import Step, prompt_text, response_rollout, sequence_logprobs
+from rlvr.algorithms.base import Algorithm, Step, prompt_text, response_rollout, sequence_logprobs
 from rlvr.distributed import all_reduce_sum, shard_groups
 from rlvr.monitor import rollout_metrics
 from rlvr.objectives import dpo
@@ -36,19 +36,16 @@ def pair_completions(group: list[tuple[Rollout, Any]]) -> tuple[Rollout, Rollout
     return None if rejected is None else (chosen, rejected)
 
 
-class DPO:
+class DPO(Algorithm):
     name = "dpo"
-    samples_online = True  # offline files switch it off in training_examples
+    samples_online = True  # a preference file switches it off in training_examples
 
     def __init__(self, config: Any):
-        self.config = config
+        super().__init__(config)
         self.offline = False
 
     def needs_reference(self) -> bool:
         return not self.config.dpo.reference_free
-
-    def optimizer_steps(self) -> int:
-        return 1
 
     def training_examples(self, loop: Any) -> list[Example]:
         from rlvr.sft_data import is_preference_file, preference_examples

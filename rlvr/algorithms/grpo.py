@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algorithms.base import Step
+from rlvr.algorithms.base import Algorithm, Step
 from rlvr.distributed import agree, all_reduce_sum, shard_groups
 from rlvr.monitor import rollout_metrics
 from rlvr.objectives import grpo
@@ -50,21 +50,14 @@ class GRPOBatch:
     use_tis: bool
 
 
-class GRPO:
+class GRPO(Algorithm):
     name = "grpo"
-    samples_online = True
-
-    def __init__(self, config: Any):
-        self.config = config
 
     def needs_reference(self) -> bool:
         return bool(self.config.algorithm.beta)
 
     def optimizer_steps(self) -> int:
         return self.config.algorithm.mu
-
-    def training_examples(self, loop: Any) -> list[Example]:
-        return loop.load_examples()
 
     # -------------------------------------------------------------------------- the batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlvr.algorithms.base import Step, dedupe
+from rlvr.algorithms.base import Algorithm, Step, dedupe
 from rlvr.algorithms.sft import SFTBatch, sft_update
 from rlvr.distributed import shard_groups
 from rlvr.monitor import rollout_metrics
@@ -14,21 +14,8 @@ from rlvr.types import Example, Status
 __all__ = ["RFT"]
 
 
-class RFT:
+class RFT(Algorithm):
     name = "rft"
-    samples_online = True
-
-    def __init__(self, config: Any):
-        self.config = config
-
-    def needs_reference(self) -> bool:
-        return False
-
-    def optimizer_steps(self) -> int:
-        return 1
-
-    def training_examples(self, loop: Any) -> list[Example]:
-        return loop.load_examples()
 
     def make_step(self, loop: Any, timer: Any) -> Step:
         cfg = self.config

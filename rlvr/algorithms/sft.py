@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rlvr.algorithms.base import Step, prompt_text, response_rollout
+from rlvr.algorithms.base import Algorithm, Step, prompt_text, response_rollout
 from rlvr.distributed import all_reduce_sum, shard_groups
 from rlvr.objectives import sft
 from rlvr.types import Example, Rollout
@@ -37,18 +37,9 @@ def sft_update(policy: Any, rows: Sequence[Rollout], reduction: str) -> dict[str
     return policy.step(policy.micro_batches(len(rows), 1), loss_fn)
 
 
-class SFT:
+class SFT(Algorithm):
     name = "sft"
     samples_online = False
-
-    def __init__(self, config: Any):
-        self.config = config
-
-    def needs_reference(self) -> bool:
-        return False
-
-    def optimizer_steps(self) -> int:
-        return 1
 
     def training_examples(self, loop: Any) -> list[Example]:
         """Rows with `metadata["response"]`: a prompt/completion, messages or samples.jsonl file, or the

@@ -13,6 +13,7 @@ rows share its batch.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import time
@@ -129,6 +130,10 @@ class HFEngine:
             self.model, self.tokenizer = policy, load_tokenizer(model_path)
         self._rng = torch.Generator().manual_seed(seed)
         self.eos_ids = self._eos_ids()
+        # lm_head on the last position only, as generate does, where the model's forward takes it
+        parameters = inspect.signature(self.model.forward).parameters
+        takes = "logits_to_keep" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        self._last_logits = {"logits_to_keep": 1} if takes else {}
 
     def _eos_ids(self) -> frozenset[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -233,7 +238,7 @@ class HFEngine:
 
     def _forward(self, input_ids, attention, positions, cache) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         past_key_values=cache, use_cache=True, **self._last_logits)
         return out.logits[:, -1].to(dtype=torch.float32)
 
     def _ended(self, tokens: list[int], limit: int, sampling: SamplingConfig, stop_window: int) -> bool:
