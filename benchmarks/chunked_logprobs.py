@@ -109,8 +109,8 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def _machine() -> str:
-    flags = Path("/proc/cpuinfo").read_text().split("flags")[1].splitlines()[0].split() if Path("/proc/cpuinfo").exists() \
-        else []
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split("flags")[1].splitlines()[0].split() if cpuinfo.exists() else []
     model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True)
                   .stdout.splitlines() if line.startswith("Model name")), platform.processor())
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
@@ -135,7 +135,8 @@ def main() -> None:
         return
 
     names = ["dense"] + [f"chunked:{size}" for size in args.chunks.split(",")]
-    passed = [f"--{key}={getattr(args, key)}" for key in ("rows", "positions", "hidden", "vocab", "temperature", "repeats")]
+    shared = ("rows", "positions", "hidden", "vocab", "temperature", "repeats")
+    passed = [f"--{key}={getattr(args, key)}" for key in shared]
     rows, saved = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -147,7 +148,8 @@ def main() -> None:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             saved[name] = torch.load(save)
     dense = rows[0]
-    table = Table(title=f"logprobs + entropy, rows {args.rows} × C {args.positions} × V {args.vocab}, H {args.hidden}, "
+    table = Table(title=f"logprobs + entropy, rows {args.rows} × C {args.positions} × V {args.vocab}, "
+                        f"H {args.hidden}, "
                         f"float32, T {args.temperature}, torch threads {dense['threads']}")
     for column in ("path", "peak fwd MiB", "× dense", "peak fwd+bwd MiB", "× dense", "fwd s", "× dense",
                    "fwd+bwd s", "× dense", "max |Δ logp|", "max |Δ grad h|"):

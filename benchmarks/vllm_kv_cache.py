@@ -100,6 +100,7 @@ def main() -> None:
         if out.returncode or line is None:
             sys.exit(f"the {sizing} run failed:\n{out.stderr[-3000:]}")
         reports[sizing] = json.loads(line[2:])
+        print(sizing, line[2:], flush=True)  # each as it comes: a run cut short keeps what it measured
     import torch
 
     print(f"\n{args.model} (vllm, bfloat16), {args.dataset} prompts (longest {reports['after']['longest_prompt']} "

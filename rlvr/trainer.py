@@ -192,13 +192,13 @@ class Trainer:
         timer = StepTimer()
         made = self.algorithm.make_step(self, timer)
         before, lr = self.policy.probe(), self.policy.lr
-        if getattr(self.engine, "can_sleep", False):
+        if self.engine.can_sleep:
             self.engine.sleep()  # GPU: the engine's weights and KV cache make room for the learner
         with timer("learn"):
             learned = self.algorithm.learn(self.policy, made.batch)
         moved = agree(self.policy.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard
-        if getattr(self.engine, "can_sleep", False):
-            self.engine.wake()
+        if self.engine.can_sleep:  # level 2 drops the weights too: wake() says they must be pushed again
+            self.engine_stale = self.engine_stale or (bool(self.engine.wake()) and self.pushes_weights)
         # the engine generates with its own copy: push the new weights (LoRA merged). Nothing moved
         # (e.g. every group had equal rewards): nothing to push. An algorithm that does not sample
         # (SFT, offline DPO) needs them only at the next eval.
@@ -271,7 +271,7 @@ class Trainer:
 
     @property
     def engine_sampler_logprobs(self) -> bool:
-        return bool(getattr(self.engine, "sampler_logprobs", False))
+        return bool(self.engine.sampler_logprobs)
 
     # -------------------------------------------------------------------------- engines, audit
 

@@ -24,6 +24,7 @@ class FixedEngine:
 
     kind = "hf"
     sampler_logprobs = False
+    can_sleep = False
 
     def __init__(self, model_path, holds_weights: bool = False):
         from rlvr.models import load_tokenizer

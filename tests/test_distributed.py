@@ -393,3 +393,23 @@ def test_torchrun_sft_matches_one_process(tmp_path):
     assert [m["step"] for m in m2] == [1, 2]
     for a, b in zip(m1, m2):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-5) and b["tokens"] == a["tokens"]
+
+
+@pytest.mark.slow
+def test_batch_advantages_use_the_whole_batchs_statistics_under_ddp(tmp_path):
+    """advantage=batch normalizes by the std of every rank's rewards: 2 ranks train like 1 process."""
+    from rlvr.testing import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny")
+    # groups of 3 canned completions: ranks see different reward mixes, so a per-rank std would differ
+    args = [*TRAIN_ARGS, "--model", str(model), "--set", "algorithm.advantage=batch", "--max-steps", "1",
+            "--set", "checkpoint.every=0", "--group-size", "3"]
+    _run_driver(tmp_path, 1, [*args, "--output", str(tmp_path / "one")], "batch-one")
+    _run_driver(tmp_path, 2, [*args, "--output", str(tmp_path / "two")], "batch-two")
+    # the same advantages, hence the same loss; weights agree to well under one step of lr 1e-4 (Adam's first
+    # step is ~lr·sign(g), so float noise in near-zero gradients moves some entries by up to ~lr/2)
+    (m1,), (m2,) = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert m2["loss"] == pytest.approx(m1["loss"], abs=1e-7) and m2["advantage_mean"] == pytest.approx(m1["advantage_mean"], abs=1e-7)
+    one, two = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-4, msg=name)

@@ -172,7 +172,7 @@ def test_kv_cache_is_sized_for_one_steps_rollouts(tmp_path):
     # SmolLM2-135M's shape: 30 layers, 3 KV heads of 64 → keys + values = 11,520 numbers a token
     (tmp_path / "config.json").write_text(json.dumps(
         {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}))
-    bf16 = 1.25 * 11_520 * 2 * 16 * 1088 / 2**30  # 16 rollouts of 1088 tokens, 25% headroom
+    bf16 = 1.25 * 11_520 * 2 * 16 * 1152 / 2**30  # 16 rollouts of 1088 tokens in 128-token blocks, 25% headroom
     assert kv_cache_gib(tmp_path, 16, 1088) == pytest.approx(bf16)
     assert kv_cache_gib(tmp_path, 16, 1088, dtype="float32") == pytest.approx(2 * bf16)
     assert kv_cache_gib(tmp_path, 1, 64) == 0.25  # never below the floor

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from rlvr.algorithms.base import Algorithm, Step
-from rlvr.distributed import agree, all_reduce_sum, shard_groups
+from rlvr.distributed import agree, all_reduce_sum, gather_cat, shard_groups
 from rlvr.monitor import rollout_metrics
 from rlvr.objectives import grpo
 from rlvr.types import Example, Rollout, Score
@@ -81,8 +81,13 @@ class GRPO(Algorithm):
                 break
         groups = Groups.concat(parts, n).first(min(want, kept))
         first, first_zero_variance = seen[0]  # what the policy produced before any filtering
-        # advantages: one per completion, from its group's rewards (rlvr.objectives.grpo.ADVANTAGES)
-        advantages = grpo.group_advantages(groups.rewards, cfg.algorithm.advantage).reshape(-1)
+        # advantages: one per completion (rlvr.objectives.grpo.ADVANTAGES), computed on every rank's rewards
+        # so that batch-wide statistics ("batch": the std of the whole batch) are global under DDP; every
+        # rank holds as many groups, so this rank's rows are one slice of the gathered batch
+        mine = len(groups.examples)
+        everyone = gather_cat(groups.rewards, ctx)
+        advantages = grpo.group_advantages(everyone, cfg.algorithm.advantage)[ctx.rank * mine:(ctx.rank + 1) * mine]
+        advantages = advantages.reshape(-1)
         use_tis = cfg.algorithm.tis == "on" or (cfg.algorithm.tis == "auto" and loop.engine_sampler_logprobs)
         metrics = {
             **rollout_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]),

@@ -9,7 +9,7 @@ from rlvr.algorithms.base import Algorithm, Step, dedupe
 from rlvr.algorithms.sft import SFTBatch, sft_update
 from rlvr.distributed import shard_groups
 from rlvr.monitor import rollout_metrics
-from rlvr.types import Example, Status
+from rlvr.types import Status
 
 __all__ = ["RFT"]
 
