@@ -207,7 +207,7 @@ def load_benchmark(name: str, split: str = "test", *, data_dir: str | os.PathLik
     if name == "arith":
         from rlvr.arith import generate_arith  # written by the trainer; imported only when used
 
-        return generate_arith(limit or 1000, **options)
+        return generate_arith(limit or 1000, split=split, **options)  # arith's own held-out split
     if name not in BENCHMARKS:
         raise InputError(f"unknown benchmark {name!r} (known: {', '.join(benchmark_names())})")
     root = _data_dir(data_dir)

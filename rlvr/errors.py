@@ -15,3 +15,8 @@ class InputError(click.UsageError):
 
     def show(self, file=None) -> None:  # one clear line, no usage dump
         click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class OutputError(InputError):
+    """The run folder cannot be written (disk full, read-only, permissions): one line naming the path,
+    exit code 2. What was written before (the previous checkpoint) is left intact."""

@@ -233,8 +233,13 @@ class Monitor:
             return fired
         for name, message in fired.items():
             log.warning("ALARM %s at step %d: %s", name, step, message)
-        self._file.write(json.dumps(record, default=str) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record, default=str) + "\n")
+            self._file.flush()
+        except OSError as err:
+            from rlvr.errors import OutputError
+
+            raise OutputError(f"cannot append step {step} to {self.directory / METRICS_FILE}: {err.strerror or err}") from None
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
                 self._tb.add_scalar(f"train/{key}", value, step)

@@ -24,7 +24,7 @@ from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpo
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
 from rlvr.distributed import (agree, barrier, checkpoint_state, init_distributed, rank_seed, reduce_metrics,
                               resumable_optimizer)
-from rlvr.errors import InputError
+from rlvr.errors import InputError, OutputError
 from rlvr.monitor import Monitor, StepTimer, truncate_metrics
 from rlvr.quiet import engine_output_to
 from rlvr.rollout.collect import sample_and_score
@@ -94,7 +94,7 @@ class Trainer:
         from rlvr.models import resolve_model
         from rlvr.precision import resolve_dtypes
         from rlvr.verifiers.registry import build_verifier
-        from rlvr.verifiers.runner import Runner
+        from rlvr.verifiers.reward_model import runner_for
 
         self.algorithm = create_algorithm(cfg.algorithm.name, cfg)
         self.model_path = resolve_model(cfg.model.name)
@@ -137,12 +137,16 @@ class Trainer:
         self.pushes_weights = _engine_holds_weights(self.engine)
         self.engine_stale = self.pushes_weights and bool(self.step_number)  # resumed: the engine has the base weights
         self.sync_engine()
-        self.runner = Runner(self.verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout,
-                             max_failure_rate=cfg.reward.max_failure_rate)
+        # a reward-model term scores in this process, batched; rule-based terms in the worker pool
+        self.runner = runner_for(self.verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout,
+                                 max_failure_rate=cfg.reward.max_failure_rate)
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_yaml(self.config), encoding="utf-8")
-            truncate_metrics(self.out, self.step_number)
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                (self.out / "config.yaml").write_text(dump_yaml(self.config), encoding="utf-8")
+                truncate_metrics(self.out, self.step_number)
+            except OSError as err:
+                raise OutputError(f"cannot write the run folder {self.out}: {err.strerror or err}") from None
         self.monitor = Monitor(self.out, total_steps=cfg.optimizer.max_steps, start_step=self.step_number,
                                enabled=self.ctx.is_main, progress=cfg.logging.progress,
                                wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
@@ -213,7 +217,7 @@ class Trainer:
             metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
         metrics.update(reduce_metrics(metrics, self.ctx))
         if report.get("changed") is not None:
-            metrics["sync_changed"] = report["changed"]
+            metrics["sync_changed"], metrics["sync_probe_s"] = report["changed"], report.get("probe_s", 0.0)
         if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix("torch."):  # what the engine kept
             metrics["sync_rounded_away"] = self.policy.rounded_away(before, getattr(torch, self.rollout_dtype))
         self.monitor.log_step(self.step_number, metrics)
@@ -348,9 +352,14 @@ class Trainer:
         path = None
         model, optimizer = checkpoint_state(self.policy.model, self.policy.optimizer, self.ctx)  # FSDP2: gathers
         if self.ctx.is_main:
-            path = save_checkpoint(self.out, model=model, tokenizer=self.policy.tokenizer,
-                                   optimizer=optimizer, scheduler=self.policy.scheduler,
-                                   state=self.state(), keep_last=self.config.checkpoint.keep_last)
+            try:
+                path = save_checkpoint(self.out, model=model, tokenizer=self.policy.tokenizer,
+                                       optimizer=optimizer, scheduler=self.policy.scheduler,
+                                       state=self.state(), keep_last=self.config.checkpoint.keep_last)
+            except OSError as err:  # disk full, read-only: the temporary folder is what failed, never the last checkpoint
+                previous = latest_checkpoint(self.out)
+                raise OutputError(f"cannot write the checkpoint of step {self.step_number} under {self.out / 'checkpoints'}: "
+                                  f"{err.strerror or err}; the previous checkpoint is intact: {previous or 'none yet'}") from None
         barrier(self.ctx)
         return path
 

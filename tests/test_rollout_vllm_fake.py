@@ -200,3 +200,16 @@ def test_kv_budget_is_the_longest_prompt_plus_max_new_tokens(tiny_model):
     assert gib == pytest.approx(kv_cache_gib(tiny_model, 16, longest + 50, dtype="bfloat16", minimum=0.0))
     with pytest.raises(InputError, match="needs the prompts"):
         kv_budget(tiny_model, [], 16, 50)
+
+
+def test_weight_syncs_are_checked_first_and_then_periodically(fake_vllm, tiny_model):
+    """The first verify_syncs syncs and every verify_every-th after them run the probe (with a fresh
+    before-probe, so a sync that stopped working later is caught); the rest skip it."""
+    engine, calls = fake_vllm(False, model=tiny_model, verify_syncs=2, verify_every=4)
+    reports = [engine.sync_weights({}) for _ in range(8)]
+    checked = [r["sync"] for r in reports if r["changed"] is not None]
+    assert checked == [1, 2, 4, 8]
+    assert all(r["changed"] is True and r["probe_s"] >= 0 for r in reports if r["changed"] is not None)
+    engine.llm.collective_rpc = lambda method, kwargs=None: None  # syncs from now on reach nothing
+    late = [engine.sync_weights({}) for _ in range(4)]
+    assert [r["sync"] for r in late if r["changed"] is False] == [12], "the periodic check catches it"

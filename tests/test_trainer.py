@@ -176,3 +176,26 @@ def test_kv_cache_is_sized_for_one_steps_rollouts(tmp_path):
     assert kv_cache_gib(tmp_path, 16, 1088) == pytest.approx(bf16)
     assert kv_cache_gib(tmp_path, 16, 1088, dtype="float32") == pytest.approx(2 * bf16)
     assert kv_cache_gib(tmp_path, 1, 64) == 0.25  # never below the floor
+
+
+def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_stays(tiny_model, tmp_path, monkeypatch):
+    import errno
+
+    import rlvr.trainer as trainer_module
+    from rlvr.checkpoint import latest_checkpoint, save_checkpoint
+    from rlvr.errors import OutputError
+
+    calls = []
+
+    def full_disk_on_the_second(*args, **kwargs):
+        calls.append(kwargs["state"]["step"])
+        if len(calls) == 2:  # what a full disk does half-way through a write
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", full_disk_on_the_second)
+    with pytest.raises(OutputError, match=r"cannot write the checkpoint of step 2 .*No space left on device; "
+                                          r"the previous checkpoint is intact: .*step_000001"):
+        train(_config(tiny_model, tmp_path / "run", **{"optimizer.max_steps": 3}))
+    assert latest_checkpoint(tmp_path / "run").name == "step_000001"
+    assert OutputError.exit_code == 2

