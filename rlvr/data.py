@@ -7,14 +7,15 @@ import gzip
 import json
 import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from rlvr.errors import InputError
 from rlvr.types import Example
 
-__all__ = ["BENCHMARKS", "benchmark_names", "last_boxed", "load_benchmark", "load_examples", "load_file", "read_rows"]
+__all__ = ["BENCHMARKS", "benchmark_names", "last_boxed", "load_benchmark", "load_examples", "load_file", "read_rows", "PromptStream"]
 
 Row = dict[str, Any]
 
@@ -266,3 +267,33 @@ def load_examples(config: Any, *, held_out: bool = False) -> list[Example]:
     if Path(name).is_file():
         return load_file(name, prompt_field=data.prompt_field, answer_field=data.answer_field, limit=limit)
     raise InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")
+
+
+class PromptStream:
+    """Training rows in a seeded order, epoch after epoch; its position is saved in checkpoints."""
+
+    def __init__(self, examples: Sequence[Example], seed: int, shuffle: bool, epoch: int = 0, index: int = 0):
+        if not examples:
+            raise InputError("the training dataset is empty")
+        self.examples, self.seed, self.shuffle = list(examples), seed, shuffle
+        self.epoch, self.index = epoch, index
+
+    def _order(self) -> list[int]:
+        order = list(range(len(self.examples)))
+        if self.shuffle:
+            random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
+        return order
+
+    def take(self, k: int) -> list[Example]:
+        taken: list[Example] = []
+        order = self._order()
+        while len(taken) < k:
+            if self.index >= len(order):
+                self.epoch, self.index = self.epoch + 1, 0
+                order = self._order()
+            taken.append(self.examples[order[self.index]])
+            self.index += 1
+        return taken
+
+    def position(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}

@@ -22,6 +22,7 @@ import torch
 from rlvr.algorithms import create_algorithm
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_final
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
+from rlvr.data import PromptStream
 from rlvr.distributed import (agree, barrier, checkpoint_state, init_distributed, rank_seed, reduce_metrics,
                               resumable_optimizer)
 from rlvr.errors import InputError, OutputError
@@ -38,36 +39,6 @@ log = logging.getLogger("rlvr.train")
 
 #: the signals that end a run cleanly: finish the step in flight, checkpoint, return
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class PromptStream:
-    """Training rows in a seeded order, epoch after epoch; its position is saved in checkpoints."""
-
-    def __init__(self, examples: Sequence[Example], seed: int, shuffle: bool, epoch: int = 0, index: int = 0):
-        if not examples:
-            raise InputError("the training dataset is empty")
-        self.examples, self.seed, self.shuffle = list(examples), seed, shuffle
-        self.epoch, self.index = epoch, index
-
-    def _order(self) -> list[int]:
-        order = list(range(len(self.examples)))
-        if self.shuffle:
-            random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
-        return order
-
-    def take(self, k: int) -> list[Example]:
-        taken: list[Example] = []
-        order = self._order()
-        while len(taken) < k:
-            if self.index >= len(order):
-                self.epoch, self.index = self.epoch + 1, 0
-                order = self._order()
-            taken.append(self.examples[order[self.index]])
-            self.index += 1
-        return taken
-
-    def position(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "index": self.index}
 
 
 class Trainer:
