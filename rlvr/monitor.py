@@ -295,14 +295,16 @@ class Monitor:
 
 
 def step_line(step: int, total: int, m: dict[str, Any]) -> str:
-    """The plain per-step line printed when stdout is not a terminal."""
-    def pct(key: str) -> str:
-        return f"{m[key]:.1%}" if isinstance(m.get(key), (int, float)) else "-"
-
-    reward = m.get("reward_mean")
-    return (f"step {step}/{total}  reward {reward:.3f}  " if isinstance(reward, (int, float)) else f"step {step}/{total}  ") + \
-        f"accuracy {pct('accuracy')}  truncated {pct('truncation_rate')}  loss {m.get('loss', 0.0):.4f}  " \
-        f"{m.get('time_step', 0.0):.1f} s"
+    """The plain per-step line printed when stdout is not a terminal: step, reward, accuracy, truncation,
+    the algorithm's own count (kept, pairs) when it has one, loss and seconds."""
+    parts = [f"step {step}/{total}"]
+    for key, label, fmt in (("reward_mean", "reward", "{:.3f}"), ("accuracy", "accuracy", "{:.1%}"),
+                            ("truncation_rate", "truncated", "{:.1%}"), ("kept", "kept", "{:.0f}"),
+                            ("pairs", "pairs", "{:.0f}"), ("loss", "loss", "{:.4f}")):
+        if isinstance(m.get(key), (int, float)):
+            parts.append(f"{label} {fmt.format(m[key])}")
+    parts.append(f"{m.get('time_step', 0.0):.1f} s")
+    return "  ".join(parts)
 
 
 def read_metrics(directory: str | Path, name: str = METRICS_FILE) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ scaling (GradScaler) on CUDA.
 CPU kinds differ: with AMX or AVX-512 BF16, bfloat16 matmuls can be several times faster than float32;
 on an AVX2-only CPU bfloat16 autocast is more than 10× slower. `cpu_compute_dtype()` first asks the
 CPU what it supports, then times one transformer-sized matmul both ways and keeps bfloat16 only when it
-is at least 2× faster; the verdict is cached per CPU model and torch version.
+is at least 3× faster; the verdict is cached per CPU model and torch version.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ __all__ = ["autocast", "cpu_compute_dtype", "cpu_kind", "grad_scaler", "resolve_
 log = logging.getLogger("rlvr.precision")
 
 #: bfloat16 must beat float32 by this factor on the timed matmul to be chosen on a CPU. bfloat16 logits
-#: carry ~0.1 of absolute error into every logprob, so the policy gradient is noisier: worth it for a
-#: large speed-up (AMX: ~4×), not for AVX-512 BF16's ~1.4× (measured: benchmarks/RESULTS.md)
-_MIN_SPEEDUP = 2.0
+#: carry ~0.1 of absolute error into every logprob, so the policy gradient is noisier, and a whole step
+#: gains less than its matmuls: worth it for AMX's ~4×, not for AVX-512 BF16's 1.4-2.1× (measured on this
+#: kind, idle and loaded: benchmarks/RESULTS.md), where the choice would also flip with the load
+_MIN_SPEEDUP = 3.0
 
 
 def cpu_kind() -> dict[str, Any]:
@@ -74,7 +75,7 @@ def _cache_file() -> Path:
 
 def cpu_compute_dtype(*, use_cache: bool = True) -> str:
     """"bfloat16" when this CPU has bfloat16 hardware (AVX-512 BF16 or AMX) *and* a timed matmul with
-    its backward runs at least `_MIN_SPEEDUP` (2×) faster under bfloat16 autocast than in float32; else "float32"."""
+    its backward runs at least `_MIN_SPEEDUP` (3×) faster under bfloat16 autocast than in float32; else "float32"."""
     kind = cpu_kind()
     if not (kind["avx512_bf16"] or kind["amx"]):
         return "float32"  # AVX2-only: bfloat16 is emulated, often 10× slower

@@ -23,8 +23,8 @@ from rlvr.algorithms import create_algorithm
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_final
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
 from rlvr.data import PromptStream
-from rlvr.distributed import (agree, barrier, checkpoint_state, init_distributed, rank_seed, reduce_metrics,
-                              resumable_optimizer)
+from rlvr.distributed import (agree, barrier, broadcast_object, checkpoint_state, init_distributed, rank_seed,
+                              reduce_metrics, resumable_optimizer)
 from rlvr.errors import InputError, OutputError
 from rlvr.monitor import Monitor, StepTimer, truncate_metrics
 from rlvr.quiet import engine_output_to
@@ -75,7 +75,8 @@ class Trainer:
             raise InputError(f"--verifier {cfg.reward.verifier!r}: {err}") from None
         self.audit = self._audit() if self.ctx.is_main else None
         _, compute = resolve_dtypes(cfg.model.dtype, cfg.model.master_dtype, device)
-        cfg.model.dtype = str(compute).removeprefix("torch.")  # what config.yaml records: the measured choice
+        # what config.yaml records (the measured choice); under torchrun rank 0's, so every rank computes alike
+        cfg.model.dtype = broadcast_object(str(compute).removeprefix("torch."), self.ctx)
         self.rollout_dtype = cfg.model.dtype if cfg.rollout.dtype == "auto" else cfg.rollout.dtype
         self.owns_engine, self.engine = engine is None, engine
         # an FSDP2-sharded policy cannot generate by itself: the engine then keeps a full copy
