@@ -233,7 +233,7 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
             "cuda": {"rollout.prompts_per_step": 64, "optimizer.lr": 1e-5, "optimizer.max_steps": 200}},
     "rft": {"cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
             "cuda": {"optimizer.lr": 1e-5, "optimizer.max_steps": 50}},
-    "dpo": {"cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 1e-5, "optimizer.max_steps": 10},
+    "dpo": {"cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
             "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50}},
 }
 

@@ -60,7 +60,7 @@ def test_auto_sizes_by_device_keep_explicit_values(device, n, tokens, lr, steps)
 
 @pytest.mark.parametrize("algorithm, device, key, value", [
     ("sft", "cpu", "rollout.prompts_per_step", 16), ("sft", "cuda", "optimizer.max_steps", 200),
-    ("dpo", "cpu", "optimizer.lr", 1e-5), ("grpo", "cpu", "optimizer.lr", 5e-5),
+    ("dpo", "cpu", "optimizer.lr", 3e-5), ("grpo", "cpu", "optimizer.lr", 5e-5),
 ])
 def test_each_algorithm_has_its_own_auto_values(algorithm, device, key, value):
     resolved = resolve_auto(load_config(None, {"algorithm.name": algorithm}), device)
