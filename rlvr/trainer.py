@@ -81,7 +81,9 @@ class Trainer:
         self.owns_engine, self.engine = engine is None, engine
         # an FSDP2-sharded policy cannot generate by itself: the engine then keeps a full copy
         self.sharded = self.ctx.distributed and cfg.distributed.strategy == "fsdp2"
-        kind = getattr(engine, "kind", None) or _engine_kind(cfg.rollout.engine)
+        from rlvr.rollout import resolve_kind
+
+        kind = getattr(engine, "kind", None) or resolve_kind(cfg.rollout.engine)
         if self.engine is None and _holds_weights(kind):  # in-process vLLM seeds the global RNG: start it before we seed
             self.engine = self._start_engine(kind, policy=None)
         torch.manual_seed(cfg.seed)
@@ -364,12 +366,6 @@ def _reschedule(scheduler: Any) -> None:
     for group, lr in zip(scheduler.optimizer.param_groups, now):
         group["lr"] = lr
     scheduler._last_lr = now
-
-
-def _engine_kind(kind: str) -> str:
-    from rlvr.rollout import resolve_kind
-
-    return resolve_kind(kind)
 
 
 def _holds_weights(kind: str) -> bool:
