@@ -14,7 +14,9 @@ from rlvr.checkpoint import merged_state_dict
 from rlvr.config import TrainConfig
 from rlvr.distributed import DistContext, full_state_dict, unwrap_model, wrap_model
 from rlvr.errors import InputError
+from rlvr.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.objectives import grpo
+from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy
 from rlvr.precision import autocast, grad_scaler, resolve_dtypes
 from rlvr.types import Rollout
 
@@ -72,6 +74,8 @@ class Policy:
         if ctx.distributed and config.distributed.strategy == "fsdp2" and config.model.lora_r:
             raise InputError("distributed.strategy=fsdp2 with LoRA is not supported: use ddp (LoRA's trainable weights are small)")
         self.model = wrap_model(self.policy, ctx, config.distributed.strategy)
+        self.sharded = ctx.distributed and config.distributed.strategy == "fsdp2"
+        self._heads: dict[int, bool] = {}  # id(model) -> whether its logits are hidden @ head.weight.T
         # DDP/FSDP2 expect one forward per backward, and checkpointed layers keep no cache
         self.share_prompt = config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
         self.reference = self._load_reference() if reference else None
@@ -109,25 +113,43 @@ class Policy:
     def logprobs(self, t: dict[str, torch.Tensor], idx: slice, temperature: float = 1.0, *,
                  entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token logprobs [rows, C] of the completions in rows `idx` (and their entropy), with grad."""
-        with autocast(self.device, self.master_dtype, self.compute_dtype):
-            logits = self._completion_logits(self.model, t, idx)
-        tokens = t["completion"][idx].to(self.device)
-        if entropy:
-            return grpo.token_logprobs_and_entropy(logits.float(), tokens, temperature)
-        return grpo.token_logprobs(logits.float(), tokens, temperature), None
+        return self._token_logprobs(self.model, t, idx, temperature, entropy)
 
     @torch.no_grad()
     def reference_logprobs(self, t: dict[str, torch.Tensor], idx: slice, temperature: float = 1.0) -> torch.Tensor:
         """Logprobs under the initial policy: the reference model, or with LoRA the base model (adapters off)."""
+        if self.config.model.lora_r:
+            with unwrap_model(self.model).disable_adapter():
+                return self._token_logprobs(self.model, t, idx, temperature, False)[0]
+        if self.reference is None:
+            raise RuntimeError("reference logprobs asked for, but no reference model was loaded")
+        return self._token_logprobs(self.reference, t, idx, temperature, False)[0]
+
+    def _token_logprobs(self, model: Any, t: dict[str, torch.Tensor], idx: slice, temperature: float,
+                        entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """From the final hidden states and the LM head's weight in chunks of positions when the head is
+        a plain linear map (rlvr.lm_head), else from the model's dense [rows, C, V] logits."""
+        tokens = t["completion"][idx].to(self.device)
+        if self._linear_head(model):
+            with autocast(self.device, self.master_dtype, self.compute_dtype), head_removed(model) as weight:
+                hidden = self._completion_logits(model, t, idx)  # the head is the identity: [rows, C, H]
+            # the head runs on real completion tokens only; padding positions get 0 (every objective masks them)
+            real = t["mask"][idx].to(self.device) > 0
+            picked, entropies = chunked_token_logprobs_and_entropy(hidden[real], weight.to(hidden.dtype), tokens[real],
+                                                                   temperature, chunk_size=CHUNK_POSITIONS)
+            logprobs = picked.new_zeros(tokens.shape).masked_scatter(real, picked)
+            return logprobs, picked.new_zeros(tokens.shape).masked_scatter(real, entropies) if entropy else None
         with autocast(self.device, self.master_dtype, self.compute_dtype):
-            if self.config.model.lora_r:
-                with unwrap_model(self.model).disable_adapter():
-                    logits = self._completion_logits(self.model, t, idx)
-            elif self.reference is not None:
-                logits = self._completion_logits(self.reference, t, idx)
-            else:
-                raise RuntimeError("reference logprobs asked for, but no reference model was loaded")
-        return grpo.token_logprobs(logits.float(), t["completion"][idx].to(self.device), temperature)
+            logits = self._completion_logits(model, t, idx)
+        if entropy:
+            return grpo.token_logprobs_and_entropy(logits.float(), tokens, temperature)
+        return grpo.token_logprobs(logits.float(), tokens, temperature), None
+
+    def _linear_head(self, model: Any) -> bool:
+        """Checked once per model; an FSDP2-sharded head is only whole inside its own forward: dense there."""
+        if id(model) not in self._heads:
+            self._heads[id(model)] = not self.sharded and head_is_linear(model)
+        return self._heads[id(model)]
 
     @torch.no_grad()
     def frozen_logprobs(self, t: dict[str, torch.Tensor], micro: list[slice], temperature: float = 1.0) -> torch.Tensor:

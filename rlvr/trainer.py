@@ -84,8 +84,11 @@ class Trainer:
         from rlvr.rollout import resolve_kind
 
         kind = getattr(engine, "kind", None) or resolve_kind(cfg.rollout.engine)
+        evaluates = cfg.eval.before_after or cfg.eval.every
+        self.eval_examples = self.load_examples(held_out=True) if evaluates else []
         if self.engine is None and _holds_weights(kind):  # in-process vLLM seeds the global RNG: start it before we seed
-            self.engine = self._start_engine(kind, policy=None)
+            served = [*self.algorithm.sampled_examples(self), *self.eval_examples]
+            self.engine = self._start_engine(kind, policy=None, examples=served)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         from rlvr.policy import Policy
@@ -93,8 +96,6 @@ class Trainer:
         self.policy = Policy(cfg, self.ctx, self.device, self.model_path, checkpoint,
                              reference=self.algorithm.needs_reference(), optimizer_steps=self.algorithm.optimizer_steps())
         self.examples = self.algorithm.training_examples(self)
-        evaluates = cfg.eval.before_after or cfg.eval.every
-        self.eval_examples = self.load_examples(held_out=True) if evaluates else []
         self.step_number, saved = 0, {}
         if checkpoint is not None:
             saved = load_training_state(checkpoint, optimizer=resumable_optimizer(self.policy.model, self.policy.optimizer),
@@ -253,21 +254,29 @@ class Trainer:
 
     # -------------------------------------------------------------------------- engines, audit
 
-    def _start_engine(self, kind: str, policy: Any) -> Any:
+    def _start_engine(self, kind: str, policy: Any, examples: Sequence[Example] = ()) -> Any:
+        """The rollout engine. One that holds its own weights is sized from `examples`, the prompts it will
+        serve (training and held-out): max_model_len = the longest templated prompt + the longest
+        generation, and on CPU a KV cache for one step's rollouts at that length (rlvr.rollout.vllm.kv_budget)."""
         from rlvr.rollout import create_engine
         from rlvr.rollout.parallel import vllm_parallel_options
         from rlvr.rollout.vllm import kv_cache_gib
 
         r, holds = self.config.rollout, _holds_weights(kind)
-        max_len = r.max_model_len or 1024 + r.max_new_tokens
+        new_tokens = max(r.max_new_tokens, self.config.eval.max_new_tokens or 0)
+        rows = r.prompts_per_step * r.n * (1 + self.config.algorithm.max_refill_rounds
+                                           * self.config.algorithm.dynamic_sampling) // self.ctx.world_size
+        max_len = r.max_model_len or 1024 + new_tokens
         extra: dict[str, Any] = {}
+        if holds and not r.max_model_len and examples:
+            max_len, gib = _kv_budget(self, examples, rows, new_tokens)
+            log.info("vllm context %d tokens (longest of %d prompts + %d new)", max_len, len(examples), new_tokens)
+        else:
+            gib = kv_cache_gib(self.model_path, rows, max_len, dtype=self.rollout_dtype)
         if holds and self.device.type == "cuda":
             extra["gpu_memory_utilization"] = r.gpu_memory_utilization
         elif holds:  # a KV cache for this step's rollouts, not vLLM-CPU's 4 GiB
-            rows = r.prompts_per_step * r.n * (1 + self.config.algorithm.max_refill_rounds
-                                                 * self.config.algorithm.dynamic_sampling)
-            extra["kv_cache_gib"] = r.kv_cache_gib or kv_cache_gib(self.model_path, rows // self.ctx.world_size,
-                                                                   max_len, dtype=self.rollout_dtype)
+            extra["kv_cache_gib"] = r.kv_cache_gib or gib
         tp = r.tensor_parallel_size if holds else 1
         if holds:
             extra.update(vllm_parallel_options(self.ctx, tp))
@@ -366,6 +375,17 @@ def _reschedule(scheduler: Any) -> None:
     for group, lr in zip(scheduler.optimizer.param_groups, now):
         group["lr"] = lr
     scheduler._last_lr = now
+
+
+def _kv_budget(loop: Any, examples: Sequence[Example], rows: int, new_tokens: int) -> tuple[int, float]:
+    """kv_budget over the templated prompts, with the template the loop renders them by."""
+    from rlvr.models import load_tokenizer
+    from rlvr.rollout.vllm import kv_budget
+    from rlvr.templates import render_prompt
+
+    data, tokenizer = loop.config.data, load_tokenizer(loop.model_path)
+    prompts = [render_prompt(e, tokenizer, style=data.style, instruction=data.instruction) for e in examples]
+    return kv_budget(loop.model_path, prompts, rows, new_tokens, dtype=loop.rollout_dtype, tokenizer=tokenizer)
 
 
 def _holds_weights(kind: str) -> bool:

@@ -338,9 +338,10 @@ def write_data_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1) -> tuple[Any, dict]:
+def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1,
+                   examples: Any = ()) -> tuple[Any, dict]:
     """What Trainer._start_engine hands a vLLM engine for this config on `device` (which this machine need
-    not have): the engine is replaced by a recorder, so nothing starts."""
+    not have), serving `examples`: the engine is replaced by a recorder, so nothing starts."""
     import torch
 
     from rlvr.config import resolve_auto
@@ -359,7 +360,7 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
                            engine_log=None, started=time.perf_counter(),
                            ctx=DistContext(0, world_size, 0, torch.device(device), True))
     with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch("rlvr.trainer._holds_weights", lambda k: True):
-        engine = Trainer._start_engine(loop, "vllm", policy=None)
+        engine = Trainer._start_engine(loop, "vllm", policy=None, examples=examples)
     return engine, seen
 
 

@@ -120,6 +120,17 @@ def _check_engine_memory(runs: Runs) -> None:
 def _check_kv_cache(runs: Runs) -> None:
     assert engine_options(runs.tiny, {"rollout.kv_cache_gib": 1.5}, "cpu")[1]["kv_cache_gib"] == 1.5
     assert engine_options(runs.tiny, {}, "cpu")[1]["kv_cache_gib"] == 0.25  # auto: the tiny model's floor
+    # sized from the prompts it will serve: the longest templated prompt + the longest generation
+    from rlvr.models import load_tokenizer
+    from rlvr.templates import render_prompt
+    from rlvr.types import Example
+
+    short, long = Example("a", "1+1?", "2"), Example("b", "What is " + "7 + " * 40 + "7?", "287")
+    tokenizer = load_tokenizer(runs.tiny)
+    longest = len(tokenizer(render_prompt(long, tokenizer, style="chat"), add_special_tokens=False)["input_ids"])
+    seen = engine_options(runs.tiny, {"eval.max_new_tokens": 20}, "cpu", examples=[short, long])[1]
+    assert seen["max_model_len"] == longest + 20 and longest > 80  # eval's 20 new tokens > rollout's 8
+    assert engine_options(runs.tiny, {"rollout.max_model_len": 300}, "cpu", examples=[short])[1]["max_model_len"] == 300
 
 
 def _check_tensor_parallel(runs: Runs) -> None:

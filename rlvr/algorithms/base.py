@@ -46,6 +46,11 @@ class Algorithm:
         """The rows the prompt stream draws from (prompts; with SFT, prompts and responses)."""
         return loop.load_examples()
 
+    def sampled_examples(self, loop: Any) -> list[Example]:
+        """The prompts this algorithm will generate from, known before the policy loads (they size the
+        engine's context and KV cache); none for one that does not sample."""
+        return loop.load_examples() if self.samples_online else []
+
     def make_step(self, loop: Any, timer: Any) -> Step:
         raise NotImplementedError
 

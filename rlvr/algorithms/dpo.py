@@ -55,6 +55,12 @@ class DPO(Algorithm):
             return preference_examples(self.config.data.dataset, loop.policy.tokenizer)
         return loop.load_examples()
 
+    def sampled_examples(self, loop: Any) -> list[Example]:
+        from rlvr.sft_data import is_preference_file
+
+        offline = loop.dataset_is_file() and is_preference_file(self.config.data.dataset)
+        return [] if offline else loop.load_examples()
+
     def make_step(self, loop: Any, timer: Any) -> Step:
         cfg = self.config
         examples = shard_groups(loop.stream.take(cfg.rollout.prompts_per_step), loop.ctx)
