@@ -99,7 +99,7 @@ def child(variant: str, steps: int, result: str) -> None:
     import rlvr.policy as policy_module
     from rlvr.trainer import Trainer
 
-    start_engine, policy_init = Trainer._start_engine, policy_module.Policy.__init__
+    start_engine = Trainer._start_engine
 
     def timed_engine(self, *args, **kwargs):
         marks["before_engine"] = sampler.enter("engine")
@@ -108,11 +108,6 @@ def child(variant: str, steps: int, result: str) -> None:
         tensors.update(engine.llm.collective_rpc(_engine_tensors)[0])
         tensors["max_model_len"] = engine.llm.llm_engine.model_config.max_model_len
         return engine
-
-    def timed_policy(self, *args, **kwargs):
-        marks["before_policy"] = sampler.enter("policy")
-        policy_init(self, *args, **kwargs)
-        marks["after_policy"] = sampler.enter("after_policy")
 
     class Measured(Trainer):
         def step(self):
@@ -136,7 +131,6 @@ def child(variant: str, steps: int, result: str) -> None:
                               max_new_tokens=64, lr=1e-6, temperature=0.7)
     with tempfile.TemporaryDirectory() as out, \
             mock.patch.object(Trainer, "_start_engine", timed_engine), \
-            mock.patch.object(policy_module.Policy, "__init__", timed_policy), \
             mock.patch("rlvr.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear):
         config = _rlvr_config(args, "vllm", out, skip=False)
         for key, value in overrides.items():
@@ -156,7 +150,7 @@ def child(variant: str, steps: int, result: str) -> None:
     Path(result).write_text(json.dumps({
         "peak": peak, "imports": marks["imports"],
         "engine_rss": marks["after_engine"] - marks["before_engine"], "engine_weights": tensors["weights"],
-        "kv_cache": tensors["kv_cache"], "learner_rss": marks["after_policy"] - marks["before_policy"],
+        "kv_cache": tensors["kv_cache"],
         "learner_weights": weights, "gradients": grad_bytes, "optimizer": _tensor_bytes(state),
         "activations": activations, "max_model_len": tensors["max_model_len"],
         "learn_peaks": [p for _, p in learn],

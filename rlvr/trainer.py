@@ -85,6 +85,7 @@ class Trainer:
 
         kind = getattr(engine, "kind", None) or resolve_kind(cfg.rollout.engine)
         evaluates = cfg.eval.before_after or cfg.eval.every
+        self._training_rows: list[Example] | None = None
         self.eval_examples = self.load_examples(held_out=True) if evaluates else []
         if self.engine is None and _holds_weights(kind):  # in-process vLLM seeds the global RNG: start it before we seed
             served = [*self.algorithm.sampled_examples(self), *self.eval_examples]
@@ -241,9 +242,14 @@ class Trainer:
                               max_new_tokens=r.max_new_tokens, seed=seed, stop=stop)
 
     def load_examples(self, *, held_out: bool = False) -> list[Example]:
+        """Held-out examples, or the training ones (read once: the engine's sizing asks before the algorithm)."""
         from rlvr.data import load_examples
 
-        return load_examples(self.config, held_out=held_out)
+        if held_out:
+            return load_examples(self.config, held_out=True)
+        if self._training_rows is None:
+            self._training_rows = load_examples(self.config)
+        return self._training_rows
 
     def dataset_is_file(self) -> bool:
         return Path(self.config.data.dataset).is_file()
@@ -266,18 +272,16 @@ class Trainer:
         new_tokens = max(r.max_new_tokens, self.config.eval.max_new_tokens or 0)
         rows = r.prompts_per_step * r.n * (1 + self.config.algorithm.max_refill_rounds
                                            * self.config.algorithm.dynamic_sampling) // self.ctx.world_size
-        max_len = r.max_model_len or 1024 + new_tokens
+        max_len, gib = r.max_model_len or 1024 + new_tokens, None
         extra: dict[str, Any] = {}
         if holds and not r.max_model_len and examples:
             max_len, gib = example_kv_budget(self.model_path, examples, rows, new_tokens, style=self.config.data.style,
                                              instruction=self.config.data.instruction, dtype=self.rollout_dtype)
             log.info("vllm context %d tokens (longest of %d prompts + %d new)", max_len, len(examples), new_tokens)
-        else:
-            gib = kv_cache_gib(self.model_path, rows, max_len, dtype=self.rollout_dtype)
         if holds and self.device.type == "cuda":
             extra["gpu_memory_utilization"] = r.gpu_memory_utilization
         elif holds:  # a KV cache for this step's rollouts, not vLLM-CPU's 4 GiB
-            extra["kv_cache_gib"] = r.kv_cache_gib or gib
+            extra["kv_cache_gib"] = r.kv_cache_gib or gib or kv_cache_gib(self.model_path, rows, max_len, dtype=self.rollout_dtype)
         tp = r.tensor_parallel_size if holds else 1
         if holds:
             extra.update(vllm_parallel_options(self.ctx, tp))

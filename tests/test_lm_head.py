@@ -59,10 +59,11 @@ def test_chunked_logprobs_equal_the_dense_logits_path(tiny_model, exact_llama, s
 
 
 def test_reference_logprobs_with_lora_adapters_off_equal_the_dense_path(tiny_model):
+    from rlvr.distributed import init_distributed
     from rlvr.policy import Policy
     from tests.test_policy import _config
 
-    policy = Policy(_config(tiny_model, True, 9, **{"model.lora_r": 4}), policy_ctx(), torch.device("cpu"), tiny_model)
+    policy = Policy(_config(tiny_model, True, 9, **{"model.lora_r": 4}), init_distributed(), torch.device("cpu"), tiny_model)
     tensors = policy.pack(_batch().rollouts, 3)
     everything = slice(0, 9)
     policy._heads[id(policy.model)] = True
@@ -70,12 +71,6 @@ def test_reference_logprobs_with_lora_adapters_off_equal_the_dense_path(tiny_mod
     policy._heads[id(policy.model)] = False
     dense = policy.reference_logprobs(tensors, everything)
     torch.testing.assert_close(chunked * tensors["mask"], dense * tensors["mask"], rtol=0, atol=1e-5)
-
-
-def policy_ctx():
-    from rlvr.distributed import init_distributed
-
-    return init_distributed()
 
 
 def test_head_removed_returns_hidden_states_and_restores_the_head(tiny_model):
