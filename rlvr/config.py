@@ -36,6 +36,8 @@ class ModelConfig:
     lora_dropout: float = 0.0
     lora_target: str = "all-linear"  # peft target_modules (comma-separated names, or all-linear)
     gradient_checkpointing: bool = False
+    # backward recomputes SwiGLU and RMSNorm intermediates instead of keeping them (rlvr.lean_layers)
+    lean_activations: bool = True
 
 
 @dataclass

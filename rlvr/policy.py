@@ -14,6 +14,7 @@ from rlvr.checkpoint import merged_state_dict
 from rlvr.config import TrainConfig
 from rlvr.distributed import DistContext, full_state_dict, unwrap_model, wrap_model
 from rlvr.errors import InputError
+from rlvr.lean_layers import make_lean
 from rlvr.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.objectives import grpo
 from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy
@@ -73,8 +74,10 @@ class Policy:
         self.policy, self.tokenizer = self._load(checkpoint)
         if ctx.distributed and config.distributed.strategy == "fsdp2" and config.model.lora_r:
             raise InputError("distributed.strategy=fsdp2 with LoRA is not supported: use ddp (LoRA's trainable weights are small)")
-        self.model = wrap_model(self.policy, ctx, config.distributed.strategy)
         self.sharded = ctx.distributed and config.distributed.strategy == "fsdp2"
+        # layers given a lean backward (rlvr.lean_layers); not under FSDP2, which gathers weights in its own forward
+        self.lean_layers = make_lean(self.policy) if config.model.lean_activations and not self.sharded else {}
+        self.model = wrap_model(self.policy, ctx, config.distributed.strategy)
         self._heads: dict[int, bool] = {}  # id(model) -> whether its logits are hidden @ head.weight.T
         # DDP/FSDP2 expect one forward per backward, and checkpointed layers keep no cache
         self.share_prompt = config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing

@@ -173,7 +173,7 @@ class Trainer:
         made = self.algorithm.make_step(self, timer)
         before, lr = self.policy.probe(), self.policy.lr
         if self.engine.can_sleep:
-            self.engine.sleep()  # GPU: the engine's weights and KV cache make room for the learner
+            self.engine.sleep()  # the engine's weights (GPU: and KV cache) make room for the learner
         with timer("learn"):
             learned = self.algorithm.learn(self.policy, made.batch)
         moved = agree(self.policy.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard

@@ -70,7 +70,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "dpo_smooth": {"algorithm.name": "dpo", "data.dataset": "{prefs}", "dpo.label_smoothing": 0.5, "optimizer.max_steps": 1},
     "dpo_free": {"algorithm.name": "dpo", "data.dataset": "{prefs}", "dpo.reference_free": True, "optimizer.max_steps": 1},
     "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
-    "dense": {"optimizer.share_prompt": False, "rollout.dtype": "bfloat16"},
+    "dense": {"optimizer.share_prompt": False, "rollout.dtype": "bfloat16", "model.lean_activations": False},
     "cosine": {"optimizer.lr": 2e-3, "optimizer.warmup_steps": 1, "optimizer.min_lr_ratio": 0.5, "optimizer.max_steps": 3},
     "clipped": {"optimizer.max_grad_norm": 1e-9, "optimizer.beta1": 0.5, "optimizer.beta2": 0.9, "optimizer.max_steps": 1},
     "checkpoints": {"checkpoint.every": 1, "checkpoint.keep_last": 1, "optimizer.max_steps": 3, "logging.samples_every": 2,

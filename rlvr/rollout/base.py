@@ -51,8 +51,8 @@ CAPABILITIES = {
     "sampler_logprobs": "Rollout.logprobs come from a sampler apart from the learner (other kernels, dtype or "
                         "weight copy), so they differ from the learner's and truncated importance sampling "
                         "should correct the mismatch (vllm; hf computes with the learner's own module: False)",
-    "can_sleep": "sleep() releases the engine's accelerator memory (weights and KV cache) for the learn phase "
-                 "and wake() takes it back (vllm on CUDA); elsewhere both are no-ops",
+    "can_sleep": "sleep() releases the engine's memory for the learn phase and wake() takes it back (vllm: on "
+                 "CUDA its weights and KV cache, on CPU its packed weight copies); elsewhere both are no-ops",
 }
 
 

@@ -8,12 +8,14 @@ creating the engine; `engine.threads` says what it got. The KV-cache size is
 `VLLM_CPU_KVCACHE_SPACE` (GiB) or this engine's `kv_cache_gib`; `kv_budget` sizes it (and
 max_model_len) from the real prompts plus max_new_tokens.
 
-Sleep (CUDA only, where vLLM's sleep mode exists): `sleep()` after generating frees the GPU memory
-of the weights and KV cache for the learn phase, `wake()` takes it back. Level 1 keeps a copy of
-the weights in CPU memory; level 2 discards them, so `wake()` returns True and `sync_weights` must
-come before the next `generate` (which refuses otherwise). Level 2 wakes in vLLM's recommended
-order: weights first, then the new weights are loaded, then the KV cache, so the two never peak
-together.
+Sleep: `sleep()` after generating frees the memory of the weights (and on CUDA the KV cache) for the
+learn phase, `wake()` takes it back. On CUDA it is vLLM's sleep mode: level 1 keeps a copy of the
+weights in CPU memory; level 2 discards them, so `wake()` returns True and `sync_weights` must come
+before the next `generate` (which refuses otherwise). Level 2 wakes in vLLM's recommended order:
+weights first, then the new weights are loaded, then the KV cache, so the two never peak together.
+vLLM-CPU has no sleep mode, but it keeps each linear layer's weights packed for oneDNN, a copy that
+every `sync_weights` rebuilds anyway: level 2 on CPU (the default there) drops those packed copies
+while the learner runs, so the engine's weights and the learner's gradients are never held together.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ _PROBE_TOKENS = 8
 
 #: vLLM sleep levels this engine offers: what sleep() frees, and what wake() does (its vLLM calls)
 SLEEP_LEVELS = {
-    0: "no sleep: sleep() and wake() do nothing (CPU, where vLLM has no sleep mode)",
-    1: "weights offloaded to CPU memory, KV cache discarded; wake_up() restores both",
-    2: "weights and KV cache discarded; wake_up(weights), then sync_weights loads weights and wakes the KV cache",
+    0: "no sleep: sleep() and wake() do nothing",
+    1: "weights offloaded to CPU memory, KV cache discarded; wake_up() restores both (CUDA)",
+    2: "weights and KV cache discarded; wake_up(weights), then sync_weights loads weights and wakes the KV cache "
+       "(CUDA); on CPU the linear layers' packed weights are dropped and sync_weights repacks them",
 }
 _VLLM_KV_BLOCK = 128  # vLLM-CPU's default KV block size in tokens: a sequence takes whole blocks
 
@@ -56,7 +59,7 @@ class VLLMEngine:
     kind = "vllm"
     holds_weights = True  # its own copy: the loop pushes weights after every update
     sampler_logprobs = True  # the sampler's own logprobs (TIS corrects the mismatch with the learner)
-    can_sleep = False  # per instance: True on CUDA with sleep_level 1 or 2
+    can_sleep = False  # per instance: True with sleep_level 1 or 2 (on CPU only 2)
 
     def __init__(
         self,
@@ -91,7 +94,8 @@ class VLLMEngine:
         self.sleep_level = _sleep_level(sleep_level, on_cpu)
         self.can_sleep = self.sleep_level > 0
         self._state = "awake"  # asleep (after sleep), weights_lost (level 2, woken, weights not loaded yet)
-        if self.can_sleep:
+        self.on_cpu = on_cpu
+        if self.can_sleep and not on_cpu:
             llm_kwargs.setdefault("enable_sleep_mode", True)
         if on_cpu and kv_cache_gib is None and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             kv_cache_gib = 1.0  # vLLM-CPU's 4 GiB default is a lot on a laptop
@@ -179,14 +183,15 @@ class VLLMEngine:
         number = self.syncs + 1
         periodic = self.verify_every > 0 and number % self.verify_every == 0
         checked = self.verify_syncs < 0 or number <= self.verify_syncs or periodic
-        if periodic and number > self.verify_syncs >= 0:  # the last probe is older than the last sync: take one now
+        if self._stale_probe(number) and self._state == "awake":  # else sleep() took it before the weights went
             self._probe = self._probe_logprobs()
         self.llm.collective_rpc(
             "reload_weights",
             kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
         )
         if self._state == "weights_lost":  # level 2: the KV cache wakes only now that weights are in
-            self.llm.wake_up(tags=["kv_cache"])
+            if not self.on_cpu:  # on CPU the KV cache never slept; the reload repacked the weights
+                self.llm.wake_up(tags=["kv_cache"])
             self._state = "awake"
         self.llm.reset_prefix_cache()
         self.syncs += 1
@@ -217,15 +222,22 @@ class VLLMEngine:
         report["seconds"] = time.perf_counter() - started
         return report
 
-    # -- sleep (CUDA) -------------------------------------------------------------------------
+    # -- sleep ------------------------------------------------------------------------------
 
     def sleep(self) -> None:
         """Free the GPU memory of the weights (level 1: kept in CPU memory) and the KV cache until
-        wake(). A no-op when can_sleep is False or the engine already sleeps."""
+        wake(); on CPU, the packed copies of the weights. A no-op when can_sleep is False or the engine
+        already sleeps."""
         if not self.can_sleep or self._state == "asleep":
             return
-        self._require_awake("sleep")
-        self.llm.sleep(level=self.sleep_level)
+        if self._state == "awake" and self._stale_probe(self.syncs + 1):  # the next sync's "before" probe
+            self._probe = self._probe_logprobs()
+        if self.on_cpu:  # woken but never synced (an algorithm that does not sample): nothing is packed yet
+            if self._state == "awake":
+                self.llm.collective_rpc(_drop_packed_weights)
+        else:
+            self._require_awake("sleep")
+            self.llm.sleep(level=self.sleep_level)
         self._state = "asleep"
 
     def wake(self) -> bool:
@@ -238,9 +250,15 @@ class VLLMEngine:
             self.llm.reset_prefix_cache()  # the cached blocks' contents are gone
             self._state = "awake"
             return False
-        self.llm.wake_up(tags=["weights"])
+        if not self.on_cpu:
+            self.llm.wake_up(tags=["weights"])
         self._state = "weights_lost"
         return True
+
+    def _stale_probe(self, number: int) -> bool:
+        """Whether sync `number` is a periodic check after the first verify_syncs: its "before" probe must
+        be taken anew (the last one predates later, unchecked syncs)."""
+        return self.verify_every > 0 and number % self.verify_every == 0 and number > self.verify_syncs >= 0
 
     def _require_awake(self, what: str) -> None:
         if self._state == "asleep":
@@ -305,14 +323,30 @@ def example_kv_budget(model_path: str | os.PathLike, examples: Sequence[Any], se
 
 
 def _sleep_level(level: int | None, on_cpu: bool) -> int:
-    """None: 1 on CUDA (the weights survive in CPU memory), 0 on CPU."""
+    """None: 1 on CUDA (the weights survive in CPU memory), 2 on CPU (only packed copies are dropped)."""
     if level is None:
-        return 0 if on_cpu else 1
+        return 2 if on_cpu else 1
     if level not in SLEEP_LEVELS:
         raise InputError(f"vllm sleep_level must be one of {', '.join(map(str, SLEEP_LEVELS))}, got {level}")
-    if level and on_cpu:
-        raise InputError(f"vllm sleep_level {level} needs CUDA: vLLM has no sleep mode on CPU (use 0)")
+    if level == 1 and on_cpu:
+        raise InputError("vllm sleep_level 1 needs CUDA (it offloads GPU memory to the CPU); on CPU use 2 or 0")
     return level
+
+
+def _released(*_: Any) -> Any:
+    raise RuntimeError("this vllm engine's packed weights were dropped by sleep(): sync_weights must come first")
+
+
+def _drop_packed_weights(worker: Any) -> int:
+    """Inside the vLLM-CPU worker: drop every layer's packed GEMM kernel (`cpu_linear`, which holds the
+    oneDNN copy of the weights). reload_weights re-runs process_weights_after_loading, which packs new
+    ones; a generate before that raises instead of computing with missing weights."""
+    dropped = 0
+    for module in worker.model_runner.model.modules():
+        if callable(getattr(module, "cpu_linear", None)):
+            module.cpu_linear = _released
+            dropped += 1
+    return dropped
 
 
 class _SeedStream:
