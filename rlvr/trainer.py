@@ -178,7 +178,8 @@ class Trainer:
             learned = self.algorithm.learn(self.policy, made.batch)
         moved = agree(self.policy.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard
         if self.engine.can_sleep:  # level 2 drops the weights too: wake() says they must be pushed again
-            self.engine_stale = self.engine_stale or (bool(self.engine.wake()) and self.pushes_weights)
+            lost = bool(self.engine.wake())  # always woken, even when a push is already due (SFT: at the next eval)
+            self.engine_stale = self.engine_stale or (lost and self.pushes_weights)
         # the engine generates with its own copy: push the new weights (LoRA merged). Nothing moved
         # (e.g. every group had equal rewards): nothing to push. An algorithm that does not sample
         # (SFT, offline DPO) needs them only at the next eval.

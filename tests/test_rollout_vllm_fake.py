@@ -254,3 +254,20 @@ def test_a_periodic_check_after_a_cpu_sleep_takes_its_before_probe_while_the_wei
         reports.append(engine.sync_weights({}))
     assert [r["sync"] for r in reports if r["changed"] is not None] == [1, 3, 6]
     assert all(r["changed"] is True for r in reports if r["changed"] is not None)
+
+
+def test_sft_steps_on_a_sleeping_cpu_engine_wake_it_every_step_and_push_once_for_the_eval(fake_vllm, tiny_model, tmp_path):
+    """SFT never samples: each step sleeps and wakes the engine, and only the eval pushes the weights."""
+    from rlvr.trainer import Trainer
+    from test_trainer import _config
+
+    engine, calls = fake_vllm(False, model=tiny_model)
+    config = _config(tiny_model, tmp_path / "run", **{"algorithm.name": "sft", "optimizer.max_steps": 3,
+                                                      "checkpoint.every": 0, "eval.before_after": True,
+                                                      "eval.limit": 2, "eval.split": "train"})
+    Trainer(config, engine=engine).train()
+    names = [c[0] for c in after_start(calls)]
+    assert names.count("_drop_packed_weights") == 1 and names.count("reload_weights") == 1
+    drop, reload = names.index("_drop_packed_weights"), names.index("reload_weights")
+    assert drop < reload < len(names) - 1 and names[-1] == "generate"  # the last eval samples the pushed weights
+    assert engine._state == "awake"
