@@ -121,7 +121,7 @@ class VLLMEngine:
         log.info("vllm engine started in %.1f s, computing with %d threads", self.startup_seconds, self.threads)
         self.tokenizer = load_tokenizer(model_path)
         self._rng = _SeedStream(seed)
-        self._probe = self._probe_logprobs()
+        self._probe, self._probe_syncs = self._probe_logprobs(), 0  # the probe, and how many syncs it has seen
 
     # -- generation -------------------------------------------------------------------------
 
@@ -181,10 +181,9 @@ class VLLMEngine:
         started = time.perf_counter()
         weights = normalize_state_dict(state_dict)
         number = self.syncs + 1
-        periodic = self.verify_every > 0 and number % self.verify_every == 0
-        checked = self.verify_syncs < 0 or number <= self.verify_syncs or periodic
+        checked = self.verify_syncs < 0 or number <= self.verify_syncs or self._periodic(number)
         if self._stale_probe(number) and self._state == "awake":  # else sleep() took it before the weights went
-            self._probe = self._probe_logprobs()
+            self._probe, self._probe_syncs = self._probe_logprobs(), self.syncs
         self.llm.collective_rpc(
             "reload_weights",
             kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
@@ -206,6 +205,7 @@ class VLLMEngine:
             before_tokens, before = self._probe
             probe_started = time.perf_counter()
             self._probe = after_tokens, after = self._probe_logprobs()
+            self._probe_syncs = self.syncs
             shift = _max_shift(before_tokens, before, after_tokens, after)
             report.update(changed=shift > 0.0, probe_max_logprob_change=shift,
                           probe_s=time.perf_counter() - probe_started)
@@ -231,7 +231,7 @@ class VLLMEngine:
         if not self.can_sleep or self._state == "asleep":
             return
         if self._state == "awake" and self._stale_probe(self.syncs + 1):  # the next sync's "before" probe
-            self._probe = self._probe_logprobs()
+            self._probe, self._probe_syncs = self._probe_logprobs(), self.syncs
         if self.on_cpu:  # woken but never synced (an algorithm that does not sample): nothing is packed yet
             if self._state == "awake":
                 self.llm.collective_rpc(_drop_packed_weights)
@@ -255,10 +255,13 @@ class VLLMEngine:
         self._state = "weights_lost"
         return True
 
+    def _periodic(self, number: int) -> bool:
+        return self.verify_every > 0 and number % self.verify_every == 0
+
     def _stale_probe(self, number: int) -> bool:
-        """Whether sync `number` is a periodic check after the first verify_syncs: its "before" probe must
-        be taken anew (the last one predates later, unchecked syncs)."""
-        return self.verify_every > 0 and number % self.verify_every == 0 and number > self.verify_syncs >= 0
+        """Whether sync `number` is a periodic check after the first verify_syncs whose "before" probe must
+        be taken anew: the last probe predates later, unchecked syncs (sleep() may have taken it already)."""
+        return self._periodic(number) and number > self.verify_syncs >= 0 and self._probe_syncs != number - 1
 
     def _require_awake(self, what: str) -> None:
         if self._state == "asleep":
