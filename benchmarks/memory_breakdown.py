@@ -3,16 +3,17 @@ bytes of its own tensors, and the rest of its start-up), the learner's weights, 
 (bytes of the tensors), and the learn pass's activations (peak RSS during learn minus RSS before it, minus
 the gradients it allocates); one process per variant, RSS sampled every 2 ms from /proc/self/statm.
 
-    flock /tmp/rlvr-heavy.lock python benchmarks/memory_breakdown.py [--steps 3] [--variants before,stop9,after]
+    flock /tmp/rlvr-heavy.lock python benchmarks/memory_breakdown.py [--steps 3] [--variants before,stop9,stop10,after]
 
 The configuration is grpo_vs_trl.py's pure-compute run (arith easy, 4 prompts x 4, <= 64 new tokens,
 float32, vllm engine, zero-advantage skipping off, temperature 0.7). "before": the engine sized as until
 2026-12-01 (max_model_len 1024 + new tokens, its KV cache for one step at that length) and the learner's
 dense [rows, C, V] logits, stock SwiGLU/RMSNorm backward, no CPU sleep; "stop9": the defaults of
 2026-12-01 evening (kv_budget from the real prompts, logits in chunks) with stock backward and the
-engine's packed weights kept through learn; "after": the defaults (also rlvr.lean_layers and the
-vllm engine's CPU sleep, which drops its packed weight copies while the learner runs).
-"""
+engine's packed weights kept through learn; "stop10": also rlvr.lean_layers and the vllm engine's CPU
+sleep (which drops its packed weight copies while the learner runs), with glibc's default malloc (freed
+tensors unmapped); "after": the defaults (also rlvr.allocator: malloc keeps freed memory for the next
+tensors)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ from learning_curve import cpu_kind  # noqa: E402
 
 MIB = 2**20
 VARIANTS = {  # name -> (config overrides, dense logits, the engine's CPU sleep)
-    "before": ({"rollout.max_model_len": 1088, "model.lean_activations": False}, True, False),
-    "stop9": ({"model.lean_activations": False}, False, False),
+    "before": ({"rollout.max_model_len": 1088, "model.lean_activations": False, "model.keep_freed_memory": False},
+               True, False),
+    "stop9": ({"model.lean_activations": False, "model.keep_freed_memory": False}, False, False),
+    "stop10": ({"model.keep_freed_memory": False}, False, True),
     "after": ({}, False, True),
 }
 

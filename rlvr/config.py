@@ -38,6 +38,8 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # backward recomputes SwiGLU and RMSNorm intermediates instead of keeping them (rlvr.lean_layers)
     lean_activations: bool = True
+    # on CPU with glibc, malloc reuses freed tensor memory instead of unmapping it (rlvr.allocator)
+    keep_freed_memory: bool = True
 
 
 @dataclass

@@ -51,10 +51,8 @@ class _SwiGLUDown(torch.autograd.Function):
         d_h = _wide(grad.matmul(weight.to(compute)))
         d_up = (d_h * _wide(silu)).to(up.dtype) if ctx.needs_input_grad[1] else None
         d_gate = None
-        if ctx.needs_input_grad[0]:
-            g = _wide(gate)
-            sig = torch.sigmoid(g)
-            d_gate = (d_h * _wide(up) * sig * (1 + g * (1 - sig))).to(gate.dtype)
+        if ctx.needs_input_grad[0]:  # silu's own backward kernel: one pass instead of five elementwise ones
+            d_gate = torch.ops.aten.silu_backward(d_h * _wide(up), _wide(gate)).to(gate.dtype)
         return d_gate, d_up, d_weight
 
 

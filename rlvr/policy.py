@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from rlvr.allocator import keep_freed_memory
 from rlvr.checkpoint import merged_state_dict
 from rlvr.config import TrainConfig
 from rlvr.distributed import DistContext, full_state_dict, unwrap_model, wrap_model
@@ -77,6 +78,8 @@ class Policy:
         self.sharded = ctx.distributed and config.distributed.strategy == "fsdp2"
         # layers given a lean backward (rlvr.lean_layers); not under FSDP2, which gathers weights in its own forward
         self.lean_layers = make_lean(self.policy) if config.model.lean_activations and not self.sharded else {}
+        # process-wide and one-way: freed tensors' memory stays in malloc's heap for the next ones (rlvr.allocator)
+        self.keeps_freed_memory = config.model.keep_freed_memory and device.type == "cpu" and keep_freed_memory()
         self.model = wrap_model(self.policy, ctx, config.distributed.strategy)
         self._heads: dict[int, bool] = {}  # id(model) -> whether its logits are hidden @ head.weight.T
         # DDP/FSDP2 expect one forward per backward, and checkpointed layers keep no cache

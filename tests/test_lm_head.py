@@ -99,3 +99,34 @@ def test_a_head_that_is_not_a_plain_linear_map_keeps_the_dense_path(tiny_model, 
     assert head_is_linear(policy.model)
     policy.model.lm_head.bias = torch.nn.Parameter(torch.zeros(policy.model.lm_head.out_features, dtype=torch.float64))
     assert not head_is_linear(policy.model)  # a biased head: not covered by the chunked path
+
+
+class _NewLogitSized(torch.utils._python_dispatch.TorchDispatchMode):
+    """The distinct memory blocks of at least `size` elements that ops return (views, in-place and out= ops
+    return memory already counted). Each is kept alive, so a freed block's address is never handed out again."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.blocks, self.kept = size, {}, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.untyped_storage().nbytes() >= self.size * out.element_size():
+            self.blocks.setdefault(out.untyped_storage().data_ptr(), func.__name__)
+            self.kept.append(out)
+        return out
+
+
+@pytest.mark.parametrize("positions", [12, 40])  # one chunk (shorter than a chunk), and 5 chunks
+def test_chunked_logprobs_reuse_their_chunk_buffers(positions):
+    from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy
+
+    chunk, vocab, width = 8, 64, 4  # the weight (V × H = 256) is smaller than a chunk's logits (512)
+    hidden = torch.randn(positions, width, requires_grad=True)
+    weight = torch.randn(vocab, width, requires_grad=True)
+    tokens = torch.randint(0, vocab, (positions,))
+    with _NewLogitSized(min(chunk, positions) * vocab) as counter:
+        logprobs, _ = chunked_token_logprobs_and_entropy(hidden, weight, tokens, 0.7, chunk_size=chunk)
+        logprobs.sum().backward()
+    # two [chunk, V] buffers in forward, one in backward, however many chunks there are
+    assert len(counter.blocks) == 3, counter.blocks

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import platform
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -211,6 +212,9 @@ ROWS = [
         not any("forward" in vars(m) for m in r["dense"].trainer.policy.policy.modules()),
         r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.policy.config.num_hidden_layers,
         r["base"].trainer.policy.policy.model.layers[0].mlp.forward.__name__ == "<lambda>")),
+    Row("model.keep_freed_memory", False, ("dense",), lambda r: _all(  # glibc's effect: tests/test_allocator.py
+        r["dense"].trainer.policy.keeps_freed_memory is False,
+        r["base"].trainer.policy.keeps_freed_memory is (platform.libc_ver()[0] == "glibc"))),
     Row("data.dataset", "{prompts}", ("file",), lambda r: _all(
         all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file")))),
     Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in ids(r, "order")),

