@@ -158,4 +158,3 @@ def _kv_bytes(worker) -> int:
     from rlvr.rollout.vllm import _kv_storages
 
     return sum(storage.nbytes() for storage in _kv_storages(worker))
-

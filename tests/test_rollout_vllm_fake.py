@@ -135,8 +135,8 @@ def test_on_cpu_sleep_drops_the_packed_weights_and_the_sync_repacks_them(fake_vl
     assert engine.sync_weights({"model.norm.weight": torch.ones(2)})["changed"] is True
     engine.generate(["hi"], 1, GREEDY)
     # no vLLM sleep/wake_up calls on CPU: the packed kernels and the KV cache's memory go and come back
-    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("_restore_kv_cache",), ("reset_prefix_cache",),
-                                  ("generate",), ("generate",)]
+    assert after_start(calls) == [("_drop_packed_weights",), ("reload_weights",), ("_restore_kv_cache",),
+                                  ("reset_prefix_cache",), ("generate",), ("generate",)]
 
 
 def test_on_cpu_steps_that_never_sync_sleep_again_without_dropping_twice(fake_vllm, tiny_model):

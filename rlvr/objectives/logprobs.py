@@ -92,8 +92,8 @@ class _ChunkedLogprobs(torch.autograd.Function):
             if need_hidden:
                 grad_hidden[part] = grad_logits @ weight
             if need_weight:  # the first chunk's product is the sum so far; the rest add into it in place
-                grad_weight = (grad_logits.T @ hidden[part]).to(compute) if grad_weight is None else \
-                    grad_weight.addmm_(grad_logits.T.to(compute), hidden[part].to(compute))
+                left, right = grad_logits.T.to(compute), hidden[part].to(compute)
+                grad_weight = left @ right if grad_weight is None else grad_weight.addmm_(left, right)
         if need_weight and grad_weight is None:  # no positions at all
             grad_weight = torch.zeros(weight.shape, dtype=compute, device=weight.device)
         return grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None, None

@@ -230,8 +230,8 @@ class VLLMEngine:
 
     def sleep(self) -> None:
         """Free the GPU memory of the weights (level 1: kept in CPU memory) and the KV cache until
-        wake(); on CPU, the packed copies of the weights and the KV cache's memory. A no-op when can_sleep is False or the engine
-        already sleeps."""
+        wake(); on CPU, the packed copies of the weights and the KV cache's memory. A no-op when can_sleep
+        is False or the engine already sleeps."""
         if not self.can_sleep or self._state == "asleep":
             return
         if self._state == "awake" and self._stale_probe(self.syncs + 1):  # the next sync's "before" probe
@@ -354,9 +354,8 @@ def _drop_packed_weights(worker: Any) -> int:
         if callable(getattr(module, "cpu_linear", None)):
             module.cpu_linear = _released
             dropped += 1
-    worker.rlvr_kv_bytes = {}
-    for storage in _kv_storages(worker):
-        worker.rlvr_kv_bytes[storage.data_ptr()] = (storage, storage.nbytes())
+    worker.rlvr_kv_bytes = [(storage, storage.nbytes()) for storage in _kv_storages(worker)]
+    for storage, _ in worker.rlvr_kv_bytes:
         storage.resize_(0)
     return dropped
 
@@ -379,11 +378,11 @@ def _restore_kv_cache(worker: Any) -> int:
     import torch
 
     restored = 0
-    for storage, nbytes in getattr(worker, "rlvr_kv_bytes", {}).values():
+    for storage, nbytes in getattr(worker, "rlvr_kv_bytes", []):
         storage.resize_(nbytes)
         torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage).zero_()
         restored += nbytes
-    worker.rlvr_kv_bytes = {}
+    worker.rlvr_kv_bytes = []
     return restored
 
 
