@@ -36,10 +36,10 @@ def _wait_for_go(folder: Path, role: str) -> None:
 
 def _generate(threads: int, repeat: int, folder: Path) -> list[float]:
     from rlvr.config import load_config
-    from rlvr.data import load_examples
+    from rlvr.data.benchmarks import load_examples
     from rlvr.models import load_tokenizer, resolve_model
     from rlvr.rollout import SamplingConfig, create_engine
-    from rlvr.templates import render_prompt
+    from rlvr.data.templates import render_prompt
 
     path = resolve_model(MODEL)
     examples = load_examples(load_config(None, {"data.dataset": "arith", "data.difficulty": "easy", "data.size": 64}))
@@ -62,7 +62,7 @@ def _learn(threads: int, repeat: int, folder: Path) -> list[float]:
     from rlvr.config import load_config, resolve_auto
     from rlvr.distributed import init_distributed
     from rlvr.models import resolve_model
-    from rlvr.policy import Policy
+    from rlvr.learner.policy import Policy
     from rlvr.types import Example, Rollout, Score, Status
 
     path = resolve_model(MODEL)

@@ -6,9 +6,9 @@ Both paths start from the same hidden states [rows, C, H] and LM-head weight [V,
 seed 0; defaults rows 32, C 64, H 576, V 49152 as SmolLM2-135M), and compute per-token logprobs
 (with gradient) and entropy (without) at `--temperature`:
 
-- dense: `F.linear(hidden, weight)` -> [rows, C, V] logits -> `grpo.token_logprobs_and_entropy`,
+- dense: `F.linear(hidden, weight)` -> [rows, C, V] logits -> `rlvr.objectives.logprobs.token_logprobs_and_entropy`,
   what the learner does with the model's logits today;
-- chunked:N: `grpo.chunked_token_logprobs_and_entropy(hidden, weight, tokens, chunk_size=N)`.
+- chunked:N: `rlvr.objectives.logprobs.chunked_token_logprobs_and_entropy(hidden, weight, tokens, chunk_size=N)`.
 
 "fwd" is a no-grad pass (old/reference logprobs); "fwd+bwd" is a forward with gradient and
 backward of a weighted sum of the logprobs (gradients to the hidden states and the weight, as in
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from rlvr.objectives import grpo
+from rlvr.objectives import logprobs as lp
 
 MIB = 2**20
 
@@ -56,11 +56,11 @@ def _inputs(args: argparse.Namespace) -> dict:
 
 def _dense(t: dict, temperature: float, chunk: int):
     logits = F.linear(t["hidden"], t["weight"])
-    return grpo.token_logprobs_and_entropy(logits, t["tokens"], temperature)
+    return lp.token_logprobs_and_entropy(logits, t["tokens"], temperature)
 
 
 def _chunked(t: dict, temperature: float, chunk: int):
-    return grpo.chunked_token_logprobs_and_entropy(t["hidden"], t["weight"], t["tokens"], temperature, chunk_size=chunk)
+    return lp.chunked_token_logprobs_and_entropy(t["hidden"], t["weight"], t["tokens"], temperature, chunk_size=chunk)
 
 
 PATHS = {"dense": _dense, "chunked": _chunked}

@@ -3,7 +3,7 @@
     python benchmarks/eval_engines.py [--gsm8k 200] [--math500 100] [--max-new-tokens 320] [--threads 2]
     python benchmarks/eval_engines.py --hf-before HEAD --gsm8k 20 --math500 0 --samples 2 --temperature 0.7
 
-Greedy decoding by default (`--temperature`, `--samples` for sampled runs), the chat template, the `math` verifier, through `rlvr.eval.run_eval` exactly as
+Greedy decoding by default (`--temperature`, `--samples` for sampled runs), the chat template, the `math` verifier, through `rlvr.eval.run.run_eval` exactly as
 `rlvr eval` runs it. Each engine runs in its own process: in-process vLLM turns
 `torch.set_num_threads` into a no-op for the whole process, so both engines get their thread
 count (`--threads`) set before they start, and neither inherits the other's settings.
@@ -60,8 +60,8 @@ def run_one(kind: str, args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)  # before the engine: vLLM freezes it at start-up
-    from rlvr.data import load_benchmark
-    from rlvr.eval import run_eval
+    from rlvr.data.benchmarks import load_benchmark
+    from rlvr.eval.run import run_eval
     from rlvr.rollout import SamplingConfig, create_engine
     from rlvr.verifiers import build_verifier
 
@@ -125,8 +125,8 @@ def compare_hf(args) -> dict[str, dict]:
     import torch
 
     torch.set_num_threads(args.threads)
-    from rlvr.data import load_benchmark
-    from rlvr.eval import run_eval
+    from rlvr.data.benchmarks import load_benchmark
+    from rlvr.eval.run import run_eval
     from rlvr.models import resolve_model
     from rlvr.rollout import SamplingConfig, create_engine
     from rlvr.verifiers import build_verifier

@@ -4,7 +4,7 @@ and rlvr's GRPO loss against TRL's on identical inputs (grpo, dr_grpo, dapo).
     flock /tmp/rlvr-heavy.lock python benchmarks/grpo_vs_trl.py [--steps 8] [--model M]
 
 Training: the same model (SmolLM2-135M-Instruct, float32, via `rlvr.models.resolve_model`), the
-same prompts in the same order (rlvr's `arith` training split rendered by `rlvr.templates`, given to
+same prompts in the same order (rlvr's `arith` training split rendered by `rlvr.data.templates`, given to
 TRL as already-templated text), group size, prompts per step, completion length, learning rate
 (constant), sampling (the configuration's temperature, top_k 0, top_p 1), loss (dapo, eps 0.2/0.28, β 0), one
 optimizer step per generation, one forward/backward over the whole batch, reward = rlvr's `math`
@@ -184,7 +184,7 @@ def _rlvr_config(args: argparse.Namespace, engine: str, output: str, skip: bool 
 
 
 def _child_rlvr(args: argparse.Namespace, engine: str, skip: bool) -> dict:
-    from rlvr.trainer import Trainer
+    from rlvr.train.trainer import Trainer
 
     times: list[float] = []
     rewards: list[float] = []
@@ -212,8 +212,8 @@ def _child_trl(args: argparse.Namespace) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from rlvr.models import load_policy, resolve_model
-    from rlvr.templates import render_prompt
-    from rlvr.data import load_examples
+    from rlvr.data.templates import render_prompt
+    from rlvr.data.benchmarks import load_examples
     from rlvr.verifiers.registry import build_verifier
 
     config = _rlvr_config(args, "hf", "unused")

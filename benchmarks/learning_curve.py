@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def cpu_kind() -> dict:
-    out = subprocess.run([sys.executable, "-c", "import json; from rlvr.precision import cpu_kind; print(json.dumps(cpu_kind()))"],
+    out = subprocess.run([sys.executable, "-c", "import json; from rlvr.learner.precision import cpu_kind; print(json.dumps(cpu_kind()))"],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 

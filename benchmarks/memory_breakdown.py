@@ -10,9 +10,9 @@ float32, vllm engine, zero-advantage skipping off, temperature 0.7). "before": t
 2026-12-01 (max_model_len 1024 + new tokens, its KV cache for one step at that length) and the learner's
 dense [rows, C, V] logits, stock SwiGLU/RMSNorm backward, no CPU sleep; "stop9": the defaults of
 2026-12-01 evening (kv_budget from the real prompts, logits in chunks) with stock backward and the
-engine's packed weights kept through learn; "stop10": also rlvr.lean_layers and the vllm engine's CPU
+engine's packed weights kept through learn; "stop10": also rlvr.learner.lean_layers and the vllm engine's CPU
 sleep (which drops its packed weight copies while the learner runs), with glibc's default malloc (freed
-tensors unmapped); "after": the defaults (also rlvr.allocator: malloc keeps freed memory for the next
+tensors unmapped); "after": the defaults (also rlvr.learner.allocator: malloc keeps freed memory for the next
 tensors)."""
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def child(variant: str, steps: int, result: str) -> None:
     learn: list[tuple[int, int]] = []  # (RSS before learn, peak RSS during learn) per step
     tensors: dict[str, int] = {}  # the engine's own tensor bytes, read once it has started
 
-    import rlvr.policy as policy_module
-    import rlvr.rollout.vllm as vllm_module
-    from rlvr.trainer import Trainer
+    import rlvr.learner.policy as policy_module
+    import rlvr.rollout.vllm.engine as vllm_module
+    from rlvr.train.trainer import Trainer
 
     start_engine = Trainer._start_engine
 
@@ -139,8 +139,8 @@ def child(variant: str, steps: int, result: str) -> None:
                               max_new_tokens=64, lr=1e-6, temperature=0.7)
     with tempfile.TemporaryDirectory() as out, \
             mock.patch.object(Trainer, "_start_engine", timed_engine), \
-            mock.patch("rlvr.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear), \
-            mock.patch("rlvr.rollout.vllm._sleep_level", vllm_module._sleep_level if sleeps else (lambda *_: 0)):
+            mock.patch("rlvr.learner.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear), \
+            mock.patch("rlvr.rollout.vllm.engine.resolve_sleep_level", vllm_module.resolve_sleep_level if sleeps else (lambda *_: 0)):
         config = _rlvr_config(args, "vllm", out, skip=False)
         for key, value in overrides.items():
             section, name = key.split(".")

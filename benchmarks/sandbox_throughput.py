@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlvr.data import load_benchmark
+from rlvr.data.benchmarks import load_benchmark
 from rlvr.sandboxes import Limits, SandboxError, get_sandbox
 from rlvr.verifiers.code import build_program
 

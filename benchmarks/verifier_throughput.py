@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlvr.verifiers.math_extract import find_boxes, gold_answer
-from rlvr.verifiers.math_grade import WARMUP_ANSWERS, to_number
+from rlvr.verifiers.math.extract import find_boxes, gold_answer
+from rlvr.verifiers.math.grade import WARMUP_ANSWERS, to_number
 
 # Both contenders warm up on the same pairs (none from the benchmark), chosen to reach the symbolic
 # path: imports, and the antlr parser's decision cache, which otherwise makes a process's first
@@ -240,7 +240,7 @@ def _examples_of(pairs: list[Pair]):
 
 def run_inprocess(pairs: list[Pair]) -> dict:
     from rlvr.types import Example
-    from rlvr.verifiers.math import MathVerifier
+    from rlvr.verifiers.math.verifier import MathVerifier
 
     verifier = MathVerifier()
     verifier.warmup()
@@ -257,7 +257,7 @@ def run_inprocess(pairs: list[Pair]) -> dict:
 
 def run_runner(pairs: list[Pair], workers: int) -> dict:
     from rlvr.types import Example
-    from rlvr.verifiers.math import MathVerifier
+    from rlvr.verifiers.math.verifier import MathVerifier
     from rlvr.verifiers.runner import Runner
 
     examples = _examples_of(pairs)
@@ -344,7 +344,7 @@ def run_labelled() -> dict:
     from math_verify import parse, verify
 
     from rlvr.types import Example
-    from rlvr.verifiers.math import MathVerifier
+    from rlvr.verifiers.math.verifier import MathVerifier
 
     logging.disable(logging.WARNING)
     rows = [json.loads(line) for line in LABELLED.open()]

@@ -29,9 +29,9 @@ def rss_gib() -> dict[str, float]:
 def prompts_of(args) -> list[str]:
     from types import SimpleNamespace
 
-    from rlvr.data import load_examples
+    from rlvr.data.benchmarks import load_examples
     from rlvr.models import load_tokenizer, resolve_model
-    from rlvr.templates import render_prompt
+    from rlvr.data.templates import render_prompt
 
     config = SimpleNamespace(
         seed=0, data=SimpleNamespace(dataset=args.dataset, split="train", limit=None, size=args.size,
@@ -47,7 +47,7 @@ def child(args) -> None:
     torch.set_num_threads(args.threads)
     from rlvr.models import resolve_model
     from rlvr.rollout import SamplingConfig, create_engine
-    from rlvr.rollout.vllm import kv_budget, kv_cache_gib
+    from rlvr.rollout.vllm.sizing import kv_budget, kv_cache_gib
 
     model = resolve_model(args.model)
     prompts = prompts_of(args)

@@ -26,7 +26,7 @@ __all__ = [
 class ModelConfig:
     name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # Hub id, local folder or .gguf file
     # compute dtype of forward/backward (autocast); auto: bfloat16 on GPU, on CPU what this CPU runs
-    # fastest (bfloat16 only with AVX-512 BF16/AMX hardware and a measured speed-up: rlvr.precision)
+    # fastest (bfloat16 only with AVX-512 BF16/AMX hardware and a measured speed-up: rlvr.learner.precision)
     dtype: str = "auto"
     # the weights the optimizer updates; float32 keeps updates of lr 1e-6 that bfloat16 rounds away.
     # Setting it to the compute dtype gives pure low-precision training (alarm updates_rounded_away)
@@ -36,9 +36,9 @@ class ModelConfig:
     lora_dropout: float = 0.0
     lora_target: str = "all-linear"  # peft target_modules (comma-separated names, or all-linear)
     gradient_checkpointing: bool = False
-    # backward recomputes SwiGLU and RMSNorm intermediates instead of keeping them (rlvr.lean_layers)
+    # backward recomputes SwiGLU and RMSNorm intermediates instead of keeping them (rlvr.learner.lean_layers)
     lean_activations: bool = True
-    # on CPU with glibc, malloc reuses freed tensor memory instead of unmapping it (rlvr.allocator)
+    # on CPU with glibc, malloc reuses freed tensor memory instead of unmapping it (rlvr.learner.allocator)
     keep_freed_memory: bool = True
 
 
@@ -51,7 +51,7 @@ class DataConfig:
     answer_field: str = "answer"
     difficulty: str | None = None  # arith only: easy, medium, hard, expert; auto: easy on CPU, medium on GPU
     size: int = 5000  # arith only: number of generated training problems
-    style: str = "chat"  # prompt template style (rlvr.templates): chat, fewshot, plain
+    style: str = "chat"  # prompt template style (rlvr.data.templates): chat, fewshot, plain
     instruction: str | None = None  # None = the template's default instruction
     shuffle: bool = True
     # files with a `status` column (rlvr eval's samples.jsonl): train only on rows with this status

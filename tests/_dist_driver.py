@@ -1,4 +1,4 @@
-"""Runs `rlvr train` (the CLI, as `torchrun -m rlvr train` does) with fixed rollouts, for tests/test_distributed.py.
+"""Runs `rlvr train` (the CLI, as `torchrun -m rlvr train` does) with fixed rollouts, for tests/train/test_distributed.py.
 
     torchrun --nproc_per_node 2 tests/_dist_driver.py AUDIT_FILE -- <rlvr train arguments>
 
@@ -86,10 +86,10 @@ def _run_folder(train_args: list[str]) -> str:
 def main() -> None:
     audit_file, separator, *train_args = sys.argv[1:]
     assert separator == "--"
-    import rlvr.trainer
+    import rlvr.train.trainer
     from rlvr.cli import main as cli
 
-    rlvr.trainer.Trainer._start_engine = lambda self, kind, policy: FixedEngine(self.model_path, policy is None)
+    rlvr.train.trainer.Trainer._start_engine = lambda self, kind, policy: FixedEngine(self.model_path, policy is None)
     writes: list = []
     if int(os.environ.get("RANK", "0")) != 0:
         _watch_writes(_run_folder(train_args), writes)

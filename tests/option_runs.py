@@ -1,4 +1,4 @@
-"""Shared runs of the tiny model for tests/test_options.py: named scenarios (config overrides), each run
+"""Shared runs of the tiny model for tests/train/test_options.py: named scenarios (config overrides), each run
 once per test session through the trainer (or the `rlvr train` CLI) with spies on what an option reaches."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlvr.config import TrainConfig, dump_yaml, load_config
-from rlvr.monitor import read_metrics
+from rlvr.train.monitor import read_metrics
 
 # character length of random text varies between samples: a reward with variance in (almost) every group
 VARIED = "math+overlong:max_tokens=60,buffer=50,unit=chars"
@@ -169,7 +169,7 @@ class Runs:
         return self._run(name, resume=resume, **extra)
 
     def _run(self, name: str, resume: Path | None = None, **extra: Any) -> Run:
-        from rlvr.trainer import Trainer
+        from rlvr.train.trainer import Trainer
 
         overrides = self.overrides(name, **extra)
         run = Run(Path(overrides["logging.output"]))
@@ -347,7 +347,7 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
 
     from rlvr.config import resolve_auto
     from rlvr.distributed import DistContext
-    from rlvr.trainer import Trainer
+    from rlvr.train.trainer import Trainer
 
     config = resolve_auto(load_config(None, {**BASE, "model.name": str(tiny), "logging.output": "unused", **overrides}),
                           device)
@@ -360,7 +360,7 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
     loop = SimpleNamespace(config=config, device=torch.device(device), model_path=tiny, rollout_dtype="float32",
                            engine_log=None, started=time.perf_counter(),
                            ctx=DistContext(0, world_size, 0, torch.device(device), True))
-    with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch("rlvr.trainer._holds_weights", lambda k: True):
+    with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch("rlvr.train.trainer._holds_weights", lambda k: True):
         engine = Trainer._start_engine(loop, "vllm", policy=None, examples=examples)
     return engine, seen
 

@@ -2,7 +2,7 @@
 
 An algorithm makes a step's batch from the loop's shared pieces (the prompt stream, `collect` =
 generate → verify, the policy's packing) and names the objective it trains (rlvr.objectives). The
-loop (rlvr.trainer) does everything else the same way for all of them.
+loop (rlvr.train.trainer) does everything else the same way for all of them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch
 
 from rlvr.algorithms.base import Algorithm, Step, prompt_text, response_rollout, sequence_logprobs
 from rlvr.distributed import all_reduce_sum, shard_groups
-from rlvr.monitor import rollout_metrics
+from rlvr.rollout.stats import rollout_metrics
 from rlvr.objectives import dpo
 from rlvr.types import Example, Rollout
 
@@ -48,7 +48,7 @@ class DPO(Algorithm):
         return not self.config.dpo.reference_free
 
     def training_examples(self, loop: Any) -> list[Example]:
-        from rlvr.sft_data import is_preference_file, preference_examples
+        from rlvr.data.supervised import is_preference_file, preference_examples
 
         if loop.dataset_is_file() and is_preference_file(self.config.data.dataset):
             self.offline, self.samples_online = True, False
@@ -56,7 +56,7 @@ class DPO(Algorithm):
         return loop.load_examples()
 
     def sampled_examples(self, loop: Any) -> list[Example]:
-        from rlvr.sft_data import is_preference_file
+        from rlvr.data.supervised import is_preference_file
 
         offline = loop.dataset_is_file() and is_preference_file(self.config.data.dataset)
         return [] if offline else loop.load_examples()

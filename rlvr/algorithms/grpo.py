@@ -10,7 +10,7 @@ import torch
 
 from rlvr.algorithms.base import Algorithm, Step
 from rlvr.distributed import agree, all_reduce_sum, gather_cat, shard_groups
-from rlvr.monitor import rollout_metrics
+from rlvr.rollout.stats import rollout_metrics
 from rlvr.objectives import grpo
 from rlvr.types import Example, Rollout, Score
 

@@ -8,7 +8,7 @@ from typing import Any
 from rlvr.algorithms.base import Algorithm, Step, dedupe
 from rlvr.algorithms.sft import SFTBatch, sft_update
 from rlvr.distributed import shard_groups
-from rlvr.monitor import rollout_metrics
+from rlvr.rollout.stats import rollout_metrics
 from rlvr.types import Status
 
 __all__ = ["RFT"]

@@ -44,7 +44,7 @@ class SFT(Algorithm):
     def training_examples(self, loop: Any) -> list[Example]:
         """Rows with `metadata["response"]`: a prompt/completion, messages or samples.jsonl file, or the
         worked solutions of gsm8k / math train and generated arith answers."""
-        from rlvr.sft_data import sft_examples
+        from rlvr.data.supervised import sft_examples
 
         data = self.config.data
         if loop.dataset_is_file():

@@ -72,7 +72,7 @@ def _slug(text: str) -> str:
 
 
 def _load(benchmark: str, opts: dict[str, Any]):
-    from rlvr.data import load_benchmark, load_file
+    from rlvr.data.benchmarks import load_benchmark, load_file
 
     if benchmark.endswith((".jsonl", ".json", ".parquet", ".gz")):
         return load_file(benchmark, prompt_field=opts["prompt_field"], answer_field=opts["answer_field"],
@@ -124,7 +124,7 @@ def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
         if not state["available"]:
             raise InputError(f"--sandbox {opts['sandbox']}: not available here ({state['why']})")
     if opts["select"]:
-        from rlvr.selection import build_selector
+        from rlvr.eval.best_of_n import build_selector
 
         if opts["samples"] < 2:
             raise InputError(f"--select {opts['select'][0]} picks one of several samples: give --samples 2 or more")
@@ -135,7 +135,7 @@ def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
 
 def _sampling(opts: dict[str, Any], examples: list | None = None):
     from rlvr.rollout import SamplingConfig
-    from rlvr.templates import style_task
+    from rlvr.data.templates import style_task
 
     task = style_task(opts["style"], examples[0]) if examples else None
     length = opts["max_new_tokens"] or (task.max_new_tokens if task else DEFAULT_MAX_NEW_TOKENS)
@@ -160,7 +160,7 @@ def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Pa
     reused without loading the model (the engine is made on first need and closed at the end)."""
     from rich.console import Console
 
-    from rlvr.eval import finished_summary, run_eval, summary_table
+    from rlvr.eval.run import finished_summary, run_eval, summary_table
 
     engine = None
     summaries = {}

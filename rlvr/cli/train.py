@@ -97,14 +97,14 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
     level = logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s{f' [rank {rank}]' if rank else ''}: %(message)s")
     quiet_engines(verbose)
-    from rlvr.trainer import Trainer
+    from rlvr.train.trainer import Trainer
 
     # only rank 0 writes into the run folder; other ranks' engines keep their (ERROR-level) output on the console
     quiet = not verbose and rank == 0
     trainer = Trainer(config, resume=resume, engine_log=Path(config.logging.output) / "engine.log" if quiet else None)
     trainer.train()
     if rank == 0:
-        from rlvr.run_summary import read_summary, summary_table
+        from rlvr.train.summary import read_summary, summary_table
 
         summary = read_summary(trainer.out)
         if summary is not None:
@@ -153,7 +153,7 @@ PANELS = {
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN_DIR/curves.png].")
 def plot(run_dir: str, output: str | None) -> None:
     """Write PNG learning curves of a training run from RUN_DIR/metrics.jsonl (and eval.jsonl)."""
-    from rlvr.monitor import read_metrics
+    from rlvr.train.monitor import read_metrics
 
     steps = read_metrics(run_dir)
     if not steps:

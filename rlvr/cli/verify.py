@@ -53,7 +53,7 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
         return _audit(audit_spec, workers=workers or 0, timeout=timeout)
     if spec is None or input_path is None:
         raise InputError("--verifier and --input are required (or --audit SPEC)")
-    from rlvr.verifiers.reward_model import runner_for  # a reward-model term scores here, batched
+    from rlvr.verifiers.scoring import runner_for  # a reward-model term scores here, batched
     from rlvr.verifiers.runner import VerifierFailureRate, VerifierStartupError
 
     verifier = _build(spec)

@@ -48,7 +48,7 @@ def _sharded(model: nn.Module) -> bool:
 
 
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, ctx: DistContext) -> tuple[Any, Any]:
-    """(model, optimizer) as `rlvr.checkpoint.save_checkpoint` should see them: the unwrapped model
+    """(model, optimizer) as `rlvr.train.checkpoint.save_checkpoint` should see them: the unwrapped model
     and the optimizer itself, or for FSDP2 stand-ins holding the gathered full weights and optimizer
     state, so that rank 0 alone can write a checkpoint any world size (and `rlvr eval`) can load.
     Gathering is a collective: call it on EVERY rank, then write on rank 0 only."""
@@ -64,7 +64,7 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, 
 
 
 def resumable_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
-    """What `rlvr.checkpoint.load_training_state` should load the saved optimizer state into: the
+    """What `rlvr.train.checkpoint.load_training_state` should load the saved optimizer state into: the
     optimizer itself, or for FSDP2 a stand-in that shards the full saved state over the ranks."""
     inner = unwrap_model(model)
     return _FullOptimizerState(inner, optimizer) if _sharded(inner) else optimizer

@@ -26,9 +26,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from rlvr.objectives.logprobs import (chunked_token_logprobs_and_entropy, entropy_from_logits, token_logprobs,
-                                       token_logprobs_and_entropy)
-
 __all__ = [
     "ADVANTAGES",
     "LOSSES",
@@ -39,10 +36,6 @@ __all__ = [
     "zero_variance_groups",
     "masked_mean",
     "masked_sum",
-    "token_logprobs",
-    "token_logprobs_and_entropy",
-    "chunked_token_logprobs_and_entropy",
-    "entropy_from_logits",
     "truncated_importance_weights",
     "loss_normalizer",
     "policy_loss",
@@ -263,7 +256,7 @@ def policy_loss(
     truncated importance weight when `behavior_logprobs` (the sampler's) are given, plus β·KL to
     `ref_logprobs` with `KL_ESTIMATORS[kl_estimator]`.
 
-    - logprobs [B, T]: current policy (with grad), from `token_logprobs` at the sampling temperature.
+    - logprobs [B, T]: current policy (with grad), from `rlvr.objectives.logprobs.token_logprobs` at the sampling temperature.
     - advantages [B] (one per sequence) or [B, T].
     - old_logprobs [B, T]: the trainer's logprobs at sampling time (μ > 1 inner iterations, or with
       TIS); None means on-policy: `logprobs.detach()`, so the ratio is 1 and the gradient is A·∇logπ.

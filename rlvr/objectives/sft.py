@@ -1,7 +1,7 @@
 """Supervised fine-tuning objective: masked token NLL of the response tokens, as a pure tensor function.
 
 Inputs are per-token logprobs [rows, C] of the response positions (from
-`rlvr.objectives.grpo.token_logprobs` or `chunked_token_logprobs_and_entropy`, already shifted so
+`rlvr.objectives.logprobs.token_logprobs` or `chunked_token_logprobs_and_entropy`, already shifted so
 position t predicts token t) and a mask [rows, C] that is 1 on response tokens only: the prompt and
 the padding are 0, so the loss never teaches the model to write its own prompt.
 

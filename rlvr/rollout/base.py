@@ -134,7 +134,7 @@ def vllm_available() -> bool:
 # kind -> "module:class"; imported on use so `hf` never pays for importing vllm.
 ENGINES = {
     "hf": "rlvr.rollout.hf:HFEngine",
-    "vllm": "rlvr.rollout.vllm:VLLMEngine",
+    "vllm": "rlvr.rollout.vllm.engine:VLLMEngine",
 }
 
 

@@ -171,7 +171,7 @@ def check_backends() -> dict[str, dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- the supervisor
 
-RUNNER_SOURCE = (Path(__file__).with_name("_runner.py")).read_text()
+RUNNER_SOURCE = (Path(__file__).with_name("supervisor.py")).read_text()
 #: how an interpreter starts the supervisor: isolated, and without `site` (it needs only the
 #: stdlib; scanning a big site-packages' .pth files costs ~50 ms a run)
 SUPERVISOR_ARGS = ("-I", "-S", "-c", RUNNER_SOURCE)
@@ -179,9 +179,9 @@ SUPERVISOR_ARGS = ("-I", "-S", "-c", RUNNER_SOURCE)
 
 def make_job(program: str, stdin: str, limits: Limits, *, workdir: str, python: str,
              rlimit_nproc: bool, kill_all: bool, cgroup_oom: bool, **launch: Any) -> dict[str, Any]:
-    """What the supervisor (`_runner.py`) is told to do for one run. `launch` says how the program
+    """What the supervisor (`supervisor.py`) is told to do for one run. `launch` says how the program
     is started where it cannot signal the supervisor: `supervisor_ids`/`program_ids` (split uids)
-    or `launch="wrapped"` with a `wrapper` argv (its own PID namespace); see `_runner.py`."""
+    or `launch="wrapped"` with a `wrapper` argv (its own PID namespace); see `supervisor.py`."""
     return {
         **launch,
         "program": program, "stdin": stdin, "workdir": workdir, "python": python,

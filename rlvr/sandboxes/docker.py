@@ -29,7 +29,7 @@ WORKDIR = "/work"
 #: the supervisor is exec'd as root with CAP_SETUID/SETGID only (docker gives an exec effective
 #: capabilities only in a container whose user is root: hence root's `sleep` holding the container
 #: open, which the program cannot reach either), and at once splits its uids: real and saved
-#: SUPERVISOR_IDS, effective the program's (see `_runner.become`), so the program cannot signal it;
+#: SUPERVISOR_IDS, effective the program's (see `supervisor.become`), so the program cannot signal it;
 #: with no uid 0 left it holds no capability at all. The program runs as PROGRAM_IDS.
 USER = "0:0"
 SUPERVISOR_IDS, PROGRAM_IDS = (65533, 65533), (65534, 65534)

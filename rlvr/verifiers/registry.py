@@ -16,7 +16,7 @@ from rlvr.verifiers.base import Verifier, Weighted
 ENTRY_POINT_GROUP = "rlvr.verifiers"
 #: modules whose `@register`-tagged classes are the built-in verifiers
 BUILTIN_MODULES = (
-    "rlvr.verifiers.math",
+    "rlvr.verifiers.math.verifier",
     "rlvr.verifiers.format",
     "rlvr.verifiers.code",
     "rlvr.verifiers.reward_model",

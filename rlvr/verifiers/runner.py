@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 from rlvr.types import FAILURE_STATUSES, Example, Score, Status
 from rlvr.verifiers.base import Verifier
-from rlvr.verifiers.runner_worker import score_one, worker_main
+from rlvr.verifiers.worker import score_one, worker_main
 
 __all__ = ["RunStats", "Runner", "VerifierFailureRate", "VerifierStartupError", "score_all"]
 
@@ -78,6 +78,21 @@ class VerifierFailureRate(RuntimeError):
             f"(timeout {stats.counts.get('timeout', 0)}, error {stats.counts.get('error', 0)}) = "
             f"{stats.failure_rate:.1%} > max_failure_rate {limit:.1%}{example}"
         )
+
+
+def finish_batch(name: str, scores: list[Score], seconds: float, workers: int, max_failure_rate: float | None, *,
+                 replaced_workers: int = 0) -> RunStats:
+    """The `RunStats` of one scored batch, raising `VerifierFailureRate` when more than `max_failure_rate`
+    of its verdicts failed. Every runner ends a batch here, so the check is written once."""
+    counts = {s.value: 0 for s in Status}
+    for s in scores:
+        counts[s.status.value] += 1
+    stats = RunStats(n=len(scores), counts=counts, seconds=seconds, workers=workers,
+                     mean_reward=sum(s.reward for s in scores) / len(scores) if scores else 0.0,
+                     replaced_workers=replaced_workers)
+    if max_failure_rate is not None and scores and stats.failure_rate > max_failure_rate:
+        raise VerifierFailureRate(name, stats, max_failure_rate, scores)
+    return stats
 
 
 class VerifierStartupError(RuntimeError):
@@ -253,20 +268,8 @@ class Runner:
             scores[index] = score
             yield index, score
         done: list[Score] = scores  # type: ignore[assignment]
-        counts = {s.value: 0 for s in Status}
-        for s in done:
-            counts[s.status.value] += 1
-        self.last_stats = RunStats(
-            n=len(done),
-            counts=counts,
-            seconds=time.perf_counter() - start,
-            workers=self.workers,
-            mean_reward=sum(s.reward for s in done) / len(done) if done else 0.0,
-            replaced_workers=self._replaced - replaced_before,
-        )
-        limit = self.max_failure_rate
-        if limit is not None and done and self.last_stats.failure_rate > limit:
-            raise VerifierFailureRate(self.verifier.name, self.last_stats, limit, done)
+        self.last_stats = finish_batch(self.verifier.name, done, time.perf_counter() - start, self.workers,
+                                       self.max_failure_rate, replaced_workers=self._replaced - replaced_before)
 
     def _in_process(self, completions: Sequence[str], examples: Sequence[Example]) -> Iterator[tuple[int, Score]]:
         for index, (completion, example) in enumerate(zip(completions, examples)):

@@ -1,0 +1,357 @@
+"""Evaluate a model on Examples: generate → verify (through the runner) → summary, flushed as it
+goes so that a re-run into the same directory resumes where it stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rlvr.errors import InputError
+from rlvr.eval.display import ProgressBar, summary_table
+from rlvr.eval.estimators import bootstrap_interval, maj_at_k, pass_at_k, wilson_interval
+from rlvr.data.templates import render_prompt, stop_sequences, style_task
+from rlvr.types import Example, Score, Status
+from rlvr.verifiers.base import Verifier
+
+__all__ = ["extracted_answer", "finished_summary", "load_records", "run_eval", "summarize", "summary_table"]
+
+SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE = "samples.jsonl", "summary.json", "config.json"
+#: where verifiers put the answer they extracted, in the order we look for it
+_ANSWER_KEYS = ("extracted", "extracted_answer", "answer", "prediction", "pred")
+
+
+def extracted_answer(score: Score) -> str | None:
+    """The answer the verifier read from the completion (the primary part's, for a weighted sum)."""
+    details: Any = score.details
+    components = details.get("components")
+    if components:
+        details = next(iter(components.values())).get("details", {})
+    for key in _ANSWER_KEYS:
+        value = details.get(key)
+        if value is not None and not isinstance(value, (dict, list)):
+            return str(value)
+    return None
+
+
+def _sampling_json(sampling: Any) -> dict[str, Any]:
+    return dataclasses.asdict(sampling) if dataclasses.is_dataclass(sampling) else dict(vars(sampling))
+
+
+def _with_stop(sampling: Any, extra: Sequence[str]) -> Any:
+    if not extra:
+        return sampling
+    merged = tuple(dict.fromkeys([*getattr(sampling, "stop", ()), *extra]))
+    return dataclasses.replace(sampling, stop=merged)
+
+
+def load_records(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """samples.jsonl grouped by example id (a torn last line from a killed run is ignored)."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            grouped[record["id"]].append(record)
+    return grouped
+
+
+def _complete(records: dict[str, list[dict]], samples: int) -> dict[str, list[dict]]:
+    """Examples with every sample index 0..samples-1 present, each sorted by sample index."""
+    done = {}
+    for ident, rows in records.items():
+        by_index = {r["sample"]: r for r in rows}
+        if all(i in by_index for i in range(samples)):
+            done[ident] = [by_index[i] for i in range(samples)]
+    return done
+
+
+def _config(verifier: Verifier, sampling: Any, samples: int, style: str, instruction: str | None,
+            run_info: dict[str, Any] | None, select: Sequence[str] = ()) -> dict[str, Any]:
+    """What must match for samples in a directory to be reused (--limit is not part of it)."""
+    config = {"style": style, "samples": samples, "instruction": instruction, "verifier": verifier.name,
+              "sampling": _sampling_json(sampling), **(run_info or {})}
+    if select:
+        config["select"] = list(select)
+    return json.loads(json.dumps(config, default=str))  # as it reads back from config.json (tuples → lists)
+
+
+def _check_config(directory: Path, config: dict[str, Any], *, write: bool = True) -> None:
+    path = directory / CONFIG_FILE
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in {*old, *config} if old.get(k) != config.get(k))
+        if changed:
+            raise InputError(f"{directory} holds results of a different run ({', '.join(changed)} differ): "
+                             "use another --output, or delete it")
+    if write:
+        path.write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def finished_summary(directory: str | Path, examples: Sequence[Example], verifier: Verifier, *, sampling: Any,
+                     samples: int = 1, style: str = "chat", instruction: str | None = None,
+                     run_info: dict[str, Any] | None = None,
+                     select: str | Sequence[str] | None = None) -> dict[str, Any] | None:
+    """The summary of a directory that already holds every sample of `examples` for these
+    settings (recomputed from samples.jsonl, timing kept from summary.json), else None."""
+    directory = Path(directory)
+    if not (directory / SUMMARY_FILE).exists():
+        return None
+    select = _specs(select)
+    _check_config(directory, _config(verifier, sampling, samples, style, instruction, run_info, select), write=False)
+    records = _complete(load_records(directory / SAMPLES_FILE), samples)
+    if any(e.id not in records for e in examples):
+        return None
+    stored = json.loads((directory / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return {**stored, **summarize(examples, records, samples, select=select)}
+
+
+def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sampling: Any, samples: int = 1,
+             style: str = "chat", output_dir: str | Path | None = None, instruction: str | None = None,
+             chunk_size: int = 64, workers: int | None = None, timeout: float = 10.0,
+             max_failure_rate: float | None = 0.05, progress: bool = True, run_info: dict[str, Any] | None = None,
+             name: str = "eval", select: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Generate `samples` completions per example, score them with `verifier` through the runner,
+    and return the summary (see `summarize`). With `output_dir`, every finished example's samples
+    are appended to samples.jsonl at once and examples already complete there are skipped;
+    summary.json is rewritten at the end. `chunk_size` is completions per generate call.
+    `select` (selector specs, see rlvr.eval.best_of_n) also picks one completion per problem without
+    the gold, for each selector, and the summary reports best-of-N@SPEC. A style that reproduces another tool's
+    task (lm-eval) also records that task's own metrics per sample, beside the verdict."""
+    from rlvr.rollout.collect import sample_and_score
+    from rlvr.eval.best_of_n import build_selector
+    from rlvr.verifiers.scoring import runner_for
+
+    if samples < 1:
+        raise InputError(f"--samples must be at least 1 (got {samples})")
+    select = _specs(select)
+    if select and samples < 2:
+        raise InputError(f"--select {select[0]} picks one of several samples: give --samples 2 or more")
+    ids = [e.id for e in examples]
+    if len(set(ids)) != len(ids):
+        raise InputError("example ids are not unique; resume and per-problem metrics need unique ids")
+    selectors = [build_selector(spec, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) for spec in select]
+    config = _config(verifier, sampling, samples, style, instruction, run_info, select)
+    directory = Path(output_dir) if output_dir is not None else None
+    records: dict[str, list[dict]] = {}
+    previous_timing: dict[str, float] = {}
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        _check_config(directory, config)
+        raw = load_records(directory / SAMPLES_FILE)
+        records = _complete(raw, samples)
+        if sum(map(len, raw.values())) != sum(map(len, records.values())):  # drop partial examples
+            _rewrite(directory / SAMPLES_FILE, records)
+        if (directory / SUMMARY_FILE).exists():
+            previous_timing = json.loads((directory / SUMMARY_FILE).read_text(encoding="utf-8")).get("timing", {})
+
+    todo = [e for e in examples if e.id not in records]
+    sampling = _with_stop(sampling, _stops(style, examples))
+    scorer = _with_reference(verifier, style, examples)
+    template = lambda e: render_prompt(e, engine.tokenizer, style=style, instruction=instruction)  # noqa: E731
+    per_call = max(1, chunk_size // samples)
+    timing = {"generate_s": 0.0, "verify_s": 0.0, "select_s": 0.0, "completion_tokens": 0, "prompt_tokens": 0}
+    started = time.perf_counter()
+    with ProgressBar(progress, name, len(examples) * samples, len(records) * samples) as advance, \
+            runner_for(scorer, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner, \
+            contextlib.ExitStack() as stack:
+        choosers = [stack.enter_context(selector) for selector in selectors]
+        for start in range(0, len(todo), per_call):
+            collected = sample_and_score(engine, runner, todo[start:start + per_call], samples, sampling, template)
+            t0 = time.perf_counter()
+            choice = {c.spec: c.scores([r.text for r in collected.rollouts],
+                                       [collected.examples[r.prompt_index] for r in collected.rollouts],
+                                       [extracted_answer(s) for s in collected.scores],
+                                       [r.prompt_index for r in collected.rollouts]) for c in choosers}
+            timing["select_s"] += time.perf_counter() - t0
+            timing["generate_s"] += collected.generate_s
+            timing["verify_s"] += collected.verify_s
+            timing["completion_tokens"] += sum(len(r.token_ids) for r in collected.rollouts)
+            timing["prompt_tokens"] += sum(len(r.prompt_token_ids) for r in collected.rollouts)
+            fresh = _records(collected, choice)
+            if directory is not None:
+                with open(directory / SAMPLES_FILE, "a", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(rec, default=str) + "\n" for rows in fresh.values() for rec in rows)
+            records.update(fresh)
+            advance(len(collected.rollouts), _accuracy_so_far(records))
+    timing["wall_s"] = time.perf_counter() - started
+    timing = _accumulate(previous_timing, timing)
+    summary = summarize(examples, records, samples, select=select)
+    summary.update(name=name, style=style, verifier=verifier.name, sampling=_sampling_json(sampling),
+                   timing=timing, **(run_info or {}))
+    if directory is not None:
+        _write_json(directory / SUMMARY_FILE, summary)
+    return summary
+
+
+def _stops(style: str, examples: Sequence[Example]) -> tuple[str, ...]:
+    """The style's stop strings; a per-task style (lm-eval) must see one task in one run."""
+    per_task = bool(examples) and style_task(style, examples[0]) is not None
+    found = {stop_sequences(style, e) for e in examples} if per_task else {stop_sequences(style)}
+    if len(found) > 1:
+        raise InputError(f"--style {style}: these examples belong to tasks with different stop sequences; "
+                         "evaluate one benchmark per run")
+    return next(iter(found), ())
+
+
+def _with_reference(verifier: Verifier, style: str, examples: Sequence[Example]) -> Verifier:
+    """`verifier`, plus the reproduced task's own metrics beside it when the style has some."""
+    if not examples or style_task(style, examples[0]) is None:
+        return verifier
+    from rlvr.data.lm_eval_tasks import Beside, LmEvalMetrics
+
+    return Beside(verifier, LmEvalMetrics())
+
+
+def _specs(select: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Selector specs as a tuple (one spec, several, or none)."""
+    return (select,) if isinstance(select, str) else tuple(select or ())
+
+
+def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, list[dict]]:
+    fresh: dict[str, list[dict]] = defaultdict(list)
+    for k, (rollout, score) in enumerate(zip(collected.rollouts, collected.scores, strict=True)):
+        example = collected.examples[rollout.prompt_index]
+        record = {
+            "id": example.id, "sample": len(fresh[example.id]), "prompt": collected.prompts[rollout.prompt_index],
+            "completion": rollout.text, "gold": example.answer, "extracted": extracted_answer(score),
+            "reward": score.reward, "status": score.status.value, "finish_reason": rollout.finish_reason,
+            "completion_tokens": len(rollout.token_ids), "prompt_tokens": len(rollout.prompt_token_ids),
+            "details": dict(score.details),
+        }
+        if "lm_eval" in score.details:
+            record["lm_eval"] = score.details["lm_eval"]
+        if choice:
+            record["select_scores"] = {spec: scores[k] for spec, scores in choice.items()}
+        fresh[example.id].append(record)
+    return fresh
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Written complete or not at all."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(rec, default=str) + "\n" for rows in records.values() for rec in rows)
+    tmp.replace(path)
+
+
+def _accumulate(previous: dict[str, float], current: dict[str, float]) -> dict[str, float]:
+    """Timing over every session that generated into this directory; tokens/s = tokens / generate time."""
+    total = {k: previous.get(k, 0) + current.get(k, 0) for k in ("generate_s", "verify_s", "select_s", "wall_s",
+                                                                   "completion_tokens", "prompt_tokens")}
+    total["sessions"] = int(previous.get("sessions", 0)) + 1
+    total["tokens_per_s"] = total["completion_tokens"] / total["generate_s"] if total["generate_s"] else None
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in total.items()}
+
+
+def _accuracy_so_far(records: dict[str, list[dict]]) -> float:
+    flat = [r["status"] == Status.CORRECT.value for rows in records.values() for r in rows]
+    return sum(flat) / len(flat) if flat else 0.0
+
+
+def _interval(values: Sequence[float], samples: int) -> tuple[list[float], str]:
+    """95% CI of the mean accuracy over problems: Wilson for one sample per problem (each problem
+    is a Bernoulli trial), a seeded percentile bootstrap over problems for avg@n (n > 1)."""
+    if samples == 1:
+        return [round(x, 6) for x in wilson_interval(sum(values), len(values))], "wilson"
+    return [round(x, 6) for x in bootstrap_interval(values)], "bootstrap"
+
+
+def _group(values: dict[str, float], examples: Iterable[Example], key: str, samples: int) -> dict[str, dict]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for example in examples:
+        if example.metadata.get(key) is not None:
+            groups[str(example.metadata[key])].append(values[example.id])
+    table = {}
+    for label in sorted(groups):
+        accs = groups[label]
+        ci, _ = _interval(accs, samples)
+        table[label] = {"n": len(accs), "accuracy": round(sum(accs) / len(accs), 6), "ci95": ci}
+    return table
+
+
+def summarize(examples: Sequence[Example], records: dict[str, list[dict]], samples: int,
+              select: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Metrics over the examples that have all their samples in `records`:
+    accuracy = mean over problems of (correct samples / samples) (greedy accuracy, or avg@n);
+    pass@k for every k ≤ samples (unbiased estimator); maj@k = majority vote of the first k
+    samples' extracted answers (ties → the earliest answer); ci95 (method in ci_method);
+    `at_n`: avg@n, pass@n, maj@n and (per `select` spec) best-of-n@spec, each with a 95% interval;
+    `lm_eval`: a reproduced task's own metrics (strict-match, flexible-extract, math_verify)."""
+    done = [e for e in examples if e.id in records]
+    correct = {e.id: [r["status"] == Status.CORRECT.value for r in records[e.id]] for e in done}
+    answers = {e.id: [r.get("extracted") for r in records[e.id]] for e in done}
+    per_problem = {i: sum(c) / samples for i, c in correct.items()}
+    flat = [r for e in done for r in records[e.id]]
+    n = len(done)
+    ci, method = _interval(list(per_problem.values()), samples)
+    statuses = {s.value: sum(r["status"] == s.value for r in flat) for s in Status}
+    summary: dict[str, Any] = {
+        "n_problems": n, "n_expected": len(examples), "samples": samples,
+        "metric": "accuracy" if samples == 1 else f"avg@{samples}",
+        "accuracy": round(sum(per_problem.values()) / n, 6) if n else None,
+        "ci95": ci, "ci_method": method,
+        "mean_reward": round(sum(r["reward"] for r in flat) / len(flat), 6) if flat else None,
+        "pass@k": {str(k): round(sum(pass_at_k(samples, sum(c), k) for c in correct.values()) / n, 6)
+                   for k in range(1, samples + 1)} if n else {},
+        "maj@k": {str(k): round(sum(maj_at_k(answers[i], correct[i], k) for i in correct) / n, 6)
+                  for k in range(1, samples + 1)} if n else {},
+        "status_counts": statuses,
+        "truncated_rate": round(sum(r["finish_reason"] == "length" for r in flat) / len(flat), 6) if flat else None,
+        "mean_completion_tokens": round(sum(r["completion_tokens"] for r in flat) / len(flat), 2) if flat else None,
+    }
+    for key, title in (("subject", "by_subject"), ("level", "by_level")):
+        table = _group(per_problem, done, key, samples)
+        if table:
+            summary[title] = table
+    if n:
+        summary["at_n"] = _at_n(correct, answers, {i: records[i] for i in correct}, samples, _specs(select), summary)
+        if select:
+            summary["best_of_n"] = {spec: summary["at_n"][f"best-of-{samples}@{spec}"] for spec in _specs(select)}
+    reference = _reference_metrics([records[e.id] for e in done])
+    if reference:
+        summary["lm_eval"] = reference
+    return summary
+
+
+def _rate(hits: Sequence[bool]) -> dict[str, Any]:
+    """A share of problems with its Wilson 95% interval."""
+    return {"value": round(sum(hits) / len(hits), 6), "ci95": [round(x, 6) for x in wilson_interval(sum(hits), len(hits))],
+            "ci_method": "wilson"}
+
+
+def _at_n(correct: dict[str, list[bool]], answers: dict[str, list], records: dict[str, list[dict]], samples: int,
+          select: Sequence[str], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The headline metrics at n samples, each with its interval (problems are the unit)."""
+    from rlvr.eval.best_of_n import chosen
+
+    table = {f"avg@{samples}": {"value": summary["accuracy"], "ci95": summary["ci95"], "ci_method": summary["ci_method"]},
+             f"pass@{samples}": _rate([any(c) for c in correct.values()]),
+             f"maj@{samples}": _rate([maj_at_k(answers[i], correct[i], samples) for i in correct])}
+    for spec in select:
+        picks = {i: chosen([r["select_scores"][spec] for r in rows]) for i, rows in records.items()}
+        table[f"best-of-{samples}@{spec}"] = _rate([correct[i][picks[i]] for i in correct])
+    return table
+
+
+def _reference_metrics(groups: Sequence[Sequence[dict]]) -> dict[str, dict[str, Any]]:
+    """Per reproduced-task metric: mean over problems of its correct share, with an interval."""
+    names = list(dict.fromkeys(k for rows in groups for r in rows for k in r.get("lm_eval", {})))
+    out = {}
+    for name in names:
+        per_problem = [sum(bool(r["lm_eval"][name]["correct"]) for r in rows) / len(rows) for rows in groups]
+        ci, method = _interval(per_problem, len(groups[0]))
+        out[name] = {"accuracy": round(sum(per_problem) / len(per_problem), 6), "ci95": ci, "ci_method": method}
+    return out

@@ -1,0 +1,36 @@
+"""LoRA for weight sync: the policy's weights under the base model's names, base + adapter merged, the copy an
+engine that holds its own weights must generate with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["merged_state_dict"]
+
+
+def merged_state_dict(model: Any) -> dict[str, Any]:
+    """The policy's weights under the base model's own names: as they are for a plain model; for a
+    peft LoRA model, base + LoRA merged (what vLLM must generate with), computed without touching
+    the trainable adapter."""
+    import torch
+
+    if not hasattr(model, "peft_config"):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+    from peft.tuners.lora import LoraLayer
+
+    with torch.no_grad():
+        merged = {}
+        for name, tensor in model.state_dict().items():
+            if "lora_" not in name:
+                merged[_base_name(name)] = tensor.detach()
+        for name, module in model.named_modules():
+            if isinstance(module, LoraLayer) and module.active_adapters:
+                weight = module.get_base_layer().weight.detach().clone()
+                for adapter in module.active_adapters:
+                    weight += module.get_delta_weight(adapter).to(weight.dtype)
+                merged[_base_name(name) + ".weight"] = weight
+    return merged
+
+
+def _base_name(peft_name: str) -> str:
+    return peft_name.removeprefix("base_model.model.").replace(".base_layer", "")

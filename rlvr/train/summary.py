@@ -1,0 +1,66 @@
+"""DIR/summary.json of a training run (held-out accuracy before → after with 95% Wilson intervals, steps,
+wall time, the final model) and the short table the console ends with."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rlvr.train.monitor import read_metrics
+
+__all__ = ["SUMMARY_FILE", "read_summary", "summary_table", "write_summary"]
+
+SUMMARY_FILE = "summary.json"
+
+
+def _block(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None or record.get("eval_accuracy") is None:
+        return None
+    lo, hi = record["eval_ci95"]
+    return {"accuracy": record["eval_accuracy"], "ci": [lo, hi], "n": record["eval_n"], "step": record["step"]}
+
+
+def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | None, audit: Any = None) -> dict[str, Any]:
+    """Write DIR/summary.json from DIR/eval.jsonl (the step-0 eval is `before`, the last one at or after
+    step 1 is `after`), atomically, and return it. `accuracy` and `ci` are fractions."""
+    evals = read_metrics(directory, "eval.jsonl")
+    before = next((r for r in evals if r["step"] == 0), None)
+    after = next((r for r in reversed(evals) if r["step"] > 0), None)
+    summary: dict[str, Any] = {"before": _block(before), "after": _block(after), "steps": steps,
+                               "wall_s": round(wall_s, 1), "final": str(final) if final is not None else None}
+    if summary["before"] and summary["after"]:
+        summary["gain"] = summary["after"]["accuracy"] - summary["before"]["accuracy"]
+        summary["separated"] = summary["after"]["ci"][0] > summary["before"]["ci"][1] or \
+            summary["after"]["ci"][1] < summary["before"]["ci"][0]
+    if audit is not None:
+        summary["audit"] = {"line": audit.line(), "rewarded": len(audit.rewarded), "total": audit.total}
+    path = Path(directory) / SUMMARY_FILE
+    tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return summary
+
+
+def read_summary(directory: str | Path) -> dict[str, Any] | None:
+    path = Path(directory) / SUMMARY_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Accuracy before → after with intervals, steps, time and the final model's folder, as plain text."""
+    def cell(block: dict[str, Any] | None) -> str:
+        if not block:
+            return "not evaluated"
+        lo, hi = block["ci"]
+        return f"{block['accuracy']:6.1%}  [{lo:.1%}, {hi:.1%}]  n={block['n']}"
+
+    lines = [f"{'held-out accuracy':<20}{cell(summary.get('before'))}  (before)",
+             f"{'':<20}{cell(summary.get('after'))}  (after)"]
+    if "gain" in summary:
+        lines.append(f"{'gain':<20}{summary['gain'] * 100:+.1f} points, intervals "
+                     f"{'separated' if summary['separated'] else 'overlap'}")
+    lines.append(f"{'steps':<20}{summary['steps']} in {summary['wall_s']:.0f} s")
+    lines.append(f"{'final model':<20}{summary['final'] or '(not written: the run stopped early)'}")
+    return "\n".join(lines)

@@ -1,0 +1,404 @@
+"""Decide whether an extracted answer equals the gold: the grader half of the math verifier.
+
+A fast path (normalized strings, exact numbers with Fraction, multiple-choice letters, the shape
+of sets/tuples/intervals) settles most pairs without sympy; the rest go to math-verify + sympy
+with its signal.alarm timeouts switched off, because the runner owns deadlines."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from functools import lru_cache, partial
+from typing import Callable
+
+from rlvr.verifiers.math.limits import too_big_to_evaluate, too_complex
+from rlvr.verifiers.math.numeric import Unsupported, Value, evaluate_items, values_equal
+from rlvr.verifiers.math.relations import has_relation, region, regions_equal
+
+__all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up",
+           "warm_up_steps"]
+
+
+class GoldError(ValueError):
+    """The gold answer cannot be graded against (empty, or unparseable where it must be parsed)."""
+
+
+@dataclass(frozen=True)
+class Match:
+    equal: bool
+    path: str  # which rule decided: string, numeric, choice, text, shape, symbolic, refused
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Gold:
+    text: str  # the gold answer as given
+    clean: str  # normalized, spaces kept (what math-verify reads)
+    key: str  # normalized, no spaces (what strings are compared by)
+    number: Fraction | None
+    choice: str | None  # "B" for `\text{(B)}`, `(B)`, `B`
+    shape: str  # see _shape
+    is_text: bool  # a word answer such as `\text{Evelyn}`: compared as text only
+    value: Value | None  # its value(s) when math_numeric can read it
+
+
+# -- normalization -------------------------------------------------------------------------------
+
+_WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_DROP = [  # (pattern, replacement) applied in order
+    (re.compile(r"\\left\.|\\right\.|\\left|\\right|\\displaystyle|\\bigl|\\bigr|\\Bigl|\\Bigr"), ""),
+    (re.compile(r"\\[dtc]frac"), r"\\frac"),
+    (re.compile(r"\{,\}"), ","),  # 2{,}74: a decimal comma in LaTeX
+    (re.compile(r"\{bmatrix\}"), "{pmatrix}"),
+    (re.compile(r"(?<!\\)\\[!,;:]"), ""),  # thin spaces, also used as thousands separators (10,\!080)
+    (re.compile(r"\\q?quad|~"), " "),
+    (re.compile(r"(?<!\\)\\ "), " "),
+    (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree"), ""),
+    (re.compile(r"\\%|%"), ""),
+    (re.compile(r"\\\$|\$"), ""),
+    (re.compile(r"−|–"), "-"),
+    (re.compile(r"\b([ap])\.\s?m\.?", re.IGNORECASE), r"\1m"),  # 9 a.m. → 9 am
+    (re.compile(r"\\(?:dots|ldots|cdots)"), r"\\dots"),
+]
+# relations in one spelling each: \\ge, >=, ≥ → \\geq; \\lt → <  (`\\left` is gone by now)
+_RELATIONS = [
+    (re.compile(r"\\geqslant|\\geq|\\ge(?![a-zA-Z])|>=|≥"), r" \\geq "),
+    (re.compile(r"\\leqslant|\\leq|\\le(?![a-zA-Z])|<=|≤"), r" \\leq "),
+    (re.compile(r"\\neq|\\ne(?![a-zA-Z])|!=|≠"), r" \\neq "),
+    (re.compile(r"\\lt(?![a-zA-Z])"), " < "),
+    (re.compile(r"\\gt(?![a-zA-Z])"), " > "),
+]
+# "19, 46, and 82" / "3 and 5" between values is a list
+_AND_LIST = re.compile(r"(?<=[\d}])\s*,?\s+and\s+(?=[-\d\\(])")
+_SPACE_THOUSANDS = re.compile(r"^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
+_FRAC_SHORT = re.compile(r"\\frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
+_SQRT_SHORT = re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])(?![\w{])")
+_BRACED_TOKEN = re.compile(r"([_^])\{(\w)\}")
+_LEAD_VAR = re.compile(r"^\s*[a-zA-Z](?:_\w)?\s*(?:=|\\in)\s*(?=[^=]+$)")
+# a unit is a word of 2+ letters after a space: `864 inches^2`, `5.4 cents` (never the `k` of `2k`)
+_UNIT = re.compile(r"^(?P<value>.*?[\d}])\s+(?P<unit>[a-zA-Z]{2,}(?: [a-zA-Z]+)*)(?:\s*\^\s*[23])?$")
+
+
+def _brace(group: str) -> str:
+    return group if group.startswith("{") else "{" + group + "}"
+
+
+def normalize(answer: str) -> str:
+    """Strip what never changes the value: delimiters, \\left/\\right, spacing commands, text
+    wrappers, degrees, percent, currency, units after a number, a leading `x =`, trailing dots."""
+    s = str(answer).strip()
+    for _ in range(3):  # \text{\textbf{..}} nests
+        s = _WRAPPERS.sub(r" \1 ", s)
+    for pattern, replacement in _DROP + _RELATIONS:
+        s = pattern.sub(replacement, s)
+    s = _AND_LIST.sub(", ", s)
+    s = _FRAC_SHORT.sub(lambda m: r"\frac" + _brace(m[1]) + _brace(m[2]), s)
+    s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    s = _BRACED_TOKEN.sub(r"\1\2", s)
+    s = _LEAD_VAR.sub("", s)
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    if _SPACE_THOUSANDS.match(s):  # 1 000 000 (SI thousands separators)
+        s = s.replace(" ", "")
+    unit = _UNIT.match(s)
+    if unit and to_number(unit["value"]) is not None and unit["unit"].lower() not in ("am", "pm"):
+        s = unit["value"].strip()
+    return s
+
+
+def _key(clean: str) -> str:
+    return clean.replace(" ", "")
+
+
+# -- exact numbers -------------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?$|^[-+]?\.\d+$")
+_RATIO = re.compile(r"^([-+]?\d+)/(\d+)$")
+_FRAC = re.compile(r"^([-+]?)\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$")
+_MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
+
+
+def _decimal(text: str) -> Fraction | None:
+    try:
+        return Fraction(Decimal(text.replace(",", "")))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def to_number(answer: str) -> Fraction | None:
+    """The exact value of a plain number: `1,234`, `-0.5`, `.35`, `3/4`, `\\frac{3}{4}`,
+    `1\\frac{4}{5}` (a mixed number); None for anything else."""
+    s = _key(answer)
+    if _PLAIN.match(s):
+        return _decimal(s)
+    if m := _RATIO.match(s):
+        return Fraction(int(m[1]), int(m[2])) if int(m[2]) else None
+    if m := _FRAC.match(s):
+        num, den = _decimal(m[2]), _decimal(m[3])
+        if num is None or not den:
+            return None
+        return -num / den if m[1] == "-" else num / den
+    if m := _MIXED.match(s):
+        if not int(m[4]):
+            return None
+        value = int(m[2]) + Fraction(int(m[3]), int(m[4]))
+        return -value if m[1] == "-" else value
+    return None
+
+
+def _decimal_places(answer: str) -> int:
+    s = _key(answer)
+    return len(s.split(".", 1)[1]) if _PLAIN.match(s) and "." in s else 0
+
+
+def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
+    """Exact equality, or a decimal of ≥6 places (math-verify rounds to 6) that agrees with a
+    non-terminating gold to its last place (2/3 vs 0.666667 or 0.666666, not 0.6667)."""
+    if gold == value:
+        return True
+    places = _decimal_places(value_text)
+    if places >= 6 and not _decimal_places(gold_text):
+        return abs(gold - value) < Fraction(1, 10**places)
+    return False
+
+
+# -- multiple choice, words, shapes ---------------------------------------------------------------
+
+_CLOCK = re.compile(r"^[\d:]+[ap]m$", re.IGNORECASE)
+_BASE = re.compile(r"^[0-9A-Z.]+_\d+$")
+_CHOICE = re.compile(r"^\(?([A-E])\)?$")
+_CHOICE_LEAD = re.compile(r"^\(?([A-E])(?:\)|$|[\s:.])")  # an answer may go on: "(C) 12"
+
+
+def _choice(key: str) -> str | None:
+    m = _CHOICE.match(key)
+    return m[1] if m else None
+
+
+def _answer_choice(clean: str) -> str | None:
+    m = _CHOICE_LEAD.match(clean)
+    return m[1] if m else None
+
+
+def _is_text(gold_text: str, clean: str) -> bool:
+    return bool(re.search(r"\\(?:text|mbox|textbf)", gold_text)) and bool(re.fullmatch(r"[A-Za-z][A-Za-z ]+", clean))
+
+
+def _shape(key: str) -> str:
+    """set `\\{..\\}`, tuple/interval `(..)`/`[..]` with a comma, matrix, or scalar."""
+    if key.startswith("\\{") and key.endswith("\\}"):
+        return "set"
+    if "\\begin{" in key and "matrix" in key:
+        return "matrix"
+    if key[:1] in "([" and key[-1:] in ")]" and "," in key:
+        return "bracketed"
+    return "scalar"
+
+
+# a set is never an ordered tuple or an interval (math-verify calls {1,2} equal to (1,2))
+_INCOMPATIBLE = {frozenset({"set", "bracketed"}), frozenset({"matrix", "set"})}
+
+
+# -- the symbolic path ------------------------------------------------------------------------------
+
+
+class _DropTimeoutWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+def _math_verify():
+    import math_verify  # imported on first symbolic use: it pulls in sympy and antlr
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTimeoutWarning) for f in logger.filters):
+            logger.addFilter(_DropTimeoutWarning())  # the runner owns deadlines, by design
+    return math_verify
+
+
+def _parse(clean: str, *, raise_on_error: bool) -> list:
+    mv = _math_verify()
+    return mv.parse("$\\boxed{" + clean + "}$", parsing_timeout=None, raise_on_error=raise_on_error)
+
+
+@lru_cache(maxsize=8192)
+def _gold_symbolic(clean: str) -> tuple:
+    parsed = _parse(clean, raise_on_error=True)
+    if not any(not isinstance(p, str) for p in parsed):
+        raise GoldError(f"math-verify cannot parse the gold answer {clean!r}")
+    return tuple(parsed)
+
+
+def _symbolic(gold: Gold, clean: str) -> Match:
+    gold_parsed = list(_gold_symbolic(gold.clean))
+    answer_parsed = _parse(clean, raise_on_error=False)
+    if not answer_parsed:
+        return Match(False, "symbolic", "answer not parseable")
+    mv = _math_verify()
+    equal = mv.verify(gold_parsed, answer_parsed, timeout_seconds=None, raise_on_error=False)
+    return Match(bool(equal), "symbolic")
+
+
+#: answers whose parsing builds most of the LaTeX parser's decision cache: a cold process pays
+#: 50-400 ms for each of its first symbolic parses, a warm one a few ms
+WARMUP_ANSWERS = (
+    "(-\\infty, 1) \\cup (2, 3]", "\\cos 20^\\circ", "2e", "\\log_2 8", "y = 2x + 1", "\\{x, y\\}",
+    "\\sin^2 x + 1", "\\sqrt{e}", "\\frac{\\pi}{e}", "[2, e)", "3 \\cdot 2^{x}", "\\begin{pmatrix} a \\\\ 2 \\end{pmatrix}",
+)
+
+
+def warm_up_steps() -> list[Callable[[], object]]:
+    """The warm-up in small steps: import math-verify, then parse each of WARMUP_ANSWERS."""
+    return [_math_verify] + [partial(_parse, answer, raise_on_error=False) for answer in WARMUP_ANSWERS]
+
+
+def warm_up() -> None:
+    """Import math-verify and parse WARMUP_ANSWERS once."""
+    for step in warm_up_steps():
+        step()
+
+
+# -- public entry points ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def prepare_gold(gold: str) -> Gold:
+    """Normalize a gold answer once (cached by its string)."""
+    clean = normalize(gold)
+    if not clean:
+        raise GoldError(f"empty gold answer {gold!r}")
+    key = _key(clean)
+    return Gold(
+        text=gold,
+        clean=clean,
+        key=key,
+        number=to_number(clean),
+        choice=_choice(key),
+        shape=_shape(key),
+        is_text=_is_text(gold, clean),
+        value=_value(clean),
+    )
+
+
+@lru_cache(maxsize=8192)
+def _gold_region(clean: str):
+    return region(clean)
+
+
+def _relation_match(gold: Gold, clean: str) -> Match | None:
+    """Compare as sets of reals when one side is an inequality or a union of intervals; None:
+    leave it to sympy."""
+    ours, theirs = _gold_region(gold.clean), region(clean)
+    if ours is not None and theirs is not None:
+        return Match(regions_equal(ours, theirs), "relation")
+    if ours is not None and "\\cup" in gold.clean and "\\cup" in clean:
+        return Match(False, "relation", "not a union of intervals")
+    if (ours is None) != (theirs is None) and (gold.number is not None or to_number(clean) is not None):
+        return Match(False, "relation", "a relation is not a number")
+    return None
+
+
+def _equations_match(gold: str, answer: str) -> bool | None:
+    """`L = R` against `L' = R'`: the same equation when L - R is a nonzero constant times L' - R'
+    at the evaluator's fixed points (None when it cannot read them, or they use other variables)."""
+    try:
+        ours, theirs = (evaluate_items("({}) - ({})".format(*side.split("="))) for side in (gold, answer))
+    except (Unsupported, ArithmeticError):
+        return None
+    if ours.kind or theirs.kind or ours.variables != theirs.variables or not ours.variables:
+        return None
+    g, a = ours.items[0], theirs.items[0]
+    if any(abs(v) < 1e-12 for v in (*g, *a)):
+        return None
+    ratios = [x / y for x, y in zip(g, a)]
+    return all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios)
+
+
+def _value(clean: str) -> Value | None:
+    try:
+        return evaluate_items(clean)
+    except (Unsupported, ArithmeticError):
+        return None
+
+
+_LETTERS = re.compile(r"[a-zA-Z]+")
+# the left side of an assignment whose right side stands for the answer: a name (`k`, `a_1`,
+# `f(2)`, `P(A)`) or something the evaluator reads (`2(3+4)`, `\\pi r^2`), never junk
+_NAME = re.compile(r"^\s*(?:\\?[a-zA-Z]+)(?:_\{?\w+\}?)?(?:\([^()=]*\))?\s*$")
+
+def _last_side(clean: str) -> str:
+    """`k = \\frac{1}{3}` → `\\frac{1}{3}`; `x = 2 \\cdot 3 = 6` → `6` (top-level `=` only), when
+    the first side is a name or an expression (`z7q+-c = 1` stays whole: its left side is junk)."""
+    depth, cuts = 0, []
+    for i, ch in enumerate(clean):
+        depth += (ch in "{([") - (ch in "})]")
+        if ch == "=" and depth == 0:
+            cuts.append(i)
+    if not cuts or not _readable_side(clean[: cuts[0]]):
+        return clean
+    return clean[cuts[-1] + 1 :].strip()
+
+
+def _readable_side(side: str) -> bool:
+    if _NAME.match(side):
+        return True
+    try:
+        evaluate_items(side)
+    except (Unsupported, ArithmeticError):
+        return False
+    return True
+
+
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$|^-?0,\d+$")  # 2,74 or 0,125; never 1,234
+
+
+def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
+    """Does `answer` (already extracted) equal the gold? Fast rules first; each one that applies
+    decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable.
+    With `symbolic=False`, what only sympy could decide is "not equal" (path `fast_only`)."""
+    if reason := too_complex(answer):
+        return Match(False, "refused", reason)
+    clean = normalize(answer)
+    if "=" in clean and "=" not in gold.clean:  # an assignment or a worked chain against a bare gold
+        clean = _last_side(clean)
+    key = _key(clean)
+    if not key:
+        return Match(False, "string", "empty answer")
+    if key == gold.key:
+        return Match(True, "string")
+    if gold.choice:
+        return Match(_answer_choice(clean) == gold.choice, "choice")
+    if _BASE.match(gold.key):  # 52_8: the same digits, with or without the base
+        return Match(key == gold.key.split("_")[0], "base")
+    if _CLOCK.match(gold.key):  # 9 am is not 9 pm: a time of day is compared as written
+        return Match(key.lower() == gold.key.lower(), "string")
+    if gold.is_text:
+        return Match(clean.lower() == gold.clean.lower(), "text")
+    if has_relation(gold.key) or has_relation(key) or "\\cup" in gold.key:
+        if (relation := _relation_match(gold, clean)) is not None:
+            return relation
+    if gold.clean.count("=") == 1 and clean.count("=") == 1:
+        if (same := _equations_match(gold.clean, clean)) is not None:
+            return Match(same, "equation")
+    if gold.number is not None and _DECIMAL_COMMA.match(key):
+        clean = key.replace(",", ".")
+    value = to_number(clean)
+    if gold.number is not None and value is not None:
+        return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
+    if frozenset({gold.shape, _shape(key)}) in _INCOMPATIBLE:
+        return Match(False, "shape", f"{_shape(key)} is not a {gold.shape}")
+    if reason := too_big_to_evaluate(key) or too_big_to_evaluate(gold.key):
+        return Match(False, "refused", f"{reason}: not evaluated")
+    if gold.value is not None and (value := _value(clean)) is not None:
+        verdict = values_equal(gold.value, value)
+        if verdict is not None:
+            return Match(verdict, "value")
+    if gold.number is not None and (letters := _LETTERS.findall(re.sub(r"\\[a-zA-Z]+", " ", clean))):
+        if set(letters) - {"e", "i"}:  # e and i may be Euler's number and the imaginary unit: sympy decides
+            return Match(False, "value", f"an expression in {letters[0]} is not the number {gold.clean}")
+    if not symbolic:
+        return Match(False, "fast_only", "not decided without sympy")
+    return _symbolic(gold, clean)

@@ -1,0 +1,190 @@
+"""Every algorithm through the one loop on a tiny random model (hf engine): SFT on files and worked
+solutions, RFT keeping only correct completions, DPO pairing verdicts online and from a preference file,
+and the before/after summary each writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlvr.algorithms import ALGORITHMS, create_algorithm
+from rlvr.algorithms.dpo import pair_completions
+from rlvr.config import load_config
+from rlvr.errors import InputError
+from rlvr.train.monitor import AlarmState, check_alarms, read_metrics
+from rlvr.data.supervised import boxed_response, sft_examples
+from rlvr.train.trainer import train
+from rlvr.types import Example, Rollout, Score, Status
+
+
+def _config(model: Path, out: Path, algorithm: str, **extra):
+    return load_config(None, {
+        "algorithm.name": algorithm, "model.name": str(model), "device": "cpu", "model.dtype": "float32",
+        "rollout.engine": "hf", "data.dataset": "arith", "data.size": 32, "reward.workers": 0,
+        "reward.audit": False, "rollout.n": 4, "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 8,
+        "rollout.temperature": 1.0, "optimizer.lr": 1e-3, "optimizer.max_steps": 2, "optimizer.warmup_steps": 0,
+        "logging.output": str(out), "logging.progress": False, "checkpoint.every": 0, "eval.before_after": False,
+        **extra})
+
+
+def _moved(model: Path, out: Path) -> float:
+    start, final = load_file(model / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    return max((final[k] - start[k]).abs().max().item() for k in final)
+
+
+def _rollout(text: str, tokens: tuple[int, ...] = (5, 6)) -> Rollout:
+    return Rollout(0, text, tokens, (-1.0,) * len(tokens), "stop", (1, 2))
+
+
+# ------------------------------------------------------------------------------ pure pieces
+
+
+@pytest.mark.parametrize("rewards, texts, expected", [
+    ([1.0, 0.0, 0.0, 1.0], ["a", "b", "c", "d"], ("a", "b")),  # first best, first worst
+    ([0.0, 0.0, 0.0, 0.0], ["a", "b", "c", "d"], None),  # all tied: no pair
+    ([1.0, 1.0, 1.0, 1.0], ["a", "b", "c", "d"], None),
+    ([0.0, 1.0, 0.5, 0.0], ["a", "b", "c", "d"], ("b", "a")),
+    ([1.0, 0.0], ["same", "same"], None),  # a "pair" of one text is no preference
+])
+def test_dpo_pairs_a_best_with_a_worst_completion_and_skips_ties(rewards, texts, expected):
+    group = [(_rollout(t), Score(r, Status.CORRECT if r == 1 else Status.WRONG)) for r, t in zip(rewards, texts)]
+    pair = pair_completions(group)
+    assert (None if pair is None else (pair[0].text, pair[1].text)) == expected
+
+
+@pytest.mark.parametrize("source, metadata, answer, ends_with", [
+    ("arith", {"expression": "12 + 30"}, "42", "We compute 12 + 30 = 42.\nThe final answer is \\boxed{42}."),
+    ("gsm8k", {"solution": "She has 3*4=<<3*4=12>>12 eggs.\n#### 12"}, "12",
+     "She has 3*4=12 eggs.\nThe final answer is \\boxed{12}."),
+    ("math", {"solution": "So $x=\\boxed{5}$."}, "5", "So $x=\\boxed{5}$."),
+])
+def test_worked_responses_end_in_the_templates_final_answer_form(source, metadata, answer, ends_with):
+    example = Example("e/0", "q", answer, {"benchmark": source, **metadata})
+    [row] = sft_examples([example])
+    assert row.metadata["response"] == ends_with
+    assert boxed_response("", "7") == "The final answer is \\boxed{7}."
+
+
+def test_sft_file_formats_and_rejection_sampling_filter(tmp_path, tiny_model):
+    from rlvr.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "What is 2+2?", "completion": "4"},
+        {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]},
+    ]) + "\n")
+    plain, chat = sft_examples(None, path=str(rows), tokenizer=tokenizer)
+    assert plain.metadata["response"] == "4" and "rendered_prompt" not in plain.metadata
+    assert chat.metadata["response"] == "Hello." and "Hi?" in chat.metadata["rendered_prompt"]
+    samples = tmp_path / "samples.jsonl"  # rlvr eval's samples.jsonl: rendered prompt, status
+    samples.write_text("\n".join(json.dumps({"id": f"p/{i}", "sample": 0, "prompt": "<rendered>", "completion": c,
+                                             "status": s, "gold": "4"}) for i, (c, s) in
+                                 enumerate([("4", "correct"), ("5", "wrong"), ("four", "no_answer")])) + "\n")
+    [kept] = sft_examples(None, path=str(samples), tokenizer=tokenizer)
+    assert kept.metadata == {"response": "4", "rendered_prompt": "<rendered>"} and kept.id == "p/0"
+    assert len(sft_examples(None, path=str(samples), tokenizer=tokenizer, keep_status=None)) == 3
+    with pytest.raises(InputError, match="no rows left"):
+        sft_examples(None, path=str(samples), tokenizer=tokenizer, keep_status="hedged")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "x"}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl: row 1: an SFT row needs 'prompt' and 'completion'"):
+        sft_examples(None, path=str(bad), tokenizer=tokenizer)
+
+
+def test_nothing_to_learn_alarm_names_the_algorithm():
+    assert "rft" in check_alarms({"kept": 0.0}, AlarmState())["nothing_to_learn"]
+    assert "dpo" in check_alarms({"pairs": 0.0}, AlarmState())["nothing_to_learn"]
+    assert "nothing_to_learn" not in check_alarms({"kept": 3.0, "pairs": 1.0}, AlarmState())
+
+
+def test_every_algorithm_is_in_the_table_and_declares_what_it_needs(tiny_model, tmp_path):
+    for name in ALGORITHMS:
+        algorithm = create_algorithm(name, _config(tiny_model, tmp_path, name))
+        assert algorithm.name == name and algorithm.optimizer_steps() >= 1
+        assert isinstance(algorithm.needs_reference(), bool)
+    assert create_algorithm("dpo", _config(tiny_model, tmp_path, "dpo")).needs_reference()
+    assert not create_algorithm("dpo", _config(tiny_model, tmp_path, "dpo", **{"dpo.reference_free": True})).needs_reference()
+    with pytest.raises(InputError, match="choose one of grpo, sft, rft, dpo"):
+        create_algorithm("ppo", None)
+
+
+def test_the_prompts_an_engine_will_serve_are_known_before_the_policy_loads(tiny_model, tmp_path):
+    """What sizes the vLLM context and KV cache: the prompts of an algorithm that samples; none for SFT
+    or offline DPO (no policy or tokenizer is needed to say so)."""
+    from types import SimpleNamespace
+
+    from rlvr.data.benchmarks import load_examples
+
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
+    for name, dataset, serves in [("grpo", "arith", True), ("rft", "arith", True), ("dpo", "arith", True),
+                                  ("sft", "arith", False), ("dpo", str(prefs), False)]:
+        config = _config(tiny_model, tmp_path, name, **{"data.dataset": dataset})
+        loop = SimpleNamespace(config=config, load_examples=lambda c=config: load_examples(c),
+                               dataset_is_file=lambda d=dataset: Path(d).is_file())
+        served = create_algorithm(name, config).sampled_examples(loop)
+        assert bool(served) == serves, (name, dataset)
+        if serves:
+            assert [e.prompt for e in served] == [e.prompt for e in load_examples(config)]
+
+
+# ------------------------------------------------------------------------------ through the loop
+
+
+def test_sft_trains_on_worked_arith_answers_with_response_only_loss(tiny_model, tmp_path):
+    metrics = train(_config(tiny_model, tmp_path / "sft", "sft", **{"optimizer.max_steps": 3}))
+    records = read_metrics(tmp_path / "sft")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(r["nll"] > 0 and r["tokens"] > 0 for r in records)
+    assert records[-1]["nll"] < records[0]["nll"], "lr 1e-3 on the same kind of rows must lower the NLL"
+    assert metrics["examples"] == 2 and _moved(tiny_model, tmp_path / "sft") > 1e-4
+
+
+def test_rft_keeps_only_correct_completions(tiny_model, tmp_path):
+    # the tiny random model is never correct on arith: nothing is kept, the alarm says why, weights stay
+    train(_config(tiny_model, tmp_path / "rft", "rft", **{"reward.verifier": "math"}))
+    records = read_metrics(tmp_path / "rft")
+    assert all(r["kept"] == 0 and "nothing_to_learn" in r["alarms"] for r in records)
+    # a verifier that calls every unrepetitive text correct keeps distinct finished completions, at most
+    # max_per_prompt each (truncated ones are never kept: they would teach the model not to stop)
+    train(_config(tiny_model, tmp_path / "all", "rft", **{"reward.verifier": "repetition:n=8", "rft.max_per_prompt": 3,
+                                                          "rollout.n": 8, "rollout.max_new_tokens": 24,
+                                                          "optimizer.max_steps": 3}))
+    records = read_metrics(tmp_path / "all")
+    assert all(r["kept"] <= 2 * 3 for r in records) and sum(r["kept"] for r in records) > 0
+    assert _moved(tiny_model, tmp_path / "all") > 1e-4
+
+
+def test_dpo_online_pairs_and_offline_file(tiny_model, tmp_path):
+    verifier = "overlong:max_tokens=60,buffer=50,unit=chars"  # rewards vary with length: pairs exist
+    train(_config(tiny_model, tmp_path / "online", "dpo", **{"reward.verifier": verifier, "rollout.max_new_tokens": 12}))
+    online = read_metrics(tmp_path / "online")
+    assert any(r["pairs"] > 0 for r in online) and all("dpo_margin" in r for r in online if r["pairs"])
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("\n".join(json.dumps({"prompt": f"What is {i}+1?", "chosen": str(i + 1), "rejected": "no idea"})
+                               for i in range(6)) + "\n")
+    train(_config(tiny_model, tmp_path / "offline", "dpo", **{"data.dataset": str(prefs), "optimizer.max_steps": 3}))
+    offline = read_metrics(tmp_path / "offline")
+    assert [r["pairs"] for r in offline] == [2, 2, 2]
+    assert offline[-1]["dpo_margin"] > offline[0]["dpo_margin"], "DPO must widen the chosen-rejected margin"
+    assert _moved(tiny_model, tmp_path / "offline") > 1e-4
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "sft"])
+def test_summary_json_has_before_and_after_with_wilson_intervals(tiny_model, tmp_path, algorithm):
+    out = tmp_path / algorithm
+    train(_config(tiny_model, out, algorithm, **{"eval.before_after": True, "eval.limit": 6,
+                                                 "reward.verifier": "math"}))
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= {"before", "after", "steps", "wall_s", "final"}
+    assert summary["steps"] == 2 and summary["final"] == str(out / "final") and summary["wall_s"] > 0
+    for block in (summary["before"], summary["after"]):
+        assert block["n"] == 6 and 0 <= block["ci"][0] <= block["accuracy"] <= block["ci"][1] <= 1
+    assert summary["before"]["ci"][1] > 0  # Wilson: a 0/6 still has a non-zero upper bound
+    evals = read_metrics(out, "eval.jsonl")
+    assert [r["step"] for r in evals] == [0, 2]

@@ -1,0 +1,77 @@
+"""Training config: defaults, YAML, CLI overrides, validation errors that name the key, auto sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlvr.objectives import grpo
+from rlvr.config import CHOICES, dump_yaml, load_config, parse_set, resolve_auto
+from rlvr.errors import InputError
+
+
+def test_yaml_then_overrides_and_round_trip(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optimizer:\n  lr: 2.0e-6\n  max_steps: 7\nrollout:\n  n: 6\nalgorithm:\n  loss: dapo\n")
+    config = load_config(path, {"rollout.n": 3, "model.lora_r": "8"})
+    assert (config.optimizer.lr, config.optimizer.max_steps, config.rollout.n, config.model.lora_r) == (2e-6, 7, 3, 8)
+    assert config.algorithm.loss == "dapo" and config.algorithm.beta == 0.0
+    again = tmp_path / "saved.yaml"
+    again.write_text(dump_yaml(config))
+    assert load_config(again) == config
+
+
+@pytest.mark.parametrize("yaml_text, overrides, message", [
+    ("rollout:\n  n: two\n", {}, "rollout.n must be int"),
+    ("optimizer:\n  lrr: 1\n", {}, "unknown config key 'optimizer.lrr'"),
+    ("optimiser:\n  lr: 1\n", {}, "unknown config section 'optimiser'"),
+    ("- a\n- b\n", {}, "expected a mapping"),
+    ("rollout: [\n", {}, "invalid YAML"),
+    ("", {"algorithm.loss": "ppo"}, "algorithm.loss must be one of grpo, dapo, dr_grpo"),
+    ("", {"rollout.n": 1}, "rollout.n must be >= 2"),
+    ("", {"optimizer.lr": -1}, "optimizer.lr must be >= 0"),
+    ("", {"algorithm.clip_eps_low": 1.5}, "clip_eps_low"),
+])
+def test_bad_config_is_an_input_error_naming_the_key(tmp_path, yaml_text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        load_config(path, overrides)
+
+
+def test_missing_config_file():
+    with pytest.raises(InputError, match="config file not found"):
+        load_config("/nonexistent/run.yaml")
+
+
+def test_parse_set_reads_yaml_scalars():
+    assert parse_set(["a.b=3", "c.d=true", "e.f=0.5", "g.h=text"]) == {"a.b": 3, "c.d": True, "e.f": 0.5, "g.h": "text"}
+    with pytest.raises(InputError, match="section.key=value"):
+        parse_set(["novalue"])
+
+
+@pytest.mark.parametrize("device, n, tokens, lr, steps", [("cpu", 8, 64, 5e-5, 10), ("cuda", 8, 1024, 1e-5, 50)])
+def test_auto_sizes_by_device_keep_explicit_values(device, n, tokens, lr, steps):
+    resolved = resolve_auto(load_config(None, {"rollout.prompts_per_step": 2}), device)
+    assert (resolved.rollout.n, resolved.rollout.max_new_tokens) == (n, tokens)
+    assert (resolved.optimizer.lr, resolved.optimizer.max_steps) == (lr, steps)
+    assert resolved.rollout.prompts_per_step == 2
+    assert resolved.model.dtype == "auto"  # measured at start-up (rlvr.learner.precision), not guessed here
+
+
+@pytest.mark.parametrize("algorithm, device, key, value", [
+    ("sft", "cpu", "rollout.prompts_per_step", 16), ("sft", "cuda", "optimizer.max_steps", 200),
+    ("dpo", "cpu", "optimizer.lr", 3e-5), ("grpo", "cpu", "optimizer.lr", 5e-5),
+])
+def test_each_algorithm_has_its_own_auto_values(algorithm, device, key, value):
+    resolved = resolve_auto(load_config(None, {"algorithm.name": algorithm}), device)
+    section, leaf = key.split(".")
+    assert getattr(getattr(resolved, section), leaf) == value
+    explicit = resolve_auto(load_config(None, {"algorithm.name": algorithm, key: 3}), device)
+    assert getattr(getattr(explicit, section), leaf) == 3
+
+
+def test_choices_match_the_grpo_tables():
+    assert set(CHOICES["algorithm.advantage"]) == set(grpo.ADVANTAGES)
+    assert set(CHOICES["algorithm.loss"]) == set(grpo.LOSSES)
+    assert set(CHOICES["algorithm.kl_estimator"]) == set(grpo.KL_ESTIMATORS)
+    assert set(CHOICES["algorithm.ratio_level"]) == set(grpo.RATIOS)
