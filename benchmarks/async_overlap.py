@@ -69,7 +69,7 @@ def _learn(threads: int, repeat: int, folder: Path) -> list[float]:
     config = resolve_auto(load_config(None, {
         "model.name": str(path), "device": "cpu", "model.dtype": "float32", "rollout.n": N,
         "rollout.prompts_per_step": PROMPTS, "rollout.max_new_tokens": NEW, "optimizer.micro_batch_size": PROMPTS * N,
-        "optimizer.skip_zero_advantage": False, "algorithm.loss": "dapo", "optimizer.lr": 1e-6}), "cpu")
+        "optimizer.skip_zero_advantage": False, "grpo.loss": "dapo", "optimizer.lr": 1e-6}), "cpu")
     policy = Policy(config, init_distributed(), torch.device("cpu"), path)
     gen = torch.Generator().manual_seed(0)
     examples, rollouts = [], []

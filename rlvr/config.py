@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from rlvr.errors import InputError
+
+log = logging.getLogger("rlvr.config")
 
 __all__ = [
     "TrainConfig",
@@ -91,8 +94,7 @@ class RewardConfig:
 
 
 @dataclass
-class AlgorithmConfig:
-    name: str = "grpo"  # grpo, sft, rft, dpo (rlvr.algorithms.ALGORITHMS)
+class GRPOConfig:
     advantage: str = "grpo"  # grpo, dr_grpo, rloo, batch
     loss: str | None = None  # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant); auto: dapo on CPU, grpo on GPU
     ratio_level: str = "token"  # token, or sequence (GSPO)
@@ -140,7 +142,7 @@ class OptimizerConfig:
     # run each group's prompt once in the learn forward and share its keys/values (with their
     # gradient) among the group's n completions; single process without gradient checkpointing
     share_prompt: bool = True
-    # groups whose advantages are all 0 (equal rewards) give no gradient when algorithm.beta = 0:
+    # groups whose advantages are all 0 (equal rewards) give no gradient when grpo.beta = 0:
     # skip their forward/backward (the optimizer still steps); single process
     skip_zero_advantage: bool = True
 
@@ -181,11 +183,12 @@ class DistributedConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
+    algorithm: str = "grpo"  # grpo, sft, rft, dpo (rlvr.algorithms.ALGORITHMS)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rft: RFTConfig = field(default_factory=RFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
@@ -202,7 +205,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.master_dtype": ("float32", "bfloat16", "float16"),
-    "algorithm.name": ("grpo", "sft", "rft", "dpo"),
+    "algorithm": ("grpo", "sft", "rft", "dpo"),
     "data.difficulty": ("easy", "medium", "hard", "expert"),
     "sft.reduction": ("token", "sequence"),
     "dpo.loss": ("sigmoid", "robust", "ipo"),
@@ -210,11 +213,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.style": ("chat", "fewshot", "plain"),
     "rollout.engine": ("auto", "vllm", "hf"),
     "reward.truncated": ("keep", "mask", "penalty"),
-    "algorithm.advantage": ("grpo", "dr_grpo", "rloo", "batch"),
-    "algorithm.loss": ("grpo", "dapo", "dr_grpo"),
-    "algorithm.ratio_level": ("token", "sequence"),
-    "algorithm.kl_estimator": ("k1", "k2", "k3"),
-    "algorithm.tis": ("auto", "on", "off"),
+    "grpo.advantage": ("grpo", "dr_grpo", "rloo", "batch"),
+    "grpo.loss": ("grpo", "dapo", "dr_grpo"),
+    "grpo.ratio_level": ("token", "sequence"),
+    "grpo.kl_estimator": ("k1", "k2", "k3"),
+    "grpo.tis": ("auto", "on", "off"),
     "optimizer.schedule": ("cosine", "constant"),
     "distributed.strategy": ("ddp", "fsdp2"),
 }
@@ -223,10 +226,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: values were picked from measured runs (README: "Why these defaults"); the GPU ones are production sizes.
 AUTO: dict[str, dict[str, Any]] = {
     "cpu": {"rollout.prompts_per_step": 4, "rollout.n": 8, "rollout.max_new_tokens": 64,
-            "rollout.temperature": 0.7, "data.difficulty": "easy", "algorithm.loss": "dapo",
+            "rollout.temperature": 0.7, "data.difficulty": "easy", "grpo.loss": "dapo",
             "optimizer.lr": 5e-5, "optimizer.max_steps": 10, "optimizer.warmup_steps": 1},
     "cuda": {"rollout.prompts_per_step": 64, "rollout.n": 8, "rollout.max_new_tokens": 1024,
-             "rollout.temperature": 1.0, "data.difficulty": "medium", "algorithm.loss": "grpo",
+             "rollout.temperature": 1.0, "data.difficulty": "medium", "grpo.loss": "grpo",
              "optimizer.lr": 1e-5, "optimizer.max_steps": 50, "optimizer.warmup_steps": 2},
 }
 
@@ -241,10 +244,10 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
             "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50}},
 }
 
-_POSITIVE = ("rollout.n", "rft.max_per_prompt", "dpo.beta", "rollout.temperature", "rollout.prompts_per_step", "rollout.max_new_tokens", "algorithm.mu",
+_POSITIVE = ("rollout.n", "rft.max_per_prompt", "dpo.beta", "rollout.temperature", "rollout.prompts_per_step", "rollout.max_new_tokens", "grpo.mu",
              "optimizer.max_steps", "optimizer.micro_batch_size", "reward.timeout", "rollout.tensor_parallel_size")
-_NON_NEGATIVE = ("model.lora_r", "algorithm.beta", "optimizer.warmup_steps", "checkpoint.every",
-                 "eval.every", "eval.limit", "algorithm.max_refill_rounds", "eval.temperature",
+_NON_NEGATIVE = ("model.lora_r", "grpo.beta", "optimizer.warmup_steps", "checkpoint.every",
+                 "eval.every", "eval.limit", "grpo.max_refill_rounds", "eval.temperature",
                  "optimizer.weight_decay", "logging.samples_every", "optimizer.lr")
 
 
@@ -293,7 +296,22 @@ def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
     raise InputError(f"{source}: {key} must be {name}, got {value!r}")
 
 
+#: keys of earlier releases, still read for one release with a warning naming the new key
+_GRPO_KEYS = tuple(f.name for f in dataclasses.fields(GRPOConfig))
+RENAMED: dict[str, str] = {"algorithm.name": "algorithm", **{f"algorithm.{k}": f"grpo.{k}" for k in _GRPO_KEYS}}
+
+
+def _current_key(key: str, source: str) -> str:
+    """`key` under its current name; an old name is read with a one-line deprecation warning."""
+    new = RENAMED.get(key)
+    if new is None:
+        return key
+    log.warning("%s: config key %r is deprecated, use %r", source, key, new)
+    return new
+
+
 def _set(config: TrainConfig, key: str, value: Any, source: str) -> None:
+    key = _current_key(key, source)
     *sections, leaf = key.split(".")
     node: Any = config
     for depth, section in enumerate(sections):
@@ -389,10 +407,10 @@ def validate(config: TrainConfig) -> None:
         value = _get(config, key)
         if value is not None and value < 0:
             raise InputError(f"config: {key} must be >= 0, got {value}")
-    if config.rollout.n is not None and config.rollout.n < 2 and config.algorithm.advantage in ("grpo", "rloo"):
-        raise InputError(f"config: rollout.n must be >= 2 for {config.algorithm.advantage} advantages, got {config.rollout.n}")
-    if not 0 <= config.algorithm.clip_eps_low < 1:
-        raise InputError(f"config: algorithm.clip_eps_low must be in [0, 1), got {config.algorithm.clip_eps_low}")
+    if config.rollout.n is not None and config.rollout.n < 2 and config.grpo.advantage in ("grpo", "rloo"):
+        raise InputError(f"config: rollout.n must be >= 2 for {config.grpo.advantage} advantages, got {config.rollout.n}")
+    if not 0 <= config.grpo.clip_eps_low < 1:
+        raise InputError(f"config: grpo.clip_eps_low must be in [0, 1), got {config.grpo.clip_eps_low}")
     if config.reward.truncated == "penalty" and config.reward.overlong_buffer <= 0:
         raise InputError("config: reward.overlong_buffer must be > 0 with reward.truncated=penalty")
 
@@ -402,7 +420,7 @@ def resolve_auto(config: TrainConfig, device: str) -> TrainConfig:
     resolved = dataclasses.replace(config, **{f.name: dataclasses.replace(getattr(config, f.name))
                                               for f in dataclasses.fields(config) if _is_section(config, f.name)})
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    for table in (AUTO_BY_ALGORITHM[config.algorithm.name].get(kind, {}), AUTO[kind]):
+    for table in (AUTO_BY_ALGORITHM[config.algorithm].get(kind, {}), AUTO[kind]):
         for key, value in table.items():
             if _get(resolved, key) is None:
                 _set(resolved, key, value, "auto")

@@ -54,10 +54,10 @@ class GRPO(Algorithm):
     name = "grpo"
 
     def needs_reference(self) -> bool:
-        return bool(self.config.algorithm.beta)
+        return bool(self.config.grpo.beta)
 
     def optimizer_steps(self) -> int:
-        return self.config.algorithm.mu
+        return self.config.grpo.mu
 
     # -------------------------------------------------------------------------- the batch
 
@@ -73,11 +73,11 @@ class GRPO(Algorithm):
             scored = self._groups(collected, loop)
             zero_variance = grpo.zero_variance_groups(scored.rewards)
             seen.append((scored, zero_variance))
-            parts.append(scored.select(~zero_variance) if cfg.algorithm.dynamic_sampling else scored)
+            parts.append(scored.select(~zero_variance) if cfg.grpo.dynamic_sampling else scored)
             rounds += 1
             # the fewest groups any rank kept: every rank refills alike and trains on as many groups
             kept = int(agree(sum(len(p.examples) for p in parts), ctx, "min"))
-            if not cfg.algorithm.dynamic_sampling or kept >= want or rounds > cfg.algorithm.max_refill_rounds:
+            if not cfg.grpo.dynamic_sampling or kept >= want or rounds > cfg.grpo.max_refill_rounds:
                 break
         groups = Groups.concat(parts, n).first(min(want, kept))
         first, first_zero_variance = seen[0]  # what the policy produced before any filtering
@@ -86,9 +86,9 @@ class GRPO(Algorithm):
         # rank holds as many groups, so this rank's rows are one slice of the gathered batch
         mine = len(groups.examples)
         everyone = gather_cat(groups.rewards, ctx)
-        advantages = grpo.group_advantages(everyone, cfg.algorithm.advantage)[ctx.rank * mine:(ctx.rank + 1) * mine]
+        advantages = grpo.group_advantages(everyone, cfg.grpo.advantage)[ctx.rank * mine:(ctx.rank + 1) * mine]
         advantages = advantages.reshape(-1)
-        use_tis = cfg.algorithm.tis == "on" or (cfg.algorithm.tis == "auto" and loop.engine_sampler_logprobs)
+        use_tis = cfg.grpo.tis == "on" or (cfg.grpo.tis == "auto" and loop.engine_sampler_logprobs)
         metrics = {
             **rollout_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]),
             "zero_variance_fraction": first_zero_variance.float().mean().item(),

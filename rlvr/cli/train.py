@@ -13,7 +13,7 @@ from rlvr.errors import InputError
 
 #: flag name -> config key; a flag left out keeps the file's (or the default) value
 FLAGS = {
-    "algorithm": "algorithm.name",
+    "algorithm": "algorithm",
     "verifier": "reward.verifier",
     "model": "model.name",
     "dataset": "data.dataset",
@@ -59,7 +59,7 @@ FLAGS = {
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Set any config key, e.g. --set algorithm.loss=dapo (repeatable).")
+              help="Set any config key, e.g. --set grpo.loss=dapo (repeatable).")
 @click.option("--strict-audit", is_flag=True, default=None,
               help="Refuse to start when the reward pays for any known hack of the shipped audit suite.")
 @click.option("--dry-run", is_flag=True, help="Print the effective config and exit.")

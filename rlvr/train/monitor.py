@@ -45,7 +45,7 @@ def _zero_variance(m: dict, s: AlarmState) -> str | None:
     if frac > 0.8:
         return (f"loss is ~0 because every group had the same reward in {frac:.0%} of groups "
                 "(all right or all wrong): no learning signal. Use harder/easier data, a larger "
-                "rollout.n, or algorithm.dynamic_sampling=true")
+                "rollout.n, or grpo.dynamic_sampling=true")
     return None
 
 
@@ -67,7 +67,7 @@ def _no_answer(m: dict, s: AlarmState) -> str | None:
 def _reward_collapse(m: dict, s: AlarmState) -> str | None:
     if s.reward_ema is not None and s.best_reward_ema > 0.1 and s.reward_ema < 0.5 * s.best_reward_ema:
         return (f"reward collapsed: smoothed reward {s.reward_ema:.3f} is under half its best "
-                f"{s.best_reward_ema:.3f}; lower optimizer.lr or add a KL penalty (algorithm.beta)")
+                f"{s.best_reward_ema:.3f}; lower optimizer.lr or add a KL penalty (grpo.beta)")
     return None
 
 

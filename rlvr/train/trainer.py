@@ -42,7 +42,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Trainer:
-    """`Trainer(config).train()` runs config.algorithm.name; `resume=DIR` continues the run saved in DIR.
+    """`Trainer(config).train()` runs config.algorithm; `resume=DIR` continues the run saved in DIR.
     `engine=` hands in a running engine that already serves config.model's weights (tests and
     benchmarks share one vLLM); the trainer then leaves it open."""
 
@@ -67,7 +67,7 @@ class Trainer:
         from rlvr.verifiers.registry import build_verifier
         from rlvr.verifiers.scoring import runner_for
 
-        self.algorithm = create_algorithm(cfg.algorithm.name, cfg)
+        self.algorithm = create_algorithm(cfg.algorithm, cfg)
         self.model_path = resolve_model(cfg.model.name)
         try:
             self.verifier = build_verifier(cfg.reward.verifier)
@@ -271,8 +271,8 @@ class Trainer:
 
         r, holds = self.config.rollout, _holds_weights(kind)
         new_tokens = max(r.max_new_tokens, self.config.eval.max_new_tokens or 0)
-        rows = r.prompts_per_step * r.n * (1 + self.config.algorithm.max_refill_rounds
-                                           * self.config.algorithm.dynamic_sampling) // self.ctx.world_size
+        rows = r.prompts_per_step * r.n * (1 + self.config.grpo.max_refill_rounds
+                                           * self.config.grpo.dynamic_sampling) // self.ctx.world_size
         max_len, gib = r.max_model_len or 1024 + new_tokens, None
         extra: dict[str, Any] = {}
         if holds and not r.max_model_len and examples:

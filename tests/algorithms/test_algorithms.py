@@ -23,7 +23,7 @@ from rlvr.types import Example, Rollout, Score, Status
 
 def _config(model: Path, out: Path, algorithm: str, **extra):
     return load_config(None, {
-        "algorithm.name": algorithm, "model.name": str(model), "device": "cpu", "model.dtype": "float32",
+        "algorithm": algorithm, "model.name": str(model), "device": "cpu", "model.dtype": "float32",
         "rollout.engine": "hf", "data.dataset": "arith", "data.size": 32, "reward.workers": 0,
         "reward.audit": False, "rollout.n": 4, "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 8,
         "rollout.temperature": 1.0, "optimizer.lr": 1e-3, "optimizer.max_steps": 2, "optimizer.warmup_steps": 0,

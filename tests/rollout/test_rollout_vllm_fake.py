@@ -262,7 +262,7 @@ def test_sft_steps_on_a_sleeping_cpu_engine_wake_it_every_step_and_push_once_for
     from tests.train.test_trainer import _config
 
     engine, calls = fake_vllm(False, model=tiny_model)
-    config = _config(tiny_model, tmp_path / "run", **{"algorithm.name": "sft", "optimizer.max_steps": 3,
+    config = _config(tiny_model, tmp_path / "run", **{"algorithm": "sft", "optimizer.max_steps": 3,
                                                       "checkpoint.every": 0, "eval.before_after": True,
                                                       "eval.limit": 2, "eval.split": "train"})
     Trainer(config, engine=engine).train()

@@ -18,7 +18,7 @@ def _run(*args):
 def test_dry_run_prints_the_effective_config(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("optimizer:\n  lr: 3.0e-6\n")
-    result = _run("train", "--dry-run", "--config", str(path), "--lora-r", "8", "--set", "algorithm.loss=dapo",
+    result = _run("train", "--dry-run", "--config", str(path), "--lora-r", "8", "--set", "grpo.loss=dapo",
                   "--engine", "hf")
     assert result.exit_code == 0, result.output
     tree = yaml.safe_load(result.output)
@@ -28,7 +28,7 @@ def test_dry_run_prints_the_effective_config(tmp_path):
 
 
 @pytest.mark.parametrize("args, names", [
-    (["--set", "algorithm.loss=ppo"], "algorithm.loss"),
+    (["--set", "grpo.loss=ppo"], "grpo.loss"),
     (["--set", "algorithm.lose=dapo"], "algorithm.lose"),
     (["--group-size", "1"], "rollout.n"),
     (["--max-steps", "x"], "--max-steps"),

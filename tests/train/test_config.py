@@ -14,7 +14,7 @@ def test_yaml_then_overrides_and_round_trip(tmp_path):
     path.write_text("optimizer:\n  lr: 2.0e-6\n  max_steps: 7\nrollout:\n  n: 6\nalgorithm:\n  loss: dapo\n")
     config = load_config(path, {"rollout.n": 3, "model.lora_r": "8"})
     assert (config.optimizer.lr, config.optimizer.max_steps, config.rollout.n, config.model.lora_r) == (2e-6, 7, 3, 8)
-    assert config.algorithm.loss == "dapo" and config.algorithm.beta == 0.0
+    assert config.grpo.loss == "dapo" and config.grpo.beta == 0.0
     again = tmp_path / "saved.yaml"
     again.write_text(dump_yaml(config))
     assert load_config(again) == config
@@ -26,10 +26,10 @@ def test_yaml_then_overrides_and_round_trip(tmp_path):
     ("optimiser:\n  lr: 1\n", {}, "unknown config section 'optimiser'"),
     ("- a\n- b\n", {}, "expected a mapping"),
     ("rollout: [\n", {}, "invalid YAML"),
-    ("", {"algorithm.loss": "ppo"}, "algorithm.loss must be one of grpo, dapo, dr_grpo"),
+    ("", {"grpo.loss": "ppo"}, "grpo.loss must be one of grpo, dapo, dr_grpo"),
     ("", {"rollout.n": 1}, "rollout.n must be >= 2"),
     ("", {"optimizer.lr": -1}, "optimizer.lr must be >= 0"),
-    ("", {"algorithm.clip_eps_low": 1.5}, "clip_eps_low"),
+    ("", {"grpo.clip_eps_low": 1.5}, "clip_eps_low"),
 ])
 def test_bad_config_is_an_input_error_naming_the_key(tmp_path, yaml_text, overrides, message):
     path = tmp_path / "bad.yaml"
@@ -63,15 +63,15 @@ def test_auto_sizes_by_device_keep_explicit_values(device, n, tokens, lr, steps)
     ("dpo", "cpu", "optimizer.lr", 3e-5), ("grpo", "cpu", "optimizer.lr", 5e-5),
 ])
 def test_each_algorithm_has_its_own_auto_values(algorithm, device, key, value):
-    resolved = resolve_auto(load_config(None, {"algorithm.name": algorithm}), device)
+    resolved = resolve_auto(load_config(None, {"algorithm": algorithm}), device)
     section, leaf = key.split(".")
     assert getattr(getattr(resolved, section), leaf) == value
-    explicit = resolve_auto(load_config(None, {"algorithm.name": algorithm, key: 3}), device)
+    explicit = resolve_auto(load_config(None, {"algorithm": algorithm, key: 3}), device)
     assert getattr(getattr(explicit, section), leaf) == 3
 
 
 def test_choices_match_the_grpo_tables():
-    assert set(CHOICES["algorithm.advantage"]) == set(grpo.ADVANTAGES)
-    assert set(CHOICES["algorithm.loss"]) == set(grpo.LOSSES)
-    assert set(CHOICES["algorithm.kl_estimator"]) == set(grpo.KL_ESTIMATORS)
-    assert set(CHOICES["algorithm.ratio_level"]) == set(grpo.RATIOS)
+    assert set(CHOICES["grpo.advantage"]) == set(grpo.ADVANTAGES)
+    assert set(CHOICES["grpo.loss"]) == set(grpo.LOSSES)
+    assert set(CHOICES["grpo.kl_estimator"]) == set(grpo.KL_ESTIMATORS)
+    assert set(CHOICES["grpo.ratio_level"]) == set(grpo.RATIOS)

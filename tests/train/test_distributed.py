@@ -403,7 +403,7 @@ def test_batch_advantages_use_the_whole_batchs_statistics_under_ddp(tmp_path):
 
     model = make_tiny_model(tmp_path / "tiny")
     # groups of 3 canned completions: ranks see different reward mixes, so a per-rank std would differ
-    args = [*TRAIN_ARGS, "--model", str(model), "--set", "algorithm.advantage=batch", "--max-steps", "1",
+    args = [*TRAIN_ARGS, "--model", str(model), "--set", "grpo.advantage=batch", "--max-steps", "1",
             "--set", "checkpoint.every=0", "--group-size", "3"]
     _run_driver(tmp_path, 1, [*args, "--output", str(tmp_path / "one")], "batch-one")
     _run_driver(tmp_path, 2, [*args, "--output", str(tmp_path / "two")], "batch-two")

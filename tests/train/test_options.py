@@ -281,32 +281,32 @@ ROWS = [
     Row("reward.strict_audit", True, ("cmd_strict",), lambda r: _all(
         r["cmd_strict"].returncode == 2, "--strict-audit" in r["cmd_strict"].stdout,
         not (r["cmd_strict"].out / "metrics.jsonl").exists())),
-    Row("algorithm.name", "sft", ("sft",), lambda r: _all(
+    Row("algorithm", "sft", ("sft",), lambda r: _all(
         r["sft"].count("generate") == 0, all(m["nll"] > 0 for m in r["sft"].metrics), "clip_fraction" in r["base"].metrics[0])),
-    Row("algorithm.advantage", "rloo", ("tis",), lambda r: _all(*(
+    Row("grpo.advantage", "rloo", ("tis",), lambda r: _all(*(
         torch.allclose(b.advantages.reshape(b.groups.rewards.shape),
                        b.groups.rewards - (b.groups.rewards.sum(1, keepdim=True) - b.groups.rewards) / 2)
         for b in batches(r, "tis")))),
-    Row("algorithm.loss", "dr_grpo", ("tis",), lambda r: _all(*(
+    Row("grpo.loss", "dr_grpo", ("tis",), lambda r: _all(*(
         k["loss_type"] == "dr_grpo" and float(k["normalizer"]) == 2 * 3 * 8 for k in loss_kwargs(r, "tis")))),
-    Row("algorithm.ratio_level", "sequence", ("tis",), lambda r: _all(
+    Row("grpo.ratio_level", "sequence", ("tis",), lambda r: _all(
         {k["ratio_level"] for k in loss_kwargs(r, "tis")} == {"sequence"}),
         why="GSPO's ratio itself is tested in test_objectives_grpo.py"),
-    Row("algorithm.clip_eps_low", 0.0, ("mu",), lambda r: _all(
+    Row("grpo.clip_eps_low", 0.0, ("mu",), lambda r: _all(
         {k["clip_eps_low"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_low_fraction")[0] > 0)),
-    Row("algorithm.clip_eps_high", 0.0, ("mu",), lambda r: _all(
+    Row("grpo.clip_eps_high", 0.0, ("mu",), lambda r: _all(
         {k["clip_eps_high"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_high_fraction")[0] > 0)),
-    Row("algorithm.mu", 2, ("mu",), _check_mu),
-    Row("algorithm.beta", 0.1, ("kl_full", "kl_lora"), _check_beta),
-    Row("algorithm.kl_estimator", "k2", ("kl_full",), lambda r: _all(
+    Row("grpo.mu", 2, ("mu",), _check_mu),
+    Row("grpo.beta", 0.1, ("kl_full", "kl_lora"), _check_beta),
+    Row("grpo.kl_estimator", "k2", ("kl_full",), lambda r: _all(
         {k["kl_estimator"] for k in loss_kwargs(r, "kl_full")} == {"k2"}, min(series(r, "kl_full", "kl")) >= 0)),
-    Row("algorithm.tis", "on", ("tis",), lambda r: _all(
+    Row("grpo.tis", "on", ("tis",), lambda r: _all(
         all(k["behavior_logprobs"] is not None for k in loss_kwargs(r, "tis")), "tis_weight_mean" in r["tis"].metrics[0],
         "tis_weight_mean" not in r["base"].metrics[0])),
-    Row("algorithm.tis_cap", 1.5, ("tis",), lambda r: _all(
+    Row("grpo.tis_cap", 1.5, ("tis",), lambda r: _all(
         {k["tis_cap"] for k in loss_kwargs(r, "tis")} == {1.5}, max(series(r, "tis", "tis_weight_mean")) <= 1.5)),
-    Row("algorithm.dynamic_sampling", True, ("refill", "refill_bound"), _check_dynamic),
-    Row("algorithm.max_refill_rounds", 1, ("refill_bound",), lambda r: _all(series(r, "refill_bound", "generate_rounds") == [2, 2])),
+    Row("grpo.dynamic_sampling", True, ("refill", "refill_bound"), _check_dynamic),
+    Row("grpo.max_refill_rounds", 1, ("refill_bound",), lambda r: _all(series(r, "refill_bound", "generate_rounds") == [2, 2])),
     Row("sft.reduction", "sequence", ("sft",), lambda r: _all(
         [float(c.result) for c in r["sft"].calls["sft_normalizer"]] == [2.0, 2.0], series(r, "sft", "tokens") != [2.0, 2.0])),
     Row("rft.max_per_prompt", 1, ("rft",), _check_rft),
