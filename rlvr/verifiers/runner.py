@@ -80,19 +80,21 @@ class VerifierFailureRate(RuntimeError):
         )
 
 
-def finish_batch(name: str, scores: list[Score], seconds: float, workers: int, max_failure_rate: float | None, *,
-                 replaced_workers: int = 0) -> RunStats:
-    """The `RunStats` of one scored batch, raising `VerifierFailureRate` when more than `max_failure_rate`
-    of its verdicts failed. Every runner ends a batch here, so the check is written once."""
+def batch_stats(scores: list[Score], seconds: float, workers: int, *, replaced_workers: int = 0) -> RunStats:
+    """The `RunStats` of one scored batch."""
     counts = {s.value: 0 for s in Status}
     for s in scores:
         counts[s.status.value] += 1
-    stats = RunStats(n=len(scores), counts=counts, seconds=seconds, workers=workers,
-                     mean_reward=sum(s.reward for s in scores) / len(scores) if scores else 0.0,
-                     replaced_workers=replaced_workers)
+    return RunStats(n=len(scores), counts=counts, seconds=seconds, workers=workers,
+                    mean_reward=sum(s.reward for s in scores) / len(scores) if scores else 0.0,
+                    replaced_workers=replaced_workers)
+
+
+def check_failure_rate(name: str, stats: RunStats, scores: list[Score], max_failure_rate: float | None) -> None:
+    """Raise `VerifierFailureRate` when more than `max_failure_rate` of a batch's verdicts failed. Every
+    runner ends a batch here, so the check is written once."""
     if max_failure_rate is not None and scores and stats.failure_rate > max_failure_rate:
         raise VerifierFailureRate(name, stats, max_failure_rate, scores)
-    return stats
 
 
 class VerifierStartupError(RuntimeError):
@@ -268,8 +270,9 @@ class Runner:
             scores[index] = score
             yield index, score
         done: list[Score] = scores  # type: ignore[assignment]
-        self.last_stats = finish_batch(self.verifier.name, done, time.perf_counter() - start, self.workers,
-                                       self.max_failure_rate, replaced_workers=self._replaced - replaced_before)
+        self.last_stats = batch_stats(done, time.perf_counter() - start, self.workers,
+                                      replaced_workers=self._replaced - replaced_before)
+        check_failure_rate(self.verifier.name, self.last_stats, done, self.max_failure_rate)
 
     def _in_process(self, completions: Sequence[str], examples: Sequence[Example]) -> Iterator[tuple[int, Score]]:
         for index, (completion, example) in enumerate(zip(completions, examples)):

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier, Weighted, combine
-from rlvr.verifiers.runner import Runner, RunStats, finish_batch
+from rlvr.verifiers.runner import Runner, RunStats, batch_stats, check_failure_rate
 from rlvr.verifiers.worker import error_score
 
 __all__ = ["HybridRunner", "runner_for"]
@@ -68,8 +68,8 @@ class HybridRunner:
         for k in range(n):
             parts = [(w, v, local[i][k] if i in local else pooled[k].pop(0)) for i, (w, v) in enumerate(self.parts)]
             scores.append(parts[0][2] if not isinstance(self.verifier, Weighted) else combine(parts))
-        self.last_stats = finish_batch(self.verifier.name, scores, time.perf_counter() - start,
-                                       self.runner.workers if self.runner else 0, self.max_failure_rate)
+        self.last_stats = batch_stats(scores, time.perf_counter() - start, self.runner.workers if self.runner else 0)
+        check_failure_rate(self.verifier.name, self.last_stats, scores, self.max_failure_rate)
         return scores
 
     def _pool_scores(self, completions: Sequence[str], examples: Sequence[Example]) -> list[list[Score]]:
