@@ -1,29 +1,25 @@
 """Decide whether an extracted answer equals the gold: the grader half of the math verifier.
 
 A fast path (normalized strings, exact numbers with Fraction, multiple-choice letters, the shape
-of sets/tuples/intervals) settles most pairs without sympy; the rest go to math-verify + sympy
-with its signal.alarm timeouts switched off, because the runner owns deadlines."""
+of sets/tuples/intervals) settles most pairs without sympy; the rest go to `symbolic`
+(math-verify + sympy)."""
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from functools import lru_cache, partial
-from typing import Callable
+from functools import lru_cache
 
 from rlvr.verifiers.math.limits import too_big_to_evaluate, too_complex
-from rlvr.verifiers.math.numeric import Unsupported, Value, evaluate_items, values_equal
+from rlvr.verifiers.math.numeric import Unsupported, Value, decimal_stands_for, evaluate_items, values_equal
 from rlvr.verifiers.math.relations import has_relation, region, regions_equal
+from rlvr.verifiers.math.symbolic import WARMUP_ANSWERS, GoldError, symbolic_equal, warm_up, warm_up_steps
+from rlvr.verifiers.math.symbolic import load_math_verify as _math_verify  # noqa: F401  (lm_eval_tasks reads it here)
 
 __all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up",
            "warm_up_steps"]
-
-
-class GoldError(ValueError):
-    """The gold answer cannot be graded against (empty, or unparseable where it must be parsed)."""
 
 
 @dataclass(frozen=True)
@@ -148,20 +144,9 @@ def to_number(answer: str) -> Fraction | None:
     return None
 
 
-def _decimal_places(answer: str) -> int:
-    s = _key(answer)
-    return len(s.split(".", 1)[1]) if _PLAIN.match(s) and "." in s else 0
-
-
 def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
-    """Exact equality, or a decimal of ≥6 places (math-verify rounds to 6) that agrees with a
-    non-terminating gold to its last place (2/3 vs 0.666667 or 0.666666, not 0.6667)."""
-    if gold == value:
-        return True
-    places = _decimal_places(value_text)
-    if places >= 6 and not _decimal_places(gold_text):
-        return abs(gold - value) < Fraction(1, 10**places)
-    return False
+    """Exact equality, or a decimal that stands for the gold rounded (`decimal_stands_for`)."""
+    return gold == value or bool(decimal_stands_for(gold, gold_text, value_text))
 
 
 # -- multiple choice, words, shapes ---------------------------------------------------------------
@@ -199,66 +184,6 @@ def _shape(key: str) -> str:
 
 # a set is never an ordered tuple or an interval (math-verify calls {1,2} equal to (1,2))
 _INCOMPATIBLE = {frozenset({"set", "bracketed"}), frozenset({"matrix", "set"})}
-
-
-# -- the symbolic path ------------------------------------------------------------------------------
-
-
-class _DropTimeoutWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-def _math_verify():
-    import math_verify  # imported on first symbolic use: it pulls in sympy and antlr
-
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTimeoutWarning) for f in logger.filters):
-            logger.addFilter(_DropTimeoutWarning())  # the runner owns deadlines, by design
-    return math_verify
-
-
-def _parse(clean: str, *, raise_on_error: bool) -> list:
-    mv = _math_verify()
-    return mv.parse("$\\boxed{" + clean + "}$", parsing_timeout=None, raise_on_error=raise_on_error)
-
-
-@lru_cache(maxsize=8192)
-def _gold_symbolic(clean: str) -> tuple:
-    parsed = _parse(clean, raise_on_error=True)
-    if not any(not isinstance(p, str) for p in parsed):
-        raise GoldError(f"math-verify cannot parse the gold answer {clean!r}")
-    return tuple(parsed)
-
-
-def _symbolic(gold: Gold, clean: str) -> Match:
-    gold_parsed = list(_gold_symbolic(gold.clean))
-    answer_parsed = _parse(clean, raise_on_error=False)
-    if not answer_parsed:
-        return Match(False, "symbolic", "answer not parseable")
-    mv = _math_verify()
-    equal = mv.verify(gold_parsed, answer_parsed, timeout_seconds=None, raise_on_error=False)
-    return Match(bool(equal), "symbolic")
-
-
-#: answers whose parsing builds most of the LaTeX parser's decision cache: a cold process pays
-#: 50-400 ms for each of its first symbolic parses, a warm one a few ms
-WARMUP_ANSWERS = (
-    "(-\\infty, 1) \\cup (2, 3]", "\\cos 20^\\circ", "2e", "\\log_2 8", "y = 2x + 1", "\\{x, y\\}",
-    "\\sin^2 x + 1", "\\sqrt{e}", "\\frac{\\pi}{e}", "[2, e)", "3 \\cdot 2^{x}", "\\begin{pmatrix} a \\\\ 2 \\end{pmatrix}",
-)
-
-
-def warm_up_steps() -> list[Callable[[], object]]:
-    """The warm-up in small steps: import math-verify, then parse each of WARMUP_ANSWERS."""
-    return [_math_verify] + [partial(_parse, answer, raise_on_error=False) for answer in WARMUP_ANSWERS]
-
-
-def warm_up() -> None:
-    """Import math-verify and parse WARMUP_ANSWERS once."""
-    for step in warm_up_steps():
-        step()
 
 
 # -- public entry points ----------------------------------------------------------------------------
@@ -401,4 +326,5 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
             return Match(False, "value", f"an expression in {letters[0]} is not the number {gold.clean}")
     if not symbolic:
         return Match(False, "fast_only", "not decided without sympy")
-    return _symbolic(gold, clean)
+    equal = symbolic_equal((gold.clean, gold.text), (clean, answer))
+    return Match(False, "symbolic", "answer not parseable") if equal is None else Match(equal, "symbolic")

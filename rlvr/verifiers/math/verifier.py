@@ -13,7 +13,8 @@ from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.math.extract import Extraction, extract_answer
 from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.numeric import Unsupported, split_top_level
-from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold, warm_up_steps
+from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
+from rlvr.verifiers.math.symbolic import warm_up_steps
 from rlvr.verifiers.registry import register
 
 __all__ = ["MathVerifier"]
