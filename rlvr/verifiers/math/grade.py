@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from functools import lru_cache
 
+from rlvr.verifiers.math.forms import list_as_number, same_time, to_number, truth
 from rlvr.verifiers.math.limits import too_big_to_evaluate, too_complex
 from rlvr.verifiers.math.numeric import Unsupported, Value, decimal_stands_for, evaluate_items, values_equal
 from rlvr.verifiers.math.relations import has_relation, region, regions_equal
@@ -49,9 +49,11 @@ _DROP = [  # (pattern, replacement) applied in order
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
     (re.compile(r"\{,\}"), ","),  # 2{,}74: a decimal comma in LaTeX
     (re.compile(r"\{bmatrix\}"), "{pmatrix}"),
+    (re.compile(r",\s*\\!\s*"), ","),  # 10,\! 080: a thousands separator, not a list
     (re.compile(r"(?<!\\)\\[!,;:]"), ""),  # thin spaces, also used as thousands separators (10,\!080)
     (re.compile(r"\\q?quad|~"), " "),
     (re.compile(r"(?<!\\)\\ "), " "),
+    (re.compile(r"\\approx|≈"), "="),  # x \approx 3.14: the value is what follows
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree"), ""),
     (re.compile(r"\\%|%"), ""),
     (re.compile(r"\\\$|\$"), ""),
@@ -82,10 +84,24 @@ def _brace(group: str) -> str:
     return group if group.startswith("{") else "{" + group + "}"
 
 
+# an angle in degrees inside a trig function is an angle: `\\cos(90^\\circ - x)` = `\\sin x`
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![a-zA-Z])")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°)")
+# `\\le` written with a doubled backslash (an escaping slip) outside matrices and arrays
+_DOUBLED = re.compile(r"\\\\(?=(?:le|ge|leq|geq|lt|gt|ne|neq|in|cup|cap|frac|dfrac|sqrt|pi|infty|cdot|times|pm|text)(?![a-zA-Z]))")
+# a unit or currency glued to a number: 15kg, 7,250.50£, £12, 4 m², 3 cm^2 (never `2k` or `4x^2`)
+_GLUED = re.compile(r"^[£€¥₹]?\s*(?P<value>[-+]?[\d,]*\.?\d+)\s*(?:[£€¥₹]|kg|km|cm|mm|mg|ml|mL|lbs?|ft|hrs?|mins?|secs?|mph"
+                    r"|(?:[kcm]?m|ft|in)\s*(?:\^\s*\{?[23]\}?|[²³]))?$")
+
+
 def normalize(answer: str) -> str:
     """Strip what never changes the value: delimiters, \\left/\\right, spacing commands, text
     wrappers, degrees, percent, currency, units after a number, a leading `x =`, trailing dots."""
-    s = str(answer).strip()
+    s = str(answer).strip().rstrip("\\").strip()  # a trailing backslash is a slip, never a command
+    if "\\begin{" not in s:
+        s = _DOUBLED.sub(lambda m: "\\", s)
+    if _TRIG.search(s):
+        s = _DEGREES.sub(r"\\frac{\1\\pi}{180}", s)
     for _ in range(3):  # \text{\textbf{..}} nests
         s = _WRAPPERS.sub(r" \1 ", s)
     for pattern, replacement in _DROP + _RELATIONS:
@@ -95,12 +111,15 @@ def normalize(answer: str) -> str:
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
     s = _BRACED_TOKEN.sub(r"\1\2", s)
     s = _LEAD_VAR.sub("", s)
+    s = re.sub(r"^\s*=\s*(?=[^=]+$)", "", s)  # `\\approx 3.14`
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     if _SPACE_THOUSANDS.match(s):  # 1 000 000 (SI thousands separators)
         s = s.replace(" ", "")
     unit = _UNIT.match(s)
     if unit and to_number(unit["value"]) is not None and unit["unit"].lower() not in ("am", "pm"):
         s = unit["value"].strip()
+    if (glued := _GLUED.match(s)) and glued.group() != glued["value"]:
+        s = glued["value"]
     return s
 
 
@@ -109,40 +128,6 @@ def _key(clean: str) -> str:
 
 
 # -- exact numbers -------------------------------------------------------------------------------
-
-_PLAIN = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?$|^[-+]?\.\d+$")
-_RATIO = re.compile(r"^([-+]?\d+)/(\d+)$")
-_FRAC = re.compile(r"^([-+]?)\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$")
-_MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
-
-
-def _decimal(text: str) -> Fraction | None:
-    try:
-        return Fraction(Decimal(text.replace(",", "")))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def to_number(answer: str) -> Fraction | None:
-    """The exact value of a plain number: `1,234`, `-0.5`, `.35`, `3/4`, `\\frac{3}{4}`,
-    `1\\frac{4}{5}` (a mixed number); None for anything else."""
-    s = _key(answer)
-    if _PLAIN.match(s):
-        return _decimal(s)
-    if m := _RATIO.match(s):
-        return Fraction(int(m[1]), int(m[2])) if int(m[2]) else None
-    if m := _FRAC.match(s):
-        num, den = _decimal(m[2]), _decimal(m[3])
-        if num is None or not den:
-            return None
-        return -num / den if m[1] == "-" else num / den
-    if m := _MIXED.match(s):
-        if not int(m[4]):
-            return None
-        value = int(m[2]) + Fraction(int(m[3]), int(m[4]))
-        return -value if m[1] == "-" else value
-    return None
-
 
 def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
     """Exact equality, or a decimal that stands for the gold rounded (`decimal_stands_for`)."""
@@ -155,6 +140,7 @@ _CLOCK = re.compile(r"^[\d:]+[ap]m$", re.IGNORECASE)
 _BASE = re.compile(r"^[0-9A-Z.]+_\d+$")
 _CHOICE = re.compile(r"^\(?([A-E])\)?$")
 _CHOICE_LEAD = re.compile(r"^\(?([A-E])(?:\)|$|[\s:.])")  # an answer may go on: "(C) 12"
+_OPERAND = re.compile(r"\s*[-+*/^_=<>{}()\[\]\\!']")
 
 
 def _choice(key: str) -> str | None:
@@ -163,8 +149,12 @@ def _choice(key: str) -> str | None:
 
 
 def _answer_choice(clean: str) -> str | None:
+    """The letter an answer picks: `(C)`, `(C) 12`, `C: 12`, never the letter of an expression
+    (`D^3`, `D + 1`, `\\mathrm{D}^3`)."""
     m = _CHOICE_LEAD.match(clean)
-    return m[1] if m else None
+    if not m or (")" not in m.group() and _OPERAND.match(clean, m.end())):
+        return None
+    return m[1]
 
 
 def _is_text(gold_text: str, clean: str) -> bool:
@@ -277,9 +267,6 @@ def _readable_side(side: str) -> bool:
     return True
 
 
-_DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$|^-?0,\d+$")  # 2,74 or 0,125; never 1,234
-
-
 def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     """Does `answer` (already extracted) equal the gold? Fast rules first; each one that applies
     decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable.
@@ -293,6 +280,8 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     if not key:
         return Match(False, "string", "empty answer")
     if key == gold.key:
+        if list_as_number(gold.clean, clean):
+            return Match(False, "string", "a list is not a number with thousands separators")
         return Match(True, "string")
     if gold.choice:
         return Match(_answer_choice(clean) == gold.choice, "choice")
@@ -300,6 +289,10 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         return Match(key == gold.key.split("_")[0], "base")
     if _CLOCK.match(gold.key):  # 9 am is not 9 pm: a time of day is compared as written
         return Match(key.lower() == gold.key.lower(), "string")
+    if (same := same_time(gold.clean, clean)) is not None:  # 09:15 = 09:15:00
+        return Match(same, "time")
+    if truth(gold.clean) is not None and truth(clean) is not None:  # yes = true
+        return Match(truth(gold.clean) == truth(clean), "text")
     if gold.is_text:
         return Match(clean.lower() == gold.clean.lower(), "text")
     if has_relation(gold.key) or has_relation(key) or "\\cup" in gold.key:
@@ -308,9 +301,7 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     if gold.clean.count("=") == 1 and clean.count("=") == 1:
         if (same := _equations_match(gold.clean, clean)) is not None:
             return Match(same, "equation")
-    if gold.number is not None and _DECIMAL_COMMA.match(key):
-        clean = key.replace(",", ".")
-    value = to_number(clean)
+    value = to_number(clean, decimal_comma=gold.number is not None)  # 2,74 for a number gold; never 1,234
     if gold.number is not None and value is not None:
         return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
     if frozenset({gold.shape, _shape(key)}) in _INCOMPATIBLE:
