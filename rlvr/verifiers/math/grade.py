@@ -94,10 +94,21 @@ _GLUED = re.compile(r"^[£€¥₹]?\s*(?P<value>[-+]?[\d,]*\.?\d+)\s*(?:[£€�
                     r"|(?:[kcm]?m|ft|in)\s*(?:\^\s*\{?[23]\}?|[²³]))?$")
 
 
+# a system or column written as cases/array is the list of its rows: `a = 1, b = 2`
+_ROWS = re.compile(r"^\\begin\{(cases|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+
+
+def _rows(s: str) -> str:
+    m = _ROWS.match(s)
+    if not m:
+        return s
+    return ", ".join(r.replace("&", " ").strip() for r in re.split(r"\\\\", m[2]) if r.strip())
+
+
 def normalize(answer: str) -> str:
     """Strip what never changes the value: delimiters, \\left/\\right, spacing commands, text
     wrappers, degrees, percent, currency, units after a number, a leading `x =`, trailing dots."""
-    s = str(answer).strip().rstrip("\\").strip()  # a trailing backslash is a slip, never a command
+    s = _rows(str(answer).strip().rstrip("\\").strip())  # a trailing backslash is a slip, never a command
     if "\\begin{" not in s:
         s = _DOUBLED.sub(lambda m: "\\", s)
     if _TRIG.search(s):
@@ -279,9 +290,9 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     key = _key(clean)
     if not key:
         return Match(False, "string", "empty answer")
+    if list_as_number(gold.clean, clean):
+        return Match(False, "numeric", "a list is not a number with thousands separators")
     if key == gold.key:
-        if list_as_number(gold.clean, clean):
-            return Match(False, "string", "a list is not a number with thousands separators")
         return Match(True, "string")
     if gold.choice:
         return Match(_answer_choice(clean) == gold.choice, "choice")

@@ -5,8 +5,11 @@ LaTeX parser's cache before the first verdict needs it."""
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from functools import lru_cache, partial
 from typing import Callable
+
+from rlvr.verifiers.math.numeric import decimal_stands_for
 
 __all__ = ["GoldError", "WARMUP_ANSWERS", "load_math_verify", "symbolic_equal", "warm_up", "warm_up_steps"]
 
@@ -63,10 +66,25 @@ def symbolic_equal(gold_forms: tuple[str, ...], answer_forms: tuple[str, ...]) -
     written) that math-verify can parse; None when the answer is unreadable. Raises GoldError
     only when no form of the gold is readable: any gold math-verify can parse is gradable."""
     gold = list(_gold_parsed(gold_forms))
+    if (value := _real_number(tuple(gold))) is not None and decimal_stands_for(value, gold_forms[0], answer_forms[0]):
+        return True  # e^2 vs 7.389: the rounding rule, on the gold's value to 30 digits
     answer = _parsed(answer_forms)
     if not answer:
         return None
     return bool(load_math_verify().verify(gold, answer, timeout_seconds=None, raise_on_error=False))
+
+
+def _real_number(parsed: tuple) -> Fraction | None:
+    """The gold's value when it is one real number (`e^2`, `\\ln 3`), to 30 digits."""
+    import sympy
+
+    expr = next((p for p in parsed if isinstance(p, sympy.Expr)), None)
+    if expr is None or not expr.is_number or expr.is_real is not True:
+        return None
+    try:
+        return Fraction(str(sympy.N(expr, 30)))
+    except (ValueError, TypeError, ZeroDivisionError):
+        return None
 
 
 #: answers whose parsing builds most of the LaTeX parser's decision cache: a cold process pays
