@@ -119,6 +119,7 @@ def _read_rows(path: Path, verifier=None) -> tuple[list[dict[str, Any]], list]:
     """Every row checked before anything is scored, so a bad row fails fast and names itself. The
     gold's fields are required only when the verifier needs a gold (`Verifier.missing_gold`)."""
     from rlvr.types import Example
+    from rlvr.verifiers.math.gold import gold_text
 
     rows, examples = [], []
     for line_no, row in _jsonl(path):
@@ -133,7 +134,7 @@ def _read_rows(path: Path, verifier=None) -> tuple[list[dict[str, Any]], list]:
         examples.append(Example(
             id=str(row.get("id", line_no)),
             prompt=str(row.get("prompt") or ""),
-            answer=_gold_text(row.get("answer")),
+            answer=gold_text(row.get("answer")),  # 27.0 → "27", the loaders' rule
             metadata=metadata,
         ))
     if not rows:
@@ -158,15 +159,6 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(row, dict):
             raise InputError(f"{path} line {line_no}: expected a JSON object, got {type(row).__name__}")
         yield line_no, row
-
-
-def _gold_text(answer: Any) -> str | None:
-    # JSON numbers are golds too ("answer": 18); structured golds are kept as JSON text
-    if answer is None or isinstance(answer, str):
-        return answer
-    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-        return str(answer)
-    return json.dumps(answer)
 
 
 def _print_summary(name: str, stats, *, to_stderr: bool) -> None:

@@ -14,8 +14,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rlvr.errors import InputError
 from rlvr.types import Example
+from rlvr.verifiers.math.extract import find_boxes
+from rlvr.verifiers.math.gold import gold_answer
 
-__all__ = ["BENCHMARKS", "benchmark_names", "last_boxed", "load_benchmark", "load_examples", "load_file", "read_rows", "PromptStream"]
+__all__ = ["BENCHMARKS", "benchmark_names", "load_benchmark", "load_examples", "load_file", "read_rows", "PromptStream"]
 
 Row = dict[str, Any]
 
@@ -73,25 +75,12 @@ def _field(row: Row, field: str, source: str, number: int) -> Any:
     return value
 
 
-def _answer_text(value: Any) -> str:
-    """Golds as text: 27.0 → "27" (AMC stores floats), strings stripped."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} or \\fbox{...} (balanced braces), or None."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth = 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j].strip()
-    return None
+def _gold(value: Any, source: str, number: int, field: str) -> str:
+    """The answer in a gold field, read by the math verifier's gold parser (`####`, boxes, bare)."""
+    gold = gold_answer(value)
+    if not gold:
+        raise InputError(f"{source}: row {number}: field {field!r} has no final answer ({str(value)[-60:]!r})")
+    return gold
 
 
 # ------------------------------------------------------------------ named benchmark row makers
@@ -101,7 +90,7 @@ def _gsm8k(row: Row, number: int, source: str, split: str) -> Example:
     solution = str(_field(row, "answer", source, number))
     if "####" not in solution:
         raise InputError(f"{source}: row {number}: field 'answer' has no '#### N' final answer")
-    gold = solution.rsplit("####", 1)[1].strip().replace(",", "")
+    gold = _gold(solution, source, number, "answer")
     question = _field(row, "question", source, number)
     return Example(f"gsm8k/{split}/{number - 1}", question, gold, {"benchmark": "gsm8k", "solution": solution})
 
@@ -114,22 +103,23 @@ def _level(value: Any) -> int | None:
 def _math(row: Row, number: int, source: str, split: str) -> Example:
     problem = _field(row, "problem", source, number)
     solution = str(_field(row, "solution", source, number))
-    gold = row.get("answer")
-    if gold is None:  # MATH has no answer field: the gold is the solution's last box
-        gold = last_boxed(solution)
-        if gold is None:
-            raise InputError(f"{source}: row {number}: field 'solution' has no \\boxed{{}} answer and there is no 'answer' field")
+    if row.get("answer") is not None:
+        gold = _gold(row["answer"], source, number, "answer")
+    elif not find_boxes(solution):  # MATH has no answer field: the gold is in the solution's boxes
+        raise InputError(f"{source}: row {number}: field 'solution' has no \\boxed{{}} answer and there is no 'answer' field")
+    else:
+        gold = _gold(solution, source, number, "solution")
     subject = row.get("subject") or row.get("type")
     ident = row.get("unique_id") or f"math/{row.get('idx', number - 1)}"
     meta = {"benchmark": "math", "subject": subject, "level": _level(row.get("level")), "solution": solution}
-    return Example(str(ident), problem, _answer_text(gold), meta)
+    return Example(str(ident), problem, gold, meta)
 
 
 def _competition(name: str) -> Callable[[Row, int, str, str], Example]:
     def make(row: Row, number: int, source: str, split: str) -> Example:
         problem = row.get("problem") or _field(row, "question", source, number)
-        gold = _field(row, "answer", source, number)
-        return Example(f"{name}/{row.get('id', number - 1)}", problem, _answer_text(gold), {"benchmark": name})
+        gold = _gold(_field(row, "answer", source, number), source, number, "answer")
+        return Example(f"{name}/{row.get('id', number - 1)}", problem, gold, {"benchmark": name})
 
     return make
 
@@ -237,7 +227,7 @@ def load_file(path: str | os.PathLike, *, prompt_field: str | None = None, answe
     examples = []
     for number, row in enumerate(rows[:limit] if limit is not None else rows, 1):
         prompt = str(_field(row, prompt_field, source, number))
-        answer = _answer_text(_field(row, answer_field, source, number)) if answer_field else None
+        answer = _gold(_field(row, answer_field, source, number), source, number, answer_field) if answer_field else None
         ident = str(_field(row, id_field, source, number)) if id_field else f"{stem}/{number - 1}"
         metadata = {k: v for k, v in row.items() if k not in used}
         examples.append(Example(ident, prompt, answer, metadata))

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from rlvr.cli import main
-from rlvr.data.benchmarks import last_boxed, load_benchmark, load_file
+from rlvr.data.benchmarks import load_benchmark, load_file
 from rlvr.errors import InputError
 
 
@@ -68,15 +68,6 @@ def test_math_train_split_is_math_minus_math500(data_dir):
     everything = {e.prompt for e in load_benchmark("math", data_dir=data_dir)}
     assert len(train) == 4500 and not {e.prompt for e in train} & held_out
     assert {e.prompt for e in train} | held_out == everything
-
-
-@pytest.mark.parametrize(
-    "text, boxed",
-    [("so \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"), ("\\boxed{1} then \\boxed{ 2 }", "2"),
-     ("\\fbox{x^{2}}", "x^{2}"), ("no box", None), ("\\boxed{unclosed", None)],
-)
-def test_last_boxed(text, boxed):
-    assert last_boxed(text) == boxed
 
 
 def test_competition_and_code_benchmarks(data_dir):

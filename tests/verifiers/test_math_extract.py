@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from rlvr.verifiers.math.extract import extract_answer, find_boxes, gold_answer
+from rlvr.verifiers.math.extract import extract_answer, find_boxes
+from rlvr.verifiers.math.gold import gold_answer
 
 # (completion, numeric_fallback, answer, method, offered together)
 CASES = [
@@ -89,7 +90,7 @@ def test_find_boxes_balances_braces(text, contents):
     "gold,answer",
     [
         ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n#### 18", "18"),
-        ("So the total is 2125.\n#### 2,125", "2,125"),
+        ("So the total is 2125.\n#### 2,125", "2125"),
         ("1,450,000", "1,450,000"),
         ("\\left( 3, \\frac{\\pi}{2} \\right)", "\\left( 3, \\frac{\\pi}{2} \\right)"),
         ("Therefore $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$", "\\left( 3, \\frac{\\pi}{2} \\right)"),

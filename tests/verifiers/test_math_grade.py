@@ -61,6 +61,8 @@ EQUAL = [
     ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"),
     ("\\frac{2}{3}", "0.666667"),  # a long decimal of a non-terminating fraction
     ("\\frac{\\sqrt{3}}{3}", "0.577350"),
+    ("\\frac{1}{3}", "0.333"),  # issue 22: a decimal of >= 3 significant digits, the gold rounded
+    ("\\frac{\\sqrt{3}}{3}", "0.5774"),
     ("[0,1)", "[0, 1)"),  # unwrapped interval (math-verify cannot parse it without $...$)
     ("7.2\\%", "7.2"),  # MATH test (idx 1676): percent
     ("7.2\\%", "7.2%"),
@@ -94,8 +96,8 @@ NOT_EQUAL = [
     ("10,\\!080", "10,081"),
     ("10,\\!080", "1008"),
     ("\\frac{1}{3}", "0.33"),  # too short to stand for 1/3
-    ("\\frac{1}{3}", "0.3333"),  # decimals stand for a non-terminating gold from 6 places on
-    ("\\frac{\\sqrt{3}}{3}", "0.5774"),
+    ("\\frac{1}{3}", "0.3334"),  # not 1/3 rounded to 4 places
+    ("\\frac{\\sqrt{3}}{3}", "0.5773"),  # truncated, and under 6 places
     ("1\\frac{4}{5}", "\\frac{4}{5}"),
     ("2k", "2"),  # `k` is not a unit
     ("3R^2", "3"),

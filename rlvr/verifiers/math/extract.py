@@ -1,14 +1,15 @@
-"""Find the final answer in a completion (and the gold in a reference solution): the parser half
-of the math verifier, kept apart from the grader the way Math-Verify splits them."""
+"""Find the final answer in a completion (and, for the gold parser, the boxes of a solution): the
+parser half of the math verifier, kept apart from the grader the way Math-Verify splits them."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Extraction", "FOUND_BY", "extract_answer", "gold_answer", "find_boxes", "math_segments", "standalone_numbers"]
+__all__ = ["Extraction", "FOUND_BY", "extract_answer", "find_boxes", "offered_together", "trim_answer", "math_segments", "standalone_numbers"]
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_PHANTOM = re.compile(r"\\[hv]?phantom\s*\{[^{}]*\}")
 _HASHES = re.compile(r"####[ \t]*(?P<rest>[^\n]*)")
 # "the answer is", "final answer:", "**Final Answer:** The final answer is $3$" (Minerva style)
 _ANSWER_TAIL = re.compile(r"answer\s*(?:is\s*:?|:|=)\s*(?:\\boxed\s*)?")  # matched on lower-cased text
@@ -59,6 +60,11 @@ class Box:
     @property
     def content(self) -> str:
         return self.text[self.body[0] : self.body[1]].strip()
+
+    @property
+    def blank(self) -> bool:
+        """Nothing in it but space: `\\boxed{}` or `\\boxed{\\phantom{2}}` (a blank drawn in a problem)."""
+        return not _PHANTOM.sub("", self.content).strip()
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def _match_brace(text: str, open_at: int) -> tuple[int, bool]:
     return len(text), False
 
 
-def _offered_together(text: str, boxes: list[Box]) -> list[Box]:
+def offered_together(text: str, boxes: list[Box]) -> list[Box]:
     """The last box and the boxes offered with it: same line, or same sentence across a line
     break. A new paragraph, or a new line that starts a new sentence, begins a correction."""
     group = [boxes[-1]]
@@ -156,9 +162,9 @@ def _from_boxes(text: str) -> tuple[int, Extraction] | None:
     last = boxes[-1]
     if not last.closed:
         return last.start, Extraction(None, "truncated")
-    if not last.content:
+    if last.blank:
         return last.start, Extraction(None, "empty_box")
-    together = tuple(b.content for b in _offered_together(text, boxes) if b.content)
+    together = tuple(b.content for b in offered_together(text, boxes) if not b.blank)
     return last.start, Extraction(last.content, "boxed", together)
 
 
@@ -166,7 +172,7 @@ def _from_hashes(text: str) -> tuple[int, Extraction] | None:
     found = list(_HASHES.finditer(text))
     if not found:
         return None
-    answer = _trim(found[-1]["rest"])
+    answer = trim_answer(found[-1]["rest"])
     return found[-1].start(), Extraction(answer, "####", (answer,)) if answer else Extraction(None, "truncated")
 
 
@@ -187,7 +193,7 @@ def _from_answer_phrase(text: str) -> tuple[int, Extraction] | None:
     found = _last_answer_phrase(text)
     if not found:
         return None
-    answer = _trim(_leading_math(text[found[1] :].lstrip()))
+    answer = trim_answer(_leading_math(text[found[1] :].lstrip()))
     return found[0], Extraction(answer, "answer_is", (answer,)) if answer else Extraction(None, "truncated")
 
 
@@ -337,7 +343,7 @@ def _math_like(answer: str | None) -> bool:
     return answer is None or bool(re.search(r"[\\\d]|^\(?[A-E]\)?$", answer))
 
 
-def _trim(answer: str) -> str:
+def trim_answer(answer: str) -> str:
     return answer.strip().strip("$").strip().rstrip(".,;:").strip()
 
 
@@ -364,17 +370,3 @@ def extract_answer(completion: str, *, numeric_fallback: bool = False, fallbacks
     if fallbacks and (last := _from_fallbacks(text, numbers=numeric_fallback, prompt=prompt)):
         return last
     return Extraction(None, "none")
-
-
-def gold_answer(gold: str) -> str:
-    """The final answer inside a gold field: after the last `####` of a GSM8K solution, the last
-    box of a MATH solution (the boxes given together, joined by commas, when a solution boxes
-    each of several answers), or the field itself when it is already just the answer."""
-    text = str(gold).strip()
-    if "####" in text:
-        after = text.rsplit("####", 1)[1].strip()
-        return _trim(after.splitlines()[0]) if after else ""
-    boxes = [b for b in find_boxes(text) if b.closed and b.content]
-    if boxes:  # "the answers are \boxed{-2} and \boxed{1}" → "-2, 1"
-        return ", ".join(dict.fromkeys(b.content for b in _offered_together(text, boxes)))
-    return _trim(text) if text.startswith("$") else text

@@ -1,29 +1,25 @@
 """Decide whether an extracted answer equals the gold: the grader half of the math verifier.
 
 A fast path (normalized strings, exact numbers with Fraction, multiple-choice letters, the shape
-of sets/tuples/intervals) settles most pairs without sympy; the rest go to math-verify + sympy
-with its signal.alarm timeouts switched off, because the runner owns deadlines."""
+of sets/tuples/intervals) settles most pairs without sympy; the rest go to `symbolic`
+(math-verify + sympy)."""
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from functools import lru_cache, partial
-from typing import Callable
+from functools import lru_cache
 
+from rlvr.verifiers.math.forms import list_as_number, same_time, to_number, truth
 from rlvr.verifiers.math.limits import too_big_to_evaluate, too_complex
-from rlvr.verifiers.math.numeric import Unsupported, Value, evaluate_items, values_equal
+from rlvr.verifiers.math.numeric import Unsupported, Value, decimal_stands_for, evaluate_items, values_equal
 from rlvr.verifiers.math.relations import has_relation, region, regions_equal
+from rlvr.verifiers.math.symbolic import WARMUP_ANSWERS, GoldError, symbolic_equal, warm_up, warm_up_steps
+from rlvr.verifiers.math.symbolic import load_math_verify as _math_verify  # noqa: F401  (lm_eval_tasks reads it here)
 
 __all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up",
            "warm_up_steps"]
-
-
-class GoldError(ValueError):
-    """The gold answer cannot be graded against (empty, or unparseable where it must be parsed)."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +49,11 @@ _DROP = [  # (pattern, replacement) applied in order
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
     (re.compile(r"\{,\}"), ","),  # 2{,}74: a decimal comma in LaTeX
     (re.compile(r"\{bmatrix\}"), "{pmatrix}"),
+    (re.compile(r",\s*\\!\s*"), ","),  # 10,\! 080: a thousands separator, not a list
     (re.compile(r"(?<!\\)\\[!,;:]"), ""),  # thin spaces, also used as thousands separators (10,\!080)
     (re.compile(r"\\q?quad|~"), " "),
     (re.compile(r"(?<!\\)\\ "), " "),
+    (re.compile(r"\\approx|≈"), "="),  # x \approx 3.14: the value is what follows
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree"), ""),
     (re.compile(r"\\%|%"), ""),
     (re.compile(r"\\\$|\$"), ""),
@@ -86,10 +84,35 @@ def _brace(group: str) -> str:
     return group if group.startswith("{") else "{" + group + "}"
 
 
+# an angle in degrees inside a trig function is an angle: `\\cos(90^\\circ - x)` = `\\sin x`
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![a-zA-Z])")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°)")
+# `\\le` written with a doubled backslash (an escaping slip) outside matrices and arrays
+_DOUBLED = re.compile(r"\\\\(?=(?:le|ge|leq|geq|lt|gt|ne|neq|in|cup|cap|frac|dfrac|sqrt|pi|infty|cdot|times|pm|text)(?![a-zA-Z]))")
+# a unit or currency glued to a number: 15kg, 7,250.50£, £12, 4 m², 3 cm^2 (never `2k` or `4x^2`)
+_GLUED = re.compile(r"^[£€¥₹]?\s*(?P<value>[-+]?[\d,]*\.?\d+)\s*(?:[£€¥₹]|kg|km|cm|mm|mg|ml|mL|lbs?|ft|hrs?|mins?|secs?|mph"
+                    r"|(?:[kcm]?m|ft|in)\s*(?:\^\s*\{?[23]\}?|[²³]))?$")
+
+
+# a system or column written as cases/array is the list of its rows: `a = 1, b = 2`
+_ROWS = re.compile(r"^\\begin\{(cases|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+
+
+def _rows(s: str) -> str:
+    m = _ROWS.match(s)
+    if not m:
+        return s
+    return ", ".join(r.replace("&", " ").strip() for r in re.split(r"\\\\", m[2]) if r.strip())
+
+
 def normalize(answer: str) -> str:
     """Strip what never changes the value: delimiters, \\left/\\right, spacing commands, text
     wrappers, degrees, percent, currency, units after a number, a leading `x =`, trailing dots."""
-    s = str(answer).strip()
+    s = _rows(str(answer).strip().rstrip("\\").strip())  # a trailing backslash is a slip, never a command
+    if "\\begin{" not in s:
+        s = _DOUBLED.sub(lambda m: "\\", s)
+    if _TRIG.search(s):
+        s = _DEGREES.sub(r"\\frac{\1\\pi}{180}", s)
     for _ in range(3):  # \text{\textbf{..}} nests
         s = _WRAPPERS.sub(r" \1 ", s)
     for pattern, replacement in _DROP + _RELATIONS:
@@ -99,12 +122,15 @@ def normalize(answer: str) -> str:
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
     s = _BRACED_TOKEN.sub(r"\1\2", s)
     s = _LEAD_VAR.sub("", s)
+    s = re.sub(r"^\s*=\s*(?=[^=]+$)", "", s)  # `\\approx 3.14`
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     if _SPACE_THOUSANDS.match(s):  # 1 000 000 (SI thousands separators)
         s = s.replace(" ", "")
     unit = _UNIT.match(s)
     if unit and to_number(unit["value"]) is not None and unit["unit"].lower() not in ("am", "pm"):
         s = unit["value"].strip()
+    if (glued := _GLUED.match(s)) and glued.group() != glued["value"]:
+        s = glued["value"]
     return s
 
 
@@ -114,54 +140,9 @@ def _key(clean: str) -> str:
 
 # -- exact numbers -------------------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?$|^[-+]?\.\d+$")
-_RATIO = re.compile(r"^([-+]?\d+)/(\d+)$")
-_FRAC = re.compile(r"^([-+]?)\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$")
-_MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
-
-
-def _decimal(text: str) -> Fraction | None:
-    try:
-        return Fraction(Decimal(text.replace(",", "")))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def to_number(answer: str) -> Fraction | None:
-    """The exact value of a plain number: `1,234`, `-0.5`, `.35`, `3/4`, `\\frac{3}{4}`,
-    `1\\frac{4}{5}` (a mixed number); None for anything else."""
-    s = _key(answer)
-    if _PLAIN.match(s):
-        return _decimal(s)
-    if m := _RATIO.match(s):
-        return Fraction(int(m[1]), int(m[2])) if int(m[2]) else None
-    if m := _FRAC.match(s):
-        num, den = _decimal(m[2]), _decimal(m[3])
-        if num is None or not den:
-            return None
-        return -num / den if m[1] == "-" else num / den
-    if m := _MIXED.match(s):
-        if not int(m[4]):
-            return None
-        value = int(m[2]) + Fraction(int(m[3]), int(m[4]))
-        return -value if m[1] == "-" else value
-    return None
-
-
-def _decimal_places(answer: str) -> int:
-    s = _key(answer)
-    return len(s.split(".", 1)[1]) if _PLAIN.match(s) and "." in s else 0
-
-
 def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
-    """Exact equality, or a decimal of ≥6 places (math-verify rounds to 6) that agrees with a
-    non-terminating gold to its last place (2/3 vs 0.666667 or 0.666666, not 0.6667)."""
-    if gold == value:
-        return True
-    places = _decimal_places(value_text)
-    if places >= 6 and not _decimal_places(gold_text):
-        return abs(gold - value) < Fraction(1, 10**places)
-    return False
+    """Exact equality, or a decimal that stands for the gold rounded (`decimal_stands_for`)."""
+    return gold == value or bool(decimal_stands_for(gold, gold_text, value_text))
 
 
 # -- multiple choice, words, shapes ---------------------------------------------------------------
@@ -170,6 +151,7 @@ _CLOCK = re.compile(r"^[\d:]+[ap]m$", re.IGNORECASE)
 _BASE = re.compile(r"^[0-9A-Z.]+_\d+$")
 _CHOICE = re.compile(r"^\(?([A-E])\)?$")
 _CHOICE_LEAD = re.compile(r"^\(?([A-E])(?:\)|$|[\s:.])")  # an answer may go on: "(C) 12"
+_OPERAND = re.compile(r"\s*[-+*/^_=<>{}()\[\]\\!']")
 
 
 def _choice(key: str) -> str | None:
@@ -178,8 +160,12 @@ def _choice(key: str) -> str | None:
 
 
 def _answer_choice(clean: str) -> str | None:
+    """The letter an answer picks: `(C)`, `(C) 12`, `C: 12`, never the letter of an expression
+    (`D^3`, `D + 1`, `\\mathrm{D}^3`)."""
     m = _CHOICE_LEAD.match(clean)
-    return m[1] if m else None
+    if not m or (")" not in m.group() and _OPERAND.match(clean, m.end())):
+        return None
+    return m[1]
 
 
 def _is_text(gold_text: str, clean: str) -> bool:
@@ -199,66 +185,6 @@ def _shape(key: str) -> str:
 
 # a set is never an ordered tuple or an interval (math-verify calls {1,2} equal to (1,2))
 _INCOMPATIBLE = {frozenset({"set", "bracketed"}), frozenset({"matrix", "set"})}
-
-
-# -- the symbolic path ------------------------------------------------------------------------------
-
-
-class _DropTimeoutWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-def _math_verify():
-    import math_verify  # imported on first symbolic use: it pulls in sympy and antlr
-
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTimeoutWarning) for f in logger.filters):
-            logger.addFilter(_DropTimeoutWarning())  # the runner owns deadlines, by design
-    return math_verify
-
-
-def _parse(clean: str, *, raise_on_error: bool) -> list:
-    mv = _math_verify()
-    return mv.parse("$\\boxed{" + clean + "}$", parsing_timeout=None, raise_on_error=raise_on_error)
-
-
-@lru_cache(maxsize=8192)
-def _gold_symbolic(clean: str) -> tuple:
-    parsed = _parse(clean, raise_on_error=True)
-    if not any(not isinstance(p, str) for p in parsed):
-        raise GoldError(f"math-verify cannot parse the gold answer {clean!r}")
-    return tuple(parsed)
-
-
-def _symbolic(gold: Gold, clean: str) -> Match:
-    gold_parsed = list(_gold_symbolic(gold.clean))
-    answer_parsed = _parse(clean, raise_on_error=False)
-    if not answer_parsed:
-        return Match(False, "symbolic", "answer not parseable")
-    mv = _math_verify()
-    equal = mv.verify(gold_parsed, answer_parsed, timeout_seconds=None, raise_on_error=False)
-    return Match(bool(equal), "symbolic")
-
-
-#: answers whose parsing builds most of the LaTeX parser's decision cache: a cold process pays
-#: 50-400 ms for each of its first symbolic parses, a warm one a few ms
-WARMUP_ANSWERS = (
-    "(-\\infty, 1) \\cup (2, 3]", "\\cos 20^\\circ", "2e", "\\log_2 8", "y = 2x + 1", "\\{x, y\\}",
-    "\\sin^2 x + 1", "\\sqrt{e}", "\\frac{\\pi}{e}", "[2, e)", "3 \\cdot 2^{x}", "\\begin{pmatrix} a \\\\ 2 \\end{pmatrix}",
-)
-
-
-def warm_up_steps() -> list[Callable[[], object]]:
-    """The warm-up in small steps: import math-verify, then parse each of WARMUP_ANSWERS."""
-    return [_math_verify] + [partial(_parse, answer, raise_on_error=False) for answer in WARMUP_ANSWERS]
-
-
-def warm_up() -> None:
-    """Import math-verify and parse WARMUP_ANSWERS once."""
-    for step in warm_up_steps():
-        step()
 
 
 # -- public entry points ----------------------------------------------------------------------------
@@ -352,9 +278,6 @@ def _readable_side(side: str) -> bool:
     return True
 
 
-_DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$|^-?0,\d+$")  # 2,74 or 0,125; never 1,234
-
-
 def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     """Does `answer` (already extracted) equal the gold? Fast rules first; each one that applies
     decides. Raises GoldError when only the symbolic path could decide and the gold is unparseable.
@@ -367,6 +290,8 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     key = _key(clean)
     if not key:
         return Match(False, "string", "empty answer")
+    if list_as_number(gold.clean, clean):
+        return Match(False, "numeric", "a list is not a number with thousands separators")
     if key == gold.key:
         return Match(True, "string")
     if gold.choice:
@@ -375,6 +300,10 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         return Match(key == gold.key.split("_")[0], "base")
     if _CLOCK.match(gold.key):  # 9 am is not 9 pm: a time of day is compared as written
         return Match(key.lower() == gold.key.lower(), "string")
+    if (same := same_time(gold.clean, clean)) is not None:  # 09:15 = 09:15:00
+        return Match(same, "time")
+    if truth(gold.clean) is not None and truth(clean) is not None:  # yes = true
+        return Match(truth(gold.clean) == truth(clean), "text")
     if gold.is_text:
         return Match(clean.lower() == gold.clean.lower(), "text")
     if has_relation(gold.key) or has_relation(key) or "\\cup" in gold.key:
@@ -383,9 +312,7 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     if gold.clean.count("=") == 1 and clean.count("=") == 1:
         if (same := _equations_match(gold.clean, clean)) is not None:
             return Match(same, "equation")
-    if gold.number is not None and _DECIMAL_COMMA.match(key):
-        clean = key.replace(",", ".")
-    value = to_number(clean)
+    value = to_number(clean, decimal_comma=gold.number is not None)  # 2,74 for a number gold; never 1,234
     if gold.number is not None and value is not None:
         return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
     if frozenset({gold.shape, _shape(key)}) in _INCOMPATIBLE:
@@ -401,4 +328,5 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
             return Match(False, "value", f"an expression in {letters[0]} is not the number {gold.clean}")
     if not symbolic:
         return Match(False, "fast_only", "not decided without sympy")
-    return _symbolic(gold, clean)
+    equal = symbolic_equal((gold.clean, gold.text), (clean, answer))
+    return Match(False, "symbolic", "answer not parseable") if equal is None else Match(equal, "symbolic")

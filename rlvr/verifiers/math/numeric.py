@@ -12,9 +12,10 @@ import cmath
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Mapping
 
-__all__ = ["Unsupported", "Value", "evaluate", "evaluate_items", "split_top_level", "values_equal"]
+__all__ = ["FLOAT_DIGITS", "MIN_ROUNDED_DIGITS", "Unsupported", "Value", "decimal_stands_for", "evaluate", "evaluate_items", "split_top_level", "values_equal"]
 
 
 class Unsupported(ValueError):
@@ -273,16 +274,40 @@ def split_top_level(text: str) -> list[str]:
 
 
 _PLAIN_DECIMAL = re.compile(r"^[-+]?\d*\.(\d+)$")
+#: a decimal with fewer significant digits than this never stands for a rounded gold (0.3 ≠ 1/3)
+MIN_ROUNDED_DIGITS = 3
+#: a decimal this long is a printed float: it equals a gold within a double's error (0.1 + 0.2)
+FLOAT_DIGITS = 16
+
+
+def decimal_stands_for(gold: Fraction | float, gold_text: str, answer_text: str) -> bool | None:
+    """The rounding rule, one place for the exact and the evaluated paths. A decimal answer of k
+    places with at least MIN_ROUNDED_DIGITS significant digits equals a gold that is not itself a
+    plain decimal when it is the gold rounded to k places (80π vs 251.327, 2/3 vs 0.667, never
+    0.3 or 0.33 for 1/3), or, from 6 places on, truncated (2/3 vs 0.666666, as math-verify). A
+    decimal of FLOAT_DIGITS or more significant digits equals any gold within a double's error
+    (0.30000000000000004 for 0.3). None: the rule does not apply (not a decimal answer)."""
+    answer_text = answer_text.replace(" ", "")
+    places = _PLAIN_DECIMAL.match(answer_text)
+    if not places:
+        return None
+    digits = len(answer_text.lstrip("+-").replace(".", "").lstrip("0"))
+    answer, exact = Fraction(answer_text), Fraction(gold)
+    if digits >= FLOAT_DIGITS and abs(answer - exact) <= abs(exact) * Fraction(1, 10**15):
+        return True
+    if digits < MIN_ROUNDED_DIGITS or _PLAIN_DECIMAL.match(gold_text.replace(" ", "")):
+        return None
+    k = len(places[1])
+    return abs(exact - answer) <= Fraction(1, 2 * 10**k) or (k >= 6 and abs(exact - answer) < Fraction(1, 10**k))
 
 
 def _close(gold: complex, gold_text: str, answer: complex, answer_text: str) -> bool:
-    """To 1e-10 relative, or, for a decimal of k≥6 places written against a gold that is not a
-    plain decimal, to its last place (√3/3 vs 0.577350)."""
+    """To 1e-10 relative, or a decimal standing for the gold (`decimal_stands_for`)."""
     if math.isinf(gold.real) or math.isinf(answer.real):
         return gold == answer
-    places = _PLAIN_DECIMAL.match(answer_text.replace(" ", ""))
-    if places and len(places[1]) >= 6 and not _PLAIN_DECIMAL.match(gold_text.replace(" ", "")):
-        return abs(gold - answer) < 10.0 ** -len(places[1])
+    if abs(gold.imag) < 1e-12 and (rounded := decimal_stands_for(gold.real, gold_text, answer_text)) is not None:
+        if rounded:
+            return True
     return abs(gold - answer) <= 1e-10 * max(abs(gold), abs(answer)) + 1e-12
 
 

@@ -10,9 +10,11 @@ import traceback
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
-from rlvr.verifiers.math.extract import Extraction, extract_answer, gold_answer
+from rlvr.verifiers.math.extract import Extraction, extract_answer
+from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.numeric import Unsupported, split_top_level
-from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold, warm_up_steps
+from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
+from rlvr.verifiers.math.symbolic import warm_up_steps
 from rlvr.verifiers.registry import register
 
 __all__ = ["MathVerifier"]
@@ -67,8 +69,7 @@ class MathVerifier(Verifier):
 
     def score(self, completion: str, example: Example) -> Score:
         self._last_score = time.monotonic()
-        raw_gold = "" if example.answer is None else str(example.answer)
-        gold_text = gold_answer(raw_gold)
+        gold_text = gold_answer(example.answer)
         details: dict = {"extracted": None, "gold": gold_text, "method": None, "found_by": None}
         try:
             gold = prepare_gold(gold_text)
