@@ -25,9 +25,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ALGORITHMS", "AUTO", "DTYPES", "ENGINES", "ENGINE_CHOICES", "EVAL_ONLY_STYLES", "GRPO_ADVANTAGES",
-           "GRPO_KL_ESTIMATORS", "GRPO_LOSSES", "GRPO_RATIO_LEVELS", "SANDBOXES", "SANDBOX_CHOICES", "STRATEGIES",
-           "STYLES", "TRAIN_STYLES", "load"]
+__all__ = ["ALGORITHMS", "ARITH_DIFFICULTIES", "AUTO", "DEVICES", "DPO_LOSSES", "DTYPES", "ENGINES", "ENGINE_CHOICES",
+           "EVAL_ONLY_STYLES", "GRPO_ADVANTAGES", "GRPO_KL_ESTIMATORS", "GRPO_LOSSES", "GRPO_RATIO_LEVELS", "SANDBOXES",
+           "SANDBOX_CHOICES", "SCHEDULES", "SFT_REDUCTIONS", "STRATEGIES", "STYLES", "TRAIN_STYLES", "TRUNCATED", "load"]
 
 #: the choice that lets rlvr pick (per device, or the first that works here)
 AUTO = "auto"
@@ -68,11 +68,24 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 #: multi-process training strategies (rlvr.distributed.wrapping.STRATEGIES)
 STRATEGIES: tuple[str, ...] = ("ddp", "fsdp2")
 
-#: GRPO's variants, implemented by the tables of rlvr.objectives.grpo (a test checks they agree)
+#: where training runs
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
+#: objectives' variants, implemented by the tables of rlvr.objectives (grpo.ADVANTAGES, grpo.LOSSES,
+#: grpo.RATIOS, grpo.KL_ESTIMATORS, sft.REDUCTIONS, dpo.PAIR_LOSSES; tests/test_names.py checks they agree)
 GRPO_ADVANTAGES: tuple[str, ...] = ("grpo", "dr_grpo", "rloo", "batch")
 GRPO_LOSSES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo")
 GRPO_RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
 GRPO_KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+SFT_REDUCTIONS: tuple[str, ...] = ("token", "sequence")
+DPO_LOSSES: tuple[str, ...] = ("sigmoid", "robust", "ipo")
+
+#: what becomes of a completion cut at max_new_tokens (rlvr.algorithms.grpo)
+TRUNCATED: tuple[str, ...] = ("keep", "mask", "penalty")
+#: learning-rate schedules (rlvr.train)
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+#: generated arithmetic problems' levels (rlvr.data.arith.DIFFICULTIES; a test checks they agree)
+ARITH_DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard", "expert")
 
 
 def load(table: dict[str, str], name: str) -> Any:
