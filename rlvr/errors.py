@@ -1,22 +1,31 @@
-"""Errors that mean "the user's input is wrong": the CLI prints one line and exits with code 2."""
+"""Errors the user can act on, as plain exceptions carrying the exit code the CLI ends with.
+
+The library raises them; the command line (rlvr.cli) prints one line, `error: <message>`, on
+stderr and exits with `exit_code`. Nothing here depends on the CLI framework."""
 
 from __future__ import annotations
 
-import click
+__all__ = ["InputError", "OutputError", "RlvrError"]
 
 
-class InputError(click.UsageError):
-    """Bad input named precisely (file, row, field or option). Exit code 2 through click."""
+class RlvrError(Exception):
+    """A failure explained in one line (no traceback); the CLI exits with `exit_code`."""
+
+    exit_code = 1
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InputError(RlvrError):
+    """Bad input named precisely (file, row, field or option). Exit code 2."""
 
     exit_code = 2
 
-    def __init__(self, message: str):
-        super().__init__(message)
 
-    def show(self, file=None) -> None:  # one clear line, no usage dump
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
-
-
-class OutputError(InputError):
+class OutputError(RlvrError):
     """The run folder cannot be written (disk full, read-only, permissions): one line naming the path,
     exit code 2. What was written before (the previous checkpoint) is left intact."""
+
+    exit_code = 2

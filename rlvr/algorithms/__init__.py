@@ -7,24 +7,18 @@ loop (rlvr.train.trainer) does everything else the same way for all of them.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from rlvr import names
 from rlvr.errors import InputError
 
 __all__ = ["ALGORITHMS", "create_algorithm"]
 
-#: name -> "module:class", imported on use
-ALGORITHMS: dict[str, str] = {
-    "grpo": "rlvr.algorithms.grpo:GRPO",
-    "sft": "rlvr.algorithms.sft:SFT",
-    "rft": "rlvr.algorithms.rft:RFT",
-    "dpo": "rlvr.algorithms.dpo:DPO",
-}
+#: name -> "module:class", imported on use; the table lives in rlvr.names (add an algorithm there)
+ALGORITHMS: dict[str, str] = names.ALGORITHMS
 
 
 def create_algorithm(name: str, config: Any) -> Any:
     if name not in ALGORITHMS:
         raise InputError(f"--algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}")
-    module, cls = ALGORITHMS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(config)
+    return names.load(ALGORITHMS, name)(config)

@@ -1,11 +1,14 @@
 """The `rlvr` command: a click group whose subcommands live in sibling modules, imported only when
-used so that `rlvr --help` stays fast (no torch import)."""
+used so that `rlvr --help` stays fast (no torch import). The library's errors (rlvr.errors) end a
+command with one line on stderr and their exit code."""
 
 from __future__ import annotations
 
 import importlib
 
 import click
+
+from rlvr.errors import RlvrError
 
 # command name -> "module:attribute"; each module keeps its heavy imports inside the command.
 COMMANDS = {
@@ -19,7 +22,24 @@ COMMANDS = {
 }
 
 
+class _Failed(click.ClickException):
+    """An RlvrError as click shows it: `error: <message>` on stderr, exit with the error's code."""
+
+    def __init__(self, error: RlvrError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:  # one clear line, no usage dump
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RlvrError as err:
+            raise _Failed(err) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
+from rlvr import names
 from rlvr.errors import InputError
 
 #: the verifier each benchmark is scored with unless --verifier says otherwise
 DEFAULT_VERIFIER = {"humaneval": "code"}
-STYLES = ("chat", "fewshot", "plain", "lm-eval")
+STYLES = names.STYLES
 DEFAULT_MAX_NEW_TOKENS = 512
 
 
@@ -41,16 +42,16 @@ def _generation_options(command):
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
                      help="Longest completion; longer ones are cut and count as truncated "
                           "[default: 512; --style lm-eval: the task's own, 256]."),
-        click.option("--engine", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
+        click.option("--engine", type=click.Choice(names.ENGINE_CHOICES), default="auto", show_default=True,
                      help="Generation engine: vllm when importable (auto), or transformers generate (hf)."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+        click.option("--dtype", type=click.Choice((names.AUTO, *names.DTYPES)), default="auto",
                      show_default=True, help="Engine weights dtype [auto: hf float32, vllm bfloat16 on CPU]."),
         click.option("--style", type=click.Choice(STYLES), default="chat", show_default=True,
                      help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain, "
                           "lm-eval (exactly lm-eval's stock gsm8k / minerva_math prompts, stops and length)."),
         click.option("--verifier", default=None,
                      help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval]."),
-        click.option("--sandbox", type=click.Choice(["auto", "docker", "bwrap", "local"]), default=None,
+        click.option("--sandbox", type=click.Choice(names.SANDBOX_CHOICES), default=None,
                      help="Where the `code` verifier runs HumanEval programs [default: auto = docker, else "
                           "bwrap, else local (a subprocess: NOT a security boundary)]."),
         click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from rlvr import names
 from rlvr.errors import InputError
 
 
 @click.group("sandbox")
 def sandbox() -> None:
-    """Run untrusted Python in a sandbox (docker, bwrap, local) and inspect the backends."""
+    """Run untrusted Python in a sandbox (docker, bwrap, local: rlvr.names.SANDBOXES) and inspect the backends."""
 
 
 @sandbox.command("check")
@@ -41,7 +42,7 @@ def check(as_json: bool) -> None:
 
 
 @sandbox.command("run")
-@click.option("--backend", "-b", type=click.Choice(["auto", "docker", "bwrap", "local"]), default="auto",
+@click.option("--backend", "-b", type=click.Choice(names.SANDBOX_CHOICES), default="auto",
               show_default=True, help="Sandbox to run in; auto = docker, else bwrap, else local.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Wall-clock limit in seconds.")

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from rlvr import names
 from rlvr.errors import InputError
 
 #: flag name -> config key; a flag left out keeps the file's (or the default) value
@@ -33,7 +34,7 @@ FLAGS = {
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--algorithm", type=click.Choice(["grpo", "sft", "rft", "dpo"]), default=None,
+@click.option("--algorithm", type=click.Choice(tuple(names.ALGORITHMS)), default=None,
               help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
                    "fine-tuning), dpo (verifier-labelled or file preference pairs) [config: grpo].")
 @click.option("--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math].")
@@ -43,7 +44,7 @@ FLAGS = {
               help="YAML config (sections model, data, rollout, reward, algorithm, optimizer, logging, checkpoint, eval); flags override it.")
 @click.option("--max-steps", type=int, default=None, help="Training steps (optimizer.max_steps).")
 @click.option("--output", "-o", default=None, help="Run folder: metrics.jsonl, config.yaml, checkpoints/, final/ [config: runs/train].")
-@click.option("--engine", type=click.Choice(["auto", "vllm", "hf"]), default=None,
+@click.option("--engine", type=click.Choice(names.ENGINE_CHOICES), default=None,
               help="Rollout engine: vllm (weights pushed after each step), hf (generates with the policy), auto.")
 @click.option("--lora-r", type=int, default=None, help="LoRA rank through peft (0 = full fine-tuning).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (optimizer.lr).")
@@ -52,7 +53,7 @@ FLAGS = {
 @click.option("--max-new-tokens", type=int, default=None, help="Longest completion (rollout.max_new_tokens).")
 @click.option("--seed", type=int, default=None, help="Seed of data order, sampling and initialization.")
 @click.option("--eval-every", type=int, default=None, help="Held-out eval every N steps (0 = off).")
-@click.option("--strategy", type=click.Choice(["ddp", "fsdp2"]), default=None,
+@click.option("--strategy", type=click.Choice(names.STRATEGIES), default=None,
               help="Under torchrun: ddp replicates the policy on every rank, fsdp2 shards it [config: ddp].")
 @click.option("--tensor-parallel-size", type=int, default=None,
               help="vllm: GPUs one rollout engine is sharded over (under torchrun: that many consecutive ranks) [config: 1].")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import click
 
@@ -72,7 +72,8 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
                 out.flush()
         except VerifierFailureRate as err:
             failure = err
-        stats = runner.last_stats
+        # a failed batch's stats travel with its error (the runner raises before keeping them)
+        stats = failure.stats if failure is not None else runner.last_stats
     except VerifierStartupError as err:  # the verifier cannot run at all: nothing was scored
         raise click.ClickException(str(err)) from None
     finally:
@@ -122,7 +123,9 @@ def _read_rows(path: Path, verifier=None) -> tuple[list[dict[str, Any]], list]:
     from rlvr.verifiers.math.gold import gold_text
 
     rows, examples = [], []
-    for line_no, row in _jsonl(path):
+    from rlvr.io import read_jsonl
+
+    for line_no, row in read_jsonl(path, label="--input"):
         if "completion" not in row:
             raise InputError(f"{path} line {line_no}: missing field 'completion'")
         if verifier is not None and (why := verifier.missing_gold(row)):
@@ -142,23 +145,6 @@ def _read_rows(path: Path, verifier=None) -> tuple[list[dict[str, Any]], list]:
     return rows, examples
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"--input {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"--input {path}: cannot read: {err}") from None
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path} line {line_no}: bad JSON: {err.msg} (column {err.colno})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path} line {line_no}: expected a JSON object, got {type(row).__name__}")
-        yield line_no, row
 
 
 def _print_summary(name: str, stats, *, to_stderr: bool) -> None:

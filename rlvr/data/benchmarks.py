@@ -3,16 +3,16 @@ any JSONL/Parquet file with a field mapping."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from rlvr.errors import InputError
+from rlvr.io import read_jsonl
 from rlvr.types import Example
 from rlvr.verifiers.math.extract import find_boxes
 from rlvr.verifiers.math.gold import gold_answer
@@ -45,25 +45,13 @@ def read_rows(path: str | os.PathLike) -> list[Row]:
             raise InputError(f"{path}: expected a JSON list of objects, got {type(loaded).__name__}")
         rows = loaded
     else:
-        rows = list(_jsonl_rows(path))
+        rows = [row for _, row in read_jsonl(path)]
     if not rows:
         raise InputError(f"{path}: empty file (no rows)")
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise InputError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
     return rows
-
-
-def _jsonl_rows(path: Path) -> Iterator[Row]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}: row {number}: invalid JSON ({err.msg})") from None
 
 
 def _field(row: Row, field: str, source: str, number: int) -> Any:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 from rlvr.errors import InputError
 from rlvr.eval.display import ProgressBar, summary_table
 from rlvr.eval.estimators import bootstrap_interval, maj_at_k, pass_at_k, wilson_interval
+from rlvr.io import append_jsonl, read_jsonl, write_json, write_jsonl
 from rlvr.data.templates import render_prompt, stop_sequences, style_task
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
@@ -52,13 +53,8 @@ def _with_stop(sampling: Any, extra: Sequence[str]) -> Any:
 def load_records(path: Path) -> dict[str, list[dict[str, Any]]]:
     """samples.jsonl grouped by example id (a torn last line from a killed run is ignored)."""
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            grouped[record["id"]].append(record)
+    for _, record in read_jsonl(path, torn_tail=True, missing_ok=True):
+        grouped[record["id"]].append(record)
     return grouped
 
 
@@ -91,7 +87,7 @@ def _check_config(directory: Path, config: dict[str, Any], *, write: bool = True
             raise InputError(f"{directory} holds results of a different run ({', '.join(changed)} differ): "
                              "use another --output, or delete it")
     if write:
-        path.write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(path, config)
 
 
 def finished_summary(directory: str | Path, examples: Sequence[Example], verifier: Verifier, *, sampling: Any,
@@ -176,8 +172,7 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
             timing["prompt_tokens"] += sum(len(r.prompt_token_ids) for r in collected.rollouts)
             fresh = _records(collected, choice)
             if directory is not None:
-                with open(directory / SAMPLES_FILE, "a", encoding="utf-8") as handle:
-                    handle.writelines(json.dumps(rec, default=str) + "\n" for rows in fresh.values() for rec in rows)
+                append_jsonl(directory / SAMPLES_FILE, (rec for rows in fresh.values() for rec in rows))
             records.update(fresh)
             advance(len(collected.rollouts), _accuracy_so_far(records))
     timing["wall_s"] = time.perf_counter() - started
@@ -186,7 +181,7 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     summary.update(name=name, style=style, verifier=verifier.name, sampling=_sampling_json(sampling),
                    timing=timing, **(run_info or {}))
     if directory is not None:
-        _write_json(directory / SUMMARY_FILE, summary)
+        write_json(directory / SUMMARY_FILE, summary)
     return summary
 
 
@@ -233,18 +228,8 @@ def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, li
     return fresh
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Written complete or not at all."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(rec, default=str) + "\n" for rows in records.values() for rec in rows)
-    tmp.replace(path)
+    write_jsonl(path, (rec for rows in records.values() for rec in rows))
 
 
 def _accumulate(previous: dict[str, float], current: dict[str, float]) -> dict[str, float]:

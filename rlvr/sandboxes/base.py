@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import enum
-import importlib
 import json
 import os
 import secrets
@@ -13,15 +12,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rlvr import names
+
 __all__ = ["BACKENDS", "ExecResult", "ExecStatus", "Limits", "Sandbox", "SandboxError",
            "check_backends", "get_sandbox", "PROPERTIES"]
 
-#: backend name -> "module:class", imported only when used (docker SDK is not needed for local)
-BACKENDS = {
-    "docker": "rlvr.sandboxes.docker:DockerSandbox",
-    "bwrap": "rlvr.sandboxes.bwrap:BwrapSandbox",
-    "local": "rlvr.sandboxes.local:LocalSandbox",
-}
+#: backend name -> "module:class", imported only when used (docker SDK is not needed for local);
+#: the table lives in rlvr.names (add a backend there)
+BACKENDS = names.SANDBOXES
 
 #: what a backend can promise about a run; each backend lists the ones it guarantees in `claims`
 PROPERTIES = {
@@ -136,18 +134,17 @@ class Sandbox:
 def _backend_class(backend: str) -> type[Sandbox]:
     if backend not in BACKENDS:
         raise ValueError(f"unknown sandbox backend {backend!r} (known: {', '.join(BACKENDS)})")
-    module_name, attr = BACKENDS[backend].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return names.load(BACKENDS, backend)
 
 
 def get_sandbox(backend: str, **opts: Any) -> Sandbox:
-    """The sandbox `backend` ("docker", "bwrap", "local", or "auto": the first of docker, bwrap
-    that works here, then local). Raises SandboxError when the backend cannot work here."""
-    if backend == "auto":
-        for name in ("docker", "bwrap"):
+    """The sandbox `backend` (a name of BACKENDS, or "auto": the first of BACKENDS that works here,
+    docker, then bwrap, then local). Raises SandboxError when the backend cannot work here."""
+    if backend == names.AUTO:
+        for name in BACKENDS:
             if _backend_class(name).available()[0]:
                 return get_sandbox(name, **opts)
-        backend = "local"
+        raise SandboxError(f"no sandbox backend is available here (tried {', '.join(BACKENDS)})")
     cls = _backend_class(backend)
     ok, why = cls.available()
     if not ok:

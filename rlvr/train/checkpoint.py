@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rlvr.io import write_atomic
+
 __all__ = ["latest_checkpoint", "load_training_state", "save_checkpoint", "save_final"]
 
 STATE_FILE = "trainer_state.json"
@@ -54,16 +56,10 @@ def save_checkpoint(directory: Path, *, model: Any, tokenizer: Any, optimizer: A
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    _write_atomic(root / "latest", target.name + "\n")
+    write_atomic(root / "latest", target.name + "\n")
     for old in sorted(root.glob("step_*"))[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return target
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def save_final(target: Path, model: Any, tokenizer: Any, *, state_dict: dict[str, Any] | None = None) -> Path:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from rlvr.types import Example, Rollout, Score, Status
+from rlvr.io import append_jsonl, read_jsonl, write_jsonl
+from rlvr.types import Example, Rollout, Score
 
 __all__ = ["ALARMS", "AlarmState", "Monitor", "StepTimer", "check_alarms", "read_metrics", "step_line",
            "truncate_metrics"]
@@ -229,8 +230,7 @@ class Monitor:
         record = {"step": step, "eval_accuracy": summary.get("accuracy"), "eval_ci95": summary.get("ci95"),
                   "eval_n": summary.get("n_problems"), "eval_mean_reward": summary.get("mean_reward"),
                   "eval_truncated_rate": summary.get("truncated_rate")}
-        with open(self.directory / "eval.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_jsonl(self.directory / "eval.jsonl", [record])
         if record["eval_accuracy"] is not None:
             self._tb.add_scalar("eval/accuracy", record["eval_accuracy"], step)
             self._tb.flush()
@@ -246,12 +246,10 @@ class Monitor:
         if not self.enabled or not examples:
             return
         n = len(rollouts) // len(examples)
-        with open(self.directory / "samples.jsonl", "a", encoding="utf-8") as handle:
-            for i, (rollout, score) in enumerate(zip(rollouts, scores)):
-                example = examples[i // n]
-                handle.write(json.dumps({"step": step, "id": example.id, "gold": example.answer,
-                                         "completion": rollout.text, "reward": score.reward,
-                                         "status": score.status.value, "finish_reason": rollout.finish_reason}) + "\n")
+        append_jsonl(self.directory / "samples.jsonl", (
+            {"step": step, "id": examples[i // n].id, "gold": examples[i // n].answer, "completion": rollout.text,
+             "reward": score.reward, "status": score.status.value, "finish_reason": rollout.finish_reason}
+            for i, (rollout, score) in enumerate(zip(rollouts, scores))))
 
     def close(self) -> None:
         if not self.enabled:
@@ -279,15 +277,7 @@ def step_line(step: int, total: int, m: dict[str, Any]) -> str:
 
 def read_metrics(directory: str | Path, name: str = METRICS_FILE) -> list[dict[str, Any]]:
     """Records of DIR/metrics.jsonl (or eval.jsonl); a torn last line from a killed run is skipped."""
-    path = Path(directory) / name
-    records = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
+    return [record for _, record in read_jsonl(Path(directory) / name, torn_tail=True, missing_ok=True)]
 
 
 def truncate_metrics(directory: str | Path, last_step: int) -> None:
@@ -295,5 +285,4 @@ def truncate_metrics(directory: str | Path, last_step: int) -> None:
     for name in (METRICS_FILE, "eval.jsonl", "samples.jsonl"):
         path = Path(directory) / name
         if path.exists():
-            kept = [r for r in read_metrics(directory, name) if r.get("step", 0) <= last_step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            write_jsonl(path, [r for r in read_metrics(directory, name) if r.get("step", 0) <= last_step])

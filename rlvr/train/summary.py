@@ -4,10 +4,10 @@ wall time, the final model) and the short table the console ends with."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from rlvr.io import write_json
 from rlvr.train.monitor import read_metrics
 
 __all__ = ["SUMMARY_FILE", "read_summary", "summary_table", "write_summary"]
@@ -36,10 +36,7 @@ def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | N
             summary["after"]["ci"][1] < summary["before"]["ci"][0]
     if audit is not None:
         summary["audit"] = {"line": audit.line(), "rewarded": len(audit.rewarded), "total": audit.total}
-    path = Path(directory) / SUMMARY_FILE
-    tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(Path(directory) / SUMMARY_FILE, summary)
     return summary
 
 

@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
+from rlvr import names
 from rlvr.sandboxes import ExecResult, Limits, Sandbox, SandboxError, get_sandbox
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
@@ -130,8 +131,8 @@ class CodeVerifier(Verifier):
 
     def __init__(self, partial: bool = False, backend: str = "auto", timeout: float = 3.0, memory: int = 512,
                  workers: int = 4):
-        if backend not in ("auto", "docker", "bwrap", "local"):
-            raise ValueError(f"code: unknown backend {backend!r} (auto, docker, bwrap, local)")
+        if backend not in names.SANDBOX_CHOICES:
+            raise ValueError(f"code: unknown backend {backend!r} ({', '.join(names.SANDBOX_CHOICES)})")
         self.partial, self.backend, self.workers = bool(partial), backend, int(workers)
         self.limits = Limits(timeout_s=float(timeout), memory_mb=int(memory))
         self._sandbox: Sandbox | None = None

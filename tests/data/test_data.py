@@ -93,8 +93,8 @@ def _write(path: Path, rows: list) -> Path:
         ([], "empty file"),
         ([{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?"}], "row 2: missing field 'answer'"),
         ([{"problem": "1+1?", "answer": "2"}, {"problem": "", "answer": "4"}], "row 2: empty field 'problem'"),
-        ([{"problem": "a", "answer": "1"}, {"problem": "b", "answer": "2"}, '{"problem": "c", '], "row 3: invalid JSON"),
-        (["[1, 2]"], "row 1: expected a JSON object"),
+        ([{"problem": "a", "answer": "1"}, {"problem": "b", "answer": "2"}, '{"problem": "c", '], "line 3: bad JSON"),
+        (["[1, 2]"], "line 1: expected a JSON object"),
     ],
 )
 def test_malformed_files_name_file_row_and_field(tmp_path, rows, message):

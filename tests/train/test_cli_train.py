@@ -23,7 +23,7 @@ def test_dry_run_prints_the_effective_config(tmp_path):
     assert result.exit_code == 0, result.output
     tree = yaml.safe_load(result.output)
     assert tree["optimizer"]["lr"] == 3e-6 and tree["model"]["lora_r"] == 8
-    assert tree["algorithm"]["loss"] == "dapo" and tree["rollout"]["engine"] == "hf"
+    assert tree["grpo"]["loss"] == "dapo" and tree["rollout"]["engine"] == "hf"
     assert tree["rollout"]["n"] is not None  # auto sizes resolved for this machine
 
 
@@ -57,12 +57,12 @@ def test_dry_run_shows_the_cpu_defaults_of_the_main_job():
     result = _run("train", "--verifier", "math", "--dry-run", "--engine", "hf")
     assert result.exit_code == 0, result.output
     tree = yaml.safe_load(result.output)
-    assert tree["algorithm"]["name"] == "grpo" and tree["data"]["dataset"] == "arith"
+    assert tree["algorithm"] == "grpo" and tree["data"]["dataset"] == "arith"
     assert tree["data"]["difficulty"] == "easy" and tree["eval"]["before_after"] is True
     assert tree["eval"]["limit"] >= 100 and tree["eval"]["temperature"] == 0.0
     assert tree["model"]["master_dtype"] == "float32" and tree["reward"]["verifier"] == "math"
     sft = yaml.safe_load(_run("train", "--algorithm", "sft", "--dry-run", "--engine", "hf").output)
-    assert sft["algorithm"]["name"] == "sft" and sft["optimizer"]["lr"] != tree["optimizer"]["lr"]
+    assert sft["algorithm"] == "sft" and sft["optimizer"]["lr"] != tree["optimizer"]["lr"]
 
 
 def _train_process(tiny_model, out, *extra):

@@ -75,3 +75,30 @@ def test_choices_match_the_grpo_tables():
     assert set(CHOICES["grpo.loss"]) == set(grpo.LOSSES)
     assert set(CHOICES["grpo.kl_estimator"]) == set(grpo.KL_ESTIMATORS)
     assert set(CHOICES["grpo.ratio_level"]) == set(grpo.RATIOS)
+
+
+@pytest.mark.parametrize("yaml_text, assignment, old, new, value", [
+    ("algorithm:\n  loss: dapo\n", None, "algorithm.loss", "grpo.loss", "dapo"),
+    ("algorithm:\n  name: sft\n", None, "algorithm.name", "algorithm", "sft"),
+    ("", "algorithm.loss=dr_grpo", "algorithm.loss", "grpo.loss", "dr_grpo"),
+    ("", "algorithm.name=dpo", "algorithm.name", "algorithm", "dpo"),
+])
+def test_an_old_key_loads_with_one_warning_naming_the_new_key(tmp_path, caplog, yaml_text, assignment, old, new, value):
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml_text)
+    with caplog.at_level("WARNING", logger="rlvr.config"):
+        config = load_config(path, parse_set([assignment] if assignment else []))
+    section, _, leaf = new.rpartition(".")
+    assert getattr(getattr(config, section) if section else config, leaf) == value
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert f"{old!r} is deprecated, use {new!r}" in warnings[0]
+
+
+def test_current_keys_load_without_warnings(tmp_path, caplog):
+    path = tmp_path / "new.yaml"
+    path.write_text("algorithm: sft\ngrpo:\n  loss: dapo\n")
+    with caplog.at_level("WARNING", logger="rlvr.config"):
+        config = load_config(path, {"grpo.beta": 0.01})
+    assert (config.algorithm, config.grpo.loss, config.grpo.beta) == ("sft", "dapo", 0.01)
+    assert not caplog.records

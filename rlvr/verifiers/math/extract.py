@@ -45,8 +45,10 @@ FOUND_BY = {"boxed": "box", "####": "marker", "answer_is": "marker", "last_expre
             "last_number": "last_number"}
 
 
-#: boxes offered together past this many are a spray of guesses (the grader calls it hedged)
-MAX_TOGETHER = 17
+#: more different answers than this offered together are a spray of guesses (the grader calls it hedged)
+MAX_ANSWERS = 16
+#: boxes read together: one past MAX_ANSWERS, so the grader can see that limit passed
+MAX_TOGETHER = MAX_ANSWERS + 1
 
 
 @dataclass(frozen=True)

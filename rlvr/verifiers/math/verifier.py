@@ -10,7 +10,7 @@ import traceback
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
-from rlvr.verifiers.math.extract import Extraction, extract_answer
+from rlvr.verifiers.math.extract import MAX_ANSWERS, MAX_TOGETHER, Extraction, extract_answer
 from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.numeric import Unsupported, split_top_level
 from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
@@ -20,8 +20,6 @@ from rlvr.verifiers.registry import register
 __all__ = ["MathVerifier"]
 
 _OR = re.compile(r"(?<![\\\w])or\b")  # "3 or 4", "3 \text{ or } 4"; not \lor
-#: more answers than this offered together is a spray of guesses, not a list answer
-_MAX_TOGETHER = 16
 #: the background warm-up waits while the process scored within this many seconds
 _IDLE_S = 0.05
 #: how much of the extracted answer details keep
@@ -112,9 +110,9 @@ def _excerpt(answer: str | None) -> str | None:
 def _grade(gold: Gold, found: Extraction, *, symbolic: bool) -> tuple[Status, Match]:
     """Verdict on the final answer, refusing hedges: several different answers offered together,
     or "3 or 4", score 0 as hedged unless together they are exactly the gold (a list answer)."""
-    offered = list(dict.fromkeys(normalize(a).replace(" ", "") for a in found.together[-_MAX_TOGETHER - 1 :]))
-    if len(offered) > _MAX_TOGETHER:
-        return Status.HEDGED, Match(False, "hedged", f"more than {_MAX_TOGETHER} answers offered together")
+    offered = list(dict.fromkeys(normalize(a).replace(" ", "") for a in found.together[-MAX_TOGETHER:]))
+    if len(offered) > MAX_ANSWERS:  # more answers than this is a spray of guesses, not a list answer
+        return Status.HEDGED, Match(False, "hedged", f"more than {MAX_ANSWERS} answers offered together")
     if len(offered) > 1:
         if _is_list(gold.clean):  # a list gold, boxed piece by piece
             joined = equivalent(gold, ", ".join(found.together), symbolic=symbolic)

@@ -1,0 +1,94 @@
+"""The one table of names: every name a user may choose (algorithm, engine, prompt style, sandbox, ...).
+
+The config's allowed values (`rlvr.config.CHOICES`), the CLI's click choices and the registries
+(`rlvr.algorithms.ALGORITHMS`, `rlvr.rollout.base.ENGINES`, `rlvr.sandboxes.BACKENDS`) all read these
+tables; none lists a name of its own. This module imports nothing heavy (`rlvr train --dry-run` and
+`rlvr --help` stay free of torch), so an implementation is named by "module:attribute" and imported
+only when chosen.
+
+To add one:
+- an algorithm: copy rlvr/algorithms/rft.py to rlvr/algorithms/NAME.py, then add the line
+  `"NAME": "rlvr.algorithms.NAME:ClassName"` to ALGORITHMS below. `--algorithm NAME`, the config's
+  `algorithm: NAME` and `rlvr.algorithms.create_algorithm` then know it (its auto sizes default to
+  GRPO's until it has an entry in rlvr.config.defaults.AUTO_BY_ALGORITHM).
+- a rollout engine: copy rlvr/rollout/hf.py to rlvr/rollout/NAME.py (an `Engine`), then add
+  `"NAME": "rlvr.rollout.NAME:ClassName"` to ENGINES.
+- a sandbox backend: copy rlvr/sandboxes/local.py to rlvr/sandboxes/NAME.py (a `Sandbox`), then add
+  `"NAME": "rlvr.sandboxes.NAME:ClassName"` to SANDBOXES (`auto` tries them in this order).
+- a prompt style: write its render function in rlvr/data/templates.py, then add
+  `"NAME": Style(...)` to `rlvr.data.templates.STYLES` and the name to STYLES below (one the trainer
+  cannot use also to EVAL_ONLY_STYLES); tests/test_names.py fails while the two disagree.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["ALGORITHMS", "ARITH_DIFFICULTIES", "AUTO", "DEVICES", "DPO_LOSSES", "DTYPES", "ENGINES", "ENGINE_CHOICES",
+           "EVAL_ONLY_STYLES", "GRPO_ADVANTAGES", "GRPO_KL_ESTIMATORS", "GRPO_LOSSES", "GRPO_RATIO_LEVELS", "SANDBOXES",
+           "SANDBOX_CHOICES", "SCHEDULES", "SFT_REDUCTIONS", "STRATEGIES", "STYLES", "TRAIN_STYLES", "TRUNCATED", "load"]
+
+#: the choice that lets rlvr pick (per device, or the first that works here)
+AUTO = "auto"
+
+#: training algorithms: name -> "module:class" (rlvr.algorithms.create_algorithm)
+ALGORITHMS: dict[str, str] = {
+    "grpo": "rlvr.algorithms.grpo:GRPO",
+    "sft": "rlvr.algorithms.sft:SFT",
+    "rft": "rlvr.algorithms.rft:RFT",
+    "dpo": "rlvr.algorithms.dpo:DPO",
+}
+
+#: rollout engines: kind -> "module:class" (rlvr.rollout.base.create_engine); auto = vllm when importable
+ENGINES: dict[str, str] = {
+    "hf": "rlvr.rollout.hf:HFEngine",
+    "vllm": "rlvr.rollout.vllm.engine:VLLMEngine",
+}
+ENGINE_CHOICES: tuple[str, ...] = (AUTO, *ENGINES)
+
+#: sandbox backends: name -> "module:class" (rlvr.sandboxes.get_sandbox); auto = the first that works
+#: here, in this order, so the strongest isolation comes first and the fallback last
+SANDBOXES: dict[str, str] = {
+    "docker": "rlvr.sandboxes.docker:DockerSandbox",
+    "bwrap": "rlvr.sandboxes.bwrap:BwrapSandbox",
+    "local": "rlvr.sandboxes.local:LocalSandbox",
+}
+SANDBOX_CHOICES: tuple[str, ...] = (AUTO, *SANDBOXES)
+
+#: prompt styles, rendered by rlvr.data.templates.STYLES (a test checks the two agree)
+STYLES: tuple[str, ...] = ("chat", "fewshot", "plain", "lm-eval")
+#: styles that reproduce another tool's per-benchmark task: `rlvr eval` only
+EVAL_ONLY_STYLES: tuple[str, ...] = ("lm-eval",)
+TRAIN_STYLES: tuple[str, ...] = tuple(s for s in STYLES if s not in EVAL_ONLY_STYLES)
+
+#: compute / weight dtypes by name (auto: chosen per device)
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+#: multi-process training strategies (rlvr.distributed.wrapping.STRATEGIES)
+STRATEGIES: tuple[str, ...] = ("ddp", "fsdp2")
+
+#: where training runs
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
+#: objectives' variants, implemented by the tables of rlvr.objectives (grpo.ADVANTAGES, grpo.LOSSES,
+#: grpo.RATIOS, grpo.KL_ESTIMATORS, sft.REDUCTIONS, dpo.PAIR_LOSSES; tests/test_names.py checks they agree)
+GRPO_ADVANTAGES: tuple[str, ...] = ("grpo", "dr_grpo", "rloo", "batch")
+GRPO_LOSSES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo")
+GRPO_RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
+GRPO_KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+SFT_REDUCTIONS: tuple[str, ...] = ("token", "sequence")
+DPO_LOSSES: tuple[str, ...] = ("sigmoid", "robust", "ipo")
+
+#: what becomes of a completion cut at max_new_tokens (rlvr.algorithms.grpo)
+TRUNCATED: tuple[str, ...] = ("keep", "mask", "penalty")
+#: learning-rate schedules (rlvr.train)
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+#: generated arithmetic problems' levels (rlvr.data.arith.DIFFICULTIES; a test checks they agree)
+ARITH_DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard", "expert")
+
+
+def load(table: dict[str, str], name: str) -> Any:
+    """The implementation of `name` in a "module:attribute" table, imported now (KeyError when unknown)."""
+    module, _, attribute = table[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
