@@ -15,9 +15,9 @@ To add one:
   `"NAME": "rlvr.rollout.NAME:ClassName"` to ENGINES.
 - a sandbox backend: copy rlvr/sandboxes/local.py to rlvr/sandboxes/NAME.py (a `Sandbox`), then add
   `"NAME": "rlvr.sandboxes.NAME:ClassName"` to SANDBOXES (`auto` tries them in this order).
-- a prompt style: write its render function in rlvr/data/templates.py, then add
-  `"NAME": Style(...)` to `rlvr.data.templates.STYLES` and the name to STYLES below (one the trainer
-  cannot use also to EVAL_ONLY_STYLES); tests/test_names.py fails while the two disagree.
+- a prompt style: write a `Style` (a render function and its stops) in rlvr/data/templates.py, as CHAT
+  there, then add `"NAME": "rlvr.data.templates:NAME"` to STYLES below (a style the trainer cannot use
+  goes into EVAL_ONLY_STYLES too).
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ SANDBOXES: dict[str, str] = {
 }
 SANDBOX_CHOICES: tuple[str, ...] = (AUTO, *SANDBOXES)
 
-#: prompt styles, rendered by rlvr.data.templates.STYLES (a test checks the two agree)
-STYLES: tuple[str, ...] = ("chat", "fewshot", "plain", "lm-eval")
+#: prompt styles: name -> "module:Style" (rlvr.data.templates.STYLES is built from this table)
+STYLES: dict[str, str] = {
+    "chat": "rlvr.data.templates:CHAT",
+    "fewshot": "rlvr.data.templates:FEWSHOT",
+    "plain": "rlvr.data.templates:PLAIN",
+    "lm-eval": "rlvr.data.templates:LM_EVAL",
+}
 #: styles that reproduce another tool's per-benchmark task: `rlvr eval` only
 EVAL_ONLY_STYLES: tuple[str, ...] = ("lm-eval",)
 TRAIN_STYLES: tuple[str, ...] = tuple(s for s in STYLES if s not in EVAL_ONLY_STYLES)

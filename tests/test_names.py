@@ -79,7 +79,7 @@ def _choices(command: str, option: str) -> tuple[str, ...]:
     ("train", "engine", CHOICES["rollout.engine"]),
     ("train", "strategy", CHOICES["distributed.strategy"]),
     ("eval", "engine", names.ENGINE_CHOICES),
-    ("eval", "style", names.STYLES),
+    ("eval", "style", tuple(names.STYLES)),
     ("eval", "sandbox", names.SANDBOX_CHOICES),
     ("eval", "dtype", CHOICES["rollout.dtype"]),
     ("bench", "engine", names.ENGINE_CHOICES),

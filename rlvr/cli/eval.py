@@ -14,7 +14,7 @@ from rlvr.errors import InputError
 
 #: the verifier each benchmark is scored with unless --verifier says otherwise
 DEFAULT_VERIFIER = {"humaneval": "code"}
-STYLES = names.STYLES
+STYLES = tuple(names.STYLES)
 DEFAULT_MAX_NEW_TOKENS = 512
 
 

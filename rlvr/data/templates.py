@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from rlvr import names
 from rlvr.errors import InputError
 from rlvr.types import Example
 
@@ -88,14 +89,16 @@ def _lm_eval_task(example: Example) -> Any:
     return task_for(example)
 
 
-STYLES: dict[str, Style] = {
-    "chat": Style(_chat, (), "the model's chat template, zero-shot, with the instruction (instruct models)"),
-    "fewshot": Style(_fewshot, ("Question:", "</s>", "<|im_end|>"),
-                     f"no chat template: {FEWSHOT_SHOTS} GSM8K train examples as 'Question: ... Answer: ...' (base models; lm-eval's GSM8K format)"),
-    "plain": Style(_plain, (), "no chat template: the problem and the instruction, zero-shot"),
-    "lm-eval": Style(_lm_eval, (), "exactly lm-eval 0.4's stock gsm8k (5-shot, seeded sampler) or minerva_math (4-shot) "
-                                   "prompt, stops and length; their metrics reported beside the verdict", _lm_eval_task),
-}
+CHAT = Style(_chat, (), "the model's chat template, zero-shot, with the instruction (instruct models)")
+FEWSHOT = Style(_fewshot, ("Question:", "</s>", "<|im_end|>"),
+                f"no chat template: {FEWSHOT_SHOTS} GSM8K train examples as 'Question: ... Answer: ...' (base models; "
+                "lm-eval's GSM8K format)")
+PLAIN = Style(_plain, (), "no chat template: the problem and the instruction, zero-shot")
+LM_EVAL = Style(_lm_eval, (), "exactly lm-eval 0.4's stock gsm8k (5-shot, seeded sampler) or minerva_math (4-shot) "
+                              "prompt, stops and length; their metrics reported beside the verdict", _lm_eval_task)
+
+#: every style by name, from the one table of names (rlvr.names.STYLES)
+STYLES: dict[str, Style] = {name: names.load(names.STYLES, name) for name in names.STYLES}
 
 
 def _style(name: str) -> Style:
