@@ -12,7 +12,7 @@ from rlvr.errors import InputError
 from rlvr.types import Rollout
 
 __all__ = ["CAPABILITIES", "ENGINES", "Engine", "SamplingConfig", "TokenPrompt", "capabilities", "create_engine",
-           "encode_prompts", "engine_class", "normalize_state_dict", "prompt_budget", "resolve_kind", "vllm_available"]
+           "cut_at_stop", "encode_prompts", "engine_class", "normalize_state_dict", "prompt_budget", "resolve_kind", "vllm_available"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,20 @@ def prompt_budget(prompt: str | TokenPrompt, sampling: SamplingConfig) -> int:
     """How many new tokens this prompt may get: its own max_new_tokens, else the call's."""
     own = prompt.max_new_tokens if isinstance(prompt, TokenPrompt) else None
     return own if own is not None else sampling.max_new_tokens
+
+
+def cut_at_stop(tokenizer: Any, tokens: Sequence[int], stops: Sequence[str]) -> tuple[list[int], str] | None:
+    """Where a stop string ends a completion, the same in every engine: the tokens through the one
+    that completes the first stop string (kept whole, even where its text runs past the stop), and
+    the text before the stop; None when no stop string occurs."""
+    if not stops or not any(s in tokenizer.decode(list(tokens), skip_special_tokens=True) for s in stops):
+        return None
+    for k in range(1, len(tokens) + 1):
+        partial = tokenizer.decode(list(tokens[:k]), skip_special_tokens=True)
+        hits = [partial.find(s) for s in stops if s in partial]
+        if hits:
+            return list(tokens[:k]), partial[: min(hits)]
+    return None
 
 
 #: what an engine declares about itself, so the training loop asks the engine instead of its kind

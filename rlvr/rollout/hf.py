@@ -25,7 +25,8 @@ from transformers import DynamicCache, TemperatureLogitsWarper, TopKLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
 from rlvr.errors import InputError
-from rlvr.rollout.base import SamplingConfig, TokenPrompt, encode_prompts, normalize_state_dict, prompt_budget
+from rlvr.rollout.base import (SamplingConfig, TokenPrompt, cut_at_stop, encode_prompts, normalize_state_dict,
+                               prompt_budget)
 from rlvr.types import Rollout
 
 __all__ = ["HFEngine", "row_seed"]
@@ -261,13 +262,9 @@ class HFEngine:
         finish = "stop" if end is not None else "length"
         tokens = tokens[:end] if end is not None else tokens
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        if sampling.stop and any(s in text for s in sampling.stop):
-            for k in range(1, len(tokens) + 1):
-                partial = self.tokenizer.decode(tokens[:k], skip_special_tokens=True)
-                hits = [partial.find(s) for s in sampling.stop if s in partial]
-                if hits:
-                    tokens, text, finish = tokens[:k], partial[: min(hits)], "stop"
-                    break
+        cut = cut_at_stop(self.tokenizer, tokens, sampling.stop)
+        if cut is not None:
+            (tokens, text), finish = cut, "stop"
         return dict(
             text=text,
             token_ids=tuple(tokens),

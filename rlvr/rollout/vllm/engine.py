@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rlvr.errors import InputError
-from rlvr.rollout.base import SamplingConfig, TokenPrompt, encode_prompts, normalize_state_dict, prompt_budget
+from rlvr.rollout.base import (SamplingConfig, TokenPrompt, cut_at_stop, encode_prompts, normalize_state_dict,
+                               prompt_budget)
 from rlvr.rollout.vllm.sleep import drop_packed_weights, resolve_sleep_level, restore_kv_cache
 from rlvr.types import Rollout
 
@@ -154,7 +155,7 @@ class VLLMEngine:
         rollouts = []
         for index, output in enumerate(outputs):
             for completion in output.outputs:
-                rollouts.append(_to_rollout(index, completion, encoded[index]))
+                rollouts.append(_to_rollout(index, completion, encoded[index], self.tokenizer, sampling.stop))
         return rollouts
 
     # -- weight sync ------------------------------------------------------------------------
@@ -291,14 +292,20 @@ def _own_seed(prompt: str | TokenPrompt, default: int) -> int:
     return prompt.seed if isinstance(prompt, TokenPrompt) and prompt.seed is not None else default
 
 
-def _to_rollout(index: int, completion: Any, prompt_ids: list[int]) -> Rollout:
+def _to_rollout(index: int, completion: Any, prompt_ids: list[int], tokenizer: Any, stops: Sequence[str]) -> Rollout:
     token_ids = tuple(completion.token_ids)
     logprobs = tuple(
         step[token].logprob for step, token in zip(completion.logprobs or (), token_ids)
     )
+    text = completion.text
+    if isinstance(getattr(completion, "stop_reason", None), str):  # a stop string: the hf engine's cut, token-exact
+        cut = cut_at_stop(tokenizer, token_ids, stops)
+        if cut is not None:
+            token_ids, text = tuple(cut[0]), cut[1]
+            logprobs = logprobs[: len(token_ids)]
     return Rollout(
         prompt_index=index,
-        text=completion.text,
+        text=text,
         token_ids=token_ids,
         logprobs=logprobs,
         finish_reason="length" if completion.finish_reason == "length" else "stop",
