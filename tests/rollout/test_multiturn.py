@@ -149,3 +149,22 @@ def test_calls_of_a_group_run_as_one_batch(tokenizer, env, monkeypatch):
 def test_bad_calls_are_input_errors(tokenizer, env, kwargs, message):
     with pytest.raises(InputError, match=message):
         generate_multiturn(ScriptedEngine(tokenizer, [[1]]), env, [[1, 2]], **kwargs)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"loss_mask": (1, 0)}, "loss_mask has 2 entries for 3 tokens"),
+    ({"logprobs": (0.0,)}, "logprobs has 1 entries for 3 tokens"),
+    ({"segments": (("model", 0, 2),)}, "do not tile 3 tokens"),
+    ({"segments": (("model", 0, 1), ("tool", 2, 3))}, "do not tile"),
+    ({"segments": (("model", 0, 1), ("python", 1, 3))}, "do not tile"),
+])
+def test_a_rollout_whose_lengths_disagree_is_refused(fields, message):
+    base = {"prompt_index": 0, "text": "t", "token_ids": (1, 2, 3), "logprobs": (-1.0,) * 3, "finish_reason": "stop"}
+    with pytest.raises(ValueError, match=message):
+        Rollout(**{**base, **fields})
+
+
+def test_a_single_turn_rollout_trains_every_token():
+    rollout = Rollout(0, "t", (1, 2, 3), (-1.0,) * 3, "stop")
+    assert rollout.mask == (1, 1, 1) and rollout.segments == () and rollout.tool_calls == ()
+    assert not rollout.truncated and Rollout(0, "t", (1,), (-1.0,), "context").truncated
