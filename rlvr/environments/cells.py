@@ -1,5 +1,6 @@
-"""The program the python environment runs in a sandbox: earlier cells replayed silently, then the
-new cell, whose error is reported as one line with its cell line number."""
+"""The program the python environment runs in a sandbox: earlier cells replayed silently, then the new one.
+
+The new cell's error is reported as one line with its cell line number."""
 
 from __future__ import annotations
 

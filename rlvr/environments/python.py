@@ -1,5 +1,7 @@
-"""The built-in `python` environment: the model writes a ```python block, opens ```output, and the code
-runs in one of rlvr's sandboxes; its output and the closing fence come back (ToRL's text protocol)."""
+"""The built-in `python` environment: the model's ```python cells run in rlvr's sandboxes (ToRL protocol).
+
+The model writes a ```python block and opens ```output; the code runs in a sandbox, and its output and
+the closing fence come back as the observation."""
 
 from __future__ import annotations
 

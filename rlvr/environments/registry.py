@@ -1,5 +1,7 @@
-"""Find environments by name: built-ins tagged with `@register_environment`, plugins by the
-`rlvr.environments` entry point; the lookup rules are the verifier registry's."""
+"""Find environments by name: built-ins tagged with `@register_environment`, plugins by entry point.
+
+Plugins declare the `rlvr.environments` entry point; the lookup rules (built-ins win a clash, a broken
+plugin is listed as broken, options are checked against the factory) are the verifier registry's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Multi-turn rollouts, token in and token out: generate until an environment's stop, run the calls of
-all unfinished trajectories as one batch, append each observation's own tokens (masked), continue."""
+"""Multi-turn rollouts, token in and token out: model turns, batched tool calls, masked observation tokens.
+
+Generate until an environment's stop, run the calls of all unfinished trajectories as one batch, append
+each observation's own tokens (mask 0, logprob 0) to the engine's token ids, and continue."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from rlvr.environments.base import Call, Environment
+from rlvr.environments.base import Call, Environment, Observation
 from rlvr.errors import InputError
 from rlvr.rollout.base import Engine, SamplingConfig, TokenPrompt
 from rlvr.types import Rollout
@@ -147,7 +149,7 @@ def _take_turn(t: _Trajectory, out: Rollout, tokenizer: Any, env: Environment) -
     return call
 
 
-def _append_observation(t: _Trajectory, call: Call, obs: Any, tokenizer: Any, max_new_tokens: int,
+def _append_observation(t: _Trajectory, call: Call, obs: Observation, tokenizer: Any, max_new_tokens: int,
                         max_model_len: int, turn: int) -> None:
     """The observation tokenized alone, cut to what fits (then the trajectory ends there), logprob 0."""
     ids = tokenizer(obs.text, add_special_tokens=False)["input_ids"]
