@@ -50,17 +50,46 @@ class Score:
         return {"reward": self.reward, "status": self.status.value, "details": dict(self.details)}
 
 
+#: what a Rollout's segments may be: the model's own tokens, or an environment's (tool output)
+SEGMENT_KINDS = ("model", "tool")
+
+#: finish reasons that mean the completion was cut short (its answer may be missing)
+TRUNCATED_FINISHES = frozenset({"length", "context"})
+
+
 @dataclass(frozen=True)
 class Rollout:
-    """One sampled completion with the token-level data the learner needs."""
+    """One sampled completion with the token-level data the learner needs. A multi-turn rollout
+    interleaves the model's tokens with an environment's: `loss_mask` is 1 on the model's tokens and
+    0 on the tool's (which carry logprob 0.0), `segments` says which span is which, and `text` is the
+    model's own text only (what a verifier scores; tool output is in `tool_calls`). Single-turn
+    rollouts leave them empty: one model segment, every token trained."""
 
     prompt_index: int  # index into the batch of prompts given to Engine.generate
     text: str
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...]  # per generated token, at the sampling temperature
-    finish_reason: str  # "stop" or "length"
+    finish_reason: str  # "stop", "length"; multi-turn also "context" and "tool_budget"
     prompt_token_ids: tuple[int, ...] = ()
+    loss_mask: tuple[int, ...] = ()  # per token of token_ids; () = all 1
+    segments: tuple[tuple[str, int, int], ...] = ()  # (kind, start, end) spans of token_ids; () = all model
+    tool_calls: tuple[Mapping[str, Any], ...] = ()  # per call: turn, code, status, observation, seconds
+
+    def __post_init__(self) -> None:
+        if self.loss_mask and len(self.loss_mask) != len(self.token_ids):
+            raise ValueError(f"Rollout: loss_mask has {len(self.loss_mask)} entries for {len(self.token_ids)} tokens")
+        if self.logprobs and len(self.logprobs) != len(self.token_ids):
+            raise ValueError(f"Rollout: logprobs has {len(self.logprobs)} entries for {len(self.token_ids)} tokens")
+        if self.segments and (self.segments[0][1] != 0 or self.segments[-1][2] != len(self.token_ids)
+                              or any(a[2] != b[1] for a, b in zip(self.segments, self.segments[1:]))
+                              or any(kind not in SEGMENT_KINDS for kind, _, _ in self.segments)):
+            raise ValueError(f"Rollout: segments {self.segments} do not tile {len(self.token_ids)} tokens")
 
     @property
     def truncated(self) -> bool:
-        return self.finish_reason == "length"
+        return self.finish_reason in TRUNCATED_FINISHES
+
+    @property
+    def mask(self) -> tuple[int, ...]:
+        """The per-token loss mask, filled in (1 everywhere) for a single-turn rollout."""
+        return self.loss_mask or (1,) * len(self.token_ids)

@@ -11,8 +11,8 @@ from rlvr import names
 from rlvr.errors import InputError
 from rlvr.types import Rollout
 
-__all__ = ["CAPABILITIES", "ENGINES", "Engine", "SamplingConfig", "capabilities", "create_engine", "engine_class",
-           "normalize_state_dict", "resolve_kind", "vllm_available"]
+__all__ = ["CAPABILITIES", "ENGINES", "Engine", "SamplingConfig", "TokenPrompt", "capabilities", "create_engine",
+           "cut_at_stop", "encode_prompts", "engine_class", "normalize_state_dict", "prompt_budget", "resolve_kind", "vllm_available"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,56 @@ class SamplingConfig:
         return self.temperature == 0
 
 
+@dataclass(frozen=True)
+class TokenPrompt:
+    """A prompt given as token ids (a multi-turn continuation: the prompt, the model's tokens and the
+    tool's, concatenated; never re-tokenized text). `seed` and `max_new_tokens`, when set, replace
+    what the call would give this prompt, so a trajectory samples the same whatever else is in the
+    batch and each gets its own remaining budget."""
+
+    token_ids: tuple[int, ...]
+    seed: int | None = None
+    max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
+        if not self.token_ids:
+            raise InputError("a token-id prompt needs at least one token")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str | TokenPrompt], max_model_len: int) -> list[list[int]]:
+    """Each prompt's token ids: text is tokenized (no special tokens added), token ids are taken as
+    they are. A prompt that leaves no room for one new token is an InputError naming it."""
+    encoded = [list(p.token_ids) if isinstance(p, TokenPrompt) else tokenizer(p, add_special_tokens=False)["input_ids"]
+               for p in prompts]
+    for index, ids in enumerate(encoded):
+        if len(ids) >= max_model_len:
+            raise InputError(f"prompt {index} has {len(ids)} tokens, max_model_len is {max_model_len}")
+    return encoded
+
+
+def prompt_budget(prompt: str | TokenPrompt, sampling: SamplingConfig) -> int:
+    """How many new tokens this prompt may get: its own max_new_tokens, else the call's."""
+    own = prompt.max_new_tokens if isinstance(prompt, TokenPrompt) else None
+    return own if own is not None else sampling.max_new_tokens
+
+
+def cut_at_stop(tokenizer: Any, tokens: Sequence[int], stops: Sequence[str]) -> tuple[list[int], str] | None:
+    """Where a stop string ends a completion, the same in every engine: the tokens through the one
+    that completes the first stop string (kept whole, even where its text runs past the stop), and
+    the text before the stop; None when no stop string occurs."""
+    if not stops or not any(s in tokenizer.decode(list(tokens), skip_special_tokens=True) for s in stops):
+        return None
+    for k in range(1, len(tokens) + 1):
+        partial = tokenizer.decode(list(tokens[:k]), skip_special_tokens=True)
+        hits = [partial.find(s) for s in stops if s in partial]
+        if hits:
+            return list(tokens[:k]), partial[: min(hits)]
+    return None
+
+
 #: what an engine declares about itself, so the training loop asks the engine instead of its kind
 CAPABILITIES = {
     "holds_weights": "the engine generates from its own copy of the weights: after every update that moved "
@@ -58,8 +108,8 @@ CAPABILITIES = {
 
 @runtime_checkable
 class Engine(Protocol):
-    """Generates completions for already-templated prompt texts, and says what the loop owes it
-    (CAPABILITIES). A training step with an engine that can sleep runs:
+    """Generates completions for already-templated prompt texts or token-id prompts (TokenPrompt, for
+    multi-turn continuation), and says what the loop owes it (CAPABILITIES). A training step with an engine that can sleep runs:
     generate -> sleep -> learn -> wake -> sync_weights (when holds_weights, and the update moved
     the weights or wake() returned True) -> generate."""
 
@@ -70,9 +120,10 @@ class Engine(Protocol):
     can_sleep: bool
 
     def generate(
-        self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
+        self, prompts: Sequence[str | TokenPrompt], n: int = 1, sampling: SamplingConfig | None = None
     ) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major (prompt i's samples at i*n .. i*n+n-1)."""
+        """len(prompts) * n rollouts, prompt-major (prompt i's samples at i*n .. i*n+n-1). A stop
+        string ends a row at the token that completes it (kept in token_ids; `text` ends before it)."""
         ...
 
     def sync_weights(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from transformers import DynamicCache, TemperatureLogitsWarper, TopKLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
 from rlvr.errors import InputError
-from rlvr.rollout.base import SamplingConfig, normalize_state_dict
+from rlvr.rollout.base import (SamplingConfig, TokenPrompt, cut_at_stop, encode_prompts, normalize_state_dict,
+                               prompt_budget)
 from rlvr.types import Rollout
 
 __all__ = ["HFEngine", "row_seed"]
@@ -154,17 +155,14 @@ class HFEngine:
         return False
 
     def generate(
-        self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
+        self, prompts: Sequence[str | TokenPrompt], n: int = 1, sampling: SamplingConfig | None = None
     ) -> list[Rollout]:
         sampling = sampling or SamplingConfig()
         if n < 1:
             raise InputError(f"samples per prompt must be >= 1, got {n}")
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        for index, ids in enumerate(encoded):
-            if len(ids) >= self.max_model_len:
-                raise InputError(
-                    f"prompt {index} has {len(ids)} tokens, max_model_len is {self.max_model_len}"
-                )
+        encoded = encode_prompts(self.tokenizer, prompts, self.max_model_len)
+        # each row's own limit: its budget, and the room its own prompt leaves in the context
+        limits = [min(prompt_budget(p, sampling), self.max_model_len - len(ids)) for p, ids in zip(prompts, encoded)]
         # longest first and grouped by length: less padding, and the first batch shows OOM early
         jobs = sorted(
             ((i, j) for i in range(len(prompts)) for j in range(n)),
@@ -178,13 +176,20 @@ class HFEngine:
             with torch.no_grad():
                 for start in range(0, len(jobs), self.batch_size):
                     batch = jobs[start : start + self.batch_size]
-                    seeds = [row_seed(call_seed, i, j) for i, j in batch]
-                    rows = self._decode([encoded[i] for i, _ in batch], seeds, sampling)
+                    seeds = [self._row_seed(prompts[i], call_seed, i, j) for i, j in batch]
+                    rows = self._decode([encoded[i] for i, _ in batch], seeds, [limits[i] for i, _ in batch], sampling)
                     for (i, j), (tokens, logprobs) in zip(batch, rows):
                         results[(i, j)] = Rollout(prompt_index=i, **self._finish(encoded[i], tokens, logprobs, sampling))
         finally:
             self.model.train(was_training)
         return [results[(i, j)] for i in range(len(prompts)) for j in range(n)]
+
+    @staticmethod
+    def _row_seed(prompt: str | TokenPrompt, call_seed: int, i: int, j: int) -> int:
+        """A prompt with its own seed samples the same wherever it sits in the batch."""
+        if isinstance(prompt, TokenPrompt) and prompt.seed is not None:
+            return row_seed(prompt.seed, 0, j)
+        return row_seed(call_seed, i, j)
 
     def _cache(self) -> DynamicCache:
         cache = DynamicCache(config=self.model.config)
@@ -193,14 +198,13 @@ class HFEngine:
         return cache
 
     def _decode(
-        self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig
+        self, prompt_ids: list[list[int]], seeds: list[int], limits: list[int], sampling: SamplingConfig
     ) -> list[tuple[list[int], list[float]]]:
         """Decode one batch, left-padded like `generate`; a row leaves the batch when it ends
-        (EOS, a stop string, or max_new_tokens). Returns each row's tokens and their logprobs."""
+        (EOS, a stop string, or its limit of new tokens). Returns each row's tokens and logprobs."""
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         width = max(len(ids) for ids in prompt_ids)
-        limit = min(sampling.max_new_tokens, self.max_model_len - width)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
         attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
         positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
@@ -223,7 +227,7 @@ class HFEngine:
             for b, (row, token, lp) in enumerate(zip(live, chosen.tolist(), picked.tolist())):
                 tokens[row].append(token)
                 logprobs[row].append(lp)
-                if not self._ended(tokens[row], limit, sampling, stop_window):
+                if not self._ended(tokens[row], limits[row], sampling, stop_window):
                     keep.append(b)
             if not keep:
                 return list(zip(tokens, logprobs))
@@ -258,13 +262,9 @@ class HFEngine:
         finish = "stop" if end is not None else "length"
         tokens = tokens[:end] if end is not None else tokens
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        if sampling.stop and any(s in text for s in sampling.stop):
-            for k in range(1, len(tokens) + 1):
-                partial = self.tokenizer.decode(tokens[:k], skip_special_tokens=True)
-                hits = [partial.find(s) for s in sampling.stop if s in partial]
-                if hits:
-                    tokens, text, finish = tokens[:k], partial[: min(hits)], "stop"
-                    break
+        cut = cut_at_stop(self.tokenizer, tokens, sampling.stop)
+        if cut is not None:
+            (tokens, text), finish = cut, "stop"
         return dict(
             text=text,
             token_ids=tuple(tokens),

@@ -63,7 +63,12 @@ class UnknownVerifier(KeyError):
 
 class Registry:
     """Built-ins are collected on first use; plugins are loaded only when asked for by name
-    (or all of them when listing), so one broken plugin never breaks anything else."""
+    (or all of them when listing), so one broken plugin never breaks anything else. A subclass
+    serves another kind of plugin (rlvr.environments) by setting the class attributes below."""
+
+    what = "verifier"  # the kind of plugin, in messages
+    tag = _TAG  # the attribute `register` sets
+    unknown = UnknownVerifier  # raised for a name nobody provides
 
     def __init__(self, builtin_modules: Iterable[str] = BUILTIN_MODULES, group: str = ENTRY_POINT_GROUP):
         self._builtin_modules = tuple(builtin_modules)
@@ -85,7 +90,7 @@ class Registry:
                     found[module_name] = Entry(module_name, "built-in", "", None, error=_last_line(err))
                     continue
                 for obj in vars(module).values():
-                    tag = _own_tag(obj)
+                    tag = _own_tag(obj, self.tag)
                     if tag and getattr(obj, "__module__", None) == module_name:
                         name, description = tag
                         found[name] = Entry(name, "built-in", description, obj)
@@ -104,7 +109,7 @@ class Registry:
             factory = ep.load()
         except (Exception, SystemExit) as err:  # a broken plugin is shown as broken, never fatal
             return Entry(ep.name, source, "", None, error=_last_line(err))
-        tag = _own_tag(factory)
+        tag = _own_tag(factory, self.tag)
         description = tag[1] if tag else ((factory.__doc__ or "").strip().splitlines() or [""])[0]
         return Entry(ep.name, source, description, factory)
 
@@ -138,10 +143,10 @@ class Registry:
             known = ", ".join(sorted({*usable, *(ep.name for ep in self._entry_points())}))
             broken = [f"{e.name} ({e.error})" for e in builtins.values() if e.broken]
             hint = f"; built-in modules that failed to import: {', '.join(broken)}" if broken else ""
-            raise UnknownVerifier(f"unknown verifier {name!r} (known: {known}){hint}")
+            raise self.unknown(f"unknown {self.what} {name!r} (known: {known}){hint}")
         entry = self._load_plugin(matches[0])
         if entry.factory is None:
-            raise UnknownVerifier(f"verifier {name!r} ({entry.source}) failed to load: {entry.error}")
+            raise self.unknown(f"{self.what} {name!r} ({entry.source}) failed to load: {entry.error}")
         return entry
 
     def create(self, name: str, **options: Any) -> Verifier:
@@ -177,11 +182,11 @@ def _check_options(name: str, factory: Callable[..., Verifier], options: dict[st
         ) from None
 
 
-def _own_tag(obj: Any) -> tuple[str, str] | None:
+def _own_tag(obj: Any, tag: str = _TAG) -> tuple[str, str] | None:
     """The @register tag set on obj itself, not one a subclass inherited from a registered base."""
     if isinstance(obj, type):
-        return obj.__dict__.get(_TAG)
-    return getattr(obj, _TAG, None)
+        return obj.__dict__.get(tag)
+    return getattr(obj, tag, None)
 
 
 def _last_line(err: BaseException) -> str:

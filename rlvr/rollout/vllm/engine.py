@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rlvr.errors import InputError
-from rlvr.rollout.base import SamplingConfig, normalize_state_dict
+from rlvr.rollout.base import (SamplingConfig, TokenPrompt, cut_at_stop, encode_prompts, normalize_state_dict,
+                               prompt_budget)
 from rlvr.rollout.vllm.sleep import drop_packed_weights, resolve_sleep_level, restore_kv_cache
 from rlvr.types import Rollout
 
@@ -120,7 +121,7 @@ class VLLMEngine:
 
     # -- generation -------------------------------------------------------------------------
 
-    def _params(self, sampling: SamplingConfig, n: int, seed: int | None) -> Any:
+    def _params(self, sampling: SamplingConfig, n: int, seed: int | None, max_tokens: int | None = None) -> Any:
         from vllm import SamplingParams
 
         return SamplingParams(
@@ -128,7 +129,7 @@ class VLLMEngine:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             top_k=sampling.top_k,
-            max_tokens=sampling.max_new_tokens,
+            max_tokens=max_tokens or sampling.max_new_tokens,
             seed=seed,
             stop=list(sampling.stop) or None,
             logprobs=0,
@@ -136,27 +137,25 @@ class VLLMEngine:
         )
 
     def generate(
-        self, prompts: Sequence[str], n: int = 1, sampling: SamplingConfig | None = None
+        self, prompts: Sequence[str | TokenPrompt], n: int = 1, sampling: SamplingConfig | None = None
     ) -> list[Rollout]:
         sampling = sampling or SamplingConfig()
         if n < 1:
             raise InputError(f"samples per prompt must be >= 1, got {n}")
         self._require_awake("generate")
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        for index, ids in enumerate(encoded):
-            if len(ids) >= self.max_model_len:
-                raise InputError(
-                    f"prompt {index} has {len(ids)} tokens, max_model_len is {self.max_model_len}"
-                )
+        encoded = encode_prompts(self.tokenizer, prompts, self.max_model_len)
         call_seed = sampling.seed if sampling.seed is not None else self._rng.next()
-        # one seed per prompt: reproducible, yet repeated prompts still get different samples
-        params = [self._params(sampling, n, call_seed + i) for i in range(len(prompts))]
+        # one seed per prompt: reproducible, yet repeated prompts still get different samples; a
+        # token-id prompt with its own seed and budget (a multi-turn continuation) keeps them
+        params = [self._params(sampling, n, _own_seed(p, call_seed + i),
+                               min(prompt_budget(p, sampling), self.max_model_len - len(ids)))
+                  for i, (p, ids) in enumerate(zip(prompts, encoded))]
         requests = [{"prompt_token_ids": ids} for ids in encoded]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         rollouts = []
         for index, output in enumerate(outputs):
             for completion in output.outputs:
-                rollouts.append(_to_rollout(index, completion, encoded[index]))
+                rollouts.append(_to_rollout(index, completion, encoded[index], self.tokenizer, sampling.stop))
         return rollouts
 
     # -- weight sync ------------------------------------------------------------------------
@@ -289,14 +288,24 @@ class _SeedStream:
         return self._random.randrange(2**30)
 
 
-def _to_rollout(index: int, completion: Any, prompt_ids: list[int]) -> Rollout:
+def _own_seed(prompt: str | TokenPrompt, default: int) -> int:
+    return prompt.seed if isinstance(prompt, TokenPrompt) and prompt.seed is not None else default
+
+
+def _to_rollout(index: int, completion: Any, prompt_ids: list[int], tokenizer: Any, stops: Sequence[str]) -> Rollout:
     token_ids = tuple(completion.token_ids)
     logprobs = tuple(
         step[token].logprob for step, token in zip(completion.logprobs or (), token_ids)
     )
+    text = completion.text
+    if isinstance(getattr(completion, "stop_reason", None), str):  # a stop string: the hf engine's cut, token-exact
+        cut = cut_at_stop(tokenizer, token_ids, stops)
+        if cut is not None:
+            token_ids, text = tuple(cut[0]), cut[1]
+            logprobs = logprobs[: len(token_ids)]
     return Rollout(
         prompt_index=index,
-        text=completion.text,
+        text=text,
         token_ids=token_ids,
         logprobs=logprobs,
         finish_reason="length" if completion.finish_reason == "length" else "stop",
