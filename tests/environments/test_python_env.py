@@ -39,7 +39,7 @@ CASES = {
                       "spin\nTimeoutError: the cell ran longer than 2 s", None),
     "output_flood": (["while True:\n    print('y' * 1000)"], CallStatus.OUTPUT_LIMIT,
                      "... (output cut at 200 characters)\nOutputError: the cell printed too much", None),
-    "memory": (["blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))"], CallStatus.MEMORY,
+    "memory": (["blocks = []\nwhile True:\n    blocks.append(bytearray(10**8))"], CallStatus.MEMORY,
                "MemoryError: the cell used more than 256 MB", None),
     "long_output_capped": (["print('z' * 1000)"], CallStatus.OK, "z" * 200 + "\n... (output cut at 200", "z" * 201),
     "stderr_is_shown": (["import sys\nprint('warn', file=sys.stderr)"], CallStatus.OK, "warn", None),
