@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learning_curve import cpu_kind, run_default  # noqa: E402  (the same default run, for each algorithm)
+from learning_curve import cpu_kind, run_default
 
 
 def main() -> None:
@@ -23,15 +23,19 @@ def main() -> None:
     args = parser.parse_args()
     kind = cpu_kind()
     rows = [run_default(name, [], args.keep) for name in args.only]
-    print(f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
-          f"amx={kind['amx']}), torch {kind['torch']}; each: `rlvr train --verifier math --algorithm A`, no other flag")
-    print(f"| algorithm | before | after | gain | separated | steps | s/step | wall s |")
+    print(
+        f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
+        f"amx={kind['amx']}), torch {kind['torch']}; each: `rlvr train --verifier math --algorithm A`, no other flag"
+    )
+    print("| algorithm | before | after | gain | separated | steps | s/step | wall s |")
     print("|---|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         b, a = r["before"], r["after"]
-        print(f"| {r['algorithm']} | {b['accuracy']:.1%} [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}] | "
-              f"{a['accuracy']:.1%} [{a['ci'][0]:.1%}, {a['ci'][1]:.1%}] | {r['gain'] * 100:+.1f} | {r['separated']} | "
-              f"{r['steps']} | {r['median_step_s']:.1f} | {r['process_wall_s']:.0f} |")
+        print(
+            f"| {r['algorithm']} | {b['accuracy']:.1%} [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}] | "
+            f"{a['accuracy']:.1%} [{a['ci'][0]:.1%}, {a['ci'][1]:.1%}] | {r['gain'] * 100:+.1f} | {r['separated']} | "
+            f"{r['steps']} | {r['median_step_s']:.1f} | {r['process_wall_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from learning_curve import cpu_kind  # noqa: E402
+from learning_curve import cpu_kind
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROMPTS, N, NEW, PROMPT_TOKENS = 4, 8, 64, 57
@@ -37,9 +37,9 @@ def _wait_for_go(folder: Path, role: str) -> None:
 def _generate(threads: int, repeat: int, folder: Path) -> list[float]:
     from rlvr.config import load_config
     from rlvr.data.benchmarks import load_examples
+    from rlvr.data.templates import render_prompt
     from rlvr.models import load_tokenizer, resolve_model
     from rlvr.rollout import SamplingConfig, create_engine
-    from rlvr.data.templates import render_prompt
 
     path = resolve_model(MODEL)
     examples = load_examples(load_config(None, {"data.dataset": "arith", "data.difficulty": "easy", "data.size": 64}))
@@ -48,7 +48,7 @@ def _generate(threads: int, repeat: int, folder: Path) -> list[float]:
     times = []
     _wait_for_go(folder, "generate")
     for i in range(repeat):
-        prompts = [render_prompt(e, tokenizer) for e in examples[i * PROMPTS:(i + 1) * PROMPTS]]
+        prompts = [render_prompt(e, tokenizer) for e in examples[i * PROMPTS : (i + 1) * PROMPTS]]
         start = time.perf_counter()
         engine.generate(prompts, N, SamplingConfig(temperature=0.7, max_new_tokens=NEW, seed=i))
         times.append(time.perf_counter() - start)
@@ -58,18 +58,32 @@ def _generate(threads: int, repeat: int, folder: Path) -> list[float]:
 def _learn(threads: int, repeat: int, folder: Path) -> list[float]:
     import torch
 
-    from rlvr.algorithms.grpo import GRPO, GRPOBatch, Groups
+    from rlvr.algorithms.grpo import GRPO, Groups, GRPOBatch
     from rlvr.config import load_config, resolve_auto
     from rlvr.distributed import init_distributed
-    from rlvr.models import resolve_model
     from rlvr.learner.policy import Policy
+    from rlvr.models import resolve_model
     from rlvr.types import Example, Rollout, Score, Status
 
     path = resolve_model(MODEL)
-    config = resolve_auto(load_config(None, {
-        "model.name": str(path), "device": "cpu", "model.dtype": "float32", "rollout.n": N,
-        "rollout.prompts_per_step": PROMPTS, "rollout.max_new_tokens": NEW, "optimizer.micro_batch_size": PROMPTS * N,
-        "optimizer.skip_zero_advantage": False, "grpo.loss": "dapo", "optimizer.lr": 1e-6}), "cpu")
+    config = resolve_auto(
+        load_config(
+            None,
+            {
+                "model.name": str(path),
+                "device": "cpu",
+                "model.dtype": "float32",
+                "rollout.n": N,
+                "rollout.prompts_per_step": PROMPTS,
+                "rollout.max_new_tokens": NEW,
+                "optimizer.micro_batch_size": PROMPTS * N,
+                "optimizer.skip_zero_advantage": False,
+                "grpo.loss": "dapo",
+                "optimizer.lr": 1e-6,
+            },
+        ),
+        "cpu",
+    )
     policy = Policy(config, init_distributed(), torch.device("cpu"), path)
     gen = torch.Generator().manual_seed(0)
     examples, rollouts = [], []
@@ -79,8 +93,16 @@ def _learn(threads: int, repeat: int, folder: Path) -> list[float]:
         for _ in range(N):
             length = int(torch.randint(16, NEW + 1, (1,), generator=gen))
             tokens = tuple(torch.randint(100, 40000, (length,), generator=gen).tolist())
-            rollouts.append(Rollout(prompt_index=g, text="t", token_ids=tokens, logprobs=(-2.0,) * length,
-                                    finish_reason="stop", prompt_token_ids=prompt))
+            rollouts.append(
+                Rollout(
+                    prompt_index=g,
+                    text="t",
+                    token_ids=tokens,
+                    logprobs=(-2.0,) * length,
+                    finish_reason="stop",
+                    prompt_token_ids=prompt,
+                )
+            )
     rewards = torch.randint(0, 2, (PROMPTS, N), generator=gen).float()
     batch = Groups(examples, rollouts, [Score(1.0, Status.CORRECT, {})] * len(rollouts), rewards)
     advantages = (rewards - rewards.mean(1, keepdim=True)).flatten()
@@ -95,9 +117,30 @@ def _learn(threads: int, repeat: int, folder: Path) -> list[float]:
 
 
 def _start(role: str, threads: int, repeat: int, folder: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
-    return subprocess.Popen([sys.executable, __file__, "--child", role, "--threads", str(threads), "--repeat", str(repeat),
-                             "--folder", str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            role,
+            "--threads",
+            str(threads),
+            "--repeat",
+            str(repeat),
+            "--folder",
+            str(folder),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _run(roles: list[str], threads: int, repeat: int) -> dict[str, list[float]]:
@@ -142,14 +185,20 @@ def main() -> None:
     # overlapped, each step waits for the slower of the two; over the repeats both ran at the same time
     async_step = max(sum(both["generate"]), sum(both["learn"])) / args.repeat
     kind = cpu_kind()
-    print(f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
-          f"amx={kind['amx']}), torch {kind['torch']}, {args.cores} cores; the CPU default GRPO step's shapes")
+    print(
+        f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
+        f"amx={kind['amx']}), torch {kind['torch']}, {args.cores} cores; the CPU default GRPO step's shapes"
+    )
     print("| mode | generate s | learn s | s per step | x today |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| one after the other, {args.cores} threads each (today) | {med['generate']:.2f} | {med['learn']:.2f} | "
-          f"{sync_step:.2f} | 1.00 |")
-    print(f"| at the same time, {half} thread(s) each (one-step off-policy) | {statistics.median(both['generate']):.2f} | "
-          f"{statistics.median(both['learn']):.2f} | {async_step:.2f} | {async_step / sync_step:.2f} |")
+    print(
+        f"| one after the other, {args.cores} threads each (today) | {med['generate']:.2f} | {med['learn']:.2f} | "
+        f"{sync_step:.2f} | 1.00 |"
+    )
+    print(
+        f"| at the same time, {half} thread(s) each (one-step off-policy) | {statistics.median(both['generate']):.2f} | "
+        f"{statistics.median(both['learn']):.2f} | {async_step:.2f} | {async_step / sync_step:.2f} |"
+    )
 
 
 if __name__ == "__main__":

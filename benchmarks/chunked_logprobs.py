@@ -104,18 +104,32 @@ def child(args: argparse.Namespace) -> dict:
     torch.save(dict(logprobs=logprobs, grad=t["hidden"].grad), args.save)
     fwd = [_seconds(lambda: _forward(fn, t, args, chunk)) for _ in range(args.repeats)]
     train = [_seconds(lambda: _train(fn, t, args, chunk)) for _ in range(args.repeats)]
-    return dict(path=args.child, peak_fwd_mib=peak_fwd / MIB, peak_train_mib=peak_train / MIB,
-                fwd_s=statistics.median(fwd), train_s=statistics.median(train), threads=torch.get_num_threads())
+    return dict(
+        path=args.child,
+        peak_fwd_mib=peak_fwd / MIB,
+        peak_train_mib=peak_train / MIB,
+        fwd_s=statistics.median(fwd),
+        train_s=statistics.median(train),
+        threads=torch.get_num_threads(),
+    )
 
 
 def _machine() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text().split("flags")[1].splitlines()[0].split() if cpuinfo.exists() else []
-    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True)
-                  .stdout.splitlines() if line.startswith("Model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        platform.processor(),
+    )
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return (f"{model}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB; flags "
-            f"{' '.join(shown)}; torch {torch.__version__} cpu capability {torch.backends.cpu.get_cpu_capability()}")
+    return (
+        f"{model}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB; flags "
+        f"{' '.join(shown)}; torch {torch.__version__} cpu capability {torch.backends.cpu.get_cpu_capability()}"
+    )
 
 
 def main() -> None:
@@ -141,27 +155,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             save = str(Path(tmp) / f"{name.replace(':', '_')}.pt")
-            out = subprocess.run([sys.executable, __file__, *passed, "--child", name, "--save", save],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, *passed, "--child", name, "--save", save], capture_output=True, text=True
+            )
             if out.returncode:
                 raise SystemExit(f"{name} failed:\n{out.stderr}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             saved[name] = torch.load(save)
     dense = rows[0]
-    table = Table(title=f"logprobs + entropy, rows {args.rows} × C {args.positions} × V {args.vocab}, "
-                        f"H {args.hidden}, "
-                        f"float32, T {args.temperature}, torch threads {dense['threads']}")
-    for column in ("path", "peak fwd MiB", "× dense", "peak fwd+bwd MiB", "× dense", "fwd s", "× dense",
-                   "fwd+bwd s", "× dense", "max |Δ logp|", "max |Δ grad h|"):
+    table = Table(
+        title=f"logprobs + entropy, rows {args.rows} × C {args.positions} × V {args.vocab}, "
+        f"H {args.hidden}, "
+        f"float32, T {args.temperature}, torch threads {dense['threads']}"
+    )
+    for column in (
+        "path",
+        "peak fwd MiB",
+        "× dense",
+        "peak fwd+bwd MiB",
+        "× dense",
+        "fwd s",
+        "× dense",
+        "fwd+bwd s",
+        "× dense",
+        "max |Δ logp|",
+        "max |Δ grad h|",
+    ):
         table.add_column(column, justify="left" if column == "path" else "right")
     for row in rows:
         ours = saved[row["path"]]
         table.add_row(
             row["path"],
-            f"{row['peak_fwd_mib']:.0f}", f"{row['peak_fwd_mib'] / dense['peak_fwd_mib']:.2f}",
-            f"{row['peak_train_mib']:.0f}", f"{row['peak_train_mib'] / dense['peak_train_mib']:.2f}",
-            f"{row['fwd_s']:.3f}", f"{row['fwd_s'] / dense['fwd_s']:.2f}",
-            f"{row['train_s']:.3f}", f"{row['train_s'] / dense['train_s']:.2f}",
+            f"{row['peak_fwd_mib']:.0f}",
+            f"{row['peak_fwd_mib'] / dense['peak_fwd_mib']:.2f}",
+            f"{row['peak_train_mib']:.0f}",
+            f"{row['peak_train_mib'] / dense['peak_train_mib']:.2f}",
+            f"{row['fwd_s']:.3f}",
+            f"{row['fwd_s'] / dense['fwd_s']:.2f}",
+            f"{row['train_s']:.3f}",
+            f"{row['train_s'] / dense['train_s']:.2f}",
             f"{(ours['logprobs'] - saved['dense']['logprobs']).abs().max().item():.1e}",
             f"{(ours['grad'] - saved['dense']['grad']).abs().max().item():.1e}",
         )

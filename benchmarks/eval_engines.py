@@ -72,18 +72,31 @@ def run_one(kind: str, args) -> dict:
         started = time.perf_counter()
         engine = create_engine(kind, args.model, seed=0, max_model_len=args.max_model_len, dtype=dtype)
         startup = time.perf_counter() - started
-    report = {"engine": kind, "dtype": dtype, "threads": torch.get_num_threads(), "startup_s": round(startup, 2),
-              "benchmarks": {}}
+    report = {
+        "engine": kind,
+        "dtype": dtype,
+        "threads": torch.get_num_threads(),
+        "startup_s": round(startup, 2),
+        "benchmarks": {},
+    }
     chunk = args.chunk if kind == "hf" else 10**9  # vllm is fast enough to hold the lock once
     try:
         for name, n in plan(args).items():
             examples = load_benchmark(name, limit=n)
             for limit in range(min(chunk, n), n + chunk, chunk):
                 with heavy_lock():
-                    summary = run_eval(engine, examples[: min(limit, n)], verifier, sampling=sampling,
-                                       samples=args.samples, style="chat",
-                                       output_dir=Path(args.out) / kind / name, chunk_size=args.chunk_size,
-                                       run_info={"model": args.model, "benchmark": name}, name=f"{kind} {name}")
+                    summary = run_eval(
+                        engine,
+                        examples[: min(limit, n)],
+                        verifier,
+                        sampling=sampling,
+                        samples=args.samples,
+                        style="chat",
+                        output_dir=Path(args.out) / kind / name,
+                        chunk_size=args.chunk_size,
+                        run_info={"model": args.model, "benchmark": name},
+                        name=f"{kind} {name}",
+                    )
             report["benchmarks"][name] = summary
     finally:
         engine.close()
@@ -110,8 +123,9 @@ def agreement(out: Path, name: str, kinds: tuple[str, str] = ("vllm", "hf")) -> 
 
 def hf_engine_at(rev: str):
     """The HFEngine class of rlvr/rollout/hf.py at git revision `rev`, imported from `git show`."""
-    source = subprocess.run(["git", "show", f"{rev}:rlvr/rollout/hf.py"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{rev}:rlvr/rollout/hf.py"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
     path = Path(tempfile.mkdtemp(prefix="rlvr-hf-before-")) / "hf_before.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("rlvr_hf_before", path)
@@ -135,8 +149,9 @@ def compare_hf(args) -> dict[str, dict]:
     sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=0)
     before = f"hf@{args.hf_before}"
     starts = {
-        before: lambda: hf_engine_at(args.hf_before)(resolve_model(args.model), seed=0,
-                                                      max_model_len=args.max_model_len, dtype=args.hf_dtype),
+        before: lambda: hf_engine_at(args.hf_before)(
+            resolve_model(args.model), seed=0, max_model_len=args.max_model_len, dtype=args.hf_dtype
+        ),
         "hf": lambda: create_engine("hf", args.model, seed=0, max_model_len=args.max_model_len, dtype=args.hf_dtype),
     }
     engines, reports = {}, {}
@@ -144,17 +159,30 @@ def compare_hf(args) -> dict[str, dict]:
         with heavy_lock():
             started = time.perf_counter()
             engines[label] = start()
-            reports[label] = {"engine": label, "dtype": args.hf_dtype, "threads": torch.get_num_threads(),
-                              "startup_s": round(time.perf_counter() - started, 2), "benchmarks": {}}
+            reports[label] = {
+                "engine": label,
+                "dtype": args.hf_dtype,
+                "threads": torch.get_num_threads(),
+                "startup_s": round(time.perf_counter() - started, 2),
+                "benchmarks": {},
+            }
     for name, n in plan(args).items():
         examples = load_benchmark(name, limit=n)
         for limit in range(min(args.chunk, n), n + args.chunk, args.chunk):
             for label, engine in engines.items():
                 with heavy_lock():
                     reports[label]["benchmarks"][name] = run_eval(
-                        engine, examples[: min(limit, n)], verifier, sampling=sampling, samples=args.samples,
-                        style="chat", output_dir=Path(args.out) / label / name, chunk_size=args.chunk_size,
-                        run_info={"model": args.model, "benchmark": name}, name=f"{label} {name}")
+                        engine,
+                        examples[: min(limit, n)],
+                        verifier,
+                        sampling=sampling,
+                        samples=args.samples,
+                        style="chat",
+                        output_dir=Path(args.out) / label / name,
+                        chunk_size=args.chunk_size,
+                        run_info={"model": args.model, "benchmark": name},
+                        name=f"{label} {name}",
+                    )
     return reports
 
 
@@ -162,11 +190,15 @@ def print_table(reports: dict[str, dict], args) -> None:
     import torch
 
     decoding = "greedy" if args.temperature == 0 else f"temperature {args.temperature}, {args.samples} samples"
-    print(f"\n{args.model}, {decoding}, max_new_tokens {args.max_new_tokens}, chat template, math verifier, "
-          f"{args.chunk_size} completions per generate call; {platform.machine()} {os.cpu_count()}-core CPU, "
-          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| benchmark | engine | dtype | threads | problems | accuracy [95% CI] | completion tokens | "
-          "generate s | tokens/s | wall s | start-up s |")
+    print(
+        f"\n{args.model}, {decoding}, max_new_tokens {args.max_new_tokens}, chat template, math verifier, "
+        f"{args.chunk_size} completions per generate call; {platform.machine()} {os.cpu_count()}-core CPU, "
+        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+    )
+    print(
+        "| benchmark | engine | dtype | threads | problems | accuracy [95% CI] | completion tokens | "
+        "generate s | tokens/s | wall s | start-up s |"
+    )
     print("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     totals = {kind: [0, 0.0] for kind in reports}
     for name in plan(args):
@@ -175,31 +207,43 @@ def print_table(reports: dict[str, dict], args) -> None:
             t = s["timing"]
             totals[kind][0] += t["completion_tokens"]
             totals[kind][1] += t["generate_s"]
-            print(f"| {name} | {kind} | {report['dtype'] or 'default'} | {report['threads']} | {s['n_problems']} | "
-                  f"{s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] | {t['completion_tokens']} | "
-                  f"{t['generate_s']:.1f} | {t['tokens_per_s']:.1f} | {t['wall_s']:.1f} | {report['startup_s']:.1f} |")
+            print(
+                f"| {name} | {kind} | {report['dtype'] or 'default'} | {report['threads']} | {s['n_problems']} | "
+                f"{s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] | {t['completion_tokens']} | "
+                f"{t['generate_s']:.1f} | {t['tokens_per_s']:.1f} | {t['wall_s']:.1f} | {report['startup_s']:.1f} |"
+            )
     before = next((kind for kind in reports if kind.startswith("hf@")), None)
     if before is not None:
         print()
         for name in plan(args):
-            ratio = (reports["hf"]["benchmarks"][name]["timing"]["tokens_per_s"]
-                     / reports[before]["benchmarks"][name]["timing"]["tokens_per_s"])
+            ratio = (
+                reports["hf"]["benchmarks"][name]["timing"]["tokens_per_s"]
+                / reports[before]["benchmarks"][name]["timing"]["tokens_per_s"]
+            )
             text, answer = agreement(Path(args.out), name, (before, "hf"))
-            print(f"- {name}: hf (working tree) / {before} tokens/s = {ratio:.2f}x; identical completions {text:.0%}, "
-                  f"identical extracted answers {answer:.0%}")
+            print(
+                f"- {name}: hf (working tree) / {before} tokens/s = {ratio:.2f}x; identical completions {text:.0%}, "
+                f"identical extracted answers {answer:.0%}"
+            )
     if not {"vllm", "hf"} <= set(reports):
         return
     print()
     for name in plan(args):
-        ratio = (reports["vllm"]["benchmarks"][name]["timing"]["tokens_per_s"]
-                 / reports["hf"]["benchmarks"][name]["timing"]["tokens_per_s"])
+        ratio = (
+            reports["vllm"]["benchmarks"][name]["timing"]["tokens_per_s"]
+            / reports["hf"]["benchmarks"][name]["timing"]["tokens_per_s"]
+        )
         text, answer = agreement(Path(args.out), name)
-        print(f"- {name}: vllm/hf tokens/s = {ratio:.1f}x; identical completions {text:.0%}, "
-              f"identical extracted answers {answer:.0%}")
+        print(
+            f"- {name}: vllm/hf tokens/s = {ratio:.1f}x; identical completions {text:.0%}, "
+            f"identical extracted answers {answer:.0%}"
+        )
     speed = {kind: tokens / seconds for kind, (tokens, seconds) in totals.items()}
     ratio = speed["vllm"] / speed["hf"]
-    print(f"- all: vllm {speed['vllm']:.0f} vs hf {speed['hf']:.0f} tokens/s = {ratio:.1f}x "
-          f"(target >= 5x: {'met' if ratio >= 5 else 'MISSED'})")
+    print(
+        f"- all: vllm {speed['vllm']:.0f} vs hf {speed['hf']:.0f} tokens/s = {ratio:.1f}x "
+        f"(target >= 5x: {'met' if ratio >= 5 else 'MISSED'})"
+    )
 
 
 def main() -> None:
@@ -211,13 +255,19 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--samples", type=int, default=1, help="completions per problem")
-    parser.add_argument("--hf-before", metavar="REV", default=None,
-                        help="compare the hf engine at git revision REV with the working tree's (no vllm)")
+    parser.add_argument(
+        "--hf-before",
+        metavar="REV",
+        default=None,
+        help="compare the hf engine at git revision REV with the working tree's (no vllm)",
+    )
     parser.add_argument("--engines", default="vllm,hf")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each engine")
     parser.add_argument("--hf-dtype", default=None, help="default: the engine's own (float32)")
     parser.add_argument("--vllm-dtype", default=None, help="default: the engine's own (bfloat16 on CPU)")
-    parser.add_argument("--chunk-size", type=int, default=64, help="completions per generate call (rlvr eval's default)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=64, help="completions per generate call (rlvr eval's default)"
+    )
     parser.add_argument("--chunk", type=int, default=50, help="hf: problems per lock hold")
     parser.add_argument("--out", default="/tmp/rlvr-bench/eval_engines")
     parser.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/rlvr-heavy.lock (flock)")
@@ -233,8 +283,12 @@ def main() -> None:
         print_table(compare_hf(args), args)
         return
     repo = str(Path(__file__).resolve().parents[1])  # the child runs from benchmarks/: find rlvr
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
     reports = {}
     for kind in args.engines.split(","):
         child = [sys.executable, __file__, "--one", kind, *sys.argv[1:]]

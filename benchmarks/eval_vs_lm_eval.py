@@ -84,25 +84,52 @@ print(json.dumps(out))
 def task_yaml(name: str, stock: Path, data: Path) -> str:
     """lm-eval's own task, with only the data location changed (the Hub is unreachable here)."""
     files = "".join(f"    {split}: {data / path}\n" for split, path in TASKS[name][2].items())
-    return (f"include: {stock}\ntask: {name}_local\ntag: []\ndataset_path: json\ndataset_name: null\n"
-            f"dataset_kwargs:\n  data_files:\n{files}")
+    return (
+        f"include: {stock}\ntask: {name}_local\ntag: []\ndataset_path: json\ndataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n{files}"
+    )
 
 
 def locked(cmd: list[str], env: dict[str, str], log: Path, timeout_s: int | None = None) -> tuple[int, float]:
     """Run under the heavy lock; (exit code, seconds of the command itself, lock wait excluded)."""
     limit = ["timeout", "-s", "INT", str(timeout_s)] if timeout_s else []
-    wrapper = ["flock", LOCK, sys.executable, "-c",
-               "import subprocess,sys,time;t=time.perf_counter();r=subprocess.run(sys.argv[1:]).returncode;"
-               "print(f'@@seconds {time.perf_counter()-t:.3f}',file=sys.stderr);sys.exit(r)", *limit, *cmd]
+    wrapper = [
+        "flock",
+        LOCK,
+        sys.executable,
+        "-c",
+        (
+            "import subprocess,sys,time;t=time.perf_counter();r=subprocess.run(sys.argv[1:]).returncode;"
+            "print(f'@@seconds {time.perf_counter()-t:.3f}',file=sys.stderr);sys.exit(r)"
+        ),
+        *limit,
+        *cmd,
+    ]
     with open(log, "a") as handle:
         proc = subprocess.run(wrapper, env=env, stdout=handle, stderr=subprocess.STDOUT)
     return proc.returncode, float(log.read_text().rsplit("@@seconds ", 1)[1].split()[0])
 
 
-def lm_eval_cmd(python: str, task: str, model_args: list[str], limit: int, tasks_dir: Path, target: Path,
-                extra: list[str]) -> list[str]:
-    return [python, "-m", "lm_eval", "run", *model_args, "--tasks", f"{task}_local", "--include_path", str(tasks_dir),
-            "--limit", str(limit), "--output_path", str(target / "out"), "--log_samples", *extra]
+def lm_eval_cmd(
+    python: str, task: str, model_args: list[str], limit: int, tasks_dir: Path, target: Path, extra: list[str]
+) -> list[str]:
+    return [
+        python,
+        "-m",
+        "lm_eval",
+        "run",
+        *model_args,
+        "--tasks",
+        f"{task}_local",
+        "--include_path",
+        str(tasks_dir),
+        "--limit",
+        str(limit),
+        "--output_path",
+        str(target / "out"),
+        "--log_samples",
+        *extra,
+    ]
 
 
 def samples_of(target: Path, task: str) -> list[dict] | None:
@@ -112,8 +139,17 @@ def samples_of(target: Path, task: str) -> list[dict] | None:
     return [json.loads(line) for line in Path(max(found, key=os.path.getmtime)).read_text().splitlines()]
 
 
-def run_lm_eval(python: str, task: str, model: str, limit: int, tasks_dir: Path, out: Path, env: dict[str, str],
-                batch_size: int, max_chunks: int) -> tuple[dict[int, dict], dict[int, dict], float, int]:
+def run_lm_eval(
+    python: str,
+    task: str,
+    model: str,
+    limit: int,
+    tasks_dir: Path,
+    out: Path,
+    env: dict[str, str],
+    batch_size: int,
+    max_chunks: int,
+) -> tuple[dict[int, dict], dict[int, dict], float, int]:
     """Stock lm-eval: its prompts (a `dummy`-model pass, no generation), then its `hf` run in resumable
     locked chunks. Returns (doc -> prompt/request, doc -> completion/metrics, seconds, chunks); when
     the hf run did not finish in `max_chunks`, the completions are the documents it finished."""
@@ -125,14 +161,24 @@ def run_lm_eval(python: str, task: str, model: str, limit: int, tasks_dir: Path,
     for row in samples_of(prompts_dir, task):
         arguments = row["arguments"]
         arguments = ast.literal_eval(arguments) if isinstance(arguments, str) else arguments
-        requests[int(row["doc_id"])] = {"prompt": arguments["gen_args_0"]["arg_0"], "gen_kwargs": arguments["gen_args_0"]["arg_1"],
-                                        "target": row["target"], "doc": row["doc"]}
+        requests[int(row["doc_id"])] = {
+            "prompt": arguments["gen_args_0"]["arg_0"],
+            "gen_kwargs": arguments["gen_args_0"]["arg_1"],
+            "target": row["target"],
+            "doc": row["doc"],
+        }
     target, log = out / f"lm_eval_{task}", out / f"lm_eval_{task}.log"
     tries = 0
     while samples_of(target, task) is None and tries < max_chunks:
-        cmd = lm_eval_cmd(python, task, ["--model", "hf", "--model_args", f"pretrained={model},dtype=float32"], limit,
-                          tasks_dir, target, ["--batch_size", str(batch_size), "--device", "cpu",
-                                              "--use_cache", str(target / "cache")])
+        cmd = lm_eval_cmd(
+            python,
+            task,
+            ["--model", "hf", "--model_args", f"pretrained={model},dtype=float32"],
+            limit,
+            tasks_dir,
+            target,
+            ["--batch_size", str(batch_size), "--device", "cpu", "--use_cache", str(target / "cache")],
+        )
         target.mkdir(parents=True, exist_ok=True)
         code, _ = locked(cmd, env, log, CHUNK_S)
         tries += 1
@@ -146,11 +192,19 @@ def run_lm_eval(python: str, task: str, model: str, limit: int, tasks_dir: Path,
     with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
         json.dump([requests[d] for d in sorted(requests)], handle)
         handle.flush()
-        done = subprocess.run([python, "-c", CACHED, str(target / "cache_rank0.db"), str(tasks_dir / f"{task}_local.yaml"),
-                               handle.name], env=env, check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [python, "-c", CACHED, str(target / "cache_rank0.db"), str(tasks_dir / f"{task}_local.yaml"), handle.name],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     cached = json.loads(done.stdout.strip().splitlines()[-1])
-    theirs = {d: {"completion": c["completion"], "metrics": {k: tuple(v) for k, v in c["metrics"].items()}}
-              for d, c in zip(sorted(requests), cached) if c is not None}
+    theirs = {
+        d: {"completion": c["completion"], "metrics": {k: tuple(v) for k, v in c["metrics"].items()}}
+        for d, c in zip(sorted(requests), cached)
+        if c is not None
+    }
     return requests, theirs, sum(spent), len(spent)
 
 
@@ -174,9 +228,32 @@ def run_rlvr(engine: str, dtype: str, task: str, model: str, limit: int, out: Pa
         rows = [json.loads(line) for line in (target / bench / "samples.jsonl").read_text().splitlines()]
         return rows, float(log.read_text().rsplit("@@seconds ", 1)[1].split()[0])
     subprocess.run(["rm", "-rf", str(target), str(log)], check=True)  # a fresh run: timing includes generation
-    cmd = [sys.executable, "-m", "rlvr", "eval", "--model", model, "--benchmark", bench, "--limit", str(limit),
-           "--style", "lm-eval", "--engine", engine, "--dtype", dtype, "--temperature", "0", "--max-new-tokens", "256",
-           "--max-model-len", "4096", "--output", str(target)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlvr",
+        "eval",
+        "--model",
+        model,
+        "--benchmark",
+        bench,
+        "--limit",
+        str(limit),
+        "--style",
+        "lm-eval",
+        "--engine",
+        engine,
+        "--dtype",
+        dtype,
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "256",
+        "--max-model-len",
+        "4096",
+        "--output",
+        str(target),
+    ]
     code, seconds = locked(cmd, env, log)
     if code != 0:
         sys.exit(f"rlvr eval failed ({code}); see {target}.log")
@@ -192,12 +269,14 @@ def compare(mine: list[dict], requests: dict[int, dict], theirs: dict[int, dict]
     shares["identical completions"] = [r["completion"] == t["completion"] for r, t in pairs]
     for name, (answer, _) in next(iter(theirs.values()))["metrics"].items():
         if answer is not None:
-            shares[f"identical {name} answers"] = [r["lm_eval"][name]["extracted"] == t["metrics"][name][0] for r, t in pairs]
+            shares[f"identical {name} answers"] = [
+                r["lm_eval"][name]["extracted"] == t["metrics"][name][0] for r, t in pairs
+            ]
         shares[f"same {name} verdict"] = [r["lm_eval"][name]["correct"] == t["metrics"][name][1] for r, t in pairs]
-        shares[f"rlvr math verdict = lm-eval {name}"] = [(r["status"] == "correct") == t["metrics"][name][1]
-                                                          for r, t in pairs]
-    counts = {k: f"{sum(v)}/{len(v)}" for k, v in shares.items()}
-    return counts
+        shares[f"rlvr math verdict = lm-eval {name}"] = [
+            (r["status"] == "correct") == t["metrics"][name][1] for r, t in pairs
+        ]
+    return {k: f"{sum(v)}/{len(v)}" for k, v in shares.items()}
 
 
 def accuracy(values) -> float:
@@ -212,8 +291,10 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
     wide = ",".join(f for f in flags if f.startswith(("avx512_bf16", "amx")) or f in ("avx2", "avx512f"))
-    return (f"{model} ({os.cpu_count()} cores; {wide}; torch cpu capability "
-            f"{torch.backends.cpu.get_cpu_capability()}), python {platform.python_version()}")
+    return (
+        f"{model} ({os.cpu_count()} cores; {wide}; torch cpu capability "
+        f"{torch.backends.cpu.get_cpu_capability()}), python {platform.python_version()}"
+    )
 
 
 def main() -> None:
@@ -224,12 +305,19 @@ def main() -> None:
     parser.add_argument("--rlvr-runs", default="vllm:float32", help="rlvr eval runs as ENGINE:DTYPE, comma-separated")
     parser.add_argument("--python", default=sys.executable, help="the interpreter with lm-eval installed")
     parser.add_argument("--lm-eval-batch-size", type=int, default=1, help="lm-eval hf batch size (its default: 1)")
-    parser.add_argument("--lm-eval-chunks", type=int, default=15,
-                        help="at most this many locked lm-eval chunks now; unfinished: compare the documents it finished")
+    parser.add_argument(
+        "--lm-eval-chunks",
+        type=int,
+        default=15,
+        help="at most this many locked lm-eval chunks now; unfinished: compare the documents it finished",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse-rlvr", action="store_true", help="reuse finished rlvr runs in --out (and their times)")
-    parser.add_argument("--out", default="/tmp/rlvr-bench/eval_vs_lm_eval",
-                        help="results folder; finished lm-eval runs in it are reused (delete it to re-time them)")
+    parser.add_argument(
+        "--out",
+        default="/tmp/rlvr-bench/eval_vs_lm_eval",
+        help="results folder; finished lm-eval runs in it are reused (delete it to re-time them)",
+    )
     args = parser.parse_args()
 
     from rlvr.models import resolve_model
@@ -239,19 +327,32 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     threads = str(args.threads)
-    env = {**os.environ, "RLVR_DATA_DIR": str(data), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    found = subprocess.run([args.python, "-c", "import lm_eval, os; print(lm_eval.__version__, os.path.dirname(lm_eval.__file__))"],
-                           capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "RLVR_DATA_DIR": str(data),
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    found = subprocess.run(
+        [args.python, "-c", "import lm_eval, os; print(lm_eval.__version__, os.path.dirname(lm_eval.__file__))"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if found.returncode != 0:
         sys.exit(f"lm-eval is not importable by {args.python}: pip install -e '.[peers]'\n{found.stderr[-500:]}")
     version, package = found.stdout.split()
     tasks_dir = out / "tasks"
     tasks_dir.mkdir(exist_ok=True)
     limits = {"gsm8k": args.limit, "minerva_math500": args.minerva_limit}
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, lm-eval {version}, model {args.model}, "
-          f"{machine()}, {threads} threads\n")
+    print(
+        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, lm-eval {version}, model {args.model}, "
+        f"{machine()}, {threads} threads\n"
+    )
     for task, limit in limits.items():
         if not limit:
             continue
@@ -260,25 +361,39 @@ def main() -> None:
         for run in args.rlvr_runs.split(","):
             engine, _, dtype = run.partition(":")
             runs[run] = run_rlvr(engine, dtype or "float32", task, args.model, limit, out, env, args.reuse_rlvr)
-        requests, theirs, lm_seconds, chunks = run_lm_eval(args.python, task, model, limit, tasks_dir, out, env,
-                                                           args.lm_eval_batch_size, args.lm_eval_chunks)
+        requests, theirs, lm_seconds, chunks = run_lm_eval(
+            args.python, task, model, limit, tasks_dir, out, env, args.lm_eval_batch_size, args.lm_eval_chunks
+        )
         finished = len(theirs) == len(requests)
-        print(f"## {task}, first {limit} problems, greedy, float32, 256 new tokens at most"
-              + ("" if finished else f"; lm-eval's hf run did NOT finish: it generated {len(theirs)} of them") + "\n")
-        print("| tool | " + " | ".join(f"{m} accuracy" for m in next(iter(theirs.values()))["metrics"]) + " | rlvr math | wall s | speed-up |")
+        print(
+            f"## {task}, first {limit} problems, greedy, float32, 256 new tokens at most"
+            + ("" if finished else f"; lm-eval's hf run did NOT finish: it generated {len(theirs)} of them")
+            + "\n"
+        )
+        print(
+            "| tool | "
+            + " | ".join(f"{m} accuracy" for m in next(iter(theirs.values()))["metrics"])
+            + " | rlvr math | wall s | speed-up |"
+        )
         print("| --- |" + " ---: |" * (len(next(iter(theirs.values()))["metrics"]) + 3))
         names = list(next(iter(theirs.values()))["metrics"])
-        print(f"| lm-eval {version} (hf backend, batch {args.lm_eval_batch_size}; {chunks} resumed chunk(s), model loads included) | "
-              + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
-              + f" | - | {lm_seconds:.1f} | 1.00x |")
+        print(
+            f"| lm-eval {version} (hf backend, batch {args.lm_eval_batch_size}; {chunks} resumed chunk(s), model loads included) | "
+            + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
+            + f" | - | {lm_seconds:.1f} | 1.00x |"
+        )
         agreement = {}
         for run, (mine, seconds) in runs.items():
             engine, _, dtype = run.partition(":")
-            print(f"| rlvr eval --style lm-eval --engine {engine} --dtype {dtype} | "
-                  + " | ".join(f"{accuracy(r['lm_eval'][m]['correct'] for i, r in enumerate(mine) if i in theirs):.1%}"
-                               for m in names)
-                  + f" | {accuracy(r['status'] == 'correct' for i, r in enumerate(mine) if i in theirs):.1%} | {seconds:.1f}"
-                  + (f" | {lm_seconds / seconds:.2f}x |" if finished else " | (lm-eval unfinished) |"))
+            print(
+                f"| rlvr eval --style lm-eval --engine {engine} --dtype {dtype} | "
+                + " | ".join(
+                    f"{accuracy(r['lm_eval'][m]['correct'] for i, r in enumerate(mine) if i in theirs):.1%}"
+                    for m in names
+                )
+                + f" | {accuracy(r['status'] == 'correct' for i, r in enumerate(mine) if i in theirs):.1%} | {seconds:.1f}"
+                + (f" | {lm_seconds / seconds:.2f}x |" if finished else " | (lm-eval unfinished) |")
+            )
             agreement[run] = compare(mine, requests, theirs)
         print()
         print("accuracies over the documents lm-eval generated for; speed-up = lm-eval seconds / rlvr seconds\n")

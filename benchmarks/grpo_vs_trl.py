@@ -51,6 +51,7 @@ from types import SimpleNamespace
 import torch
 
 from rlvr.objectives.grpo import group_advantages, policy_loss, truncated_importance_weights
+import contextlib
 
 # ------------------------------------------------------------------------------ loss on identical inputs
 
@@ -87,11 +88,16 @@ def make_inputs(groups: int = 4, per_group: int = 4, length: int = 24, seed: int
 def rlvr_policy_loss(inputs: dict, loss_type: str, settings: dict) -> torch.Tensor:
     options = {k: v for k, v in settings.items() if k != "tis"}
     loss, _ = policy_loss(
-        inputs["logprobs"], inputs["advantages"], inputs["mask"],
+        inputs["logprobs"],
+        inputs["advantages"],
+        inputs["mask"],
         old_logprobs=inputs["old_logprobs"],
         behavior_logprobs=inputs["behavior_logprobs"] if settings.get("tis") else None,
         ref_logprobs=inputs["ref_logprobs"] if settings.get("beta") else None,
-        loss_type=loss_type, kl_estimator="k3", max_completion_length=inputs["max_completion_length"], **options,
+        loss_type=loss_type,
+        kl_estimator="k3",
+        max_completion_length=inputs["max_completion_length"],
+        **options,
     )
     return loss
 
@@ -104,20 +110,28 @@ def trl_policy_loss(inputs: dict, loss_type: str, settings: dict) -> torch.Tenso
     logprobs, mask = inputs["logprobs"], inputs["mask"]
     batch, length = mask.shape
     tis = bool(settings.get("tis"))
-    accelerator = SimpleNamespace(num_processes=1, gather=lambda x: x, gather_for_metrics=lambda x: x,
-                                  reduce=lambda x, reduction="sum": x)
+    accelerator = SimpleNamespace(
+        num_processes=1, gather=lambda x: x, gather_for_metrics=lambda x: x, reduce=lambda x, reduction="sum": x
+    )
     trainer = SimpleNamespace(
         _get_per_token_logps_and_entropies=lambda *a, **k: (logprobs, torch.zeros_like(logprobs), None),
         get_off_policy_mask=GRPOTrainer.get_off_policy_mask,
-        top_entropy_quantile=1.0, off_policy_mask_threshold=None,
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
         importance_sampling_level=settings.get("ratio_level", "token"),
-        beta=settings.get("beta", 0.0), loss_type=loss_type,
-        epsilon_low=settings["clip_eps_low"], epsilon_high=settings["clip_eps_high"],
+        beta=settings.get("beta", 0.0),
+        loss_type=loss_type,
+        epsilon_low=settings["clip_eps_low"],
+        epsilon_high=settings["clip_eps_high"],
         args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1),
-        use_vllm=tis, vllm_importance_sampling_correction=tis,
-        model=SimpleNamespace(training=True), current_gradient_accumulation_steps=1,
-        max_completion_length=inputs["max_completion_length"], accelerator=accelerator,
-        aux_loss_enabled=False, _entropy_bonus_enabled=False,
+        use_vllm=tis,
+        vllm_importance_sampling_correction=tis,
+        model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1,
+        max_completion_length=inputs["max_completion_length"],
+        accelerator=accelerator,
+        aux_loss_enabled=False,
+        _entropy_bonus_enabled=False,
         _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
     )
     trl_inputs = {
@@ -132,7 +146,8 @@ def trl_policy_loss(inputs: dict, loss_type: str, settings: dict) -> torch.Tenso
     }
     if tis:
         trl_inputs["importance_sampling_ratio"] = truncated_importance_weights(
-            inputs["old_logprobs"], inputs["behavior_logprobs"], settings["tis_cap"])
+            inputs["old_logprobs"], inputs["behavior_logprobs"], settings["tis_cap"]
+        )
     return GRPOTrainer._compute_loss(trainer, None, trl_inputs)
 
 
@@ -150,8 +165,16 @@ def compare(seed: int = 0) -> list[dict]:
     for loss_type, (name, settings) in itertools.product(LOSS_TYPES, SETTINGS.items()):
         ours, our_grad = _loss_and_grad(rlvr_policy_loss, inputs, loss_type, settings)
         theirs, their_grad = _loss_and_grad(trl_policy_loss, inputs, loss_type, settings)
-        rows.append(dict(loss_type=loss_type, setting=name, rlvr=ours, trl=theirs, abs_diff=abs(ours - theirs),
-                         grad_max_abs_diff=(our_grad - their_grad).abs().max().item()))
+        rows.append(
+            dict(
+                loss_type=loss_type,
+                setting=name,
+                rlvr=ours,
+                trl=theirs,
+                abs_diff=abs(ours - theirs),
+                grad_max_abs_diff=(our_grad - their_grad).abs().max().item(),
+            )
+        )
     return rows
 
 
@@ -166,21 +189,46 @@ CONFIGS = {"zero-signal": 1.0, "signal": 0.7}
 def _rlvr_config(args: argparse.Namespace, engine: str, output: str, skip: bool = True):
     from rlvr.config import load_config
 
-    return load_config(None, {
-        "optimizer.skip_zero_advantage": skip,
-        "seed": 0, "device": "cpu", "model.name": args.model, "model.dtype": "float32",
-        "data.dataset": "arith", "data.difficulty": "easy", "data.size": args.prompts * (args.steps + 1),
-        "data.shuffle": False, "rollout.engine": engine, "rollout.prompts_per_step": args.prompts,
-        "rollout.n": args.group, "rollout.max_new_tokens": args.max_new_tokens,
-        "rollout.temperature": args.temperature, "rollout.top_k": 0, "rollout.top_p": 1.0,
-        "reward.verifier": "math", "grpo.loss": "dapo", "grpo.advantage": "grpo",
-        "grpo.clip_eps_low": 0.2, "grpo.clip_eps_high": 0.28, "grpo.beta": 0.0,
-        "optimizer.lr": args.lr, "optimizer.schedule": "constant", "optimizer.warmup_steps": 0,
-        "optimizer.beta2": 0.999, "optimizer.max_steps": args.steps,
-        "optimizer.micro_batch_size": args.prompts * args.group, "logging.output": output,
-        "logging.progress": False, "logging.samples_every": 0, "checkpoint.every": 0, "eval.every": 0,
-        "eval.before_after": False, "reward.audit": False,
-    })
+    return load_config(
+        None,
+        {
+            "optimizer.skip_zero_advantage": skip,
+            "seed": 0,
+            "device": "cpu",
+            "model.name": args.model,
+            "model.dtype": "float32",
+            "data.dataset": "arith",
+            "data.difficulty": "easy",
+            "data.size": args.prompts * (args.steps + 1),
+            "data.shuffle": False,
+            "rollout.engine": engine,
+            "rollout.prompts_per_step": args.prompts,
+            "rollout.n": args.group,
+            "rollout.max_new_tokens": args.max_new_tokens,
+            "rollout.temperature": args.temperature,
+            "rollout.top_k": 0,
+            "rollout.top_p": 1.0,
+            "reward.verifier": "math",
+            "grpo.loss": "dapo",
+            "grpo.advantage": "grpo",
+            "grpo.clip_eps_low": 0.2,
+            "grpo.clip_eps_high": 0.28,
+            "grpo.beta": 0.0,
+            "optimizer.lr": args.lr,
+            "optimizer.schedule": "constant",
+            "optimizer.warmup_steps": 0,
+            "optimizer.beta2": 0.999,
+            "optimizer.max_steps": args.steps,
+            "optimizer.micro_batch_size": args.prompts * args.group,
+            "logging.output": output,
+            "logging.progress": False,
+            "logging.samples_every": 0,
+            "checkpoint.every": 0,
+            "eval.every": 0,
+            "eval.before_after": False,
+            "reward.audit": False,
+        },
+    )
 
 
 def _child_rlvr(args: argparse.Namespace, engine: str, skip: bool) -> dict:
@@ -211,9 +259,9 @@ def _child_trl(args: argparse.Namespace) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlvr.models import load_policy, resolve_model
-    from rlvr.data.templates import render_prompt
     from rlvr.data.benchmarks import load_examples
+    from rlvr.data.templates import render_prompt
+    from rlvr.models import load_policy, resolve_model
     from rlvr.verifiers.registry import build_verifier
 
     config = _rlvr_config(args, "hf", "unused")
@@ -225,8 +273,9 @@ def _child_trl(args: argparse.Namespace) -> dict:
     def math_reward(completions, id, **_):  # noqa: A002 (the dataset column is called id)
         return [verifier.score(text, by_id[i]).reward for text, i in zip(completions, id)]
 
-    dataset = Dataset.from_dict({"prompt": [render_prompt(e, tokenizer) for e in examples],
-                                 "id": [e.id for e in examples]})
+    dataset = Dataset.from_dict(
+        {"prompt": [render_prompt(e, tokenizer) for e in examples], "id": [e.id for e in examples]}
+    )
     times: list[float] = []
 
     class StepTimer(TrainerCallback):
@@ -238,15 +287,39 @@ def _child_trl(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         trl_args = GRPOConfig(
-            output_dir=out, use_cpu=True, bf16=False, seed=0, max_steps=args.steps, learning_rate=args.lr,
-            lr_scheduler_type="constant", per_device_train_batch_size=args.prompts * args.group,
-            gradient_accumulation_steps=1, num_generations=args.group, max_completion_length=args.max_new_tokens,
-            temperature=args.temperature, top_k=0, top_p=1.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0,
-            shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no",
-            dataloader_num_workers=0, disable_tqdm=True,
+            output_dir=out,
+            use_cpu=True,
+            bf16=False,
+            seed=0,
+            max_steps=args.steps,
+            learning_rate=args.lr,
+            lr_scheduler_type="constant",
+            per_device_train_batch_size=args.prompts * args.group,
+            gradient_accumulation_steps=1,
+            num_generations=args.group,
+            max_completion_length=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=0,
+            top_p=1.0,
+            loss_type="dapo",
+            epsilon=0.2,
+            epsilon_high=0.28,
+            beta=0.0,
+            shuffle_dataset=False,
+            logging_steps=1,
+            report_to="none",
+            save_strategy="no",
+            dataloader_num_workers=0,
+            disable_tqdm=True,
         )
-        trainer = GRPOTrainer(model=model, reward_funcs=math_reward, args=trl_args, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[StepTimer()])
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=math_reward,
+            args=trl_args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[StepTimer()],
+        )
         trainer.train()
     rewards = [r["reward"] for r in trainer.state.log_history if "reward" in r]
     zero_std = [r["frac_reward_zero_std"] for r in trainer.state.log_history if "frac_reward_zero_std" in r]
@@ -257,8 +330,11 @@ def _child(args: argparse.Namespace) -> None:
     import resource
 
     torch.set_num_threads(args.threads)
-    result = _child_trl(args) if args.child == "trl" else \
-        _child_rlvr(args, args.child.split("-")[1], skip=not args.child.endswith("-noskip"))
+    result = (
+        _child_trl(args)
+        if args.child == "trl"
+        else _child_rlvr(args, args.child.split("-")[1], skip=not args.child.endswith("-noskip"))
+    )
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.result).write_text(json.dumps(result))
 
@@ -281,19 +357,37 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
 
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_path = handle.name
-    argv = [sys.executable, __file__, "--child", name, "--result", result_path, "--steps", str(args.steps),
-            "--prompts", str(args.prompts), "--group", str(args.group), "--max-new-tokens", str(args.max_new_tokens),
-            "--lr", str(args.lr), "--model", args.model, "--threads", str(args.threads),
-            "--temperature", str(args.temperature)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--result",
+        result_path,
+        "--steps",
+        str(args.steps),
+        "--prompts",
+        str(args.prompts),
+        "--group",
+        str(args.group),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--lr",
+        str(args.lr),
+        "--model",
+        args.model,
+        "--threads",
+        str(args.threads),
+        "--temperature",
+        str(args.temperature),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root, peak = psutil.Process(child.pid), 0.0
     while child.poll() is None:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             peak = max(peak, _tree_pss_mib(root))
-        except psutil.NoSuchProcess:
-            pass
         time.sleep(0.5)
     stderr = child.stderr.read()
     if child.returncode != 0:
@@ -301,8 +395,13 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     result = json.loads(Path(result_path).read_text())
     os.unlink(result_path)
     steps = result["step_s"][1:] or result["step_s"]
-    return {**result, "name": name, "median_s": statistics.median(steps), "tree_pss_mib": peak,
-            "wall_s": time.perf_counter() - started}
+    return {
+        **result,
+        "name": name,
+        "median_s": statistics.median(steps),
+        "tree_pss_mib": peak,
+        "wall_s": time.perf_counter() - started,
+    }
 
 
 def main() -> None:
@@ -333,8 +432,14 @@ def main() -> None:
     for column in ("loss_type", "setting", "rlvr loss", "TRL loss", "|diff|", "max |grad diff|"):
         losses.add_column(column, justify="left" if column in ("loss_type", "setting") else "right")
     for row in compare():
-        losses.add_row(row["loss_type"], row["setting"], f"{row['rlvr']:.8f}", f"{row['trl']:.8f}",
-                       f"{row['abs_diff']:.1e}", f"{row['grad_max_abs_diff']:.1e}")
+        losses.add_row(
+            row["loss_type"],
+            row["setting"],
+            f"{row['rlvr']:.8f}",
+            f"{row['trl']:.8f}",
+            f"{row['abs_diff']:.1e}",
+            f"{row['grad_max_abs_diff']:.1e}",
+        )
     console.print(losses)
 
     pure = None
@@ -342,19 +447,43 @@ def main() -> None:
         args.temperature = CONFIGS[config_name]
         results = {name: run_one(name, args) for name in args.runs.split(",")}
         base = results.get("trl")
-        table = Table(title=f"GRPO training, {Path(args.model).name}, configuration {config_name!r} (T={args.temperature}): "
-                            f"{args.steps} steps × {args.prompts} prompts × {args.group} completions, "
-                            f"≤{args.max_new_tokens} new tokens, {args.threads} threads")
-        for column in ("run", "median s/step", "× TRL", "peak RSS MiB", "× TRL", "tree PSS MiB", "× TRL",
-                       "mean reward", "zero-std groups", "torch threads", "wall s"):
+        table = Table(
+            title=f"GRPO training, {Path(args.model).name}, configuration {config_name!r} (T={args.temperature}): "
+            f"{args.steps} steps × {args.prompts} prompts × {args.group} completions, "
+            f"≤{args.max_new_tokens} new tokens, {args.threads} threads"
+        )
+        for column in (
+            "run",
+            "median s/step",
+            "× TRL",
+            "peak RSS MiB",
+            "× TRL",
+            "tree PSS MiB",
+            "× TRL",
+            "mean reward",
+            "zero-std groups",
+            "torch threads",
+            "wall s",
+        ):
             table.add_column(column, justify="left" if column == "run" else "right")
         for name, r in results.items():
-            ratio = (lambda key: f"{r[key] / base[key]:.2f}" if base else "-")
-            table.add_row(name, f"{r['median_s']:.2f}", ratio("median_s"), f"{r['peak_rss_mib']:.0f}", ratio("peak_rss_mib"),
-                          f"{r['tree_pss_mib']:.0f}", ratio("tree_pss_mib"),
-                          f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-",
-                          f"{statistics.mean(r['zero_std']):.0%}" if r.get("zero_std") else "-",
-                          str(r["threads"]), f"{r['wall_s']:.0f}")
+
+            def ratio(key):
+                return f"{r[key] / base[key]:.2f}" if base else "-"
+
+            table.add_row(
+                name,
+                f"{r['median_s']:.2f}",
+                ratio("median_s"),
+                f"{r['peak_rss_mib']:.0f}",
+                ratio("peak_rss_mib"),
+                f"{r['tree_pss_mib']:.0f}",
+                ratio("tree_pss_mib"),
+                f"{statistics.mean(r['reward']):.3f}" if r["reward"] else "-",
+                f"{statistics.mean(r['zero_std']):.0%}" if r.get("zero_std") else "-",
+                str(r["threads"]),
+                f"{r['wall_s']:.0f}",
+            )
         console.print(table)
         console.print({name: [round(s, 2) for s in r["step_s"]] for name, r in results.items()})
         if base and "rlvr-vllm-noskip" in results:
@@ -362,6 +491,7 @@ def main() -> None:
             pure = (noskip["median_s"] / base["median_s"], noskip["peak_rss_mib"] / base["peak_rss_mib"])
     if pure is not None:  # the last configuration's (signal, by default): every group runs forward/backward
         print(f"pure compute: {pure[0]:.2f}x TRL step time, {pure[1]:.2f}x TRL peak RSS")
+    return None
 
 
 if __name__ == "__main__":

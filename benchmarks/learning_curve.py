@@ -21,8 +21,16 @@ from pathlib import Path
 
 
 def cpu_kind() -> dict:
-    out = subprocess.run([sys.executable, "-c", "import json; from rlvr.learner.precision import cpu_kind; print(json.dumps(cpu_kind()))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from rlvr.learner.precision import cpu_kind; print(json.dumps(cpu_kind()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -35,15 +43,23 @@ def run_default(algorithm: str, extra: list[str], keep: Path | None) -> dict:
     wall = time.perf_counter() - started
     (folder / "console.txt").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}); see {folder / 'console.txt'}:\n{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(args)} failed ({done.returncode}); see {folder / 'console.txt'}:\n{done.stderr[-2000:]}"
+        )
     run = folder / "runs" / "train"
     subprocess.run(["rlvr", "plot", str(run), "--output", str(run / "curves.png")], check=True, capture_output=True)
     summary = json.loads((run / "summary.json").read_text())
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    result = {"algorithm": algorithm, "command": " ".join(args), "process_wall_s": wall, **summary,
-              "median_step_s": sorted(s["time_step"] for s in steps)[len(steps) // 2],
-              "console_lines": len(done.stdout.splitlines()) + len(done.stderr.splitlines()),
-              "folder": str(folder), "png": str(run / "curves.png")}
+    result = {
+        "algorithm": algorithm,
+        "command": " ".join(args),
+        "process_wall_s": wall,
+        **summary,
+        "median_step_s": sorted(s["time_step"] for s in steps)[len(steps) // 2],
+        "console_lines": len(done.stdout.splitlines()) + len(done.stderr.splitlines()),
+        "folder": str(folder),
+        "png": str(run / "curves.png"),
+    }
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         (keep / f"{algorithm}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -59,15 +75,19 @@ def main() -> None:
     args = parser.parse_args()
     kind = cpu_kind()
     r = run_default(args.algorithm, args.extra, args.keep)
-    print(f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
-          f"amx={kind['amx']}), torch {kind['torch']}")
+    print(
+        f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
+        f"amx={kind['amx']}), torch {kind['torch']}"
+    )
     print(f"command: {r['command']}  (from an empty folder)")
     for name in ("before", "after"):
         b = r[name]
         print(f"{name:<8}{b['accuracy']:7.1%}  [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}]  n={b['n']}")
     print(f"gain {r['gain'] * 100:+.1f} points; intervals separated: {r['separated']} (target: >= +10, separated)")
-    print(f"steps {r['steps']}, median {r['median_step_s']:.1f} s/step, process wall {r['process_wall_s']:.0f} s "
-          f"(target <= 600 s), console lines {r['console_lines']}; curve {r['png']}")
+    print(
+        f"steps {r['steps']}, median {r['median_step_s']:.1f} s/step, process wall {r['process_wall_s']:.0f} s "
+        f"(target <= 600 s), console lines {r['console_lines']}; curve {r['png']}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,21 @@ def compliance(eval_dir: Path) -> float:
 
 def stage(workdir: Path, recipe: str) -> dict:
     started = time.perf_counter()
-    done = subprocess.run(["rlvr", "train", "--config", str(RECIPES / recipe)], cwd=workdir, capture_output=True, text=True)
+    done = subprocess.run(
+        ["rlvr", "train", "--config", str(RECIPES / recipe)], cwd=workdir, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"{recipe} failed:\n{done.stderr[-3000:]}")
     out = workdir / yaml.safe_load((RECIPES / recipe).read_text())["logging"]["output"]
     summary = json.loads((out / "summary.json").read_text())
     evals = sorted((out / "eval").glob("step_*"))
-    return {"recipe": recipe, "wall_s": time.perf_counter() - started, **summary,
-            "compliance_before": compliance(evals[0]), "compliance_after": compliance(evals[-1])}
+    return {
+        "recipe": recipe,
+        "wall_s": time.perf_counter() - started,
+        **summary,
+        "compliance_before": compliance(evals[0]),
+        "compliance_after": compliance(evals[-1]),
+    }
 
 
 def main() -> None:
@@ -49,14 +56,20 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     kind = cpu_kind()
     sft, grpo = stage(workdir, "r1-cpu-sft.yaml"), stage(workdir, "r1-cpu-grpo.yaml")
-    print(f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}), SmolLM2-135M-Instruct, GSM8K test[:100]")
+    print(
+        f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}), SmolLM2-135M-Instruct, GSM8K test[:100]"
+    )
     print("| stage | accuracy | 95% CI | format compliance | wall s |")
     print("|---|---:|---|---:|---:|")
     b = sft["before"]
-    print(f"| base model | {b['accuracy']:.1%} | [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}] | {sft['compliance_before']:.0%} | |")
+    print(
+        f"| base model | {b['accuracy']:.1%} | [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}] | {sft['compliance_before']:.0%} | |"
+    )
     for name, r in (("after SFT cold start", sft), ("after GRPO from SFT", grpo)):
         a = r["after"]
-        print(f"| {name} | {a['accuracy']:.1%} | [{a['ci'][0]:.1%}, {a['ci'][1]:.1%}] | {r['compliance_after']:.0%} | {r['wall_s']:.0f} |")
+        print(
+            f"| {name} | {a['accuracy']:.1%} | [{a['ci'][0]:.1%}, {a['ci'][1]:.1%}] | {r['compliance_after']:.0%} | {r['wall_s']:.0f} |"
+        )
     (workdir / "r1_pipeline.json").write_text(json.dumps({"sft": sft, "grpo": grpo, "cpu": kind}, indent=2) + "\n")
 
 

@@ -53,8 +53,9 @@ def programs(data_dir: str | None) -> list[tuple[str, str]]:
     out = []
     for example in load_benchmark("humaneval", data_dir=data_dir):
         nonce = secrets.token_hex(8)
-        out.append((build_program(example.metadata["canonical_solution"], example.metadata, partial=False,
-                                  nonce=nonce), nonce))
+        out.append(
+            (build_program(example.metadata["canonical_solution"], example.metadata, partial=False, nonce=nonce), nonce)
+        )
     return out
 
 
@@ -86,8 +87,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="runs in flight at once (default: 2)")
     parser.add_argument("--fresh-runs", type=int, default=12, help="programs for the fresh-container baseline")
     parser.add_argument("--repeat", type=int, default=1, help="run the 164 programs this many times (not fresh)")
-    parser.add_argument("--data-dir", default=os.environ.get("RLVR_DATA_DIR") or str(DEFAULT_DATA),
-                        help="reference data (default: $RLVR_DATA_DIR, else ../shared/data)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("RLVR_DATA_DIR") or str(DEFAULT_DATA),
+        help="reference data (default: $RLVR_DATA_DIR, else ../shared/data)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements here")
     parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=list(CONTENDERS))
     args = parser.parse_args()
@@ -106,8 +110,10 @@ def main() -> None:
     base_rate = baseline.exec_per_s if baseline and not baseline.error else None
 
     console = Console(width=140)
-    console.print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                  f"{args.workers} runs in flight, HumanEval canonical solutions with their tests")
+    console.print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{args.workers} runs in flight, HumanEval canonical solutions with their tests"
+    )
     table = Table(title="sandbox executions/s (same run)")
     for column in ("contender", "runs", "passed", "seconds", "exec/s", "× fresh container", "statuses"):
         table.add_column(column, justify="left" if column in ("contender", "statuses") else "right")
@@ -116,8 +122,15 @@ def main() -> None:
             table.add_row(m.contender, "-", "-", "-", "-", "-", f"unavailable: {m.error[:60]}")
             continue
         ratio = f"{m.exec_per_s / base_rate:.1f}" if base_rate else "-"
-        table.add_row(m.contender, str(m.runs), str(m.passed), f"{m.seconds:.1f}", f"{m.exec_per_s:.2f}", ratio,
-                      ", ".join(f"{k} {v}" for k, v in sorted(m.statuses.items())))
+        table.add_row(
+            m.contender,
+            str(m.runs),
+            str(m.passed),
+            f"{m.seconds:.1f}",
+            f"{m.exec_per_s:.2f}",
+            ratio,
+            ", ".join(f"{k} {v}" for k, v in sorted(m.statuses.items())),
+        )
     console.print(table)
     for name, (unit, target) in TARGETS.items():
         m = by_name.get(name)
@@ -127,8 +140,12 @@ def main() -> None:
         value = m.exec_per_s / base_rate if unit.startswith("×") else m.exec_per_s
         console.print(f"target {name} ≥ {target:g} {unit}: {value:.1f} → {'met' if value >= target else 'MISSED'}")
     if args.json:
-        args.json.write_text(json.dumps({"workers": args.workers, "cpus": os.cpu_count(),
-                                         "results": [asdict(m) for m in measured]}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"workers": args.workers, "cpus": os.cpu_count(), "results": [asdict(m) for m in measured]}, indent=1
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -33,10 +33,19 @@ from rlvr.verifiers.math.grade import WARMUP_ANSWERS, to_number
 # path: imports, and the antlr parser's decision cache, which otherwise makes a process's first
 # LaTeX parses cost 50-400 ms each.
 _WARM = [
-    ("(-\\infty, 1) \\cup (2, 3]", "(2,3] \\cup (-\\infty,1)"), ("\\cos 20^\\circ", "\\cos(20)"), ("2e", "e+e"),
-    ("\\log_2 8", "3"), ("x = 2y+1", "x-2y = 1"), ("\\{x, y\\}", "\\{y, x\\}"), ("\\sin^2 x + 1", "1 + \\sin^2 x"),
-    ("\\sqrt{e}", "e^{1/2}"), ("\\frac{\\pi}{e}", "\\pi/e"), ("[2, e)", "[2, e^1)"), ("3 \\cdot 2^{x}", "3 \\times 2^x"),
-    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"), ("12", "12"),
+    ("(-\\infty, 1) \\cup (2, 3]", "(2,3] \\cup (-\\infty,1)"),
+    ("\\cos 20^\\circ", "\\cos(20)"),
+    ("2e", "e+e"),
+    ("\\log_2 8", "3"),
+    ("x = 2y+1", "x-2y = 1"),
+    ("\\{x, y\\}", "\\{y, x\\}"),
+    ("\\sin^2 x + 1", "1 + \\sin^2 x"),
+    ("\\sqrt{e}", "e^{1/2}"),
+    ("\\frac{\\pi}{e}", "\\pi/e"),
+    ("[2, e)", "[2, e^1)"),
+    ("3 \\cdot 2^{x}", "3 \\times 2^x"),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
+    ("12", "12"),
 ]
 WARMUP = [(f"The answer is $\\boxed{{{answer}}}$.", gold) for gold, answer in _WARM]
 
@@ -44,7 +53,9 @@ WARMUP = [(f"The answer is $\\boxed{{{answer}}}$.", gold) for gold, answer in _W
 @dataclass(frozen=True)
 class Pair:
     completion: str
-    gold_field: str  # what rlvr is given: the data set's own gold field (GSM8K solution, MATH-500 answer, MATH solution)
+    gold_field: (
+        str  # what rlvr is given: the data set's own gold field (GSM8K solution, MATH-500 answer, MATH solution)
+    )
     gold: str  # the bare final answer, given to raw math-verify as "$gold$"
     label: bool  # the truth by construction: should this earn reward 1?
     kind: str
@@ -84,10 +95,16 @@ REWRITES = {
     "unreduced": lambda g: f"{p[0]}\\frac{{{2 * p[1]}}}{{{2 * p[2]}}}" if (p := _frac_parts(g)) else None,
     "no_degrees": lambda g: re.sub(r"\^\s*\{?\\circ\}?", "", g) if "\\circ" in g else None,
     "choice_letter": lambda g: m[1] if (m := re.fullmatch(r"\\text\{\((\w)\)\}", g)) else None,
-    "left_right": lambda g: "\\left" + g[0] + " " + g[1:-1].replace(",", ", ") + " \\right" + g[-1]
-    if g[:1] in "([" and g[-1:] in ")]" and "\\left" not in g
-    else None,
-    "set_reordered": lambda g: "\\{" + ", ".join(reversed(_top_level_items(g[2:-2]))) + "\\}" if g.startswith("\\{") and g.endswith("\\}") else None,
+    "left_right": lambda g: (
+        "\\left" + g[0] + " " + g[1:-1].replace(",", ", ") + " \\right" + g[-1]
+        if g[:1] in "([" and g[-1:] in ")]" and "\\left" not in g
+        else None
+    ),
+    "set_reordered": lambda g: (
+        "\\{" + ", ".join(reversed(_top_level_items(g[2:-2]))) + "\\}"
+        if g.startswith("\\{") and g.endswith("\\}")
+        else None
+    ),
     "text_unwrapped": lambda g: m[1] if (m := re.fullmatch(r"\\text\{([A-Za-z ]+)\}", g)) else None,
 }
 
@@ -95,11 +112,11 @@ REWRITES = {
 def _top_level_items(s: str) -> list[str]:
     items, depth, start = [], 0, 0
     for i, ch in enumerate(s):
-        depth += ch in "({[" and 1 or ch in ")}]" and -1 or 0
+        depth += (ch in "({[" and 1) or (ch in ")}]" and -1) or 0
         if ch == "," and depth == 0:
             items.append(s[start:i].strip())
             start = i + 1
-    return items + [s[start:].strip()]
+    return [*items, s[start:].strip()]
 
 
 def _bump_digit(g: str) -> str | None:
@@ -115,21 +132,33 @@ def _swap_tuple(g: str) -> str | None:
         return None
     inner = g[1:-1].replace("\\left", "").replace("\\right", "")
     items = _top_level_items(inner)
-    return f"{g[0]}{items[1]}, {items[0]}{', ' if items[2:] else ''}{', '.join(items[2:])}{g[-1]}" if len(items) >= 2 and items[0] != items[1] else None
+    return (
+        f"{g[0]}{items[1]}, {items[0]}{', ' if items[2:] else ''}{', '.join(items[2:])}{g[-1]}"
+        if len(items) >= 2 and items[0] != items[1]
+        else None
+    )
 
 
 NEAR_MISSES = {
     "plus_one": lambda g: str(n + 1) if (n := _int(g)) is not None else None,
     "times_ten": lambda g: str(10 * n) if (n := _int(g)) else None,
     "negated": lambda g: str(-n) if (n := _int(g)) else None,
-    "reciprocal": lambda g: f"{p[0]}\\frac{{{p[2]}}}{{{p[1]}}}" if (p := _frac_parts(g)) and p[1] != p[2] and p[1] else None,
+    "reciprocal": lambda g: (
+        f"{p[0]}\\frac{{{p[2]}}}{{{p[1]}}}" if (p := _frac_parts(g)) and p[1] != p[2] and p[1] else None
+    ),
     "swapped": _swap_tuple,
     "set_as_tuple": lambda g: "(" + g[2:-2] + ")" if g.startswith("\\{") and g.endswith("\\}") and "," in g else None,
     # not at an infinite end: [-\infty, 0] and (-\infty, 0] are the same set of reals
-    "bracket_flipped": lambda g: ("(" if g[0] == "[" else "[") + g[1:]
-    if g[:1] in "([" and g[-1:] in ")]" and "," in g and not re.match(r"[-+]?\\infty", g[1:].lstrip())
-    else None,
-    "other_choice": lambda g: f"\\text{{({'ABCDE'[('ABCDE'.index(m[1]) + 1) % 5]})}}" if (m := re.fullmatch(r"\\text\{\(([A-E])\)\}", g)) else None,
+    "bracket_flipped": lambda g: (
+        ("(" if g[0] == "[" else "[") + g[1:]
+        if g[:1] in "([" and g[-1:] in ")]" and "," in g and not re.match(r"[-+]?\\infty", g[1:].lstrip())
+        else None
+    ),
+    "other_choice": lambda g: (
+        f"\\text{{({'ABCDE'[('ABCDE'.index(m[1]) + 1) % 5]})}}"
+        if (m := re.fullmatch(r"\\text\{\(([A-E])\)\}", g))
+        else None
+    ),
     "digit_changed": _bump_digit,
 }
 
@@ -159,8 +188,17 @@ def _completion(reasoning: str, gold: str, label_kind: str, rng: random.Random, 
         return (end(reasoning, found[1]), f"correct: {found[0]}") if found else None
     miss = _pick(NEAR_MISSES, gold, rng)
     if label_kind == "correction":
-        return (f"{reasoning}\nSo $\\boxed{{{miss[1]}}}$.\n\nWait, I made a slip in the last step. Redoing it carefully, "
-                f"the answer is $\\boxed{{{gold}}}$.", "correct: corrected later") if miss else None
+        return (
+            (
+                (
+                    f"{reasoning}\nSo $\\boxed{{{miss[1]}}}$.\n\nWait, I made a slip in the last step. Redoing it carefully, "
+                    f"the answer is $\\boxed{{{gold}}}$."
+                ),
+                "correct: corrected later",
+            )
+            if miss
+            else None
+        )
     if label_kind == "near_miss":
         return (end(reasoning, miss[1]), f"wrong: {miss[0]}") if miss else None
     if label_kind == "hedged":
@@ -170,7 +208,10 @@ def _completion(reasoning: str, gold: str, label_kind: str, rng: random.Random, 
         rng.shuffle(options)
         return f"{reasoning}\nSo the answer is $\\boxed{{{options[0]}}}$ or $\\boxed{{{options[1]}}}$.", "wrong: hedged"
     if label_kind == "truncated":
-        return f"{reasoning}\nTherefore, the answer is $\\boxed{{{gold[: max(1, len(gold) // 2)]}", "wrong: truncated in the box"
+        return (
+            f"{reasoning}\nTherefore, the answer is $\\boxed{{{gold[: max(1, len(gold) // 2)]}",
+            "wrong: truncated in the box",
+        )
     raise ValueError(label_kind)
 
 
@@ -295,6 +336,7 @@ def _child(args) -> None:
     else:
         out = run_runner(pairs, args.workers)
     json.dump(out, sys.stdout)
+    return None
 
 
 LABELLED = Path(__file__).resolve().parent / "data" / "verifier_pairs.jsonl"
@@ -321,7 +363,9 @@ def _timed(command: list[str], env: dict) -> float:
 def whole_process(pairs: list[Pair], workers: int, tmp: Path) -> dict:
     """Wall-clock seconds of fresh processes, start to exit, each reading the same JSONL file."""
     rows = tmp / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"completion": p.completion, "answer": p.gold_field, "gold": p.gold}) + "\n" for p in pairs))
+    rows.write_text(
+        "".join(json.dumps({"completion": p.completion, "answer": p.gold_field, "gold": p.gold}) + "\n" for p in pairs)
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out: dict = {}
     raw_out = tmp / "raw.json"
@@ -329,8 +373,26 @@ def whole_process(pairs: list[Pair], workers: int, tmp: Path) -> dict:
     out["raw"]["verdicts"] = json.loads(raw_out.read_text())
     for name, n in ((f"rlvr verify --workers {workers}", workers), ("rlvr verify --workers 0", 0)):
         scored = tmp / f"scored{n}.jsonl"
-        seconds = [_timed([sys.executable, "-m", "rlvr.cli", "verify", "-v", "math", "-i", str(rows), "-o", str(scored),
-                           "--workers", str(n)], env) for _ in range(2)]
+        seconds = [
+            _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "rlvr.cli",
+                    "verify",
+                    "-v",
+                    "math",
+                    "-i",
+                    str(rows),
+                    "-o",
+                    str(scored),
+                    "--workers",
+                    str(n),
+                ],
+                env,
+            )
+            for _ in range(2)
+        ]
         verdicts = [json.loads(line)["reward"] > 0.5 for line in scored.read_text().splitlines()]
         out[name] = {"seconds": min(seconds), "runs": seconds, "verdicts": verdicts}
     return out
@@ -349,7 +411,10 @@ def run_labelled() -> dict:
     logging.disable(logging.WARNING)
     rows = [json.loads(line) for line in LABELLED.open()]
     verifier = MathVerifier()
-    ours = [verifier.score(r["completion"], Example(str(i), r.get("prompt", ""), r["answer"])).reward > 0.5 for i, r in enumerate(rows)]
+    ours = [
+        verifier.score(r["completion"], Example(str(i), r.get("prompt", ""), r["answer"])).reward > 0.5
+        for i, r in enumerate(rows)
+    ]
     raw: list = []
     for r in rows:
         if r["class"] != "pathological":
@@ -358,7 +423,11 @@ def run_labelled() -> dict:
         code = f"from math_verify import parse, verify; print(bool(verify(parse({'$' + r['answer'] + '$'!r}), parse({r['completion']!r}))))"
         try:
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
-            raw.append(done.stdout.strip().splitlines()[-1] == "True" if done.returncode == 0 and done.stdout.strip() else "error")
+            raw.append(
+                done.stdout.strip().splitlines()[-1] == "True"
+                if done.returncode == 0 and done.stdout.strip()
+                else "error"
+            )
         except subprocess.TimeoutExpired:
             raw.append("hung")
     return {"ours": ours, "raw": raw}
@@ -368,32 +437,70 @@ def _class_rates(rows: list[dict], verdicts: list) -> dict[str, dict]:
     """Per class: rows, accuracy, false positives / negatives (and the rates over the negatives /
     positives), and rows with no verdict (raw math-verify hung or crashed: counted as not rewarded)."""
     out: dict[str, dict] = {}
-    for cls in sorted({r["class"] for r in rows}) + ["all"]:
+    for cls in [*sorted({r["class"] for r in rows}), "all"]:
         idx = [i for i, r in enumerate(rows) if cls in ("all", r["class"])]
         given = [verdicts[i] is True for i in idx]
         labels = [rows[i]["label"] for i in idx]
         fp = sum(g and not l for g, l in zip(given, labels))
         fn = sum(l and not g for g, l in zip(given, labels))
         neg, pos = labels.count(False), labels.count(True)
-        out[cls] = {"rows": len(idx), "accuracy": sum(g == l for g, l in zip(given, labels)) / len(idx), "fp": fp, "fn": fn,
-                    "fp_rate": fp / neg if neg else 0.0, "fn_rate": fn / pos if pos else 0.0,
-                    "no_verdict": sum(not isinstance(verdicts[i], bool) for i in idx)}
+        out[cls] = {
+            "rows": len(idx),
+            "accuracy": sum(g == l for g, l in zip(given, labels)) / len(idx),
+            "fp": fp,
+            "fn": fn,
+            "fp_rate": fp / neg if neg else 0.0,
+            "fn_rate": fn / pos if pos else 0.0,
+            "no_verdict": sum(not isinstance(verdicts[i], bool) for i in idx),
+        }
     return out
 
 
 def _machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                  if line.startswith("Model name")), platform.processor())
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0] if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        platform.processor(),
+    )
+    flags = (
+        Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0]
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags.split()]
-    torch_cap = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                               capture_output=True, text=True).stdout.strip() or "torch not importable"
+    torch_cap = (
+        subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or "torch not importable"
+    )
     return f"{model}; {os.cpu_count()} CPUs; flags {' '.join(wanted)}; torch cpu capability {torch_cap}; Python {platform.python_version()}"
 
 
 def _spawn(args, mode: str) -> dict:
-    command = [sys.executable, __file__, "--child", mode, "--seed", str(args.seed), "--workers", str(args.workers),
-               "--gsm8k", str(args.gsm8k), "--math500", str(args.math500), "--math", str(args.math), "--data-dir", str(args.data_dir)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--seed",
+        str(args.seed),
+        "--workers",
+        str(args.workers),
+        "--gsm8k",
+        str(args.gsm8k),
+        "--math500",
+        str(args.math500),
+        "--math",
+        str(args.math),
+        "--data-dir",
+        str(args.data_dir),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
@@ -403,14 +510,20 @@ def _spawn(args, mode: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("RLVR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("RLVR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")),
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="runner worker processes")
     parser.add_argument("--gsm8k", type=int, default=800, help="GSM8K test examples (2 pairs each)")
     parser.add_argument("--math500", type=int, default=500, help="MATH-500 examples (2 pairs each)")
     parser.add_argument("--math", type=int, default=700, help="other MATH test examples (2 pairs each)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
-    parser.add_argument("--child", choices=["raw", "inprocess", "runner", "labelled"], dest="mode", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["raw", "inprocess", "runner", "labelled"], dest="mode", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.mode:
         return _child(args)
@@ -430,22 +543,40 @@ def main() -> None:
         return sum(v == r for v, r in zip(verdicts, raw["verdicts"])) / len(labels)
 
     console = Console(width=140)
-    console.print(f"{len(pairs)} labelled pairs ({sum(labels)} should earn 1), sources {dict(Counter(p.source for p in pairs))}; "
-                  f"{os.cpu_count()} CPUs, {platform.python_version()}")
+    console.print(
+        f"{len(pairs)} labelled pairs ({sum(labels)} should earn 1), sources {dict(Counter(p.source for p in pairs))}; "
+        f"{os.cpu_count()} CPUs, {platform.python_version()}"
+    )
     table = Table(title="math verifier throughput and accuracy (same run)")
     for col in ("contender", "seconds", "verdicts/s", "× raw math-verify", "accuracy", "agreement w/ raw"):
         table.add_column(col, justify="left" if col == "contender" else "right")
-    names = {"raw": "raw math-verify parse+verify (main thread)", "inprocess": "rlvr math, in-process (1 core)",
-             "runner": f"rlvr math, Runner {args.workers} workers"}
+    names = {
+        "raw": "raw math-verify parse+verify (main thread)",
+        "inprocess": "rlvr math, in-process (1 core)",
+        "runner": f"rlvr math, Runner {args.workers} workers",
+    }
     summary = {}
     for mode, r in results.items():
         rate = len(pairs) / r["seconds"]
-        summary[mode] = {"seconds": r["seconds"], "verdicts_per_s": rate, "ratio": rate / raw_rate,
-                         "accuracy": accuracy(r["verdicts"]), "agreement": agreement(r["verdicts"])}
-        table.add_row(names[mode], f"{r['seconds']:.2f}", f"{rate:,.0f}", f"{rate / raw_rate:.1f}×",
-                      f"{accuracy(r['verdicts']):.2%}", f"{agreement(r['verdicts']):.2%}")
+        summary[mode] = {
+            "seconds": r["seconds"],
+            "verdicts_per_s": rate,
+            "ratio": rate / raw_rate,
+            "accuracy": accuracy(r["verdicts"]),
+            "agreement": agreement(r["verdicts"]),
+        }
+        table.add_row(
+            names[mode],
+            f"{r['seconds']:.2f}",
+            f"{rate:,.0f}",
+            f"{rate / raw_rate:.1f}×",
+            f"{accuracy(r['verdicts']):.2%}",
+            f"{agreement(r['verdicts']):.2%}",
+        )
     console.print(table)
-    console.print(f"runner start-up (spawn + imports + warm-up, not timed above): {results['runner']['startup_s']:.2f} s")
+    console.print(
+        f"runner start-up (spawn + imports + warm-up, not timed above): {results['runner']['startup_s']:.2f} s"
+    )
 
     kinds = Table(title="accuracy by kind of pair")
     for col in ("kind", "pairs", "raw math-verify", "rlvr math"):
@@ -454,8 +585,10 @@ def main() -> None:
     for i, p in enumerate(pairs):
         by_kind.setdefault(p.kind, []).append(i)
     for kind, idx in sorted(by_kind.items()):
+
         def acc(verdicts):
             return sum(verdicts[i] == labels[i] for i in idx) / len(idx)
+
         kinds.add_row(kind, str(len(idx)), f"{acc(raw['verdicts']):.1%}", f"{acc(results['runner']['verdicts']):.1%}")
     console.print(kinds)
 
@@ -470,7 +603,9 @@ def main() -> None:
     for name, idx in sorted(groups.items()):
         raw_s = sum(raw["item_seconds"][i] for i in idx)
         ours_s = sum(results["inprocess"]["item_seconds"][i] for i in idx)
-        split.add_row(name, str(len(idx)), f"{len(idx) / raw_s:,.0f}", f"{len(idx) / ours_s:,.0f}", f"{raw_s / ours_s:.1f}×")
+        split.add_row(
+            name, str(len(idx)), f"{len(idx) / raw_s:,.0f}", f"{len(idx) / ours_s:,.0f}", f"{raw_s / ours_s:.1f}×"
+        )
     console.print(split)
     console.print(f"rlvr statuses: {dict(results['runner']['statuses'])}")
     console.print(f"rlvr deciding path: {dict(results['runner']['paths'])}")
@@ -478,32 +613,65 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         whole = whole_process(pairs, args.workers, Path(tmp))
-    whole_table = Table(title="whole process: a fresh process per contender, wall clock from outside (same pairs, same run)")
+    whole_table = Table(
+        title="whole process: a fresh process per contender, wall clock from outside (same pairs, same run)"
+    )
     for col in ("contender", "seconds", "pairs/s", "× raw math-verify", "accuracy"):
         whole_table.add_column(col, justify="left" if col == "contender" else "right")
     raw_whole = whole["raw"]["seconds"]
     for name, r in whole.items():
-        label = "raw math-verify loop (python -c)" if name == "raw" else f"{name} (best of {len(r['runs'])}: {', '.join(f'{x:.2f}' for x in r['runs'])})"
-        whole_table.add_row(label, f"{r['seconds']:.2f}", f"{len(pairs) / r['seconds']:,.0f}", f"{raw_whole / r['seconds']:.2f}×",
-                            f"{accuracy(r['verdicts']):.2%}")
+        label = (
+            "raw math-verify loop (python -c)"
+            if name == "raw"
+            else f"{name} (best of {len(r['runs'])}: {', '.join(f'{x:.2f}' for x in r['runs'])})"
+        )
+        whole_table.add_row(
+            label,
+            f"{r['seconds']:.2f}",
+            f"{len(pairs) / r['seconds']:,.0f}",
+            f"{raw_whole / r['seconds']:.2f}×",
+            f"{accuracy(r['verdicts']):.2%}",
+        )
     console.print(whole_table)
 
     rows = [json.loads(line) for line in LABELLED.open()]
     labelled = _spawn(args, "labelled")
     rates = {who: _class_rates(rows, labelled[who]) for who in ("ours", "raw")}
-    class_table = Table(title=f"labelled set {LABELLED.name}: {len(rows)} rows, FP = rewarded but should not be, FN = not rewarded but should be")
+    class_table = Table(
+        title=f"labelled set {LABELLED.name}: {len(rows)} rows, FP = rewarded but should not be, FN = not rewarded but should be"
+    )
     for col in ("class", "rows", "rlvr acc", "rlvr FP", "rlvr FN", "raw acc", "raw FP", "raw FN", "raw no verdict"):
         class_table.add_column(col, justify="left" if col == "class" else "right")
     for cls, ours in rates["ours"].items():
         theirs = rates["raw"][cls]
-        class_table.add_row(cls, str(ours["rows"]), f"{ours['accuracy']:.1%}", f"{ours['fp']} ({ours['fp_rate']:.1%})",
-                            f"{ours['fn']} ({ours['fn_rate']:.1%})", f"{theirs['accuracy']:.1%}", f"{theirs['fp']} ({theirs['fp_rate']:.1%})",
-                            f"{theirs['fn']} ({theirs['fn_rate']:.1%})", str(theirs["no_verdict"]))
+        class_table.add_row(
+            cls,
+            str(ours["rows"]),
+            f"{ours['accuracy']:.1%}",
+            f"{ours['fp']} ({ours['fp_rate']:.1%})",
+            f"{ours['fn']} ({ours['fn_rate']:.1%})",
+            f"{theirs['accuracy']:.1%}",
+            f"{theirs['fp']} ({theirs['fp_rate']:.1%})",
+            f"{theirs['fn']} ({theirs['fn_rate']:.1%})",
+            str(theirs["no_verdict"]),
+        )
     console.print(class_table)
     console.print(f"machine: {_machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.json:
-        args.json.write_text(json.dumps({"pairs": len(pairs), "summary": summary, "whole_process": {k: {"seconds": v["seconds"]} for k, v in whole.items()},
-                                         "labelled": rates, "statuses": results["runner"]["statuses"], "paths": results["runner"]["paths"]}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "pairs": len(pairs),
+                    "summary": summary,
+                    "whole_process": {k: {"seconds": v["seconds"]} for k, v in whole.items()},
+                    "labelled": rates,
+                    "statuses": results["runner"]["statuses"],
+                    "paths": results["runner"]["paths"],
+                },
+                indent=1,
+            )
+        )
+    return None
 
 
 if __name__ == "__main__":

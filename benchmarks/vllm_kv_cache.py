@@ -30,13 +30,16 @@ def prompts_of(args) -> list[str]:
     from types import SimpleNamespace
 
     from rlvr.data.benchmarks import load_examples
-    from rlvr.models import load_tokenizer, resolve_model
     from rlvr.data.templates import render_prompt
+    from rlvr.models import load_tokenizer, resolve_model
 
     config = SimpleNamespace(
-        seed=0, data=SimpleNamespace(dataset=args.dataset, split="train", limit=None, size=args.size,
-                                     difficulty=args.difficulty),
-        eval=SimpleNamespace(dataset=None, split="test", limit=None))
+        seed=0,
+        data=SimpleNamespace(
+            dataset=args.dataset, split="train", limit=None, size=args.size, difficulty=args.difficulty
+        ),
+        eval=SimpleNamespace(dataset=None, split="test", limit=None),
+    )
     tokenizer = load_tokenizer(resolve_model(args.model))
     return [render_prompt(e, tokenizer, style="chat") for e in load_examples(config)]
 
@@ -62,14 +65,23 @@ def child(args) -> None:
     engine = create_engine("vllm", model, seed=0, max_model_len=max_len, dtype="bfloat16", kv_cache_gib=gib)
     after_start = rss_gib()["VmRSS"]
     t0 = time.perf_counter()
-    rollouts = engine.generate(prompts[: args.prompts], args.group,
-                               SamplingConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0))
+    rollouts = engine.generate(
+        prompts[: args.prompts], args.group, SamplingConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
+    )
     seconds = time.perf_counter() - t0
     memory = rss_gib()
-    report = {"sizing": args.one, "max_model_len": max_len, "kv_cache_gib": gib, "rss_before_engine": started,
-              "rss_after_start": after_start, "rss_after_generate": memory["VmRSS"], "peak": memory["VmHWM"],
-              "generate_s": seconds, "tokens": sum(len(r.token_ids) for r in rollouts),
-              "longest_prompt": max(len(engine.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)}
+    report = {
+        "sizing": args.one,
+        "max_model_len": max_len,
+        "kv_cache_gib": gib,
+        "rss_before_engine": started,
+        "rss_after_start": after_start,
+        "rss_after_generate": memory["VmRSS"],
+        "peak": memory["VmHWM"],
+        "generate_s": seconds,
+        "tokens": sum(len(r.token_ids) for r in rollouts),
+        "longest_prompt": max(len(engine.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts),
+    }
     print("@@" + json.dumps(report))
 
 
@@ -90,12 +102,17 @@ def main() -> None:
         child(args)
         return
     repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
     reports = {}
     for sizing in ("before", "after", "exact"):
-        out = subprocess.run([sys.executable, __file__, "--one", sizing, *sys.argv[1:]], env=env,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", sizing, *sys.argv[1:]], env=env, capture_output=True, text=True
+        )
         line = next((x for x in out.stdout.splitlines() if x.startswith("@@")), None)
         if out.returncode or line is None:
             sys.exit(f"the {sizing} run failed:\n{out.stderr[-3000:]}")
@@ -103,15 +120,21 @@ def main() -> None:
         print(sizing, line[2:], flush=True)  # each as it comes: a run cut short keeps what it measured
     import torch
 
-    print(f"\n{args.model} (vllm, bfloat16), {args.dataset} prompts (longest {reports['after']['longest_prompt']} "
-          f"tokens), {args.prompts}x{args.group} rows, max_new_tokens {args.max_new_tokens}, {args.threads} threads; "
-          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| KV sizing | max_model_len | KV cache GiB | RSS after start GiB | RSS after generate GiB | peak RSS GiB | generate s |")
+    print(
+        f"\n{args.model} (vllm, bfloat16), {args.dataset} prompts (longest {reports['after']['longest_prompt']} "
+        f"tokens), {args.prompts}x{args.group} rows, max_new_tokens {args.max_new_tokens}, {args.threads} threads; "
+        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+    )
+    print(
+        "| KV sizing | max_model_len | KV cache GiB | RSS after start GiB | RSS after generate GiB | peak RSS GiB | generate s |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for sizing, r in reports.items():
-        print(f"| {sizing} | {r['max_model_len']} | {r['kv_cache_gib']:.3f} | {r['rss_after_start']:.3f} | "
-              f"{r['rss_after_generate']:.3f} | {r['peak']:.3f} | {r['generate_s']:.1f} |")
+        print(
+            f"| {sizing} | {r['max_model_len']} | {r['kv_cache_gib']:.3f} | {r['rss_after_start']:.3f} | "
+            f"{r['rss_after_generate']:.3f} | {r['peak']:.3f} | {r['generate_s']:.1f} |"
+        )
     print()
     for sizing in ("after", "exact"):
         saving = reports["before"]["peak"] - reports[sizing]["peak"]

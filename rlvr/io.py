@@ -15,8 +15,9 @@ import gzip
 import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from rlvr.errors import InputError
 
@@ -40,8 +41,9 @@ def _read_text(path: Path, label: str) -> str:
         raise InputError(f"{prefix}{path}: cannot read: {err}") from None
 
 
-def read_jsonl(path: str | os.PathLike, *, label: str = "", torn_tail: bool = False,
-               missing_ok: bool = False) -> Iterator[tuple[int, Row]]:
+def read_jsonl(
+    path: str | os.PathLike, *, label: str = "", torn_tail: bool = False, missing_ok: bool = False
+) -> Iterator[tuple[int, Row]]:
     """(line number, row) for every non-blank line of a .jsonl (or .jsonl.gz) file.
 
     `label` names where the path came from in errors about the file ("--input"); `missing_ok`

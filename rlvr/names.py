@@ -25,9 +25,30 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ALGORITHMS", "ARITH_DIFFICULTIES", "AUTO", "DEVICES", "DPO_LOSSES", "DTYPES", "ENGINES", "ENGINE_CHOICES",
-           "EVAL_ONLY_STYLES", "GRPO_ADVANTAGES", "GRPO_KL_ESTIMATORS", "GRPO_LOSSES", "GRPO_RATIO_LEVELS", "SANDBOXES",
-           "SANDBOX_CHOICES", "SCHEDULES", "SFT_REDUCTIONS", "STRATEGIES", "STYLES", "TRAIN_STYLES", "TRUNCATED", "load"]
+__all__ = [
+    "ALGORITHMS",
+    "ARITH_DIFFICULTIES",
+    "AUTO",
+    "DEVICES",
+    "DPO_LOSSES",
+    "DTYPES",
+    "ENGINES",
+    "ENGINE_CHOICES",
+    "EVAL_ONLY_STYLES",
+    "GRPO_ADVANTAGES",
+    "GRPO_KL_ESTIMATORS",
+    "GRPO_LOSSES",
+    "GRPO_RATIO_LEVELS",
+    "SANDBOXES",
+    "SANDBOX_CHOICES",
+    "SCHEDULES",
+    "SFT_REDUCTIONS",
+    "STRATEGIES",
+    "STYLES",
+    "TRAIN_STYLES",
+    "TRUNCATED",
+    "load",
+]
 
 #: the choice that lets rlvr pick (per device, or the first that works here)
 AUTO = "auto"

@@ -90,7 +90,7 @@ def make_tiny_model(
     return directory
 
 
-def reference_logprobs(model, rollout, sampling) -> "torch.Tensor":
+def reference_logprobs(model, rollout, sampling) -> torch.Tensor:
     """Recompute a rollout's per-token logprobs with an HF model in one forward pass, under the
     distribution the engine sampled from: logits / temperature, then top-k and top-p filtering
     (greedy: temperature 1, no filters). What engine logprobs are checked against."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -80,9 +81,12 @@ class Rollout:
             raise ValueError(f"Rollout: loss_mask has {len(self.loss_mask)} entries for {len(self.token_ids)} tokens")
         if self.logprobs and len(self.logprobs) != len(self.token_ids):
             raise ValueError(f"Rollout: logprobs has {len(self.logprobs)} entries for {len(self.token_ids)} tokens")
-        if self.segments and (self.segments[0][1] != 0 or self.segments[-1][2] != len(self.token_ids)
-                              or any(a[2] != b[1] for a, b in zip(self.segments, self.segments[1:]))
-                              or any(kind not in SEGMENT_KINDS for kind, _, _ in self.segments)):
+        if self.segments and (
+            self.segments[0][1] != 0
+            or self.segments[-1][2] != len(self.token_ids)
+            or any(a[2] != b[1] for a, b in zip(self.segments, self.segments[1:]))
+            or any(kind not in SEGMENT_KINDS for kind, _, _ in self.segments)
+        ):
             raise ValueError(f"Rollout: segments {self.segments} do not tile {len(self.token_ids)} tokens")
 
     @property

@@ -9,8 +9,6 @@ import re
 import signal
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO, need
 
 BACKENDS = ("docker", "bwrap", "local")

@@ -13,26 +13,32 @@ from rlvr.errors import InputError
 from rlvr.io import append_jsonl, read_jsonl, write_atomic, write_json, write_jsonl
 
 
-@pytest.mark.parametrize("text, torn_tail, expected", [
-    ('{"a": 1}\n\n{"a": 2}\n', False, [(1, {"a": 1}), (3, {"a": 2})]),
-    ('{"a": 1}\n{"a": 2}', False, [(1, {"a": 1}), (2, {"a": 2})]),  # a whole last line without its newline
-    ('{"a": 1}\n{"a": 2}', True, [(1, {"a": 1}), (2, {"a": 2})]),
-    ('{"a": 1}\n{"a": ', True, [(1, {"a": 1})]),  # cut short by a kill
-    ("", False, []),
-])
+@pytest.mark.parametrize(
+    "text, torn_tail, expected",
+    [
+        ('{"a": 1}\n\n{"a": 2}\n', False, [(1, {"a": 1}), (3, {"a": 2})]),
+        ('{"a": 1}\n{"a": 2}', False, [(1, {"a": 1}), (2, {"a": 2})]),  # a whole last line without its newline
+        ('{"a": 1}\n{"a": 2}', True, [(1, {"a": 1}), (2, {"a": 2})]),
+        ('{"a": 1}\n{"a": ', True, [(1, {"a": 1})]),  # cut short by a kill
+        ("", False, []),
+    ],
+)
 def test_rows_with_their_line_numbers(tmp_path, text, torn_tail, expected):
     path = tmp_path / "rows.jsonl"
     path.write_text(text)
     assert list(read_jsonl(path, torn_tail=torn_tail)) == expected
 
 
-@pytest.mark.parametrize("text, torn_tail, message", [
-    ('{"a": 1}\n{"a": \n', False, "line 2: bad JSON: Expecting value (column 7)"),
-    ('{"a": 1}\n{"a": ', False, "line 2: bad JSON"),  # torn, but this file is not one rlvr appends to
-    ('{"a": \n{"a": 1}\n', True, "line 1: bad JSON"),  # only the last line can be torn
-    ('{"a": 1}\n{"a": \n', True, "line 2: bad JSON"),  # a last line with its newline was written whole
-    ('[1, 2]\n', False, "line 1: expected a JSON object, got list"),
-])
+@pytest.mark.parametrize(
+    "text, torn_tail, message",
+    [
+        ('{"a": 1}\n{"a": \n', False, "line 2: bad JSON: Expecting value (column 7)"),
+        ('{"a": 1}\n{"a": ', False, "line 2: bad JSON"),  # torn, but this file is not one rlvr appends to
+        ('{"a": \n{"a": 1}\n', True, "line 1: bad JSON"),  # only the last line can be torn
+        ('{"a": 1}\n{"a": \n', True, "line 2: bad JSON"),  # a last line with its newline was written whole
+        ("[1, 2]\n", False, "line 1: expected a JSON object, got list"),
+    ],
+)
 def test_a_bad_row_is_an_input_error_naming_file_and_line(tmp_path, text, torn_tail, message):
     path = tmp_path / "rows.jsonl"
     path.write_text(text)

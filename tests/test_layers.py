@@ -50,7 +50,9 @@ def _imports(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
         else:
             continue
@@ -76,8 +78,11 @@ def test_the_top_level_holds_at_most_ten_modules():
 
 
 def test_no_file_is_over_the_size_limit():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
+    }
     assert not long, long
 
 
@@ -88,6 +93,7 @@ def test_every_module_opens_with_a_docstring():
 
 def test_no_import_cycle_lazy_imports_included():
     """A package's __init__ re-exporting its own submodules is not a cycle; anything else that leads back is."""
+
     def reachable(start: str) -> list[str] | None:
         stack, seen = [(start, [start])], set()
         while stack:
@@ -100,8 +106,11 @@ def test_no_import_cycle_lazy_imports_included():
                     stack.append((nxt, [*path, nxt]))
         return None
 
-    cycles = [cycle for name in MODULES if (cycle := reachable(name))
-              and not all(MODULES[m].name == "__init__.py" or True for m in cycle[:0])]
+    cycles = [
+        cycle
+        for name in MODULES
+        if (cycle := reachable(name)) and not all(MODULES[m].name == "__init__.py" or True for m in cycle[:0])
+    ]
     assert not cycles, cycles[0]
 
 

@@ -14,21 +14,27 @@ from rlvr.config import AUTO_BY_ALGORITHM, CHOICES
 from rlvr.types import Example, Status
 
 
-@pytest.mark.parametrize("registry, table", [
-    ("rlvr.algorithms:ALGORITHMS", names.ALGORITHMS),
-    ("rlvr.rollout.base:ENGINES", names.ENGINES),
-    ("rlvr.sandboxes:BACKENDS", names.SANDBOXES),
-])
+@pytest.mark.parametrize(
+    "registry, table",
+    [
+        ("rlvr.algorithms:ALGORITHMS", names.ALGORITHMS),
+        ("rlvr.rollout.base:ENGINES", names.ENGINES),
+        ("rlvr.sandboxes:BACKENDS", names.SANDBOXES),
+    ],
+)
 def test_registries_are_the_names_table(registry, table):
     module, attribute = registry.split(":")
     assert getattr(__import__(module, fromlist=[attribute]), attribute) is table
 
 
-@pytest.mark.parametrize("table, name, attribute", [
-    *[(names.ALGORITHMS, n, "name") for n in names.ALGORITHMS],
-    *[(names.ENGINES, n, "kind") for n in names.ENGINES],
-    *[(names.SANDBOXES, n, "name") for n in names.SANDBOXES],
-])
+@pytest.mark.parametrize(
+    "table, name, attribute",
+    [
+        *[(names.ALGORITHMS, n, "name") for n in names.ALGORITHMS],
+        *[(names.ENGINES, n, "kind") for n in names.ENGINES],
+        *[(names.SANDBOXES, n, "name") for n in names.SANDBOXES],
+    ],
+)
 def test_every_entry_is_a_class_that_calls_itself_by_its_key(table, name, attribute):
     try:
         cls = names.load(table, name)
@@ -41,17 +47,20 @@ def _keys(module: str, attribute: str) -> set[str]:
     return set(getattr(__import__(module, fromlist=[attribute]), attribute))
 
 
-@pytest.mark.parametrize("implemented, named", [
-    (("rlvr.data.templates", "STYLES"), names.STYLES),
-    (("rlvr.objectives.grpo", "ADVANTAGES"), names.GRPO_ADVANTAGES),
-    (("rlvr.objectives.grpo", "LOSSES"), names.GRPO_LOSSES),
-    (("rlvr.objectives.grpo", "RATIOS"), names.GRPO_RATIO_LEVELS),
-    (("rlvr.objectives.grpo", "KL_ESTIMATORS"), names.GRPO_KL_ESTIMATORS),
-    (("rlvr.objectives.sft", "REDUCTIONS"), names.SFT_REDUCTIONS),
-    (("rlvr.objectives.dpo", "PAIR_LOSSES"), names.DPO_LOSSES),
-    (("rlvr.data.arith", "DIFFICULTIES"), names.ARITH_DIFFICULTIES),
-    (("rlvr.distributed.wrapping", "STRATEGIES"), ("none", *names.STRATEGIES)),  # none: a single process
-])
+@pytest.mark.parametrize(
+    "implemented, named",
+    [
+        (("rlvr.data.templates", "STYLES"), names.STYLES),
+        (("rlvr.objectives.grpo", "ADVANTAGES"), names.GRPO_ADVANTAGES),
+        (("rlvr.objectives.grpo", "LOSSES"), names.GRPO_LOSSES),
+        (("rlvr.objectives.grpo", "RATIOS"), names.GRPO_RATIO_LEVELS),
+        (("rlvr.objectives.grpo", "KL_ESTIMATORS"), names.GRPO_KL_ESTIMATORS),
+        (("rlvr.objectives.sft", "REDUCTIONS"), names.SFT_REDUCTIONS),
+        (("rlvr.objectives.dpo", "PAIR_LOSSES"), names.DPO_LOSSES),
+        (("rlvr.data.arith", "DIFFICULTIES"), names.ARITH_DIFFICULTIES),
+        (("rlvr.distributed.wrapping", "STRATEGIES"), ("none", *names.STRATEGIES)),  # none: a single process
+    ],
+)
 def test_implementation_tables_agree_with_the_names(implemented, named):
     assert _keys(*implemented) == set(named)
 
@@ -66,32 +75,41 @@ def test_auto_sizes_are_given_only_for_known_algorithms():
 
 
 def _choices(command: str, option: str) -> tuple[str, ...]:
-    module, attribute = {"train": ("rlvr.cli.train", "train"), "eval": ("rlvr.cli.eval", "eval_command"),
-                         "bench": ("rlvr.cli.eval", "bench"), "sandbox run": ("rlvr.cli.sandbox", "run")}[command]
+    module, attribute = {
+        "train": ("rlvr.cli.train", "train"),
+        "eval": ("rlvr.cli.eval", "eval_command"),
+        "bench": ("rlvr.cli.eval", "bench"),
+        "sandbox run": ("rlvr.cli.sandbox", "run"),
+    }[command]
     cmd = getattr(__import__(module, fromlist=[attribute]), attribute)
     param = next(p for p in cmd.params if p.name == option)
     assert isinstance(param.type, click.Choice)
     return tuple(param.type.choices)
 
 
-@pytest.mark.parametrize("command, option, expected", [
-    ("train", "algorithm", tuple(names.ALGORITHMS)),
-    ("train", "engine", CHOICES["rollout.engine"]),
-    ("train", "strategy", CHOICES["distributed.strategy"]),
-    ("eval", "engine", names.ENGINE_CHOICES),
-    ("eval", "style", tuple(names.STYLES)),
-    ("eval", "sandbox", names.SANDBOX_CHOICES),
-    ("eval", "dtype", CHOICES["rollout.dtype"]),
-    ("bench", "engine", names.ENGINE_CHOICES),
-    ("sandbox run", "backend", names.SANDBOX_CHOICES),
-])
+@pytest.mark.parametrize(
+    "command, option, expected",
+    [
+        ("train", "algorithm", tuple(names.ALGORITHMS)),
+        ("train", "engine", CHOICES["rollout.engine"]),
+        ("train", "strategy", CHOICES["distributed.strategy"]),
+        ("eval", "engine", names.ENGINE_CHOICES),
+        ("eval", "style", tuple(names.STYLES)),
+        ("eval", "sandbox", names.SANDBOX_CHOICES),
+        ("eval", "dtype", CHOICES["rollout.dtype"]),
+        ("bench", "engine", names.ENGINE_CHOICES),
+        ("sandbox run", "backend", names.SANDBOX_CHOICES),
+    ],
+)
 def test_cli_choices_read_the_names(command, option, expected):
     assert _choices(command, option) == expected
 
 
 def test_the_names_and_the_config_import_nothing_heavy():
-    code = ("import sys, rlvr.names, rlvr.config, rlvr.cli.train; "
-            "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'click') if m in sys.modules))")
+    code = (
+        "import sys, rlvr.names, rlvr.config, rlvr.cli.train; "
+        "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'click') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['click']"  # the CLI module itself needs click, nothing more
 

@@ -42,13 +42,29 @@ def check(as_json: bool) -> None:
 
 
 @sandbox.command("run")
-@click.option("--backend", "-b", type=click.Choice(names.SANDBOX_CHOICES), default="auto",
-              show_default=True, help="Sandbox to run in; auto = docker, else bwrap, else local.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-              help="Wall-clock limit in seconds.")
+@click.option(
+    "--backend",
+    "-b",
+    type=click.Choice(names.SANDBOX_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Sandbox to run in; auto = docker, else bwrap, else local.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Wall-clock limit in seconds.",
+)
 @click.option("--memory", type=click.IntRange(min=16), default=512, show_default=True, help="Memory limit in MiB.")
-@click.option("--stdin", "stdin_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File whose text is the program's standard input.")
+@click.option(
+    "--stdin",
+    "stdin_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File whose text is the program's standard input.",
+)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def run(backend: str, timeout: float, memory: int, stdin_path: Path | None, file: Path) -> None:
     """Run the Python program FILE and print its ExecResult as one JSON object: status (ok,
@@ -78,19 +94,26 @@ def _read(path: Path, what: str) -> str:
 
 @sandbox.command("build-image")
 @click.option("--tag", default=None, help="Image name (default: rlvr-sandbox:latest).")
-@click.option("--method", type=click.Choice(["debootstrap", "dockerfile"]), default="debootstrap", show_default=True,
-              help="debootstrap a minimal Debian with python3 and `docker import` it (no registry needed), "
-              "or build from a Dockerfile (needs a registry for python:3.11-slim).")
+@click.option(
+    "--method",
+    type=click.Choice(["debootstrap", "dockerfile"]),
+    default="debootstrap",
+    show_default=True,
+    help="debootstrap a minimal Debian with python3 and `docker import` it (no registry needed), "
+    "or build from a Dockerfile (needs a registry for python:3.11-slim).",
+)
 @click.option("--suite", default="bookworm", show_default=True, help="Debian release for debootstrap.")
 @click.option("--mirror", default=None, help="Debian mirror (default: the one apt uses here).")
 def build_image(tag: str | None, method: str, suite: str, mirror: str | None) -> None:
     """Build the docker sandbox image (root; about half a minute with debootstrap)."""
     from rlvr.sandboxes import SandboxError
-    from rlvr.sandboxes.image import DEFAULT_IMAGE, build_image as build
+    from rlvr.sandboxes.image import DEFAULT_IMAGE
+    from rlvr.sandboxes.image import build_image as build
 
     try:
-        info = build(tag or DEFAULT_IMAGE, method=method, suite=suite, mirror=mirror,
-                     log=lambda line: click.echo(line, err=True))
+        info = build(
+            tag or DEFAULT_IMAGE, method=method, suite=suite, mirror=mirror, log=lambda line: click.echo(line, err=True)
+        )
     except SandboxError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"built {info['tag']} ({info['id'][:19]}, {info['size_mb']} MiB) in {info['seconds']} s")

@@ -4,15 +4,58 @@ CLI overrides (load), with "auto" sizes per device and algorithm (defaults)."""
 from __future__ import annotations
 
 from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM
-from rlvr.config.load import (CHOICES, RENAMED, apply_overrides, config_to_dict, dump_yaml, load_config, parse_set,
-                              resolve_auto, validate)
-from rlvr.config.schema import (CheckpointConfig, DataConfig, DistributedConfig, DPOConfig, EvalConfig, GRPOConfig,
-                                LoggingConfig, ModelConfig, OptimizerConfig, RewardConfig, RFTConfig, RolloutConfig,
-                                SFTConfig, TrainConfig)
+from rlvr.config.load import (
+    CHOICES,
+    RENAMED,
+    apply_overrides,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+    parse_set,
+    resolve_auto,
+    validate,
+)
+from rlvr.config.schema import (
+    CheckpointConfig,
+    DataConfig,
+    DistributedConfig,
+    DPOConfig,
+    EvalConfig,
+    GRPOConfig,
+    LoggingConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RewardConfig,
+    RFTConfig,
+    RolloutConfig,
+    SFTConfig,
+    TrainConfig,
+)
 
 __all__ = [
-    "AUTO", "AUTO_BY_ALGORITHM", "CHOICES", "RENAMED", "TrainConfig", "apply_overrides", "config_to_dict",
-    "dump_yaml", "load_config", "parse_set", "resolve_auto", "validate",
-    "CheckpointConfig", "DataConfig", "DistributedConfig", "DPOConfig", "EvalConfig", "GRPOConfig", "LoggingConfig",
-    "ModelConfig", "OptimizerConfig", "RewardConfig", "RFTConfig", "RolloutConfig", "SFTConfig",
+    "AUTO",
+    "AUTO_BY_ALGORITHM",
+    "CHOICES",
+    "RENAMED",
+    "CheckpointConfig",
+    "DPOConfig",
+    "DataConfig",
+    "DistributedConfig",
+    "EvalConfig",
+    "GRPOConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RFTConfig",
+    "RewardConfig",
+    "RolloutConfig",
+    "SFTConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_to_dict",
+    "dump_yaml",
+    "load_config",
+    "parse_set",
+    "resolve_auto",
+    "validate",
 ]

@@ -9,21 +9,43 @@ __all__ = ["AUTO", "AUTO_BY_ALGORITHM"]
 #: what "auto" (None) resolves to, by device: small enough for 2 CPU cores, or a GPU's worth. The CPU
 #: values were picked from measured runs (README: "Why these defaults"); the GPU ones are production sizes.
 AUTO: dict[str, dict[str, Any]] = {
-    "cpu": {"rollout.prompts_per_step": 4, "rollout.n": 8, "rollout.max_new_tokens": 64,
-            "rollout.temperature": 0.7, "data.difficulty": "easy", "grpo.loss": "dapo",
-            "optimizer.lr": 5e-5, "optimizer.max_steps": 10, "optimizer.warmup_steps": 1},
-    "cuda": {"rollout.prompts_per_step": 64, "rollout.n": 8, "rollout.max_new_tokens": 1024,
-             "rollout.temperature": 1.0, "data.difficulty": "medium", "grpo.loss": "grpo",
-             "optimizer.lr": 1e-5, "optimizer.max_steps": 50, "optimizer.warmup_steps": 2},
+    "cpu": {
+        "rollout.prompts_per_step": 4,
+        "rollout.n": 8,
+        "rollout.max_new_tokens": 64,
+        "rollout.temperature": 0.7,
+        "data.difficulty": "easy",
+        "grpo.loss": "dapo",
+        "optimizer.lr": 5e-5,
+        "optimizer.max_steps": 10,
+        "optimizer.warmup_steps": 1,
+    },
+    "cuda": {
+        "rollout.prompts_per_step": 64,
+        "rollout.n": 8,
+        "rollout.max_new_tokens": 1024,
+        "rollout.temperature": 1.0,
+        "data.difficulty": "medium",
+        "grpo.loss": "grpo",
+        "optimizer.lr": 1e-5,
+        "optimizer.max_steps": 50,
+        "optimizer.warmup_steps": 2,
+    },
 }
 
 #: per algorithm, what differs from AUTO (applied first): SFT/RFT/DPO are supervised-style steps;
 #: an algorithm without an entry takes AUTO as it is
 AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
-    "sft": {"cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 2e-5, "optimizer.max_steps": 20},
-            "cuda": {"rollout.prompts_per_step": 64, "optimizer.lr": 1e-5, "optimizer.max_steps": 200}},
-    "rft": {"cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-            "cuda": {"optimizer.lr": 1e-5, "optimizer.max_steps": 50}},
-    "dpo": {"cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-            "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50}},
+    "sft": {
+        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 2e-5, "optimizer.max_steps": 20},
+        "cuda": {"rollout.prompts_per_step": 64, "optimizer.lr": 1e-5, "optimizer.max_steps": 200},
+    },
+    "rft": {
+        "cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+        "cuda": {"optimizer.lr": 1e-5, "optimizer.max_steps": 50},
+    },
+    "dpo": {
+        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
+    },
 }

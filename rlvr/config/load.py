@@ -6,16 +6,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rlvr import names
 from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM
 from rlvr.config.schema import GRPOConfig, TrainConfig
 from rlvr.errors import InputError
 
-__all__ = ["CHOICES", "RENAMED", "apply_overrides", "config_to_dict", "dump_yaml", "load_config", "parse_set",
-           "resolve_auto", "validate"]
+__all__ = [
+    "CHOICES",
+    "RENAMED",
+    "apply_overrides",
+    "config_to_dict",
+    "dump_yaml",
+    "load_config",
+    "parse_set",
+    "resolve_auto",
+    "validate",
+]
 
 log = logging.getLogger("rlvr.config")
 
@@ -42,11 +52,32 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "distributed.strategy": names.STRATEGIES,
 }
 
-_POSITIVE = ("rollout.n", "rft.max_per_prompt", "dpo.beta", "rollout.temperature", "rollout.prompts_per_step", "rollout.max_new_tokens", "grpo.mu",
-             "optimizer.max_steps", "optimizer.micro_batch_size", "reward.timeout", "rollout.tensor_parallel_size")
-_NON_NEGATIVE = ("model.lora_r", "grpo.beta", "optimizer.warmup_steps", "checkpoint.every",
-                 "eval.every", "eval.limit", "grpo.max_refill_rounds", "eval.temperature",
-                 "optimizer.weight_decay", "logging.samples_every", "optimizer.lr")
+_POSITIVE = (
+    "rollout.n",
+    "rft.max_per_prompt",
+    "dpo.beta",
+    "rollout.temperature",
+    "rollout.prompts_per_step",
+    "rollout.max_new_tokens",
+    "grpo.mu",
+    "optimizer.max_steps",
+    "optimizer.micro_batch_size",
+    "reward.timeout",
+    "rollout.tensor_parallel_size",
+)
+_NON_NEGATIVE = (
+    "model.lora_r",
+    "grpo.beta",
+    "optimizer.warmup_steps",
+    "checkpoint.every",
+    "eval.every",
+    "eval.limit",
+    "grpo.max_refill_rounds",
+    "eval.temperature",
+    "optimizer.weight_decay",
+    "logging.samples_every",
+    "optimizer.lr",
+)
 
 
 # ------------------------------------------------------------------------------ building
@@ -115,8 +146,10 @@ def _set(config: TrainConfig, key: str, value: Any, source: str) -> None:
     for depth, section in enumerate(sections):
         child = getattr(node, section, None) if section in _fields(node) else None
         if not dataclasses.is_dataclass(child):
-            raise InputError(f"{source}: unknown config section {'.'.join(sections[:depth + 1])!r} "
-                             f"(known: {', '.join(k for k, v in _fields(node).items() if _is_section(node, k))})")
+            raise InputError(
+                f"{source}: unknown config section {'.'.join(sections[: depth + 1])!r} "
+                f"(known: {', '.join(k for k, v in _fields(node).items() if _is_section(node, k))})"
+            )
         node = child
     known = _fields(node)
     if leaf not in known or _is_section(node, leaf):
@@ -206,7 +239,9 @@ def validate(config: TrainConfig) -> None:
         if value is not None and value < 0:
             raise InputError(f"config: {key} must be >= 0, got {value}")
     if config.rollout.n is not None and config.rollout.n < 2 and config.grpo.advantage in ("grpo", "rloo"):
-        raise InputError(f"config: rollout.n must be >= 2 for {config.grpo.advantage} advantages, got {config.rollout.n}")
+        raise InputError(
+            f"config: rollout.n must be >= 2 for {config.grpo.advantage} advantages, got {config.rollout.n}"
+        )
     if not 0 <= config.grpo.clip_eps_low < 1:
         raise InputError(f"config: grpo.clip_eps_low must be in [0, 1), got {config.grpo.clip_eps_low}")
     if config.reward.truncated == "penalty" and config.reward.overlong_buffer <= 0:
@@ -215,8 +250,14 @@ def validate(config: TrainConfig) -> None:
 
 def resolve_auto(config: TrainConfig, device: str) -> TrainConfig:
     """A copy with every "auto"/None size filled for `device` ("cpu" or "cuda")."""
-    resolved = dataclasses.replace(config, **{f.name: dataclasses.replace(getattr(config, f.name))
-                                              for f in dataclasses.fields(config) if _is_section(config, f.name)})
+    resolved = dataclasses.replace(
+        config,
+        **{
+            f.name: dataclasses.replace(getattr(config, f.name))
+            for f in dataclasses.fields(config)
+            if _is_section(config, f.name)
+        },
+    )
     kind = "cuda" if device.startswith("cuda") else "cpu"
     for table in (AUTO_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {}), AUTO[kind]):
         for key, value in table.items():

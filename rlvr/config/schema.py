@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CheckpointConfig", "DPOConfig", "DataConfig", "DistributedConfig", "EvalConfig", "GRPOConfig",
-           "LoggingConfig", "ModelConfig", "OptimizerConfig", "RFTConfig", "RewardConfig", "RolloutConfig",
-           "SFTConfig", "TrainConfig"]
+__all__ = [
+    "CheckpointConfig",
+    "DPOConfig",
+    "DataConfig",
+    "DistributedConfig",
+    "EvalConfig",
+    "GRPOConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RFTConfig",
+    "RewardConfig",
+    "RolloutConfig",
+    "SFTConfig",
+    "TrainConfig",
+]
 
 
 @dataclass
@@ -81,7 +94,9 @@ class RewardConfig:
 @dataclass
 class GRPOConfig:
     advantage: str = "grpo"  # grpo, dr_grpo, rloo, batch
-    loss: str | None = None  # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant); auto: dapo on CPU, grpo on GPU
+    loss: str | None = (
+        None  # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant); auto: dapo on CPU, grpo on GPU
+    )
     ratio_level: str = "token"  # token, or sequence (GSPO)
     clip_eps_low: float = 0.2
     clip_eps_high: float = 0.28  # clip-higher (DAPO)

@@ -25,7 +25,7 @@ class ArithSpec:
     digits: int = 2
     ops: str = "+-"
 
-    def check(self) -> "ArithSpec":
+    def check(self) -> ArithSpec:
         if not 2 <= self.terms <= 6:
             raise InputError(f"arith: terms must be 2..6, got {self.terms}")
         if not 1 <= self.digits <= 6:
@@ -99,6 +99,12 @@ def generate_arith(
         seen.add(expression)
         gold = eval(expression, {"__builtins__": {}})  # digits and + - * only: built above
         ident = f"arith/{difficulty}/{split}/{seed}/{len(examples)}"
-        examples.append(Example(ident, f"What is {expression}?", str(gold),
-                                {"benchmark": "arith", "expression": expression, "difficulty": difficulty}))
+        examples.append(
+            Example(
+                ident,
+                f"What is {expression}?",
+                str(gold),
+                {"benchmark": "arith", "expression": expression, "difficulty": difficulty},
+            )
+        )
     return examples

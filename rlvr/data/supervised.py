@@ -10,8 +10,9 @@ run's template renders `Example.prompt` exactly as `rlvr eval` will.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rlvr.errors import InputError
 from rlvr.types import Example
@@ -25,7 +26,11 @@ _CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations: 48/2=<
 def boxed_response(reasoning: str, answer: str) -> str:
     """A worked response that ends in the template's final-answer form (a box)."""
     reasoning = reasoning.strip()
-    return f"{reasoning}\nThe final answer is \\boxed{{{answer}}}." if reasoning else f"The final answer is \\boxed{{{answer}}}."
+    return (
+        f"{reasoning}\nThe final answer is \\boxed{{{answer}}}."
+        if reasoning
+        else f"The final answer is \\boxed{{{answer}}}."
+    )
 
 
 def _gsm8k_response(example: Example) -> str:
@@ -43,8 +48,11 @@ def _arith_response(example: Example) -> str:
 
 
 #: benchmark -> how its row becomes a worked response
-WORKED: dict[str, Callable[[Example], str]] = {"gsm8k": _gsm8k_response, "math": _math_response,
-                                               "arith": _arith_response}
+WORKED: dict[str, Callable[[Example], str]] = {
+    "gsm8k": _gsm8k_response,
+    "math": _math_response,
+    "arith": _arith_response,
+}
 
 
 def _with_response(example: Example, response: str, rendered: str | None = None) -> Example:
@@ -62,7 +70,9 @@ def _text(value: Any, source: str, number: int, field: str) -> str:
     raise InputError(f"{source}: row {number}: field {field!r} must be text or a list of chat messages")
 
 
-def _file_example(row: dict[str, Any], number: int, source: str, tokenizer: Any, keep_status: str | None) -> Example | None:
+def _file_example(
+    row: dict[str, Any], number: int, source: str, tokenizer: Any, keep_status: str | None
+) -> Example | None:
     stem = Path(source).name.split(".")[0]
     ident = str(row.get("id", f"{stem}/{number - 1}"))
     gold = row.get("answer", row.get("gold"))
@@ -75,23 +85,41 @@ def _file_example(row: dict[str, Any], number: int, source: str, tokenizer: Any,
         user = next((m["content"] for m in reversed(messages[:-1]) if m.get("role") == "user"), "")
         return Example(ident, str(user), gold, {"response": str(messages[-1]["content"]), "rendered_prompt": rendered})
     if "completion" not in row or "prompt" not in row:
-        raise InputError(f"{source}: row {number}: an SFT row needs 'prompt' and 'completion', or 'messages' "
-                         f"(has: {', '.join(sorted(row))})")
+        raise InputError(
+            f"{source}: row {number}: an SFT row needs 'prompt' and 'completion', or 'messages' "
+            f"(has: {', '.join(sorted(row))})"
+        )
     if "status" in row and keep_status is not None and row["status"] != keep_status:
         return None  # rejection sampling: only rows with the kept verdict
     prompt = row["prompt"]
     if isinstance(prompt, list):  # conversational prompt
         rendered = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        return Example(ident, _text(prompt, source, number, "prompt"), gold,
-                       {"response": _text(row["completion"], source, number, "completion"), "rendered_prompt": rendered})
+        return Example(
+            ident,
+            _text(prompt, source, number, "prompt"),
+            gold,
+            {"response": _text(row["completion"], source, number, "completion"), "rendered_prompt": rendered},
+        )
     # samples.jsonl of rlvr eval holds the prompt exactly as the model saw it
     rendered = str(prompt) if "sample" in row and "status" in row else None
-    return Example(ident, str(prompt), gold, {"response": _text(row["completion"], source, number, "completion"),
-                                              **({"rendered_prompt": rendered} if rendered else {})})
+    return Example(
+        ident,
+        str(prompt),
+        gold,
+        {
+            "response": _text(row["completion"], source, number, "completion"),
+            **({"rendered_prompt": rendered} if rendered else {}),
+        },
+    )
 
 
-def sft_examples(examples: list[Example] | None, *, path: str | None = None, tokenizer: Any = None,
-                 keep_status: str | None = "correct") -> list[Example]:
+def sft_examples(
+    examples: list[Example] | None,
+    *,
+    path: str | None = None,
+    tokenizer: Any = None,
+    keep_status: str | None = "correct",
+) -> list[Example]:
     """SFT rows: from a file (`path`), or worked responses for benchmark/arith `examples`."""
     if path is not None:
         from rlvr.data.benchmarks import read_rows
@@ -106,8 +134,10 @@ def sft_examples(examples: list[Example] | None, *, path: str | None = None, tok
     for example in examples or []:
         benchmark = example.metadata.get("benchmark")
         if benchmark not in WORKED:
-            raise InputError(f"{example.id}: no worked responses for {benchmark!r}: use arith, gsm8k, math, or a "
-                             "file with prompt/completion or messages")
+            raise InputError(
+                f"{example.id}: no worked responses for {benchmark!r}: use arith, gsm8k, math, or a "
+                "file with prompt/completion or messages"
+            )
         out.append(_with_response(example, WORKED[benchmark](example)))
     return out
 
@@ -130,13 +160,23 @@ def preference_examples(path: str, tokenizer: Any) -> list[Example]:
     for number, row in enumerate(read_rows(path), 1):
         missing = [f for f in PREFERENCE_FIELDS if f not in row]
         if missing:
-            raise InputError(f"{path}: row {number}: missing field {missing[0]!r} (a preference row needs prompt, chosen, rejected)")
+            raise InputError(
+                f"{path}: row {number}: missing field {missing[0]!r} (a preference row needs prompt, chosen, rejected)"
+            )
         prompt = row["prompt"]
-        meta: dict[str, Any] = {"chosen": _text(row["chosen"], path, number, "chosen"),
-                                "rejected": _text(row["rejected"], path, number, "rejected")}
+        meta: dict[str, Any] = {
+            "chosen": _text(row["chosen"], path, number, "chosen"),
+            "rejected": _text(row["rejected"], path, number, "rejected"),
+        }
         if isinstance(prompt, list):
             meta["rendered_prompt"] = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         answer = row.get("answer")
-        out.append(Example(str(row.get("id", f"{Path(path).name.split('.')[0]}/{number - 1}")),
-                           _text(prompt, path, number, "prompt"), None if answer is None else str(answer), meta))
+        out.append(
+            Example(
+                str(row.get("id", f"{Path(path).name.split('.')[0]}/{number - 1}")),
+                _text(prompt, path, number, "prompt"),
+                None if answer is None else str(answer),
+                meta,
+            )
+        )
     return out

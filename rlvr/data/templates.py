@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from rlvr import names
 from rlvr.errors import InputError
 from rlvr.types import Example
 
-__all__ = ["CODE_INSTRUCTION", "DEFAULT_INSTRUCTION", "STYLES", "Style", "render_prompt", "stop_sequences",
-           "style_task"]
+__all__ = [
+    "CODE_INSTRUCTION",
+    "DEFAULT_INSTRUCTION",
+    "STYLES",
+    "Style",
+    "render_prompt",
+    "stop_sequences",
+    "style_task",
+]
 
 DEFAULT_INSTRUCTION = "Reason step by step and put your final answer within \\boxed{}."
 CODE_INSTRUCTION = (
@@ -90,12 +98,20 @@ def _lm_eval_task(example: Example) -> Any:
 
 
 CHAT = Style(_chat, (), "the model's chat template, zero-shot, with the instruction (instruct models)")
-FEWSHOT = Style(_fewshot, ("Question:", "</s>", "<|im_end|>"),
-                f"no chat template: {FEWSHOT_SHOTS} GSM8K train examples as 'Question: ... Answer: ...' (base models; "
-                "lm-eval's GSM8K format)")
+FEWSHOT = Style(
+    _fewshot,
+    ("Question:", "</s>", "<|im_end|>"),
+    f"no chat template: {FEWSHOT_SHOTS} GSM8K train examples as 'Question: ... Answer: ...' (base models; "
+    "lm-eval's GSM8K format)",
+)
 PLAIN = Style(_plain, (), "no chat template: the problem and the instruction, zero-shot")
-LM_EVAL = Style(_lm_eval, (), "exactly lm-eval 0.4's stock gsm8k (5-shot, seeded sampler) or minerva_math (4-shot) "
-                              "prompt, stops and length; their metrics reported beside the verdict", _lm_eval_task)
+LM_EVAL = Style(
+    _lm_eval,
+    (),
+    "exactly lm-eval 0.4's stock gsm8k (5-shot, seeded sampler) or minerva_math (4-shot) "
+    "prompt, stops and length; their metrics reported beside the verdict",
+    _lm_eval_task,
+)
 
 #: every style by name, from the one table of names (rlvr.names.STYLES)
 STYLES: dict[str, Style] = {name: names.load(names.STYLES, name) for name in names.STYLES}
@@ -107,8 +123,9 @@ def _style(name: str) -> Style:
     return STYLES[name]
 
 
-def render_prompt(example: Example, tokenizer: Any, *, style: str = "chat", instruction: str | None = None,
-                  shots: int = FEWSHOT_SHOTS) -> str:
+def render_prompt(
+    example: Example, tokenizer: Any, *, style: str = "chat", instruction: str | None = None, shots: int = FEWSHOT_SHOTS
+) -> str:
     """The text given to the engine for `example`. `instruction=None` picks the task's default
     (DEFAULT_INSTRUCTION for math, CODE_INSTRUCTION for code); the fewshot style ignores it, since
     its worked examples already show the answer format (`#### N`), and so does `lm-eval`."""

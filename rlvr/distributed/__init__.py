@@ -17,30 +17,38 @@ same functions with and without torchrun. Collective calls (`reduce_metrics`, `a
 same order.
 """
 
-from rlvr.distributed.collectives import (agree, all_reduce_sum, barrier, broadcast_object, gather_cat,
-                                          gather_object, reduce_metrics, scatter_object)
+from rlvr.distributed.collectives import (
+    agree,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    gather_cat,
+    gather_object,
+    reduce_metrics,
+    scatter_object,
+)
 from rlvr.distributed.context import DistContext, init_distributed, rank_seed, shard_groups, shutdown_distributed
 from rlvr.distributed.sharded_state import checkpoint_state, resumable_optimizer
 from rlvr.distributed.wrapping import STRATEGIES, full_state_dict, unwrap_model, wrap_model
 
 __all__ = [
-    "DistContext",
-    "init_distributed",
-    "shutdown_distributed",
-    "shard_groups",
-    "reduce_metrics",
-    "all_reduce_sum",
-    "gather_cat",
-    "broadcast_object",
-    "gather_object",
-    "scatter_object",
-    "barrier",
-    "wrap_model",
-    "unwrap_model",
-    "full_state_dict",
-    "rank_seed",
-    "agree",
     "STRATEGIES",
+    "DistContext",
+    "agree",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
     "checkpoint_state",
+    "full_state_dict",
+    "gather_cat",
+    "gather_object",
+    "init_distributed",
+    "rank_seed",
+    "reduce_metrics",
     "resumable_optimizer",
+    "scatter_object",
+    "shard_groups",
+    "shutdown_distributed",
+    "unwrap_model",
+    "wrap_model",
 ]

@@ -3,15 +3,24 @@ gathers, object broadcast/gather/scatter, agreement and barriers. The identity i
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from rlvr.distributed.context import DistContext
 
-__all__ = ["reduce_metrics", "all_reduce_sum", "gather_cat", "broadcast_object", "gather_object",
-           "scatter_object", "agree", "barrier"]
+__all__ = [
+    "agree",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "gather_cat",
+    "gather_object",
+    "reduce_metrics",
+    "scatter_object",
+]
 
 T = TypeVar("T")
 
@@ -27,7 +36,9 @@ def _reduction_for(name: str, how: Mapping[str, str]) -> str:
     return next(matches, "mean")
 
 
-def reduce_metrics(metrics: Mapping[str, float], ctx: DistContext, how: Mapping[str, str] | None = None) -> dict[str, float]:
+def reduce_metrics(
+    metrics: Mapping[str, float], ctx: DistContext, how: Mapping[str, str] | None = None
+) -> dict[str, float]:
     """Combine each rank's metrics into one dict (the same on every rank).
 
     The reduction of a metric is `how[name]` ("mean", "sum", "max", "min"); else from its suffix

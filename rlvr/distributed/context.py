@@ -4,16 +4,17 @@ this rank's share of the prompts and its sampling seed."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from rlvr.errors import InputError
 
-__all__ = ["DistContext", "init_distributed", "shutdown_distributed", "shard_groups", "rank_seed"]
+__all__ = ["DistContext", "init_distributed", "rank_seed", "shard_groups", "shutdown_distributed"]
 
 T = TypeVar("T")
 
@@ -60,7 +61,8 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> D
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(
-            backend=backend, timeout=timedelta(seconds=timeout_s),
+            backend=backend,
+            timeout=timedelta(seconds=timeout_s),
             device_id=device if device.type == "cuda" else None,
         )
     return DistContext(rank, world_size, local_rank, device, rank == 0)
@@ -88,7 +90,7 @@ def shard_groups(items: Sequence[T], ctx: DistContext) -> list[T]:
             f"set the number of prompts per step to a multiple of {ctx.world_size}"
         )
     share = len(items) // ctx.world_size
-    return list(items[ctx.rank * share:(ctx.rank + 1) * share])
+    return list(items[ctx.rank * share : (ctx.rank + 1) * share])
 
 
 def rank_seed(seed: int, ctx: DistContext) -> int:

@@ -58,8 +58,13 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, 
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     weights = full_state_dict(model, ctx, to_cpu=True)
-    state = None if optimizer is None else get_optimizer_state_dict(
-        inner, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    state = (
+        None
+        if optimizer is None
+        else get_optimizer_state_dict(
+            inner, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+    )
     return _FullWeights(inner, weights), _FullOptimizerState(inner, optimizer, state)
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from rlvr.distributed.context import DistContext
 from rlvr.errors import InputError
 
-__all__ = ["STRATEGIES", "wrap_model", "unwrap_model", "full_state_dict"]
+__all__ = ["STRATEGIES", "full_state_dict", "unwrap_model", "wrap_model"]
 
 
 def _wrap_none(model: nn.Module, ctx: DistContext) -> nn.Module:
@@ -34,7 +34,9 @@ def _wrap_fsdp2(model: nn.Module, ctx: DistContext) -> nn.Module:
     try:
         from torch.distributed.fsdp import fully_shard
     except ImportError as error:  # torch < 2.6
-        raise InputError(f"the fsdp2 strategy needs torch.distributed.fsdp.fully_shard (torch >= 2.6): {error}") from None
+        raise InputError(
+            f"the fsdp2 strategy needs torch.distributed.fsdp.fully_shard (torch >= 2.6): {error}"
+        ) from None
     model = model.to(ctx.device)
     block_names = set(getattr(model, "_no_split_modules", None) or ())
     for module in model.modules():

@@ -3,5 +3,13 @@
 from rlvr.environments.base import Call, CallStatus, Environment, EnvironmentBroken, Observation
 from rlvr.environments.registry import build_environment, default_registry, register_environment
 
-__all__ = ["Call", "CallStatus", "Environment", "EnvironmentBroken", "Observation", "build_environment",
-           "default_registry", "register_environment"]
+__all__ = [
+    "Call",
+    "CallStatus",
+    "Environment",
+    "EnvironmentBroken",
+    "Observation",
+    "build_environment",
+    "default_registry",
+    "register_environment",
+]

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CellReport", "MARKER", "cell_program", "read_report"]
+__all__ = ["MARKER", "CellReport", "cell_program", "read_report"]
 
 #: how the program's report line on (real) stderr starts; the cell's own stderr goes to stdout
 MARKER = "__rlvr_cell__ "
@@ -17,7 +17,7 @@ MARKER = "__rlvr_cell__ "
 # gets the report line, then, on an error, the exception's last line (so the supervisor classifies a
 # MemoryError as status memory). Replayed cells write nowhere; their errors are ignored, as a
 # notebook keeps what a failed cell defined before it failed.
-_PROGRAM = r'''
+_PROGRAM = r"""
 import json, os, sys, time, traceback
 _CELLS = json.loads(%(cells)s)
 class _Null:
@@ -66,7 +66,7 @@ if _last is not None:
     _err.write(_last + "\n")
 _err.flush()
 os._exit(1 if _error else 0)
-'''
+"""
 
 
 def cell_program(cells: list[str]) -> str:
@@ -88,7 +88,7 @@ def read_report(stderr: str) -> CellReport:
     for line in stderr.splitlines():
         if line.startswith(MARKER):
             try:
-                data: Any = json.loads(line[len(MARKER):])
+                data: Any = json.loads(line[len(MARKER) :])
                 return CellReport(float(data["seconds"]), data.get("error"))
             except (ValueError, KeyError, TypeError):
                 break

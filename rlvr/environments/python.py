@@ -6,9 +6,10 @@ the closing fence come back as the observation."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rlvr.environments.base import Call, CallStatus, EnvironmentBroken, Observation
 from rlvr.environments.cells import cell_program, read_report
@@ -39,7 +40,7 @@ _STATUSES = {
 }
 
 #: call status -> the line appended to the cell's output (the env's options fill it in)
-_FAILURE_LINES: dict[CallStatus, Callable[["PythonEnvironment", ExecResult], str]] = {
+_FAILURE_LINES: dict[CallStatus, Callable[[PythonEnvironment, ExecResult], str]] = {
     CallStatus.TIMEOUT: lambda env, r: f"TimeoutError: the cell ran longer than {env.timeout:g} s and was stopped",
     CallStatus.MEMORY: lambda env, r: f"MemoryError: the cell used more than {env.memory} MB and was stopped",
     CallStatus.OUTPUT_LIMIT: lambda env, r: "OutputError: the cell printed too much and was stopped",
@@ -60,9 +61,12 @@ def choose_backend(backend: str) -> str:
             if ok:
                 return name
             reasons.append(f"{name}: {why}")
-        raise InputError("env.backend=auto found no sandbox for model-written code ("
-                         + "; ".join(reasons) + "); install docker or bubblewrap, or pass env.backend=local "
-                         "to run it unsandboxed")
+        raise InputError(
+            "env.backend=auto found no sandbox for model-written code ("
+            + "; ".join(reasons)
+            + "); install docker or bubblewrap, or pass env.backend=local "
+            "to run it unsandboxed"
+        )
     try:
         cls = _backend_class(backend)
     except ValueError:
@@ -71,8 +75,10 @@ def choose_backend(backend: str) -> str:
     if not ok:
         raise InputError(f"env.backend={backend} does not work here: {why}")
     if backend == "local":
-        log.warning("env.backend=local runs model-written code as a plain subprocess: it is NOT a security "
-                    "boundary (the code can read your files and use the network)")
+        log.warning(
+            "env.backend=local runs model-written code as a plain subprocess: it is NOT a security "
+            "boundary (the code can read your files and use the network)"
+        )
     return backend
 
 
@@ -91,10 +97,23 @@ class PythonEnvironment:
     name = "python"
     stop = (STOP,)
 
-    def __init__(self, max_turns: int = 4, timeout: float = 5.0, memory: int = 512, max_output_chars: int = 1024,
-                 backend: str = "auto", workers: int = 4, sandbox: Sandbox | None = None) -> None:
-        for option, value, low in (("max_turns", max_turns, 1), ("timeout", timeout, 0.01), ("memory", memory, 16),
-                                   ("max_output_chars", max_output_chars, 1), ("workers", workers, 1)):
+    def __init__(
+        self,
+        max_turns: int = 4,
+        timeout: float = 5.0,
+        memory: int = 512,
+        max_output_chars: int = 1024,
+        backend: str = "auto",
+        workers: int = 4,
+        sandbox: Sandbox | None = None,
+    ) -> None:
+        for option, value, low in (
+            ("max_turns", max_turns, 1),
+            ("timeout", timeout, 0.01),
+            ("memory", memory, 16),
+            ("max_output_chars", max_output_chars, 1),
+            ("workers", workers, 1),
+        ):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= low:
                 raise InputError(f"env.{option} must be a number >= {low:g}, got {value!r}")
         self.max_turns, self.timeout, self.memory = int(max_turns), float(timeout), int(memory)
@@ -120,7 +139,7 @@ class PythonEnvironment:
         at = text.find(STOP)
         if at < 0:
             return None
-        before, overhang = text[:at], text[at + len(STOP):]
+        before, overhang = text[:at], text[at + len(STOP) :]
         start = before.rfind(OPEN)
         if start < 0:
             return Call("", overhang)
@@ -132,8 +151,9 @@ class PythonEnvironment:
         """Each call in the sandbox, `workers` at once; observations in the order given."""
         if not calls:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(calls)),
-                                thread_name_prefix="rlvr-python-env") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.workers, len(calls)), thread_name_prefix="rlvr-python-env"
+        ) as pool:
             try:
                 return list(pool.map(lambda pair: self._execute_one(*pair), calls))
             except SandboxError as err:
@@ -142,7 +162,7 @@ class PythonEnvironment:
     def close(self) -> None:
         self.sandbox.close()
 
-    def __enter__(self) -> "PythonEnvironment":
+    def __enter__(self) -> PythonEnvironment:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -153,12 +173,19 @@ class PythonEnvironment:
     def _execute_one(self, state: PythonState, call: Call) -> Observation:
         state.calls += 1
         if not call.content.strip():
-            return self._observation(call, "", CallStatus.INVALID,
-                                     {"error": "no ```python cell before ```output: nothing was run"},
-                                     note="(no ```python cell before ```output: nothing was run)")
+            return self._observation(
+                call,
+                "",
+                CallStatus.INVALID,
+                {"error": "no ```python cell before ```output: nothing was run"},
+                note="(no ```python cell before ```output: nothing was run)",
+            )
         replayed = sum(seconds for _, seconds in state.cells)
-        limits = Limits(timeout_s=self.timeout + replayed, memory_mb=self.memory,
-                        max_output_bytes=max(16 * 1024, 4 * self.max_output_chars))
+        limits = Limits(
+            timeout_s=self.timeout + replayed,
+            memory_mb=self.memory,
+            max_output_bytes=max(16 * 1024, 4 * self.max_output_chars),
+        )
         result = self.sandbox.run(cell_program([src for src, _ in state.cells] + [call.content]), limits=limits)
         status = _STATUSES[result.status]
         report = read_report(result.stderr)
@@ -170,8 +197,12 @@ class PythonEnvironment:
             note = _FAILURE_LINES[status](self, result)
         else:
             note = ""
-        details = {"seconds": result.duration_s, "overhead_s": result.overhead_s, "backend": result.backend,
-                   "exit_code": result.exit_code}
+        details = {
+            "seconds": result.duration_s,
+            "overhead_s": result.overhead_s,
+            "backend": result.backend,
+            "exit_code": result.exit_code,
+        }
         return self._observation(call, result.stdout, status, details, note=note)
 
     def _observation(self, call: Call, output: str, status: CallStatus, details: dict, *, note: str) -> Observation:

@@ -5,15 +5,23 @@ plugin is listed as broken, options are checked against the factory) are the ver
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 from rlvr.environments.base import Environment
 from rlvr.verifiers.registry import Registry, VerifierOptionError
 from rlvr.verifiers.registry import _check_options as _check_verifier_options
 
-__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "EnvironmentRegistry", "UnknownEnvironment",
-           "build_environment", "default_registry", "register_environment"]
+__all__ = [
+    "BUILTIN_MODULES",
+    "ENTRY_POINT_GROUP",
+    "EnvironmentRegistry",
+    "UnknownEnvironment",
+    "build_environment",
+    "default_registry",
+    "register_environment",
+]
 
 ENTRY_POINT_GROUP = "rlvr.environments"
 #: modules whose `@register_environment`-tagged classes are the built-in environments
@@ -57,11 +65,14 @@ class EnvironmentRegistry(Registry):
         assert factory is not None
         _check_options(name, factory, options)
         env = factory(**options)
-        missing = [a for a in ("name", "max_turns", "stop", "reset", "parse_call", "execute", "close")
-                   if not hasattr(env, a)]
+        missing = [
+            a for a in ("name", "max_turns", "stop", "reset", "parse_call", "execute", "close") if not hasattr(env, a)
+        ]
         if missing:
-            raise TypeError(f"environment {name!r} did not build an rlvr Environment "
-                            f"({type(env).__name__} lacks {', '.join(missing)})")
+            raise TypeError(
+                f"environment {name!r} did not build an rlvr Environment "
+                f"({type(env).__name__} lacks {', '.join(missing)})"
+            )
         return env
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rlvr.errors import InputError
 from rlvr.eval.estimators import normalize_answer
@@ -28,8 +29,9 @@ GOLD_FIELDS = frozenset({"solution", "answer", "gold", "canonical_solution", "te
 
 def gold_blind(example: Example) -> Example:
     """The example as a selector may see it: no answer, no gold-bearing metadata."""
-    return dataclasses.replace(example, answer=None,
-                               metadata={k: v for k, v in example.metadata.items() if k not in GOLD_FIELDS})
+    return dataclasses.replace(
+        example, answer=None, metadata={k: v for k, v in example.metadata.items() if k not in GOLD_FIELDS}
+    )
 
 
 def chosen(scores: Sequence[float]) -> int:
@@ -43,14 +45,19 @@ class MajoritySelector:
 
     spec = "majority"
 
-    def __enter__(self) -> "MajoritySelector":
+    def __enter__(self) -> MajoritySelector:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def scores(self, completions: Sequence[str], examples: Sequence[Example], answers: Sequence[str | None],
-               groups: Sequence[int]) -> list[float]:
+    def scores(
+        self,
+        completions: Sequence[str],
+        examples: Sequence[Example],
+        answers: Sequence[str | None],
+        groups: Sequence[int],
+    ) -> list[float]:
         keys = [normalize_answer(a) for a in answers]
         votes = Counter((g, k) for g, k in zip(groups, keys, strict=True) if k is not None)
         return [float(votes[(g, k)]) if k is not None else 0.0 for g, k in zip(groups, keys)]
@@ -64,7 +71,7 @@ class VerifierSelector:
         self.spec, self.verifier, self.runner_options = spec, verifier, runner_options
         self.runner: Any = None
 
-    def __enter__(self) -> "VerifierSelector":
+    def __enter__(self) -> VerifierSelector:
         from rlvr.verifiers.scoring import runner_for
 
         self.runner = runner_for(self.verifier, **self.runner_options).__enter__()
@@ -75,8 +82,13 @@ class VerifierSelector:
             self.runner.__exit__(*exc)
             self.runner = None
 
-    def scores(self, completions: Sequence[str], examples: Sequence[Example], answers: Sequence[str | None],
-               groups: Sequence[int]) -> list[float]:
+    def scores(
+        self,
+        completions: Sequence[str],
+        examples: Sequence[Example],
+        answers: Sequence[str | None],
+        groups: Sequence[int],
+    ) -> list[float]:
         if self.runner is None:
             raise RuntimeError("VerifierSelector used outside its `with` block")
         return [s.reward for s in self.runner.score(list(completions), [gold_blind(e) for e in examples])]
@@ -103,6 +115,8 @@ def build_selector(spec: str, **runner_options: Any) -> MajoritySelector | Verif
         raise InputError(f"--select {spec}: {err}") from None
     gold = _needs_gold(verifier)
     if gold:
-        raise InputError(f"--select {spec}: {', '.join(gold)} needs the gold answer, and a selector must not see it "
-                         "(use majority, a format verifier, or reward_model:model=...)")
+        raise InputError(
+            f"--select {spec}: {', '.join(gold)} needs the gold answer, and a selector must not see it "
+            "(use majority, a format verifier, or reward_model:model=...)"
+        )
     return VerifierSelector(spec, verifier, **runner_options)

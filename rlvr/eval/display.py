@@ -16,7 +16,9 @@ def summary_table(summary: dict[str, Any], title: str | None = None):
     table.add_column("value", justify="right")
     lo, hi = summary["ci95"]
     acc = summary["accuracy"]
-    table.add_row(summary["metric"], "n/a" if acc is None else f"{acc:.2%}  [{lo:.2%}, {hi:.2%}] ({summary['ci_method']})")
+    table.add_row(
+        summary["metric"], "n/a" if acc is None else f"{acc:.2%}  [{lo:.2%}, {hi:.2%}] ({summary['ci_method']})"
+    )
     table.add_row("problems", f"{summary['n_problems']} / {summary['n_expected']}  x {summary['samples']} samples")
     for key in ("pass@k", "maj@k"):
         for k, value in summary[key].items():
@@ -27,8 +29,11 @@ def summary_table(summary: dict[str, Any], title: str | None = None):
     table.add_row("truncated", f"{summary['truncated_rate']:.1%}" if summary["truncated_rate"] is not None else "n/a")
     timing = summary.get("timing", {})
     if timing.get("tokens_per_s"):
-        table.add_row("generation", f"{timing['completion_tokens']} tokens in {timing['generate_s']:.1f} s "
-                                    f"= {timing['tokens_per_s']:.1f} tokens/s")
+        table.add_row(
+            "generation",
+            f"{timing['completion_tokens']} tokens in {timing['generate_s']:.1f} s "
+            f"= {timing['tokens_per_s']:.1f} tokens/s",
+        )
     for name, row in summary.get("lm_eval", {}).items():
         table.add_row(f"lm-eval {name}", f"{row['accuracy']:.2%}  [{row['ci95'][0]:.2%}, {row['ci95'][1]:.2%}]")
     for name, row in summary.get("at_n", {}).items():
@@ -52,9 +57,14 @@ class ProgressBar:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("acc {task.fields[acc]:.1%}"), TimeElapsedColumn(),
-                            console=Console(stderr=True))
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("acc {task.fields[acc]:.1%}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
         self.bar.__enter__()
         task = self.bar.add_task(f"eval {self.name}", total=self.total, completed=self.done, acc=0.0)
         return lambda n, acc: self.bar.update(task, advance=n, acc=acc)

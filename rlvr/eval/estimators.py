@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_interval", "majority_answer", "maj_at_k", "normalize_answer", "pass_at_k", "wilson_interval"]
+__all__ = ["bootstrap_interval", "maj_at_k", "majority_answer", "normalize_answer", "pass_at_k", "wilson_interval"]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -71,8 +71,9 @@ def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[floa
     return (0.0 if successes <= 0 else lo, 1.0 if successes >= n else hi)
 
 
-def bootstrap_interval(values: Sequence[float], *, resamples: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    values: Sequence[float], *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean, resampling problems (not samples) with a fixed
     seed so the same results always give the same interval."""
     data = np.asarray(values, dtype=float)

@@ -20,7 +20,7 @@ import ctypes.util
 import logging
 import platform
 
-__all__ = ["keep_freed_memory", "TRIM_THRESHOLD"]
+__all__ = ["TRIM_THRESHOLD", "keep_freed_memory"]
 
 log = logging.getLogger("rlvr.learner.allocator")
 

@@ -10,7 +10,8 @@ norms, GELU MLPs, biased or LoRA-wrapped down projections keep their own)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,8 +99,12 @@ def _lean_mlp(mlp: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
 
 def _lean_norm(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
     weight, eps = getattr(norm, "weight", None), getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
-    if not (type(norm).__name__.endswith("RMSNorm") and isinstance(weight, nn.Parameter) and weight.dim() == 1
-            and isinstance(eps, float)):
+    if not (
+        type(norm).__name__.endswith("RMSNorm")
+        and isinstance(weight, nn.Parameter)
+        and weight.dim() == 1
+        and isinstance(eps, float)
+    ):
         return None
     return lambda x: rms_norm(x, norm.weight, eps)
 
@@ -110,7 +115,11 @@ def _same(module: nn.Module, lean: Callable[[torch.Tensor], torch.Tensor], width
     weight = next(module.parameters())
     x = torch.randn(2, 3, width, generator=torch.Generator().manual_seed(0)).to(weight.device, weight.dtype)
     stock, mine = module(x), lean(x)
-    return isinstance(stock, torch.Tensor) and stock.shape == mine.shape and torch.allclose(stock, mine, rtol=1e-5, atol=1e-6)
+    return (
+        isinstance(stock, torch.Tensor)
+        and stock.shape == mine.shape
+        and torch.allclose(stock, mine, rtol=1e-5, atol=1e-6)
+    )
 
 
 def make_lean(model: nn.Module) -> dict[str, int]:

@@ -4,8 +4,9 @@ states in chunks (rlvr.objectives.logprobs.chunked_token_logprobs_and_entropy) a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -19,8 +19,9 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -47,10 +48,13 @@ def cpu_kind() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(),
-            "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
-            "amx": bool(torch.cpu._is_amx_tile_supported()), "torch": torch.__version__}
-
+    return {
+        "model": model,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+        "amx": bool(torch.cpu._is_amx_tile_supported()),
+        "torch": torch.__version__,
+    }
 
 
 def _time_matmul(dtype: torch.dtype | None, size: tuple[int, int, int] = (512, 576, 1536), reps: int = 5) -> float:
@@ -75,13 +79,15 @@ def _cache_file() -> Path:
 
 
 def cpu_compute_dtype(*, use_cache: bool = True) -> str:
-    """"bfloat16" when this CPU has bfloat16 hardware (AVX-512 BF16 or AMX) *and* a timed matmul with
+    """ "bfloat16" when this CPU has bfloat16 hardware (AVX-512 BF16 or AMX) *and* a timed matmul with
     its backward runs at least `_MIN_SPEEDUP` (3×) faster under bfloat16 autocast than in float32; else "float32"."""
     kind = cpu_kind()
     if not (kind["avx512_bf16"] or kind["amx"]):
         return "float32"  # AVX2-only: bfloat16 is emulated, often 10× slower
-    key = (f"{kind['model']}|{kind['capability']}|amx={kind['amx']}|torch={kind['torch']}|"
-           f"threads={torch.get_num_threads()}|min={_MIN_SPEEDUP}")
+    key = (
+        f"{kind['model']}|{kind['capability']}|amx={kind['amx']}|torch={kind['torch']}|"
+        f"threads={torch.get_num_threads()}|min={_MIN_SPEEDUP}"
+    )
     path = _cache_file()
     if use_cache:
         try:
@@ -92,8 +98,13 @@ def cpu_compute_dtype(*, use_cache: bool = True) -> str:
             pass
     f32, bf16 = _time_matmul(None), _time_matmul(torch.bfloat16)
     choice = "bfloat16" if f32 / bf16 >= _MIN_SPEEDUP else "float32"
-    log.info("CPU %s: float32 matmul %.1f ms, bfloat16 %.1f ms -> compute in %s", kind["model"], f32 * 1e3,
-             bf16 * 1e3, choice)
+    log.info(
+        "CPU %s: float32 matmul %.1f ms, bfloat16 %.1f ms -> compute in %s",
+        kind["model"],
+        f32 * 1e3,
+        bf16 * 1e3,
+        choice,
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {"key": key, "dtype": choice, "float32_s": f32, "bfloat16_s": bf16}, indent=None)

@@ -23,8 +23,8 @@ global pair count and the micro-batch losses add up to the full-batch loss exact
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -107,16 +107,19 @@ def dpo_loss(
     if (ref_chosen_logps is None) != (ref_rejected_logps is None):
         raise ValueError("give both ref_chosen_logps and ref_rejected_logps, or neither (reference-free)")
     if chosen_logps.dim() != 1 or chosen_logps.shape != rejected_logps.shape:
-        raise ValueError(f"chosen/rejected logps must both be [pairs], got {tuple(chosen_logps.shape)} "
-                         f"and {tuple(rejected_logps.shape)}")
+        raise ValueError(
+            f"chosen/rejected logps must both be [pairs], got {tuple(chosen_logps.shape)} "
+            f"and {tuple(rejected_logps.shape)}"
+        )
     rule = _pair_loss(loss_type, label_smoothing, chosen_tokens is not None and rejected_tokens is not None)
     chosen_ratio, rejected_ratio = chosen_logps, rejected_logps
     if ref_chosen_logps is not None:
         chosen_ratio = chosen_logps - ref_chosen_logps.detach()
         rejected_ratio = rejected_logps - ref_rejected_logps.detach()
     if rule.per_token:
-        delta = chosen_ratio / chosen_tokens.to(chosen_ratio.dtype).clamp(min=1) - \
-            rejected_ratio / rejected_tokens.to(rejected_ratio.dtype).clamp(min=1)
+        delta = chosen_ratio / chosen_tokens.to(chosen_ratio.dtype).clamp(min=1) - rejected_ratio / rejected_tokens.to(
+            rejected_ratio.dtype
+        ).clamp(min=1)
     else:
         delta = chosen_ratio - rejected_ratio
     per_pair = rule.fn(delta, beta, label_smoothing)

@@ -21,25 +21,25 @@ with the global normalizer, their losses simply add up.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "ADVANTAGES",
-    "LOSSES",
     "KL_ESTIMATORS",
-    "RATIOS",
+    "LOSSES",
     "NORMALIZERS",
+    "RATIOS",
     "group_advantages",
-    "zero_variance_groups",
+    "loss_normalizer",
     "masked_mean",
     "masked_sum",
-    "truncated_importance_weights",
-    "loss_normalizer",
-    "policy_loss",
     "overlong_penalty",
+    "policy_loss",
+    "truncated_importance_weights",
+    "zero_variance_groups",
 ]
 
 #: added to the std before dividing, as in TRL and the DeepSeekMath implementation (a group

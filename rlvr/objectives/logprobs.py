@@ -60,7 +60,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
         for part in _chunks(hidden.shape[0], chunk_size):
             z = _chunk_logits(hidden, weight, part, temperature, compute, z)
             spare = torch.empty_like(z) if spare is None else spare  # the first chunk is the longest
-            e = spare[:z.shape[0]]
+            e = spare[: z.shape[0]]
             # logsumexp by hand, so exp(z - max) is kept for the entropy: H = lse - sum(p * z), p = e / sum(e)
             top = z.amax(-1, keepdim=True)
             total = torch.sub(z, top, out=e).exp_().sum(-1)
@@ -103,8 +103,9 @@ def _chunks(total: int, size: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, total, size)]
 
 
-def _chunk_logits(hidden: Tensor, weight: Tensor, part: slice, temperature: float, compute: torch.dtype,
-                  buffer: Tensor | None = None) -> Tensor:
+def _chunk_logits(
+    hidden: Tensor, weight: Tensor, part: slice, temperature: float, compute: torch.dtype, buffer: Tensor | None = None
+) -> Tensor:
     """The scaled logits [chunk, V] of positions `part`, computed in the weights' dtype (as the LM
     head would) and cast to `compute` (float32, or float64 for float64 inputs), written into `buffer`
     when it has room (the last chunk may be shorter: a leading slice of it)."""
@@ -120,7 +121,12 @@ def _chunk_logits(hidden: Tensor, weight: Tensor, part: slice, temperature: floa
 
 
 def chunked_token_logprobs_and_entropy(
-    hidden: Tensor, weight: Tensor, token_ids: Tensor, temperature: float = 1.0, *, chunk_size: int = 512,
+    hidden: Tensor,
+    weight: Tensor,
+    token_ids: Tensor,
+    temperature: float = 1.0,
+    *,
+    chunk_size: int = 512,
 ) -> tuple[Tensor, Tensor]:
     """`token_logprobs_and_entropy(hidden @ weight.T, token_ids, temperature)` without ever holding
     the [..., V] logits of the whole batch, in forward or backward: `chunk_size` positions of
@@ -139,11 +145,14 @@ def chunked_token_logprobs_and_entropy(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if hidden.shape[:-1] != token_ids.shape or weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(f"need hidden [..., H], token_ids [...] and weight [V, H]; got {tuple(hidden.shape)}, "
-                         f"{tuple(token_ids.shape)} and {tuple(weight.shape)}")
+        raise ValueError(
+            f"need hidden [..., H], token_ids [...] and weight [V, H]; got {tuple(hidden.shape)}, "
+            f"{tuple(token_ids.shape)} and {tuple(weight.shape)}"
+        )
     flat = hidden.reshape(-1, hidden.shape[-1])
-    logprobs, entropy = _ChunkedLogprobs.apply(flat, weight, token_ids.reshape(-1).long(), float(temperature),
-                                               int(chunk_size))
+    logprobs, entropy = _ChunkedLogprobs.apply(
+        flat, weight, token_ids.reshape(-1).long(), float(temperature), int(chunk_size)
+    )
     return logprobs.reshape(token_ids.shape), entropy.reshape(token_ids.shape)
 
 
@@ -158,5 +167,3 @@ def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
         # where(): a -inf logit (masked token) has p·log p = 0, not 0·(-inf) = NaN
         chunks.append(-torch.where(logp.isneginf(), 0.0, logp.exp() * logp).sum(-1))
     return torch.cat(chunks).reshape(logits.shape[:-1])
-
-

@@ -19,8 +19,8 @@ and ranks) and the micro-batch losses add up to the full-batch loss exactly; und
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -84,8 +84,9 @@ def sft_loss(
     response token), tokens, sequences (rows with a response token).
     """
     if logprobs.shape != mask.shape or logprobs.dim() != 2:
-        raise ValueError(f"logprobs and mask must both be [rows, C], got {tuple(logprobs.shape)} "
-                         f"and {tuple(mask.shape)}")
+        raise ValueError(
+            f"logprobs and mask must both be [rows, C], got {tuple(logprobs.shape)} and {tuple(mask.shape)}"
+        )
     rule = _reduction(reduction)
     mask = mask.to(logprobs.dtype)
     nll = -logprobs

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rlvr import names
 from rlvr.errors import InputError
 from rlvr.types import Rollout
 
-__all__ = ["CAPABILITIES", "ENGINES", "Engine", "SamplingConfig", "TokenPrompt", "capabilities", "create_engine",
-           "cut_at_stop", "encode_prompts", "engine_class", "normalize_state_dict", "prompt_budget", "resolve_kind", "vllm_available"]
+__all__ = [
+    "CAPABILITIES",
+    "ENGINES",
+    "Engine",
+    "SamplingConfig",
+    "TokenPrompt",
+    "capabilities",
+    "create_engine",
+    "cut_at_stop",
+    "encode_prompts",
+    "engine_class",
+    "normalize_state_dict",
+    "prompt_budget",
+    "resolve_kind",
+    "vllm_available",
+]
 
 
 @dataclass(frozen=True)
@@ -66,8 +81,10 @@ class TokenPrompt:
 def encode_prompts(tokenizer: Any, prompts: Sequence[str | TokenPrompt], max_model_len: int) -> list[list[int]]:
     """Each prompt's token ids: text is tokenized (no special tokens added), token ids are taken as
     they are. A prompt that leaves no room for one new token is an InputError naming it."""
-    encoded = [list(p.token_ids) if isinstance(p, TokenPrompt) else tokenizer(p, add_special_tokens=False)["input_ids"]
-               for p in prompts]
+    encoded = [
+        list(p.token_ids) if isinstance(p, TokenPrompt) else tokenizer(p, add_special_tokens=False)["input_ids"]
+        for p in prompts
+    ]
     for index, ids in enumerate(encoded):
         if len(ids) >= max_model_len:
             raise InputError(f"prompt {index} has {len(ids)} tokens, max_model_len is {max_model_len}")
@@ -97,12 +114,12 @@ def cut_at_stop(tokenizer: Any, tokens: Sequence[int], stops: Sequence[str]) -> 
 #: what an engine declares about itself, so the training loop asks the engine instead of its kind
 CAPABILITIES = {
     "holds_weights": "the engine generates from its own copy of the weights: after every update that moved "
-                     "them, the loop must call sync_weights (vllm; hf without a live policy)",
+    "them, the loop must call sync_weights (vllm; hf without a live policy)",
     "sampler_logprobs": "Rollout.logprobs come from a sampler apart from the learner (other kernels, dtype or "
-                        "weight copy), so they differ from the learner's and truncated importance sampling "
-                        "should correct the mismatch (vllm; hf computes with the learner's own module: False)",
+    "weight copy), so they differ from the learner's and truncated importance sampling "
+    "should correct the mismatch (vllm; hf computes with the learner's own module: False)",
     "can_sleep": "sleep() releases the engine's memory for the learn phase and wake() takes it back (vllm: on "
-                 "CUDA its weights and KV cache, on CPU its packed weight copies); elsewhere both are no-ops",
+    "CUDA its weights and KV cache, on CPU its packed weight copies); elsewhere both are no-ops",
 }
 
 
@@ -148,7 +165,9 @@ def capabilities(engine: Any) -> dict[str, bool]:
     one of them is a TypeError, never a silent default."""
     missing = [name for name in CAPABILITIES if not isinstance(getattr(engine, name, None), bool)]
     if missing:
-        raise TypeError(f"{type(engine).__name__} does not declare {', '.join(missing)} (see rlvr.rollout.base.CAPABILITIES)")
+        raise TypeError(
+            f"{type(engine).__name__} does not declare {', '.join(missing)} (see rlvr.rollout.base.CAPABILITIES)"
+        )
     return {name: getattr(engine, name) for name in CAPABILITIES}
 
 
@@ -162,9 +181,7 @@ def normalize_state_dict(state_dict: Mapping[str, Any]) -> list[tuple[str, Any]]
     `get_base_model` after `merge_adapter`), since vLLM loads base weights here."""
     lora = [k for k in state_dict if "lora_" in k]
     if lora:
-        raise ValueError(
-            f"sync_weights got unmerged LoRA tensors (e.g. {lora[0]}): pass merged base weights"
-        )
+        raise ValueError(f"sync_weights got unmerged LoRA tensors (e.g. {lora[0]}): pass merged base weights")
     pairs = []
     for name, tensor in state_dict.items():
         changed = True

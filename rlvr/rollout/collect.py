@@ -7,8 +7,9 @@ scored groups differs, how the groups are made does not.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rlvr.types import Example, Rollout, Score
 
@@ -30,7 +31,7 @@ class Collected:
     def rewards(self) -> list[list[float]]:
         """[G][n] rewards, as the verifier gave them."""
         flat = [s.reward for s in self.scores]
-        return [flat[g * self.n:(g + 1) * self.n] for g in range(len(self.examples))]
+        return [flat[g * self.n : (g + 1) * self.n] for g in range(len(self.examples))]
 
     def group(self, g: int) -> list[tuple[Rollout, Score]]:
         """Example g's n (rollout, score) pairs, in sample order."""
@@ -38,8 +39,9 @@ class Collected:
         return list(zip(self.rollouts[span], self.scores[span], strict=True))
 
 
-def sample_and_score(engine: Any, runner: Any, examples: Sequence[Example], n: int, sampling: Any,
-                     template: Callable[[Example], str]) -> Collected:
+def sample_and_score(
+    engine: Any, runner: Any, examples: Sequence[Example], n: int, sampling: Any, template: Callable[[Example], str]
+) -> Collected:
     """Render each example with `template`, generate `n` completions per prompt with `sampling`, and
     score every completion against its own example through `runner` (a `rlvr.verifiers.runner.Runner`)."""
     examples = list(examples)
@@ -48,8 +50,17 @@ def sample_and_score(engine: Any, runner: Any, examples: Sequence[Example], n: i
     rollouts = engine.generate(prompts, n, sampling) if examples else []
     generated = time.perf_counter()
     if len(rollouts) != len(examples) * n:
-        raise RuntimeError(f"engine {getattr(engine, 'kind', engine)!r} returned {len(rollouts)} rollouts "
-                           f"for {len(examples)} prompts × {n}")
+        raise RuntimeError(
+            f"engine {getattr(engine, 'kind', engine)!r} returned {len(rollouts)} rollouts "
+            f"for {len(examples)} prompts × {n}"
+        )
     scores = runner.score([r.text for r in rollouts], [examples[r.prompt_index] for r in rollouts]) if rollouts else []
-    return Collected(examples, prompts, list(rollouts), list(scores), n,
-                     generate_s=generated - started, verify_s=time.perf_counter() - generated)
+    return Collected(
+        examples,
+        prompts,
+        list(rollouts),
+        list(scores),
+        n,
+        generate_s=generated - started,
+        verify_s=time.perf_counter() - generated,
+    )

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 from rlvr.environments.base import Call, Environment, Observation
 from rlvr.errors import InputError
@@ -65,10 +66,17 @@ class _Trajectory:
         return (budget, "length") if budget <= context else (context, "context")
 
     def rollout(self) -> Rollout:
-        return Rollout(prompt_index=self.prompt_index, text="".join(self.texts), token_ids=tuple(self.ids),
-                       logprobs=tuple(self.logprobs), finish_reason=self.finish or "length",
-                       prompt_token_ids=self.prompt_ids, loss_mask=tuple(self.mask),
-                       segments=tuple(self.segments), tool_calls=tuple(self.calls))
+        return Rollout(
+            prompt_index=self.prompt_index,
+            text="".join(self.texts),
+            token_ids=tuple(self.ids),
+            logprobs=tuple(self.logprobs),
+            finish_reason=self.finish or "length",
+            prompt_token_ids=self.prompt_ids,
+            loss_mask=tuple(self.mask),
+            segments=tuple(self.segments),
+            tool_calls=tuple(self.calls),
+        )
 
 
 def generate_multiturn(
@@ -100,7 +108,8 @@ def generate_multiturn(
     turn_sampling = replace(sampling, seed=call_seed, stop=tuple(dict.fromkeys((*sampling.stop, *env.stop))))
     trajectories = [
         _Trajectory(i, j, tuple(int(t) for t in prompt), env.reset(tasks[i] if tasks is not None else None))
-        for i, prompt in enumerate(prompts) for j in range(n)
+        for i, prompt in enumerate(prompts)
+        for j in range(n)
     ]
     clock = {"generate_s": 0.0, "tool_s": 0.0, "turns": 0}
     for turn in range(env.max_turns + 1):
@@ -108,8 +117,14 @@ def generate_multiturn(
         if not active:
             break
         limits = [t.room(sampling.max_new_tokens, max_model_len) for t in active]
-        requests = [TokenPrompt(t.prompt_ids + tuple(t.ids), seed=turn_seed(call_seed, t.prompt_index, t.sample, turn),
-                                max_new_tokens=room) for t, (room, _) in zip(active, limits)]
+        requests = [
+            TokenPrompt(
+                t.prompt_ids + tuple(t.ids),
+                seed=turn_seed(call_seed, t.prompt_index, t.sample, turn),
+                max_new_tokens=room,
+            )
+            for t, (room, _) in zip(active, limits)
+        ]
         started = time.perf_counter()
         outputs = engine.generate(requests, 1, turn_sampling)
         clock["generate_s"] += time.perf_counter() - started
@@ -149,13 +164,22 @@ def _take_turn(t: _Trajectory, out: Rollout, tokenizer: Any, env: Environment) -
     return call
 
 
-def _append_observation(t: _Trajectory, call: Call, obs: Observation, tokenizer: Any, max_new_tokens: int,
-                        max_model_len: int, turn: int) -> None:
+def _append_observation(
+    t: _Trajectory, call: Call, obs: Observation, tokenizer: Any, max_new_tokens: int, max_model_len: int, turn: int
+) -> None:
     """The observation tokenized alone, cut to what fits (then the trajectory ends there), logprob 0."""
     ids = tokenizer(obs.text, add_special_tokens=False)["input_ids"]
     room, limit = t.room(max_new_tokens, max_model_len)
     if len(ids) >= room:
-        ids, t.finish = ids[:max(room, 0)], limit
+        ids, t.finish = ids[: max(room, 0)], limit
     t.extend("tool", ids, [0.0] * len(ids))
-    t.calls.append({"turn": turn, "code": call.content, "status": obs.status.value, "observation": obs.text,
-                    "tokens": len(ids), **{k: v for k, v in obs.details.items() if k in ("seconds", "truncated")}})
+    t.calls.append(
+        {
+            "turn": turn,
+            "code": call.content,
+            "status": obs.status.value,
+            "observation": obs.text,
+            "tokens": len(ids),
+            **{k: v for k, v in obs.details.items() if k in ("seconds", "truncated")},
+        }
+    )

@@ -3,14 +3,15 @@ a tensor-parallel group of ranks shares."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch.distributed as dist
 
 from rlvr.distributed import DistContext
 from rlvr.errors import InputError
 
-__all__ = ["vllm_parallel_options", "TensorParallelEngine"]
+__all__ = ["TensorParallelEngine", "vllm_parallel_options"]
 
 
 def vllm_parallel_options(ctx: DistContext, tensor_parallel_size: int) -> dict[str, Any]:
@@ -56,8 +57,11 @@ class TensorParallelEngine:
         rollouts = self.engine.generate(everything, n, shares[0][1])
         mine = self.ctx.rank % self.size
         start = sum(len(part) for part, _ in shares[:mine])
-        return [dataclasses.replace(r, prompt_index=r.prompt_index - start) for r in rollouts
-                if start <= r.prompt_index < start + len(prompts)]
+        return [
+            dataclasses.replace(r, prompt_index=r.prompt_index - start)
+            for r in rollouts
+            if start <= r.prompt_index < start + len(prompts)
+        ]
 
     def sync_weights(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         return self.engine.sync_weights(state_dict)

@@ -3,7 +3,7 @@ answer and verifier failure rates, lengths, truncation."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rlvr.types import Rollout, Score, Status
 
@@ -20,14 +20,18 @@ def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dic
     counts = {s.value: sum(x.status is s for x in scores) for s in Status}
     total = max(1, len(scores))
     metrics = {
-        "reward_mean": raw.mean().item() if len(raw) else 0.0, "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
-        "accuracy": counts["correct"] / total, "no_answer_rate": counts["no_answer"] / total,
+        "reward_mean": raw.mean().item() if len(raw) else 0.0,
+        "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
+        "accuracy": counts["correct"] / total,
+        "no_answer_rate": counts["no_answer"] / total,
         "verifier_failure_rate": (counts["timeout"] + counts["error"]) / total,
-        "verifier_timeouts": counts["timeout"], "verifier_errors": counts["error"],
+        "verifier_timeouts": counts["timeout"],
+        "verifier_errors": counts["error"],
         "completion_len_mean": lengths.mean().item() if len(lengths) else 0.0,
         "completion_len_max": lengths.max().item() if len(lengths) else 0.0,
         "truncation_rate": sum(r.truncated for r in rollouts) / total,
-        "completions": len(rollouts), "completion_tokens": lengths.sum().item(),
+        "completions": len(rollouts),
+        "completion_tokens": lengths.sum().item(),
     }
     parts: dict[str, list[float]] = {}  # math+0.1*boxed_format -> a column for each part
     for score in scores:

@@ -8,14 +8,23 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rlvr import names
 
-__all__ = ["BACKENDS", "ExecResult", "ExecStatus", "Limits", "Sandbox", "SandboxError",
-           "check_backends", "get_sandbox", "PROPERTIES"]
+__all__ = [
+    "BACKENDS",
+    "PROPERTIES",
+    "ExecResult",
+    "ExecStatus",
+    "Limits",
+    "Sandbox",
+    "SandboxError",
+    "check_backends",
+    "get_sandbox",
+]
 
 #: backend name -> "module:class", imported only when used (docker SDK is not needed for local);
 #: the table lives in rlvr.names (add a backend there)
@@ -33,7 +42,7 @@ PROPERTIES = {
     "clean_env": "host environment variables are not visible",
     "no_survivors": "no process of the run is alive after it returns",
     "supervisor_protected": "the program cannot signal, stop or re-limit the supervisor: a program that "
-                            "kills its parent, its group or every process it can see still gets an ExecResult",
+    "kills its parent, its group or every process it can see still gets an ExecResult",
 }
 
 
@@ -124,7 +133,7 @@ class Sandbox:
     def close(self) -> None:
         """Release what the sandbox holds (containers); running again after close is an error."""
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -174,19 +183,43 @@ RUNNER_SOURCE = (Path(__file__).with_name("supervisor.py")).read_text()
 SUPERVISOR_ARGS = ("-I", "-S", "-c", RUNNER_SOURCE)
 
 
-def make_job(program: str, stdin: str, limits: Limits, *, workdir: str, python: str,
-             rlimit_nproc: bool, kill_all: bool, cgroup_oom: bool, **launch: Any) -> dict[str, Any]:
+def make_job(
+    program: str,
+    stdin: str,
+    limits: Limits,
+    *,
+    workdir: str,
+    python: str,
+    rlimit_nproc: bool,
+    kill_all: bool,
+    cgroup_oom: bool,
+    **launch: Any,
+) -> dict[str, Any]:
     """What the supervisor (`supervisor.py`) is told to do for one run. `launch` says how the program
     is started where it cannot signal the supervisor: `supervisor_ids`/`program_ids` (split uids)
     or `launch="wrapped"` with a `wrapper` argv (its own PID namespace); see `supervisor.py`."""
     return {
         **launch,
-        "program": program, "stdin": stdin, "workdir": workdir, "python": python,
-        "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "max_output_bytes": limits.max_output_bytes,
-        "nproc": limits.pids if rlimit_nproc else None, "file_size_mb": limits.file_size_mb,
-        "kill_all": kill_all, "cgroup_oom": cgroup_oom, "nonce": secrets.token_hex(8),
-        "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir,
-                "TMPDIR": workdir, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"},
+        "program": program,
+        "stdin": stdin,
+        "workdir": workdir,
+        "python": python,
+        "timeout_s": limits.timeout_s,
+        "memory_mb": limits.memory_mb,
+        "max_output_bytes": limits.max_output_bytes,
+        "nproc": limits.pids if rlimit_nproc else None,
+        "file_size_mb": limits.file_size_mb,
+        "kill_all": kill_all,
+        "cgroup_oom": cgroup_oom,
+        "nonce": secrets.token_hex(8),
+        "env": {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONIOENCODING": "utf-8",
+        },
     }
 
 
@@ -196,10 +229,15 @@ def parse_report(raw: bytes, job: dict[str, Any], *, what: str) -> ExecResult:
     marker = job["nonce"].encode() + b" "
     for line in reversed(raw.splitlines()):
         if line.startswith(marker):
-            report = json.loads(line[len(marker):])
-            return ExecResult(status=ExecStatus(report["status"]), exit_code=report["exit_code"],
-                              stdout=report["stdout"], stderr=report["stderr"],
-                              duration_s=report["duration_s"], truncated=report["truncated"])
+            report = json.loads(line[len(marker) :])
+            return ExecResult(
+                status=ExecStatus(report["status"]),
+                exit_code=report["exit_code"],
+                stdout=report["stdout"],
+                stderr=report["stderr"],
+                duration_s=report["duration_s"],
+                truncated=report["truncated"],
+            )
     tail = raw[-1500:].decode("utf-8", "replace")
     raise SandboxError(f"{what}: the supervisor gave no report; its output ended with: {tail!r}")
 

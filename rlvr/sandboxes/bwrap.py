@@ -24,8 +24,13 @@ NOBODY = 65534
 def _probe(bwrap: str) -> tuple[bool, str]:
     try:
         user = _unprivileged()
-        done = subprocess.run([bwrap, *_base_args(), "true"], capture_output=True, text=True, timeout=20,
-                              **({} if user is None else {"user": user, "group": user, "extra_groups": []}))
+        done = subprocess.run(
+            [bwrap, *_base_args(), "true"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            **({} if user is None else {"user": user, "group": user, "extra_groups": []}),
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"{bwrap} does not start: {err}"
     if done.returncode != 0:
@@ -48,17 +53,50 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(path), f"/{top}"]
         elif path.is_dir():
             args += ["--ro-bind", str(path), f"/{top}"]
-    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-             "--ro-bind-try", "/etc/alternatives", "/etc/alternatives"]
+    args += [
+        "--ro-bind-try",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.cache",
+        "--ro-bind-try",
+        "/etc/alternatives",
+        "/etc/alternatives",
+    ]
     return args
 
 
 def _base_args() -> list[str]:
     return [
-        "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-        "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
-        *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", WORKDIR,
-        "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", WORKDIR, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--hostname",
+        "sandbox",
+        *_system_binds(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        WORKDIR,
+        "--remount-ro",
+        "/",
+        "--remount-ro",
+        "/dev",
+        "--chdir",
+        WORKDIR,
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
     ]
 
 
@@ -70,8 +108,20 @@ class BwrapSandbox(Sandbox):
     pid, so nothing the program does can signal it."""
 
     name = "bwrap"
-    claims = frozenset({"no_network", "no_host_files", "work_dir_only", "pids_limited", "memory_limited",
-                        "time_limited", "output_limited", "clean_env", "no_survivors", "supervisor_protected"})
+    claims = frozenset(
+        {
+            "no_network",
+            "no_host_files",
+            "work_dir_only",
+            "pids_limited",
+            "memory_limited",
+            "time_limited",
+            "output_limited",
+            "clean_env",
+            "no_survivors",
+            "supervisor_protected",
+        }
+    )
 
     def __init__(self, python: str | None = None, bwrap: str | None = None):
         default = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -97,16 +147,32 @@ class BwrapSandbox(Sandbox):
             args += ["--ro-bind", str(prefix), str(prefix)]
         for key, value in env.items():
             args += ["--setenv", key, value]
-        return [self.bwrap, *args, "--file", "{program_fd}", f"{WORKDIR}/main.py",
-                "--json-status-fd", "{status_fd}"]  # _base_args already --chdir to WORKDIR
+        return [
+            self.bwrap,
+            *args,
+            "--file",
+            "{program_fd}",
+            f"{WORKDIR}/main.py",
+            "--json-status-fd",
+            "{status_fd}",
+        ]  # _base_args already --chdir to WORKDIR
 
     def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
-        job = make_job(program, stdin, limits, workdir=WORKDIR, python=self.python,
-                       rlimit_nproc=True, kill_all=False, cgroup_oom=False,
-                       launch="wrapped", prlimit=_prlimit(), signal_base=128)
+        job = make_job(
+            program,
+            stdin,
+            limits,
+            workdir=WORKDIR,
+            python=self.python,
+            rlimit_nproc=True,
+            kill_all=False,
+            cgroup_oom=False,
+            launch="wrapped",
+            prlimit=_prlimit(),
+            signal_base=128,
+        )
         job["wrapper"] = self._wrapper(job["env"])
-        return run_supervisor([self.python, *SUPERVISOR_ARGS], job, limits, what="bwrap sandbox",
-                              user=_unprivileged())
+        return run_supervisor([self.python, *SUPERVISOR_ARGS], job, limits, what="bwrap sandbox", user=_unprivileged())
 
 
 def _prlimit() -> str:

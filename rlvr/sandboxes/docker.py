@@ -16,10 +16,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlvr.sandboxes.base import (SUPERVISOR_ARGS, ExecResult, ExecStatus, Limits, Sandbox, SandboxError,
-                                 make_job, parse_report)
+from rlvr.sandboxes.base import (
+    SUPERVISOR_ARGS,
+    ExecResult,
+    ExecStatus,
+    Limits,
+    Sandbox,
+    SandboxError,
+    make_job,
+    parse_report,
+)
 from rlvr.sandboxes.daemon import connect
 from rlvr.sandboxes.image import DEFAULT_IMAGE
+import contextlib
 
 __all__ = ["DockerSandbox", "connect"]
 
@@ -67,19 +76,40 @@ class DockerSandbox(Sandbox):
     every run (the slow baseline)."""
 
     name = "docker"
-    claims = frozenset({"no_network", "no_host_files", "work_dir_only", "pids_limited", "memory_limited",
-                        "time_limited", "output_limited", "clean_env", "no_survivors", "supervisor_protected"})
+    claims = frozenset(
+        {
+            "no_network",
+            "no_host_files",
+            "work_dir_only",
+            "pids_limited",
+            "memory_limited",
+            "time_limited",
+            "output_limited",
+            "clean_env",
+            "no_survivors",
+            "supervisor_protected",
+        }
+    )
 
-    def __init__(self, image: str = DEFAULT_IMAGE, *, warm: bool = True, pool_size: int = 2, max_runs: int = 100,
-                 base_url: str | None = None, python: str = "/usr/bin/python3"):
+    def __init__(
+        self,
+        image: str = DEFAULT_IMAGE,
+        *,
+        warm: bool = True,
+        pool_size: int = 2,
+        max_runs: int = 100,
+        base_url: str | None = None,
+        python: str = "/usr/bin/python3",
+    ):
         self.image, self.warm, self.pool_size, self.max_runs = image, warm, pool_size, max_runs
         self.python = python
         self.client = connect(base_url)
         try:
             self.client.images.get(image)
         except Exception as err:
-            raise SandboxError(f"docker image {image!r} not found ({type(err).__name__}): "
-                               "build it with `rlvr sandbox build-image`") from None
+            raise SandboxError(
+                f"docker image {image!r} not found ({type(err).__name__}): build it with `rlvr sandbox build-image`"
+            ) from None
         self._lock = threading.Lock()
         self._pools: dict[tuple, _Pool] = {}
         # container upkeep (starting, removing: seconds each with vfs) must never delay a run's
@@ -108,13 +138,25 @@ class DockerSandbox(Sandbox):
     def _config(self, limits: Limits) -> dict[str, Any]:
         memory = f"{limits.memory_mb + 64}m"  # + the supervisor; rlimits hold the program to memory_mb
         return dict(
-            image=self.image, network_mode="none", user=USER, working_dir=WORKDIR, read_only=True,
+            image=self.image,
+            network_mode="none",
+            user=USER,
+            working_dir=WORKDIR,
+            read_only=True,
             tmpfs={WORKDIR: f"rw,nosuid,nodev,size={limits.file_size_mb * 4}m,mode=1777"},
-            mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
+            mem_limit=memory,
+            memswap_limit=memory,
+            nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids + 2,  # + sleep and the supervisor
-            cap_drop=["ALL"], cap_add=["SETUID", "SETGID"], security_opt=["no-new-privileges"],
-            ipc_mode="none", hostname="sandbox", labels={LABEL: "1", f"{LABEL}.owner": _owner()},
-            environment={}, stop_signal="SIGKILL", detach=True,
+            cap_drop=["ALL"],
+            cap_add=["SETUID", "SETGID"],
+            security_opt=["no-new-privileges"],
+            ipc_mode="none",
+            hostname="sandbox",
+            labels={LABEL: "1", f"{LABEL}.owner": _owner()},
+            environment={},
+            stop_signal="SIGKILL",
+            detach=True,
         )
 
     def _start(self, limits: Limits):
@@ -209,9 +251,11 @@ class DockerSandbox(Sandbox):
         self._execs.shutdown(wait=False)
 
     def __del__(self) -> None:
+        # a finaliser must never raise, and at interpreter exit any exception type can come (module globals
+        # already gone), so the catch is broad and spelled out rather than through contextlib
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, SIM105
             pass
 
     def __getstate__(self):  # containers belong to the process that started them
@@ -220,9 +264,18 @@ class DockerSandbox(Sandbox):
     # ------------------------------------------------------------------ runs
 
     def _job(self, program: str, stdin: str, limits: Limits) -> dict[str, Any]:
-        job = make_job(program, stdin, limits, workdir=f"{WORKDIR}/run", python=self.python,
-                       rlimit_nproc=False, kill_all=True, cgroup_oom=True,
-                       supervisor_ids=SUPERVISOR_IDS, program_ids=PROGRAM_IDS)
+        job = make_job(
+            program,
+            stdin,
+            limits,
+            workdir=f"{WORKDIR}/run",
+            python=self.python,
+            rlimit_nproc=False,
+            kill_all=True,
+            cgroup_oom=True,
+            supervisor_ids=SUPERVISOR_IDS,
+            program_ids=PROGRAM_IDS,
+        )
         job["wipe"] = [WORKDIR, "/dev/shm"]  # nothing of this run is left for the next one
         return job
 
@@ -230,7 +283,9 @@ class DockerSandbox(Sandbox):
         blob = base64.b64encode(zlib.compress(json.dumps(job).encode())).decode()
         if len(blob) > 15 * _ENV_CHUNK:
             raise ValueError(f"program and stdin too large for the docker sandbox ({len(blob)} bytes encoded)")
-        return {f"RLVR_JOB_{i:03d}": blob[i * _ENV_CHUNK:(i + 1) * _ENV_CHUNK] for i in range(0, len(blob) // _ENV_CHUNK + 1)}
+        return {
+            f"RLVR_JOB_{i:03d}": blob[i * _ENV_CHUNK : (i + 1) * _ENV_CHUNK] for i in range(len(blob) // _ENV_CHUNK + 1)
+        }
 
     def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
         job = self._job(program, stdin, limits)
@@ -244,8 +299,10 @@ class DockerSandbox(Sandbox):
             try:
                 stdout, stderr = future.result(timeout=limits.timeout_s + GRACE_S)
             except FutureTimeout:
-                raise SandboxError(f"docker exec gave no report {GRACE_S:g} s past the program's deadline "
-                                   f"(container {slot.container.short_id} removed)") from None
+                raise SandboxError(
+                    f"docker exec gave no report {GRACE_S:g} s past the program's deadline "
+                    f"(container {slot.container.short_id} removed)"
+                ) from None
             except Exception as err:
                 raise SandboxError(f"docker exec failed: {err}") from err
             slot.runs += 1
@@ -262,8 +319,9 @@ class DockerSandbox(Sandbox):
         while True:
             slot, pooled = self._acquire(limits)
             try:
-                return slot, self.client.api.exec_create(slot.container.id, cmd, environment=env,
-                                                         user=USER, workdir=WORKDIR)["Id"]
+                return slot, self.client.api.exec_create(
+                    slot.container.id, cmd, environment=env, user=USER, workdir=WORKDIR
+                )["Id"]
             except Exception as err:
                 self._background(self._remove, slot.container)
                 if not pooled:
@@ -272,7 +330,8 @@ class DockerSandbox(Sandbox):
     def _run_fresh(self, job: dict[str, Any], limits: Limits) -> ExecResult:
         try:
             container = self.client.containers.create(
-                command=[self.python, *SUPERVISOR_ARGS], **{**self._config(limits), "environment": self._env(job)})
+                command=[self.python, *SUPERVISOR_ARGS], **{**self._config(limits), "environment": self._env(job)}
+            )
         except Exception as err:
             raise SandboxError(f"docker: cannot create a sandbox container: {err}") from err
         try:
@@ -280,8 +339,9 @@ class DockerSandbox(Sandbox):
             try:
                 container.wait(timeout=limits.timeout_s + GRACE_S)
             except Exception as err:
-                raise SandboxError(f"docker container gave no report {GRACE_S:g} s past the program's deadline "
-                                   f"({type(err).__name__})") from None
+                raise SandboxError(
+                    f"docker container gave no report {GRACE_S:g} s past the program's deadline ({type(err).__name__})"
+                ) from None
             stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
             return self._report(stdout, stderr, job, container)
@@ -296,8 +356,9 @@ class DockerSandbox(Sandbox):
         try:
             return parse_report(stdout, job, what="docker sandbox")
         except SandboxError as err:
-            raise SandboxError(f"{err}; stderr: {stderr.decode('utf-8', 'replace')[-1500:]!r} "
-                               f"(container {container.short_id})") from None
+            raise SandboxError(
+                f"{err}; stderr: {stderr.decode('utf-8', 'replace')[-1500:]!r} (container {container.short_id})"
+            ) from None
 
 
 def _alive(pid: int) -> bool:

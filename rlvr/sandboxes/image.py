@@ -9,26 +9,34 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rlvr.sandboxes.base import SandboxError
 from rlvr.sandboxes.daemon import connect
 
-__all__ = ["DEFAULT_IMAGE", "build_image", "apt_mirror"]
+__all__ = ["DEFAULT_IMAGE", "apt_mirror", "build_image"]
 
 DEFAULT_IMAGE = "rlvr-sandbox:latest"
 #: the python3 package (not python3-minimal): solutions import hashlib, json, re, collections ...
 PACKAGES = ("python3",)
 #: what a sandbox never needs; dropping it keeps the image small, which matters with the vfs
 #: storage driver (every container is a full copy of the image)
-TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
-        "var/lib/apt/lists", "usr/share/lintian", "usr/share/zoneinfo")
+TRIM = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/lintian",
+    "usr/share/zoneinfo",
+)
 CHANGES = [
     'LABEL rlvr.sandbox.image="1"',
     "USER 65534:65534",
     "WORKDIR /work",
-    'ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8',
+    "ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8",
     'CMD ["sleep", "infinity"]',
 ]
 DOCKERFILE = """FROM python:3.11-slim
@@ -42,22 +50,29 @@ CMD ["sleep", "infinity"]
 
 def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
     """The Debian mirror apt already uses here (deb822 or one-line sources), else deb.debian.org."""
-    files = sorted(sources.glob("sources.list.d/*.sources")) + [sources / "sources.list"]
+    files = [*sorted(sources.glob("sources.list.d/*.sources")), sources / "sources.list"]
     files += sorted(sources.glob("sources.list.d/*.list"))
     for path in files:
         try:
             text = path.read_text()
         except OSError:
             continue
-        for m in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s*)?)(\S+)", text, re.M):
+        for m in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s*)?)(\S+)", text, re.MULTILINE):
             uri = m.group(1)
             if "security" not in uri and "/debian" in uri:
                 return uri
     return "http://deb.debian.org/debian"
 
 
-def build_image(tag: str = DEFAULT_IMAGE, *, method: str = "debootstrap", suite: str = "bookworm",
-                mirror: str | None = None, client=None, log: Callable[[str], None] = print) -> dict:
+def build_image(
+    tag: str = DEFAULT_IMAGE,
+    *,
+    method: str = "debootstrap",
+    suite: str = "bookworm",
+    mirror: str | None = None,
+    client=None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Build the sandbox image and return {"tag", "id", "seconds", "size_mb"}.
 
     Raises SandboxError when docker or debootstrap is missing or a step fails."""
@@ -67,8 +82,12 @@ def build_image(tag: str = DEFAULT_IMAGE, *, method: str = "debootstrap", suite:
     if method not in builders:
         raise SandboxError(f"unknown image build method {method!r} (known: {', '.join(builders)})")
     image = builders[method](client, tag, suite=suite, mirror=mirror or apt_mirror(), log=log)
-    return {"tag": tag, "id": image.id, "seconds": round(time.perf_counter() - started, 1),
-            "size_mb": round(image.attrs.get("Size", 0) / 2**20, 1)}
+    return {
+        "tag": tag,
+        "id": image.id,
+        "seconds": round(time.perf_counter() - started, 1),
+        "size_mb": round(image.attrs.get("Size", 0) / 2**20, 1),
+    }
 
 
 def _debootstrap(client, tag: str, *, suite: str, mirror: str, log: Callable[[str], None]):
@@ -82,7 +101,9 @@ def _debootstrap(client, tag: str, *, suite: str, mirror: str, log: Callable[[st
         log(f"$ {' '.join(cmd)}")
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise SandboxError(f"debootstrap failed (exit {done.returncode}): {done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]}")
+            raise SandboxError(
+                f"debootstrap failed (exit {done.returncode}): {done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]}"
+            )
         for rel in TRIM:
             shutil.rmtree(root / rel, ignore_errors=True)
         (root / "work").mkdir(mode=0o1777, exist_ok=True)

@@ -12,8 +12,17 @@ import subprocess
 import sys
 import tempfile
 
-from rlvr.sandboxes.base import (SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, SandboxError,
-                                 make_job, parse_report, scrubbed_env)
+from rlvr.sandboxes.base import (
+    SUPERVISOR_ARGS,
+    ExecResult,
+    Limits,
+    Sandbox,
+    SandboxError,
+    make_job,
+    parse_report,
+    scrubbed_env,
+)
+import contextlib
 
 __all__ = ["LocalSandbox", "run_supervisor"]
 
@@ -25,9 +34,16 @@ def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, use
     """Start the supervisor (`argv` ends in `python3 *SUPERVISOR_ARGS`), hand it the job on
     stdin, and read its report. A supervisor that overruns is killed with its whole session."""
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, env=scrubbed_env(), cwd="/",
-                                **({} if user is None else {"user": user, "group": user, "extra_groups": []}))
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=scrubbed_env(),
+            cwd="/",
+            **({} if user is None else {"user": user, "group": user, "extra_groups": []}),
+        )
     except OSError as err:
         raise SandboxError(f"{what}: cannot start {argv[0]}: {err}") from err
     try:
@@ -36,8 +52,9 @@ def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, use
         _kill_session(proc)
         proc.communicate()
         # the supervisor enforces the deadline itself: this far past it, the sandbox is what broke
-        raise SandboxError(f"{what}: the supervisor gave no report {GRACE_S:g} s past the program's "
-                           "deadline (killed)") from None
+        raise SandboxError(
+            f"{what}: the supervisor gave no report {GRACE_S:g} s past the program's deadline (killed)"
+        ) from None
     finally:
         _kill_session(proc)  # nothing of the run may outlive it, even if the supervisor died
     try:
@@ -47,10 +64,8 @@ def run_supervisor(argv: list[str], job: dict, limits: Limits, *, what: str, use
 
 
 def _kill_session(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class LocalSandbox(Sandbox):
@@ -68,8 +83,16 @@ class LocalSandbox(Sandbox):
     def _run(self, program: str, stdin: str, limits: Limits) -> ExecResult:
         tmp = tempfile.mkdtemp(prefix="rlvr-local-")
         try:
-            job = make_job(program, stdin, limits, workdir=os.path.join(tmp, "work"), python=self.python,
-                           rlimit_nproc=False, kill_all=False, cgroup_oom=False)
+            job = make_job(
+                program,
+                stdin,
+                limits,
+                workdir=os.path.join(tmp, "work"),
+                python=self.python,
+                rlimit_nproc=False,
+                kill_all=False,
+                cgroup_oom=False,
+            )
             return run_supervisor([self.python, *SUPERVISOR_ARGS], job, limits, what="local sandbox")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

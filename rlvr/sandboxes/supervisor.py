@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import contextlib
 
 
 def load_job():
@@ -41,8 +42,11 @@ def rlimits(job):
     """(resource, prlimit flag, value) for each limit the program gets."""
     mb = 2**20
     cpu = int(job["timeout_s"]) + 2  # backstop only: the wall deadline comes first
-    settings = [(resource.RLIMIT_CPU, "cpu", cpu), (resource.RLIMIT_CORE, "core", 0),
-                (resource.RLIMIT_FSIZE, "fsize", job["file_size_mb"] * mb)]
+    settings = [
+        (resource.RLIMIT_CPU, "cpu", cpu),
+        (resource.RLIMIT_CORE, "core", 0),
+        (resource.RLIMIT_FSIZE, "fsize", job["file_size_mb"] * mb),
+    ]
     if job.get("memory_mb"):
         settings.append((resource.RLIMIT_AS, "as", job["memory_mb"] * mb))
     if job.get("nproc"):
@@ -54,6 +58,7 @@ def limiter(job):
     def apply():
         for kind, _, value in rlimits(job):
             resource.setrlimit(kind, (value, value))
+
     return apply
 
 
@@ -70,7 +75,7 @@ def become(job):
     os.setresgid(own[1], program[1], own[1])
     os.setresuid(own[0], program[0], own[0])
     if os.getresuid() != (own[0], program[0], own[0]):
-        raise RuntimeError("supervisor: could not split uids, got %r" % (os.getresuid(),))
+        raise RuntimeError("supervisor: could not split uids, got {!r}".format(os.getresuid()))
 
 
 def start_direct(job, popen):
@@ -80,12 +85,18 @@ def start_direct(job, popen):
     with open(os.path.join(work, "main.py"), "w", encoding="utf-8") as f:
         f.write(job["program"])
     ids = job.get("program_ids")
-    proc = popen([job["python"], "main.py"], cwd=work, env=job["env"], preexec_fn=limiter(job),
-                 **({"user": ids[0], "group": ids[1]} if ids else {}))
+    proc = popen(
+        [job["python"], "main.py"],
+        cwd=work,
+        env=job["env"],
+        preexec_fn=limiter(job),
+        **({"user": ids[0], "group": ids[1]} if ids else {}),
+    )
 
     def finish(code, reason, stderr):
         shutil.rmtree(work, ignore_errors=True)
         return code
+
     return proc, finish
 
 
@@ -126,13 +137,16 @@ def start_wrapped(job, popen):
         if not ended:
             if reason:
                 return code  # we stopped it (deadline, output cap): its own status never came
-            raise RuntimeError("supervisor: %s ended (code %s) without running the program to its end; "
-                               "its stderr ended with: %r" % (argv[0], code, stderr[-1500:]))
+            raise RuntimeError(
+                "supervisor: {} ended (code {}) without running the program to its end; "
+                "its stderr ended with: {!r}".format(argv[0], code, stderr[-1500:])
+            )
         code = ended[-1]["exit-code"]
         base = job["signal_base"]  # a shell-style wrapper reports death by signal n as base + n
         if code > base and (code - base) in signal.valid_signals():
             code = base - code
         return code
+
     return proc, finish
 
 
@@ -143,7 +157,7 @@ def children():
     found = set()
     try:
         for tid in os.listdir("/proc/self/task"):
-            with open("/proc/self/task/%s/children" % tid) as f:
+            with open("/proc/self/task/{}/children".format(tid)) as f:
                 found.update(int(p) for p in f.read().split())
     except OSError:
         pass
@@ -154,15 +168,11 @@ def kill_everything(proc, kill_all):
     """The program's group, anything it re-parented to us (we are a subreaper), and in a PID
     namespace everything but init and ourselves; then reap until no child is left."""
     for _ in range(50):
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
         if kill_all:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
         if proc.returncode is None:
             try:  # reap the program itself first, so its exit status is ours to report
                 proc.wait(timeout=1.0)
@@ -170,10 +180,8 @@ def kill_everything(proc, kill_all):
                 pass
         left = children()
         for pid in left:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -208,8 +216,16 @@ def main():
     cap = job["max_output_bytes"]
 
     def popen(argv, **opts):
-        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True, **opts)
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            **opts,
+        )
+
     started = time.monotonic()
     proc, finish = LAUNCH[job.get("launch", "direct")](job, popen)
     deadline = started + job["timeout_s"]
@@ -268,21 +284,26 @@ def main():
     stderr = bytes(out[proc.stderr])
     code = finish(proc.wait(), reason, stderr)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    status = classify(reason, code, stderr, usage.ru_utime + usage.ru_stime, job,
-                      job["cgroup_oom"] and oom_kills() > oom_before)
-    report = {"status": status, "exit_code": code, "duration_s": duration, "truncated": truncated,
-              "stdout": bytes(out[proc.stdout]).decode("utf-8", "replace"), "stderr": stderr.decode("utf-8", "replace")}
+    status = classify(
+        reason, code, stderr, usage.ru_utime + usage.ru_stime, job, job["cgroup_oom"] and oom_kills() > oom_before
+    )
+    report = {
+        "status": status,
+        "exit_code": code,
+        "duration_s": duration,
+        "truncated": truncated,
+        "stdout": bytes(out[proc.stdout]).decode("utf-8", "replace"),
+        "stderr": stderr.decode("utf-8", "replace"),
+    }
     for parent in job.get("wipe", ()):  # a reused container: leave nothing for the next run
         for name in os.listdir(parent) if os.path.isdir(parent) else ():
             path = os.path.join(parent, name)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(path)
-                except OSError:
-                    pass
-    sys.stdout.write("\n%s %s\n" % (job["nonce"], json.dumps(report)))
+    sys.stdout.write("\n{} {}\n".format(job["nonce"], json.dumps(report)))
     sys.stdout.flush()
 
 

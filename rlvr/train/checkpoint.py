@@ -38,8 +38,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: Path, *, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any,
-                    state: dict[str, Any], keep_last: int = 2) -> Path:
+def save_checkpoint(
+    directory: Path,
+    *,
+    model: Any,
+    tokenizer: Any,
+    optimizer: Any,
+    scheduler: Any,
+    state: dict[str, Any],
+    keep_last: int = 2,
+) -> Path:
     """Write DIR/checkpoints/step_<N>/ atomically (a temp folder renamed at the end), point
     DIR/checkpoints/latest at it, and delete all but the newest `keep_last`."""
     import torch
@@ -51,8 +59,10 @@ def save_checkpoint(directory: Path, *, model: Any, tokenizer: Any, optimizer: A
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)  # a peft model writes its adapter
     tokenizer.save_pretrained(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()},
-               tmp / TORCH_STATE_FILE)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()},
+        tmp / TORCH_STATE_FILE,
+    )
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -68,7 +78,9 @@ def save_final(target: Path, model: Any, tokenizer: Any, *, state_dict: dict[str
     target = Path(target)
     tmp = target.with_name(f".tmp_{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
+    model.save_pretrained(
+        tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {})
+    )
     tokenizer.save_pretrained(tmp)
     old = target.with_name(f".old_{target.name}")
     if target.exists():

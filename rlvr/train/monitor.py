@@ -8,16 +8,25 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from rlvr.io import append_jsonl, read_jsonl, write_jsonl
 from rlvr.types import Example, Rollout, Score
 
-__all__ = ["ALARMS", "AlarmState", "Monitor", "StepTimer", "check_alarms", "read_metrics", "step_line",
-           "truncate_metrics"]
+__all__ = [
+    "ALARMS",
+    "AlarmState",
+    "Monitor",
+    "StepTimer",
+    "check_alarms",
+    "read_metrics",
+    "step_line",
+    "truncate_metrics",
+]
 
 log = logging.getLogger("rlvr.train")
 
@@ -36,17 +45,21 @@ class AlarmState:
 def _truncation(m: dict, s: AlarmState) -> str | None:
     rate = m.get("truncation_rate", 0.0)
     if rate > 0.5:
-        return (f"{rate:.0%} of completions hit max_new_tokens: their answers are cut off. Raise "
-                "rollout.max_new_tokens, or set reward.truncated=mask|penalty")
+        return (
+            f"{rate:.0%} of completions hit max_new_tokens: their answers are cut off. Raise "
+            "rollout.max_new_tokens, or set reward.truncated=mask|penalty"
+        )
     return None
 
 
 def _zero_variance(m: dict, s: AlarmState) -> str | None:
     frac = m.get("zero_variance_fraction", 0.0)
     if frac > 0.8:
-        return (f"loss is ~0 because every group had the same reward in {frac:.0%} of groups "
-                "(all right or all wrong): no learning signal. Use harder/easier data, a larger "
-                "rollout.n, or grpo.dynamic_sampling=true")
+        return (
+            f"loss is ~0 because every group had the same reward in {frac:.0%} of groups "
+            "(all right or all wrong): no learning signal. Use harder/easier data, a larger "
+            "rollout.n, or grpo.dynamic_sampling=true"
+        )
     return None
 
 
@@ -60,49 +73,63 @@ def _verifier_failures(m: dict, s: AlarmState) -> str | None:
 def _no_answer(m: dict, s: AlarmState) -> str | None:
     rate = m.get("no_answer_rate", 0.0)
     if rate > 0.8:
-        return (f"{rate:.0%} of completions had no answer the verifier could extract: check the prompt "
-                "template/instruction and max_new_tokens")
+        return (
+            f"{rate:.0%} of completions had no answer the verifier could extract: check the prompt "
+            "template/instruction and max_new_tokens"
+        )
     return None
 
 
 def _reward_collapse(m: dict, s: AlarmState) -> str | None:
     if s.reward_ema is not None and s.best_reward_ema > 0.1 and s.reward_ema < 0.5 * s.best_reward_ema:
-        return (f"reward collapsed: smoothed reward {s.reward_ema:.3f} is under half its best "
-                f"{s.best_reward_ema:.3f}; lower optimizer.lr or add a KL penalty (grpo.beta)")
+        return (
+            f"reward collapsed: smoothed reward {s.reward_ema:.3f} is under half its best "
+            f"{s.best_reward_ema:.3f}; lower optimizer.lr or add a KL penalty (grpo.beta)"
+        )
     return None
 
 
 def _sync_unchanged(m: dict, s: AlarmState) -> str | None:
     if m.get("sync_changed") is False and m.get("param_delta", 0.0) > 0:
-        return ("weights unchanged after a sync: the trainer's weights moved but the engine's outputs "
-                "did not; the sampler is generating with stale weights")
+        return (
+            "weights unchanged after a sync: the trainer's weights moved but the engine's outputs "
+            "did not; the sampler is generating with stale weights"
+        )
     return None
 
 
 def _rounded_away(m: dict, s: AlarmState) -> str | None:
     lost = m.get("sync_rounded_away", 0.0)
     if lost > 0.5:
-        return (f"{lost:.0%} of this step's weight changes vanish in the rollout engine's lower-precision "
-                "copy (rollout.dtype): the sampler barely sees the update. Use rollout.dtype=auto "
-                "(the learner's dtype) or a larger optimizer.lr")
+        return (
+            f"{lost:.0%} of this step's weight changes vanish in the rollout engine's lower-precision "
+            "copy (rollout.dtype): the sampler barely sees the update. Use rollout.dtype=auto "
+            "(the learner's dtype) or a larger optimizer.lr"
+        )
     return None
 
 
 def _updates_rounded_away(m: dict, s: AlarmState) -> str | None:
     lost = m.get("update_rounded_away", 0.0)
     if lost > 0.5:
-        return (f"{lost:.0%} of this step's optimizer update was rounded away by the weights' precision "
-                "(model.master_dtype): the model barely learns. Keep model.master_dtype=float32 (the "
-                "default; computation still runs in model.dtype) or raise optimizer.lr")
+        return (
+            f"{lost:.0%} of this step's optimizer update was rounded away by the weights' precision "
+            "(model.master_dtype): the model barely learns. Keep model.master_dtype=float32 (the "
+            "default; computation still runs in model.dtype) or raise optimizer.lr"
+        )
     return None
 
 
 def _nothing_to_learn(m: dict, s: AlarmState) -> str | None:
-    for key, what in (("kept", "no correct completion to fine-tune on (rft)"),
-                      ("pairs", "no prompt had completions with different rewards to pair (dpo)")):
+    for key, what in (
+        ("kept", "no correct completion to fine-tune on (rft)"),
+        ("pairs", "no prompt had completions with different rewards to pair (dpo)"),
+    ):
         if key in m and m[key] == 0:
-            return (f"loss is 0 because there was {what}: the step changed nothing but Adam's state. "
-                    "Use easier data, a larger rollout.n, or a higher rollout.temperature")
+            return (
+                f"loss is 0 because there was {what}: the step changed nothing but Adam's state. "
+                "Use easier data, a larger rollout.n, or a higher rollout.temperature"
+            )
     return None
 
 
@@ -168,8 +195,17 @@ class Monitor:
     (DIR/tensorboard) and optionally wandb, drives the progress bar, and raises alarms. Only the
     main process writes (`enabled=False` on other ranks)."""
 
-    def __init__(self, directory: Path, *, total_steps: int, start_step: int = 0, enabled: bool = True,
-                 progress: bool = True, wandb_project: str | None = None, run_config: dict | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        total_steps: int,
+        start_step: int = 0,
+        enabled: bool = True,
+        progress: bool = True,
+        wandb_project: str | None = None,
+        run_config: dict | None = None,
+    ):
         self.directory, self.enabled = Path(directory), enabled
         self.alarms = AlarmState()
         self._tb = self._wandb = self._bar = None
@@ -188,11 +224,24 @@ class Monitor:
         self._plain = progress and not sys.stdout.isatty()  # CI, nohup, a log file: one line per step
         if progress and not self._plain:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("reward {task.fields[reward]:.3f} acc {task.fields[acc]:.1%}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console())
+            self._bar = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("reward {task.fields[reward]:.3f} acc {task.fields[acc]:.1%}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(),
+            )
             self._bar.start()
             self._task = self._bar.add_task("train", total=total_steps, completed=start_step, reward=0.0, acc=0.0)
 
@@ -210,7 +259,9 @@ class Monitor:
         except OSError as err:
             from rlvr.errors import OutputError
 
-            raise OutputError(f"cannot append step {step} to {self.directory / METRICS_FILE}: {err.strerror or err}") from None
+            raise OutputError(
+                f"cannot append step {step} to {self.directory / METRICS_FILE}: {err.strerror or err}"
+            ) from None
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
                 self._tb.add_scalar(f"train/{key}", value, step)
@@ -218,8 +269,9 @@ class Monitor:
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
         if self._bar is not None:
-            self._bar.update(self._task, completed=step, reward=metrics.get("reward_mean") or 0.0,
-                             acc=metrics.get("accuracy") or 0.0)
+            self._bar.update(
+                self._task, completed=step, reward=metrics.get("reward_mean") or 0.0, acc=metrics.get("accuracy") or 0.0
+            )
         elif self._plain:
             print(step_line(step, self._total, metrics), flush=True)
         return fired
@@ -227,9 +279,14 @@ class Monitor:
     def log_eval(self, step: int, summary: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, "eval_accuracy": summary.get("accuracy"), "eval_ci95": summary.get("ci95"),
-                  "eval_n": summary.get("n_problems"), "eval_mean_reward": summary.get("mean_reward"),
-                  "eval_truncated_rate": summary.get("truncated_rate")}
+        record = {
+            "step": step,
+            "eval_accuracy": summary.get("accuracy"),
+            "eval_ci95": summary.get("ci95"),
+            "eval_n": summary.get("n_problems"),
+            "eval_mean_reward": summary.get("mean_reward"),
+            "eval_truncated_rate": summary.get("truncated_rate"),
+        }
         append_jsonl(self.directory / "eval.jsonl", [record])
         if record["eval_accuracy"] is not None:
             self._tb.add_scalar("eval/accuracy", record["eval_accuracy"], step)
@@ -237,19 +294,37 @@ class Monitor:
         if self._wandb is not None:
             self._wandb.log({"eval/accuracy": record["eval_accuracy"]}, step=step)
         lo, hi = record["eval_ci95"] or (0.0, 0.0)
-        log.info("eval at step %d: accuracy %.1f%% [%.1f%%, %.1f%%] (n=%s)", step, 100 * (record["eval_accuracy"] or 0.0),
-                 100 * lo, 100 * hi, record["eval_n"])
+        log.info(
+            "eval at step %d: accuracy %.1f%% [%.1f%%, %.1f%%] (n=%s)",
+            step,
+            100 * (record["eval_accuracy"] or 0.0),
+            100 * lo,
+            100 * hi,
+            record["eval_n"],
+        )
 
-    def log_samples(self, step: int, examples: Sequence[Example], rollouts: Sequence[Rollout],
-                    scores: Sequence[Score]) -> None:
+    def log_samples(
+        self, step: int, examples: Sequence[Example], rollouts: Sequence[Rollout], scores: Sequence[Score]
+    ) -> None:
         """Append a step's completions (with gold, reward and verdict) to DIR/samples.jsonl."""
         if not self.enabled or not examples:
             return
         n = len(rollouts) // len(examples)
-        append_jsonl(self.directory / "samples.jsonl", (
-            {"step": step, "id": examples[i // n].id, "gold": examples[i // n].answer, "completion": rollout.text,
-             "reward": score.reward, "status": score.status.value, "finish_reason": rollout.finish_reason}
-            for i, (rollout, score) in enumerate(zip(rollouts, scores))))
+        append_jsonl(
+            self.directory / "samples.jsonl",
+            (
+                {
+                    "step": step,
+                    "id": examples[i // n].id,
+                    "gold": examples[i // n].answer,
+                    "completion": rollout.text,
+                    "reward": score.reward,
+                    "status": score.status.value,
+                    "finish_reason": rollout.finish_reason,
+                }
+                for i, (rollout, score) in enumerate(zip(rollouts, scores))
+            ),
+        )
 
     def close(self) -> None:
         if not self.enabled:
@@ -266,9 +341,14 @@ def step_line(step: int, total: int, m: dict[str, Any]) -> str:
     """The plain per-step line printed when stdout is not a terminal: step, reward, accuracy, truncation,
     the algorithm's own count (kept, pairs) when it has one, loss and seconds."""
     parts = [f"step {step}/{total}"]
-    for key, label, fmt in (("reward_mean", "reward", "{:.3f}"), ("accuracy", "accuracy", "{:.1%}"),
-                            ("truncation_rate", "truncated", "{:.1%}"), ("kept", "kept", "{:.0f}"),
-                            ("pairs", "pairs", "{:.0f}"), ("loss", "loss", "{:.4f}")):
+    for key, label, fmt in (
+        ("reward_mean", "reward", "{:.3f}"),
+        ("accuracy", "accuracy", "{:.1%}"),
+        ("truncation_rate", "truncated", "{:.1%}"),
+        ("kept", "kept", "{:.0f}"),
+        ("pairs", "pairs", "{:.0f}"),
+        ("loss", "loss", "{:.4f}"),
+    ):
         if isinstance(m.get(key), (int, float)):
             parts.append(f"{label} {fmt.format(m[key])}")
     parts.append(f"{m.get('time_step', 0.0):.1f} s")

@@ -13,8 +13,9 @@ objects or `rlvr verify`-style row dicts) or `run_audit(..., extra_cases=...)`."
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rlvr.types import Example, Score
 from rlvr.verifiers.audit_suite import AuditCase, builtin_cases
@@ -46,8 +47,10 @@ class AuditReport:
             score = self.scores[case.name]
             excerpt = case.completion if len(case.completion) <= _EXCERPT else case.completion[: _EXCERPT - 1] + "…"
             gold = "tests" if case.answer is None else repr(case.answer)
-            lines.append(f"  {case.name} [{case.category}]: reward {score.reward:g} ({score.status.value}), "
-                         f"gold {gold}, completion {excerpt!r}")
+            lines.append(
+                f"  {case.name} [{case.category}]: reward {score.reward:g} ({score.status.value}), "
+                f"gold {gold}, completion {excerpt!r}"
+            )
         return "\n".join(lines)
 
 
@@ -59,8 +62,14 @@ def case_from_row(row: Mapping[str, Any], *, source: str = "") -> AuditCase:
     name = str(row.get("name") or row.get("id") or f"{source}#{abs(hash(row['completion'])) % 10**8}")
     fields = {k: v for k, v in row.items() if k not in ("name", "id", "category", "completion", "answer", "prompt")}
     answer = row.get("answer")
-    return AuditCase(name, str(row.get("category") or "plugin"), row["completion"],
-                     None if answer is None else str(answer), str(row.get("prompt") or ""), fields)
+    return AuditCase(
+        name,
+        str(row.get("category") or "plugin"),
+        row["completion"],
+        None if answer is None else str(answer),
+        str(row.get("prompt") or ""),
+        fields,
+    )
 
 
 def _plugin_cases() -> list[AuditCase]:
@@ -89,8 +98,14 @@ def _verifier_names(verifier: Verifier) -> set[str]:
     return {verifier.name}
 
 
-def run_audit(spec: str | Verifier, *, workers: int | None = 0, timeout: float = 5.0,
-              extra_cases: Iterable[AuditCase | Mapping[str, Any]] = (), plugins: bool = True) -> AuditReport:
+def run_audit(
+    spec: str | Verifier,
+    *,
+    workers: int | None = 0,
+    timeout: float = 5.0,
+    extra_cases: Iterable[AuditCase | Mapping[str, Any]] = (),
+    plugins: bool = True,
+) -> AuditReport:
     """Score every applicable known hack with the verifier `spec` and report the rewarded ones.
 
     `workers=0` (the default) scores in this process, as the trainer does at start-up; a number
@@ -111,7 +126,7 @@ def run_audit(spec: str | Verifier, *, workers: int | None = 0, timeout: float =
             scores = {c.name: s for c, s in zip(applicable, got)}
     finally:
         if isinstance(spec, str):  # built here: release what it holds (a code sandbox's containers)
-            for part in (verifier.parts if isinstance(verifier, Weighted) else ((1.0, verifier),)):
+            for part in verifier.parts if isinstance(verifier, Weighted) else ((1.0, verifier),):
                 getattr(part[1], "close", lambda: None)()
     rewarded = [c for c in applicable if scores[c.name].reward > 0]
     label = spec if isinstance(spec, str) else verifier.name

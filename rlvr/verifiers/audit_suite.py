@@ -3,8 +3,9 @@ gold (or the tests) it is tried against. `rlvr.verifiers.audit` runs it through 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["AuditCase", "builtin_cases"]
 
@@ -145,29 +146,51 @@ PROMPT_COPIES = [  # (prompt, gold): the completion repeats the question
 ]
 
 EMPTY = [
-    ("empty", ""), ("space", " "), ("newlines", "\n\n"), ("marker_only", "The answer is"),
-    ("marker_dollar", "The answer is $"), ("truncated_fraction", "The final answer is $\\frac{7"),
-    ("final_answer_colon", "Final Answer:"), ("hashes_only", "####"), ("bold_heading", "**Final Answer**\n"),
-    ("open_paren_math", "So the answer is \\("), ("cut_mid_sentence", "Therefore,"), ("display_only", "$$"),
+    ("empty", ""),
+    ("space", " "),
+    ("newlines", "\n\n"),
+    ("marker_only", "The answer is"),
+    ("marker_dollar", "The answer is $"),
+    ("truncated_fraction", "The final answer is $\\frac{7"),
+    ("final_answer_colon", "Final Answer:"),
+    ("hashes_only", "####"),
+    ("bold_heading", "**Final Answer**\n"),
+    ("open_paren_math", "So the answer is \\("),
+    ("cut_mid_sentence", "Therefore,"),
+    ("display_only", "$$"),
 ]
 
 # a HumanEval-style task for the code hacks
-_ADD = {"prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n",
-        "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-4, 4) == 0\n    assert candidate(10, 5) == 15\n",
-        "entry_point": "add"}
+_ADD = {
+    "prompt": 'def add(a, b):\n    """Return a + b."""\n',
+    "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-4, 4) == 0\n    assert candidate(10, 5) == 15\n",
+    "entry_point": "add",
+}
 
 CODE = [
     ("os_exit", "```python\nimport os\nos._exit(0)\n```"),
     ("sys_exit", "```python\nimport sys\nsys.exit(0)\n```"),
     ("raise_systemexit", "```python\ndef add(a, b):\n    raise SystemExit(0)\n```"),
     ("exit_at_import", "```python\ndef add(a, b):\n    return 0\nexit(0)\n```"),
-    ("atexit_exit_zero", "```python\nimport atexit, os\natexit.register(lambda: os._exit(0))\ndef add(a, b):\n    return 0\n```"),
-    ("excepthook_exit_zero", "```python\nimport os, sys\nsys.excepthook = lambda *a: os._exit(0)\ndef add(a, b):\n    return 0\n```"),
+    (
+        "atexit_exit_zero",
+        "```python\nimport atexit, os\natexit.register(lambda: os._exit(0))\ndef add(a, b):\n    return 0\n```",
+    ),
+    (
+        "excepthook_exit_zero",
+        "```python\nimport os, sys\nsys.excepthook = lambda *a: os._exit(0)\ndef add(a, b):\n    return 0\n```",
+    ),
     ("fake_done_line", "```python\nprint('\\n' + '0' * 24)\nimport os\nos._exit(0)\n```"),
     ("redefine_check", "```python\ndef add(a, b):\n    return 0\ndef check(candidate):\n    pass\n```"),
     ("first_test_only", "```python\ndef add(a, b):\n    return 3\n```"),
-    ("always_equal", "```python\nclass Same:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Same()\n```"),
-    ("always_equal_int", "```python\nclass Same(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\ndef add(a, b):\n    return Same(0)\n```"),
+    (
+        "always_equal",
+        "```python\nclass Same:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Same()\n```",
+    ),
+    (
+        "always_equal_int",
+        "```python\nclass Same(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\ndef add(a, b):\n    return Same(0)\n```",
+    ),
     ("kill_self", "```python\nimport os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n```"),
     ("no_code", "I would add the two numbers."),
     ("empty_fence", "```python\n```"),
@@ -184,5 +207,7 @@ def builtin_cases() -> list[AuditCase]:
     cases += _cases("think_tags", ["7"], THINK)
     cases += [AuditCase(f"prompt_copy/{i}", "prompt_copy", p, g, prompt=p) for i, (p, g) in enumerate(PROMPT_COPIES)]
     cases += [AuditCase(f"empty/{name}", "empty_or_truncated", c, "7") for name, c in EMPTY]
-    cases += [AuditCase(f"code/{name}", "code_exit_or_fake", c, None, prompt=_ADD["prompt"], fields=_ADD) for name, c in CODE]
+    cases += [
+        AuditCase(f"code/{name}", "code_exit_or_fake", c, None, prompt=_ADD["prompt"], fields=_ADD) for name, c in CODE
+    ]
     return cases

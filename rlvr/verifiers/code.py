@@ -7,8 +7,9 @@ import ast
 import re
 import secrets
 import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rlvr import names
 from rlvr.sandboxes import ExecResult, Limits, Sandbox, SandboxError, get_sandbox
@@ -18,7 +19,7 @@ from rlvr.verifiers.registry import register
 
 __all__ = ["CodeVerifier", "build_program", "extract_code"]
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
 _COUNTS = "__rlvr_asserts"
 
@@ -34,8 +35,7 @@ class _CountAsserts(ast.NodeTransformer):
     """`assert x` → try it, count it passed or failed, go on (for partial credit)."""
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
-        code = (f"try:\n    pass\nexcept BaseException:\n    {_COUNTS}[1] += 1\n"
-                f"else:\n    {_COUNTS}[0] += 1")
+        code = f"try:\n    pass\nexcept BaseException:\n    {_COUNTS}[1] += 1\nelse:\n    {_COUNTS}[0] += 1"
         wrapper = ast.parse(code).body[0]
         wrapper.body = [node]
         return ast.copy_location(wrapper, node)
@@ -97,7 +97,7 @@ def build_program(code: str, metadata: Mapping[str, Any], *, partial: bool, nonc
     test, prompt, entry_point = _tests(metadata)
     if entry_point is None:
         solution = code
-    elif re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.M):
+    elif re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
         # the whole function rewritten (chat models): keep the prompt's imports and helpers
         solution = _prompt_header(prompt, entry_point) + code
     else:
@@ -115,7 +115,7 @@ def build_program(code: str, metadata: Mapping[str, Any], *, partial: bool, nonc
 
 def _prompt_header(prompt: str, entry_point: str) -> str:
     """The prompt up to the entry point's `def` (imports, helper functions), else its imports."""
-    m = re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", prompt, re.M)
+    m = re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", prompt, re.MULTILINE)
     if m:
         return prompt[: m.start()]
     return "".join(line + "\n" for line in prompt.splitlines() if line.startswith(("import ", "from ")))
@@ -129,8 +129,9 @@ class CodeVerifier(Verifier):
     needs_gold = True
     gold_fields = (("test", "entry_point"), ("tests",), ("test_list",))
 
-    def __init__(self, partial: bool = False, backend: str = "auto", timeout: float = 3.0, memory: int = 512,
-                 workers: int = 4):
+    def __init__(
+        self, partial: bool = False, backend: str = "auto", timeout: float = 3.0, memory: int = 512, workers: int = 4
+    ):
         if backend not in names.SANDBOX_CHOICES:
             raise ValueError(f"code: unknown backend {backend!r} ({', '.join(names.SANDBOX_CHOICES)})")
         self.partial, self.backend, self.workers = bool(partial), backend, int(workers)
@@ -202,8 +203,12 @@ class CodeVerifier(Verifier):
             return list(pool.map(one, pairs))
 
     def _verdict(self, result: ExecResult, nonce: str) -> Score:
-        details: dict[str, Any] = {"exec_status": result.status.value, "exit_code": result.exit_code,
-                                   "backend": result.backend, "duration_s": round(result.duration_s, 3)}
+        details: dict[str, Any] = {
+            "exec_status": result.status.value,
+            "exit_code": result.exit_code,
+            "backend": result.backend,
+            "duration_s": round(result.duration_s, 3),
+        }
         finished = [line.split() for line in result.stdout.splitlines() if line.startswith(nonce)]
         if not result.ok or not finished:
             details["stderr"] = result.stderr[-1000:]

@@ -142,7 +142,9 @@ class Overlong(Verifier):
         length = _UNITS[self.unit](completion)
         reward = self.penalty(length)
         ok = reward == 0.0
-        return Score(reward, Status.CORRECT if ok else Status.WRONG, {"length": length, "unit": self.unit, "penalty": reward})
+        return Score(
+            reward, Status.CORRECT if ok else Status.WRONG, {"length": length, "unit": self.unit, "penalty": reward}
+        )
 
 
 @register("repetition")

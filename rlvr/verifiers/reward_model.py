@@ -3,7 +3,8 @@ is scored in the parent process, batched (see `rlvr.verifiers.scoring`)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
@@ -26,8 +27,9 @@ class RewardModel(Verifier):
     #: scored in the parent process, in batches, never pickled into runner workers (see HybridRunner)
     in_process = True
 
-    def __init__(self, model: str = "", batch_size: int = 8, device: str = "auto", max_length: int = 2048,
-                 dtype: str = "auto"):
+    def __init__(
+        self, model: str = "", batch_size: int = 8, device: str = "auto", max_length: int = 2048, dtype: str = "auto"
+    ):
         if not model:
             raise ValueError("reward_model needs model=PATH_OR_HUB_ID")
         if int(batch_size) < 1:
@@ -37,8 +39,10 @@ class RewardModel(Verifier):
         self._loaded: tuple[Any, Any] | None = None
 
     def __reduce__(self):
-        raise TypeError("reward_model holds a torch model in this process and is not sent to worker processes; "
-                        "score it with rlvr.verifiers.scoring.runner_for(verifier, ...) (HybridRunner)")
+        raise TypeError(
+            "reward_model holds a torch model in this process and is not sent to worker processes; "
+            "score it with rlvr.verifiers.scoring.runner_for(verifier, ...) (HybridRunner)"
+        )
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
@@ -49,13 +53,19 @@ class RewardModel(Verifier):
 
             path = str(resolve_model(self.model))
             device = _device(self.device)
-            dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
-                     "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+            dtype = {
+                "auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
+                "float32": torch.float32,
+                "bfloat16": torch.bfloat16,
+                "float16": torch.float16,
+            }[self.dtype]
             tokenizer = AutoTokenizer.from_pretrained(path)
             net = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype).to(device).eval()
             if net.config.num_labels not in (1, 2):
-                raise ValueError(f"reward_model {self.model}: {net.config.num_labels} labels; a reward model has 1 "
-                                 "(the score) or 2 (score = logit of label 1 - logit of label 0)")
+                raise ValueError(
+                    f"reward_model {self.model}: {net.config.num_labels} labels; a reward model has 1 "
+                    "(the score) or 2 (score = logit of label 1 - logit of label 0)"
+                )
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             net.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
@@ -82,8 +92,13 @@ class RewardModel(Verifier):
         texts = [self.text(tokenizer, c, e) for c, e in zip(completions, examples, strict=True)]
         out: list[float] = []
         for start in range(0, len(texts), self.batch_size):
-            batch = tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                              truncation=True, max_length=self.max_length).to(net.device)
+            batch = tokenizer(
+                texts[start : start + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            ).to(net.device)
             with torch.inference_mode():
                 logits = net(**batch).logits.float()
             values = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
@@ -92,8 +107,10 @@ class RewardModel(Verifier):
 
     def score_batch(self, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
         # status: correct when the model prefers the completion (score > 0), so counts stay meaningful
-        return [Score(r, Status.CORRECT if r > 0 else Status.WRONG, {"reward_model": r, "model": self.model})
-                for r in self.rewards(completions, examples)]
+        return [
+            Score(r, Status.CORRECT if r > 0 else Status.WRONG, {"reward_model": r, "model": self.model})
+            for r in self.rewards(completions, examples)
+        ]
 
     def score(self, completion: str, example: Example) -> Score:
         return self.score_batch([completion], [example])[0]

@@ -23,7 +23,9 @@ def test_golds_are_exact_and_problems_follow_the_spec(difficulty):
             if op == "*":
                 current *= int(number)
             else:
-                terms.append(current); signs.append(op); current = int(number)
+                terms.append(current)
+                signs.append(op)
+                current = int(number)
         terms.append(current)
         total = terms[0]
         for sign, term in zip(signs, terms[1:]):
@@ -46,13 +48,16 @@ def test_overrides_change_the_spec():
     assert example.metadata["expression"].count("*") == 4
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"difficulty": "impossible"}, "unknown difficulty"),
-    ({"split": "dev"}, "split must be train or test"),
-    ({"ops": "/"}, "ops must be"),
-    ({"terms": 9}, "terms must be"),
-    ({"digits": 1, "terms": 2, "ops": "+", "n": 500}, "distinct"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"difficulty": "impossible"}, "unknown difficulty"),
+        ({"split": "dev"}, "split must be train or test"),
+        ({"ops": "/"}, "ops must be"),
+        ({"terms": 9}, "terms must be"),
+        ({"digits": 1, "terms": 2, "ops": "+", "n": 500}, "distinct"),
+    ],
+)
 def test_bad_options_are_input_errors(kwargs, message):
     n = kwargs.pop("n", 3)
     with pytest.raises(InputError, match=message):

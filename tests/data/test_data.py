@@ -16,8 +16,16 @@ from rlvr.errors import InputError
 
 @pytest.mark.parametrize(
     "name, split, rows",
-    [("gsm8k", "test", 1319), ("gsm8k", "train", 7473), ("math", "test", 5000), ("math", "train", 4500),
-     ("math500", "test", 500), ("aime24", "test", 30), ("amc23", "test", 40), ("humaneval", "test", 164)],
+    [
+        ("gsm8k", "test", 1319),
+        ("gsm8k", "train", 7473),
+        ("math", "test", 5000),
+        ("math", "train", 4500),
+        ("math500", "test", 500),
+        ("aime24", "test", 30),
+        ("amc23", "test", 40),
+        ("humaneval", "test", 164),
+    ],
 )
 def test_row_counts_on_shared_files(data_dir, name, split, rows):
     examples = load_benchmark(name, split, data_dir=data_dir)
@@ -109,7 +117,11 @@ def test_malformed_files_name_file_row_and_field(tmp_path, rows, message):
     [
         ("gsm8k", [{"question": "q", "answer": "no final"}], "row 1: field 'answer' has no '#### N'"),
         ("gsm8k", [{"question": "q", "answer": "#### 1"}, {"answer": "#### 2"}], "row 2: missing field 'question'"),
-        ("math", [{"problem": "p", "solution": "no box here", "level": "Level 1", "type": "Algebra"}], "row 1: field 'solution' has no \\boxed{}"),
+        (
+            "math",
+            [{"problem": "p", "solution": "no box here", "level": "Level 1", "type": "Algebra"}],
+            "row 1: field 'solution' has no \\boxed{}",
+        ),
         ("math500", [], "empty file"),
     ],
 )
@@ -127,8 +139,10 @@ def test_gsm8k_thousands_separator_in_a_local_file(tmp_path):
 
 
 def test_load_file_field_mapping_jsonl_gz_and_parquet(tmp_path):
-    rows = [{"q": "What is 2+3?", "gold": 5.0, "key": "a", "topic": "sums"},
-            {"q": "What is 7-2?", "gold": "5", "key": "b", "topic": "differences"}]
+    rows = [
+        {"q": "What is 2+3?", "gold": 5.0, "key": "a", "topic": "sums"},
+        {"q": "What is 7-2?", "gold": "5", "key": "b", "topic": "differences"},
+    ]
     gz = tmp_path / "set.jsonl.gz"
     with gzip.open(gz, "wt") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in rows)
@@ -139,7 +153,10 @@ def test_load_file_field_mapping_jsonl_gz_and_parquet(tmp_path):
     pq.write_table(pa.Table.from_pylist([{**r, "gold": str(r["gold"])} for r in rows]), parquet)
     for path in (gz, parquet):
         examples = load_file(path, prompt_field="q", answer_field="gold", id_field="key")
-        assert [(e.id, e.prompt, e.answer) for e in examples] == [("a", "What is 2+3?", "5" if path == gz else "5.0"), ("b", "What is 7-2?", "5")]
+        assert [(e.id, e.prompt, e.answer) for e in examples] == [
+            ("a", "What is 2+3?", "5" if path == gz else "5.0"),
+            ("b", "What is 7-2?", "5"),
+        ]
         assert examples[1].metadata == {"topic": "differences"}
     with pytest.raises(InputError, match="row 1: missing field 'question'"):
         load_file(gz, prompt_field="question")
@@ -191,7 +208,10 @@ def test_hub_by_name_when_no_local_file(tmp_path, monkeypatch):
     assert calls[0] == ("EleutherAI/hendrycks_math", "algebra", "test") and len(calls) == 7
     assert len(examples) == 7 and examples[0].answer == "3" and examples[0].metadata["level"] == 2
     aime = load_benchmark("aime24", data_dir=tmp_path)
-    assert calls[-1] == ("HuggingFaceH4/aime_2024", None, "train") and (aime[0].id, aime[0].answer) == ("aime24/60", "204")
+    assert calls[-1] == ("HuggingFaceH4/aime_2024", None, "train") and (aime[0].id, aime[0].answer) == (
+        "aime24/60",
+        "204",
+    )
 
 
 def test_hub_failure_is_one_error_saying_where_it_looked(tmp_path, monkeypatch):

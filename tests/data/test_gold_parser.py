@@ -31,12 +31,34 @@ def test_loaded_gold_is_what_the_verifier_reads(reference_data, tmp_path, name, 
     scored_in, scored_out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     with scored_in.open("w") as out:
         for e in examples:
-            row = {"id": e.id, "completion": f"The answer is $\\boxed{{{e.answer}}}$.", "answer": e.metadata["solution"]}
+            row = {
+                "id": e.id,
+                "completion": f"The answer is $\\boxed{{{e.answer}}}$.",
+                "answer": e.metadata["solution"],
+            }
             out.write(json.dumps(row) + "\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-m", "rlvr", "verify", "--verifier", "math", "--input", str(scored_in),
-                           "--output", str(scored_out), "--timeout", "60"], env=env, capture_output=True, text=True, check=False,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlvr",
+            "verify",
+            "--verifier",
+            "math",
+            "--input",
+            str(scored_in),
+            "--output",
+            str(scored_out),
+            "--timeout",
+            "60",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     scored = [json.loads(line) for line in scored_out.read_text().splitlines()]
     wrong = [(s["id"], s["details"]["gold"], s["status"]) for s in scored if s["status"] != "correct"]
@@ -60,7 +82,10 @@ def test_loaded_gold_is_what_the_verifier_reads(reference_data, tmp_path, name, 
         ("$\\frac{1}{2}$", "\\frac{1}{2}"),
         ("(1, 2)", "(1, 2)"),  # a bare answer is kept as written
         ("  \\text{Evelyn} ", "\\text{Evelyn}"),
-        (27.0, "27"), (27, "27"), (0.5, "0.5"), (-3.0, "-3"),  # one numeric-gold-to-text rule
+        (27.0, "27"),
+        (27, "27"),
+        (0.5, "0.5"),
+        (-3.0, "-3"),  # one numeric-gold-to-text rule
         (["1", "2"], '["1", "2"]'),
     ],
 )
@@ -69,8 +94,10 @@ def test_gold_answer_table(field, gold):
     assert gold_answer(gold) == gold  # parsing its own output changes nothing
 
 
-@pytest.mark.parametrize("value, text", [(None, None), (18, "18"), (18.0, "18"), (2.5, "2.5"), (True, "true"),
-                                         (" 7 ", "7"), ({"a": 1}, '{"a": 1}')])
+@pytest.mark.parametrize(
+    "value, text",
+    [(None, None), (18, "18"), (18.0, "18"), (2.5, "2.5"), (True, "true"), (" 7 ", "7"), ({"a": 1}, '{"a": 1}')],
+)
 def test_gold_text_is_the_one_numeric_rule(value, text):
     assert gold_text(value) == text
 

@@ -8,7 +8,9 @@ from rlvr.data.lm_eval_tasks import Beside, LmEvalMetrics, gsm8k_shots, task_for
 from rlvr.types import Example, Status
 from rlvr.verifiers import build_verifier
 
-GSM8K = Example("gsm8k/test/0", "q", "18", {"benchmark": "gsm8k", "solution": "16 - 3 - 4 = 9 eggs, 9 * 2 = 18.\n#### 18"})
+GSM8K = Example(
+    "gsm8k/test/0", "q", "18", {"benchmark": "gsm8k", "solution": "16 - 3 - 4 = 9 eggs, 9 * 2 = 18.\n#### 18"}
+)
 MATH = Example("math/0", "p", "\\frac12", {"benchmark": "math", "solution": "So it is $\\boxed{\\frac12}$."})
 
 # completion → (strict-match answer, right?, flexible-extract answer, right?), checked by hand against
@@ -29,16 +31,25 @@ GSM8K_CASES = [
 @pytest.mark.parametrize("completion, strict, strict_ok, flexible, flexible_ok", GSM8K_CASES)
 def test_gsm8k_strict_and_flexible(completion, strict, strict_ok, flexible, flexible_ok):
     metrics = task_for(GSM8K).metrics(completion, GSM8K)
-    assert metrics == {"strict-match": {"extracted": strict, "correct": strict_ok},
-                       "flexible-extract": {"extracted": flexible, "correct": flexible_ok}}
+    assert metrics == {
+        "strict-match": {"extracted": strict, "correct": strict_ok},
+        "flexible-extract": {"extracted": flexible, "correct": flexible_ok},
+    }
 
 
-@pytest.mark.parametrize("completion, extracted, right", [
-    ("Thus x = 1/2.\nFinal Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", "$\\frac{1}{2}$", True),
-    ("So $\\boxed{0.5}$", "[invalidanswer]", True),  # math-verify reads the box; no "Final Answer" line
-    ("Final Answer: The final answer is $3$. I hope it is correct.", "$3$", False),
-    ("Final Answer: The final answer is $2$", "[invalidanswer]", False),  # needs ". I hope it is correct."
-])
+@pytest.mark.parametrize(
+    "completion, extracted, right",
+    [
+        (
+            "Thus x = 1/2.\nFinal Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.",
+            "$\\frac{1}{2}$",
+            True,
+        ),
+        ("So $\\boxed{0.5}$", "[invalidanswer]", True),  # math-verify reads the box; no "Final Answer" line
+        ("Final Answer: The final answer is $3$. I hope it is correct.", "$3$", False),
+        ("Final Answer: The final answer is $2$", "[invalidanswer]", False),  # needs ". I hope it is correct."
+    ],
+)
 def test_minerva_math_verify(completion, extracted, right):
     assert task_for(MATH).metrics(completion, MATH) == {"math_verify": {"extracted": extracted, "correct": right}}
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from rlvr.data.benchmarks import load_benchmark
-from rlvr.errors import InputError
 from rlvr.data.templates import CODE_INSTRUCTION, DEFAULT_INSTRUCTION, STYLES, render_prompt, stop_sequences
+from rlvr.errors import InputError
 from rlvr.types import Example
 
 
@@ -76,8 +76,11 @@ def test_every_style_is_described():
 # The 5 GSM8K train rows (0-based file rows) that stock lm-eval 0.4.13 put in the prompts of test
 # documents 0, 1 and 2 (read from its own --log_samples output; its seeded sampler draws them in
 # test-document order), and sha256 of the whole prompts it built for documents 0 and 7.
-LM_EVAL_GSM8K_SHOTS = [(0, [6374, 3610, 957, 61, 742]), (1, [7462, 6610, 4769, 286, 5501]),
-                       (2, [5677, 687, 806, 6279, 2905])]
+LM_EVAL_GSM8K_SHOTS = [
+    (0, [6374, 3610, 957, 61, 742]),
+    (1, [7462, 6610, 4769, 286, 5501]),
+    (2, [5677, 687, 806, 6279, 2905]),
+]
 LM_EVAL_PROMPT_SHA256 = [
     ("gsm8k", 0, "32680f263ba83280e98a8a24ceefed10a722a4cdcd9f4d78e93c45d43143ca66"),
     ("gsm8k", 7, "0373c2600e8cfa1275b19a28d5319be71ebe91b628b423e4e4ca1805b4fbd5f7"),
@@ -111,14 +114,18 @@ def test_lm_eval_prompts_match_lm_evals_own_bytes(data_dir, bench, doc, digest):
 def test_lm_eval_minerva_prompt_shape(data_dir):
     example = load_benchmark("math500", data_dir=data_dir, limit=1)[0]
     text = render_prompt(example, NoChatTemplate(), style="lm-eval")
-    assert text.startswith("Problem:\nFind the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.\n\n"
-                           "Solution: The expressions inside each square root")
+    assert text.startswith(
+        "Problem:\nFind the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.\n\n"
+        "Solution: The expressions inside each square root"
+    )
     assert text.endswith(f"I hope it is correct.\n\nProblem:\n{example.prompt}\n\nSolution:")
     assert text.count("I hope it is correct.\n\n") == 4
 
 
-@pytest.mark.parametrize("bench, stops", [("gsm8k", ("Question:", "</s>", "<|im_end|>")),
-                                              ("math500", ("Problem:",)), ("math", ("Problem:",))])
+@pytest.mark.parametrize(
+    "bench, stops",
+    [("gsm8k", ("Question:", "</s>", "<|im_end|>")), ("math500", ("Problem:",)), ("math", ("Problem:",))],
+)
 def test_lm_eval_stops_follow_the_task(data_dir, bench, stops):
     example = load_benchmark(bench, data_dir=data_dir, limit=1)[0]
     assert stop_sequences("lm-eval", example) == stops
@@ -126,11 +133,14 @@ def test_lm_eval_stops_follow_the_task(data_dir, bench, stops):
         stop_sequences("lm-eval")
 
 
-@pytest.mark.parametrize("example, message", [
-    (Example("gsm8k/train/3", "q", "1", {"benchmark": "gsm8k"}), "GSM8K test split"),
-    (Example("rows/3", "q", "1", {"benchmark": "gsm8k"}), "GSM8K test split"),
-    (Example("aime24/1", "q", "1", {"benchmark": "aime24"}), "not 'aime24'"),
-])
+@pytest.mark.parametrize(
+    "example, message",
+    [
+        (Example("gsm8k/train/3", "q", "1", {"benchmark": "gsm8k"}), "GSM8K test split"),
+        (Example("rows/3", "q", "1", {"benchmark": "gsm8k"}), "GSM8K test split"),
+        (Example("aime24/1", "q", "1", {"benchmark": "aime24"}), "not 'aime24'"),
+    ],
+)
 def test_lm_eval_style_refuses_what_the_stock_tasks_do_not_cover(example, message):
     with pytest.raises(InputError, match=message):
         render_prompt(example, NoChatTemplate(), style="lm-eval")

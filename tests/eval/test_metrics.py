@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from rlvr.eval.estimators import bootstrap_interval, maj_at_k, majority_answer, normalize_answer, pass_at_k, wilson_interval
+from rlvr.eval.estimators import (
+    bootstrap_interval,
+    maj_at_k,
+    majority_answer,
+    normalize_answer,
+    pass_at_k,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(

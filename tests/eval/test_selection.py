@@ -29,11 +29,14 @@ def test_gold_blind_removes_the_gold():
     assert blind.answer is None and dict(blind.metadata) == {"subject": "Algebra"} and blind.prompt == "q"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("math", "math needs the gold"),
-    ("think_format+math", "math needs the gold"),
-    ("nope", "unknown verifier 'nope'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("math", "math needs the gold"),
+        ("think_format+math", "math needs the gold"),
+        ("nope", "unknown verifier 'nope'"),
+    ],
+)
 def test_specs_that_need_the_gold_or_do_not_exist_are_refused(spec, message):
     with pytest.raises(InputError, match=re.escape(f"--select {spec}: ") + f".*{message}"):
         build_selector(spec)

@@ -5,27 +5,34 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlvr.learner import precision
 from rlvr.errors import InputError
+from rlvr.learner import precision
 
 
-@pytest.mark.parametrize("avx512_bf16, amx, f32_ms, bf16_ms, expected, timed", [
-    (False, False, 90.0, 900.0, "float32", False),  # AVX2-only: bfloat16 is emulated; not even timed
-    (True, False, 90.7, 64.2, "float32", True),  # AVX-512 BF16, the 1.4x measured here loaded: not worth the noise
-    (True, False, 19.6, 9.4, "float32", True),  # ... and its 2.1x idle: still under the 3x bar
-    (False, True, 90.0, 22.0, "bfloat16", True),  # AMX: ~4x
-    (True, True, 90.0, 80.0, "float32", True),  # the hardware is there but the speed-up is not
-])
-def test_cpu_compute_dtype_follows_the_hardware_and_the_measurement(monkeypatch, tmp_path, avx512_bf16, amx, f32_ms,
-                                                                   bf16_ms, expected, timed):
+@pytest.mark.parametrize(
+    "avx512_bf16, amx, f32_ms, bf16_ms, expected, timed",
+    [
+        (False, False, 90.0, 900.0, "float32", False),  # AVX2-only: bfloat16 is emulated; not even timed
+        (True, False, 90.7, 64.2, "float32", True),  # AVX-512 BF16, the 1.4x measured here loaded: not worth the noise
+        (True, False, 19.6, 9.4, "float32", True),  # ... and its 2.1x idle: still under the 3x bar
+        (False, True, 90.0, 22.0, "bfloat16", True),  # AMX: ~4x
+        (True, True, 90.0, 80.0, "float32", True),  # the hardware is there but the speed-up is not
+    ],
+)
+def test_cpu_compute_dtype_follows_the_hardware_and_the_measurement(
+    monkeypatch, tmp_path, avx512_bf16, amx, f32_ms, bf16_ms, expected, timed
+):
     calls = []
 
     def fake_time(dtype, *args, **kwargs):
         calls.append(dtype)
         return (bf16_ms if dtype is torch.bfloat16 else f32_ms) / 1e3
 
-    monkeypatch.setattr(precision, "cpu_kind", lambda: {"model": "test cpu", "capability": "AVX512",
-                                                        "avx512_bf16": avx512_bf16, "amx": amx, "torch": "t"})
+    monkeypatch.setattr(
+        precision,
+        "cpu_kind",
+        lambda: {"model": "test cpu", "capability": "AVX512", "avx512_bf16": avx512_bf16, "amx": amx, "torch": "t"},
+    )
     monkeypatch.setattr(precision, "_time_matmul", fake_time)
     monkeypatch.setattr(precision, "_cache_file", lambda: tmp_path / "verdict.json")
     assert precision.cpu_compute_dtype() == expected

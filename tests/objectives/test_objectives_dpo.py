@@ -40,8 +40,10 @@ CASES = {
 
 
 def _leaves():
-    return (torch.tensor(CHOSEN, dtype=torch.float64, requires_grad=True),
-            torch.tensor(REJECTED, dtype=torch.float64, requires_grad=True))
+    return (
+        torch.tensor(CHOSEN, dtype=torch.float64, requires_grad=True),
+        torch.tensor(REJECTED, dtype=torch.float64, requires_grad=True),
+    )
 
 
 def _refs():
@@ -58,23 +60,38 @@ def test_pair_losses_and_gradients_by_hand(case):
     torch.testing.assert_close(chosen.grad, torch.tensor(chosen_grad, dtype=torch.float64), rtol=0, atol=1e-12)
     torch.testing.assert_close(rejected.grad, -chosen.grad, rtol=0, atol=1e-12)
     # implicit rewards β·ρ: chosen (0.5 ln3, 0), rejected (-0.5 ln3, 0); pair 1's tie is not "accurate"
-    assert metrics == pytest.approx({"loss": value, "rewards/chosen": BETA * LN3 / 2,
-                                     "rewards/rejected": -BETA * LN3 / 2, "accuracy": 0.5, "margin": LN3 / 2,
-                                     "pairs": 2})
+    assert metrics == pytest.approx(
+        {
+            "loss": value,
+            "rewards/chosen": BETA * LN3 / 2,
+            "rewards/rejected": -BETA * LN3 / 2,
+            "accuracy": 0.5,
+            "margin": LN3 / 2,
+            "pairs": 2,
+        }
+    )
 
 
-@pytest.mark.parametrize("tokens, value, chosen_grad, rejected_grad", [
-    # per token: pair 0 Δ' = ln3/2 + ln3/4 = 0.75 ln3, pair 1 Δ' = 0; target 1/(2β) = 1.
-    # dL/dρ_c = 2(Δ' - 1) / n_c / 2 pairs, dL/dρ_r = -2(Δ' - 1) / n_r / 2
-    ((CHOSEN_TOKENS, REJECTED_TOKENS), ((0.75 * LN3 - 1) ** 2 + 1) / 2,
-     [(0.75 * LN3 - 1) / 2, -1 / 5], [-(0.75 * LN3 - 1) / 4, 1.0]),
-    # token counts of 1: the paper's unnormalized Δ = 2 ln3 and 0
-    ((torch.ones(2), torch.ones(2)), ((2 * LN3 - 1) ** 2 + 1) / 2, [2 * LN3 - 1, -1.0], [-(2 * LN3 - 1), 1.0]),
-])
+@pytest.mark.parametrize(
+    "tokens, value, chosen_grad, rejected_grad",
+    [
+        # per token: pair 0 Δ' = ln3/2 + ln3/4 = 0.75 ln3, pair 1 Δ' = 0; target 1/(2β) = 1.
+        # dL/dρ_c = 2(Δ' - 1) / n_c / 2 pairs, dL/dρ_r = -2(Δ' - 1) / n_r / 2
+        (
+            (CHOSEN_TOKENS, REJECTED_TOKENS),
+            ((0.75 * LN3 - 1) ** 2 + 1) / 2,
+            [(0.75 * LN3 - 1) / 2, -1 / 5],
+            [-(0.75 * LN3 - 1) / 4, 1.0],
+        ),
+        # token counts of 1: the paper's unnormalized Δ = 2 ln3 and 0
+        ((torch.ones(2), torch.ones(2)), ((2 * LN3 - 1) ** 2 + 1) / 2, [2 * LN3 - 1, -1.0], [-(2 * LN3 - 1), 1.0]),
+    ],
+)
 def test_ipo_by_hand(tokens, value, chosen_grad, rejected_grad):
     chosen, rejected = _leaves()
-    loss, _ = dpo_loss(chosen, rejected, *_refs(), loss_type="ipo", beta=BETA,
-                       chosen_tokens=tokens[0], rejected_tokens=tokens[1])
+    loss, _ = dpo_loss(
+        chosen, rejected, *_refs(), loss_type="ipo", beta=BETA, chosen_tokens=tokens[0], rejected_tokens=tokens[1]
+    )
     assert loss.item() == pytest.approx(value, abs=1e-12)
     loss.backward()
     torch.testing.assert_close(chosen.grad, torch.tensor(chosen_grad, dtype=torch.float64), rtol=0, atol=1e-12)
@@ -108,19 +125,30 @@ def test_the_reference_gets_no_gradient():
 @pytest.mark.parametrize("loss_scale", [1.0, 2.0])
 def test_micro_batches_with_the_global_normalizer_add_up_to_the_full_batch(loss_type, eps, loss_scale):
     torch.manual_seed(0)
-    chosen, rejected = (-20 * torch.rand(8, dtype=torch.float64)).requires_grad_(True), \
-        (-20 * torch.rand(8, dtype=torch.float64)).requires_grad_(True)
+    chosen, rejected = (
+        (-20 * torch.rand(8, dtype=torch.float64)).requires_grad_(True),
+        (-20 * torch.rand(8, dtype=torch.float64)).requires_grad_(True),
+    )
     ref_chosen, ref_rejected = chosen.detach() + torch.randn(8), rejected.detach() + torch.randn(8)
     tokens = torch.randint(1, 30, (2, 8))
     kw = dict(loss_type=loss_type, beta=0.3, label_smoothing=eps)
-    full, _ = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, chosen_tokens=tokens[0], rejected_tokens=tokens[1],
-                       **kw)
+    full, _ = dpo_loss(
+        chosen, rejected, ref_chosen, ref_rejected, chosen_tokens=tokens[0], rejected_tokens=tokens[1], **kw
+    )
     full_grads = torch.autograd.grad(full, (chosen, rejected))
     losses, grads = [], []
     for rows in (slice(0, 3), slice(3, 8)):
         parts = [chosen[rows].detach().requires_grad_(True), rejected[rows].detach().requires_grad_(True)]
-        loss, metrics = dpo_loss(*parts, ref_chosen[rows], ref_rejected[rows], chosen_tokens=tokens[0, rows],
-                                 rejected_tokens=tokens[1, rows], normalizer=8, loss_scale=loss_scale, **kw)
+        loss, metrics = dpo_loss(
+            *parts,
+            ref_chosen[rows],
+            ref_rejected[rows],
+            chosen_tokens=tokens[0, rows],
+            rejected_tokens=tokens[1, rows],
+            normalizer=8,
+            loss_scale=loss_scale,
+            **kw,
+        )
         assert metrics["loss"] == pytest.approx(loss.item())
         losses.append(loss)
         grads.append(torch.autograd.grad(loss, parts))
@@ -130,16 +158,21 @@ def test_micro_batches_with_the_global_normalizer_add_up_to_the_full_batch(loss_
         torch.testing.assert_close(got, full_grads[side], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(loss_type="kto"), "robust"),
-    (dict(loss_type="ipo"), "chosen_tokens"),
-    (dict(loss_type="ipo", label_smoothing=0.1, chosen_tokens=torch.ones(2), rejected_tokens=torch.ones(2)),
-     "no label_smoothing"),
-    (dict(loss_type="robust", label_smoothing=0.5), r"\[0, 0.5\)"),
-    (dict(beta=0.0), "beta"),
-    (dict(ref_rejected_logps=None), "neither"),
-    (dict(normalizer=0), "no preference pairs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(loss_type="kto"), "robust"),
+        (dict(loss_type="ipo"), "chosen_tokens"),
+        (
+            dict(loss_type="ipo", label_smoothing=0.1, chosen_tokens=torch.ones(2), rejected_tokens=torch.ones(2)),
+            "no label_smoothing",
+        ),
+        (dict(loss_type="robust", label_smoothing=0.5), r"\[0, 0.5\)"),
+        (dict(beta=0.0), "beta"),
+        (dict(ref_rejected_logps=None), "neither"),
+        (dict(normalizer=0), "no preference pairs"),
+    ],
+)
 def test_bad_input_is_refused(kwargs, message):
     args = dict(ref_chosen_logps=torch.zeros(2), ref_rejected_logps=torch.zeros(2)) | kwargs
     with pytest.raises(ValueError, match=message):
@@ -170,20 +203,39 @@ def _trl_loss(per_token, pairs, trl_loss_type, eps, ref_logps):
     from trl import DPOTrainer
 
     def model(**kwargs):  # the fused LM head gives 0 off the labelled (completion) positions
-        return SimpleNamespace(log_probs=per_token * pairs["shifted"], entropy=torch.zeros_like(per_token),
-                               mean_logits=torch.zeros_like(per_token), is_top1=torch.zeros_like(per_token).bool())
+        return SimpleNamespace(
+            log_probs=per_token * pairs["shifted"],
+            entropy=torch.zeros_like(per_token),
+            mean_logits=torch.zeros_like(per_token),
+            is_top1=torch.zeros_like(per_token).bool(),
+        )
 
     accelerator = SimpleNamespace(device=torch.device("cpu"), gather=lambda x: x, gather_for_metrics=lambda x: x)
     trainer = SimpleNamespace(
-        model=SimpleNamespace(training=True), accelerator=accelerator, aux_loss_enabled=False, ld_alpha=None,
-        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=[trl_loss_type], loss_weights=[1.0],
-        beta=BETA, label_smoothing=eps, use_weighting=False, _total_train_tokens=0, _tp_size=1,
+        model=SimpleNamespace(training=True),
+        accelerator=accelerator,
+        aux_loss_enabled=False,
+        ld_alpha=None,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=[trl_loss_type],
+        loss_weights=[1.0],
+        beta=BETA,
+        label_smoothing=eps,
+        use_weighting=False,
+        _total_train_tokens=0,
+        _tp_size=1,
         _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
     )
     mask = pairs["completion_mask"]
     ref_chosen, ref_rejected = ref_logps.chunk(2)
-    inputs = dict(input_ids=torch.zeros_like(mask), attention_mask=torch.ones_like(mask), completion_mask=mask,
-                  ref_chosen_logps=ref_chosen, ref_rejected_logps=ref_rejected)
+    inputs = dict(
+        input_ids=torch.zeros_like(mask),
+        attention_mask=torch.ones_like(mask),
+        completion_mask=mask,
+        ref_chosen_logps=ref_chosen,
+        ref_rejected_logps=ref_rejected,
+    )
     loss = DPOTrainer._compute_loss(trainer, model, inputs, return_outputs=False)
     return loss, {key: values[-1] for key, values in trainer._metrics["train"].items()}
 
@@ -192,8 +244,17 @@ def _rlvr_loss(per_token, pairs, loss_type, eps, ref_logps):
     chosen, rejected = (per_token * pairs["shifted"]).sum(1).chunk(2)
     chosen_tokens, rejected_tokens = pairs["completion_mask"].sum(1).chunk(2)
     ref_chosen, ref_rejected = ref_logps.chunk(2) if ref_logps is not None else (None, None)
-    return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, loss_type=loss_type, beta=BETA, label_smoothing=eps,
-                    chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
+    return dpo_loss(
+        chosen,
+        rejected,
+        ref_chosen,
+        ref_rejected,
+        loss_type=loss_type,
+        beta=BETA,
+        label_smoothing=eps,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
+    )
 
 
 # (rlvr loss, TRL loss, ε, reference). TRL >= 1.0 has no label smoothing in "sigmoid"; its "aot"
@@ -214,12 +275,16 @@ def test_loss_gradient_and_metrics_match_trl(case):
     pytest.importorskip("trl")
     ours_type, trl_type, eps, reference = TRL_CASES[case]
     pairs = _make_pairs()
-    ref_logps = {"ref": pairs["ref_logps"], None: None,
-                 "constant": pairs["per_token"].sum(1).detach() + torch.tensor([0.7] * 6 + [-0.4] * 6)}[reference]
+    ref_logps = {
+        "ref": pairs["ref_logps"],
+        None: None,
+        "constant": pairs["per_token"].sum(1).detach() + torch.tensor([0.7] * 6 + [-0.4] * 6),
+    }[reference]
     results = []
-    for fn, loss_type, refs in ((_rlvr_loss, ours_type, ref_logps),
-                                (_trl_loss, trl_type, torch.zeros(12, dtype=torch.float64) if ref_logps is None
-                                 else ref_logps)):
+    for fn, loss_type, refs in (
+        (_rlvr_loss, ours_type, ref_logps),
+        (_trl_loss, trl_type, torch.zeros(12, dtype=torch.float64) if ref_logps is None else ref_logps),
+    ):
         leaf = pairs["per_token"].clone().requires_grad_(True)
         loss, metrics = fn(leaf, pairs, loss_type, eps, refs)
         (grad,) = torch.autograd.grad(loss, leaf)
@@ -228,6 +293,10 @@ def test_loss_gradient_and_metrics_match_trl(case):
     assert abs(ours - theirs) < 1e-6 and ours > 0
     assert (our_grad - their_grad).abs().max().item() < 1e-6
     assert our_grad.abs().max().item() > 1e-3  # a real gradient, not two zeros
-    for mine, trl_name in (("rewards/chosen", "rewards/chosen"), ("rewards/rejected", "rewards/rejected"),
-                           ("accuracy", "rewards/accuracies"), ("margin", "rewards/margins")):
+    for mine, trl_name in (
+        ("rewards/chosen", "rewards/chosen"),
+        ("rewards/rejected", "rewards/rejected"),
+        ("accuracy", "rewards/accuracies"),
+        ("margin", "rewards/margins"),
+    ):
         assert our_metrics[mine] == pytest.approx(their_metrics[trl_name], abs=1e-6), mine

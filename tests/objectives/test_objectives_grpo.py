@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from rlvr.objectives import grpo
-from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, entropy_from_logits, token_logprobs, token_logprobs_and_entropy
 from rlvr.objectives.grpo import (
     ADVANTAGES,
     LOSSES,
@@ -21,6 +20,12 @@ from rlvr.objectives.grpo import (
     policy_loss,
     truncated_importance_weights,
     zero_variance_groups,
+)
+from rlvr.objectives.logprobs import (
+    chunked_token_logprobs_and_entropy,
+    entropy_from_logits,
+    token_logprobs,
+    token_logprobs_and_entropy,
 )
 
 EPS = grpo.STD_EPS
@@ -104,8 +109,14 @@ def _logprobs(ratios=RATIOS):
 def test_clipped_loss_by_hand(loss_type):
     logprobs = _logprobs()
     loss, metrics = policy_loss(
-        logprobs, ADV, MASK, old_logprobs=torch.zeros(2, 3), loss_type=loss_type,
-        clip_eps_low=0.2, clip_eps_high=0.28, max_completion_length=4,
+        logprobs,
+        ADV,
+        MASK,
+        old_logprobs=torch.zeros(2, 3),
+        loss_type=loss_type,
+        clip_eps_low=0.2,
+        clip_eps_high=0.28,
+        max_completion_length=4,
     )
     assert loss.item() == pytest.approx(LOSS_CASES[loss_type], abs=1e-6)
     # clipped low: seq 1's 0.7 (A<0); clipped high: seq 0's 1.5 (A>0); 5 real tokens
@@ -123,34 +134,48 @@ def test_every_loss_variant_is_tested():
 
 def test_clipped_tokens_get_no_gradient():
     logprobs = _logprobs()
-    loss, _ = policy_loss(logprobs, ADV, MASK, old_logprobs=torch.zeros(2, 3), loss_type="grpo",
-                          clip_eps_low=0.2, clip_eps_high=0.28)
+    loss, _ = policy_loss(
+        logprobs, ADV, MASK, old_logprobs=torch.zeros(2, 3), loss_type="grpo", clip_eps_low=0.2, clip_eps_high=0.28
+    )
     loss.backward()
     # d/dlogp of -A·r = -A·r, divided by the sequence length and by 2 sequences; clipped -> 0
-    expected = torch.tensor([
-        [0.0, -1.0 / 3 / 2, -0.5 / 3 / 2],  # 1.5 clipped high; 0.5 below 1-eps but A>0: not clipped
-        [1.5 / 2 / 2, 0.0, 0.0],  # 0.7 clipped low (A<0); padding
-    ])
+    expected = torch.tensor(
+        [
+            [0.0, -1.0 / 3 / 2, -0.5 / 3 / 2],  # 1.5 clipped high; 0.5 below 1-eps but A>0: not clipped
+            [1.5 / 2 / 2, 0.0, 0.0],  # 0.7 clipped low (A<0); padding
+        ]
+    )
     torch.testing.assert_close(logprobs.grad, expected)
 
 
-@pytest.mark.parametrize("eps_low, eps_high, loss", [
-    (0.2, 0.2, ((-1.2 - 1.0 - 0.5) / 3 + (1.5 + 0.8) / 2) / 2),  # symmetric: 1.5 clipped at 1.2
-    (0.2, 0.6, ((-1.5 - 1.0 - 0.5) / 3 + (1.5 + 0.8) / 2) / 2),  # clip-higher lets 1.5 through
-    (0.4, 0.28, ((-1.28 - 1.0 - 0.5) / 3 + (1.5 + 0.7) / 2) / 2),  # lower bound 0.6: 0.7 unclipped
-])
+@pytest.mark.parametrize(
+    "eps_low, eps_high, loss",
+    [
+        (0.2, 0.2, ((-1.2 - 1.0 - 0.5) / 3 + (1.5 + 0.8) / 2) / 2),  # symmetric: 1.5 clipped at 1.2
+        (0.2, 0.6, ((-1.5 - 1.0 - 0.5) / 3 + (1.5 + 0.8) / 2) / 2),  # clip-higher lets 1.5 through
+        (0.4, 0.28, ((-1.28 - 1.0 - 0.5) / 3 + (1.5 + 0.7) / 2) / 2),  # lower bound 0.6: 0.7 unclipped
+    ],
+)
 def test_separate_low_and_high_eps(eps_low, eps_high, loss):
-    got, _ = policy_loss(_logprobs(), ADV, MASK, old_logprobs=torch.zeros(2, 3),
-                         clip_eps_low=eps_low, clip_eps_high=eps_high)
+    got, _ = policy_loss(
+        _logprobs(), ADV, MASK, old_logprobs=torch.zeros(2, 3), clip_eps_low=eps_low, clip_eps_high=eps_high
+    )
     assert got.item() == pytest.approx(loss, abs=1e-6)
 
 
 def test_gspo_sequence_ratio_by_hand():
     # seq 0: mean log ratio (ln1.5 + ln1 + ln0.5)/3 = ln(0.75)/3 -> s0 = 0.75^(1/3) ≈ 0.909, unclipped
     # seq 1: (ln1.5 + ln0.7)/2 = ln(1.05)/2 -> s1 = 1.05^(1/2) ≈ 1.025, unclipped (padding ignored)
-    loss, metrics = policy_loss(_logprobs(), ADV, MASK, old_logprobs=torch.zeros(2, 3), ratio_level="sequence",
-                                clip_eps_low=0.2, clip_eps_high=0.28)
-    s0, s1 = 0.75 ** (1 / 3), 1.05 ** 0.5
+    loss, metrics = policy_loss(
+        _logprobs(),
+        ADV,
+        MASK,
+        old_logprobs=torch.zeros(2, 3),
+        ratio_level="sequence",
+        clip_eps_low=0.2,
+        clip_eps_high=0.28,
+    )
+    s0, s1 = 0.75 ** (1 / 3), 1.05**0.5
     assert loss.item() == pytest.approx((-s0 + s1) / 2, abs=1e-6)
     assert metrics["ratio_mean"] == pytest.approx((3 * s0 + 2 * s1) / 5)
     assert metrics["clip_fraction"] == 0.0
@@ -159,8 +184,14 @@ def test_gspo_sequence_ratio_by_hand():
 def test_gspo_clips_whole_sequences():
     # every token doubles its probability: s = 2 > 1.28 with A > 0 -> the sequence is clipped as a whole
     logprobs = torch.full((1, 3), LN(2.0), requires_grad=True)
-    loss, metrics = policy_loss(logprobs, torch.tensor([1.0]), torch.ones(1, 3), old_logprobs=torch.zeros(1, 3),
-                                ratio_level="sequence", clip_eps_high=0.28)
+    loss, metrics = policy_loss(
+        logprobs,
+        torch.tensor([1.0]),
+        torch.ones(1, 3),
+        old_logprobs=torch.zeros(1, 3),
+        ratio_level="sequence",
+        clip_eps_high=0.28,
+    )
     loss.backward()
     assert loss.item() == pytest.approx(-1.28)
     assert metrics["clip_fraction"] == 1.0
@@ -179,8 +210,9 @@ def test_tis_weights_scale_the_loss_and_are_detached():
     # on-policy (ratio 1): per token -A·w. seq 0 (A=1) weights 0.5, 1, 2 -> -3.5; seq 1 (A=-1) 1, 1 -> +2
     logprobs = torch.zeros(2, 3, requires_grad=True)
     behavior = torch.tensor([[LN(2), 0.0, -LN(3)], [0.0, 0.0, 5.0]])
-    loss, metrics = policy_loss(logprobs, ADV, MASK, old_logprobs=torch.zeros(2, 3), behavior_logprobs=behavior,
-                                loss_type="dapo", tis_cap=2.0)
+    loss, metrics = policy_loss(
+        logprobs, ADV, MASK, old_logprobs=torch.zeros(2, 3), behavior_logprobs=behavior, loss_type="dapo", tis_cap=2.0
+    )
     assert loss.item() == pytest.approx((-3.5 + 2.0) / 5)
     assert metrics["tis_weight_mean"] == pytest.approx((0.5 + 1 + 2 + 1 + 1) / 5)
     assert metrics["tis_truncated_fraction"] == pytest.approx(1 / 5)
@@ -189,11 +221,14 @@ def test_tis_weights_scale_the_loss_and_are_detached():
     torch.testing.assert_close(logprobs.grad, torch.tensor([[-0.1, -0.2, -0.4], [0.2, 0.2, 0.0]]))
 
 
-@pytest.mark.parametrize("estimator, value", [
-    ("k1", LN(2)),  # ln0.5 - ln0.25
-    ("k2", 0.5 * LN(2) ** 2),
-    ("k3", 0.5 + LN(2) - 1),  # exp(ln0.5) - ln0.5 - 1  with ref - logp = ln0.5
-])
+@pytest.mark.parametrize(
+    "estimator, value",
+    [
+        ("k1", LN(2)),  # ln0.5 - ln0.25
+        ("k2", 0.5 * LN(2) ** 2),
+        ("k3", 0.5 + LN(2) - 1),  # exp(ln0.5) - ln0.5 - 1  with ref - logp = ln0.5
+    ],
+)
 def test_kl_estimators_by_hand(estimator, value):
     got = grpo.KL_ESTIMATORS[estimator](torch.tensor([LN(0.5)]), torch.tensor([LN(0.25)]))
     assert got.item() == pytest.approx(value)
@@ -294,8 +329,9 @@ def test_positive_advantage_raises_its_tokens_probability(loss_type):
     tokens = torch.randint(0, 6, (2, 4))
     mask = torch.ones(2, 4)
     before = token_logprobs(logits, tokens).detach()
-    loss, _ = policy_loss(token_logprobs(logits, tokens), torch.tensor([1.0, -1.0]), mask,
-                          loss_type=loss_type, max_completion_length=4)
+    loss, _ = policy_loss(
+        token_logprobs(logits, tokens), torch.tensor([1.0, -1.0]), mask, loss_type=loss_type, max_completion_length=4
+    )
     loss.backward()
     with torch.no_grad():
         logits -= 1.0 * logits.grad
@@ -319,8 +355,9 @@ def test_split_batch_with_global_normalizer_equals_full_batch(loss_type, ratio_l
     grads, losses = [], []
     for rows in (slice(0, 2), slice(2, 4)):
         part = logprobs[rows].detach().requires_grad_(True)
-        loss, metrics = policy_loss(part, adv[rows], mask[rows], **{**kw, "old_logprobs": old[rows]},
-                                    normalizer=normalizer, loss_scale=2)
+        loss, metrics = policy_loss(
+            part, adv[rows], mask[rows], **{**kw, "old_logprobs": old[rows]}, normalizer=normalizer, loss_scale=2
+        )
         assert metrics["loss"] == pytest.approx(loss.item())  # what reduce_metrics averages over ranks
         losses.append(loss)
         grads.append(torch.autograd.grad(loss, part)[0])
@@ -365,7 +402,8 @@ def test_chunked_logprobs_by_hand():
     entropy = -(0.25 * LN(0.25) + 0.75 * LN(0.75))
     for hidden, temperature in (([[1.0], [1.0]], 1.0), ([[2.0], [2.0]], 2.0)):
         logprobs, got_entropy = chunked_token_logprobs_and_entropy(
-            torch.tensor(hidden, dtype=torch.float64), weight, torch.tensor([1, 0]), temperature, chunk_size=1)
+            torch.tensor(hidden, dtype=torch.float64), weight, torch.tensor([1, 0]), temperature, chunk_size=1
+        )
         torch.testing.assert_close(logprobs, torch.tensor([LN(0.75), LN(0.25)], dtype=torch.float64))
         torch.testing.assert_close(got_entropy, torch.tensor([entropy, entropy], dtype=torch.float64))
 
@@ -380,8 +418,7 @@ def test_chunked_logprobs_equal_the_dense_path_in_float64(temperature, chunk_siz
     tokens = torch.randint(0, 13, (3, 5))
     upstream = torch.randn(3, 5, dtype=torch.float64)  # a weighted sum, as a loss is: not only ones
     leaves = [t for t in (hidden, weight) if t.requires_grad]
-    logprobs, entropy = chunked_token_logprobs_and_entropy(hidden, weight, tokens, temperature,
-                                                                chunk_size=chunk_size)
+    logprobs, entropy = chunked_token_logprobs_and_entropy(hidden, weight, tokens, temperature, chunk_size=chunk_size)
     expected, expected_entropy = _dense_float64(hidden, weight, tokens, temperature)
     assert logprobs.dtype == torch.float64 and not entropy.requires_grad
     torch.testing.assert_close(logprobs, expected, rtol=0, atol=1e-6)
@@ -430,12 +467,15 @@ def test_chunked_logprobs_save_no_logits_for_backward():
     assert chunked == 50 * 8  # the weight itself; no logits
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=0.0), "temperature"),
-    (dict(chunk_size=0), "chunk_size"),
-    (dict(weight=torch.zeros(5, 3)), r"weight \[V, H\]"),
-    (dict(token_ids=torch.zeros(2, 2, dtype=torch.long)), r"token_ids \[\.\.\.\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=0.0), "temperature"),
+        (dict(chunk_size=0), "chunk_size"),
+        (dict(weight=torch.zeros(5, 3)), r"weight \[V, H\]"),
+        (dict(token_ids=torch.zeros(2, 2, dtype=torch.long)), r"token_ids \[\.\.\.\]"),
+    ],
+)
 def test_chunked_logprobs_refuse_bad_input(kwargs, message):
     args = dict(hidden=torch.zeros(2, 3, 4), weight=torch.zeros(5, 4), token_ids=torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=message):

@@ -96,11 +96,14 @@ def test_a_step_on_the_loss_raises_the_response_tokens_probability():
     torch.testing.assert_close(after[~mask.bool()], before[~mask.bool()])  # prompt tokens are not taught
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(reduction="mean"), "sequence"),
-    (dict(mask=torch.zeros(2, 3)), "no response tokens"),
-    (dict(mask=torch.ones(2, 4)), r"\[rows, C\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(reduction="mean"), "sequence"),
+        (dict(mask=torch.zeros(2, 3)), "no response tokens"),
+        (dict(mask=torch.ones(2, 4)), r"\[rows, C\]"),
+    ],
+)
 def test_bad_input_is_refused(kwargs, message):
     args = dict(logprobs=torch.zeros(2, 3), mask=torch.ones(2, 3)) | kwargs
     with pytest.raises(ValueError, match=message):

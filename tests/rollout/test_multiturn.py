@@ -75,7 +75,7 @@ def check_invariants(rollout, prompt_len: int, sampling: SamplingConfig, max_mod
 
 def test_the_next_turn_is_the_engine_ids_plus_the_observation_ids(tokenizer, env):
     prompt = tokenizer("Compute 123*456.\n", add_special_tokens=False)["input_ids"]
-    turn0, turn1 = spelled(tokenizer, CALL), spelled(tokenizer, ANSWER) + [tokenizer.eos_token_id]
+    turn0, turn1 = spelled(tokenizer, CALL), [*spelled(tokenizer, ANSWER), tokenizer.eos_token_id]
     engine = ScriptedEngine(tokenizer, [turn0, turn1])
     sampling = SamplingConfig(max_new_tokens=400, seed=1)
     (rollout,) = generate_multiturn(engine, env, [prompt], 1, sampling)
@@ -85,8 +85,11 @@ def test_the_next_turn_is_the_engine_ids_plus_the_observation_ids(tokenizer, env
     assert tokenizer(tokenizer.decode(turn0), add_special_tokens=False)["input_ids"] != turn0  # would have shown
     assert list(rollout.token_ids) == turn0 + obs_ids + turn1 and rollout.prompt_token_ids == tuple(prompt)
     assert rollout.loss_mask == (1,) * len(turn0) + (0,) * len(obs_ids) + (1,) * len(turn1)
-    assert rollout.segments == (("model", 0, len(turn0)), ("tool", len(turn0), len(turn0) + len(obs_ids)),
-                                ("model", len(turn0) + len(obs_ids), len(rollout.token_ids)))
+    assert rollout.segments == (
+        ("model", 0, len(turn0)),
+        ("tool", len(turn0), len(turn0) + len(obs_ids)),
+        ("model", len(turn0) + len(obs_ids), len(rollout.token_ids)),
+    )
     assert rollout.logprobs == (-0.5,) * len(turn0) + (0.0,) * len(obs_ids) + (-0.5,) * len(turn1)
     assert rollout.finish_reason == "stop" and rollout.tool_calls[0]["status"] == "ok"
     assert rollout.tool_calls[0]["observation"] == observation and rollout.tool_calls[0]["code"] == "print(123 * 456)"
@@ -141,23 +144,29 @@ def test_calls_of_a_group_run_as_one_batch(tokenizer, env, monkeypatch):
     assert {r.finish_reason for r in rollouts} == {"tool_budget"}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sampling": SamplingConfig(max_new_tokens=10)}, "needs a seed"),
-    ({"seed": 1, "n": 0}, "samples per prompt"),
-    ({"seed": 1, "tasks": [None, None]}, "2 tasks for 1 prompts"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sampling": SamplingConfig(max_new_tokens=10)}, "needs a seed"),
+        ({"seed": 1, "n": 0}, "samples per prompt"),
+        ({"seed": 1, "tasks": [None, None]}, "2 tasks for 1 prompts"),
+    ],
+)
 def test_bad_calls_are_input_errors(tokenizer, env, kwargs, message):
     with pytest.raises(InputError, match=message):
         generate_multiturn(ScriptedEngine(tokenizer, [[1]]), env, [[1, 2]], **kwargs)
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"loss_mask": (1, 0)}, "loss_mask has 2 entries for 3 tokens"),
-    ({"logprobs": (0.0,)}, "logprobs has 1 entries for 3 tokens"),
-    ({"segments": (("model", 0, 2),)}, "do not tile 3 tokens"),
-    ({"segments": (("model", 0, 1), ("tool", 2, 3))}, "do not tile"),
-    ({"segments": (("model", 0, 1), ("python", 1, 3))}, "do not tile"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"loss_mask": (1, 0)}, "loss_mask has 2 entries for 3 tokens"),
+        ({"logprobs": (0.0,)}, "logprobs has 1 entries for 3 tokens"),
+        ({"segments": (("model", 0, 2),)}, "do not tile 3 tokens"),
+        ({"segments": (("model", 0, 1), ("tool", 2, 3))}, "do not tile"),
+        ({"segments": (("model", 0, 1), ("python", 1, 3))}, "do not tile"),
+    ],
+)
 def test_a_rollout_whose_lengths_disagree_is_refused(fields, message):
     base = {"prompt_index": 0, "text": "t", "token_ids": (1, 2, 3), "logprobs": (-1.0,) * 3, "finish_reason": "stop"}
     with pytest.raises(ValueError, match=message):

@@ -24,8 +24,9 @@ def engine(tiny_model):
 
 
 def chat_ids(tokenizer, question: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -58,14 +59,16 @@ class LetterEnv:
 
 
 def test_a_token_prompt_samples_like_its_text(engine):
-    text = engine.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                                add_generation_prompt=True)
+    text = engine.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
     sampling = SamplingConfig(max_new_tokens=16, seed=5)
     by_text = engine.generate([text], 2, sampling)
     by_ids = engine.generate([TokenPrompt(ids)], 2, sampling)
-    assert [(r.token_ids, r.logprobs, r.prompt_token_ids) for r in by_text] == \
-           [(r.token_ids, r.logprobs, r.prompt_token_ids) for r in by_ids]
+    assert [(r.token_ids, r.logprobs, r.prompt_token_ids) for r in by_text] == [
+        (r.token_ids, r.logprobs, r.prompt_token_ids) for r in by_ids
+    ]
 
 
 def test_a_token_prompt_keeps_its_seed_and_budget_anywhere_in_the_batch(engine):
@@ -78,9 +81,14 @@ def test_a_token_prompt_keeps_its_seed_and_budget_anywhere_in_the_batch(engine):
     assert crowded[2].prompt_index == 2 and crowded[0].token_ids != alone.token_ids
 
 
-@pytest.mark.parametrize("sampling", [SamplingConfig(temperature=1.0, max_new_tokens=64, seed=11),
-                                      SamplingConfig(temperature=0.7, top_k=20, max_new_tokens=64, seed=12)],
-                         ids=["T1", "T0.7-k20"])
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        SamplingConfig(temperature=1.0, max_new_tokens=64, seed=11),
+        SamplingConfig(temperature=0.7, top_k=20, max_new_tokens=64, seed=12),
+    ],
+    ids=["T1", "T0.7-k20"],
+)
 def test_logprobs_across_turns_equal_a_float32_recompute(engine, sampling):
     prompts = [chat_ids(engine.tokenizer, q) for q in QUESTIONS]
     rollouts = generate_multiturn(engine, LetterEnv(), prompts, 2, sampling)

@@ -24,7 +24,7 @@ def _stop_inside_a_token(pieces: list[str]) -> tuple[int, str]:
     """A token k and a stop string made of k's first two characters, so token k runs past it."""
     for k in range(len(pieces)):
         before = pieces[k - 1] if k else ""
-        own = pieces[k][len(before):]
+        own = pieces[k][len(before) :]
         if len(own) >= 3 and own[:2].strip() and own[:2] not in before:
             return k, own[:2]
     raise AssertionError(f"no token of {pieces[-1]!r} is three characters long")
@@ -34,8 +34,10 @@ def test_a_stop_inside_a_token_cuts_both_engines_at_that_token(vllm_engine, hf_e
     prompt = TokenPrompt(chat_ids(hf_engine.tokenizer, "Say hi"))  # greedy: a long answer
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=24)
     (free,) = hf_engine.generate([prompt], 1, greedy)
-    pieces = [hf_engine.tokenizer.decode(free.token_ids[: k + 1], skip_special_tokens=True)
-              for k in range(len(free.token_ids))]
+    pieces = [
+        hf_engine.tokenizer.decode(free.token_ids[: k + 1], skip_special_tokens=True)
+        for k in range(len(free.token_ids))
+    ]
     k, stop = _stop_inside_a_token(pieces)
     stopped = SamplingConfig(temperature=0.0, max_new_tokens=24, stop=(stop,))
     ours, theirs = vllm_engine.generate([prompt], 1, stopped)[0], hf_engine.generate([prompt], 1, stopped)[0]

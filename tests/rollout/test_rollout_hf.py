@@ -17,9 +17,7 @@ QUESTIONS = ["What is 2+2?", "Say hi", "Tell me a story about a cat.", "x"]
 
 def chat(tokenizer, questions=QUESTIONS) -> list[str]:
     return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
-        )
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
         for q in questions
     ]
 
@@ -233,17 +231,29 @@ def test_greedy_is_what_transformers_generate_gives(engine):
     logprobs); batched (rows leave the batch as they end), the same tokens."""
     from transformers import GenerationConfig
 
-    prompts = chat(engine.tokenizer, QUESTIONS + ["Why is the sky blue?", "Count to ten."])
-    config = GenerationConfig(do_sample=False, max_new_tokens=90, eos_token_id=sorted(engine.eos_ids),
-                              pad_token_id=engine.tokenizer.pad_token_id, top_k=None, top_p=None, temperature=None)
+    prompts = chat(engine.tokenizer, [*QUESTIONS, "Why is the sky blue?", "Count to ten."])
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=90,
+        eos_token_id=sorted(engine.eos_ids),
+        pad_token_id=engine.tokenizer.pad_token_id,
+        top_k=None,
+        top_p=None,
+        temperature=None,
+    )
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=90)  # past the KV buffer's first size (prompt + 64)
     expected = []
     for prompt in prompts:
         ids = torch.tensor([engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
-            out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                                        output_scores=True, return_dict_in_generate=True)
-        tokens = out.sequences[0, ids.shape[1]:].tolist()
+            out = engine.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=config,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+        tokens = out.sequences[0, ids.shape[1] :].tolist()
         logprobs = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, tokens)]
         end = next((k + 1 for k, t in enumerate(tokens) if t in engine.eos_ids), len(tokens))
         expected.append((tokens[:end], logprobs[:end]))

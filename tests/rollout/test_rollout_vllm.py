@@ -91,9 +91,7 @@ def test_weight_sync_changes_outputs_and_a_no_op_sync_warns(vllm_engine, hf_mode
             same = vllm_engine.sync_weights(original)
         assert same["changed"] is False and same["probe_max_logprob_change"] == 0.0
         assert "WEIGHT SYNC CHANGED NOTHING" in caplog.text
-        assert [r.token_ids for r in vllm_engine.generate(prompts, 2, sampling)] == [
-            r.token_ids for r in before
-        ]
+        assert [r.token_ids for r in vllm_engine.generate(prompts, 2, sampling)] == [r.token_ids for r in before]
 
         generator = torch.Generator().manual_seed(0)
         moved = {k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in original.items()}

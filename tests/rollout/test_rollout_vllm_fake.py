@@ -28,9 +28,15 @@ class FakeLLM:
         self.calls.append(("generate",))
         lp = -0.1 * (1 + self.reloads)
         step = [{7: SimpleNamespace(logprob=lp)}, {8: SimpleNamespace(logprob=lp)}]
-        return [SimpleNamespace(outputs=[SimpleNamespace(token_ids=[7, 8], logprobs=step, text="ab",
-                                                         finish_reason="length") for _ in range(p.n)])
-                for p in params]
+        return [
+            SimpleNamespace(
+                outputs=[
+                    SimpleNamespace(token_ids=[7, 8], logprobs=step, text="ab", finish_reason="length")
+                    for _ in range(p.n)
+                ]
+            )
+            for p in params
+        ]
 
     def sleep(self, level=1):
         self.calls.append(("sleep", level))
@@ -52,7 +58,7 @@ def fake_vllm(monkeypatch):
     calls: list = []
     module = types.ModuleType("vllm")
     module.LLM = lambda **kwargs: FakeLLM(calls, **kwargs)
-    module.SamplingParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    module.SamplingParams = SimpleNamespace
     monkeypatch.setitem(sys.modules, "vllm", module)
 
     def start(cuda: bool, **kwargs):
@@ -82,18 +88,41 @@ def one_step(engine, moved: bool) -> None:
 
 # level, moved, the vLLM calls of one step in order
 STEPS = [
-    (1, True, [("sleep", 1), ("wake_up", None), ("reset_prefix_cache",), ("reload_weights",),
-               ("reset_prefix_cache",), ("generate",), ("generate",)]),
+    (
+        1,
+        True,
+        [
+            ("sleep", 1),
+            ("wake_up", None),
+            ("reset_prefix_cache",),
+            ("reload_weights",),
+            ("reset_prefix_cache",),
+            ("generate",),
+            ("generate",),
+        ],
+    ),
     (1, False, [("sleep", 1), ("wake_up", None), ("reset_prefix_cache",), ("generate",)]),
     # level 2: weights wake empty, are loaded, and only then does the KV cache wake, even if nothing moved
-    (2, False, [("sleep", 2), ("wake_up", ["weights"]), ("reload_weights",), ("wake_up", ["kv_cache"]),
-                ("reset_prefix_cache",), ("generate",), ("generate",)]),
+    (
+        2,
+        False,
+        [
+            ("sleep", 2),
+            ("wake_up", ["weights"]),
+            ("reload_weights",),
+            ("wake_up", ["kv_cache"]),
+            ("reset_prefix_cache",),
+            ("generate",),
+            ("generate",),
+        ],
+    ),
 ]
 
 
 @pytest.mark.parametrize("level, moved, expected", STEPS, ids=lambda v: str(v) if not isinstance(v, list) else "")
-def test_a_step_sleeps_after_generate_and_wakes_and_syncs_before_the_next(fake_vllm, tiny_model, level, moved,
-                                                                          expected):
+def test_a_step_sleeps_after_generate_and_wakes_and_syncs_before_the_next(
+    fake_vllm, tiny_model, level, moved, expected
+):
     engine, calls = fake_vllm(True, model=tiny_model, sleep_level=level)
     assert engine.can_sleep and calls[0] == ("LLM", ("enable_sleep_mode",))
     engine.generate(["hi"], 1, GREEDY)
@@ -135,8 +164,14 @@ def test_on_cpu_sleep_drops_the_packed_weights_and_the_sync_repacks_them(fake_vl
     assert engine.sync_weights({"model.norm.weight": torch.ones(2)})["changed"] is True
     engine.generate(["hi"], 1, GREEDY)
     # no vLLM sleep/wake_up calls on CPU: the packed kernels and the KV cache's memory go and come back
-    assert after_start(calls) == [("drop_packed_weights",), ("reload_weights",), ("restore_kv_cache",),
-                                  ("reset_prefix_cache",), ("generate",), ("generate",)]
+    assert after_start(calls) == [
+        ("drop_packed_weights",),
+        ("reload_weights",),
+        ("restore_kv_cache",),
+        ("reset_prefix_cache",),
+        ("generate",),
+        ("generate",),
+    ]
 
 
 def test_on_cpu_steps_that_never_sync_sleep_again_without_dropping_twice(fake_vllm, tiny_model):
@@ -147,8 +182,14 @@ def test_on_cpu_steps_that_never_sync_sleep_again_without_dropping_twice(fake_vl
         assert engine.wake() is True
     engine.sync_weights({"model.norm.weight": torch.ones(2)})
     engine.generate(["hi"], 1, GREEDY)
-    assert after_start(calls) == [("drop_packed_weights",), ("reload_weights",), ("restore_kv_cache",),
-                                  ("reset_prefix_cache",), ("generate",), ("generate",)]
+    assert after_start(calls) == [
+        ("drop_packed_weights",),
+        ("reload_weights",),
+        ("restore_kv_cache",),
+        ("reset_prefix_cache",),
+        ("generate",),
+        ("generate",),
+    ]
 
 
 def test_on_cpu_level_0_keeps_everything_and_sleep_is_a_no_op(fake_vllm, tiny_model):
@@ -160,8 +201,7 @@ def test_on_cpu_level_0_keeps_everything_and_sleep_is_a_no_op(fake_vllm, tiny_mo
     assert after_start(calls) == [("generate",)]
 
 
-@pytest.mark.parametrize("cuda, level, message", [(False, 1, "needs CUDA"),
-                                                  (True, 3, "must be one of 0, 1, 2")])
+@pytest.mark.parametrize("cuda, level, message", [(False, 1, "needs CUDA"), (True, 3, "must be one of 0, 1, 2")])
 def test_bad_sleep_levels_are_input_errors(fake_vllm, tiny_model, cuda, level, message):
     with pytest.raises(InputError, match=message):
         fake_vllm(cuda, model=tiny_model, sleep_level=level)
@@ -188,7 +228,10 @@ def test_hf_declares_its_capabilities(tiny_model, kind, live, expected):
 def test_class_level_declarations_say_what_the_loop_needs_before_a_start(fake_vllm, tiny_model):
     # before an engine exists the loop reads the class: vllm keeps its own copy and its sampler's logprobs
     assert {name: getattr(engine_class("hf"), name) for name in CAPABILITIES} == {
-        "holds_weights": False, "sampler_logprobs": False, "can_sleep": False}
+        "holds_weights": False,
+        "sampler_logprobs": False,
+        "can_sleep": False,
+    }
     from rlvr.rollout.vllm.engine import VLLMEngine
 
     assert (VLLMEngine.holds_weights, VLLMEngine.sampler_logprobs) == (True, True)
@@ -233,7 +276,7 @@ def test_kv_budget_is_the_longest_prompt_plus_max_new_tokens(tiny_model):
 def test_weight_syncs_are_checked_first_and_then_periodically(fake_vllm, tiny_model):
     """The first verify_syncs syncs and every verify_every-th after them run the probe (with a fresh
     before-probe, so a sync that stopped working later is caught); the rest skip it."""
-    engine, calls = fake_vllm(False, model=tiny_model, verify_syncs=2, verify_every=4)
+    engine, _calls = fake_vllm(False, model=tiny_model, verify_syncs=2, verify_every=4)
     reports = [engine.sync_weights({}) for _ in range(8)]
     checked = [r["sync"] for r in reports if r["changed"] is not None]
     assert checked == [1, 2, 4, 8]
@@ -245,7 +288,7 @@ def test_weight_syncs_are_checked_first_and_then_periodically(fake_vllm, tiny_mo
 
 def test_a_periodic_check_after_a_cpu_sleep_takes_its_before_probe_while_the_weights_are_there(fake_vllm, tiny_model):
     """A training step sleeps before it syncs: a periodic check's fresh "before" probe is taken at sleep()."""
-    engine, calls = fake_vllm(False, model=tiny_model, verify_syncs=1, verify_every=3)
+    engine, _calls = fake_vllm(False, model=tiny_model, verify_syncs=1, verify_every=3)
     reports = []
     for _ in range(6):
         engine.generate(["hi"], 1, GREEDY)
@@ -256,15 +299,26 @@ def test_a_periodic_check_after_a_cpu_sleep_takes_its_before_probe_while_the_wei
     assert all(r["changed"] is True for r in reports if r["changed"] is not None)
 
 
-def test_sft_steps_on_a_sleeping_cpu_engine_wake_it_every_step_and_push_once_for_the_eval(fake_vllm, tiny_model, tmp_path):
+def test_sft_steps_on_a_sleeping_cpu_engine_wake_it_every_step_and_push_once_for_the_eval(
+    fake_vllm, tiny_model, tmp_path
+):
     """SFT never samples: each step sleeps and wakes the engine, and only the eval pushes the weights."""
     from rlvr.train.trainer import Trainer
     from tests.train.test_trainer import _config
 
     engine, calls = fake_vllm(False, model=tiny_model)
-    config = _config(tiny_model, tmp_path / "run", **{"algorithm": "sft", "optimizer.max_steps": 3,
-                                                      "checkpoint.every": 0, "eval.before_after": True,
-                                                      "eval.limit": 2, "eval.split": "train"})
+    config = _config(
+        tiny_model,
+        tmp_path / "run",
+        **{
+            "algorithm": "sft",
+            "optimizer.max_steps": 3,
+            "checkpoint.every": 0,
+            "eval.before_after": True,
+            "eval.limit": 2,
+            "eval.split": "train",
+        },
+    )
     Trainer(config, engine=engine).train()
     names = [c[0] for c in after_start(calls)]
     assert names.count("drop_packed_weights") == 1 and names.count("reload_weights") == 1
@@ -281,11 +335,15 @@ def test_the_cpu_sleep_empties_the_kv_cache_and_gives_it_back_zeroed():
 
     shared, own = torch.full((2, 4, 8), float("nan")), torch.full((3, 8), 7.0)
     linear = SimpleNamespace(cpu_linear=lambda *a: None)
-    worker = SimpleNamespace(model_runner=SimpleNamespace(
-        model=SimpleNamespace(modules=lambda: [linear]), kv_caches=[shared, shared[1], own]))
+    worker = SimpleNamespace(
+        model_runner=SimpleNamespace(
+            model=SimpleNamespace(modules=lambda: [linear]), kv_caches=[shared, shared[1], own]
+        )
+    )
     assert drop_packed_weights(worker) == 1
     assert shared.untyped_storage().nbytes() == 0 and own.untyped_storage().nbytes() == 0
     assert restore_kv_cache(worker) == (2 * 4 * 8 + 3 * 8) * 4  # the shared storage once
-    assert shared.shape == (2, 4, 8) and torch.equal(shared, torch.zeros(2, 4, 8)) and torch.equal(own, torch.zeros(3, 8))
+    assert (
+        shared.shape == (2, 4, 8) and torch.equal(shared, torch.zeros(2, 4, 8)) and torch.equal(own, torch.zeros(3, 8))
+    )
     assert restore_kv_cache(worker) == 0  # nothing left to restore
-

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.timeout(300)
 
 def rlvr(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     use_repo_dockerd()
-    return subprocess.run([sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, timeout=120,
-                          cwd=REPO, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "rlvr", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
 
 
 CASES = {  # each docker call starts a container (seconds with vfs): docker gets the option cases only
@@ -30,10 +36,15 @@ CASES = {  # each docker call starts a container (seconds with vfs): docker gets
 }
 
 
-@pytest.mark.parametrize("backend,program,options,status,stdout", [
-    pytest.param(backend, *case, id=f"{backend}-{name}") for backend in BACKENDS for name, case in CASES.items()
-    if backend != "docker" or name in ("timeout", "memory")
-])
+@pytest.mark.parametrize(
+    "backend,program,options,status,stdout",
+    [
+        pytest.param(backend, *case, id=f"{backend}-{name}")
+        for backend in BACKENDS
+        for name, case in CASES.items()
+        if backend != "docker" or name in ("timeout", "memory")
+    ],
+)
 def test_run_prints_exec_result_json(tmp_path, backend, program, options, status, stdout):
     open_sandbox(backend).close()  # skip (or fail in CI) where the backend is missing
     path = tmp_path / "prog.py"
@@ -52,11 +63,14 @@ def test_run_passes_stdin(tmp_path):
     assert json.loads(done.stdout)["stdout"] == "ABC\n"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["sandbox", "run", "-b", "local", "/nonexistent/prog.py"], "error: FILE /nonexistent/prog.py: no such file"),
-    (["sandbox", "run", "-b", "local", "--timeout", "0", "x.py"], "--timeout"),
-    (["sandbox", "run", "-b", "nope", "x.py"], "--backend"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["sandbox", "run", "-b", "local", "/nonexistent/prog.py"], "error: FILE /nonexistent/prog.py: no such file"),
+        (["sandbox", "run", "-b", "local", "--timeout", "0", "x.py"], "--timeout"),
+        (["sandbox", "run", "-b", "nope", "x.py"], "--backend"),
+    ],
+)
 def test_bad_input_exits_2(args, message):
     done = rlvr(*args)
     assert done.returncode == 2 and message in done.stderr, done.stderr
@@ -64,8 +78,9 @@ def test_bad_input_exits_2(args, message):
 
 def test_broken_sandbox_exits_1_without_a_result(tmp_path):
     (tmp_path / "p.py").write_text("print(1)")
-    done = rlvr("sandbox", "run", "-b", "docker", str(tmp_path / "p.py"),
-                env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    done = rlvr(
+        "sandbox", "run", "-b", "docker", str(tmp_path / "p.py"), env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert "sandbox failed" in done.stderr and "not reachable" in done.stderr
 
@@ -91,7 +106,6 @@ def test_check_table_says_local_is_no_boundary():
     assert done.returncode == 0 and "not a security boundary" in done.stdout
 
 
-
 def sandbox_imports(root) -> dict[str, set[str]]:
     """module -> the rlvr.sandboxes modules it imports anywhere (also inside functions)."""
     import ast
@@ -100,8 +114,13 @@ def sandbox_imports(root) -> dict[str, set[str]]:
     for path in sorted((root / "rlvr" / "sandboxes").glob("*.py")):
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             found.update(n.split(".")[2] for n in names if n.startswith("rlvr.sandboxes."))
         graph[path.stem] = found - {path.stem}
     return graph
@@ -114,4 +133,5 @@ def test_sandbox_modules_import_no_circle():
 
     def reaches(start, goal, seen=()):
         return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
+
     assert [m for m in graph if reaches(m, m)] == []

@@ -50,15 +50,19 @@ def test_daemon_down_is_sandbox_error(monkeypatch, backend):
 
 
 def test_nothing_of_a_run_is_left_for_the_next():
-    plant = ("import os, subprocess\n"
-             "for d in ('/work', '/dev/shm', os.getcwd()):\n"
-             "    try:\n        open(os.path.join(d, 'left.txt'), 'w').write('x')\n"
-             "    except OSError:\n        pass  # not writable at all: fine too\n"
-             "os.mkdir('/work/leftdir')\n"
-             "subprocess.Popen(['sleep', '600'], start_new_session=True)\n")
-    look = ("import os, subprocess\n"
-            "print(sorted(os.listdir('/work')), sorted(os.listdir('/dev/shm') if os.path.isdir('/dev/shm') else []), sorted(os.listdir('.')))\n"
-            "print([p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/cmdline').read() == 'sleep\\x00600\\x00'])\n")
+    plant = (
+        "import os, subprocess\n"
+        "for d in ('/work', '/dev/shm', os.getcwd()):\n"
+        "    try:\n        open(os.path.join(d, 'left.txt'), 'w').write('x')\n"
+        "    except OSError:\n        pass  # not writable at all: fine too\n"
+        "os.mkdir('/work/leftdir')\n"
+        "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+    )
+    look = (
+        "import os, subprocess\n"
+        "print(sorted(os.listdir('/work')), sorted(os.listdir('/dev/shm') if os.path.isdir('/dev/shm') else []), sorted(os.listdir('.')))\n"
+        "print([p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/cmdline').read() == 'sleep\\x00600\\x00'])\n"
+    )
     with open_sandbox("docker", pool_size=1) as box:
         box.run("pass")
         before = idle_ids(box)
@@ -126,9 +130,10 @@ def test_not_picklable(box):
 def test_job_does_not_leak_through_proc(box):
     """The job (with the report nonce) travels in the supervisor's environment: the program, same
     uid, must not read it back from /proc."""
-    program = ("import os\nfound = []\nfor p in os.listdir('/proc'):\n"
-               "    if p.isdigit():\n        try:\n            found.append(open(f'/proc/{p}/environ', 'rb').read())\n"
-               "        except OSError:\n            pass\nprint(any(b'RLVR_JOB' in e for e in found))\n")
+    program = (
+        "import os\nfound = []\nfor p in os.listdir('/proc'):\n"
+        "    if p.isdigit():\n        try:\n            found.append(open(f'/proc/{p}/environ', 'rb').read())\n"
+        "        except OSError:\n            pass\nprint(any(b'RLVR_JOB' in e for e in found))\n"
+    )
     result = box.run(program)
     assert (result.status, result.stdout) == (ExecStatus.OK, "False\n"), result
-

@@ -48,12 +48,20 @@ def attack_program(target: str, sig: int, attack: str, from_child: bool, catch: 
     """A program that runs ATTACKS[attack] on each pid of TARGETS[target] (from a forked child if
     from_child), ignoring refusals if catch, then prints MARK."""
     step = ATTACKS[attack].format(sig=int(sig))
-    guarded = (f"        try:\n            {step}\n        except OSError as err:\n"
-               "            print('refused', pid, err.errno)\n") if catch else f"        {step}\n"
-    run = ("if os.fork() == 0:\n    try:\n        attack()\n    finally:\n        os._exit(0)\nos.wait()\n"
-           if from_child else "attack()\n")
-    return (f"import os, resource\n\ndef attack():\n    for pid in {TARGETS[target]}:\n{guarded}\n"
-            f"{run}print({MARK!r})\n")
+    guarded = (
+        (
+            f"        try:\n            {step}\n        except OSError as err:\n"
+            "            print('refused', pid, err.errno)\n"
+        )
+        if catch
+        else f"        {step}\n"
+    )
+    run = (
+        "if os.fork() == 0:\n    try:\n        attack()\n    finally:\n        os._exit(0)\nos.wait()\n"
+        if from_child
+        else "attack()\n"
+    )
+    return f"import os, resource\n\ndef attack():\n    for pid in {TARGETS[target]}:\n{guarded}\n{run}print({MARK!r})\n"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -78,8 +86,13 @@ def check_contained(box, program: str, *, target: str, from_child: bool, catch: 
     elif spared_itself:
         assert result.status in (ExecStatus.OK, ExecStatus.RUNTIME_ERROR), result
     else:
-        assert result.status in (ExecStatus.OK, ExecStatus.RUNTIME_ERROR, ExecStatus.KILLED,
-                                 ExecStatus.TIMEOUT, ExecStatus.MEMORY), result  # prlimit on itself
+        assert result.status in (
+            ExecStatus.OK,
+            ExecStatus.RUNTIME_ERROR,
+            ExecStatus.KILLED,
+            ExecStatus.TIMEOUT,
+            ExecStatus.MEMORY,
+        ), result  # prlimit on itself
     after = box.run("print(6 * 7)")
     assert (after.status, after.stdout) == (ExecStatus.OK, "42\n"), after
     return result
@@ -94,13 +107,22 @@ def test_named_kills_give_a_result(box, target):
     check_contained(box, program, target=target, from_child=False, catch=True)
 
 
-@given(target=st.sampled_from(sorted(TARGETS)), sig=st.sampled_from(SIGNALS),
-       attack=st.sampled_from(sorted(ATTACKS)), from_child=st.booleans(), catch=st.booleans())
+@given(
+    target=st.sampled_from(sorted(TARGETS)),
+    sig=st.sampled_from(SIGNALS),
+    attack=st.sampled_from(sorted(ATTACKS)),
+    from_child=st.booleans(),
+    catch=st.booleans(),
+)
 @example(target="parent", sig=signal.SIGSTOP, attack="signal", from_child=False, catch=False)
 @example(target="everyone", sig=signal.SIGKILL, attack="signal", from_child=True, catch=True)
 @example(target="parent", sig=signal.SIGKILL, attack="prlimit", from_child=False, catch=False)
-@settings(max_examples=12, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_no_attack_on_the_supervisor_is_a_sandbox_error(box, target, sig, attack, from_child, catch):
     if PROPERTY not in box.claims:
         pytest.skip(f"{box.name} does not claim {PROPERTY}")

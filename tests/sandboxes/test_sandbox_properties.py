@@ -3,7 +3,6 @@ what it does not claim (strict xfail), except the fork bomb, which is not run on
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import stat
@@ -97,6 +96,7 @@ def test_no_network(box, listener):
     def check():
         assert result.status is ExecStatus.OK, result
         assert "CONNECTED" not in result.stdout and not hits, result.stdout
+
     expect_claim(box, "no_network", check)
 
 
@@ -123,6 +123,7 @@ def test_cannot_read_planted_file(box, planted):
         assert result.status is ExecStatus.OK, result
         assert secret not in result.stdout
         assert "blocked" in result.stdout
+
     expect_claim(box, "no_host_files", check)
 
 
@@ -156,6 +157,7 @@ def test_cannot_write_outside_work_dir(box):
         assert "INSIDE ok" in result.stdout
         assert "WROTE" not in result.stdout, result.stdout
         assert not escaped
+
     expect_claim(box, "work_dir_only", check)
 
 
@@ -188,11 +190,15 @@ def test_fork_bomb_contained(box):
     assert box.run("print('still fine')").stdout.strip() == "still fine"
 
 
-@pytest.mark.parametrize("program", [
-    "x = bytearray(8 * 1024**3)",
-    "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024**2))",
-    "s = 'x' * (2 * 1024**3)",
-], ids=["one-big", "growing", "string"])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "x = bytearray(8 * 1024**3)",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024**2))",
+        "s = 'x' * (2 * 1024**3)",
+    ],
+    ids=["one-big", "growing", "string"],
+)
 def test_memory_bomb(box, program):
     expect_claim(box, "memory_limited", lambda: None)
     result = box.run(program, limits=Limits(timeout_s=10, memory_mb=256))
@@ -200,9 +206,15 @@ def test_memory_bomb(box, program):
     assert box.run("print(sum(range(10)))").stdout.strip() == "45"
 
 
-@pytest.mark.parametrize("program", ["while True:\n    pass", "import time\ntime.sleep(3600)",
-                                     "import os, time\nif os.fork() == 0:\n    os.setsid()\nwhile True: time.sleep(1)"],
-                         ids=["busy", "sleep", "setsid"])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "while True:\n    pass",
+        "import time\ntime.sleep(3600)",
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\nwhile True: time.sleep(1)",
+    ],
+    ids=["busy", "sleep", "setsid"],
+)
 def test_infinite_loop_times_out(box, program):
     limit, margin = 1.5, 1.5
     box.run("pass")  # a warm container ready (docker): the margin is for the run, not a container start
@@ -269,8 +281,10 @@ def test_no_process_survives(box):
 def test_unprivileged(box):
     if box.name == "local":
         pytest.skip("local runs as the calling user")
-    program = ("import os\nstatus = open('/proc/self/status').read()\n"
-               "print(os.getuid(), [l.split()[1] for l in status.splitlines() if l.startswith('CapEff')][0])")
+    program = (
+        "import os\nstatus = open('/proc/self/status').read()\n"
+        "print(os.getuid(), [l.split()[1] for l in status.splitlines() if l.startswith('CapEff')][0])"
+    )
     result = box.run(program)
     uid, caps = result.stdout.split()
     assert uid != "0" and int(caps, 16) == 0, result.stdout
@@ -278,19 +292,23 @@ def test_unprivileged(box):
 
 @pytest.mark.parametrize("stdin", ["", "hello\nworld\n", "z" * 300_000])
 def test_stdin_reaches_program(box, stdin):
-    result = box.run("import sys\ndata = sys.stdin.read()\nprint(len(data), data[:5])", stdin=stdin,
-                     limits=Limits(timeout_s=10))
+    result = box.run(
+        "import sys\ndata = sys.stdin.read()\nprint(len(data), data[:5])", stdin=stdin, limits=Limits(timeout_s=10)
+    )
     assert result.status is ExecStatus.OK, result
     assert result.stdout.split()[0] == str(len(stdin))
 
 
-@pytest.mark.parametrize("program,status,code", [
-    ("print('hi')", ExecStatus.OK, 0),
-    ("raise ValueError('boom')", ExecStatus.RUNTIME_ERROR, 1),
-    ("import sys\nsys.exit(7)", ExecStatus.RUNTIME_ERROR, 7),
-    ("def f(:\n  pass", ExecStatus.RUNTIME_ERROR, 1),
-    ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", ExecStatus.KILLED, -11),
-])
+@pytest.mark.parametrize(
+    "program,status,code",
+    [
+        ("print('hi')", ExecStatus.OK, 0),
+        ("raise ValueError('boom')", ExecStatus.RUNTIME_ERROR, 1),
+        ("import sys\nsys.exit(7)", ExecStatus.RUNTIME_ERROR, 7),
+        ("def f(:\n  pass", ExecStatus.RUNTIME_ERROR, 1),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", ExecStatus.KILLED, -11),
+    ],
+)
 def test_exit_statuses(box, program, status, code):
     result = box.run(program)
     assert (result.status, result.exit_code) == (status, code), result

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlvr.objectives import grpo
 from rlvr.config import CHOICES, dump_yaml, load_config, parse_set, resolve_auto
 from rlvr.errors import InputError
+from rlvr.objectives import grpo
 
 
 def test_yaml_then_overrides_and_round_trip(tmp_path):
@@ -20,17 +20,20 @@ def test_yaml_then_overrides_and_round_trip(tmp_path):
     assert load_config(again) == config
 
 
-@pytest.mark.parametrize("yaml_text, overrides, message", [
-    ("rollout:\n  n: two\n", {}, "rollout.n must be int"),
-    ("optimizer:\n  lrr: 1\n", {}, "unknown config key 'optimizer.lrr'"),
-    ("optimiser:\n  lr: 1\n", {}, "unknown config section 'optimiser'"),
-    ("- a\n- b\n", {}, "expected a mapping"),
-    ("rollout: [\n", {}, "invalid YAML"),
-    ("", {"grpo.loss": "ppo"}, "grpo.loss must be one of grpo, dapo, dr_grpo"),
-    ("", {"rollout.n": 1}, "rollout.n must be >= 2"),
-    ("", {"optimizer.lr": -1}, "optimizer.lr must be >= 0"),
-    ("", {"grpo.clip_eps_low": 1.5}, "clip_eps_low"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, overrides, message",
+    [
+        ("rollout:\n  n: two\n", {}, "rollout.n must be int"),
+        ("optimizer:\n  lrr: 1\n", {}, "unknown config key 'optimizer.lrr'"),
+        ("optimiser:\n  lr: 1\n", {}, "unknown config section 'optimiser'"),
+        ("- a\n- b\n", {}, "expected a mapping"),
+        ("rollout: [\n", {}, "invalid YAML"),
+        ("", {"grpo.loss": "ppo"}, "grpo.loss must be one of grpo, dapo, dr_grpo"),
+        ("", {"rollout.n": 1}, "rollout.n must be >= 2"),
+        ("", {"optimizer.lr": -1}, "optimizer.lr must be >= 0"),
+        ("", {"grpo.clip_eps_low": 1.5}, "clip_eps_low"),
+    ],
+)
 def test_bad_config_is_an_input_error_naming_the_key(tmp_path, yaml_text, overrides, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
@@ -58,10 +61,15 @@ def test_auto_sizes_by_device_keep_explicit_values(device, n, tokens, lr, steps)
     assert resolved.model.dtype == "auto"  # measured at start-up (rlvr.learner.precision), not guessed here
 
 
-@pytest.mark.parametrize("algorithm, device, key, value", [
-    ("sft", "cpu", "rollout.prompts_per_step", 16), ("sft", "cuda", "optimizer.max_steps", 200),
-    ("dpo", "cpu", "optimizer.lr", 3e-5), ("grpo", "cpu", "optimizer.lr", 5e-5),
-])
+@pytest.mark.parametrize(
+    "algorithm, device, key, value",
+    [
+        ("sft", "cpu", "rollout.prompts_per_step", 16),
+        ("sft", "cuda", "optimizer.max_steps", 200),
+        ("dpo", "cpu", "optimizer.lr", 3e-5),
+        ("grpo", "cpu", "optimizer.lr", 5e-5),
+    ],
+)
 def test_each_algorithm_has_its_own_auto_values(algorithm, device, key, value):
     resolved = resolve_auto(load_config(None, {"algorithm": algorithm}), device)
     section, leaf = key.split(".")
@@ -77,12 +85,15 @@ def test_choices_match_the_grpo_tables():
     assert set(CHOICES["grpo.ratio_level"]) == set(grpo.RATIOS)
 
 
-@pytest.mark.parametrize("yaml_text, assignment, old, new, value", [
-    ("algorithm:\n  loss: dapo\n", None, "algorithm.loss", "grpo.loss", "dapo"),
-    ("algorithm:\n  name: sft\n", None, "algorithm.name", "algorithm", "sft"),
-    ("", "algorithm.loss=dr_grpo", "algorithm.loss", "grpo.loss", "dr_grpo"),
-    ("", "algorithm.name=dpo", "algorithm.name", "algorithm", "dpo"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, assignment, old, new, value",
+    [
+        ("algorithm:\n  loss: dapo\n", None, "algorithm.loss", "grpo.loss", "dapo"),
+        ("algorithm:\n  name: sft\n", None, "algorithm.name", "algorithm", "sft"),
+        ("", "algorithm.loss=dr_grpo", "algorithm.loss", "grpo.loss", "dr_grpo"),
+        ("", "algorithm.name=dpo", "algorithm.name", "algorithm", "dpo"),
+    ],
+)
 def test_an_old_key_loads_with_one_warning_naming_the_new_key(tmp_path, caplog, yaml_text, assignment, old, new, value):
     path = tmp_path / "old.yaml"
     path.write_text(yaml_text)

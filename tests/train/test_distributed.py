@@ -17,7 +17,6 @@ from rlvr.distributed import (
     init_distributed,
     reduce_metrics,
     shard_groups,
-    unwrap_model,
     wrap_model,
 )
 from rlvr.errors import InputError
@@ -37,12 +36,15 @@ def _ctx(rank: int, world_size: int) -> DistContext:
     return DistContext(rank, world_size, rank, torch.device("cpu"), rank == 0)
 
 
-@pytest.mark.parametrize("world_size, rank, expected", [
-    (1, 0, [0, 1, 2, 3, 4, 5, 6, 7]),
-    (2, 0, [0, 1, 2, 3]),
-    (2, 1, [4, 5, 6, 7]),
-    (4, 3, [6, 7]),
-])
+@pytest.mark.parametrize(
+    "world_size, rank, expected",
+    [
+        (1, 0, [0, 1, 2, 3, 4, 5, 6, 7]),
+        (2, 0, [0, 1, 2, 3]),
+        (2, 1, [4, 5, 6, 7]),
+        (4, 3, [6, 7]),
+    ],
+)
 def test_shard_groups_gives_contiguous_equal_shares(world_size, rank, expected):
     assert shard_groups(list(range(8)), _ctx(rank, world_size)) == expected
 
@@ -63,14 +65,17 @@ def test_single_process_context_outside_torchrun(monkeypatch):
     assert full_state_dict(model, ctx)["weight"].data_ptr() == model.weight.data_ptr()  # no copy
 
 
-@pytest.mark.parametrize("world_size, tp, expected", [
-    (1, 1, {}),
-    (1, 4, {"tensor_parallel_size": 4}),
-    (8, 1, {"distributed_executor_backend": "external_launcher"}),
-    (8, 2, {"tensor_parallel_size": 2, "distributed_executor_backend": "external_launcher"}),
-    (8, 3, InputError),
-    (2, 0, InputError),
-])
+@pytest.mark.parametrize(
+    "world_size, tp, expected",
+    [
+        (1, 1, {}),
+        (1, 4, {"tensor_parallel_size": 4}),
+        (8, 1, {"distributed_executor_backend": "external_launcher"}),
+        (8, 2, {"tensor_parallel_size": 2, "distributed_executor_backend": "external_launcher"}),
+        (8, 3, InputError),
+        (2, 0, InputError),
+    ],
+)
 def test_vllm_parallel_options(world_size, tp, expected):
     if expected is InputError:
         with pytest.raises(InputError, match="tensor_parallel_size"):
@@ -130,16 +135,22 @@ def _grpo_step(model, optimizer, batch: dict, loss_type: str, ctx: DistContext, 
     """The learner's part of a trainer step, as the trainer does it on each rank."""
     from rlvr.distributed import all_reduce_sum
 
-    logits = model(input_ids=batch["input_ids"]).logits[:, PROMPT_LEN - 1:-1]
+    logits = model(input_ids=batch["input_ids"]).logits[:, PROMPT_LEN - 1 : -1]
     logprobs = token_logprobs(logits, batch["input_ids"][:, PROMPT_LEN:], temperature=0.8)
     advantages = group_advantages(batch["rewards"], "grpo").reshape(-1)
     local = loss_normalizer(loss_type, batch["mask"], COMPLETION_LEN)
     loss, metrics = policy_loss(
-        logprobs, advantages, batch["mask"],
+        logprobs,
+        advantages,
+        batch["mask"],
         old_logprobs=logprobs.detach() + batch["old_offset"],
         behavior_logprobs=logprobs.detach() + batch["behavior_offset"],
-        loss_type=loss_type, clip_eps_low=0.2, clip_eps_high=0.28, max_completion_length=COMPLETION_LEN,
-        normalizer=all_reduce_sum(local, ctx), loss_scale=ctx.world_size,
+        loss_type=loss_type,
+        clip_eps_low=0.2,
+        clip_eps_high=0.28,
+        max_completion_length=COMPLETION_LEN,
+        normalizer=all_reduce_sum(local, ctx),
+        loss_scale=ctx.world_size,
     )
     optimizer.zero_grad()
     loss.backward()
@@ -162,8 +173,9 @@ def _free_port() -> int:
 
 def _rank_main(rank: int, world_size: int, port: int, strategy: str, out: str) -> None:
     """One rank of the gloo world: the step for every loss aggregation, full weights saved."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     ctx = init_distributed("gloo")
     try:
@@ -207,10 +219,19 @@ class EchoEngine:
 
 
 def _collectives_main(rank: int, world_size: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    from rlvr.distributed import (agree, all_reduce_sum, barrier, broadcast_object, gather_cat, gather_object,
-                                  scatter_object, shutdown_distributed)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
+    from rlvr.distributed import (
+        agree,
+        all_reduce_sum,
+        barrier,
+        broadcast_object,
+        gather_cat,
+        gather_object,
+        scatter_object,
+        shutdown_distributed,
+    )
 
     ctx = init_distributed()  # no backend given: gloo on a CPU machine
     echo = EchoEngine()
@@ -219,8 +240,16 @@ def _collectives_main(rank: int, world_size: int, port: int, out: str) -> None:
     result = {
         "ctx": [ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device)],
         "shard": shard_groups(["p0", "p1", "p2", "p3"], ctx),
-        "metrics": reduce_metrics({"reward_mean": [0.2, 0.6][rank], "length_max": [7, 3][rank],
-                                   "tokens": [10, 20][rank], "loss": [1.0, 2.0][rank]}, ctx, how={"loss": "sum"}),
+        "metrics": reduce_metrics(
+            {
+                "reward_mean": [0.2, 0.6][rank],
+                "length_max": [7, 3][rank],
+                "tokens": [10, 20][rank],
+                "loss": [1.0, 2.0][rank],
+            },
+            ctx,
+            how={"loss": "sum"},
+        ),
         "sum": all_reduce_sum(torch.tensor(rank + 1.0), ctx).item(),
         "gathered": gather_cat(torch.tensor([[rank, rank]]), ctx).tolist(),
         "broadcast": broadcast_object({"from": rank}, ctx),
@@ -279,11 +308,38 @@ def test_two_rank_step_equals_one_process_step(strategy, tmp_path):
 
 
 DRIVER = Path(__file__).resolve().parents[1] / "_dist_driver.py"
-TRAIN_ARGS = ["--engine", "hf", "--dataset", "arith", "--verifier", "think_format", "--group-size", "2",
-              "--prompts-per-step", "4", "--max-new-tokens", "16", "--lr", "1e-4", "--seed", "0",
-              "--set", "reward.workers=1", "--set", "logging.progress=false", "--set", "optimizer.warmup_steps=0",
-              "--set", "checkpoint.every=1", "--set", "logging.samples_every=0", "--set", "model.dtype=float32",
-              "--set", "eval.before_after=false"]
+TRAIN_ARGS = [
+    "--engine",
+    "hf",
+    "--dataset",
+    "arith",
+    "--verifier",
+    "think_format",
+    "--group-size",
+    "2",
+    "--prompts-per-step",
+    "4",
+    "--max-new-tokens",
+    "16",
+    "--lr",
+    "1e-4",
+    "--seed",
+    "0",
+    "--set",
+    "reward.workers=1",
+    "--set",
+    "logging.progress=false",
+    "--set",
+    "optimizer.warmup_steps=0",
+    "--set",
+    "checkpoint.every=1",
+    "--set",
+    "logging.samples_every=0",
+    "--set",
+    "model.dtype=float32",
+    "--set",
+    "eval.before_after=false",
+]
 
 
 def _run_driver(tmp: Path, ranks: int, args: list[str], name: str) -> list:
@@ -293,13 +349,31 @@ def _run_driver(tmp: Path, ranks: int, args: list[str], name: str) -> list:
     import sys
 
     audit = tmp / f"{name}-audit.json"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())] if ranks > 1 else [sys.executable]
+    launcher = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(ranks),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+        ]
+        if ranks > 1
+        else [sys.executable]
+    )
     root = str(DRIVER.parent.parent)  # the checkout, importable even where rlvr is not installed
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([*launcher, str(DRIVER), str(audit), "--", *args], env=env, cwd=tmp,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [*launcher, str(DRIVER), str(audit), "--", *args], env=env, cwd=tmp, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return json.loads(audit.read_text()) if ranks > 1 else []
 
@@ -319,12 +393,18 @@ def test_write_audit_sees_writes(tmp_path):
     import subprocess
     import sys
 
-    code = ("import json, os, sys; sys.path.insert(0, sys.argv[1]); import _dist_driver as d; rec = []; "
-            "d._watch_writes(sys.argv[2], rec); os.mkdir(sys.argv[2] + '/sub'); open(sys.argv[2] + '/sub/x', 'w').close(); "
-            "open(sys.argv[2] + '/sub/x').read(); open(sys.argv[3], 'w').close(); print(json.dumps(rec))")
+    code = (
+        "import json, os, sys; sys.path.insert(0, sys.argv[1]); import _dist_driver as d; rec = []; "
+        "d._watch_writes(sys.argv[2], rec); os.mkdir(sys.argv[2] + '/sub'); open(sys.argv[2] + '/sub/x', 'w').close(); "
+        "open(sys.argv[2] + '/sub/x').read(); open(sys.argv[3], 'w').close(); print(json.dumps(rec))"
+    )
     (tmp_path / "run").mkdir()
-    out = subprocess.run([sys.executable, "-c", code, str(DRIVER.parent), str(tmp_path / "run"), str(tmp_path / "run-log")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(DRIVER.parent), str(tmp_path / "run"), str(tmp_path / "run-log")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert [event for event, _ in json.loads(out)] == ["os.mkdir", "open"]  # reads and outside writes are not listed
 
 
@@ -403,14 +483,27 @@ def test_batch_advantages_use_the_whole_batchs_statistics_under_ddp(tmp_path):
 
     model = make_tiny_model(tmp_path / "tiny")
     # groups of 3 canned completions: ranks see different reward mixes, so a per-rank std would differ
-    args = [*TRAIN_ARGS, "--model", str(model), "--set", "grpo.advantage=batch", "--max-steps", "1",
-            "--set", "checkpoint.every=0", "--group-size", "3"]
+    args = [
+        *TRAIN_ARGS,
+        "--model",
+        str(model),
+        "--set",
+        "grpo.advantage=batch",
+        "--max-steps",
+        "1",
+        "--set",
+        "checkpoint.every=0",
+        "--group-size",
+        "3",
+    ]
     _run_driver(tmp_path, 1, [*args, "--output", str(tmp_path / "one")], "batch-one")
     _run_driver(tmp_path, 2, [*args, "--output", str(tmp_path / "two")], "batch-two")
     # the same advantages, hence the same loss; weights agree to well under one step of lr 1e-4 (Adam's first
     # step is ~lr·sign(g), so float noise in near-zero gradients moves some entries by up to ~lr/2)
     (m1,), (m2,) = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
-    assert m2["loss"] == pytest.approx(m1["loss"], abs=1e-7) and m2["advantage_mean"] == pytest.approx(m1["advantage_mean"], abs=1e-7)
+    assert m2["loss"] == pytest.approx(m1["loss"], abs=1e-7) and m2["advantage_mean"] == pytest.approx(
+        m1["advantage_mean"], abs=1e-7
+    )
     one, two = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-4, msg=name)

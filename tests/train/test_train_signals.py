@@ -22,12 +22,45 @@ STEPS = 5
 
 
 def _args(model: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rlvr", "train", "--model", str(model), "--engine", "hf", "--output", str(out),
-            "--verifier", "math+overlong:max_tokens=60,buffer=50,unit=chars", "--max-steps", str(STEPS),
-            "--group-size", "2", "--prompts-per-step", "2", "--max-new-tokens", "12", "--lr", "1e-3",
-            "--set", "model.dtype=float32", "--set", "rollout.temperature=1.0", "--set", "data.size=64",
-            "--set", "reward.workers=0", "--set", "eval.before_after=false", "--set", "optimizer.warmup_steps=0",
-            "--set", "logging.samples_every=0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "rlvr",
+        "train",
+        "--model",
+        str(model),
+        "--engine",
+        "hf",
+        "--output",
+        str(out),
+        "--verifier",
+        "math+overlong:max_tokens=60,buffer=50,unit=chars",
+        "--max-steps",
+        str(STEPS),
+        "--group-size",
+        "2",
+        "--prompts-per-step",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--lr",
+        "1e-3",
+        "--set",
+        "model.dtype=float32",
+        "--set",
+        "rollout.temperature=1.0",
+        "--set",
+        "data.size=64",
+        "--set",
+        "reward.workers=0",
+        "--set",
+        "eval.before_after=false",
+        "--set",
+        "optimizer.warmup_steps=0",
+        "--set",
+        "logging.samples_every=0",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -75,8 +108,13 @@ def uninterrupted(tiny_model, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_sigterm_finishes_the_step_checkpoints_and_resume_loses_nothing(tiny_model, uninterrupted, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_args(tiny_model, out, "--set", "checkpoint.every=0"), env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _args(tiny_model, out, "--set", "checkpoint.every=0"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     _wait_for(lambda: _steps_done(out) >= 2, proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -99,8 +137,13 @@ def test_sigkill_at_any_moment_resumes_from_the_last_complete_checkpoint(tiny_mo
     checkpoint write torn by a kill (its temporary folder half-written, `latest` pointing nowhere):
     resume takes the last complete checkpoint and ends with the uninterrupted run's weights."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(_args(tiny_model, out, "--set", "checkpoint.every=1"), env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _args(tiny_model, out, "--set", "checkpoint.every=1"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     _wait_for(lambda: _steps_done(out) >= 2, proc)
     time.sleep(delay)
     proc.kill()

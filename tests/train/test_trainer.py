@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 from rlvr.config import load_config
 from rlvr.train.monitor import AlarmState, check_alarms, read_metrics
 from rlvr.train.trainer import PromptStream, Trainer, train
+import functools
+import operator
 
 # character length of random text varies between samples: a reward with variance in every group,
 # so the tiny model gets a real gradient (math alone would score it 0 everywhere)
@@ -21,30 +23,70 @@ VERIFIER = "math+overlong:max_tokens=60,buffer=50,unit=chars"
 
 
 def _config(model: Path, out: Path, **extra):
-    return load_config(None, {
-        "model.name": str(model), "device": "cpu", "rollout.engine": "hf", "data.dataset": "arith",
-        "data.size": 64, "reward.verifier": VERIFIER, "reward.workers": 1, "rollout.n": 2,
-        "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 12, "optimizer.lr": 1e-3, "rollout.temperature": 1.0,
-        "optimizer.max_steps": 2, "optimizer.warmup_steps": 0, "logging.output": str(out),
-        "logging.progress": False, "checkpoint.every": 1, "logging.samples_every": 1, "eval.before_after": False, "reward.audit": False,
-        **extra})
+    return load_config(
+        None,
+        {
+            "model.name": str(model),
+            "device": "cpu",
+            "rollout.engine": "hf",
+            "data.dataset": "arith",
+            "data.size": 64,
+            "reward.verifier": VERIFIER,
+            "reward.workers": 1,
+            "rollout.n": 2,
+            "rollout.prompts_per_step": 2,
+            "rollout.max_new_tokens": 12,
+            "optimizer.lr": 1e-3,
+            "rollout.temperature": 1.0,
+            "optimizer.max_steps": 2,
+            "optimizer.warmup_steps": 0,
+            "logging.output": str(out),
+            "logging.progress": False,
+            "checkpoint.every": 1,
+            "logging.samples_every": 1,
+            "eval.before_after": False,
+            "reward.audit": False,
+            **extra,
+        },
+    )
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
 
-STEP_FIELDS = {"step", "reward_mean", "reward_std", "reward_math_mean", "reward_overlong_mean", "accuracy",
-               "completion_len_mean", "completion_len_max", "truncation_rate", "zero_variance_fraction",
-               "entropy", "clip_fraction", "grad_norm", "lr", "tokens_per_s", "time_generate", "time_verify",
-               "time_learn", "time_sync", "verifier_failure_rate", "no_answer_rate", "loss", "alarms"}
+STEP_FIELDS = {
+    "step",
+    "reward_mean",
+    "reward_std",
+    "reward_math_mean",
+    "reward_overlong_mean",
+    "accuracy",
+    "completion_len_mean",
+    "completion_len_max",
+    "truncation_rate",
+    "zero_variance_fraction",
+    "entropy",
+    "clip_fraction",
+    "grad_norm",
+    "lr",
+    "tokens_per_s",
+    "time_generate",
+    "time_verify",
+    "time_learn",
+    "time_sync",
+    "verifier_failure_rate",
+    "no_answer_rate",
+    "loss",
+    "alarms",
+}
 
 
 def test_hf_engine_trains_writes_metrics_and_resumes_to_the_same_weights(tiny_model, tmp_path):
     train(_config(tiny_model, tmp_path / "full", **{"optimizer.max_steps": 3}))
     records = read_metrics(tmp_path / "full")
     assert [r["step"] for r in records] == [1, 2, 3]
-    assert STEP_FIELDS <= set(records[0]), STEP_FIELDS - set(records[0])
+    assert set(records[0]) >= STEP_FIELDS, STEP_FIELDS - set(records[0])
     assert any(r["grad_norm"] > 0 for r in records)
     full = _weights(tmp_path / "full" / "final")
     start = _weights(tiny_model)
@@ -97,19 +139,29 @@ def test_lora_run_saves_a_peft_adapter_and_merged_final(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_vllm_engine_trains_and_generates_with_the_synced_lora_weights(tiny_model, vllm_engine, tmp_path):
-    from rlvr.rollout import SamplingConfig
-    from rlvr.testing import reference_logprobs
     from transformers import AutoModelForCausalLM
 
-    config = _config(tiny_model, tmp_path / "run", **{"model.lora_r": 4, "rollout.engine": "vllm",
-                                                        "optimizer.lr": 0.05,  # LoRA B starts at 0: move it visibly
-                                                        # vllm samples rarely stop early: reward every character
-                                                        "reward.verifier": "overlong:max_tokens=200,buffer=190,unit=chars"})
+    from rlvr.rollout import SamplingConfig
+    from rlvr.testing import reference_logprobs
+
+    config = _config(
+        tiny_model,
+        tmp_path / "run",
+        **{
+            "model.lora_r": 4,
+            "rollout.engine": "vllm",
+            "optimizer.lr": 0.05,  # LoRA B starts at 0: move it visibly
+            # vllm samples rarely stop early: reward every character
+            "reward.verifier": "overlong:max_tokens=200,buffer=190,unit=chars",
+        },
+    )
     try:
         trainer = Trainer(config, engine=vllm_engine)
         trainer.train()
         records = read_metrics(tmp_path / "run")
-        assert [r["step"] for r in records] == [1, 2] and "weights_unchanged" not in sum((r["alarms"] for r in records), [])
+        assert [r["step"] for r in records] == [1, 2] and "weights_unchanged" not in functools.reduce(
+            operator.iadd, (r["alarms"] for r in records), []
+        )
         assert any(r.get("tis_weight_mean") is not None for r in records)  # vllm: sampler mismatch corrected
         trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final").eval()
         initial = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
@@ -136,19 +188,23 @@ def test_prompt_stream_is_seeded_and_resumable():
 
 # ------------------------------------------------------------------------------ alarms
 
-@pytest.mark.parametrize("metrics, fires", [
-    ({"truncation_rate": 0.6}, {"truncation"}),
-    ({"truncation_rate": 0.5}, set()),
-    ({"zero_variance_fraction": 0.9}, {"zero_variance"}),
-    ({"zero_variance_fraction": 0.8}, set()),
-    ({"verifier_failure_rate": 0.1}, {"verifier_failures"}),
-    ({"no_answer_rate": 0.9}, {"no_answer"}),
-    ({"sync_changed": False, "param_delta": 1e-3}, {"weights_unchanged"}),
-    ({"sync_changed": False, "param_delta": 0.0}, set()),  # nothing moved: nothing to see
-    ({"sync_changed": True, "param_delta": 1e-3}, set()),
-    ({"sync_changed": True, "sync_rounded_away": 0.9}, {"weights_rounded_away"}),
-    ({"sync_changed": True, "sync_rounded_away": 0.1}, set()),
-])
+
+@pytest.mark.parametrize(
+    "metrics, fires",
+    [
+        ({"truncation_rate": 0.6}, {"truncation"}),
+        ({"truncation_rate": 0.5}, set()),
+        ({"zero_variance_fraction": 0.9}, {"zero_variance"}),
+        ({"zero_variance_fraction": 0.8}, set()),
+        ({"verifier_failure_rate": 0.1}, {"verifier_failures"}),
+        ({"no_answer_rate": 0.9}, {"no_answer"}),
+        ({"sync_changed": False, "param_delta": 1e-3}, {"weights_unchanged"}),
+        ({"sync_changed": False, "param_delta": 0.0}, set()),  # nothing moved: nothing to see
+        ({"sync_changed": True, "param_delta": 1e-3}, set()),
+        ({"sync_changed": True, "sync_rounded_away": 0.9}, {"weights_rounded_away"}),
+        ({"sync_changed": True, "sync_rounded_away": 0.1}, set()),
+    ],
+)
 def test_alarms_fire_on_constructed_steps(metrics, fires):
     assert set(check_alarms({"reward_mean": 0.5, **metrics}, AlarmState())) == fires
 
@@ -170,20 +226,23 @@ def test_kv_cache_is_sized_for_one_steps_rollouts(tmp_path):
     from rlvr.rollout.vllm.sizing import kv_cache_gib
 
     # SmolLM2-135M's shape: 30 layers, 3 KV heads of 64 → keys + values = 11,520 numbers a token
-    (tmp_path / "config.json").write_text(json.dumps(
-        {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576})
+    )
     bf16 = 1.25 * 11_520 * 2 * 16 * 1152 / 2**30  # 16 rollouts of 1088 tokens in 128-token blocks, 25% headroom
     assert kv_cache_gib(tmp_path, 16, 1088) == pytest.approx(bf16)
     assert kv_cache_gib(tmp_path, 16, 1088, dtype="float32") == pytest.approx(2 * bf16)
     assert kv_cache_gib(tmp_path, 1, 64) == 0.25  # never below the floor
 
 
-def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_stays(tiny_model, tmp_path, monkeypatch):
+def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_stays(
+    tiny_model, tmp_path, monkeypatch
+):
     import errno
 
     import rlvr.train.trainer as trainer_module
-    from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint
     from rlvr.errors import OutputError
+    from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint
 
     calls = []
 
@@ -194,8 +253,11 @@ def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpo
         return save_checkpoint(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", full_disk_on_the_second)
-    with pytest.raises(OutputError, match=r"cannot write the checkpoint of step 2 .*No space left on device; "
-                                          r"the previous checkpoint is intact: .*step_000001"):
+    with pytest.raises(
+        OutputError,
+        match=r"cannot write the checkpoint of step 2 .*No space left on device; "
+        r"the previous checkpoint is intact: .*step_000001",
+    ):
         train(_config(tiny_model, tmp_path / "run", **{"optimizer.max_steps": 3}))
     assert latest_checkpoint(tmp_path / "run").name == "step_000001"
     assert OutputError.exit_code == 2

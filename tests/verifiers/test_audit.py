@@ -7,13 +7,13 @@ import re
 import time
 
 import pytest
-from runner_fixtures import RawMathVerify
-from sandbox_fixtures import BACKENDS, open_sandbox
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.audit import AuditCase, case_from_row, load_cases, run_audit
 from rlvr.verifiers.audit_suite import builtin_cases
 from rlvr.verifiers.base import Verifier
+from runner_fixtures import RawMathVerify
+from sandbox_fixtures import BACKENDS, open_sandbox
 
 
 class LastDigit(Verifier):
@@ -33,8 +33,17 @@ def test_every_case_states_its_gold_and_names_are_unique():
     for c in cases:
         assert c.answer is not None or {"test", "entry_point"} <= set(c.fields), c.name
     categories = {c.category for c in cases}
-    assert {"hedge", "junk_digits", "hidden_number", "unclosed_box", "code_fence", "think_tags", "prompt_copy",
-            "empty_or_truncated", "code_exit_or_fake"} <= categories
+    assert {
+        "hedge",
+        "junk_digits",
+        "hidden_number",
+        "unclosed_box",
+        "code_fence",
+        "think_tags",
+        "prompt_copy",
+        "empty_or_truncated",
+        "code_exit_or_fake",
+    } <= categories
 
 
 @pytest.mark.parametrize("spec", ["math", "math+0.1*think_format", "math:require_marker=true", "think_format"])
@@ -86,6 +95,8 @@ def test_plugin_cases_join_the_suite_and_can_target_a_verifier():
 
 
 def test_case_from_row_needs_a_completion():
-    assert case_from_row({"completion": "x", "answer": 3, "tests": ["assert True"]}).fields == {"tests": ["assert True"]}
+    assert case_from_row({"completion": "x", "answer": 3, "tests": ["assert True"]}).fields == {
+        "tests": ["assert True"]
+    }
     with pytest.raises(ValueError, match="needs a string 'completion'"):
         case_from_row({"answer": "3"}, source="plugin-x")

@@ -10,59 +10,79 @@ import sys
 
 import pytest
 
-from rlvr.sandboxes import ExecResult, ExecStatus, SandboxError
+from rlvr.sandboxes import SandboxError
 from rlvr.types import Example, Status
 from rlvr.verifiers.code import CodeVerifier, build_program, extract_code
 from rlvr.verifiers.registry import build_verifier
 from sandbox_fixtures import BACKENDS, open_sandbox
 
-ADD = Example("add", "def add(a, b):\n", None, {
-    "prompt": 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n',
-    "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n"
-            "    assert candidate(-1, 1) == 0\n    assert candidate(2, 2) == 4\n",
-    "entry_point": "add",
-})
-MBPP = Example("sq", "square", None, {"tests": ["assert square(2) == 4", "assert square(3) == 9", "assert square(-1) == 1"]})
+ADD = Example(
+    "add",
+    "def add(a, b):\n",
+    None,
+    {
+        "prompt": 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n',
+        "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n"
+        "    assert candidate(-1, 1) == 0\n    assert candidate(2, 2) == 4\n",
+        "entry_point": "add",
+    },
+)
+MBPP = Example(
+    "sq", "square", None, {"tests": ["assert square(2) == 4", "assert square(3) == 9", "assert square(-1) == 1"]}
+)
 
 
-@pytest.mark.parametrize("completion,expected", [
-    ("def f():\n    return 1", "def f():\n    return 1"),
-    ("Here:\n```python\ndef f():\n    return 1\n```\nDone.", "def f():\n    return 1\n"),
-    ("```python\nx = 1\n```\nthen\n```py\nx = 2\n```", "x = 2\n"),
-    ("```\nplain = 1\n```", "plain = 1\n"),
-    ("```python\ncut = 1\n", "cut = 1\n"),  # unclosed last fence (truncated generation)
-    ("```bash\nls\n```\n```python\nok = 1\n```\n```text\nout\n```", "ok = 1\n"),
-    ("```Python3\nx = 3\n```", "x = 3\n"),
-])
+@pytest.mark.parametrize(
+    "completion,expected",
+    [
+        ("def f():\n    return 1", "def f():\n    return 1"),
+        ("Here:\n```python\ndef f():\n    return 1\n```\nDone.", "def f():\n    return 1\n"),
+        ("```python\nx = 1\n```\nthen\n```py\nx = 2\n```", "x = 2\n"),
+        ("```\nplain = 1\n```", "plain = 1\n"),
+        ("```python\ncut = 1\n", "cut = 1\n"),  # unclosed last fence (truncated generation)
+        ("```bash\nls\n```\n```python\nok = 1\n```\n```text\nout\n```", "ok = 1\n"),
+        ("```Python3\nx = 3\n```", "x = 3\n"),
+    ],
+)
 def test_extract_code(completion, expected):
     assert extract_code(completion) == expected
 
 
-@pytest.mark.parametrize("completion,reward,status", [
-    ("```python\ndef add(a, b):\n    return a + b\n```", 1.0, Status.CORRECT),
-    ("    return a + b\n", 1.0, Status.CORRECT),  # body continuing the prompt (base models)
-    ("```python\ndef add(a: int, b: int) -> List[int]:\n    return a + b\n```", 1.0, Status.CORRECT),  # prompt's imports kept
-    ("```python\ndef add(a, b):\n    return a - b\n```", 0.0, Status.WRONG),
-    ("```python\ndef add(a, b):\n    return a +\n```", 0.0, Status.WRONG),  # syntax error
-    ("```python\nimport os\nos._exit(0)\n```", 0.0, Status.WRONG),  # exits 0 before the tests
-    ("```python\nimport sys\nsys.exit(0)\n```", 0.0, Status.WRONG),
-    ("```python\ndef add(a, b):\n    while True: pass\n```", 0.0, Status.WRONG),  # its own timeout is a verdict
-    ("", 0.0, Status.NO_ANSWER),
-    ("```python\n\n```", 0.0, Status.NO_ANSWER),
-])
+@pytest.mark.parametrize(
+    "completion,reward,status",
+    [
+        ("```python\ndef add(a, b):\n    return a + b\n```", 1.0, Status.CORRECT),
+        ("    return a + b\n", 1.0, Status.CORRECT),  # body continuing the prompt (base models)
+        (
+            "```python\ndef add(a: int, b: int) -> List[int]:\n    return a + b\n```",
+            1.0,
+            Status.CORRECT,
+        ),  # prompt's imports kept
+        ("```python\ndef add(a, b):\n    return a - b\n```", 0.0, Status.WRONG),
+        ("```python\ndef add(a, b):\n    return a +\n```", 0.0, Status.WRONG),  # syntax error
+        ("```python\nimport os\nos._exit(0)\n```", 0.0, Status.WRONG),  # exits 0 before the tests
+        ("```python\nimport sys\nsys.exit(0)\n```", 0.0, Status.WRONG),
+        ("```python\ndef add(a, b):\n    while True: pass\n```", 0.0, Status.WRONG),  # its own timeout is a verdict
+        ("", 0.0, Status.NO_ANSWER),
+        ("```python\n\n```", 0.0, Status.NO_ANSWER),
+    ],
+)
 def test_humaneval_verdicts(completion, reward, status):
     score = CodeVerifier(backend="local", timeout=2).score(completion, ADD)
     assert (score.reward, score.status) == (reward, status), score.details
 
 
-@pytest.mark.parametrize("completion,partial,reward,status", [
-    ("def square(x):\n    return x * x", False, 1.0, Status.CORRECT),
-    ("def square(x):\n    return x * abs(x)", False, 0.0, Status.WRONG),
-    ("def square(x):\n    return x * abs(x)", True, 2 / 3, Status.WRONG),
-    ("def square(x):\n    return x * x", True, 1.0, Status.CORRECT),
-    ("def square(x):\n    raise ValueError", True, 0.0, Status.WRONG),  # raising inside an assert counts as failed
-    ("def square(x):\n    return x + x", True, 1 / 3, Status.WRONG),
-])
+@pytest.mark.parametrize(
+    "completion,partial,reward,status",
+    [
+        ("def square(x):\n    return x * x", False, 1.0, Status.CORRECT),
+        ("def square(x):\n    return x * abs(x)", False, 0.0, Status.WRONG),
+        ("def square(x):\n    return x * abs(x)", True, 2 / 3, Status.WRONG),
+        ("def square(x):\n    return x * x", True, 1.0, Status.CORRECT),
+        ("def square(x):\n    raise ValueError", True, 0.0, Status.WRONG),  # raising inside an assert counts as failed
+        ("def square(x):\n    return x + x", True, 1 / 3, Status.WRONG),
+    ],
+)
 def test_mbpp_and_partial(completion, partial, reward, status):
     score = CodeVerifier(backend="local", partial=partial).score(completion, MBPP)
     assert score.reward == pytest.approx(reward) and score.status is status, score.details
@@ -138,8 +158,10 @@ def test_pickles_without_its_sandbox():
     assert clone.score("def square(x):\n    return x * x", MBPP).reward == 1.0
 
 
-@pytest.mark.parametrize("spec,partial,backend", [("code", False, "auto"), ("code:partial=true", True, "auto"),
-                                                  ("code:backend=local,timeout=2", False, "local")])
+@pytest.mark.parametrize(
+    "spec,partial,backend",
+    [("code", False, "auto"), ("code:partial=true", True, "auto"), ("code:backend=local,timeout=2", False, "local")],
+)
 def test_registry_builds_it(spec, partial, backend):
     verifier = build_verifier(spec)
     assert isinstance(verifier, CodeVerifier)
@@ -148,7 +170,12 @@ def test_registry_builds_it(spec, partial, backend):
 
 def test_program_puts_tests_after_solution():
     program = build_program("def add(a, b):\n    return a + b", ADD.metadata, partial=False, nonce="N0NCE")
-    assert program.index("return a + b") < program.index("def check") < program.index("check(add)") < program.index("N0NCE")
+    assert (
+        program.index("return a + b")
+        < program.index("def check")
+        < program.index("check(add)")
+        < program.index("N0NCE")
+    )
     assert program.startswith("from typing import List")
 
 
@@ -172,8 +199,10 @@ def test_humaneval_canonical_pass_and_broken_fail(backend, data_dir):
         verifier.close()
     n = len(examples)
     passed = [e.id for e, s in zip(examples, scores[:n]) if s.status is not Status.CORRECT]
-    assert passed == [], [(i, s.details) for i, s in zip(passed, [s for s in scores[:n] if s.status is not Status.CORRECT])][:3]
-    for variant, chunk in (("return None", scores[n:2 * n]), ("wrong wrapper", scores[2 * n:])):
+    assert passed == [], [
+        (i, s.details) for i, s in zip(passed, [s for s in scores[:n] if s.status is not Status.CORRECT])
+    ][:3]
+    for variant, chunk in (("return None", scores[n : 2 * n]), ("wrong wrapper", scores[2 * n :])):
         survived = [e.id for e, s in zip(examples, chunk) if s.status is not Status.WRONG]
         assert survived == [], f"{variant}: {survived}"
     assert {s.details["backend"] for s in scores} == {backend}
@@ -183,14 +212,16 @@ def _wrong_wrapper(example: Example) -> str:
     """After the correct function, rebind the entry point to one whose answer is off: numbers
     +1, strings/lists with an extra element, booleans negated, None → 0."""
     name = example.metadata["entry_point"]
-    return (f"\n\n_right = {name}\n"
-            f"def {name}(*args, **kwargs):\n"
-            f"    out = _right(*args, **kwargs)\n"
-            f"    if isinstance(out, bool): return not out\n"
-            f"    if isinstance(out, (int, float)): return out + 1\n"
-            f"    if isinstance(out, str): return out + 'x'\n"
-            f"    if isinstance(out, (list, tuple)): return type(out)([*out, 0])\n"
-            f"    return 0 if out is None else None\n")
+    return (
+        f"\n\n_right = {name}\n"
+        f"def {name}(*args, **kwargs):\n"
+        f"    out = _right(*args, **kwargs)\n"
+        f"    if isinstance(out, bool): return not out\n"
+        f"    if isinstance(out, (int, float)): return out + 1\n"
+        f"    if isinstance(out, str): return out + 'x'\n"
+        f"    if isinstance(out, (list, tuple)): return type(out)([*out, 0])\n"
+        f"    return 0 if out is None else None\n"
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -205,9 +236,25 @@ def test_verify_cli_scores_code_rows(tmp_path, backend):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "scored.jsonl"
-    done = subprocess.run([sys.executable, "-m", "rlvr", "verify", "--verifier", f"code:backend={backend}",
-                           "--input", str(path), "--output", str(out), "--workers", "2"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlvr",
+            "verify",
+            "--verifier",
+            f"code:backend={backend}",
+            "--input",
+            str(path),
+            "--output",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["reward"], r["status"]) for r in scored] == [(1.0, "correct"), (0.0, "wrong"), (1.0, "correct")]

@@ -51,11 +51,11 @@ THINK_CASES = [
     ('<think type="x">a</think> 4', 0.0, "mismatched"),
     # tags in code are text, not tags
     (f"<think>the tag is written\n{FENCE}html\n<think>\n{FENCE}\nok</think> 4", 1.0, "ok"),
-    (f"<think>quote `</think>` inline</think> 4", 1.0, "ok"),
+    ("<think>quote `</think>` inline</think> 4", 1.0, "ok"),
     (f"<think>a</think> Use\n{FENCE}\n</think><think>\n{FENCE}\n to format.", 1.0, "ok"),
     # ...but hiding the real closing tag in code makes it missing
     (f"<think>a\n{FENCE}\n</think> 4", 0.0, "unclosed"),
-    (f"<think>a `</think>` 4", 0.0, "unclosed"),
+    ("<think>a `</think>` 4", 0.0, "unclosed"),
     # ...and code cannot create tags either
     (f"{FENCE}\n<think>a</think>\n{FENCE}\n4", 0.0, "no <think>"),
 ]
@@ -176,8 +176,12 @@ _PLAIN = st.text(alphabet=st.characters(blacklist_characters="`~<>", blacklist_c
 
 
 @settings(max_examples=200, deadline=None)
-@given(think=_PLAIN, answer=_PLAIN, tag=st.sampled_from(["<think>", "</think>", "<THINK>", "</thinking>", "<think >"]),
-       where=st.floats(0, 1))
+@given(
+    think=_PLAIN,
+    answer=_PLAIN,
+    tag=st.sampled_from(["<think>", "</think>", "<THINK>", "</thinking>", "<think >"]),
+    where=st.floats(0, 1),
+)
 def test_one_extra_tag_anywhere_always_scores_zero(think: str, answer: str, tag: str, where: float) -> None:
     """Whatever the text, a stray think-like tag outside code can never be rewarded."""
     good = f"<think>x{think}</think> a{answer}"

@@ -106,7 +106,9 @@ def test_no_box_no_marker_falls_back_to_the_last_expression(completion, gold, st
     assert (s.status, s.details["found_by"]) == (status, found_by), s
 
 
-@pytest.mark.parametrize("completion,gold", [(c, g) for c, g, s, f in NO_MARKER + LAST_NUMBER if f in ("last_expression", "last_number")][:6])
+@pytest.mark.parametrize(
+    "completion,gold", [(c, g) for c, g, s, f in NO_MARKER + LAST_NUMBER if f in ("last_expression", "last_number")][:6]
+)
 def test_require_marker_rewards_only_marked_answers(completion, gold):
     s = score(completion, gold, require_marker=True)
     assert s.status is N and s.details["method"] == "none"
@@ -192,7 +194,9 @@ def test_pathological_input_is_a_verdict_not_an_error(completion, gold, reason):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="{}()[]\\$^_+-=,. abxfrac0123456789\n", max_size=300), st.sampled_from(["2", "\\frac12", "x+1"]))
+@given(
+    st.text(alphabet="{}()[]\\$^_+-=,. abxfrac0123456789\n", max_size=300), st.sampled_from(["2", "\\frac12", "x+1"])
+)
 def test_fuzzed_junk_never_errors(junk, gold):
     assert score(junk, gold).status is not Status.ERROR
 

@@ -33,7 +33,13 @@ CASES = [
     ("The answer is $18 per day. Then she saves $5.", True, "18", "answer_is", None),
     ("The answer is $18$.", True, "18", "answer_is", None),
     ("The answer is $2\\sqrt{3}$ units.", False, "2\\sqrt{3}", "answer_is", None),
-    ("so $\\boxed{20}$ is a bound.\nFinal Answer: The final answer is $-20$.", False, "-20", "answer_is", None),  # the later one
+    (
+        "so $\\boxed{20}$ is a bound.\nFinal Answer: The final answer is $-20$.",
+        False,
+        "-20",
+        "answer_is",
+        None,
+    ),  # the later one
     ("The answer is $\\boxed{5}$.", False, "5", "boxed", ("5",)),  # a box inside the phrase
     ("We get $\\boxed{5}$. Checking the answer: it works.", False, "5", "boxed", None),  # prose, not an answer
     ("The answer is Evelyn.", False, "Evelyn", "answer_is", None),

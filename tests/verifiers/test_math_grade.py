@@ -55,7 +55,10 @@ EQUAL = [
     ("y = 2x + 3", "y=3+2x"),
     ("p - q", "-q + p"),  # intermediate_algebra/1994
     ("6 - 5i", "-5i+6"),  # precalculus/990
-    ("\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", "\\begin{pmatrix} -\\frac{1}{3} \\\\ \\frac{2}{3} \\\\ \\frac53 \\end{pmatrix}"),
+    (
+        "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}",
+        "\\begin{pmatrix} -\\frac{1}{3} \\\\ \\frac{2}{3} \\\\ \\frac53 \\end{pmatrix}",
+    ),
     ("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}", "\\begin{bmatrix} -1 & 0 \\\\ 0 & -1 \\end{bmatrix}"),
     ("3\\sqrt{13}", "\\sqrt{117}"),
     ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"),

@@ -121,8 +121,13 @@ def test_trailing_backslash_gold_is_its_number():
     assert _score("7\\", "\\boxed{8}").status is Status.WRONG
 
 
-@pytest.mark.parametrize("gold, answer", [("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{a = 2}"),
-                                          ("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{b = 2}"),
-                                          ("\\begin{array}{c} 3 \\\\ 4 \\end{array}", "\\boxed{4}")])
+@pytest.mark.parametrize(
+    "gold, answer",
+    [
+        ("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{a = 2}"),
+        ("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{b = 2}"),
+        ("\\begin{array}{c} 3 \\\\ 4 \\end{array}", "\\boxed{4}"),
+    ],
+)
 def test_one_row_of_a_system_is_not_the_system(gold, answer):
     assert _score(gold, answer).reward == 0.0

@@ -13,7 +13,9 @@ from rlvr.types import Example, Status
 from rlvr.verifiers.math.verifier import MathVerifier
 from rlvr.verifiers.registry import build_verifier
 
-GSM8K_GOLD = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18"
+GSM8K_GOLD = (
+    "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18"
+)
 
 CASES = [
     # (completion, gold, status, method)
@@ -30,7 +32,12 @@ CASES = [
     ("She spends 1,000 + 234 = 1,234 dollars", "#### 1,234", Status.CORRECT, "last_number"),
     ("#### 1,243", "#### 1,234", Status.WRONG, "####"),
     ("#### 123", "#### 1,234", Status.WRONG, "####"),
-    ("Thus $r=\\boxed{\\left(3,\\dfrac{\\pi}{2}\\right)}$.", "\\left( 3, \\frac{\\pi}{2} \\right)", Status.CORRECT, "boxed"),
+    (
+        "Thus $r=\\boxed{\\left(3,\\dfrac{\\pi}{2}\\right)}$.",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        Status.CORRECT,
+        "boxed",
+    ),
     ("The answer is $\\boxed{C}$.", "\\text{(C)}", Status.CORRECT, "boxed"),
     ("The answer is $\\boxed{\\{1,2\\}}$.", "(1,2)", Status.WRONG, "boxed"),
     ("so $x\\in\\boxed{[0,1)}$", "[0,1)", Status.CORRECT, "boxed"),
@@ -144,7 +151,11 @@ def test_math_test_solutions_earn_their_own_golds(data_dir):
     """All 5000 MATH test solutions, the gold given as the full solution (its last box)."""
     v = MathVerifier()
     rows = _rows(data_dir / "math" / "test.jsonl")
-    bad = [r["idx"] for r in rows if v.score(r["solution"], Example("m", r["problem"], r["solution"])).status is not Status.CORRECT]
+    bad = [
+        r["idx"]
+        for r in rows
+        if v.score(r["solution"], Example("m", r["problem"], r["solution"])).status is not Status.CORRECT
+    ]
     assert bad == []
 
 

@@ -33,7 +33,10 @@ EX = Example("1", "2+2?", "4")
         ("math+0.1*think_format", [(1.0, "math", {}), (0.1, "think_format", {})]),
         (" math + 0.1 * think_format ", [(1.0, "math", {}), (0.1, "think_format", {})]),
         ("code:partial=true", [(1.0, "code", {"partial": True})]),
-        ("overlong:max_tokens=512,buffer=64,unit=chars", [(1.0, "overlong", {"max_tokens": 512, "buffer": 64, "unit": "chars"})]),
+        (
+            "overlong:max_tokens=512,buffer=64,unit=chars",
+            [(1.0, "overlong", {"max_tokens": 512, "buffer": 64, "unit": "chars"})],
+        ),
         ("2*math+1e-1*boxed_format", [(2.0, "math", {}), (0.1, "boxed_format", {})]),
         ("-0.5*repetition:max_penalty=0.5", [(-0.5, "repetition", {"max_penalty": 0.5})]),
         ("my_plugin.v2", [(1.0, "my_plugin.v2", {})]),
@@ -69,7 +72,10 @@ def test_build_single_and_weighted() -> None:
     score = weighted.score("<think>add</think> \\boxed{4}", EX)
     assert score.reward == pytest.approx(1.1) and score.status == Status.CORRECT
     assert score.details["components"]["think_format"] == {
-        "weight": 0.1, "reward": 1.0, "status": "correct", "details": {"reason": "ok", "think_chars": 3, "answer_chars": 9},
+        "weight": 0.1,
+        "reward": 1.0,
+        "status": "correct",
+        "details": {"reason": "ok", "think_chars": 3, "answer_chars": 9},
     }
     assert pickle.loads(pickle.dumps(weighted)).score("<think>add</think> \\boxed{4}", EX) == score
 
@@ -122,7 +128,10 @@ def _write_module(root: Path, name: str, source: str) -> None:
 
 def test_builtin_collection_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
-    _write_module(tmp_path, "rlvr_test_builtins", """
+    _write_module(
+        tmp_path,
+        "rlvr_test_builtins",
+        """
         from rlvr.types import Score, Status
         from rlvr.verifiers import Verifier, register
         from rlvr.verifiers.format import ThinkFormat
@@ -140,9 +149,12 @@ def test_builtin_collection_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
         class Unregistered(First):
             '''Inherits First's tag but is not registered itself.'''
-    """)
+    """,
+    )
     _write_module(tmp_path, "rlvr_test_broken_builtin", "raise RuntimeError('half-written module')\n")
-    registry = Registry(["rlvr_test_builtins", "rlvr_test_builtins", "rlvr_test_broken_builtin", "rlvr_test_missing"], group="rlvr.none")
+    registry = Registry(
+        ["rlvr_test_builtins", "rlvr_test_builtins", "rlvr_test_broken_builtin", "rlvr_test_missing"], group="rlvr.none"
+    )
     builtins = registry.builtins()
     assert sorted(builtins) == ["first", "rlvr_test_broken_builtin", "second"]  # ThinkFormat was imported, not defined
     assert builtins["first"].description == "The first one."
@@ -192,8 +204,20 @@ class Impostor(FakeThink):
 
 def _pip_install(source: Path, target: Path) -> None:
     # offline and without build isolation: uses this environment's setuptools, needs no index
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-           "--disable-pip-version-check", "-q", "--target", str(target), str(source)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+        "-q",
+        "--target",
+        str(target),
+        str(source),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
@@ -219,7 +243,9 @@ def plugin_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def _rlvr(args: list[str], paths: list[Path], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, paths), str(REPO)]), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 def test_plugin_is_listed_with_its_distribution(plugin_paths: list[Path], tmp_path: Path) -> None:
@@ -230,14 +256,19 @@ def test_plugin_is_listed_with_its_distribution(plugin_paths: list[Path], tmp_pa
         "name": "contains_keyword",
         "source": "plugin rlvr-plugin-example 0.1.0",
         "description": "1 if the answer (text after </think>, if any) contains the gold keyword as a whole word.",
-        "broken": False, "error": None, "clash": None, "shadowed": False,
+        "broken": False,
+        "error": None,
+        "clash": None,
+        "shadowed": False,
     }
     assert entries["math"]["source"] == "built-in"
     table = _rlvr(["verifiers", "list"], plugin_paths[:1], tmp_path)
     assert table.returncode == 0 and "contains_keyword" in table.stdout and "rlvr-plugin-example" in table.stdout
 
 
-def test_broken_and_clashing_plugins_are_shown_without_breaking_anything(plugin_paths: list[Path], tmp_path: Path) -> None:
+def test_broken_and_clashing_plugins_are_shown_without_breaking_anything(
+    plugin_paths: list[Path], tmp_path: Path
+) -> None:
     done = _rlvr(["verifiers", "list", "--json"], plugin_paths, tmp_path)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
@@ -256,14 +287,20 @@ def test_broken_and_clashing_plugins_are_shown_without_breaking_anything(plugin_
     # the winners are what the names build; the broken one fails with its own error, exit code 2
     rows_file = tmp_path / "rows.jsonl"
     rows_file.write_text(json.dumps({"completion": "<think>x</think> it is Mars", "answer": "Mars"}) + "\n")
-    ok = _rlvr(["verify", "-v", "think_format+contains_keyword", "-i", str(rows_file), "--workers", "0"], plugin_paths, tmp_path)
+    ok = _rlvr(
+        ["verify", "-v", "think_format+contains_keyword", "-i", str(rows_file), "--workers", "0"],
+        plugin_paths,
+        tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.splitlines()[0])["reward"] == 2.0
     bad = _rlvr(["verify", "-v", "broken_example", "-i", str(rows_file)], plugin_paths, tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: --verifier 'broken_example': verifier 'broken_example' (plugin rlvr-plugin-broken 0.0.1) "
-        "failed to load: ModuleNotFoundError: No module named 'rlvr_no_such_library_xyz'"
+        (
+            "error: --verifier 'broken_example': verifier 'broken_example' (plugin rlvr-plugin-broken 0.0.1) "
+            "failed to load: ModuleNotFoundError: No module named 'rlvr_no_such_library_xyz'"
+        )
     ]
 
 

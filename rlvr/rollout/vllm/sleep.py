@@ -7,14 +7,14 @@ from typing import Any
 
 from rlvr.errors import InputError
 
-__all__ = ["SLEEP_LEVELS", "drop_packed_weights", "kv_storages", "restore_kv_cache", "resolve_sleep_level"]
+__all__ = ["SLEEP_LEVELS", "drop_packed_weights", "kv_storages", "resolve_sleep_level", "restore_kv_cache"]
 
 SLEEP_LEVELS = {
     0: "no sleep: sleep() and wake() do nothing",
     1: "weights offloaded to CPU memory, KV cache discarded; wake_up() restores both (CUDA)",
     2: "weights and KV cache discarded; wake_up(weights), then sync_weights loads weights and wakes the KV cache "
-       "(CUDA); on CPU the linear layers' packed weights and the KV cache's memory are dropped, and sync_weights "
-       "brings both back",
+    "(CUDA); on CPU the linear layers' packed weights and the KV cache's memory are dropped, and sync_weights "
+    "brings both back",
 }
 
 

@@ -70,7 +70,10 @@ def to_number(answer: str, *, decimal_comma: bool = False) -> Fraction | None:
 def list_as_number(one: str, other: str) -> bool:
     """`45,120` or `45,012` (a number with thousands separators) against `45, 120` (a list):
     never the same answer, even where the characters without spaces are."""
-    return any(_GROUPED.match(a.replace(" ", "")) and ", " not in a and re.search(r",\s", b) for a, b in ((one, other), (other, one)))
+    return any(
+        _GROUPED.match(a.replace(" ", "")) and ", " not in a and re.search(r",\s", b)
+        for a, b in ((one, other), (other, one))
+    )
 
 
 def _time(text: str) -> tuple[int, int, int] | None:

@@ -18,8 +18,18 @@ from rlvr.verifiers.math.relations import has_relation, region, regions_equal
 from rlvr.verifiers.math.symbolic import WARMUP_ANSWERS, GoldError, symbolic_equal, warm_up, warm_up_steps
 from rlvr.verifiers.math.symbolic import load_math_verify as _math_verify  # noqa: F401  (lm_eval_tasks reads it here)
 
-__all__ = ["Gold", "Match", "GoldError", "WARMUP_ANSWERS", "prepare_gold", "equivalent", "normalize", "to_number", "warm_up",
-           "warm_up_steps"]
+__all__ = [
+    "WARMUP_ANSWERS",
+    "Gold",
+    "GoldError",
+    "Match",
+    "equivalent",
+    "normalize",
+    "prepare_gold",
+    "to_number",
+    "warm_up",
+    "warm_up_steps",
+]
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,14 @@ def _brace(group: str) -> str:
 _TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![a-zA-Z])")
 _DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°)")
 # `\\le` written with a doubled backslash (an escaping slip) outside matrices and arrays
-_DOUBLED = re.compile(r"\\\\(?=(?:le|ge|leq|geq|lt|gt|ne|neq|in|cup|cap|frac|dfrac|sqrt|pi|infty|cdot|times|pm|text)(?![a-zA-Z]))")
+_DOUBLED = re.compile(
+    r"\\\\(?=(?:le|ge|leq|geq|lt|gt|ne|neq|in|cup|cap|frac|dfrac|sqrt|pi|infty|cdot|times|pm|text)(?![a-zA-Z]))"
+)
 # a unit or currency glued to a number: 15kg, 7,250.50£, £12, 4 m², 3 cm^2 (never `2k` or `4x^2`)
-_GLUED = re.compile(r"^[£€¥₹]?\s*(?P<value>[-+]?[\d,]*\.?\d+)\s*(?:[£€¥₹]|kg|km|cm|mm|mg|ml|mL|lbs?|ft|hrs?|mins?|secs?|mph"
-                    r"|(?:[kcm]?m|ft|in)\s*(?:\^\s*\{?[23]\}?|[²³]))?$")
+_GLUED = re.compile(
+    r"^[£€¥₹]?\s*(?P<value>[-+]?[\d,]*\.?\d+)\s*(?:[£€¥₹]|kg|km|cm|mm|mg|ml|mL|lbs?|ft|hrs?|mins?|secs?|mph"
+    r"|(?:[kcm]?m|ft|in)\s*(?:\^\s*\{?[23]\}?|[²³]))?$"
+)
 
 
 # a system or column written as cases/array is the list of its rows: `a = 1, b = 2`
@@ -139,6 +153,7 @@ def _key(clean: str) -> str:
 
 
 # -- exact numbers -------------------------------------------------------------------------------
+
 
 def _numbers_equal(gold: Fraction, gold_text: str, value: Fraction, value_text: str) -> bool:
     """Exact equality, or a decimal that stands for the gold rounded (`decimal_stands_for`)."""
@@ -254,6 +269,7 @@ _LETTERS = re.compile(r"[a-zA-Z]+")
 # the left side of an assignment whose right side stands for the answer: a name (`k`, `a_1`,
 # `f(2)`, `P(A)`) or something the evaluator reads (`2(3+4)`, `\\pi r^2`), never junk
 _NAME = re.compile(r"^\s*(?:\\?[a-zA-Z]+)(?:_\{?\w+\}?)?(?:\([^()=]*\))?\s*$")
+
 
 def _last_side(clean: str) -> str:
     """`k = \\frac{1}{3}` → `\\frac{1}{3}`; `x = 2 \\cdot 3 = 6` → `6` (top-level `=` only), when

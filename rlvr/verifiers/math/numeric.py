@@ -11,11 +11,21 @@ from __future__ import annotations
 import cmath
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping
 
-__all__ = ["FLOAT_DIGITS", "MIN_ROUNDED_DIGITS", "Unsupported", "Value", "decimal_stands_for", "evaluate", "evaluate_items", "split_top_level", "values_equal"]
+__all__ = [
+    "FLOAT_DIGITS",
+    "MIN_ROUNDED_DIGITS",
+    "Unsupported",
+    "Value",
+    "decimal_stands_for",
+    "evaluate",
+    "evaluate_items",
+    "split_top_level",
+    "values_equal",
+]
 
 
 class Unsupported(ValueError):
@@ -40,7 +50,7 @@ def _tokens(text: str) -> list[str]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise Unsupported(f"cannot read {text[pos:pos + 10]!r}")
+            raise Unsupported(f"cannot read {text[pos : pos + 10]!r}")
         token = m[1]
         if token.startswith("\\") and token not in _COMMANDS:
             raise Unsupported(f"command {token}")
@@ -114,7 +124,7 @@ class _Parser:
             raise Unsupported("huge power")
         if exponent.real == int(exponent.real) and abs(exponent.real) <= 64:
             return _check(base ** int(exponent.real))
-        return _check(complex(base.real ** exponent.real))
+        return _check(complex(base.real**exponent.real))
 
     def _single_digit(self) -> complex:
         token = self.take()
@@ -228,7 +238,10 @@ def evaluate_items(text: str) -> Value:
     if kind in ("", "set") and any("\\pm" in i for i in items):  # 1 \pm \sqrt{19}: two answers
         if any(i.count("\\pm") > 1 for i in items):
             raise Unsupported("several \\pm")
-        kind, items = "set", [i.replace("\\pm", sign, 1) for i in items for sign in ("+", "-") if sign == "+" or "\\pm" in i]
+        kind, items = (
+            "set",
+            [i.replace("\\pm", sign, 1) for i in items for sign in ("+", "-") if sign == "+" or "\\pm" in i],
+        )
     variables = frozenset().union(*(_letters(i) for i in items))
     if variables and kind == "set":
         raise Unsupported("a set of expressions")
@@ -270,7 +283,7 @@ def split_top_level(text: str) -> list[str]:
             start = i + 1
     if depth:
         raise Unsupported("unbalanced brackets")
-    return items + [text[start:]]
+    return [*items, text[start:]]
 
 
 _PLAIN_DECIMAL = re.compile(r"^[-+]?\d*\.(\d+)$")

@@ -5,13 +5,13 @@ LaTeX parser's cache before the first verdict needs it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache, partial
-from typing import Callable
 
 from rlvr.verifiers.math.numeric import decimal_stands_for
 
-__all__ = ["GoldError", "WARMUP_ANSWERS", "load_math_verify", "symbolic_equal", "warm_up", "warm_up_steps"]
+__all__ = ["WARMUP_ANSWERS", "GoldError", "load_math_verify", "symbolic_equal", "warm_up", "warm_up_steps"]
 
 
 class GoldError(ValueError):
@@ -90,8 +90,18 @@ def _real_number(parsed: tuple) -> Fraction | None:
 #: answers whose parsing builds most of the LaTeX parser's decision cache: a cold process pays
 #: 50-400 ms for each of its first symbolic parses, a warm one a few ms
 WARMUP_ANSWERS = (
-    "(-\\infty, 1) \\cup (2, 3]", "\\cos 20^\\circ", "2e", "\\log_2 8", "y = 2x + 1", "\\{x, y\\}",
-    "\\sin^2 x + 1", "\\sqrt{e}", "\\frac{\\pi}{e}", "[2, e)", "3 \\cdot 2^{x}", "\\begin{pmatrix} a \\\\ 2 \\end{pmatrix}",
+    "(-\\infty, 1) \\cup (2, 3]",
+    "\\cos 20^\\circ",
+    "2e",
+    "\\log_2 8",
+    "y = 2x + 1",
+    "\\{x, y\\}",
+    "\\sin^2 x + 1",
+    "\\sqrt{e}",
+    "\\frac{\\pi}{e}",
+    "[2, e)",
+    "3 \\cdot 2^{x}",
+    "\\begin{pmatrix} a \\\\ 2 \\end{pmatrix}",
 )
 
 
