@@ -196,7 +196,8 @@ def main() -> None:
         f"{sync_step:.2f} | 1.00 |"
     )
     print(
-        f"| at the same time, {half} thread(s) each (one-step off-policy) | {statistics.median(both['generate']):.2f} | "
+        f"| at the same time, {half} thread(s) each (one-step off-policy) | "
+        f"{statistics.median(both['generate']):.2f} | "
         f"{statistics.median(both['learn']):.2f} | {async_step:.2f} | {async_step / sync_step:.2f} |"
     )
 

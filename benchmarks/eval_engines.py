@@ -3,10 +3,11 @@
     python benchmarks/eval_engines.py [--gsm8k 200] [--math500 100] [--max-new-tokens 320] [--threads 2]
     python benchmarks/eval_engines.py --hf-before HEAD --gsm8k 20 --math500 0 --samples 2 --temperature 0.7
 
-Greedy decoding by default (`--temperature`, `--samples` for sampled runs), the chat template, the `math` verifier, through `rlvr.eval.run.run_eval` exactly as
-`rlvr eval` runs it. Each engine runs in its own process: in-process vLLM turns
-`torch.set_num_threads` into a no-op for the whole process, so both engines get their thread
-count (`--threads`) set before they start, and neither inherits the other's settings.
+Greedy decoding by default (`--temperature`, `--samples` for sampled runs), the chat template, the
+`math` verifier, through `rlvr.eval.run.run_eval` exactly as `rlvr eval` runs it. Each engine runs
+in its own process: in-process vLLM turns `torch.set_num_threads` into a no-op for the whole
+process, so both engines get their thread count (`--threads`) set before they start, and neither
+inherits the other's settings.
 
 The script takes /tmp/rlvr-heavy.lock itself around engine start-up and every chunk of problems
 (do NOT wrap it in `flock`: it would wait on itself), so long hf runs let other heavy jobs in
@@ -193,7 +194,8 @@ def print_table(reports: dict[str, dict], args) -> None:
     print(
         f"\n{args.model}, {decoding}, max_new_tokens {args.max_new_tokens}, chat template, math verifier, "
         f"{args.chunk_size} completions per generate call; {platform.machine()} {os.cpu_count()}-core CPU, "
-        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
     print(
         "| benchmark | engine | dtype | threads | problems | accuracy [95% CI] | completion tokens | "
@@ -292,7 +294,7 @@ def main() -> None:
     reports = {}
     for kind in args.engines.split(","):
         child = [sys.executable, __file__, "--one", kind, *sys.argv[1:]]
-        if subprocess.run(child, env=env).returncode != 0:
+        if subprocess.run(child, env=env, check=False).returncode != 0:
             sys.exit(f"the {kind} run failed (see above); finished samples are kept in {args.out}/{kind}")
         reports[kind] = json.loads((Path(args.out) / kind / "report.json").read_text())
     print_table(reports, args)

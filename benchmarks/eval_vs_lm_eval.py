@@ -6,9 +6,9 @@
 lm-eval runs its *stock* `gsm8k` and `minerva_math500` tasks: the task yamls written here only
 `include:` lm-eval's own files and point `dataset_path` at the local jsonl copies (this machine has
 no Hub); the sampler, seed, prompt, stops, length and metrics are lm-eval's. Its `hf` backend runs
-on CPU in float32, greedy (batch size `--lm-eval-batch-size`, its default 1), in locked chunks of < 9 minutes that resume
-through its own `--use_cache` (so the shared lock is never held long); its time is the sum of the
-chunks, model loads included. rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
+on CPU in float32, greedy (batch size `--lm-eval-batch-size`, its default 1), in locked chunks of
+< 9 minutes that resume through its own `--use_cache` (so the shared lock is never held long); its
+time is the sum of the chunks, model loads included. rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
 greedy. Per problem it reports: identical prompts (byte for byte), identical completions,
 identical strict-match / flexible-extract answers, the same stock verdicts, rlvr's `math`
 verdict vs lm-eval's, and wall time. `--python` picks the interpreter that has lm-eval (a venv
@@ -63,7 +63,9 @@ for request in requests:
         continue
     metrics = {}
     if "filter_list" in config:  # gsm8k: each filter, then exact_match with the task's options
-        options = {k: v for k, v in config["metric_list"][0].items() if k not in ("metric", "aggregation", "higher_is_better")}
+        options = {
+            k: v for k, v in config["metric_list"][0].items() if k not in ("metric", "aggregation", "higher_is_better")
+        }
         for f in config["filter_list"]:
             regex = RegexFilter(**{k: v for k, v in f["filter"][0].items() if k != "function"})
             answer = list(regex.apply([[found]], [None]))[0][0]
@@ -106,7 +108,7 @@ def locked(cmd: list[str], env: dict[str, str], log: Path, timeout_s: int | None
         *cmd,
     ]
     with open(log, "a") as handle:
-        proc = subprocess.run(wrapper, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.run(wrapper, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False)
     return proc.returncode, float(log.read_text().rsplit("@@seconds ", 1)[1].split()[0])
 
 
@@ -202,7 +204,7 @@ def run_lm_eval(
     cached = json.loads(done.stdout.strip().splitlines()[-1])
     theirs = {
         d: {"completion": c["completion"], "metrics": {k: tuple(v) for k, v in c["metrics"].items()}}
-        for d, c in zip(sorted(requests), cached)
+        for d, c in zip(sorted(requests), cached, strict=True)
         if c is not None
     }
     return requests, theirs, sum(spent), len(spent)
@@ -287,7 +289,7 @@ def accuracy(values) -> float:
 def machine() -> str:
     import torch
 
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
     wide = ",".join(f for f in flags if f.startswith(("avx512_bf16", "amx")) or f in ("avx2", "avx512f"))
@@ -342,6 +344,7 @@ def main() -> None:
         capture_output=True,
         text=True,
         env=env,
+        check=False,
     )
     if found.returncode != 0:
         sys.exit(f"lm-eval is not importable by {args.python}: pip install -e '.[peers]'\n{found.stderr[-500:]}")
@@ -378,7 +381,8 @@ def main() -> None:
         print("| --- |" + " ---: |" * (len(next(iter(theirs.values()))["metrics"]) + 3))
         names = list(next(iter(theirs.values()))["metrics"])
         print(
-            f"| lm-eval {version} (hf backend, batch {args.lm_eval_batch_size}; {chunks} resumed chunk(s), model loads included) | "
+            f"| lm-eval {version} (hf backend, batch {args.lm_eval_batch_size}; {chunks} resumed chunk(s), "
+            "model loads included) | "
             + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
             + f" | - | {lm_seconds:.1f} | 1.00x |"
         )
@@ -391,7 +395,8 @@ def main() -> None:
                     f"{accuracy(r['lm_eval'][m]['correct'] for i, r in enumerate(mine) if i in theirs):.1%}"
                     for m in names
                 )
-                + f" | {accuracy(r['status'] == 'correct' for i, r in enumerate(mine) if i in theirs):.1%} | {seconds:.1f}"
+                + f" | {accuracy(r['status'] == 'correct' for i, r in enumerate(mine) if i in theirs):.1%}"
+                + f" | {seconds:.1f}"
                 + (f" | {lm_seconds / seconds:.2f}x |" if finished else " | (lm-eval unfinished) |")
             )
             agreement[run] = compare(mine, requests, theirs)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import itertools
 import json
 import os
@@ -51,7 +52,6 @@ from types import SimpleNamespace
 import torch
 
 from rlvr.objectives.grpo import group_advantages, policy_loss, truncated_importance_weights
-import contextlib
 
 # ------------------------------------------------------------------------------ loss on identical inputs
 
@@ -271,7 +271,7 @@ def _child_trl(args: argparse.Namespace) -> dict:
     by_id = {e.id: e for e in examples}
 
     def math_reward(completions, id, **_):  # noqa: A002 (the dataset column is called id)
-        return [verifier.score(text, by_id[i]).reward for text, i in zip(completions, id)]
+        return [verifier.score(text, by_id[i]).reward for text, i in zip(completions, id, strict=True)]
 
     dataset = Dataset.from_dict(
         {"prompt": [render_prompt(e, tokenizer) for e in examples], "id": [e.id for e in examples]}
@@ -468,7 +468,7 @@ def main() -> None:
             table.add_column(column, justify="left" if column == "run" else "right")
         for name, r in results.items():
 
-            def ratio(key):
+            def ratio(key, r=r, base=base):  # bound now: called only in this iteration, but said so
                 return f"{r[key] / base[key]:.2f}" if base else "-"
 
             table.add_row(

@@ -39,7 +39,7 @@ def run_default(algorithm: str, extra: list[str], keep: Path | None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"rlvr-default-{algorithm}-"))
     args = ["rlvr", "train", "--verifier", "math", *(["--algorithm", algorithm] if algorithm != "grpo" else []), *extra]
     started = time.perf_counter()
-    done = subprocess.run(args, cwd=folder, capture_output=True, text=True, env={**os.environ})
+    done = subprocess.run(args, cwd=folder, capture_output=True, text=True, env={**os.environ}, check=False)
     wall = time.perf_counter() - started
     (folder / "console.txt").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     if done.returncode != 0:

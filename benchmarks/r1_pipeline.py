@@ -32,7 +32,7 @@ def compliance(eval_dir: Path) -> float:
 def stage(workdir: Path, recipe: str) -> dict:
     started = time.perf_counter()
     done = subprocess.run(
-        ["rlvr", "train", "--config", str(RECIPES / recipe)], cwd=workdir, capture_output=True, text=True
+        ["rlvr", "train", "--config", str(RECIPES / recipe)], cwd=workdir, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise SystemExit(f"{recipe} failed:\n{done.stderr[-3000:]}")
@@ -63,12 +63,14 @@ def main() -> None:
     print("|---|---:|---|---:|---:|")
     b = sft["before"]
     print(
-        f"| base model | {b['accuracy']:.1%} | [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}] | {sft['compliance_before']:.0%} | |"
+        f"| base model | {b['accuracy']:.1%} | [{b['ci'][0]:.1%}, {b['ci'][1]:.1%}] | "
+        f"{sft['compliance_before']:.0%} | |"
     )
     for name, r in (("after SFT cold start", sft), ("after GRPO from SFT", grpo)):
         a = r["after"]
         print(
-            f"| {name} | {a['accuracy']:.1%} | [{a['ci'][0]:.1%}, {a['ci'][1]:.1%}] | {r['compliance_after']:.0%} | {r['wall_s']:.0f} |"
+            f"| {name} | {a['accuracy']:.1%} | [{a['ci'][0]:.1%}, {a['ci'][1]:.1%}] | "
+            f"{r['compliance_after']:.0%} | {r['wall_s']:.0f} |"
         )
     (workdir / "r1_pipeline.json").write_text(json.dumps({"sft": sft, "grpo": grpo, "cpu": kind}, indent=2) + "\n")
 

@@ -78,7 +78,7 @@ def measure(contender: str, jobs: list[tuple[str, str]], *, workers: int, limits
     statuses: dict[str, int] = {}
     for result in results:
         statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
-    passed = sum(r.ok and nonce in r.stdout for r, (_, nonce) in zip(results, jobs))
+    passed = sum(r.ok and nonce in r.stdout for r, (_, nonce) in zip(results, jobs, strict=True))
     return Measured(contender, len(jobs), passed, round(seconds, 2), round(len(jobs) / seconds, 2), statuses)
 
 

@@ -191,7 +191,8 @@ def _completion(reasoning: str, gold: str, label_kind: str, rng: random.Random, 
         return (
             (
                 (
-                    f"{reasoning}\nSo $\\boxed{{{miss[1]}}}$.\n\nWait, I made a slip in the last step. Redoing it carefully, "
+                    f"{reasoning}\nSo $\\boxed{{{miss[1]}}}$.\n\n"
+                    "Wait, I made a slip in the last step. Redoing it carefully, "
                     f"the answer is $\\boxed{{{gold}}}$."
                 ),
                 "correct: corrected later",
@@ -289,7 +290,7 @@ def run_inprocess(pairs: list[Pair]) -> dict:
     examples = _examples_of(pairs)
     scores, item_seconds = [], []
     start = time.perf_counter()
-    for p, example in zip(pairs, examples):
+    for p, example in zip(pairs, examples, strict=True):
         t = time.perf_counter()
         scores.append(verifier.score(p.completion, example))
         item_seconds.append(time.perf_counter() - t)
@@ -420,9 +421,12 @@ def run_labelled() -> dict:
         if r["class"] != "pathological":
             raw.append(bool(verify(parse(f"${r['answer']}$"), parse(r["completion"]))))
             continue
-        code = f"from math_verify import parse, verify; print(bool(verify(parse({'$' + r['answer'] + '$'!r}), parse({r['completion']!r}))))"
+        code = (
+            "from math_verify import parse, verify; "
+            f"print(bool(verify(parse({'$' + r['answer'] + '$'!r}), parse({r['completion']!r}))))"
+        )
         try:
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=False)
             raw.append(
                 done.stdout.strip().splitlines()[-1] == "True"
                 if done.returncode == 0 and done.stdout.strip()
@@ -441,12 +445,12 @@ def _class_rates(rows: list[dict], verdicts: list) -> dict[str, dict]:
         idx = [i for i, r in enumerate(rows) if cls in ("all", r["class"])]
         given = [verdicts[i] is True for i in idx]
         labels = [rows[i]["label"] for i in idx]
-        fp = sum(g and not l for g, l in zip(given, labels))
-        fn = sum(l and not g for g, l in zip(given, labels))
+        fp = sum(g and not label for g, label in zip(given, labels, strict=True))
+        fn = sum(label and not g for g, label in zip(given, labels, strict=True))
         neg, pos = labels.count(False), labels.count(True)
         out[cls] = {
             "rows": len(idx),
-            "accuracy": sum(g == l for g, l in zip(given, labels)) / len(idx),
+            "accuracy": sum(g == label for g, label in zip(given, labels, strict=True)) / len(idx),
             "fp": fp,
             "fn": fn,
             "fp_rate": fp / neg if neg else 0.0,
@@ -460,7 +464,7 @@ def _machine() -> str:
     model = next(
         (
             line.split(":", 1)[1].strip()
-            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines()
             if line.startswith("Model name")
         ),
         platform.processor(),
@@ -476,10 +480,14 @@ def _machine() -> str:
             [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
             capture_output=True,
             text=True,
+            check=False,
         ).stdout.strip()
         or "torch not importable"
     )
-    return f"{model}; {os.cpu_count()} CPUs; flags {' '.join(wanted)}; torch cpu capability {torch_cap}; Python {platform.python_version()}"
+    return (
+        f"{model}; {os.cpu_count()} CPUs; flags {' '.join(wanted)}; torch cpu capability {torch_cap}; "
+        f"Python {platform.python_version()}"
+    )
 
 
 def _spawn(args, mode: str) -> dict:
@@ -537,10 +545,10 @@ def main() -> None:
     raw_rate = len(pairs) / raw["seconds"]
 
     def accuracy(verdicts):
-        return sum(v == l for v, l in zip(verdicts, labels)) / len(labels)
+        return sum(v == label for v, label in zip(verdicts, labels, strict=True)) / len(labels)
 
     def agreement(verdicts):
-        return sum(v == r for v, r in zip(verdicts, raw["verdicts"])) / len(labels)
+        return sum(v == r for v, r in zip(verdicts, raw["verdicts"], strict=True)) / len(labels)
 
     console = Console(width=140)
     console.print(
@@ -586,7 +594,7 @@ def main() -> None:
         by_kind.setdefault(p.kind, []).append(i)
     for kind, idx in sorted(by_kind.items()):
 
-        def acc(verdicts):
+        def acc(verdicts, idx=idx):  # bound now: called only in this iteration, but said so
             return sum(verdicts[i] == labels[i] for i in idx) / len(idx)
 
         kinds.add_row(kind, str(len(idx)), f"{acc(raw['verdicts']):.1%}", f"{acc(results['runner']['verdicts']):.1%}")
@@ -638,7 +646,8 @@ def main() -> None:
     labelled = _spawn(args, "labelled")
     rates = {who: _class_rates(rows, labelled[who]) for who in ("ours", "raw")}
     class_table = Table(
-        title=f"labelled set {LABELLED.name}: {len(rows)} rows, FP = rewarded but should not be, FN = not rewarded but should be"
+        title=f"labelled set {LABELLED.name}: {len(rows)} rows, "
+        "FP = rewarded but should not be, FN = not rewarded but should be"
     )
     for col in ("class", "rows", "rlvr acc", "rlvr FP", "rlvr FN", "raw acc", "raw FP", "raw FN", "raw no verdict"):
         class_table.add_column(col, justify="left" if col == "class" else "right")

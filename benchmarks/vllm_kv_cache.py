@@ -6,8 +6,9 @@ Each sizing starts the engine in its own process (RSS cannot be given back insid
 training step's generate: `--prompts` prompts x `--group` samples at temperature 1. "before" is what
 the trainer sized until now, `kv_cache_gib(model, rows, 1024 + max_new_tokens)`; "after" is
 `kv_budget(model, prompts, rows, max_new_tokens)`: the longest prompt of the whole dataset (chat
-template) plus max_new_tokens, at least 0.25 GiB; "exact" is the same without that floor. Prints RSS after start-up, after the generate, the peak (VmHWM), and
-the saving. Take /tmp/rlvr-heavy.lock around it on a shared machine (`flock`).
+template) plus max_new_tokens, at least 0.25 GiB; "exact" is the same without that floor. Prints RSS
+after start-up, after the generate, the peak (VmHWM), and the saving. Take /tmp/rlvr-heavy.lock
+around it on a shared machine (`flock`).
 """
 
 from __future__ import annotations
@@ -111,7 +112,11 @@ def main() -> None:
     reports = {}
     for sizing in ("before", "after", "exact"):
         out = subprocess.run(
-            [sys.executable, __file__, "--one", sizing, *sys.argv[1:]], env=env, capture_output=True, text=True
+            [sys.executable, __file__, "--one", sizing, *sys.argv[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         line = next((x for x in out.stdout.splitlines() if x.startswith("@@")), None)
         if out.returncode or line is None:
@@ -127,7 +132,8 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
     print(
-        "| KV sizing | max_model_len | KV cache GiB | RSS after start GiB | RSS after generate GiB | peak RSS GiB | generate s |"
+        "| KV sizing | max_model_len | KV cache GiB | RSS after start GiB | RSS after generate GiB | peak RSS GiB "
+        "| generate s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for sizing, r in reports.items():

@@ -57,10 +57,11 @@ def _imports(name: str, path: Path) -> set[str]:
         else:
             continue
         for target in targets:
-            while target and target not in MODULES:
-                target = target.rpartition(".")[0]
-            if target and target != name and target.startswith("rlvr"):
-                out.add(target)
+            module = target  # the longest prefix of the import that is a module of rlvr
+            while module and module not in MODULES:
+                module = module.rpartition(".")[0]
+            if module and module != name and module.startswith("rlvr"):
+                out.add(module)
     return out
 
 

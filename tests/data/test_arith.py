@@ -19,7 +19,7 @@ def test_golds_are_exact_and_problems_follow_the_spec(difficulty):
         assert all(len(x) <= spec.digits for x in numbers)
         # the gold, recomputed independently: left to right, * first
         terms, signs, current = [], [], int(numbers[0])
-        for op, number in zip(ops, numbers[1:]):
+        for op, number in zip(ops, numbers[1:], strict=True):
             if op == "*":
                 current *= int(number)
             else:
@@ -28,7 +28,7 @@ def test_golds_are_exact_and_problems_follow_the_spec(difficulty):
                 current = int(number)
         terms.append(current)
         total = terms[0]
-        for sign, term in zip(signs, terms[1:]):
+        for sign, term in zip(signs, terms[1:], strict=True):
             total = total + term if sign == "+" else total - term
         assert example.answer == str(total) and example.prompt == f"What is {expression}?"
 

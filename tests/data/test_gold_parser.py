@@ -63,7 +63,7 @@ def test_loaded_gold_is_what_the_verifier_reads(reference_data, tmp_path, name, 
     scored = [json.loads(line) for line in scored_out.read_text().splitlines()]
     wrong = [(s["id"], s["details"]["gold"], s["status"]) for s in scored if s["status"] != "correct"]
     assert len(scored) == rows and not wrong, wrong[:10]
-    assert all(s["details"]["gold"] == e.answer for s, e in zip(scored, examples))
+    assert all(s["details"]["gold"] == e.answer for s, e in zip(scored, examples, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,7 @@ def test_the_overhang_is_not_repeated(env):
 def test_a_batch_runs_together_and_keeps_its_order(env):
     states = [env.reset() for _ in range(4)]
     calls = [f"import time\ntime.sleep({0.3 * (3 - i)})\nprint({i})" for i in range(4)]  # the last ends first
-    observations = env.execute([(s, Call(c)) for s, c in zip(states, calls)])
+    observations = env.execute([(s, Call(c)) for s, c in zip(states, calls, strict=True)])
     assert [o.text for o in observations] == [f"\n{i}\n```\n" for i in range(4)]
     assert [s.calls for s in states] == [1, 1, 1, 1] and env.execute([]) == []
 

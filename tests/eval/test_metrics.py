@@ -45,7 +45,7 @@ def test_pass_at_k_matches_enumerating_every_subset(n, c):
 
 @pytest.mark.parametrize("n, c, k", [(5, 6, 1), (5, 2, 0), (5, 2, 6), (3, -1, 1)])
 def test_pass_at_k_rejects_impossible_counts(n, c, k):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"pass@k needs .* \(n={n}, c={c}, k={k}\)"):
         pass_at_k(n, c, k)
 
 

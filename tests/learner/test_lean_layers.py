@@ -68,7 +68,7 @@ def test_swiglu_and_rms_norm_gradients_match_autograd(dtype):
         probe = torch.randn(lean(*inputs).shape, generator=gen, dtype=dtype)
         mine = torch.autograd.grad((lean(*inputs) * probe).sum(), inputs)
         theirs = torch.autograd.grad((stock(*inputs) * probe).sum(), inputs)
-        for a, b in zip(mine, theirs):
+        for a, b in zip(mine, theirs, strict=True):
             torch.testing.assert_close(a, b, **tol)
 
 

@@ -425,7 +425,7 @@ def test_chunked_logprobs_equal_the_dense_path_in_float64(temperature, chunk_siz
     torch.testing.assert_close(entropy, expected_entropy.detach(), rtol=0, atol=1e-6)
     got = torch.autograd.grad((logprobs * upstream).sum(), leaves)
     want = torch.autograd.grad((expected * upstream).sum(), leaves)
-    for mine, theirs in zip(got, want):
+    for mine, theirs in zip(got, want, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
 
 
@@ -443,7 +443,7 @@ def test_chunked_logprobs_match_token_logprobs_and_entropy(dtype, tolerance):
     torch.testing.assert_close(entropy, dense_entropy, rtol=0, atol=tolerance)
     got = torch.autograd.grad(logprobs.sum(), (hidden, weight))
     want = torch.autograd.grad(dense.sum(), (hidden, weight))
-    for mine, theirs in zip(got, want):
+    for mine, theirs in zip(got, want, strict=True):
         assert mine.dtype == dtype
         torch.testing.assert_close(mine.float(), theirs.float(), rtol=tolerance, atol=tolerance)
 

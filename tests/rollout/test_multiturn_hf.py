@@ -98,7 +98,7 @@ def test_logprobs_across_turns_equal_a_float32_recompute(engine, sampling):
         model = torch.tensor(r.loss_mask, dtype=torch.bool)
         expected = reference_logprobs(engine.model, r, sampling)
         torch.testing.assert_close(torch.tensor(r.logprobs)[model], expected[model], atol=1e-4, rtol=1e-4)
-        assert all(lp == 0.0 for lp, m in zip(r.logprobs, r.loss_mask) if not m)
+        assert all(lp == 0.0 for lp, m in zip(r.logprobs, r.loss_mask, strict=True) if not m)
 
 
 def test_a_trajectory_is_the_same_alone_in_a_group_and_in_any_call_order(engine):
@@ -111,5 +111,5 @@ def test_a_trajectory_is_the_same_alone_in_a_group_and_in_any_call_order(engine)
     key = lambda r: (r.token_ids, r.loss_mask, r.segments, r.finish_reason, r.tool_calls)  # noqa: E731
     assert [key(r) for r in reordered] == [key(r) for r in group]
     assert [key(r) for r in alone] == [key(r) for r in group[:2]]
-    for one, other in zip(alone, group):  # batched with other lengths (padding): float32 rounding only
+    for one, other in zip(alone, group[:2], strict=True):  # batched with other lengths (padding): float32 rounding only
         torch.testing.assert_close(torch.tensor(one.logprobs), torch.tensor(other.logprobs), atol=1e-4, rtol=1e-4)

@@ -81,7 +81,7 @@ def test_top_k_zero_means_off_so_hf_default_50_does_not_leak(engine):
     ids = torch.tensor([list(rollout.prompt_token_ids) + list(rollout.token_ids)])
     with torch.no_grad():
         logits = engine.model(ids).logits[0, len(rollout.prompt_token_ids) - 1 : -1]
-    ranks = [(row > row[t]).sum().item() for row, t in zip(logits, rollout.token_ids)]
+    ranks = [(row > row[t]).sum().item() for row, t in zip(logits, rollout.token_ids, strict=True)]
     assert max(ranks) >= 50
     # and top_k=5 does filter
     top5 = SamplingConfig(temperature=1.0, top_k=5, max_new_tokens=8, seed=5)
@@ -89,7 +89,7 @@ def test_top_k_zero_means_off_so_hf_default_50_does_not_leak(engine):
     ids = torch.tensor([list(rollout.prompt_token_ids) + list(rollout.token_ids)])
     with torch.no_grad():
         logits = engine.model(ids).logits[0, len(rollout.prompt_token_ids) - 1 : -1]
-    assert all((row > row[t]).sum().item() < 5 for row, t in zip(logits, rollout.token_ids))
+    assert all((row > row[t]).sum().item() < 5 for row, t in zip(logits, rollout.token_ids, strict=True))
 
 
 def test_seeds_reproduce_and_differ(engine, tiny_model):
@@ -254,7 +254,7 @@ def test_greedy_is_what_transformers_generate_gives(engine):
                 return_dict_in_generate=True,
             )
         tokens = out.sequences[0, ids.shape[1] :].tolist()
-        logprobs = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, tokens)]
+        logprobs = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, tokens, strict=True)]
         end = next((k + 1 for k, t in enumerate(tokens) if t in engine.eos_ids), len(tokens))
         expected.append((tokens[:end], logprobs[:end]))
         (alone,) = engine.generate([prompt], 1, greedy)

@@ -25,6 +25,7 @@ def rlvr(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         timeout=120,
         cwd=REPO,
         env={**os.environ, **(env or {})},
+        check=False,
     )
 
 

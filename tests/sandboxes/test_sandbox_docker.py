@@ -60,8 +60,10 @@ def test_nothing_of_a_run_is_left_for_the_next():
     )
     look = (
         "import os, subprocess\n"
-        "print(sorted(os.listdir('/work')), sorted(os.listdir('/dev/shm') if os.path.isdir('/dev/shm') else []), sorted(os.listdir('.')))\n"
-        "print([p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/cmdline').read() == 'sleep\\x00600\\x00'])\n"
+        "print(sorted(os.listdir('/work')), sorted(os.listdir('/dev/shm') if os.path.isdir('/dev/shm') else []), "
+        "sorted(os.listdir('.')))\n"
+        "print([p for p in os.listdir('/proc') if p.isdigit() and "
+        "open(f'/proc/{p}/cmdline').read() == 'sleep\\x00600\\x00'])\n"
     )
     with open_sandbox("docker", pool_size=1) as box:
         box.run("pass")

@@ -48,7 +48,7 @@ def test_missing_config_file():
 
 def test_parse_set_reads_yaml_scalars():
     assert parse_set(["a.b=3", "c.d=true", "e.f=0.5", "g.h=text"]) == {"a.b": 3, "c.d": True, "e.f": 0.5, "g.h": "text"}
-    with pytest.raises(InputError, match="section.key=value"):
+    with pytest.raises(InputError, match=r"section\.key=value"):
         parse_set(["novalue"])
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import signal
 from pathlib import Path
 
@@ -14,8 +16,6 @@ from safetensors.torch import load_file
 from rlvr.config import load_config
 from rlvr.train.monitor import AlarmState, check_alarms, read_metrics
 from rlvr.train.trainer import PromptStream, Trainer, train
-import functools
-import operator
 
 # character length of random text varies between samples: a reward with variance in every group,
 # so the tiny model gets a real gradient (math alone would score it 0 everywhere)
@@ -102,7 +102,7 @@ def test_hf_engine_trains_writes_metrics_and_resumes_to_the_same_weights(tiny_mo
         torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=1e-6, msg=name)
     again = read_metrics(tmp_path / "cut")
     assert [r["step"] for r in again] == [1, 2, 3]
-    for a, b in zip(records, again):
+    for a, b in zip(records, again, strict=True):
         assert b["reward_mean"] == pytest.approx(a["reward_mean"]) and b["loss"] == pytest.approx(a["loss"], abs=1e-6)
 
 

@@ -128,9 +128,11 @@ def test_daemon_down_through_runner_fails_loudly(monkeypatch):
     from rlvr.verifiers.runner import Runner, VerifierStartupError
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(VerifierStartupError, match="not reachable"):
-        with Runner(CodeVerifier(backend="docker"), workers=1, timeout=30, max_failure_rate=None) as runner:
-            runner.score(["def add(a, b):\n    return a + b"] * 2, [ADD] * 2)
+    with (
+        pytest.raises(VerifierStartupError, match="not reachable"),
+        Runner(CodeVerifier(backend="docker"), workers=1, timeout=30, max_failure_rate=None) as runner,
+    ):
+        runner.score(["def add(a, b):\n    return a + b"] * 2, [ADD] * 2)
 
 
 def test_runner_scores_code_with_warm_workers():
@@ -193,17 +195,17 @@ def test_humaneval_canonical_pass_and_broken_fail(backend, data_dir):
     try:
         canonical = [e.metadata["canonical_solution"] for e in examples]
         returns_none = ["    return None\n" for _ in examples]
-        off_by_one = [c + _wrong_wrapper(e) for c, e in zip(canonical, examples)]
+        off_by_one = [c + _wrong_wrapper(e) for c, e in zip(canonical, examples, strict=True)]
         scores = verifier.score_batch(canonical + returns_none + off_by_one, examples * 3)
     finally:
         verifier.close()
     n = len(examples)
-    passed = [e.id for e, s in zip(examples, scores[:n]) if s.status is not Status.CORRECT]
+    passed = [e.id for e, s in zip(examples, scores[:n], strict=True) if s.status is not Status.CORRECT]
     assert passed == [], [
-        (i, s.details) for i, s in zip(passed, [s for s in scores[:n] if s.status is not Status.CORRECT])
+        (i, s.details) for i, s in zip(passed, [s for s in scores[:n] if s.status is not Status.CORRECT], strict=True)
     ][:3]
     for variant, chunk in (("return None", scores[n : 2 * n]), ("wrong wrapper", scores[2 * n :])):
-        survived = [e.id for e, s in zip(examples, chunk) if s.status is not Status.WRONG]
+        survived = [e.id for e, s in zip(examples, chunk, strict=True) if s.status is not Status.WRONG]
         assert survived == [], f"{variant}: {survived}"
     assert {s.details["backend"] for s in scores} == {backend}
 
@@ -254,6 +256,7 @@ def test_verify_cli_scores_code_rows(tmp_path, backend):
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     scored = [json.loads(line) for line in out.read_text().splitlines()]

@@ -135,9 +135,16 @@ def test_overlong_counts_characters() -> None:
     assert verifier.score("x" * 11, EX).reward == -1.0
 
 
-@pytest.mark.parametrize("spec", ["overlong:max_tokens=10,buffer=20", "overlong:buffer=0", "overlong:unit=bytes"])
-def test_overlong_rejects_bad_options(spec: str) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("overlong:max_tokens=10,buffer=20", "overlong: need 0 < buffer <= max_tokens, got buffer=20, max_tokens=10"),
+        ("overlong:buffer=0", "overlong: need 0 < buffer <= max_tokens, got buffer=0,"),
+        ("overlong:unit=bytes", "overlong: unit must be one of .*, got 'bytes'"),
+    ],
+)
+def test_overlong_rejects_bad_options(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         build_verifier(spec)
 
 

@@ -218,7 +218,7 @@ def _pip_install(source: Path, target: Path) -> None:
         str(target),
         str(source),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
 
 
@@ -244,7 +244,13 @@ def plugin_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def _rlvr(args: list[str], paths: list[Path], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, paths), str(REPO)]), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+        [sys.executable, "-m", "rlvr", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
     )
 
 
@@ -335,7 +341,7 @@ def test_plugin_in_process_and_in_worker_processes(plugin_paths: list[Path], mon
     verifier = Registry().create("contains_keyword", case_sensitive=True)
     items = [Example("a", "p", "Mars"), Example("b", "p", "Mars")]
     completions = ["It is Mars.", "it is mars"]
-    assert [verifier.score(c, e).reward for c, e in zip(completions, items)] == [1.0, 0.0]
+    assert [verifier.score(c, e).reward for c, e in zip(completions, items, strict=True)] == [1.0, 0.0]
     # spawned workers get this sys.path, so they unpickle the plugin class too
     scores, stats = score_all(verifier, completions, items, workers=1)
     assert [s.reward for s in scores] == [1.0, 0.0] and stats.counts["correct"] == 1

@@ -60,7 +60,7 @@ def _by_hand(directory, completion, example):
 
 
 def test_scores_match_a_hand_computed_forward_pass_in_any_batch_size(classifier):
-    expected = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES)]
+    expected = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES, strict=True)]
     assert len({round(x, 4) for x in expected}) == 3, "a random classifier still tells the three apart"
     for batch_size in (1, 2, 3):  # batch 2 and 3 pad the shorter texts: padding must not move the score
         rm = build_verifier(f"reward_model:model={classifier},batch_size={batch_size}")
@@ -76,21 +76,23 @@ def test_it_is_never_pickled_into_worker_processes(classifier):
     rm = RewardModel(model=str(classifier))
     with pytest.raises(TypeError, match="HybridRunner"):
         pickle.dumps(rm)
-    with pytest.raises(VerifierStartupError, match="cannot be pickled for worker processes"):
-        with Runner(rm, workers=1) as runner:
-            runner.score(COMPLETIONS[:1], EXAMPLES[:1])
+    with (
+        pytest.raises(VerifierStartupError, match="cannot be pickled for worker processes"),
+        Runner(rm, workers=1) as runner,
+    ):
+        runner.score(COMPLETIONS[:1], EXAMPLES[:1])
     assert isinstance(runner_for(rm, workers=1), HybridRunner)
     assert isinstance(runner_for(build_verifier("think_format"), workers=1), Runner)
 
 
 def test_hybrid_runner_combines_pool_terms_and_the_model(classifier):
     spec = f"think_format+0.5*reward_model:model={classifier},batch_size=2"
-    rm = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES)]
+    rm = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES, strict=True)]
     with runner_for(build_verifier(spec), workers=1, timeout=30) as runner:
         assert runner.runner.verifier.name == "think_format", "only the rule-based term goes to the worker"
         scores = runner.score(COMPLETIONS, EXAMPLES)
     think = [1.0, 0.0, 1.0]
-    assert [s.reward for s in scores] == pytest.approx([t + 0.5 * r for t, r in zip(think, rm)], abs=1e-5)
+    assert [s.reward for s in scores] == pytest.approx([t + 0.5 * r for t, r in zip(think, rm, strict=True)], abs=1e-5)
     assert [s.status for s in scores] == [Status.CORRECT, Status.WRONG, Status.CORRECT]  # the first term's
     assert set(scores[0].details["components"]) == {"think_format", "reward_model"}
     assert runner.last_stats.n == 3
@@ -106,7 +108,7 @@ def test_a_model_that_cannot_load_gives_counted_errors(tmp_path):
 
 
 def test_reward_model_as_a_best_of_n_selector(classifier):
-    rm = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES)]
+    rm = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES, strict=True)]
     with build_selector(f"reward_model:model={classifier}") as selector:
         scores = selector.scores(COMPLETIONS, EXAMPLES, [None] * 3, [0, 0, 1])
     assert scores == pytest.approx(rm, abs=1e-5) and chosen(scores[:2]) == (0 if rm[0] >= rm[1] else 1)
