@@ -145,7 +145,9 @@ def _from_hf_cache(repo_id: str) -> Path | None:
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # not cached (or no hub library): the caller tries the next source
+    # not cached (LocalEntryNotFoundError is an OSError), a bad repo id (HFValidationError is a ValueError), or
+    # no hub library: the caller tries the next source
+    except (ImportError, OSError, ValueError):
         return None
     return folder if _is_hf_folder(folder) else None
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["EOS_BOOST", "TINY_CONFIG", "make_tiny_model", "reference_logprobs"]
 

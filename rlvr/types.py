@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,7 @@ class Rollout:
         if self.segments and (
             self.segments[0][1] != 0
             or self.segments[-1][2] != len(self.token_ids)
-            or any(a[2] != b[1] for a, b in zip(self.segments, self.segments[1:]))
+            or any(a[2] != b[1] for a, b in itertools.pairwise(self.segments))
             or any(kind not in SEGMENT_KINDS for kind, _, _ in self.segments)
         ):
             raise ValueError(f"Rollout: segments {self.segments} do not tile {len(self.token_ids)} tokens")

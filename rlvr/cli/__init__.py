@@ -27,7 +27,8 @@ class _Failed(click.ClickException):
 
     def __init__(self, error: RlvrError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        # click declares exit_code a class variable; each RlvrError carries its own
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file=None) -> None:  # one clear line, no usage dump
         click.echo(f"error: {self.format_message()}", err=True, file=file)

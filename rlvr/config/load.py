@@ -118,9 +118,8 @@ def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+    elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
     name = getattr(kind, "__name__", str(kind))
     raise InputError(f"{source}: {key} must be {name}, got {value!r}")
 

@@ -45,7 +45,8 @@ MINERVA_SHOTS: tuple[tuple[str, str], ...] = (
         "Find the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.",
         (
             "The expressions inside each square root must be non-negative. Therefore, $x-2 \\ge 0$, so $x\\ge2$, and "
-            "$5 - x \\ge 0$, so $x \\le 5$. Also, the denominator cannot be equal to zero, so $5-x>0$, which gives $x<5$. "
+            "$5 - x \\ge 0$, so $x \\le 5$. Also, the denominator cannot be equal to zero, so $5-x>0$, "
+            "which gives $x<5$. "
             "Therefore, the domain of the expression is $\\boxed{[2,5)}$.\nFinal Answer: The final answer is $[2,5)$. "
             "I hope it is correct."
         ),
@@ -233,7 +234,7 @@ class Beside(Verifier):
         return self.primary.name
 
     @property
-    def needs_gold(self) -> bool:
+    def needs_gold(self) -> bool:  # type: ignore[override]
         return getattr(self.primary, "needs_gold", True)
 
     def missing_gold(self, fields: Mapping[str, Any]) -> str | None:

@@ -63,7 +63,7 @@ def reduce_metrics(
         dist.all_reduce(values, op=_REDUCE_OPS[op])
         if op == "mean":
             values /= ctx.world_size
-        out.update(zip(by_op[op], values.tolist()))
+        out.update(zip(by_op[op], values.tolist(), strict=True))
     return {name: out[name] for name in names}
 
 

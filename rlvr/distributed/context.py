@@ -48,7 +48,7 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> D
     (periodic eval, checkpoint writes) while the others wait."""
     cuda = torch.cuda.is_available()
     if not _under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
         if cuda:
             torch.cuda.set_device(device)

@@ -83,9 +83,7 @@ def full_state_dict(model: nn.Module, ctx: DistContext, *, to_cpu: bool = False)
     from torch.distributed.tensor import DTensor
 
     state: dict[str, torch.Tensor] = {}
-    for name, tensor in unwrap_model(model).state_dict().items():
-        if isinstance(tensor, DTensor):
-            tensor = tensor.full_tensor()
-        tensor = tensor.detach()
+    for name, value in unwrap_model(model).state_dict().items():
+        tensor = (value.full_tensor() if isinstance(value, DTensor) else value).detach()
         state[name] = tensor.cpu() if to_cpu else tensor
     return state

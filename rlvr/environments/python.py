@@ -96,6 +96,12 @@ class PythonEnvironment:
 
     name = "python"
     stop = (STOP,)
+    # set (checked) in __init__; declared here for the failure lines above, which read them
+    max_turns: int
+    timeout: float
+    memory: int
+    max_output_chars: int
+    workers: int
 
     def __init__(
         self,

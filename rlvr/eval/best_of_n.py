@@ -60,7 +60,7 @@ class MajoritySelector:
     ) -> list[float]:
         keys = [normalize_answer(a) for a in answers]
         votes = Counter((g, k) for g, k in zip(groups, keys, strict=True) if k is not None)
-        return [float(votes[(g, k)]) if k is not None else 0.0 for g, k in zip(groups, keys)]
+        return [float(votes[(g, k)]) if k is not None else 0.0 for g, k in zip(groups, keys, strict=True)]
 
 
 class VerifierSelector:

@@ -256,7 +256,8 @@ def policy_loss(
     truncated importance weight when `behavior_logprobs` (the sampler's) are given, plus β·KL to
     `ref_logprobs` with `KL_ESTIMATORS[kl_estimator]`.
 
-    - logprobs [B, T]: current policy (with grad), from `rlvr.objectives.logprobs.token_logprobs` at the sampling temperature.
+    - logprobs [B, T]: current policy (with grad), from `rlvr.objectives.logprobs.token_logprobs` at the
+      sampling temperature.
     - advantages [B] (one per sequence) or [B, T].
     - old_logprobs [B, T]: the trainer's logprobs at sampling time (μ > 1 inner iterations, or with
       TIS); None means on-policy: `logprobs.detach()`, so the ratio is 1 and the gradient is A·∇logπ.

@@ -22,7 +22,9 @@ def token_logprobs(logits: Tensor, token_ids: Tensor, temperature: float = 1.0) 
     index = token_ids.long().unsqueeze(-1)
     rows = []
     # Row by row: float32 copies of [T, V] logits instead of the whole [B, T, V] batch at once.
-    for row_logits, row_index in zip(logits.reshape(-1, *logits.shape[-2:]), index.reshape(-1, *index.shape[-2:])):
+    for row_logits, row_index in zip(
+        logits.reshape(-1, *logits.shape[-2:]), index.reshape(-1, *index.shape[-2:]), strict=True
+    ):
         scaled = row_logits.float() / temperature
         rows.append(scaled.gather(-1, row_index).squeeze(-1) - scaled.logsumexp(-1))
     return torch.stack(rows).reshape(token_ids.shape)
@@ -36,7 +38,9 @@ def token_logprobs_and_entropy(logits: Tensor, token_ids: Tensor, temperature: f
         raise ValueError(f"temperature must be > 0, got {temperature}")
     index = token_ids.long().unsqueeze(-1)
     logprobs, entropies = [], []
-    for row_logits, row_index in zip(logits.reshape(-1, *logits.shape[-2:]), index.reshape(-1, *index.shape[-2:])):
+    for row_logits, row_index in zip(
+        logits.reshape(-1, *logits.shape[-2:]), index.reshape(-1, *index.shape[-2:]), strict=True
+    ):
         scaled = row_logits.float() if temperature == 1.0 else row_logits.float() / temperature
         lse = scaled.logsumexp(-1)
         logprobs.append(scaled.gather(-1, row_index).squeeze(-1) - lse)

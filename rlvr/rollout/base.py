@@ -126,9 +126,9 @@ CAPABILITIES = {
 @runtime_checkable
 class Engine(Protocol):
     """Generates completions for already-templated prompt texts or token-id prompts (TokenPrompt, for
-    multi-turn continuation), and says what the loop owes it (CAPABILITIES). A training step with an engine that can sleep runs:
-    generate -> sleep -> learn -> wake -> sync_weights (when holds_weights, and the update moved
-    the weights or wake() returned True) -> generate."""
+    multi-turn continuation), and says what the loop owes it (CAPABILITIES). A training step with an
+    engine that can sleep runs: generate -> sleep -> learn -> wake -> sync_weights (when
+    holds_weights, and the update moved the weights or wake() returned True) -> generate."""
 
     kind: str
     tokenizer: Any
@@ -183,8 +183,8 @@ def normalize_state_dict(state_dict: Mapping[str, Any]) -> list[tuple[str, Any]]
     if lora:
         raise ValueError(f"sync_weights got unmerged LoRA tensors (e.g. {lora[0]}): pass merged base weights")
     pairs = []
-    for name, tensor in state_dict.items():
-        changed = True
+    for key, tensor in state_dict.items():
+        name, changed = key, True
         while changed:
             changed = False
             for prefix in _STRIP_PREFIXES:

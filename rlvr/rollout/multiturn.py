@@ -123,14 +123,14 @@ def generate_multiturn(
                 seed=turn_seed(call_seed, t.prompt_index, t.sample, turn),
                 max_new_tokens=room,
             )
-            for t, (room, _) in zip(active, limits)
+            for t, (room, _) in zip(active, limits, strict=True)
         ]
         started = time.perf_counter()
         outputs = engine.generate(requests, 1, turn_sampling)
         clock["generate_s"] += time.perf_counter() - started
         clock["turns"] += 1
         pending: list[tuple[_Trajectory, Call]] = []
-        for t, out, (room, limit) in zip(active, outputs, limits):
+        for t, out, (room, limit) in zip(active, outputs, limits, strict=True):
             call = _take_turn(t, out, engine.tokenizer, env)
             if call is None:
                 t.finish = "stop" if out.finish_reason == "stop" else limit
@@ -144,7 +144,7 @@ def generate_multiturn(
             started = time.perf_counter()
             observations = env.execute([(t.state, call) for t, call in pending])
             clock["tool_s"] += time.perf_counter() - started
-            for (t, call), obs in zip(pending, observations):
+            for (t, call), obs in zip(pending, observations, strict=True):
                 _append_observation(t, call, obs, engine.tokenizer, sampling.max_new_tokens, max_model_len, turn)
     for t in trajectories:  # still active after the last allowed turn: the loop's range ran out
         t.finish = t.finish or "tool_budget"

@@ -143,7 +143,8 @@ class Sandbox:
 def _backend_class(backend: str) -> type[Sandbox]:
     if backend not in BACKENDS:
         raise ValueError(f"unknown sandbox backend {backend!r} (known: {', '.join(BACKENDS)})")
-    return names.load(BACKENDS, backend)
+    cls: type[Sandbox] = names.load(BACKENDS, backend)
+    return cls
 
 
 def get_sandbox(backend: str, **opts: Any) -> Sandbox:
@@ -169,7 +170,8 @@ def check_backends() -> dict[str, dict[str, Any]]:
             cls = _backend_class(name)
             ok, why = cls.available()
             claims = sorted(cls.claims)
-        except Exception as err:  # an import failing is itself the reason it is unavailable
+        # a diagnostic: whatever breaks importing or probing a backend (any type) is the reason it is unavailable
+        except Exception as err:  # noqa: BLE001 - shown per backend, never fatal to the listing
             ok, why, claims = False, f"{type(err).__name__}: {err}", []
         out[name] = {"available": ok, "why": why, "claims": claims}
     return out

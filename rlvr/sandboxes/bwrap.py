@@ -29,6 +29,7 @@ def _probe(bwrap: str) -> tuple[bool, str]:
             capture_output=True,
             text=True,
             timeout=20,
+            check=False,  # a failure is read from returncode below
             **({} if user is None else {"user": user, "group": user, "extra_groups": []}),
         )
     except (OSError, subprocess.TimeoutExpired) as err:

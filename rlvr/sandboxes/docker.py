@@ -6,6 +6,7 @@ container start."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
+
+from docker.errors import DockerException, ImageNotFound
 
 from rlvr.sandboxes.base import (
     SUPERVISOR_ARGS,
@@ -28,7 +31,6 @@ from rlvr.sandboxes.base import (
 )
 from rlvr.sandboxes.daemon import connect
 from rlvr.sandboxes.image import DEFAULT_IMAGE
-import contextlib
 
 __all__ = ["DockerSandbox", "connect"]
 
@@ -43,6 +45,9 @@ WORKDIR = "/work"
 USER = "0:0"
 SUPERVISOR_IDS, PROGRAM_IDS = (65533, 65533), (65534, 65534)
 _ENV_CHUNK = 100_000  # one environment string may hold 128 KiB
+#: what the docker SDK raises when the daemon refuses or fails a request (requests' connection
+#: errors and timeouts are OSError)
+_DOCKER_ERRORS = (DockerException, OSError)
 #: a run that ended like this may have left the container in a bad state: start a new one
 _RECYCLE = {ExecStatus.TIMEOUT, ExecStatus.MEMORY, ExecStatus.KILLED, ExecStatus.OUTPUT_LIMIT}
 
@@ -106,10 +111,10 @@ class DockerSandbox(Sandbox):
         self.client = connect(base_url)
         try:
             self.client.images.get(image)
-        except Exception as err:
-            raise SandboxError(
-                f"docker image {image!r} not found ({type(err).__name__}): build it with `rlvr sandbox build-image`"
-            ) from None
+        except ImageNotFound:
+            raise SandboxError(f"docker image {image!r} not found: build it with `rlvr sandbox build-image`") from None
+        except _DOCKER_ERRORS as err:
+            raise SandboxError(f"docker: cannot look up image {image!r} ({type(err).__name__}): {err}") from None
         self._lock = threading.Lock()
         self._pools: dict[tuple, _Pool] = {}
         # container upkeep (starting, removing: seconds each with vfs) must never delay a run's
@@ -127,8 +132,10 @@ class DockerSandbox(Sandbox):
             return False, str(err)
         try:
             client.images.get(DEFAULT_IMAGE)
-        except Exception:
+        except ImageNotFound:
             return False, f"image {DEFAULT_IMAGE} missing: build it with `rlvr sandbox build-image`"
+        except _DOCKER_ERRORS as err:
+            return False, f"docker: cannot look up image {DEFAULT_IMAGE} ({type(err).__name__}): {err}"
         finally:
             client.close()
         return True, ""
@@ -168,17 +175,16 @@ class DockerSandbox(Sandbox):
         return container
 
     def _remove(self, container) -> None:
-        try:
+        # already gone (daemon restarted, killed): nothing left to release
+        with contextlib.suppress(*_DOCKER_ERRORS):
             container.remove(force=True)
-        except Exception:  # already gone (daemon restarted, killed): nothing left to release
-            pass
 
     def _remove_orphans(self) -> None:
         """Containers left by rlvr processes on this host that no longer exist (killed workers)."""
         host = socket.gethostname()
         try:
             found = self.client.containers.list(all=True, filters={"label": LABEL})
-        except Exception:
+        except _DOCKER_ERRORS:  # housekeeping: never what stops a sandbox from starting
             return
         for container in found:
             owner_host, _, pid = container.labels.get(f"{LABEL}.owner", "").rpartition(":")
@@ -253,9 +259,9 @@ class DockerSandbox(Sandbox):
     def __del__(self) -> None:
         # a finaliser must never raise, and at interpreter exit any exception type can come (module globals
         # already gone), so the catch is broad and spelled out rather than through contextlib
-        try:
+        try:  # noqa: SIM105 - contextlib may already be torn down at interpreter exit
             self.close()
-        except Exception:  # noqa: BLE001, SIM105
+        except Exception:  # noqa: BLE001 - see above: a finaliser never raises, whatever the type
             pass
 
     def __getstate__(self):  # containers belong to the process that started them
@@ -338,7 +344,7 @@ class DockerSandbox(Sandbox):
             container.start()
             try:
                 container.wait(timeout=limits.timeout_s + GRACE_S)
-            except Exception as err:
+            except _DOCKER_ERRORS as err:  # requests' ReadTimeout, or the daemon gone
                 raise SandboxError(
                     f"docker container gave no report {GRACE_S:g} s past the program's deadline ({type(err).__name__})"
                 ) from None

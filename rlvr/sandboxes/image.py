@@ -99,11 +99,10 @@ def _debootstrap(client, tag: str, *, suite: str, mirror: str, log: Callable[[st
         root = Path(tmp) / "rootfs"
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(root), mirror]
         log(f"$ {' '.join(cmd)}")
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise SandboxError(
-                f"debootstrap failed (exit {done.returncode}): {done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]}"
-            )
+            output = done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]
+            raise SandboxError(f"debootstrap failed (exit {done.returncode}): {output}")
         for rel in TRIM:
             shutil.rmtree(root / rel, ignore_errors=True)
         (root / "work").mkdir(mode=0o1777, exist_ok=True)

@@ -4,6 +4,7 @@ write anywhere you can. Use it for trusted code, debugging, or where nothing els
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,6 @@ from rlvr.sandboxes.base import (
     parse_report,
     scrubbed_env,
 )
-import contextlib
 
 __all__ = ["LocalSandbox", "run_supervisor"]
 

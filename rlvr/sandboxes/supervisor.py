@@ -3,6 +3,7 @@ with rlimits, where the program cannot signal it (another uid, or outside its PI
 stdin, caps output, enforces the deadline, kills every process the run left, and prints
 `<nonce> <json report>`."""
 
+import contextlib
 import json
 import os
 import resource
@@ -12,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import contextlib
 
 
 def load_job():
@@ -27,12 +27,11 @@ def load_job():
 
 
 def prctl(option, value):
-    try:
+    # no ctypes in a minimal image, no libc to load, or a libc without prctl: lose only the hardening, not the run
+    with contextlib.suppress(ImportError, OSError, AttributeError):
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except Exception:  # no ctypes in a minimal image: lose only the hardening, not the run
-        pass
 
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
@@ -75,7 +74,7 @@ def become(job):
     os.setresgid(own[1], program[1], own[1])
     os.setresuid(own[0], program[0], own[0])
     if os.getresuid() != (own[0], program[0], own[0]):
-        raise RuntimeError("supervisor: could not split uids, got {!r}".format(os.getresuid()))
+        raise RuntimeError(f"supervisor: could not split uids, got {os.getresuid()!r}")
 
 
 def start_direct(job, popen):
@@ -108,7 +107,7 @@ def start_wrapped(job, popen):
     program_r, program_w = os.pipe()
     status_r, status_w = os.pipe()
     fds = {"{program_fd}": str(program_r), "{status_fd}": str(status_w)}
-    limits = ["--%s=%d:%d" % (flag, value, value) for _, flag, value in rlimits(job)]
+    limits = [f"--{flag}={int(value)}:{int(value)}" for _, flag, value in rlimits(job)]
     argv = [fds.get(arg, arg) for arg in job["wrapper"]] + [job["prlimit"], *limits, "--", job["python"], "main.py"]
     try:
         proc = popen(argv, env={"PATH": "/usr/bin:/bin"}, pass_fds=(program_r, status_w))
@@ -138,8 +137,8 @@ def start_wrapped(job, popen):
             if reason:
                 return code  # we stopped it (deadline, output cap): its own status never came
             raise RuntimeError(
-                "supervisor: {} ended (code {}) without running the program to its end; "
-                "its stderr ended with: {!r}".format(argv[0], code, stderr[-1500:])
+                f"supervisor: {argv[0]} ended (code {code}) without running the program to its end; "
+                f"its stderr ended with: {stderr[-1500:]!r}"
             )
         code = ended[-1]["exit-code"]
         base = job["signal_base"]  # a shell-style wrapper reports death by signal n as base + n
@@ -157,7 +156,7 @@ def children():
     found = set()
     try:
         for tid in os.listdir("/proc/self/task"):
-            with open("/proc/self/task/{}/children".format(tid)) as f:
+            with open(f"/proc/self/task/{tid}/children") as f:
                 found.update(int(p) for p in f.read().split())
     except OSError:
         pass
@@ -174,10 +173,9 @@ def kill_everything(proc, kill_all):
             with contextlib.suppress(OSError):
                 os.kill(-1, signal.SIGKILL)
         if proc.returncode is None:
-            try:  # reap the program itself first, so its exit status is ours to report
+            # reap the program itself first, so its exit status is ours to report
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                pass
         left = children()
         for pid in left:
             with contextlib.suppress(OSError):

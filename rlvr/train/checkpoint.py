@@ -21,7 +21,8 @@ def _rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's global state, not a Generator: a checkpoint restores the state user code and libraries draw from
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}  # noqa: NPY002
     if torch.cuda.is_available():  # every visible device's generator (dropout, sampling on GPU)
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -32,7 +33,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002 - the global state others draw from, as saved above
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

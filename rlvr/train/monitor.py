@@ -213,7 +213,8 @@ class Monitor:
         if not enabled:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.directory / METRICS_FILE, "a", encoding="utf-8")
+        # open for the run's lifetime, closed in close()
+        self._file = open(self.directory / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
         from torch.utils.tensorboard import SummaryWriter
 
         self._tb = SummaryWriter(str(self.directory / "tensorboard"), purge_step=start_step + 1 if start_step else None)
@@ -322,7 +323,7 @@ class Monitor:
                     "status": score.status.value,
                     "finish_reason": rollout.finish_reason,
                 }
-                for i, (rollout, score) in enumerate(zip(rollouts, scores))
+                for i, (rollout, score) in enumerate(zip(rollouts, scores, strict=True))
             ),
         )
 

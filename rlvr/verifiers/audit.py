@@ -123,7 +123,7 @@ def run_audit(
         if applicable:
             with Runner(verifier, workers=workers, timeout=timeout, max_failure_rate=None) as runner:
                 got = runner.score([c.completion for c in applicable], [_example(c) for c in applicable])
-            scores = {c.name: s for c, s in zip(applicable, got)}
+            scores = {c.name: s for c, s in zip(applicable, got, strict=True)}
     finally:
         if isinstance(spec, str):  # built here: release what it holds (a code sandbox's containers)
             for part in verifier.parts if isinstance(verifier, Weighted) else ((1.0, verifier),):

@@ -78,7 +78,7 @@ class Weighted(Verifier):
 
 def combine(scores: Sequence[tuple[float, Verifier, Score]]) -> Score:
     """Merge component scores of a weighted verifier into one Score."""
-    components: dict[str, dict] = {}
+    components: dict[str, dict[str, Any]] = {}
     for w, v, s in scores:
         key, k = v.name, 1
         while key in components:  # the same verifier twice (different options) keeps both

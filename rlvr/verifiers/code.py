@@ -191,7 +191,7 @@ class CodeVerifier(Verifier):
         """In parallel across the sandbox (`workers` runs at once); a broken sandbox gives status
         error for the items it broke, never wrong."""
         pairs = list(zip(completions, examples, strict=True))
-        self.sandbox  # start it once, not in every thread
+        _ = self.sandbox  # start it once, not in every thread
 
         def one(pair: tuple[str, Example]) -> Score:
             try:

@@ -29,7 +29,7 @@ def error_score(err: BaseException) -> Score:
 def score_one(verifier: Verifier, completion: str, example: Example) -> Score:
     try:
         score = verifier.score(completion, example)
-    except Exception as err:  # counted as an error verdict, never a silent 0
+    except Exception as err:  # noqa: BLE001 - verifier code: any exception becomes an error verdict, never a silent 0
         return error_score(err)
     if not isinstance(score, Score):
         return Score(0.0, Status.ERROR, {"error": f"{verifier.name} returned {type(score).__name__}, not Score"})
@@ -65,7 +65,7 @@ def worker_main(conn: multiprocessing.connection.Connection, blob: bytes, parent
     try:
         verifier = pickle.loads(blob)
         getattr(verifier, "warmup", lambda: None)()  # before "ready": not on any item's clock
-    except BaseException as err:
+    except BaseException as err:  # noqa: BLE001 - any start-up failure (even SystemExit) is reported to the parent
         conn.send(("init_error", "".join(traceback.format_exception(err)).strip()))
         return
     conn.send(("ready", os.getpid()))

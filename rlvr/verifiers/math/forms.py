@@ -55,8 +55,8 @@ def to_number(answer: str, *, decimal_comma: bool = False) -> Fraction | None:
     if m := _RATIO.match(s):
         return Fraction(int(m[1]), int(m[2])) if int(m[2]) else None
     if m := _FRAC.match(s):
-        num, den = _decimal(m[2]), _decimal(m[3])
-        return _signed(m[1], num / den) if num is not None and den else None
+        top, bottom = _decimal(m[2]), _decimal(m[3])
+        return _signed(m[1], top / bottom) if top is not None and bottom else None
     if m := _MIXED.match(s):
         return _signed(m[1], int(m[2]) + Fraction(int(m[3]), int(m[4]))) if int(m[4]) else None
     for pattern in (_E_NOTATION, _TIMES_TEN):

@@ -67,7 +67,7 @@ _DROP = [  # (pattern, replacement) applied in order
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree"), ""),
     (re.compile(r"\\%|%"), ""),
     (re.compile(r"\\\$|\$"), ""),
-    (re.compile(r"−|–"), "-"),
+    (re.compile("\u2212|\u2013"), "-"),  # MINUS SIGN, EN DASH
     (re.compile(r"\b([ap])\.\s?m\.?", re.IGNORECASE), r"\1m"),  # 9 a.m. → 9 am
     (re.compile(r"\\(?:dots|ldots|cdots)"), r"\\dots"),
 ]
@@ -254,7 +254,7 @@ def _equations_match(gold: str, answer: str) -> bool | None:
     g, a = ours.items[0], theirs.items[0]
     if any(abs(v) < 1e-12 for v in (*g, *a)):
         return None
-    ratios = [x / y for x, y in zip(g, a)]
+    ratios = [x / y for x, y in zip(g, a, strict=True)]  # same variables: same points
     return all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios)
 
 
@@ -322,12 +322,12 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         return Match(truth(gold.clean) == truth(clean), "text")
     if gold.is_text:
         return Match(clean.lower() == gold.clean.lower(), "text")
-    if has_relation(gold.key) or has_relation(key) or "\\cup" in gold.key:
-        if (relation := _relation_match(gold, clean)) is not None:
-            return relation
-    if gold.clean.count("=") == 1 and clean.count("=") == 1:
-        if (same := _equations_match(gold.clean, clean)) is not None:
-            return Match(same, "equation")
+    relational = has_relation(gold.key) or has_relation(key) or "\\cup" in gold.key
+    if relational and (relation := _relation_match(gold, clean)) is not None:
+        return relation
+    one_equation = gold.clean.count("=") == 1 and clean.count("=") == 1
+    if one_equation and (same := _equations_match(gold.clean, clean)) is not None:
+        return Match(same, "equation")
     value = to_number(clean, decimal_comma=gold.number is not None)  # 2,74 for a number gold; never 1,234
     if gold.number is not None and value is not None:
         return Match(_numbers_equal(gold.number, gold.clean, value, clean), "numeric")
@@ -339,9 +339,10 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         verdict = values_equal(gold.value, value)
         if verdict is not None:
             return Match(verdict, "value")
-    if gold.number is not None and (letters := _LETTERS.findall(re.sub(r"\\[a-zA-Z]+", " ", clean))):
-        if set(letters) - {"e", "i"}:  # e and i may be Euler's number and the imaginary unit: sympy decides
-            return Match(False, "value", f"an expression in {letters[0]} is not the number {gold.clean}")
+    # e and i may be Euler's number and the imaginary unit: sympy decides
+    letters = _LETTERS.findall(re.sub(r"\\[a-zA-Z]+", " ", clean)) if gold.number is not None else []
+    if set(letters) - {"e", "i"}:
+        return Match(False, "value", f"an expression in {letters[0]} is not the number {gold.clean}")
     if not symbolic:
         return Match(False, "fast_only", "not decided without sympy")
     equal = symbolic_equal((gold.clean, gold.text), (clean, answer))

@@ -318,9 +318,9 @@ def _close(gold: complex, gold_text: str, answer: complex, answer_text: str) -> 
     """To 1e-10 relative, or a decimal standing for the gold (`decimal_stands_for`)."""
     if math.isinf(gold.real) or math.isinf(answer.real):
         return gold == answer
-    if abs(gold.imag) < 1e-12 and (rounded := decimal_stands_for(gold.real, gold_text, answer_text)) is not None:
-        if rounded:
-            return True
+    # the rounding rule says yes (stands for it), no, or None (no opinion): only a yes decides here
+    if abs(gold.imag) < 1e-12 and decimal_stands_for(gold.real, gold_text, answer_text):
+        return True
     return abs(gold - answer) <= 1e-10 * max(abs(gold), abs(answer)) + 1e-12
 
 
@@ -332,6 +332,6 @@ def values_equal(gold: Value, answer: Value) -> bool | None:
         return False
     return all(
         _close(g, g_text, a, a_text)
-        for g_values, g_text, a_values, a_text in zip(gold.items, gold.texts, answer.items, answer.texts)
-        for g, a in zip(g_values, a_values)
+        for g_values, g_text, a_values, a_text in zip(gold.items, gold.texts, answer.items, answer.texts, strict=True)
+        for g, a in zip(g_values, a_values, strict=True)  # same variables: the same evaluation points
     )

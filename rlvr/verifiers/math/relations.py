@@ -45,7 +45,7 @@ def region(clean: str) -> Region | None:
 def regions_equal(a: Region, b: Region) -> bool:
     if a.variable and b.variable and a.variable != b.variable:
         return False
-    return len(a.parts) == len(b.parts) and all(_same_part(p, q) for p, q in zip(a.parts, b.parts))
+    return len(a.parts) == len(b.parts) and all(_same_part(p, q) for p, q in zip(a.parts, b.parts, strict=True))
 
 
 def _close(a: float, b: float) -> bool:
@@ -118,8 +118,8 @@ def _intersect(a: Part, b: Part) -> Part:
 
 def _from_intervals(clean: str) -> Region | None:
     parts = []
-    for piece in clean.split("\\cup"):
-        piece = piece.strip()
+    for raw in clean.split("\\cup"):
+        piece = raw.strip()
         if piece.startswith("\\{") and piece.endswith("\\}"):  # points: \{-1\} \cup [0, 7)
             parts += [(v, True, v, True) for v in map(_real, split_top_level(piece[2:-2]))]
             continue

@@ -76,7 +76,7 @@ def symbolic_equal(gold_forms: tuple[str, ...], answer_forms: tuple[str, ...]) -
 
 def _real_number(parsed: tuple) -> Fraction | None:
     """The gold's value when it is one real number (`e^2`, `\\ln 3`), to 30 digits."""
-    import sympy
+    import sympy  # type: ignore[import-untyped]  # sympy ships no py.typed
 
     expr = next((p for p in parsed if isinstance(p, sympy.Expr)), None)
     if expr is None or not expr.is_number or expr.is_real is not True:
