@@ -148,7 +148,7 @@ def child(variant: str, steps: int, result: str) -> None:
         trainer = Measured(config)
         trainer.train()
         policy = trainer.policy
-        params = [p for p in policy.model.parameters()]
+        params = [p for p in policy.wrapped.parameters()]
         state = [t for s in policy.optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim()]
         sampler.running = False
         peak = max(sampler.peaks.values())

@@ -252,8 +252,8 @@ def _spy_trainer(trainer: Any, run: Run) -> None:
     trainer.runner.score = _recorder(calls, "worker_pids", trainer.runner.score, lambda a, k, r: trainer.runner.worker_pids())
     policy.frozen_logprobs = _recorder(calls, "frozen_logprobs", policy.frozen_logprobs)
     policy._shared_prompt_logits = _recorder(calls, "shared_prompt", policy._shared_prompt_logits, lambda a, k, r: 1)
-    if hasattr(policy.policy, "disable_adapter"):
-        policy.policy.disable_adapter = _recorder(calls, "disable_adapter", policy.policy.disable_adapter,
+    if hasattr(policy.module, "disable_adapter"):
+        policy.module.disable_adapter = _recorder(calls, "disable_adapter", policy.module.disable_adapter,
                                                   lambda a, k, r: 1)
 
 

@@ -40,7 +40,7 @@ def _config(model_path, share: bool, micro: int, skip: bool = True, **extra):
 
 def _learner(model_path, share: bool, micro: int, skip: bool = True) -> Policy:
     policy = Policy(_config(model_path, share, micro, skip), init_distributed(), torch.device("cpu"), model_path)
-    policy.policy.double()
+    policy.module.double()
     return policy
 
 
@@ -155,10 +155,10 @@ def _one_step(model_path, tmp_path, **settings) -> tuple[Policy, dict, dict, dic
     """One GRPO step at lr 1e-6: the policy, its metrics, and every weight before and after."""
     config = _config(model_path, True, 9, **{"optimizer.lr": 1e-6, "optimizer.warmup_steps": 0, **settings})
     policy = Policy(config, init_distributed(), torch.device("cpu"), model_path)
-    before = {k: v.detach().clone() for k, v in policy.policy.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in policy.module.state_dict().items()}
     advantages = torch.tensor([0.8, -0.4, -0.4, -0.8, 0.4, 0.4, 0.4, -0.8, 0.4])
     metrics = GRPO(config).learn(policy, GRPOBatch(_batch(), advantages, False))
-    after = {k: v.detach().clone() for k, v in policy.policy.state_dict().items()}
+    after = {k: v.detach().clone() for k, v in policy.module.state_dict().items()}
     return policy, metrics, before, after
 
 
@@ -183,7 +183,7 @@ def test_bfloat16_compute_keeps_the_whole_update_in_float32_master_weights(tiny_
 
     from rlvr.train.checkpoint import save_checkpoint
 
-    saved = save_checkpoint(tmp_path, model=policy.policy, tokenizer=policy.tokenizer, optimizer=policy.optimizer,
+    saved = save_checkpoint(tmp_path, model=policy.module, tokenizer=policy.tokenizer, optimizer=policy.optimizer,
                             scheduler=policy.scheduler, state={"step": 1})
     weights = load_file(saved / "model.safetensors")
     assert {v.dtype for v in weights.values()} == {torch.float32}

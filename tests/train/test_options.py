@@ -152,7 +152,7 @@ def _check_wandb(runs: Runs) -> None:
 def _check_strategy(runs: Runs) -> None:
     run = runs["wandb"]
     assert run.saved_config()["distributed"]["strategy"] == "fsdp2" and run.trainer.sharded is False
-    assert run.engine_kwargs["policy"] is run.trainer.policy.policy and moved(runs, "wandb") > 0
+    assert run.engine_kwargs["policy"] is run.trainer.policy.module and moved(runs, "wandb") > 0
     with pytest.raises(InputError, match="distributed.strategy must be one of ddp, fsdp2"):
         load_config(None, runs.overrides("base", **{"distributed.strategy": "zero3"}))
 
@@ -186,12 +186,12 @@ ROWS = [
                                               all("/0/" in i for i in ids(r, "base")))),
     Row("device", "cpu", ("base",), _check_device),
     Row("model.name", "{tiny}", ("base",), lambda r: _all(r["base"].trainer.model_path == r.tiny,
-                                                          r["base"].trainer.policy.policy.config.hidden_size == 64)),
+                                                          r["base"].trainer.policy.module.config.hidden_size == 64)),
     Row("model.dtype", "bfloat16", ("lowprec",), lambda r: _all(
         r["lowprec"].trainer.policy.compute_dtype == torch.bfloat16,
         r["lowprec"].saved_config()["model"]["dtype"] == "bfloat16", r["base"].saved_config()["model"]["dtype"] == "float32")),
     Row("model.master_dtype", "bfloat16", ("lowprec",), lambda r: _all(
-        {p.dtype for p in r["lowprec"].trainer.policy.policy.parameters()} == {torch.bfloat16},
+        {p.dtype for p in r["lowprec"].trainer.policy.module.parameters()} == {torch.bfloat16},
         {t.dtype for t in final_weights(r, "lowprec").values()} == {torch.bfloat16},
         {t.dtype for t in final_weights(r, "base").values()} == {torch.float32})),
     Row("model.lora_r", 4, ("lora",), lambda r: _all(
@@ -202,16 +202,16 @@ ROWS = [
     Row("model.lora_dropout", 0.1, ("lora",), lambda r: _all(adapter_config(r, "lora")["lora_dropout"] == 0.1)),
     Row("model.lora_target", "q_proj,v_proj", ("lora",), lambda r: _all(
         set(adapter_config(r, "lora")["target_modules"]) == {"q_proj", "v_proj"},
-        {n.split(".")[-4] for n, p in r["lora"].trainer.policy.policy.named_parameters() if p.requires_grad}
+        {n.split(".")[-4] for n, p in r["lora"].trainer.policy.module.named_parameters() if p.requires_grad}
         == {"q_proj", "v_proj"})),
     Row("model.gradient_checkpointing", True, ("wandb",), lambda r: _all(
-        r["wandb"].trainer.policy.policy.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
+        r["wandb"].trainer.policy.module.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
         r["base"].count("shared_prompt") > 0)),
     Row("model.lean_activations", False, ("dense",), lambda r: _all(
         r["dense"].trainer.policy.lean_layers == {},
-        not any("forward" in vars(m) for m in r["dense"].trainer.policy.policy.modules()),
-        r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.policy.config.num_hidden_layers,
-        r["base"].trainer.policy.policy.model.layers[0].mlp.forward.__name__ == "<lambda>")),
+        not any("forward" in vars(m) for m in r["dense"].trainer.policy.module.modules()),
+        r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.module.config.num_hidden_layers,
+        r["base"].trainer.policy.module.model.layers[0].mlp.forward.__name__ == "<lambda>")),
     Row("model.keep_freed_memory", False, ("dense",), lambda r: _all(  # glibc's effect: tests/learner/test_allocator.py
         r["dense"].trainer.policy.keeps_freed_memory is False,
         r["base"].trainer.policy.keeps_freed_memory is (platform.libc_ver()[0] == "glibc"))),
@@ -239,7 +239,7 @@ ROWS = [
         [i.rsplit("/", 1)[1] for i in ids(r, "base", 1)] != ["0", "1"])),
     Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.examples] == ["s/1", "s/3"])),
     Row("rollout.engine", "hf", ("base",), lambda r: _all(
-        r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.policy,
+        r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.module,
         not r["base"].trainer.pushes_weights, "sync_changed" not in r["base"].metrics[0])),
     Row("rollout.prompts_per_step", 3, ("plain",), lambda r: _all(
         all(len(c.prompts) == 3 for c in r["plain"].generations()), series(r, "plain", "groups_trained") == [3, 3])),
