@@ -23,7 +23,7 @@ def test_dry_run_prints_the_effective_config(tmp_path):
     assert result.exit_code == 0, result.output
     tree = yaml.safe_load(result.output)
     assert tree["optimizer"]["lr"] == 3e-6 and tree["model"]["lora_r"] == 8
-    assert tree["algorithm"]["loss"] == "dapo" and tree["rollout"]["engine"] == "hf"
+    assert tree["grpo"]["loss"] == "dapo" and tree["rollout"]["engine"] == "hf"
     assert tree["rollout"]["n"] is not None  # auto sizes resolved for this machine
 
 
@@ -42,6 +42,23 @@ def test_bad_options_exit_2_naming_them(args, names):
     assert names in result.output
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--verifier", "nosuch"], "--verifier 'nosuch'"),
+    (["--verifier", "math+0.5*nosuch"], "--verifier 'math+0.5*nosuch'"),
+    (["--dataset", "nosuch.jsonl"], "--dataset 'nosuch.jsonl'"),
+    (["--set", "eval.dataset=nosuch"], "--dataset 'nosuch'"),  # the held-out rows are checked too
+    (["--algorithm", "sft", "--dataset", "{prefs}", "--set", "eval.before_after=false", "--set", "data.limit=1",
+      "--verifier", "nosuch"], "--verifier 'nosuch'"),
+])
+def test_a_dry_run_refuses_what_the_run_would_refuse_in_one_line(args, says, tmp_path):
+    """--dry-run runs the build's stages that load no model: a config that cannot start exits 2 there."""
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
+    result = _run("train", "--dry-run", "--engine", "hf", *[a.format(prefs=prefs) for a in args])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
 def test_plot_writes_a_png(tmp_path):
     rows = [{"step": s, "reward_mean": s / 10, "accuracy": s / 20, "time_generate": 1.0, "loss": 0.1} for s in (1, 2, 3)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -57,12 +74,12 @@ def test_dry_run_shows_the_cpu_defaults_of_the_main_job():
     result = _run("train", "--verifier", "math", "--dry-run", "--engine", "hf")
     assert result.exit_code == 0, result.output
     tree = yaml.safe_load(result.output)
-    assert tree["algorithm"]["name"] == "grpo" and tree["data"]["dataset"] == "arith"
+    assert tree["algorithm"] == "grpo" and tree["data"]["dataset"] == "arith"
     assert tree["data"]["difficulty"] == "easy" and tree["eval"]["before_after"] is True
     assert tree["eval"]["limit"] >= 100 and tree["eval"]["temperature"] == 0.0
     assert tree["model"]["master_dtype"] == "float32" and tree["reward"]["verifier"] == "math"
     sft = yaml.safe_load(_run("train", "--algorithm", "sft", "--dry-run", "--engine", "hf").output)
-    assert sft["algorithm"]["name"] == "sft" and sft["optimizer"]["lr"] != tree["optimizer"]["lr"]
+    assert sft["algorithm"] == "sft" and sft["optimizer"]["lr"] != tree["optimizer"]["lr"]
 
 
 def _train_process(tiny_model, out, *extra):
