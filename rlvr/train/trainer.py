@@ -2,8 +2,10 @@
 holds its own copy → log and alarm → evaluate → checkpoint; resume, Ctrl-C/SIGTERM, torchrun.
 
 What differs between GRPO, SFT, RFT and DPO lives in rlvr/algorithms/ (one file each): how a step's
-batch is made and which objective (rlvr/objectives/) it trains. The model, its precision and the
-optimizer are `rlvr.learner.policy.Policy`; generate → verify is `rlvr.rollout.collect.sample_and_score`.
+batch is made and which objective (rlvr/objectives/) it trains. The Trainer is built from the stages of
+rlvr.train.stages and is the `TrainContext` (rlvr.algorithms.context) its algorithm receives. The
+model, its precision and the optimizer are `rlvr.learner.policy.Policy`; generate → verify is
+`rlvr.rollout.collect.sample_and_score`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.context import Timer
 from rlvr.config import TrainConfig
 from rlvr.data.benchmarks import PromptStream
@@ -65,7 +68,7 @@ class Trainer:
         placement = stages.place(config, self.ctx)
         self.config = cfg = placement.config
         self.device, self.rollout_dtype = placement.device, placement.rollout_dtype
-        self.algorithm = stages.create_algorithm(cfg.algorithm, cfg)
+        self.algorithm = create_algorithm(cfg.algorithm, cfg)
         self.plan = self.algorithm.plan
         self.model_path = resolve_model(cfg.model.name)
         self.verifier = stages.build_verifier(cfg)
