@@ -8,7 +8,8 @@ step's batch from the loop's shared pieces (a `TrainContext`, context.py: the pr
 
 Adding one: copy rft.py (the smallest algorithm that samples; sft.py for one that trains on fixed
 rows) to rlvr/algorithms/NAME.py, change its `make_plan`, `make_step` and `learn`, and add one line
-`"NAME": "rlvr.algorithms.NAME:Class"` to ALGORITHMS below. Nothing else lists algorithms.
+`"NAME": "rlvr.algorithms.NAME:Class"` to ALGORITHMS below. The CLI's --algorithm choices read this
+table; the config's allowed values (rlvr.config CHOICES) still list the names once more for now.
 """
 
 from __future__ import annotations
