@@ -219,16 +219,16 @@ ROWS = [
         all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file")))),
     Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in ids(r, "order")),
                                                          all("/train/" in i for i in ids(r, "base")))),
-    Row("data.limit", 3, ("file",), lambda r: _all(len(r["file"].trainer.examples) == 3)),
+    Row("data.limit", 3, ("file",), lambda r: _all(len(r["file"].trainer.stream.examples) == 3)),
     Row("data.prompt_field", "q", ("file",), lambda r: _all(
-        [e.prompt for e in r["file"].trainer.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."])),
+        [e.prompt for e in r["file"].trainer.stream.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."])),
     Row("data.answer_field", "gold", ("file",), lambda r: _all(
-        [e.answer for e in r["file"].trainer.examples] == ["2", "4", "6"],
+        [e.answer for e in r["file"].trainer.stream.examples] == ["2", "4", "6"],
         {s["gold"] for s in r["file"].samples()} <= {"2", "4", "6"})),
     Row("data.difficulty", "hard", ("order",), lambda r: _all(all(i.startswith("arith/hard/") for i in ids(r, "order")),
                                                               all(i.startswith("arith/easy/") for i in ids(r, "base")))),
-    Row("data.size", 12, ("order",), lambda r: _all(len(r["order"].trainer.examples) == 12,
-                                                    len(r["base"].trainer.examples) == 32)),
+    Row("data.size", 12, ("order",), lambda r: _all(len(r["order"].trainer.stream.examples) == 12,
+                                                    len(r["base"].trainer.stream.examples) == 32)),
     Row("data.style", "plain", ("plain",), lambda r: _all(
         all("<|im_start|>" not in p and p.endswith(DEFAULT_INSTRUCTION + "\n") for p in prompts(r, "plain")),
         all("<|im_start|>user" in p for p in prompts(r, "base")))),
@@ -237,7 +237,7 @@ ROWS = [
     Row("data.shuffle", False, ("order",), lambda r: _all(
         [i.rsplit("/", 1)[1] for i in ids(r, "order", 1) + ids(r, "order", 2)] == ["0", "1", "2", "3"],
         [i.rsplit("/", 1)[1] for i in ids(r, "base", 1)] != ["0", "1"])),
-    Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.examples] == ["s/1", "s/3"])),
+    Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.stream.examples] == ["s/1", "s/3"])),
     Row("rollout.engine", "hf", ("base",), lambda r: _all(
         r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.module,
         not r["base"].trainer.pushes_weights, "sync_changed" not in r["base"].metrics[0])),
