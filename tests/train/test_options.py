@@ -40,7 +40,7 @@ def _check_device(runs: Runs) -> None:
 
 def _check_beta(runs: Runs) -> None:
     full, lora, off = runs["kl_full"].trainer.policy, runs["kl_lora"].trainer.policy, runs["base"].trainer.policy
-    assert full.reference is not None and full.reference is not full.policy
+    assert full.reference is not None and full.reference is not full.module
     assert not any(p.requires_grad for p in full.reference.parameters())
     assert lora.reference is None and runs["kl_lora"].count("disable_adapter") > 0  # the base model, adapters off
     assert off.reference is None and "kl" not in runs["base"].metrics[0]  # β = 0: no reference at all
