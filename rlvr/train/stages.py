@@ -34,8 +34,9 @@ from rlvr.train.monitor import truncate_metrics
 from rlvr.types import Example
 
 __all__ = ["Data", "EngineSpec", "Placement", "Resumed", "Seeded", "audit_reward", "build_policy", "build_runner",
-           "build_verifier", "check_config", "engine_spec", "holds_weights", "load_data", "place", "prepare_run_folder",
-           "prompt_stream", "resolve_device", "resume_state", "seed_rngs", "start_engine"]
+           "build_verifier", "check_config", "engine_holds_weights", "engine_spec", "holds_weights", "load_data",
+           "place", "prepare_run_folder", "prompt_stream", "resolve_device", "resume_state", "seed_rngs",
+           "start_engine"]
 
 log = logging.getLogger("rlvr.train")
 
