@@ -105,13 +105,14 @@ def child(variant: str, steps: int, result: str) -> None:
 
     import rlvr.learner.policy as policy_module
     import rlvr.rollout.vllm.engine as vllm_module
+    from rlvr.train import stages
     from rlvr.train.trainer import Trainer
 
-    start_engine = Trainer._start_engine
+    start_engine = stages.start_engine
 
-    def timed_engine(self, *args, **kwargs):
+    def timed_engine(*args, **kwargs):
         marks["before_engine"] = sampler.enter("engine")
-        engine = start_engine(self, *args, **kwargs)
+        engine = start_engine(*args, **kwargs)
         marks["after_engine"] = sampler.enter("after_engine")
         tensors.update(engine.llm.collective_rpc(_engine_tensors)[0])
         tensors["max_model_len"] = engine.llm.llm_engine.model_config.max_model_len
@@ -138,7 +139,7 @@ def child(variant: str, steps: int, result: str) -> None:
     args = argparse.Namespace(model="HuggingFaceTB/SmolLM2-135M-Instruct", steps=steps, prompts=4, group=4,
                               max_new_tokens=64, lr=1e-6, temperature=0.7)
     with tempfile.TemporaryDirectory() as out, \
-            mock.patch.object(Trainer, "_start_engine", timed_engine), \
+            mock.patch.object(stages, "start_engine", timed_engine), \
             mock.patch("rlvr.learner.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear), \
             mock.patch("rlvr.rollout.vllm.engine.resolve_sleep_level", vllm_module.resolve_sleep_level if sleeps else (lambda *_: 0)):
         config = _rlvr_config(args, "vllm", out, skip=False)
@@ -148,7 +149,7 @@ def child(variant: str, steps: int, result: str) -> None:
         trainer = Measured(config)
         trainer.train()
         policy = trainer.policy
-        params = [p for p in policy.model.parameters()]
+        params = [p for p in policy.wrapped.parameters()]
         state = [t for s in policy.optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim()]
         sampler.running = False
         peak = max(sampler.peaks.values())

@@ -86,10 +86,10 @@ def _run_folder(train_args: list[str]) -> str:
 def main() -> None:
     audit_file, separator, *train_args = sys.argv[1:]
     assert separator == "--"
-    import rlvr.train.trainer
+    import rlvr.train.stages
     from rlvr.cli import main as cli
 
-    rlvr.train.trainer.Trainer._start_engine = lambda self, kind, policy: FixedEngine(self.model_path, policy is None)
+    rlvr.train.stages.start_engine = lambda spec, ctx, policy=None, **_: FixedEngine(spec.model_path, policy is None)
     writes: list = []
     if int(os.environ.get("RANK", "0")) != 0:
         _watch_writes(_run_folder(train_args), writes)

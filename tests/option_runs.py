@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -252,8 +251,8 @@ def _spy_trainer(trainer: Any, run: Run) -> None:
     trainer.runner.score = _recorder(calls, "worker_pids", trainer.runner.score, lambda a, k, r: trainer.runner.worker_pids())
     policy.frozen_logprobs = _recorder(calls, "frozen_logprobs", policy.frozen_logprobs)
     policy._shared_prompt_logits = _recorder(calls, "shared_prompt", policy._shared_prompt_logits, lambda a, k, r: 1)
-    if hasattr(policy.policy, "disable_adapter"):
-        policy.policy.disable_adapter = _recorder(calls, "disable_adapter", policy.policy.disable_adapter,
+    if hasattr(policy.module, "disable_adapter"):
+        policy.module.disable_adapter = _recorder(calls, "disable_adapter", policy.module.disable_adapter,
                                                   lambda a, k, r: 1)
 
 
@@ -341,13 +340,14 @@ def write_data_files(folder: Path) -> dict[str, Path]:
 
 def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1,
                    examples: Any = ()) -> tuple[Any, dict]:
-    """What Trainer._start_engine hands a vLLM engine for this config on `device` (which this machine need
-    not have), serving `examples`: the engine is replaced by a recorder, so nothing starts."""
+    """What the engine stages (rlvr.train.stages.engine_spec, start_engine) hand a vLLM engine for this
+    config on `device` (which this machine need not have), serving `examples`: the engine is replaced by
+    a recorder, so nothing starts."""
     import torch
 
     from rlvr.config import resolve_auto
     from rlvr.distributed import DistContext
-    from rlvr.train.trainer import Trainer
+    from rlvr.train import stages
 
     config = resolve_auto(load_config(None, {**BASE, "model.name": str(tiny), "logging.output": "unused", **overrides}),
                           device)
@@ -357,11 +357,11 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
         seen.update(kwargs)
         return SimpleNamespace(kind=kind, tokenizer=None, holds_weights=True)
 
-    loop = SimpleNamespace(config=config, device=torch.device(device), model_path=tiny, rollout_dtype="float32",
-                           engine_log=None, started=time.perf_counter(),
-                           ctx=DistContext(0, world_size, 0, torch.device(device), True))
-    with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch("rlvr.train.trainer._holds_weights", lambda k: True):
-        engine = Trainer._start_engine(loop, "vllm", policy=None, examples=examples)
+    placement = stages.Placement(config, torch.device(device), "float32")
+    ctx = DistContext(0, world_size, 0, torch.device(device), True)
+    with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch.object(stages, "holds_weights", lambda k: True):
+        spec = stages.engine_spec(config, placement, ctx, "vllm", tiny, examples)
+        engine = stages.start_engine(spec, ctx)
     return engine, seen
 
 

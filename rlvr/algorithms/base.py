@@ -1,15 +1,46 @@
-"""What the one training loop asks of an algorithm, and the pieces several algorithms share."""
+"""What the one training loop asks of an algorithm (its data plan, make_step, learn), and the pieces
+several algorithms share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Callable, Generic, Hashable, Sequence, TypeVar
 
 import torch
 
+from rlvr.algorithms.context import Timer, TrainContext
+from rlvr.config import TrainConfig
+from rlvr.learner.protocol import Learner
 from rlvr.types import Example, Rollout, Score
 
-__all__ = ["Algorithm", "Step", "dedupe", "prompt_text", "response_rollout", "sequence_logprobs"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["Algorithm", "DataPlan", "Step", "dedupe", "response_rollout", "sequence_logprobs"]
+
+T = TypeVar("T")
+B = TypeVar("B")  # an algorithm's batch type
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What an algorithm trains on and needs, decided from the config alone before anything is built
+    (rlvr.train.stages reads it to load data, size and start the engine, and load the policy); frozen:
+    nothing changes it later."""
+
+    #: what a row of the prompt stream holds: "prompts" (to sample from), "responses" (SFT rows),
+    #: "preferences" (prompt/chosen/rejected rows)
+    trains_on: str
+    #: each step samples from the current policy: the engine serves the training prompts, and the loop
+    #: pushes the new weights to it after every step (else only before an eval)
+    samples_online: bool
+    #: the rows come from the dataset as rlvr.data.benchmarks.load_examples reads it (arith, a benchmark, a
+    #: prompt file); else from a file the algorithm reads itself with the policy's tokenizer
+    reads_dataset: bool = True
+    #: the policy keeps the initial model (or LoRA adapters off) as a reference
+    needs_reference: bool = False
+    #: optimizer steps per loop step (sets the schedule's length)
+    optimizer_steps: int = 1
 
 
 @dataclass
@@ -17,48 +48,40 @@ class Step:
     """What an algorithm made for one step: the batch it will learn from, the metrics of making it, and
     the completions to log (examples with their n rollouts and scores, prompt-major)."""
 
-    batch: Any
+    batch: object
     metrics: dict[str, float] = field(default_factory=dict)
     samples: tuple[list[Example], list[Rollout], list[Score]] | None = None
 
 
-class Algorithm:
-    """One file per algorithm (rlvr/algorithms/) subclasses this. It declares what it needs; the loop
-    provides it. The defaults fit an algorithm that samples prompts from the dataset, takes one
-    optimizer step per loop step and needs no reference model."""
+class Algorithm(Generic[B]):
+    """One file per algorithm (rlvr/algorithms/) subclasses this: `plan` says what it needs (from the config
+    alone), `make_step` makes a step's batch from the loop's shared pieces (a TrainContext), `learn`
+    trains on it through the policy's interface (a Learner). The loop does everything else."""
 
     name: str = ""
-    #: the step samples from the current policy (the loop then keeps the engine's weights in sync each step)
-    samples_online: bool = True
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        self.plan: DataPlan = self.make_plan(config)
 
-    def needs_reference(self) -> bool:
-        """Whether the policy must keep the initial model (or LoRA adapters off) as a reference."""
-        return False
+    @classmethod
+    def make_plan(cls, config: TrainConfig) -> DataPlan:
+        """The default: sample prompts of the dataset online, one optimizer step a loop step, no reference."""
+        return DataPlan(trains_on="prompts", samples_online=True)
 
-    def optimizer_steps(self) -> int:
-        """Optimizer steps per loop step (sets the schedule's length)."""
-        return 1
+    def training_examples(self, rows: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
+        """The rows the prompt stream draws from, given the dataset's rows (when the plan reads them) and
+        the policy's tokenizer: by default the dataset's rows themselves."""
+        return rows
 
-    def training_examples(self, loop: Any) -> list[Example]:
-        """The rows the prompt stream draws from (prompts; with SFT, prompts and responses)."""
-        return loop.load_examples()
-
-    def sampled_examples(self, loop: Any) -> list[Example]:
-        """The prompts this algorithm will generate from, known before the policy loads (they size the
-        engine's context and KV cache); none for one that does not sample."""
-        return loop.load_examples() if self.samples_online else []
-
-    def make_step(self, loop: Any, timer: Any) -> Step:
+    def make_step(self, context: TrainContext, timer: Timer) -> Step:
         raise NotImplementedError
 
-    def learn(self, policy: Any, batch: Any) -> dict[str, float]:
+    def learn(self, policy: Learner, batch: B) -> dict[str, float]:
         raise NotImplementedError
 
 
-def response_rollout(tokenizer: Any, prompt: str, response: str, index: int = 0) -> Rollout:
+def response_rollout(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, index: int = 0) -> Rollout:
     """A fixed (prompt, response) pair as the Rollout the policy packs: the response's tokens end with
     the tokenizer's end-of-sequence token, so the model learns where to stop."""
     prompt_ids = tuple(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -73,13 +96,9 @@ def sequence_logprobs(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     return (logprobs * mask.to(logprobs.dtype)).sum(-1)
 
 
-def prompt_text(loop: Any, example: Example) -> str:
-    """The prompt as the model sees it: pre-rendered rows as they are, others through the run's template."""
-    return example.metadata.get("rendered_prompt") or loop.template(example)
-
-
-def dedupe(items: Sequence[Any], key: Any) -> list[Any]:
-    seen, out = set(), []
+def dedupe(items: Sequence[T], key: Callable[[T], Hashable]) -> list[T]:
+    seen: set[Hashable] = set()
+    out: list[T] = []
     for item in items:
         k = key(item)
         if k not in seen:

@@ -6,15 +6,21 @@ trains offline instead, with no sampling."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from rlvr.algorithms.base import Algorithm, Step, prompt_text, response_rollout, sequence_logprobs
+from rlvr.algorithms.base import Algorithm, DataPlan, Step, response_rollout, sequence_logprobs
+from rlvr.algorithms.context import Timer, TrainContext
+from rlvr.config import TrainConfig
 from rlvr.distributed import all_reduce_sum, shard_groups
+from rlvr.learner.protocol import Learner
 from rlvr.rollout.stats import rollout_metrics
 from rlvr.objectives import dpo
-from rlvr.types import Example, Rollout
+from rlvr.types import Example, Rollout, Score
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["DPO", "pair_completions"]
 
@@ -24,7 +30,7 @@ class PairBatch:
     rollouts: list[Rollout]  # chosen, rejected, chosen, rejected, ...: pairs share their prompt
 
 
-def pair_completions(group: list[tuple[Rollout, Any]]) -> tuple[Rollout, Rollout] | None:
+def pair_completions(group: list[tuple[Rollout, Score]]) -> tuple[Rollout, Rollout] | None:
     """(chosen, rejected) for one prompt's scored completions: the first highest-reward completion and the
     first lowest-reward one that differs from it in text; None when every reward ties."""
     rewards = [s.reward for _, s in group]
@@ -36,40 +42,32 @@ def pair_completions(group: list[tuple[Rollout, Any]]) -> tuple[Rollout, Rollout
     return None if rejected is None else (chosen, rejected)
 
 
-class DPO(Algorithm):
+class DPO(Algorithm[PairBatch]):
     name = "dpo"
-    samples_online = True  # a preference file switches it off in training_examples
 
-    def __init__(self, config: Any):
-        super().__init__(config)
-        self.offline = False
-
-    def needs_reference(self) -> bool:
-        return not self.config.dpo.reference_free
-
-    def training_examples(self, loop: Any) -> list[Example]:
-        from rlvr.data.supervised import is_preference_file, preference_examples
-
-        if loop.dataset_is_file() and is_preference_file(self.config.data.dataset):
-            self.offline, self.samples_online = True, False
-            return preference_examples(self.config.data.dataset, loop.policy.tokenizer)
-        return loop.load_examples()
-
-    def sampled_examples(self, loop: Any) -> list[Example]:
+    @classmethod
+    def make_plan(cls, config: TrainConfig) -> DataPlan:
+        """Online: prompts of the dataset, sampled and paired by reward. A file of prompt/chosen/rejected
+        rows trains offline: nothing is sampled. A reference model unless dpo.reference_free."""
         from rlvr.data.supervised import is_preference_file
 
-        offline = loop.dataset_is_file() and is_preference_file(self.config.data.dataset)
-        return [] if offline else loop.load_examples()
+        offline = is_preference_file(config.data.dataset)
+        return DataPlan(trains_on="preferences" if offline else "prompts", samples_online=not offline,
+                        reads_dataset=not offline, needs_reference=not config.dpo.reference_free)
 
-    def make_step(self, loop: Any, timer: Any) -> Step:
+    def training_examples(self, rows: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
+        from rlvr.data.supervised import preference_examples
+
+        return rows if self.plan.reads_dataset else preference_examples(self.config.data.dataset, tokenizer)
+
+    def make_step(self, context: TrainContext, timer: Timer) -> Step:
         cfg = self.config
-        examples = shard_groups(loop.stream.take(cfg.rollout.prompts_per_step), loop.ctx)
-        if self.offline:
-            tok = loop.policy.tokenizer
-            rows = [response_rollout(tok, prompt_text(loop, e), e.metadata[key], i)
+        examples = shard_groups(context.stream.take(cfg.rollout.prompts_per_step), context.ctx)
+        if not self.plan.samples_online:
+            rows = [response_rollout(context.tokenizer, context.prompt_text(e), e.metadata[key], i)
                     for i, e in enumerate(examples) for key in ("chosen", "rejected")]
             return Step(PairBatch(rows), {"pairs": float(len(examples))})
-        collected = loop.collect(examples, cfg.rollout.n, loop.sampling(0), timer)
+        collected = context.collect(examples, cfg.rollout.n, context.sampling(0), timer)
         rows = []
         for g in range(len(collected.examples)):
             pair = pair_completions(collected.group(g))
@@ -78,7 +76,7 @@ class DPO(Algorithm):
         metrics = {**rollout_metrics(collected.scores, collected.rollouts), "pairs": float(len(rows) // 2)}
         return Step(PairBatch(rows), metrics, (collected.examples, collected.rollouts, collected.scores))
 
-    def learn(self, policy: Any, batch: PairBatch) -> dict[str, float]:
+    def learn(self, policy: Learner, batch: PairBatch) -> dict[str, float]:
         opts = self.config.dpo
         if not batch.rollouts:
             return policy.step([], None)

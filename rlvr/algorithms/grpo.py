@@ -4,14 +4,16 @@ group-relative advantages, the clipped policy-gradient objective of rlvr.objecti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
 
-from rlvr.algorithms.base import Algorithm, Step
+from rlvr.algorithms.base import Algorithm, DataPlan, Step
+from rlvr.algorithms.context import Timer, TrainContext
+from rlvr.config import TrainConfig
 from rlvr.distributed import agree, all_reduce_sum, gather_cat, shard_groups
 from rlvr.rollout.stats import rollout_metrics
+from rlvr.learner.protocol import Learner, Packed
 from rlvr.objectives import grpo
+from rlvr.rollout.collect import Collected
 from rlvr.types import Example, Rollout, Score
 
 __all__ = ["GRPO", "Groups"]
@@ -50,27 +52,27 @@ class GRPOBatch:
     use_tis: bool
 
 
-class GRPO(Algorithm):
+class GRPO(Algorithm[GRPOBatch]):
     name = "grpo"
 
-    def needs_reference(self) -> bool:
-        return bool(self.config.grpo.beta)
-
-    def optimizer_steps(self) -> int:
-        return self.config.grpo.mu
+    @classmethod
+    def make_plan(cls, config: TrainConfig) -> DataPlan:
+        """Prompts sampled online; μ optimizer steps a loop step; a reference model when β > 0 (the KL term)."""
+        return DataPlan(trains_on="prompts", samples_online=True, needs_reference=bool(config.grpo.beta),
+                        optimizer_steps=config.grpo.mu)
 
     # -------------------------------------------------------------------------- the batch
 
-    def make_step(self, loop: Any, timer: Any) -> Step:
+    def make_step(self, context: TrainContext, timer: Timer) -> Step:
         """Generate n completions per prompt and verify them; with dynamic sampling, groups whose
         rewards are all equal (no signal) are dropped and refilled from new prompts."""
-        cfg, ctx, n = self.config, loop.ctx, self.config.rollout.n
+        cfg, ctx, n = self.config, context.ctx, self.config.rollout.n
         want = cfg.rollout.prompts_per_step // ctx.world_size  # this rank's groups
         parts, seen, rounds = [], [], 0
         while True:
-            examples = shard_groups(loop.stream.take(cfg.rollout.prompts_per_step), ctx)
-            collected = loop.collect(examples, n, loop.sampling(rounds), timer)
-            scored = self._groups(collected, loop)
+            examples = shard_groups(context.stream.take(cfg.rollout.prompts_per_step), ctx)
+            collected = context.collect(examples, n, context.sampling(rounds), timer)
+            scored = self._groups(collected)
             zero_variance = grpo.zero_variance_groups(scored.rewards)
             seen.append((scored, zero_variance))
             parts.append(scored.select(~zero_variance) if cfg.grpo.dynamic_sampling else scored)
@@ -88,7 +90,7 @@ class GRPO(Algorithm):
         everyone = gather_cat(groups.rewards, ctx)
         advantages = grpo.group_advantages(everyone, cfg.grpo.advantage)[ctx.rank * mine:(ctx.rank + 1) * mine]
         advantages = advantages.reshape(-1)
-        use_tis = cfg.grpo.tis == "on" or (cfg.grpo.tis == "auto" and loop.engine_sampler_logprobs)
+        use_tis = cfg.grpo.tis == "on" or (cfg.grpo.tis == "auto" and context.sampler_logprobs)
         metrics = {
             **rollout_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]),
             "zero_variance_fraction": first_zero_variance.float().mean().item(),
@@ -96,7 +98,7 @@ class GRPO(Algorithm):
         }
         return Step(GRPOBatch(groups, advantages, use_tis), metrics, (first.examples, first.rollouts, first.scores))
 
-    def _groups(self, collected: Any, loop: Any) -> Groups:
+    def _groups(self, collected: Collected) -> Groups:
         rewards = torch.tensor([s.reward for s in collected.scores], dtype=torch.float32)
         if self.config.reward.truncated == "penalty":
             lengths = torch.tensor([len(r.token_ids) for r in collected.rollouts])
@@ -107,7 +109,7 @@ class GRPO(Algorithm):
 
     # -------------------------------------------------------------------------- the update
 
-    def learn(self, policy: Any, batch: GRPOBatch) -> dict[str, float]:
+    def learn(self, policy: Learner, batch: GRPOBatch) -> dict[str, float]:
         """μ optimizer steps with the clipped surrogate (rlvr.objectives.grpo.policy_loss); the sampler's
         logprobs weight tokens by truncated importance when `use_tis`."""
         cfg, alg = self.config, self.config.grpo
@@ -150,7 +152,7 @@ class GRPO(Algorithm):
                 totals[key] = totals.get(key, 0.0) + value / alg.mu
         return {**totals, "groups_skipped": float(skipped)}
 
-    def _loss_mask(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _loss_mask(self, tensors: Packed) -> torch.Tensor:
         mask = tensors["mask"]
         if self.config.reward.truncated == "mask":  # no gradient from cut-off completions (DAPO's overlong filter)
             mask = mask * (~tensors["truncated"]).float().unsqueeze(-1)

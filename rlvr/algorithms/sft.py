@@ -4,14 +4,21 @@ the response tokens only (rlvr.objectives.sft). RFT reuses its update on the com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from rlvr.algorithms.base import Algorithm, Step, prompt_text, response_rollout
+from rlvr.algorithms.base import Algorithm, DataPlan, Step, response_rollout
+from rlvr.algorithms.context import Timer, TrainContext
+from rlvr.config import TrainConfig
 from rlvr.distributed import all_reduce_sum, shard_groups
+from rlvr.learner.protocol import Learner
 from rlvr.objectives import sft
 from rlvr.types import Example, Rollout
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["SFT", "SFTBatch", "sft_update"]
 
@@ -21,7 +28,7 @@ class SFTBatch:
     rollouts: list[Rollout]  # fixed responses packed like completions, one row each
 
 
-def sft_update(policy: Any, rows: Sequence[Rollout], reduction: str) -> dict[str, float]:
+def sft_update(policy: Learner, rows: Sequence[Rollout], reduction: str) -> dict[str, float]:
     """One optimizer step of response-token NLL over `rows`, micro-batched, normalized over the whole
     batch (and every rank) so that the micro-batches add up to the full-batch loss exactly."""
     if not rows:
@@ -37,26 +44,31 @@ def sft_update(policy: Any, rows: Sequence[Rollout], reduction: str) -> dict[str
     return policy.step(policy.micro_batches(len(rows), 1), loss_fn)
 
 
-class SFT(Algorithm):
+class SFT(Algorithm[SFTBatch]):
     name = "sft"
-    samples_online = False
 
-    def training_examples(self, loop: Any) -> list[Example]:
+    @classmethod
+    def make_plan(cls, config: TrainConfig) -> DataPlan:
+        """Fixed responses, never sampled: a file of rows (read with the policy's tokenizer), or the
+        dataset's rows with their worked solutions."""
+        return DataPlan(trains_on="responses", samples_online=False, reads_dataset=not Path(config.data.dataset).is_file())
+
+    def training_examples(self, rows: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
         """Rows with `metadata["response"]`: a prompt/completion, messages or samples.jsonl file, or the
         worked solutions of gsm8k / math train and generated arith answers."""
         from rlvr.data.supervised import sft_examples
 
         data = self.config.data
-        if loop.dataset_is_file():
-            return sft_examples(None, path=data.dataset, tokenizer=loop.policy.tokenizer, keep_status=data.keep_status)
-        return sft_examples(loop.load_examples())
+        if not self.plan.reads_dataset:
+            return sft_examples(None, path=data.dataset, tokenizer=tokenizer, keep_status=data.keep_status)
+        return sft_examples(rows)
 
-    def make_step(self, loop: Any, timer: Any) -> Step:
-        examples = shard_groups(loop.stream.take(self.config.rollout.prompts_per_step), loop.ctx)
-        tokenizer = loop.policy.tokenizer
-        rows = [response_rollout(tokenizer, prompt_text(loop, e), e.metadata["response"], i) for i, e in enumerate(examples)]
+    def make_step(self, context: TrainContext, timer: Timer) -> Step:
+        examples = shard_groups(context.stream.take(self.config.rollout.prompts_per_step), context.ctx)
+        rows = [response_rollout(context.tokenizer, context.prompt_text(e), e.metadata["response"], i)
+                for i, e in enumerate(examples)]
         tokens = sum(len(r.token_ids) for r in rows)
         return Step(SFTBatch(rows), {"examples": float(len(rows)), "response_tokens_mean": tokens / max(1, len(rows))})
 
-    def learn(self, policy: Any, batch: SFTBatch) -> dict[str, float]:
+    def learn(self, policy: Learner, batch: SFTBatch) -> dict[str, float]:
         return sft_update(policy, batch.rollouts, self.config.sft.reduction)

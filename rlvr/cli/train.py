@@ -63,7 +63,8 @@ FLAGS = {
               help="Set any config key, e.g. --set grpo.loss=dapo (repeatable).")
 @click.option("--strict-audit", is_flag=True, default=None,
               help="Refuse to start when the reward pays for any known hack of the shipped audit suite.")
-@click.option("--dry-run", is_flag=True, help="Print the effective config and exit.")
+@click.option("--dry-run", is_flag=True, help="Check the config (algorithm, verifier, datasets; no model is loaded), "
+                                             "print the effective config and exit.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging, and the engines' own logs (vLLM, loading bars).")
 def train(config_file: str | None, resume: str | None, assignments: tuple[str, ...], dry_run: bool, verbose: bool,
           strict_audit: bool | None, **flags: Any) -> None:
@@ -74,7 +75,7 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
     n completions per prompt, verify them, compute group advantages, take the clipped
     policy-gradient step(s), push the weights to the engine; then log (metrics.jsonl, TensorBoard),
     evaluate and checkpoint. Ctrl-C or SIGTERM saves a checkpoint; --resume DIR continues."""
-    from rlvr.config import dump_yaml, load_config, parse_set, resolve_auto
+    from rlvr.config import dump_yaml, load_config, parse_set
 
     overrides = {FLAGS[name]: value for name, value in flags.items() if value is not None}
     if strict_audit:
@@ -89,9 +90,12 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
         config_file = str(saved)
         overrides.setdefault("logging.output", resume)
     config = load_config(config_file, overrides)
-    if dry_run:
-        device = config.device if config.device != "auto" else _auto_device()
-        click.echo(dump_yaml(resolve_auto(config, device)), nl=False)
+    if dry_run:  # the build's own stages up to the first model: what would refuse to start refuses here
+        import torch
+
+        from rlvr.train.stages import check_config
+
+        click.echo(dump_yaml(check_config(config, torch.device(_auto_device()))), nl=False)
         return
     # under torchrun (RANK set) rank 0 speaks for the run; the other ranks report only problems
     rank = int(os.environ.get("RANK", "0"))

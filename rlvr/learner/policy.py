@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -19,12 +19,10 @@ from rlvr.learner.lean_layers import make_lean
 from rlvr.learner.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, token_logprobs, token_logprobs_and_entropy
 from rlvr.learner.precision import autocast, grad_scaler, resolve_dtypes
+from rlvr.learner.protocol import LossFn, Packed
 from rlvr.types import Rollout
 
 __all__ = ["Policy", "lr_lambda", "pack"]
-
-#: loss_fn(rows) -> (loss, metrics): the objective of one micro-batch of packed rows
-LossFn = Callable[[slice], tuple[torch.Tensor, dict[str, float]]]
 
 
 def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
@@ -37,7 +35,7 @@ def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> dict[str, torch.Tensor]:
+def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
     """Rows [pad.. prompt | completion ..pad]: prompts left-padded to P, completions right-padded to C,
     so completion logits are the same slice for every row. Every `group_size` consecutive rows share
     one prompt (a GRPO group, a DPO pair; 1 for SFT rows)."""
@@ -63,29 +61,30 @@ def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> dict[str, to
 
 
 class Policy:
-    """The model being trained (wrapped for data parallelism), its optimizer and schedule, and the
-    reference model when an algorithm asks for one. Master weights are model.master_dtype (float32 by
-    default); forward and backward run in model.dtype through autocast."""
+    """The model being trained, its optimizer and schedule, and the reference model when an algorithm asks
+    for one. `module` is the model itself (with LoRA: the peft model); `wrapped` is what forward and
+    backward run through (DDP/FSDP2 under torchrun, else `module` itself). Master weights are
+    model.master_dtype (float32 by default); forward and backward run in model.dtype through autocast."""
 
     def __init__(self, config: TrainConfig, ctx: DistContext, device: torch.device, model_path: Path,
                  checkpoint: Path | None = None, *, reference: bool = False, optimizer_steps: int | None = None):
         self.config, self.ctx, self.device, self.model_path = config, ctx, device, model_path
         self.master_dtype, self.compute_dtype = resolve_dtypes(config.model.dtype, config.model.master_dtype, device.type)
-        self.policy, self.tokenizer = self._load(checkpoint)
+        self.module, self.tokenizer = self._load(checkpoint)
         if ctx.distributed and config.distributed.strategy == "fsdp2" and config.model.lora_r:
             raise InputError("distributed.strategy=fsdp2 with LoRA is not supported: use ddp (LoRA's trainable weights are small)")
         self.sharded = ctx.distributed and config.distributed.strategy == "fsdp2"
         # layers given a lean backward (rlvr.learner.lean_layers); not under FSDP2, which gathers weights in its own forward
-        self.lean_layers = make_lean(self.policy) if config.model.lean_activations and not self.sharded else {}
+        self.lean_layers = make_lean(self.module) if config.model.lean_activations and not self.sharded else {}
         # process-wide and one-way: freed tensors' memory stays in malloc's heap for the next ones (rlvr.learner.allocator)
         self.keeps_freed_memory = config.model.keep_freed_memory and device.type == "cpu" and keep_freed_memory()
-        self.model = wrap_model(self.policy, ctx, config.distributed.strategy)
+        self.wrapped = wrap_model(self.module, ctx, config.distributed.strategy)
         self._heads: dict[int, bool] = {}  # id(model) -> whether its logits are hidden @ head.weight.T
         # DDP/FSDP2 expect one forward per backward, and checkpointed layers keep no cache
         self.share_prompt = config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
         self.reference = self._load_reference() if reference else None
         opt = config.optimizer
-        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
         # fused: one kernel per step (a single process; under DDP/FSDP2 the default, which knows DTensors)
         self.optimizer = torch.optim.AdamW(trainable, lr=opt.lr, weight_decay=opt.weight_decay,
                                            betas=(opt.beta1, opt.beta2), fused=not ctx.distributed or None)
@@ -103,7 +102,7 @@ class Policy:
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
 
-    def pack(self, rollouts: Sequence[Rollout], group_size: int) -> dict[str, torch.Tensor]:
+    def pack(self, rollouts: Sequence[Rollout], group_size: int) -> Packed:
         return pack(rollouts, group_size, self.pad_id)
 
     def micro_batches(self, rows: int, group_size: int) -> list[slice]:
@@ -115,22 +114,22 @@ class Policy:
 
     # -------------------------------------------------------------------------- logprobs
 
-    def logprobs(self, t: dict[str, torch.Tensor], idx: slice, temperature: float = 1.0, *,
+    def logprobs(self, t: Packed, idx: slice, temperature: float = 1.0, *,
                  entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token logprobs [rows, C] of the completions in rows `idx` (and their entropy), with grad."""
-        return self._token_logprobs(self.model, t, idx, temperature, entropy)
+        return self._token_logprobs(self.wrapped, t, idx, temperature, entropy)
 
     @torch.no_grad()
-    def reference_logprobs(self, t: dict[str, torch.Tensor], idx: slice, temperature: float = 1.0) -> torch.Tensor:
+    def reference_logprobs(self, t: Packed, idx: slice, temperature: float = 1.0) -> torch.Tensor:
         """Logprobs under the initial policy: the reference model, or with LoRA the base model (adapters off)."""
         if self.config.model.lora_r:
-            with unwrap_model(self.model).disable_adapter():
-                return self._token_logprobs(self.model, t, idx, temperature, False)[0]
+            with unwrap_model(self.wrapped).disable_adapter():
+                return self._token_logprobs(self.wrapped, t, idx, temperature, False)[0]
         if self.reference is None:
             raise RuntimeError("reference logprobs asked for, but no reference model was loaded")
         return self._token_logprobs(self.reference, t, idx, temperature, False)[0]
 
-    def _token_logprobs(self, model: Any, t: dict[str, torch.Tensor], idx: slice, temperature: float,
+    def _token_logprobs(self, model: Any, t: Packed, idx: slice, temperature: float,
                         entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """From the final hidden states and the LM head's weight in chunks of positions when the head is
         a plain linear map (rlvr.learner.lm_head), else from the model's dense [rows, C, V] logits."""
@@ -157,22 +156,22 @@ class Policy:
         return self._heads[id(model)]
 
     @torch.no_grad()
-    def frozen_logprobs(self, t: dict[str, torch.Tensor], micro: list[slice], temperature: float = 1.0) -> torch.Tensor:
+    def frozen_logprobs(self, t: Packed, micro: list[slice], temperature: float = 1.0) -> torch.Tensor:
         """The current policy's logprobs of every row, without grad (the "old" policy of several μ steps)."""
-        self.model.eval()
+        self.wrapped.eval()
         return torch.cat([self.logprobs(t, idx, temperature)[0] for idx in micro])
 
     # -------------------------------------------------------------------------- the update
 
-    def step(self, micro: list[slice], loss_fn: LossFn) -> dict[str, float]:
+    def step(self, micro: list[slice], loss_fn: LossFn | None) -> dict[str, float]:
         """One optimizer step: backward of `loss_fn` over every micro-batch (each loss already carries its
         share of the full-batch normalizer), gradient clipping, AdamW, the schedule. No micro-batches
         still steps, with zero gradients, so Adam's moments move on as after a full pass."""
-        self.model.train()
+        self.wrapped.train()
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         if not micro:
-            for p in self.policy.parameters():
+            for p in self.module.parameters():
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)
             _accumulate(totals, {"loss": 0.0, "tokens": 0.0})
@@ -182,7 +181,7 @@ class Policy:
             _accumulate(totals, metrics)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optimizer.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), self.config.optimizer.max_grad_norm)
         grad_norm = getattr(grad_norm, "full_tensor", lambda: grad_norm)()  # FSDP2: a DTensor
         before = self._update_probe()
         if self.scaler:
@@ -199,7 +198,7 @@ class Policy:
         about lr: |g| above Adam's eps; smaller ones ask for a step far under lr) per trainable tensor."""
         eps = self.optimizer.param_groups[0].get("eps", 1e-8)
         probe = []
-        for p in self.policy.parameters():
+        for p in self.module.parameters():
             if p.requires_grad and p.grad is not None:
                 flat, grad = _local(p).detach().flatten(), _local(p.grad).detach().flatten()
                 stride = max(1, flat.numel() // 64)
@@ -223,13 +222,13 @@ class Policy:
     def weights(self) -> dict[str, torch.Tensor]:
         """What a rollout engine must generate with: the full weights (LoRA merged into them)."""
         if self.config.model.lora_r:
-            return merged_state_dict(unwrap_model(self.model))
-        return full_state_dict(self.model, self.ctx)
+            return merged_state_dict(unwrap_model(self.wrapped))
+        return full_state_dict(self.wrapped, self.ctx)
 
     def probe(self) -> list[torch.Tensor]:
         """A strided sample of every trainable tensor, to tell whether a step moved the weights."""
         sample = []
-        for p in self.policy.parameters():
+        for p in self.module.parameters():
             if p.requires_grad:
                 flat = _local(p).detach().flatten()  # FSDP2: this rank's shard
                 sample.append(flat[:: max(1, flat.numel() // 64)].clone())
@@ -254,7 +253,7 @@ class Policy:
     def _shares(self, group_size: int) -> bool:
         return self.share_prompt and group_size > 1
 
-    def _completion_logits(self, model: Any, t: dict[str, torch.Tensor], idx: slice) -> torch.Tensor:
+    def _completion_logits(self, model: Any, t: Packed, idx: slice) -> torch.Tensor:
         """[rows, C, V]: at position t, the logits that predict completion token t."""
         if self._shares(int(t["group_size"])):
             return self._shared_prompt_logits(model, t, idx)
@@ -263,7 +262,7 @@ class Policy:
                     position_ids=t["position_ids"][idx].to(dev), logits_to_keep=C + 1, use_cache=False)
         return out.logits[:, :-1]
 
-    def _shared_prompt_logits(self, model: Any, t: dict[str, torch.Tensor], idx: slice) -> torch.Tensor:
+    def _shared_prompt_logits(self, model: Any, t: Packed, idx: slice) -> torch.Tensor:
         """The same logits as one forward over [prompt | completion] rows, with each group's prompt run
         once: its keys/values, still in the autograd graph, are repeated for the group's completions, so
         the prompt's share of the gradient is summed over them exactly as in the dense pass."""

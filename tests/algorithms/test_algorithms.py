@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlvr.algorithms import ALGORITHMS, create_algorithm
+from rlvr.algorithms.base import DataPlan
 from rlvr.algorithms.dpo import pair_completions
 from rlvr.config import load_config
 from rlvr.errors import InputError
@@ -102,35 +103,37 @@ def test_nothing_to_learn_alarm_names_the_algorithm():
     assert "nothing_to_learn" not in check_alarms({"kept": 3.0, "pairs": 1.0}, AlarmState())
 
 
-def test_every_algorithm_is_in_the_table_and_declares_what_it_needs(tiny_model, tmp_path):
+def test_every_algorithm_is_in_the_table_and_plans_before_anything_is_built(tiny_model, tmp_path):
+    import dataclasses
+
     for name in ALGORITHMS:
         algorithm = create_algorithm(name, _config(tiny_model, tmp_path, name))
-        assert algorithm.name == name and algorithm.optimizer_steps() >= 1
-        assert isinstance(algorithm.needs_reference(), bool)
-    assert create_algorithm("dpo", _config(tiny_model, tmp_path, "dpo")).needs_reference()
-    assert not create_algorithm("dpo", _config(tiny_model, tmp_path, "dpo", **{"dpo.reference_free": True})).needs_reference()
+        assert algorithm.name == name and isinstance(algorithm.plan, DataPlan)
+        with pytest.raises(dataclasses.FrozenInstanceError):  # nothing changes the plan later
+            algorithm.plan.samples_online = False  # type: ignore[misc]
     with pytest.raises(InputError, match="choose one of grpo, sft, rft, dpo"):
         create_algorithm("ppo", None)
 
 
-def test_the_prompts_an_engine_will_serve_are_known_before_the_policy_loads(tiny_model, tmp_path):
-    """What sizes the vLLM context and KV cache: the prompts of an algorithm that samples; none for SFT
-    or offline DPO (no policy or tokenizer is needed to say so)."""
-    from types import SimpleNamespace
-
-    from rlvr.data.benchmarks import load_examples
-
-    prefs = tmp_path / "prefs.jsonl"
-    prefs.write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
-    for name, dataset, serves in [("grpo", "arith", True), ("rft", "arith", True), ("dpo", "arith", True),
-                                  ("sft", "arith", False), ("dpo", str(prefs), False)]:
-        config = _config(tiny_model, tmp_path, name, **{"data.dataset": dataset})
-        loop = SimpleNamespace(config=config, load_examples=lambda c=config: load_examples(c),
-                               dataset_is_file=lambda d=dataset: Path(d).is_file())
-        served = create_algorithm(name, config).sampled_examples(loop)
-        assert bool(served) == serves, (name, dataset)
-        if serves:
-            assert [e.prompt for e in served] == [e.prompt for e in load_examples(config)]
+@pytest.mark.parametrize("name, extra, plan", [
+    ("grpo", {}, DataPlan("prompts", samples_online=True)),
+    ("grpo", {"grpo.beta": 0.04, "grpo.mu": 2}, DataPlan("prompts", True, needs_reference=True, optimizer_steps=2)),
+    ("rft", {}, DataPlan("prompts", samples_online=True)),
+    ("sft", {}, DataPlan("responses", samples_online=False)),
+    ("sft", {"data.dataset": "{rows}"}, DataPlan("responses", samples_online=False, reads_dataset=False)),
+    ("dpo", {}, DataPlan("prompts", samples_online=True, needs_reference=True)),
+    ("dpo", {"dpo.reference_free": True}, DataPlan("prompts", samples_online=True)),
+    ("dpo", {"data.dataset": "{prefs}"}, DataPlan("preferences", samples_online=False, reads_dataset=False,
+                                                  needs_reference=True)),
+])
+def test_each_algorithm_plans_its_data_from_the_config_alone(tiny_model, tmp_path, name, extra, plan):
+    """What sizes the engine and loads the policy is known from the config: which rows, whether they are
+    sampled online (an SFT file or a preference file is not), a reference model, optimizer steps."""
+    files = {"rows": tmp_path / "rows.jsonl", "prefs": tmp_path / "prefs.jsonl"}
+    files["rows"].write_text(json.dumps({"prompt": "What is 1+1?", "completion": "2"}) + "\n")
+    files["prefs"].write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
+    extra = {k: v.format(**files) if isinstance(v, str) else v for k, v in extra.items()}
+    assert create_algorithm(name, _config(tiny_model, tmp_path, name, **extra)).plan == plan
 
 
 # ------------------------------------------------------------------------------ through the loop

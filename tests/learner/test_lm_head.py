@@ -24,15 +24,15 @@ def _logprobs_and_grads(policy, chunked: bool):
     """Through Policy.logprobs (chunked), or from the model's whole float64 logits (the reference)."""
     batch = _batch()
     tensors = policy.pack(batch.rollouts, 3)
-    policy._heads[id(policy.model)] = chunked
-    policy.model.train()
-    policy.model.zero_grad(set_to_none=True)
+    policy._heads[id(policy.wrapped)] = chunked
+    policy.wrapped.train()
+    policy.wrapped.zero_grad(set_to_none=True)
     out, entropies = [], []
     for idx in policy.micro_batches(len(batch.rollouts), 3):
         if chunked:
             logprobs, entropy = policy.logprobs(tensors, idx, temperature=0.7, entropy=True)
         else:
-            logits = policy._completion_logits(policy.model, tensors, idx)
+            logits = policy._completion_logits(policy.wrapped, tensors, idx)
             assert logits.dtype == torch.float64 and logits.shape[-1] > 64
             logp = torch.log_softmax(logits / 0.7, -1)
             logprobs = logp.gather(-1, tensors["completion"][idx].unsqueeze(-1)).squeeze(-1)
@@ -40,14 +40,14 @@ def _logprobs_and_grads(policy, chunked: bool):
         (logprobs * tensors["mask"][idx]).sum().backward()
         out.append(logprobs.detach() * tensors["mask"][idx])
         entropies.append(entropy * tensors["mask"][idx])
-    grads = {name: p.grad.clone() for name, p in policy.model.named_parameters() if p.grad is not None}
+    grads = {name: p.grad.clone() for name, p in policy.wrapped.named_parameters() if p.grad is not None}
     return torch.cat(out), torch.cat(entropies), grads
 
 
 @pytest.mark.parametrize("share", [False, True])
 def test_chunked_logprobs_equal_the_dense_logits_path(tiny_model, exact_llama, share):
     policy = _learner(tiny_model, share, 4)
-    assert head_is_linear(policy.model)
+    assert head_is_linear(policy.wrapped)
     dense_lp, dense_entropy, dense_grads = _logprobs_and_grads(policy, chunked=False)
     chunk_lp, chunk_entropy, chunk_grads = _logprobs_and_grads(policy, chunked=True)
     assert dense_lp.abs().max() > 0
@@ -66,9 +66,9 @@ def test_reference_logprobs_with_lora_adapters_off_equal_the_dense_path(tiny_mod
     policy = Policy(_config(tiny_model, True, 9, **{"model.lora_r": 4}), init_distributed(), torch.device("cpu"), tiny_model)
     tensors = policy.pack(_batch().rollouts, 3)
     everything = slice(0, 9)
-    policy._heads[id(policy.model)] = True
+    policy._heads[id(policy.wrapped)] = True
     chunked = policy.reference_logprobs(tensors, everything)
-    policy._heads[id(policy.model)] = False
+    policy._heads[id(policy.wrapped)] = False
     dense = policy.reference_logprobs(tensors, everything)
     torch.testing.assert_close(chunked * tensors["mask"], dense * tensors["mask"], rtol=0, atol=1e-5)
 
@@ -76,11 +76,11 @@ def test_reference_logprobs_with_lora_adapters_off_equal_the_dense_path(tiny_mod
 def test_head_removed_returns_hidden_states_and_restores_the_head(tiny_model):
     policy = _learner(tiny_model, False, 9)
     ids = torch.tensor([[3, 4, 5]])
-    before = policy.model(input_ids=ids).logits
-    with head_removed(policy.model) as weight:
-        hidden = policy.model(input_ids=ids).logits
+    before = policy.wrapped(input_ids=ids).logits
+    with head_removed(policy.wrapped) as weight:
+        hidden = policy.wrapped(input_ids=ids).logits
     assert hidden.shape[-1] == weight.shape[1] != before.shape[-1]
-    torch.testing.assert_close(policy.model(input_ids=ids).logits, before, rtol=0, atol=0)
+    torch.testing.assert_close(policy.wrapped(input_ids=ids).logits, before, rtol=0, atol=0)
 
 
 def test_a_head_that_is_not_a_plain_linear_map_keeps_the_dense_path(tiny_model, monkeypatch):
@@ -93,12 +93,12 @@ def test_a_head_that_is_not_a_plain_linear_map_keeps_the_dense_path(tiny_model, 
         return out
 
     monkeypatch.setattr(llama.LlamaForCausalLM, "forward", soft_capped)
-    policy.model.lm_head.weight.data.mul_(200.0)  # logits large enough for the cap to bend them
-    assert not head_is_linear(policy.model)
+    policy.wrapped.lm_head.weight.data.mul_(200.0)  # logits large enough for the cap to bend them
+    assert not head_is_linear(policy.wrapped)
     monkeypatch.setattr(llama.LlamaForCausalLM, "forward", forward)
-    assert head_is_linear(policy.model)
-    policy.model.lm_head.bias = torch.nn.Parameter(torch.zeros(policy.model.lm_head.out_features, dtype=torch.float64))
-    assert not head_is_linear(policy.model)  # a biased head: not covered by the chunked path
+    assert head_is_linear(policy.wrapped)
+    policy.wrapped.lm_head.bias = torch.nn.Parameter(torch.zeros(policy.wrapped.lm_head.out_features, dtype=torch.float64))
+    assert not head_is_linear(policy.wrapped)  # a biased head: not covered by the chunked path
 
 
 class _NewLogitSized(torch.utils._python_dispatch.TorchDispatchMode):

@@ -40,7 +40,7 @@ def _config(model_path, share: bool, micro: int, skip: bool = True, **extra):
 
 def _learner(model_path, share: bool, micro: int, skip: bool = True) -> Policy:
     policy = Policy(_config(model_path, share, micro, skip), init_distributed(), torch.device("cpu"), model_path)
-    policy.policy.double()
+    policy.module.double()
     return policy
 
 
@@ -65,14 +65,14 @@ def test_shared_prompt_forward_equals_dense_forward(tiny_model, exact_llama, mic
     for share in (False, True):
         learner = _learner(tiny_model, share, micro)
         tensors = learner.pack(batch.rollouts, 3)
-        learner.model.train()
+        learner.wrapped.train()
         micro_batches = learner.micro_batches(len(batch.rollouts), 3)
         if share:  # whole groups per micro-batch
             assert {(idx.stop - idx.start) for idx in micro_batches} == {9 if micro == 9 else 3}
-        logits = torch.cat([learner._completion_logits(learner.model, tensors, idx) for idx in micro_batches])
+        logits = torch.cat([learner._completion_logits(learner.wrapped, tensors, idx) for idx in micro_batches])
         logprobs = torch.log_softmax(logits, -1).gather(-1, tensors["completion"].unsqueeze(-1)).squeeze(-1)
         (logprobs * tensors["mask"]).sum().backward()
-        grads = {name: p.grad.clone() for name, p in learner.model.named_parameters()}
+        grads = {name: p.grad.clone() for name, p in learner.wrapped.named_parameters()}
         results[share] = (logprobs.detach() * tensors["mask"], grads)
     (dense_lp, dense_grads), (shared_lp, shared_grads) = results[False], results[True]
     torch.testing.assert_close(shared_lp, dense_lp, rtol=0, atol=1e-10)
@@ -89,20 +89,20 @@ def test_one_learn_step_moves_the_weights_alike_either_way(tiny_model):
     after = {}
     for share in (False, True):
         learner = _learner(tiny_model, share, 9)
-        learner.policy.float()
+        learner.module.float()
         metrics = _learn(learner, batch, advantages, use_tis=True)
         assert metrics["grad_norm"] > 0
-        after[share] = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+        after[share] = {k: v.detach().clone() for k, v in learner.module.state_dict().items()}
     for name, value in after[False].items():
         torch.testing.assert_close(after[True][name], value, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def _learned(model_path, batch, advantages, skip: bool, steps: int = 1):
     learner = _learner(model_path, True, 9, skip)
-    learner.policy.float()
+    learner.module.float()
     for _ in range(steps):
         metrics = _learn(learner, batch, advantages, use_tis=False)
-    return metrics, {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+    return metrics, {k: v.detach().clone() for k, v in learner.module.state_dict().items()}
 
 
 def test_zero_advantage_groups_are_skipped_without_changing_the_update(tiny_model):
@@ -124,11 +124,11 @@ def test_an_all_zero_batch_still_takes_the_optimizer_step(tiny_model):
     results = {}
     for skip in (True, False):
         learner = _learner(tiny_model, True, 9, skip)
-        learner.policy.float()
+        learner.module.float()
         _learn(learner, batch, signal, use_tis=False)
-        before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+        before = {k: v.detach().clone() for k, v in learner.module.state_dict().items()}
         metrics = _learn(learner, batch, nothing, use_tis=False)
-        after = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+        after = {k: v.detach().clone() for k, v in learner.module.state_dict().items()}
         assert max((after[k] - before[k]).abs().max().item() for k in after) > 0, "momentum moves the weights"
         results[skip] = (metrics, after)
     assert results[True][0]["groups_skipped"] == 3 and results[True][0]["loss"] == 0.0
@@ -138,15 +138,15 @@ def test_an_all_zero_batch_still_takes_the_optimizer_step(tiny_model):
 
 def test_rounded_away_counts_the_update_a_bfloat16_engine_never_sees(tiny_model):
     learner = _learner(tiny_model, True, 9)
-    learner.policy.float()
+    learner.module.float()
     before = learner.probe()
     with torch.no_grad():
-        for p in learner.policy.parameters():
+        for p in learner.module.parameters():
             p.mul_(1 + 1e-4)  # a relative step far under bfloat16's 2^-8, far over float32's 2^-23
     assert learner.rounded_away(before, torch.float32) == 0.0
     assert learner.rounded_away(before, torch.bfloat16) > 0.95
     with torch.no_grad():
-        for p in learner.policy.parameters():
+        for p in learner.module.parameters():
             p.mul_(1.05)  # now a step bfloat16 resolves
     assert learner.rounded_away(before, torch.bfloat16) < 0.05
 
@@ -155,10 +155,10 @@ def _one_step(model_path, tmp_path, **settings) -> tuple[Policy, dict, dict, dic
     """One GRPO step at lr 1e-6: the policy, its metrics, and every weight before and after."""
     config = _config(model_path, True, 9, **{"optimizer.lr": 1e-6, "optimizer.warmup_steps": 0, **settings})
     policy = Policy(config, init_distributed(), torch.device("cpu"), model_path)
-    before = {k: v.detach().clone() for k, v in policy.policy.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in policy.module.state_dict().items()}
     advantages = torch.tensor([0.8, -0.4, -0.4, -0.8, 0.4, 0.4, 0.4, -0.8, 0.4])
     metrics = GRPO(config).learn(policy, GRPOBatch(_batch(), advantages, False))
-    after = {k: v.detach().clone() for k, v in policy.policy.state_dict().items()}
+    after = {k: v.detach().clone() for k, v in policy.module.state_dict().items()}
     return policy, metrics, before, after
 
 
@@ -183,7 +183,7 @@ def test_bfloat16_compute_keeps_the_whole_update_in_float32_master_weights(tiny_
 
     from rlvr.train.checkpoint import save_checkpoint
 
-    saved = save_checkpoint(tmp_path, model=policy.policy, tokenizer=policy.tokenizer, optimizer=policy.optimizer,
+    saved = save_checkpoint(tmp_path, model=policy.module, tokenizer=policy.tokenizer, optimizer=policy.optimizer,
                             scheduler=policy.scheduler, state={"step": 1})
     weights = load_file(saved / "model.safetensors")
     assert {v.dtype for v in weights.values()} == {torch.float32}

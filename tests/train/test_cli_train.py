@@ -42,6 +42,23 @@ def test_bad_options_exit_2_naming_them(args, names):
     assert names in result.output
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--verifier", "nosuch"], "--verifier 'nosuch'"),
+    (["--verifier", "math+0.5*nosuch"], "--verifier 'math+0.5*nosuch'"),
+    (["--dataset", "nosuch.jsonl"], "--dataset 'nosuch.jsonl'"),
+    (["--set", "eval.dataset=nosuch"], "--dataset 'nosuch'"),  # the held-out rows are checked too
+    (["--algorithm", "sft", "--dataset", "{prefs}", "--set", "eval.before_after=false", "--set", "data.limit=1",
+      "--verifier", "nosuch"], "--verifier 'nosuch'"),
+])
+def test_a_dry_run_refuses_what_the_run_would_refuse_in_one_line(args, says, tmp_path):
+    """--dry-run runs the build's stages that load no model: a config that cannot start exits 2 there."""
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
+    result = _run("train", "--dry-run", "--engine", "hf", *[a.format(prefs=prefs) for a in args])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
 def test_plot_writes_a_png(tmp_path):
     rows = [{"step": s, "reward_mean": s / 10, "accuracy": s / 20, "time_generate": 1.0, "loss": 0.1} for s in (1, 2, 3)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

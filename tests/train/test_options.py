@@ -40,7 +40,7 @@ def _check_device(runs: Runs) -> None:
 
 def _check_beta(runs: Runs) -> None:
     full, lora, off = runs["kl_full"].trainer.policy, runs["kl_lora"].trainer.policy, runs["base"].trainer.policy
-    assert full.reference is not None and full.reference is not full.policy
+    assert full.reference is not None and full.reference is not full.module
     assert not any(p.requires_grad for p in full.reference.parameters())
     assert lora.reference is None and runs["kl_lora"].count("disable_adapter") > 0  # the base model, adapters off
     assert off.reference is None and "kl" not in runs["base"].metrics[0]  # β = 0: no reference at all
@@ -152,7 +152,7 @@ def _check_wandb(runs: Runs) -> None:
 def _check_strategy(runs: Runs) -> None:
     run = runs["wandb"]
     assert run.saved_config()["distributed"]["strategy"] == "fsdp2" and run.trainer.sharded is False
-    assert run.engine_kwargs["policy"] is run.trainer.policy.policy and moved(runs, "wandb") > 0
+    assert run.engine_kwargs["policy"] is run.trainer.policy.module and moved(runs, "wandb") > 0
     with pytest.raises(InputError, match="distributed.strategy must be one of ddp, fsdp2"):
         load_config(None, runs.overrides("base", **{"distributed.strategy": "zero3"}))
 
@@ -186,12 +186,12 @@ ROWS = [
                                               all("/0/" in i for i in ids(r, "base")))),
     Row("device", "cpu", ("base",), _check_device),
     Row("model.name", "{tiny}", ("base",), lambda r: _all(r["base"].trainer.model_path == r.tiny,
-                                                          r["base"].trainer.policy.policy.config.hidden_size == 64)),
+                                                          r["base"].trainer.policy.module.config.hidden_size == 64)),
     Row("model.dtype", "bfloat16", ("lowprec",), lambda r: _all(
         r["lowprec"].trainer.policy.compute_dtype == torch.bfloat16,
         r["lowprec"].saved_config()["model"]["dtype"] == "bfloat16", r["base"].saved_config()["model"]["dtype"] == "float32")),
     Row("model.master_dtype", "bfloat16", ("lowprec",), lambda r: _all(
-        {p.dtype for p in r["lowprec"].trainer.policy.policy.parameters()} == {torch.bfloat16},
+        {p.dtype for p in r["lowprec"].trainer.policy.module.parameters()} == {torch.bfloat16},
         {t.dtype for t in final_weights(r, "lowprec").values()} == {torch.bfloat16},
         {t.dtype for t in final_weights(r, "base").values()} == {torch.float32})),
     Row("model.lora_r", 4, ("lora",), lambda r: _all(
@@ -202,16 +202,16 @@ ROWS = [
     Row("model.lora_dropout", 0.1, ("lora",), lambda r: _all(adapter_config(r, "lora")["lora_dropout"] == 0.1)),
     Row("model.lora_target", "q_proj,v_proj", ("lora",), lambda r: _all(
         set(adapter_config(r, "lora")["target_modules"]) == {"q_proj", "v_proj"},
-        {n.split(".")[-4] for n, p in r["lora"].trainer.policy.policy.named_parameters() if p.requires_grad}
+        {n.split(".")[-4] for n, p in r["lora"].trainer.policy.module.named_parameters() if p.requires_grad}
         == {"q_proj", "v_proj"})),
     Row("model.gradient_checkpointing", True, ("wandb",), lambda r: _all(
-        r["wandb"].trainer.policy.policy.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
+        r["wandb"].trainer.policy.module.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
         r["base"].count("shared_prompt") > 0)),
     Row("model.lean_activations", False, ("dense",), lambda r: _all(
         r["dense"].trainer.policy.lean_layers == {},
-        not any("forward" in vars(m) for m in r["dense"].trainer.policy.policy.modules()),
-        r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.policy.config.num_hidden_layers,
-        r["base"].trainer.policy.policy.model.layers[0].mlp.forward.__name__ == "<lambda>")),
+        not any("forward" in vars(m) for m in r["dense"].trainer.policy.module.modules()),
+        r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.module.config.num_hidden_layers,
+        r["base"].trainer.policy.module.model.layers[0].mlp.forward.__name__ == "<lambda>")),
     Row("model.keep_freed_memory", False, ("dense",), lambda r: _all(  # glibc's effect: tests/learner/test_allocator.py
         r["dense"].trainer.policy.keeps_freed_memory is False,
         r["base"].trainer.policy.keeps_freed_memory is (platform.libc_ver()[0] == "glibc"))),
@@ -219,16 +219,16 @@ ROWS = [
         all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file")))),
     Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in ids(r, "order")),
                                                          all("/train/" in i for i in ids(r, "base")))),
-    Row("data.limit", 3, ("file",), lambda r: _all(len(r["file"].trainer.examples) == 3)),
+    Row("data.limit", 3, ("file",), lambda r: _all(len(r["file"].trainer.stream.examples) == 3)),
     Row("data.prompt_field", "q", ("file",), lambda r: _all(
-        [e.prompt for e in r["file"].trainer.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."])),
+        [e.prompt for e in r["file"].trainer.stream.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."])),
     Row("data.answer_field", "gold", ("file",), lambda r: _all(
-        [e.answer for e in r["file"].trainer.examples] == ["2", "4", "6"],
+        [e.answer for e in r["file"].trainer.stream.examples] == ["2", "4", "6"],
         {s["gold"] for s in r["file"].samples()} <= {"2", "4", "6"})),
     Row("data.difficulty", "hard", ("order",), lambda r: _all(all(i.startswith("arith/hard/") for i in ids(r, "order")),
                                                               all(i.startswith("arith/easy/") for i in ids(r, "base")))),
-    Row("data.size", 12, ("order",), lambda r: _all(len(r["order"].trainer.examples) == 12,
-                                                    len(r["base"].trainer.examples) == 32)),
+    Row("data.size", 12, ("order",), lambda r: _all(len(r["order"].trainer.stream.examples) == 12,
+                                                    len(r["base"].trainer.stream.examples) == 32)),
     Row("data.style", "plain", ("plain",), lambda r: _all(
         all("<|im_start|>" not in p and p.endswith(DEFAULT_INSTRUCTION + "\n") for p in prompts(r, "plain")),
         all("<|im_start|>user" in p for p in prompts(r, "base")))),
@@ -237,9 +237,9 @@ ROWS = [
     Row("data.shuffle", False, ("order",), lambda r: _all(
         [i.rsplit("/", 1)[1] for i in ids(r, "order", 1) + ids(r, "order", 2)] == ["0", "1", "2", "3"],
         [i.rsplit("/", 1)[1] for i in ids(r, "base", 1)] != ["0", "1"])),
-    Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.examples] == ["s/1", "s/3"])),
+    Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.stream.examples] == ["s/1", "s/3"])),
     Row("rollout.engine", "hf", ("base",), lambda r: _all(
-        r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.policy,
+        r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.module,
         not r["base"].trainer.pushes_weights, "sync_changed" not in r["base"].metrics[0])),
     Row("rollout.prompts_per_step", 3, ("plain",), lambda r: _all(
         all(len(c.prompts) == 3 for c in r["plain"].generations()), series(r, "plain", "groups_trained") == [3, 3])),
