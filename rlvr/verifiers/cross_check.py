@@ -67,7 +67,8 @@ class CrossCheck:
             direction = OURS_ONLY if rewarded(ours) else THEIRS_ONLY
             self.directions[direction] += 1
             self.groups[(*grading(ours), direction)] += 1
-            record = {**row, "ours": ours.to_json(), "theirs": {"grader": self.name, **theirs.to_json()}, "expected": None}
+            # `expected` left for a person to fill in (a labelled input's own verdict is kept)
+            record = {"expected": None, **row, "ours": ours.to_json(), "theirs": {"grader": self.name, **theirs.to_json()}}
             self.out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             self.out.flush()
         return {"reward": theirs.reward, "status": theirs.status.value, "agree": agree}
