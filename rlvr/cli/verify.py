@@ -84,8 +84,6 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
     verifier = _build(spec, "--verifier")
     reference = _build(cross_spec, "--cross-check") if cross_spec is not None else None
     labelled = labelled_path is not None
-    for _ in _rows(input_path, verifier, reference, labelled):  # every row checked before anything is scored
-        pass
     runner = runner_for(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate)
     ref_runner = runner_for(reference, workers=workers, timeout=timeout, max_failure_rate=None) if reference else None
     out: IO[str] | None = None
@@ -93,9 +91,12 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
     failure = None
     check, labels = None, LabelTally() if labelled else None
     try:
-        runner.start()  # spawned now: the workers import and warm up while the input is opened
+        for r in (runner, ref_runner):  # spawned now: the workers import and warm up while the input is checked
+            if r is not None:
+                r.start()
+        for _ in _rows(input_path, verifier, reference, labelled):  # every row checked before anything is scored
+            pass
         if ref_runner is not None:
-            ref_runner.start()
             side = _open_output(disagreements_path or default_disagreements_path(output_path, input_path), "--disagreements")
             check = CrossCheck(ref_runner, reference.name, side)
         out = sys.stdout if output_path is None else _open_output(output_path, "--output")
