@@ -26,7 +26,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlvr.verifiers.math.extract import find_boxes, gold_answer
+from rlvr.verifiers.math.extract import find_boxes
+from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.grade import WARMUP_ANSWERS, to_number
 
 # Both contenders warm up on the same pairs (none from the benchmark), chosen to reach the symbolic

@@ -28,13 +28,14 @@ log = logging.getLogger("rlvr.io")
 Row = dict[str, Any]
 
 
-def _read_text(path: Path, label: str) -> str:
+def _lines(path: Path, label: str) -> Iterator[str]:
+    """The file's lines with their line ends, one in memory at a time (.gz read through gzip)."""
     prefix = f"{label} " if label else ""
     try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as handle:
-                return handle.read()
-        return path.read_text(encoding="utf-8")
+        opened = gzip.open(path, "rt", encoding="utf-8") if path.name.lower().endswith(".gz") else path.open(
+            encoding="utf-8")
+        with opened as handle:
+            yield from handle
     except FileNotFoundError:
         raise InputError(f"{prefix}{path}: no such file") from None
     except (OSError, UnicodeDecodeError, EOFError) as err:
@@ -44,7 +45,8 @@ def _read_text(path: Path, label: str) -> str:
 def read_jsonl(
     path: str | os.PathLike, *, label: str = "", torn_tail: bool = False, missing_ok: bool = False
 ) -> Iterator[tuple[int, Row]]:
-    """(line number, row) for every non-blank line of a .jsonl (or .jsonl.gz) file.
+    """(line number, row) for every non-blank line of a .jsonl (or .jsonl.gz) file, read lazily: memory
+    stays flat however long the file is.
 
     `label` names where the path came from in errors about the file ("--input"); `missing_ok`
     reads a file that does not exist as empty; `torn_tail` skips a last line cut short by a kill
@@ -52,15 +54,13 @@ def read_jsonl(
     path = Path(path)
     if missing_ok and not path.exists():
         return
-    text = _read_text(path, label)
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_lines(path, label), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            if torn_tail and number == len(lines) and not text.endswith("\n"):
+            if torn_tail and not line.endswith("\n"):  # only the last line can lack its newline
                 log.warning("%s line %d: skipped a last line cut short (a killed run)", path, number)
                 return
             raise InputError(f"{path} line {number}: bad JSON: {err.msg} (column {err.colno})") from None

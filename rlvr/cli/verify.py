@@ -41,34 +41,76 @@ SPEC_HELP = (
 @click.option("--audit", "audit_spec", default=None, metavar="NAME|SPEC",
               help="Instead of scoring a file, run the shipped suite of known reward hacks (plus plugin cases) "
               "through this verifier spec, print 'audit: K/N known hacks rewarded' and the rewarded ones; exit 1 if K > 0.")
+@click.option("--cross-check", "cross_spec", default=None, metavar="NAME|SPEC",
+              help="Also score every row with this second grader ('math_verify': raw math-verify; any verifier spec; "
+              "a reward model). Each output row gains cross_check {reward, status, agree}; the summary says how many "
+              "rows disagree, each way, by extraction method and grading path.")
+@click.option("--disagreements", "disagreements_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="With --cross-check: where to write the disagreeing rows (both verdicts, 'expected': null for a "
+              "person to fill in, then usable with --labelled). Default: beside --output (else --input), "
+              "NAME.disagreements.jsonl.")
+@click.option("--labelled", "labelled_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Score this JSONL file (instead of --input), whose rows also carry 'expected' (true/false or 1/0; "
+              "'label' is read too), and print false-positive / false-negative rates per class (the row's 'class', "
+              "else the extraction method); for the --cross-check grader too when given.")
 def verify(spec: str | None, input_path: Path | None, output_path: Path | None, workers: int | None, timeout: float,
-           max_failure_rate: float | None, audit_spec: str | None) -> None:
+           max_failure_rate: float | None, audit_spec: str | None, cross_spec: str | None,
+           disagreements_path: Path | None, labelled_path: Path | None) -> None:
     """Score completions in a JSONL file with a verifier and print a summary, or audit a verifier.
 
     Example: rlvr verify --verifier 'math+0.1*think_format' --input rows.jsonl --output scored.jsonl
+
+    Cross-check against raw math-verify: rlvr verify -v math -i rows.jsonl -o scored.jsonl --cross-check math_verify
+
+    Error rates on labelled rows: rlvr verify -v math --labelled labelled.jsonl
 
     Audit: rlvr verify --audit 'math+0.1*think_format'
     """
     if audit_spec is not None:
         return _audit(audit_spec, workers=workers or 0, timeout=timeout)
+    if labelled_path is not None and input_path is not None:
+        raise InputError("give --input or --labelled, not both (--labelled FILE is the input)")
+    input_path = input_path or labelled_path
     if spec is None or input_path is None:
-        raise InputError("--verifier and --input are required (or --audit SPEC)")
-    from rlvr.verifiers.scoring import runner_for  # a reward-model term scores here, batched
+        raise InputError("--verifier and --input are required (or --labelled FILE, or --audit SPEC)")
+    if disagreements_path is not None and cross_spec is None:
+        raise InputError("--disagreements needs --cross-check SPEC")
+    from rlvr.verifiers.cross_check import CrossCheck, default_disagreements_path
+    from rlvr.verifiers.feed import RowFeed
+    from rlvr.verifiers.labelled import LabelTally
     from rlvr.verifiers.runner import VerifierFailureRate, VerifierStartupError
+    from rlvr.verifiers.scoring import runner_for  # a reward-model term scores here, batched
 
-    verifier = _build(spec)
+    verifier = _build(spec, "--verifier")
+    reference = _build(cross_spec, "--cross-check") if cross_spec is not None else None
+    labelled = labelled_path is not None
     runner = runner_for(verifier, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate)
+    ref_runner = runner_for(reference, workers=workers, timeout=timeout, max_failure_rate=None) if reference else None
     out: IO[str] | None = None
+    side: IO[str] | None = None
     failure = None
+    check, labels = None, LabelTally() if labelled else None
     try:
-        runner.start()  # spawned now: the workers import and warm up while the input is read
-        rows, examples = _read_rows(input_path, verifier)
-        completions = [row["completion"] for row in rows]
-        out = sys.stdout if output_path is None else _open_output(output_path)
+        for r in (runner, ref_runner):  # spawned now: the workers import and warm up while the input is checked
+            if r is not None:
+                r.start()
+        for _ in _rows(input_path, verifier, reference, labelled):  # every row checked before anything is scored
+            pass
+        if ref_runner is not None:
+            side = _open_output(disagreements_path or default_disagreements_path(output_path, input_path), "--disagreements")
+            check = CrossCheck(ref_runner, reference.name, side)
+        out = sys.stdout if output_path is None else _open_output(output_path, "--output")
+        rows = RowFeed(_rows(input_path, verifier, reference, labelled))
         try:
-            # not zip(rows, ...): it would stop before the generator finishes and sets last_stats
-            for i, score in enumerate(runner.imap(completions, examples)):
-                out.write(json.dumps({**rows[i], **score.to_json()}, ensure_ascii=False, default=str) + "\n")
+            for score in runner.stream(rows):  # read lazily, written in input order as scored
+                theirs = check.next_score(rows) if check is not None else None
+                row, _ = rows.take()
+                record = {**row, **score.to_json()}
+                if check is not None:
+                    record["cross_check"] = check.add(row, score, theirs)
+                if labels is not None:
+                    labels.add(row, {"ours": score, **({check.name: theirs} if check is not None else {})})
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
                 out.flush()
         except VerifierFailureRate as err:
             failure = err
@@ -77,11 +119,19 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
     except VerifierStartupError as err:  # the verifier cannot run at all: nothing was scored
         raise click.ClickException(str(err)) from None
     finally:
-        runner.close()
-        if out is not None and out is not sys.stdout:
-            out.close()
+        for r in (runner, ref_runner):
+            if r is not None:
+                r.close()
+        for f in (out, side):
+            if f is not None and f is not sys.stdout:
+                f.close()
     assert stats is not None
-    _print_summary(verifier.name, stats, to_stderr=output_path is None)
+    to_stderr = output_path is None
+    _print_summary(verifier.name, stats, to_stderr=to_stderr)
+    if check is not None:
+        click.echo("\n".join(check.lines()), err=to_stderr)
+    if labels is not None:
+        _print_rates(labels, to_stderr=to_stderr)
     if failure is not None:
         raise click.ClickException(str(failure))
 
@@ -100,49 +150,55 @@ def _audit(spec: str, *, workers: int, timeout: float) -> None:
         raise SystemExit(1)
 
 
-def _build(spec: str):
+def _build(spec: str, option: str):
     from rlvr.verifiers.registry import UnknownVerifier, build_verifier
 
     try:
         return build_verifier(spec)
     except (UnknownVerifier, ValueError, TypeError) as err:
-        raise InputError(f"--verifier {spec!r}: {err}") from None
+        raise InputError(f"{option} {spec!r}: {err}") from None
 
 
-def _open_output(path: Path) -> IO[str]:
+def _open_output(path: Path, option: str) -> IO[str]:
     try:
         return path.open("w", encoding="utf-8")
     except OSError as err:
-        raise InputError(f"--output {path}: cannot write: {err.strerror}") from None
+        raise InputError(f"{option} {path}: cannot write: {err.strerror}") from None
 
 
-def _read_rows(path: Path, verifier=None) -> tuple[list[dict[str, Any]], list]:
-    """Every row checked before anything is scored, so a bad row fails fast and names itself. The
-    gold's fields are required only when the verifier needs a gold (`Verifier.missing_gold`)."""
+def _rows(path: Path, verifier, reference=None, labelled: bool = False) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(row, example) pairs, read lazily; a bad row fails with its file and line. The gold's fields
+    are required only when a verifier needs a gold (`Verifier.missing_gold`); `expected` only
+    for --labelled."""
     from rlvr.types import Example
+    from rlvr.verifiers.labelled import expected_of
+    from rlvr.io import read_jsonl
     from rlvr.verifiers.math.gold import gold_text
 
-    rows, examples = [], []
-    from rlvr.io import read_jsonl
-
+    empty = True
     for line_no, row in read_jsonl(path, label="--input"):
         if "completion" not in row:
             raise InputError(f"{path} line {line_no}: missing field 'completion'")
-        if verifier is not None and (why := verifier.missing_gold(row)):
-            raise InputError(f"{path} line {line_no}: {why}")
+        for v in (verifier, reference):
+            if v is not None and (why := v.missing_gold(row)):
+                raise InputError(f"{path} line {line_no}: {why}")
         if not isinstance(row["completion"], str):
             raise InputError(f"{path} line {line_no}: field 'completion' must be a string, got {type(row['completion']).__name__}")
+        if labelled:
+            try:
+                expected_of(row)
+            except ValueError as err:
+                raise InputError(f"{path} line {line_no}: {err}") from None
         metadata = {k: v for k, v in row.items() if k not in ("completion", "answer")}
-        rows.append(row)
-        examples.append(Example(
+        empty = False
+        yield row, Example(
             id=str(row.get("id", line_no)),
             prompt=str(row.get("prompt") or ""),
             answer=gold_text(row.get("answer")),  # 27.0 → "27", the loaders' rule
             metadata=metadata,
-        ))
-    if not rows:
+        )
+    if empty:
         raise InputError(f"{path}: no rows")
-    return rows, examples
 
 
 

@@ -17,6 +17,7 @@ ENTRY_POINT_GROUP = "rlvr.verifiers"
 #: modules whose `@register`-tagged classes are the built-in verifiers
 BUILTIN_MODULES = (
     "rlvr.verifiers.math.verifier",
+    "rlvr.verifiers.math.reference",
     "rlvr.verifiers.format",
     "rlvr.verifiers.code",
     "rlvr.verifiers.reward_model",

@@ -13,10 +13,11 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from rlvr.types import FAILURE_STATUSES, Example, Score, Status
+from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
+from rlvr.verifiers.feed import Feed, RunStats, Tally, VerifierFailureRate, batch_stats, check_failure_rate, tally_stats
 from rlvr.verifiers.worker import score_one, worker_main
 
 __all__ = ["RunStats", "Runner", "VerifierFailureRate", "VerifierStartupError", "score_all"]
@@ -27,74 +28,8 @@ _REAP_S = 5.0
 _MAX_STARTUP_DEATHS = 3
 #: a worker not ready this long after it was started (imports, warmup) is treated as dead
 STARTUP_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class RunStats:
-    """What one `Runner.score` call did: counts per status, wall time, verdicts per second."""
-
-    n: int
-    counts: dict[str, int]
-    seconds: float
-    workers: int
-    mean_reward: float
-    replaced_workers: int = 0
-
-    @property
-    def verdicts_per_s(self) -> float:
-        return self.n / self.seconds if self.seconds > 0 else float("inf") if self.n else 0.0
-
-    @property
-    def failures(self) -> int:
-        return sum(self.counts.get(s.value, 0) for s in FAILURE_STATUSES)
-
-    @property
-    def failure_rate(self) -> float:
-        return self.failures / self.n if self.n else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "counts": dict(self.counts),
-            "seconds": round(self.seconds, 4),
-            "verdicts_per_s": round(self.verdicts_per_s, 2),
-            "workers": self.workers,
-            "mean_reward": self.mean_reward,
-            "failure_rate": self.failure_rate,
-            "replaced_workers": self.replaced_workers,
-        }
-
-
-class VerifierFailureRate(RuntimeError):
-    """Too many verdicts of a batch timed out or failed: training on them would be training on
-    garbage. Carries the batch's `stats` and `scores` so the caller can look at what failed."""
-
-    def __init__(self, verifier: str, stats: RunStats, limit: float, scores: list[Score]):
-        self.stats, self.limit, self.scores = stats, limit, scores
-        first = next((s for s in scores if s.status in FAILURE_STATUSES), None)
-        example = f"; first failure: {first.status.value} {dict(first.details)}" if first else ""
-        super().__init__(
-            f"verifier {verifier!r}: {stats.failures} of {stats.n} verdicts failed "
-            f"(timeout {stats.counts.get('timeout', 0)}, error {stats.counts.get('error', 0)}) = "
-            f"{stats.failure_rate:.1%} > max_failure_rate {limit:.1%}{example}"
-        )
-
-
-def batch_stats(scores: list[Score], seconds: float, workers: int, *, replaced_workers: int = 0) -> RunStats:
-    """The `RunStats` of one scored batch."""
-    counts = {s.value: 0 for s in Status}
-    for s in scores:
-        counts[s.status.value] += 1
-    return RunStats(n=len(scores), counts=counts, seconds=seconds, workers=workers,
-                    mean_reward=sum(s.reward for s in scores) / len(scores) if scores else 0.0,
-                    replaced_workers=replaced_workers)
-
-
-def check_failure_rate(name: str, stats: RunStats, scores: list[Score], max_failure_rate: float | None) -> None:
-    """Raise `VerifierFailureRate` when more than `max_failure_rate` of a batch's verdicts failed. Every
-    runner ends a batch here, so the check is written once."""
-    if max_failure_rate is not None and scores and stats.failure_rate > max_failure_rate:
-        raise VerifierFailureRate(name, stats, max_failure_rate, scores)
+#: `Runner.stream` reads at most this many items ahead of the one it yields next
+STREAM_WINDOW = 2048
 
 
 class VerifierStartupError(RuntimeError):
@@ -109,7 +44,7 @@ class _Worker:
     process: Any
     conn: multiprocessing.connection.Connection
     ready: bool = False
-    inflight: collections.deque = field(default_factory=collections.deque)  # indices, in order
+    inflight: collections.deque = field(default_factory=collections.deque)  # (index, completion, example), in order
     started: float = 0.0  # when the first index of `inflight` began (parent clock)
     spawned: float = field(default_factory=time.monotonic)
 
@@ -257,6 +192,26 @@ class Runner:
                 yield buffered.pop(next_index)
                 next_index += 1
 
+    def stream(self, pairs: Iterable[tuple[str, Example]], *, window: int = STREAM_WINDOW) -> Iterator[Score]:
+        """Scores of `(completion, example)` pairs in input order, for inputs of any length: pairs are
+        read lazily, never more than `window` ahead of the score yielded next, and the stats are
+        running counts, so memory stays flat. After the last one, sets `last_stats` and raises
+        `VerifierFailureRate` (carrying only the first failure) if too many failed."""
+        start = time.perf_counter()
+        replaced_before = self._replaced
+        feed, tally = Feed(pairs, window), Tally()
+        buffered: dict[int, Score] = {}
+        for index, score in self._scored(feed):
+            buffered[index] = score
+            while feed.released in buffered:
+                ready = buffered.pop(feed.released)
+                feed.released += 1
+                tally.add(ready)
+                yield ready
+        self.last_stats = tally_stats(tally, time.perf_counter() - start, self.workers,
+                                      replaced_workers=self._replaced - replaced_before)
+        check_failure_rate(self.verifier.name, self.last_stats, tally.failures(), self.max_failure_rate)
+
     def iter_scores(self, completions: Sequence[str], examples: Sequence[Example]) -> Iterator[tuple[int, Score]]:
         """(index, score) pairs in the order verdicts finish. After the last one, sets
         `last_stats` and raises `VerifierFailureRate` if too many failed."""
@@ -265,8 +220,7 @@ class Runner:
         start = time.perf_counter()
         replaced_before = self._replaced
         scores: list[Score | None] = [None] * len(completions)
-        source = self._in_process if self.workers == 0 else self._in_pool
-        for index, score in source(completions, examples):
+        for index, score in self._scored(Feed(zip(completions, examples), None)):
             scores[index] = score
             yield index, score
         done: list[Score] = scores  # type: ignore[assignment]
@@ -274,38 +228,40 @@ class Runner:
                                       replaced_workers=self._replaced - replaced_before)
         check_failure_rate(self.verifier.name, self.last_stats, done, self.max_failure_rate)
 
-    def _in_process(self, completions: Sequence[str], examples: Sequence[Example]) -> Iterator[tuple[int, Score]]:
-        for index, (completion, example) in enumerate(zip(completions, examples)):
-            yield index, score_one(self.verifier, completion, example)
+    def _scored(self, feed: Feed) -> Iterator[tuple[int, Score]]:
+        return self._in_process(feed) if self.workers == 0 else self._in_pool(feed)
 
-    def _in_pool(self, completions: Sequence[str], examples: Sequence[Example]) -> Iterator[tuple[int, Score]]:
+    def _in_process(self, feed: Feed) -> Iterator[tuple[int, Score]]:
+        while chunk := feed.take(1):
+            for index, completion, example in chunk:
+                yield index, score_one(self.verifier, completion, example)
+
+    def _in_pool(self, feed: Feed) -> Iterator[tuple[int, Score]]:
         self.start()
-        n = len(completions)
-        size = self.chunk_size or max(1, min(32, n // (self.workers * 8)))
         # contiguous chunks keep a GRPO group (same example) on one worker: its caches stay warm
-        pending = collections.deque(list(range(i, min(i + size, n))) for i in range(0, n, size))
-        remaining = n
+        size = self.chunk_size or max(1, min(32, feed.ahead() // (self.workers * 8)))
+        pending: collections.deque = collections.deque()  # chunks a replaced worker never started
         try:
-            while remaining:
-                self._dispatch(pending, completions, examples)
+            while pending or any(w.inflight for w in self._pool) or not feed.done():
+                self._dispatch(pending, feed, size)
                 self._wait()
-                for index, score in self._collect(pending):
-                    remaining -= 1
-                    yield index, score
+                yield from self._collect(pending)
         finally:
             # stopped early (exception, consumer gave up): busy workers hold stale work
             for w in [w for w in self._pool if w.inflight]:
                 self._pool.remove(w)
                 _kill(w)
 
-    def _dispatch(self, pending: collections.deque, completions: Sequence[str], examples: Sequence[Example]) -> None:
+    def _dispatch(self, pending: collections.deque, feed: Feed, size: int) -> None:
         """Hand chunks only to ready, idle workers: they are blocked in recv, so a send never
         blocks on a full pipe while another worker's deadline passes."""
         now = time.monotonic()
         for w in self._pool:
-            if w.ready and not w.inflight and pending:
-                chunk = pending.popleft()
-                w.conn.send([(i, completions[i], examples[i]) for i in chunk])
+            if w.ready and not w.inflight:
+                chunk = pending.popleft() if pending else feed.take(size)
+                if not chunk:
+                    return
+                w.conn.send(chunk)
                 w.inflight.extend(chunk)
                 w.started = now
 
@@ -362,7 +318,7 @@ class Runner:
                 raise VerifierStartupError(f"verifier {self.verifier.name!r} failed to start in a worker:\n{message[1]}")
             else:
                 index, score = message
-                if not w.inflight or w.inflight[0] != index:  # cannot happen unless the protocol broke
+                if not w.inflight or w.inflight[0][0] != index:  # cannot happen unless the protocol broke
                     raise RuntimeError(f"worker sent a verdict for item {index} it was not scoring")
                 w.inflight.popleft()
                 w.started = time.monotonic()  # the next item starts now
@@ -376,7 +332,7 @@ class Runner:
         self._pool.append(self._spawn())
         if not w.inflight:
             return
-        current = w.inflight.popleft()
+        current = w.inflight.popleft()[0]
         if w.inflight:  # the rest of its chunk never started: score it elsewhere
             pending.appendleft(list(w.inflight))
         yield current, verdict

@@ -3,12 +3,14 @@ term (a reward model) must be scored in this process, batched, beside the pool."
 
 from __future__ import annotations
 
+import itertools
 import time
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier, Weighted, combine
-from rlvr.verifiers.runner import Runner, RunStats, batch_stats, check_failure_rate
+from rlvr.verifiers.feed import Tally, tally_stats
+from rlvr.verifiers.runner import STREAM_WINDOW, Runner, RunStats, batch_stats, check_failure_rate
 from rlvr.verifiers.worker import error_score
 
 __all__ = ["HybridRunner", "runner_for"]
@@ -48,9 +50,12 @@ class HybridRunner:
         self.last_stats: RunStats | None = None
 
     def __enter__(self) -> "HybridRunner":
+        self.start()
+        return self
+
+    def start(self) -> None:
         if self.runner is not None:
             self.runner.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -59,17 +64,36 @@ class HybridRunner:
         if self.runner is not None:
             self.runner.close()
 
+    @property
+    def workers(self) -> int:
+        return self.runner.workers if self.runner else 0
+
     def score(self, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
         start = time.perf_counter()
-        n = len(completions)
+        scores = self._combined(completions, examples)
+        self.last_stats = batch_stats(scores, time.perf_counter() - start, self.workers)
+        check_failure_rate(self.verifier.name, self.last_stats, scores, self.max_failure_rate)
+        return scores
+
+    def stream(self, pairs: Iterable[tuple[str, Example]], *, window: int = STREAM_WINDOW) -> Iterator[Score]:
+        """`Runner.stream` for a spec with in-process terms: the pairs are scored in batches of
+        `window` (the reward model batches within them), the stats counted as they go."""
+        start, tally, source = time.perf_counter(), Tally(), iter(pairs)
+        while block := list(itertools.islice(source, window)):
+            completions, examples = zip(*block)
+            for score in self._combined(list(completions), list(examples)):
+                tally.add(score)
+                yield score
+        self.last_stats = tally_stats(tally, time.perf_counter() - start, self.workers)
+        check_failure_rate(self.verifier.name, self.last_stats, tally.failures(), self.max_failure_rate)
+
+    def _combined(self, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
         pooled = self._pool_scores(completions, examples)
         local = {i: self._local_scores(self.parts[i][1], completions, examples) for i in self.local}
         scores = []
-        for k in range(n):
+        for k in range(len(completions)):
             parts = [(w, v, local[i][k] if i in local else pooled[k].pop(0)) for i, (w, v) in enumerate(self.parts)]
             scores.append(parts[0][2] if not isinstance(self.verifier, Weighted) else combine(parts))
-        self.last_stats = batch_stats(scores, time.perf_counter() - start, self.runner.workers if self.runner else 0)
-        check_failure_rate(self.verifier.name, self.last_stats, scores, self.max_failure_rate)
         return scores
 
     def _pool_scores(self, completions: Sequence[str], examples: Sequence[Example]) -> list[list[Score]]:

@@ -62,12 +62,12 @@ def test_verify_to_stdout_with_summary_on_stderr(tmp_path: Path) -> None:
 
 
 def test_code_style_rows_keep_their_fields_as_metadata(tmp_path: Path) -> None:
-    from rlvr.cli.verify import _read_rows
+    from rlvr.cli.verify import _rows
 
     row = {"completion": "def f(): return 1", "answer": None, "prompt": "def f():", "test": "assert f() == 1",
            "entry_point": "f", "tests": ["assert f() == 1"]}
-    rows, examples = _read_rows(write_jsonl(tmp_path / "code.jsonl", [row]))
-    assert rows == [row]
+    rows, examples = zip(*_rows(write_jsonl(tmp_path / "code.jsonl", [row]), verifier=None))
+    assert list(rows) == [row]
     assert examples[0].id == "1" and examples[0].prompt == "def f():" and examples[0].answer is None
     assert dict(examples[0].metadata) == {k: v for k, v in row.items() if k not in ("completion", "answer")}
 
@@ -157,7 +157,7 @@ GOLD_FIELDS = [
 
 @pytest.mark.parametrize("spec, row, error", GOLD_FIELDS)
 def test_only_verifiers_that_need_a_gold_require_one(tmp_path: Path, spec: str, row: dict, error: str | None) -> None:
-    from rlvr.cli.verify import _read_rows
+    from rlvr.cli.verify import _rows
     from rlvr.errors import InputError
     from rlvr.verifiers.registry import build_verifier
 
@@ -165,11 +165,11 @@ def test_only_verifiers_that_need_a_gold_require_one(tmp_path: Path, spec: str, 
     assert verifier.needs_gold == (spec != "think_format" and spec != "overlong+repetition")
     path = write_jsonl(tmp_path / "rows.jsonl", [{"completion": "def f(): return 1", **row}])
     if error is None:
-        rows, examples = _read_rows(path, verifier)
+        rows, examples = zip(*_rows(path, verifier))
         assert examples[0].answer == row.get("answer")
     else:
         with pytest.raises(InputError, match=error.replace("+", "\\+")):
-            _read_rows(path, verifier)
+            list(_rows(path, verifier))
 
 
 def test_format_reward_rows_need_no_answer_end_to_end(tmp_path: Path) -> None:
@@ -195,4 +195,4 @@ def test_audit_prints_one_line_and_fails_when_hacks_earn_reward(spec: str, code:
 
 def test_verify_without_verifier_or_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = run("verify", "--verifier", "math")
-    assert result.exit_code == 2 and result.stderr.strip() == "error: --verifier and --input are required (or --audit SPEC)"
+    assert result.exit_code == 2 and result.stderr.strip() == "error: --verifier and --input are required (or --labelled FILE, or --audit SPEC)"

@@ -310,3 +310,48 @@ def test_empty_batch() -> None:
     with Runner(Scripted(), workers=1) as r:
         assert r.score([], []) == []
         assert r.last_stats.n == 0 and r.last_stats.failure_rate == 0.0
+
+
+def _counted(completions: list[str], read: list[int]):
+    """(completion, example) pairs that count, in `read`, how many were taken so far."""
+    for i, completion in enumerate(completions):
+        read[0] = i + 1
+        yield completion, Example(str(i), "prompt", "gold")
+
+
+@pytest.mark.parametrize("workers, window", [(0, 1), (0, 4), (2, 3), (2, 16)])
+def test_stream_reads_lazily_within_its_window_and_keeps_order(runner: Runner, workers: int, window: int) -> None:
+    completions = ["ok", "no", "sleep:0.01", "raise", "pid"] * 10
+    read = [0]
+    pool = runner if workers else Runner(Scripted(), workers=0, max_failure_rate=None)
+    got = []
+    for k, score in enumerate(pool.stream(_counted(completions, read), window=window)):
+        assert read[0] - k <= window, (read[0], k)  # never more than `window` read ahead of the one yielded
+        got.append(score.status.value)
+    assert got == [{"ok": "correct", "no": "wrong", "sleep": "correct", "raise": "error", "pid": "correct"}[c.split(":")[0]]
+                   for c in completions]
+    stats = pool.last_stats
+    assert (stats.n, stats.counts["error"], stats.counts["wrong"], stats.mean_reward) == (50, 10, 10, pytest.approx(0.6))
+
+
+def test_stream_with_a_stuck_item_keeps_order_and_counts_the_timeout(runner: Runner) -> None:
+    completions = ["pid"] * 3 + ["hang"] + ["pid"] * 12
+    scores = list(runner.stream(_counted(completions, [0]), window=4))
+    assert [s.status.value for s in scores] == ["correct"] * 3 + ["timeout"] + ["correct"] * 12
+    assert runner.last_stats.counts["timeout"] == 1 and runner.last_stats.n == 16
+
+
+def test_stream_failure_rate_carries_only_the_first_failure() -> None:
+    completions = ["ok"] * 8 + ["raise"] * 2
+    with Runner(Scripted(), workers=0, max_failure_rate=0.1) as runner, pytest.raises(VerifierFailureRate) as caught:
+        for _ in runner.stream(_counted(completions, [0])):
+            pass
+    err = caught.value
+    assert err.stats.n == 10 and err.stats.failures == 2 and err.stats is runner.last_stats
+    assert len(err.scores) == 1 and err.scores[0].details["error"] == "ZeroDivisionError: scripted failure on 8"
+
+
+def test_stream_of_nothing() -> None:
+    with Runner(Scripted(), workers=1) as runner:
+        assert list(runner.stream(iter([]))) == []
+        assert runner.last_stats.n == 0

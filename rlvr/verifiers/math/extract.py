@@ -32,6 +32,14 @@ _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\b")  # a word outside com
 _TEXT_ARG = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
 # number tokens for the last-number fallback: 1,234 / 1 000 / 3.5 / .5 / 3/4, and whole LaTeX fractions
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?![\d,.])|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# a currency sign or short unit glued to a number (7,250.50£, £12, 15kg, 4m²): the number still stands alone
+_CURRENCY_SIGNS = "£€¥₹¢"
+_UNIT = re.compile(r"(?:[£€¥₹¢]|(?:kg|mg|km|cm|mm|ml|mL|min|hrs?|lbs?|oz|ft|mph|[gmhL])[²³]?)(?![A-Za-z0-9])")
+# a decimal comma (3,40) outside a box: read only beside a currency sign or unit (`3,40 €`); bare, it may be a list
+_DECIMAL_COMMA = re.compile(r"(?<![\d,.])-?\d+,\d{1,2}(?![\d,])")
+# a word answer in math mode (`$prime$`), read only for a word gold, never right after a negation
+_WORD_SEGMENT = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)?")
+_NEGATED = re.compile(r"(?:\b(?:not|no|never|nor)|n't)\W*$", re.IGNORECASE)
 _FRACTION = re.compile(r"-?\\[dtc]?frac\s*(?:\{\s*-?\d+\s*\}|\d)\s*(?:\{\s*\d+\s*\}|\d)")
 _CONNECTOR = re.compile(r"^(?:\s|,|;|\band\b|\bor\b)*$")
 _OR_BEFORE = re.compile(r"(?:\$[^$\n]+\$|-?\d[\d.,/]*)\s*,?\s*\bor\s+(?:even\s+|maybe\s+|possibly\s+)?\$?\s*$")
@@ -243,14 +251,17 @@ def _answer_in_sentence(sentence: str) -> str:
     return candidates[-1][2]
 
 
-def math_segments(text: str) -> list[tuple[int, int, str]]:
+def math_segments(text: str, *, words: bool = False) -> list[tuple[int, int, str]]:
     """(start, end, content) of every math segment that can be an answer: `$..$`, `$$..$$`,
     `\\(..\\)`, `\\[..\\]` with non-empty content that is not prose (`$5 and $7` is two dollar
-    amounts, not math)."""
+    amounts, not math). With `words`, also a segment of one or two words (`$prime$`) not
+    right after a negation ("is not $prime$")."""
     found = []
     for m in _SEGMENT.finditer(text):
         content = next(g for g in m.groups() if g is not None).strip()
         if content and not _PROSE_WORD.search(_TEXT_ARG.sub(" ", content)):
+            found.append((m.start(), m.end(), content))
+        elif words and _WORD_SEGMENT.fullmatch(content) and not _NEGATED.search(text[max(0, m.start() - 20) : m.start()]):
             found.append((m.start(), m.end(), content))
     return found
 
@@ -285,9 +296,9 @@ def _standalone(text: str, start: int, end: int, depths: list[int], lists: bool)
     if depths[start] or depths[end]:
         return False
     before, after = text[start - 1 : start], text[end : end + 1]
-    if before and before not in _BEFORE_OK:
+    if before and before not in _BEFORE_OK and before not in _CURRENCY_SIGNS:
         return False
-    if after and after not in _AFTER_OK:
+    if after and after not in _AFTER_OK and not _UNIT.match(text, end):
         if not (after in ".,;:?" and text[end + 1 : end + 2] in ("", " ", "\n", "\t", "$")) and text[end : end + 2] != "\\%":
             return False
     left = text[max(0, start - 40) : start].rstrip(" \t$")
@@ -308,9 +319,17 @@ def standalone_numbers(text: str, *, lists: bool = False) -> list[tuple[int, int
     items after the first of a list (`1, 2, 3`) are not standalone."""
     depths = _depths(text)
     found = [(m.start(), m.end(), m.group()) for m in _FRACTION.finditer(text) if _standalone(text, m.start(), m.end(), depths, lists)]
-    found += [(m.start(), m.end(), m.group().replace(" ", "")) for m in _NUMBER.finditer(text)
-              if _standalone(text, m.start(), m.end(), depths, lists)]
+    commas = [(m.start(), m.end(), m.group()) for m in _DECIMAL_COMMA.finditer(text) if _beside_unit(text, m.start(), m.end())
+              and _standalone(text, m.start(), m.end(), depths, lists)]
+    found += commas + [(m.start(), m.end(), m.group().replace(" ", "")) for m in _NUMBER.finditer(text)
+                       if _standalone(text, m.start(), m.end(), depths, lists)
+                       and not any(s <= m.start() < e for s, e, _ in commas)]  # not the pieces of 3,40
     return sorted(found)
+
+
+def _beside_unit(text: str, start: int, end: int) -> bool:
+    """A currency sign just before, or a currency sign or unit just after (one space allowed)."""
+    return text[max(0, start - 2) : start].strip()[-1:] in tuple(_CURRENCY_SIGNS) or bool(_UNIT.match(text[end : end + 8].lstrip(" ")))
 
 
 def _hedge_before(text: str, start: int, answer: str) -> tuple[str, ...]:
@@ -322,12 +341,13 @@ def _hedge_before(text: str, start: int, answer: str) -> tuple[str, ...]:
     return (earlier, answer)
 
 
-def _from_fallbacks(text: str, *, numbers: bool, prompt: str) -> Extraction | None:
-    """No box, no marker: the last math segment (not one copied from the prompt) or, for a gold
-    that is a plain number, the last standalone number, whichever comes later."""
+def _from_fallbacks(text: str, *, numbers: bool, words: bool, prompt: str) -> Extraction | None:
+    """No box, no marker: the last math segment (not one copied from the prompt; a word in math
+    mode only for a word gold, `words`) or, for a gold that is a plain number, the last standalone
+    number, whichever comes later."""
     text = text[-_FALLBACK_SCAN:]  # the final answer is at the end; bound the work on huge input
     candidates = []
-    segments = [s for s in math_segments(text) if len(s[2]) < 3 or s[2] not in prompt]
+    segments = [s for s in math_segments(text, words=words) if len(s[2]) < 3 or s[2] not in prompt]
     if segments:
         candidates.append((segments[-1], "last_expression"))
     if numbers:
@@ -356,11 +376,13 @@ def mask_fences(text: str) -> str:
     return _FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
-def extract_answer(completion: str, *, numeric_fallback: bool = False, fallbacks: bool = True, prompt: str = "") -> Extraction:
+def extract_answer(completion: str, *, numeric_fallback: bool = False, fallbacks: bool = True, prompt: str = "",
+                   word_fallback: bool = False) -> Extraction:
     """The final answer: whichever of the last box, `#### N`, or "the answer is …"/"final answer:
     …" comes last in the text (a box inside the answer phrase wins). With no box and no marker,
     and `fallbacks` on: the last math segment or (only for plain-number golds, `numeric_fallback`)
-    the last standalone number. Fenced code blocks are never read."""
+    the last standalone number; `word_fallback` (a word gold) also reads a word in math mode,
+    `$prime$`. Fenced code blocks are never read."""
     if not completion or not completion.strip():
         return Extraction(None, "empty")
     text = mask_fences(completion)
@@ -369,6 +391,6 @@ def extract_answer(completion: str, *, numeric_fallback: bool = False, fallbacks
         found.append(phrase)  # "...the answer: it checks out" after a box is prose, not an answer
     if found:
         return max(found, key=lambda f: f[0])[1]
-    if fallbacks and (last := _from_fallbacks(text, numbers=numeric_fallback, prompt=prompt)):
+    if fallbacks and (last := _from_fallbacks(text, numbers=numeric_fallback, words=word_fallback, prompt=prompt)):
         return last
     return Extraction(None, "none")

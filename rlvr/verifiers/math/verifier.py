@@ -72,7 +72,7 @@ class MathVerifier(Verifier):
         try:
             gold = prepare_gold(gold_text)
             found = extract_answer(completion or "", numeric_fallback=gold.number is not None,
-                                   fallbacks=not self.require_marker, prompt=example.prompt or "")
+                                   fallbacks=not self.require_marker, prompt=example.prompt or "", word_fallback=gold.is_text)
             details.update(extracted=_excerpt(found.answer), method=found.method, found_by=found.found_by)
             if found.answer is None:
                 return Score(0.0, Status.NO_ANSWER, details)
