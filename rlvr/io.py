@@ -54,13 +54,14 @@ def read_jsonl(
     path = Path(path)
     if missing_ok and not path.exists():
         return
-    for number, line in enumerate(_lines(path, label), 1):
+    for number, raw in enumerate(_lines(path, label), 1):
+        line = raw.rstrip("\r\n")
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            if torn_tail and not line.endswith("\n"):  # only the last line can lack its newline
+            if torn_tail and not raw.endswith("\n"):  # only the last line can lack its newline
                 log.warning("%s line %d: skipped a last line cut short (a killed run)", path, number)
                 return
             raise InputError(f"{path} line {number}: bad JSON: {err.msg} (column {err.colno})") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO, Any
 
 import click
@@ -201,6 +202,19 @@ def _rows(path: Path, verifier, reference=None, labelled: bool = False) -> Itera
         raise InputError(f"{path}: no rows")
 
 
+
+
+def _print_rates(labels, *, to_stderr: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="error rates on labelled rows (rewarded = reward >= 0.5)")
+    for column in ("grader", "class", "rows", "FP", "FP rate", "FN", "FN rate", "accuracy", "timeout/error"):
+        table.add_column(column, justify="left" if column in ("grader", "class") else "right")
+    for grader, cls, r in labels.table():
+        table.add_row(grader, cls, str(r.rows), str(r.fp), f"{r.fp_rate:.1%}", str(r.fn), f"{r.fn_rate:.1%}",
+                      f"{r.accuracy:.1%}", str(r.failed))
+    Console(stderr=to_stderr, width=120).print(table)
 
 
 def _print_summary(name: str, stats, *, to_stderr: bool) -> None:
