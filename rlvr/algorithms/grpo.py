@@ -110,7 +110,7 @@ class GRPO(Algorithm):
     def learn(self, policy: Any, batch: GRPOBatch) -> dict[str, float]:
         """μ optimizer steps with the clipped surrogate (rlvr.objectives.grpo.policy_loss); the sampler's
         logprobs weight tokens by truncated importance when `use_tis`."""
-        cfg, alg = self.config, self.config.algorithm
+        cfg, alg = self.config, self.config.grpo  # the GRPO keys (config.algorithm is now its name)
         groups, advantages = batch.groups, batch.advantages
         if not groups.examples:  # dynamic sampling found no group with signal: no step at all
             return {}

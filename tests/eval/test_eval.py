@@ -147,7 +147,7 @@ def test_resume_skips_finished_samples(tmp_path, hf_engine, math_verifier, data_
     ids = [json.loads(line)["id"] for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert sorted(ids) == sorted(e.id for e in examples for _ in range(2))
 
-    with pytest.raises(InputError, match="different run .*sampling"):
+    with pytest.raises(InputError, match="other settings .*sampling"):
         run_eval(third, examples, math_verifier, sampling=SamplingConfig(temperature=0.5, max_new_tokens=4, seed=1),
                  samples=2, output_dir=tmp_path, progress=False)
 
@@ -327,7 +327,7 @@ def test_best_of_n_picks_without_the_gold_and_reports_beside_pass_and_maj(tmp_pa
 
     assert [chosen(s) for s in scores] == picks
     assert json.loads((tmp_path / "config.json").read_text())["select"] == [select]
-    with pytest.raises(InputError, match="different run .*select"):  # samples scored for another selector
+    with pytest.raises(InputError, match="other settings .*select"):  # samples scored for another selector
         run_eval(ScriptedEngine(BEST_OF_4), _examples(), math_verifier, sampling=sampling, samples=4, style="plain",
                  output_dir=tmp_path, progress=False, select="majority" if select != "majority" else "think_format")
 
