@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rlvr.data.benchmarks import format_spec, held_out_spec, is_data_file, load_spec, parse_spec
 from rlvr.types import Example
@@ -50,7 +51,7 @@ class EvalSpec:
             object.__setattr__(self, "benchmark", format_spec(*parse_spec(self.benchmark)))
 
     @classmethod
-    def from_train_config(cls, config: Any, *, engine: str = "auto", dtype: str = "auto") -> "EvalSpec":
+    def from_train_config(cls, config: Any, *, engine: str = "auto", dtype: str = "auto") -> EvalSpec:
         """The held-out eval a (resolved) TrainConfig runs; `engine` and `dtype` are those of the engine
         that generates it (the trainer knows them once the engine is up)."""
         spec, split, limit = held_out_spec(config)
