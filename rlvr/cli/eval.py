@@ -150,7 +150,7 @@ def _spec(name: str, opts: dict[str, Any]) -> tuple[Any, list]:
                     max_new_tokens=opts["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS, temperature=temperature,
                     top_p=opts["top_p"], top_k=opts["top_k"], seed=opts["seed"], samples=opts["samples"],
                     engine=opts["engine"], dtype=opts["dtype"], prompt_field=opts["prompt_field"],
-                    answer_field=opts["answer_field"])
+                    answer_field=opts["answer_field"], max_model_len=opts["max_model_len"])
     examples = spec.examples(data_dir=opts["data_dir"], id_field=opts["id_field"])
     task = style_task(opts["style"], examples[0]) if examples and not opts["max_new_tokens"] else None
     return (dataclasses.replace(spec, max_new_tokens=task.max_new_tokens) if task else spec), examples

@@ -45,15 +45,17 @@ class EvalSpec:
     dtype: str = "auto"
     prompt_field: str | None = None
     answer_field: str | None = "answer"
+    max_model_len: int | None = None  # the context the engine reserved (vllm: it shapes the batches); not a setting
 
     def __post_init__(self) -> None:
         if not is_data_file(self.benchmark):  # the canonical text, so equal settings compare equal
             object.__setattr__(self, "benchmark", format_spec(*parse_spec(self.benchmark)))
 
     @classmethod
-    def from_train_config(cls, config: Any, *, engine: str = "auto", dtype: str = "auto") -> EvalSpec:
-        """The held-out eval a (resolved) TrainConfig runs; `engine` and `dtype` are those of the engine
-        that generates it (the trainer knows them once the engine is up)."""
+    def from_train_config(cls, config: Any, *, engine: str = "auto", dtype: str = "auto",
+                          max_model_len: int | None = None) -> EvalSpec:
+        """The held-out eval a (resolved) TrainConfig runs; `engine`, `dtype` and `max_model_len` are those of
+        the engine that generates it (the trainer knows them once the engine is up)."""
         spec, split, limit = held_out_spec(config)
         rollout = config.rollout
         return cls(benchmark=spec, split=split, limit=limit, style=config.data.style,
@@ -61,7 +63,7 @@ class EvalSpec:
                    max_new_tokens=config.eval.max_new_tokens or rollout.max_new_tokens,
                    temperature=config.eval.temperature, top_p=rollout.top_p, top_k=rollout.top_k, seed=config.seed,
                    engine=engine, dtype=dtype, prompt_field=config.data.prompt_field,
-                   answer_field=config.data.answer_field)
+                   answer_field=config.data.answer_field, max_model_len=max_model_len)
 
     def examples(self, *, data_dir: str | None = None, id_field: str | None = None) -> list[Example]:
         return load_spec(self.benchmark, self.split, limit=self.limit, data_dir=data_dir,
@@ -91,7 +93,7 @@ class EvalSpec:
             args.append(("--top-k", self.top_k))
         if is_data_file(self.benchmark):
             args += [("--prompt-field", self.prompt_field), ("--answer-field", self.answer_field)]
-        args += [("--engine", self.engine), ("--dtype", self.dtype)]
+        args += [("--engine", self.engine), ("--dtype", self.dtype), ("--max-model-len", self.max_model_len)]
         head = "rlvr eval --model " + (model if model == MODEL_PLACEHOLDER else shlex.quote(model))
         return " ".join([head, *(f"{flag} {shlex.quote(str(value))}" for flag, value in args if value is not None)])
 

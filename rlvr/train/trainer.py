@@ -326,7 +326,8 @@ class Trainer:
             engine = self.engine.engine if everyone else self.engine
             output_dir = self.out / "eval" / f"step_{self.step_number:06d}" if self.ctx.is_main else None
             # the settings `rlvr eval` takes to reproduce it: built by the same function, recorded with the result
-            spec = EvalSpec.from_train_config(self.config, engine=getattr(engine, "kind", "auto"), dtype=engine_dtype(engine))
+            spec = EvalSpec.from_train_config(self.config, engine=getattr(engine, "kind", "auto"), dtype=engine_dtype(engine),
+                                              max_model_len=getattr(engine, "max_model_len", None))
             summary = run_eval(engine, self.eval_examples, self.verifier, sampling=spec.sampling(),
                                style=spec.style, instruction=spec.instruction, samples=spec.samples,
                                run_info={**spec.settings(), "eval_command": spec.to_command()},
