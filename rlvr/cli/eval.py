@@ -286,7 +286,7 @@ def write_comparison(results: dict[str, dict[str, dict]], out: Path):
         cells = [cell(per[b]) if b in per else "-" for b in benchmarks]
         lines.append(f"| {ckpt} | " + " | ".join(cells) + " |")
         table.add_row(ckpt, *cells)
-    settings = [f"{b}: {describe(first[b])}" for b in benchmarks]
+    settings = [describe(first[b]) for b in benchmarks]  # each starts with its benchmark's spec
     lines += ["", *(f"- {line}" for line in settings)]
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     _bar_chart(rows, benchmarks, out / "comparison.png")

@@ -175,7 +175,7 @@ def test_cli_eval_and_bench_end_to_end(tmp_path, tiny_model, monkeypatch, data_d
     assert (bench_out / "comparison.png").stat().st_size > 1000
     table_lines, settings = (bench_out / "comparison.md").read_text().split("\n\n")
     assert table_lines.count("\n") == 3  # header, rule, two checkpoints
-    assert settings.splitlines() == [f"- {b}: {b} test · n=2 · 5 new tokens · float32 · hf" for b in ("gsm8k", "math500")]
+    assert settings.splitlines() == [f"- {b} test · n=2 · 5 new tokens · float32 · hf" for b in ("gsm8k", "math500")]
     assert "warning" not in result.output  # both checkpoints made with the same settings
 
     # finished eval dirs are reused: no engine is even started the second time
