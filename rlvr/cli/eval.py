@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -23,7 +24,8 @@ def _generation_options(command):
     options = [
         click.option("--benchmark", "-b", default="gsm8k", show_default=True,
                      help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith) "
-                          "or paths of JSONL/Parquet files with problem/question and answer fields."),
+                          "or paths of JSONL/Parquet files with problem/question and answer fields. arith takes "
+                          "its difficulty and generator seed: arith:easy, arith:hard,seed=3 [default: medium, 0]."),
         click.option("--prompt-field", default=None,
                      help="For data files: the problem column [default: first of problem, question, prompt]."),
         click.option("--answer-field", default="answer", show_default=True, help="For data files: the gold answer column."),
@@ -39,6 +41,7 @@ def _generation_options(command):
         click.option("--temperature", "-t", type=click.FloatRange(min=0), default=None,
                      help="Sampling temperature [default: 0 (greedy) with one sample, 1.0 with more]."),
         click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling."),
+        click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Top-k sampling (0: off)."),
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
                      help="Longest completion; longer ones are cut and count as truncated "
                           "[default: 512; --style lm-eval: the task's own, 256]."),
@@ -49,6 +52,8 @@ def _generation_options(command):
         click.option("--style", type=click.Choice(STYLES), default="chat", show_default=True,
                      help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain, "
                           "lm-eval (exactly lm-eval's stock gsm8k / minerva_math prompts, stops and length)."),
+        click.option("--instruction", default=None,
+                     help="The instruction after each problem [default: the style's own] (training's data.instruction)."),
         click.option("--verifier", default=None,
                      help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval]."),
         click.option("--sandbox", type=click.Choice(names.SANDBOX_CHOICES), default=None,
@@ -70,15 +75,6 @@ def _generation_options(command):
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"
-
-
-def _load(benchmark: str, opts: dict[str, Any]):
-    from rlvr.data.benchmarks import load_benchmark, load_file
-
-    if benchmark.endswith((".jsonl", ".json", ".parquet", ".gz")):
-        return load_file(benchmark, prompt_field=opts["prompt_field"], answer_field=opts["answer_field"],
-                         id_field=opts["id_field"], limit=opts["limit"])
-    return load_benchmark(benchmark, opts["split"], data_dir=opts["data_dir"], limit=opts["limit"])
 
 
 def _with_sandbox(spec: str, sandbox: str | None) -> str:
@@ -113,9 +109,11 @@ def _verifier(spec: str | None, benchmark: str, sandbox: str | None = None):
         raise InputError(f"--verifier {spec}: {err}") from None
 
 
-def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
-    """Load every benchmark and build its verifier before any model is loaded: bad input fails fast."""
-    names = [b.strip() for b in opts["benchmark"].split(",") if b.strip()]
+def _plan(opts: dict[str, Any]) -> list[tuple[Any, list, Any]]:
+    """Load every benchmark and build its EvalSpec and verifier before any model is loaded: bad input fails fast."""
+    from rlvr.data.benchmarks import split_specs
+
+    names = split_specs(opts["benchmark"])
     if not names:
         raise InputError("--benchmark is empty")
     if opts["sandbox"] not in (None, "auto"):
@@ -131,20 +129,32 @@ def _plan(opts: dict[str, Any]) -> list[tuple[str, list, Any]]:
             raise InputError(f"--select {opts['select'][0]} picks one of several samples: give --samples 2 or more")
         for spec in opts["select"]:
             build_selector(spec)  # a bad or gold-reading spec fails before any model loads
-    return [(name, _load(name, opts), _verifier(opts["verifier"], name, opts["sandbox"])) for name in names]
+    plan = []
+    for name in names:
+        spec, examples = _spec(name, opts)
+        plan.append((spec, examples, _verifier(spec.verifier, name, opts["sandbox"])))
+    return plan
 
 
-def _sampling(opts: dict[str, Any], examples: list | None = None):
-    from rlvr.rollout import SamplingConfig
+def _spec(name: str, opts: dict[str, Any]) -> tuple[Any, list]:
+    """The EvalSpec these options give for one benchmark (lengths and verifier defaulted), and its examples."""
+    from rlvr.data.benchmarks import parse_spec
     from rlvr.data.templates import style_task
+    from rlvr.eval.spec import EvalSpec
 
-    task = style_task(opts["style"], examples[0]) if examples else None
-    length = opts["max_new_tokens"] or (task.max_new_tokens if task else DEFAULT_MAX_NEW_TOKENS)
     temperature = opts["temperature"] if opts["temperature"] is not None else (0.0 if opts["samples"] == 1 else 1.0)
     if temperature == 0 and opts["samples"] > 1:
         raise InputError("--temperature 0 with --samples > 1 gives identical samples; set a temperature")
-    return SamplingConfig(temperature=temperature, top_p=opts["top_p"], top_k=0,
-                          max_new_tokens=length, seed=opts["seed"])
+    spec = EvalSpec(benchmark=name, split=opts["split"], limit=opts["limit"], style=opts["style"],
+                    instruction=opts["instruction"],
+                    verifier=opts["verifier"] or DEFAULT_VERIFIER.get(parse_spec(name)[0], "math"),
+                    max_new_tokens=opts["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS, temperature=temperature,
+                    top_p=opts["top_p"], top_k=opts["top_k"], seed=opts["seed"], samples=opts["samples"],
+                    engine=opts["engine"], dtype=opts["dtype"], prompt_field=opts["prompt_field"],
+                    answer_field=opts["answer_field"], max_model_len=opts["max_model_len"])
+    examples = spec.examples(data_dir=opts["data_dir"], id_field=opts["id_field"])
+    task = style_task(opts["style"], examples[0]) if examples and not opts["max_new_tokens"] else None
+    return (dataclasses.replace(spec, max_new_tokens=task.max_new_tokens) if task else spec), examples
 
 
 def _engine(model: str, opts: dict[str, Any]):
@@ -156,30 +166,51 @@ def _engine(model: str, opts: dict[str, Any]):
     return create_engine(opts["engine"], path, seed=opts["seed"], max_model_len=opts["max_model_len"], dtype=dtype)
 
 
+def _warn(text: str) -> None:
+    click.echo(f"warning: {text}", err=True)
+
+
+def _against_training(model: str, summary: dict[str, Any]) -> None:
+    """Warn when `model` is a training run's checkpoint whose held-out eval used other settings."""
+    from rlvr.eval.spec import differences, settings_of, training_settings
+
+    found = training_settings(model)
+    if found is None:
+        return
+    path, recorded = found
+    changed = differences(recorded, settings_of(summary))
+    if changed:
+        _warn(f"{path}'s before/after was measured with other settings ({'; '.join(changed)}); its eval_command "
+              "reproduces it")
+
+
 def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Path, *, quiet: bool = False) -> dict[str, dict]:
     """Evaluate one model on every planned benchmark into output/<benchmark>; finished ones are
     reused without loading the model (the engine is made on first need and closed at the end)."""
     from rich.console import Console
 
     from rlvr.eval.run import finished_summary, run_eval, summary_table
+    from rlvr.eval.spec import describe, engine_dtype, settings_of
 
     engine = None
     summaries = {}
     try:
-        for name, examples, verifier in plan:
-            common = dict(sampling=_sampling(opts, examples), samples=opts["samples"], style=opts["style"],
-                          select=opts["select"], run_info={"model": model, "benchmark": name, "dtype": opts["dtype"]})
-            target = output / _slug(Path(name).name)  # a data file's results go under its file name
+        for spec, examples, verifier in plan:
+            common = dict(sampling=spec.sampling(), samples=spec.samples, style=spec.style,
+                          instruction=spec.instruction, select=opts["select"],
+                          run_info={"model": model, **spec.settings()})
+            target = output / _slug(Path(spec.benchmark).name)  # a data file's results go under its file name
             summary = finished_summary(target, examples, verifier, **common)
             if summary is None:
                 engine = engine or engine_factory()
-                summary = run_eval(engine, examples, verifier, output_dir=target, name=name,
+                summary = run_eval(engine, examples, verifier, output_dir=target, name=spec.benchmark,
                                    chunk_size=opts["chunk_size"], workers=opts["workers"], **common)
-                summary["engine"] = getattr(engine, "kind", type(engine).__name__)
+                summary.update(engine=getattr(engine, "kind", type(engine).__name__), dtype=engine_dtype(engine))
                 (target / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-            summaries[name] = summary
+            summaries[spec.benchmark] = summary
+            _against_training(model, summary)
             if not quiet:
-                Console().print(summary_table(summary, title=f"{model} · {name}"))
+                Console().print(summary_table(summary, title=f"{model} · {describe(settings_of(summary))}"))
     finally:
         if engine is not None:
             engine.close()
@@ -220,19 +251,30 @@ def bench(checkpoints: tuple[str, ...], output: str, **opts: Any) -> None:
                for c, s in zip(checkpoints, slugs)}
     from rich.console import Console
 
-    table = write_comparison(results, out)
+    table, settings = write_comparison(results, out)
     Console().print(table)
+    click.echo("settings: " + "\n          ".join(settings))
     click.echo(f"comparison in {out}/comparison.md, comparison.json, comparison.png")
 
 
 def write_comparison(results: dict[str, dict[str, dict]], out: Path):
-    """comparison.json (every summary's headline numbers), comparison.md, comparison.png (bars
-    with 95% CI error bars); returns the rich table."""
+    """comparison.json (every summary's headline numbers and settings), comparison.md, comparison.png (bars
+    with 95% CI error bars); returns the rich table and a line per benchmark naming its settings."""
     from rich.table import Table
 
+    from rlvr.eval.spec import describe, differences, settings_of
+
     benchmarks = list(dict.fromkeys(b for per in results.values() for b in per))
-    rows = {ckpt: {b: {k: s[k] for k in ("accuracy", "ci95", "ci_method", "metric", "n_problems", "samples", "pass@k", "maj@k")}
+    rows = {ckpt: {b: {**{k: s[k] for k in ("accuracy", "ci95", "ci_method", "metric", "n_problems", "samples",
+                                            "pass@k", "maj@k")}, "settings": settings_of(s)}
                    for b, s in per.items()} for ckpt, per in results.items()}
+    first = {b: next(per[b]["settings"] for per in rows.values() if b in per) for b in benchmarks}
+    for ckpt, per in rows.items():
+        for b, row in per.items():
+            changed = differences(first[b], row["settings"])
+            if changed:
+                _warn(f"{b}: {ckpt} was evaluated with other settings than the first checkpoint ({'; '.join(changed)}): "
+                      "its accuracy is not comparable")
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
     cell = lambda r: f"{r['accuracy']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731
@@ -240,14 +282,16 @@ def write_comparison(results: dict[str, dict[str, dict]], out: Path):
     table = Table(title="rlvr bench (accuracy, 95% CI)")
     table.add_column("checkpoint")
     for b in benchmarks:
-        table.add_column(f"{b} (n={next(iter(rows.values()))[b]['n_problems']})", justify="right")
+        table.add_column(b, justify="right")
     for ckpt, per in rows.items():
         cells = [cell(per[b]) if b in per else "-" for b in benchmarks]
         lines.append(f"| {ckpt} | " + " | ".join(cells) + " |")
         table.add_row(ckpt, *cells)
+    settings = [describe(first[b]) for b in benchmarks]  # each starts with its benchmark's spec
+    lines += ["", *(f"- {line}" for line in settings)]
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     _bar_chart(rows, benchmarks, out / "comparison.png")
-    return table
+    return table, settings
 
 
 def _bar_chart(rows: dict[str, dict[str, dict]], benchmarks: list[str], path: Path) -> None:

@@ -84,10 +84,16 @@ def _check_config(directory: Path, config: dict[str, Any], *, write: bool = True
         old = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in {*old, *config} if old.get(k) != config.get(k))
         if changed:
-            raise InputError(f"{directory} holds results of a different run ({', '.join(changed)} differ): "
+            named = "; ".join(f"{k}: {_short(old.get(k))} there vs {_short(config.get(k))} now" for k in changed)
+            raise InputError(f"{directory} holds results made with other settings ({named}): "
                              "use another --output, or delete it")
     if write:
         write_json(path, config)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def finished_summary(directory: str | Path, examples: Sequence[Example], verifier: Verifier, *, sampling: Any,
@@ -178,8 +184,8 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     timing["wall_s"] = time.perf_counter() - started
     timing = _accumulate(previous_timing, timing)
     summary = summarize(examples, records, samples, select=select)
-    summary.update(name=name, style=style, verifier=verifier.name, sampling=_sampling_json(sampling),
-                   timing=timing, **(run_info or {}))
+    summary.update({"name": name, "style": style, "verifier": verifier.name, "sampling": _sampling_json(sampling),
+                    "timing": timing, **(run_info or {})})
     if directory is not None:
         write_json(directory / SUMMARY_FILE, summary)
     return summary

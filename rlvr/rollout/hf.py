@@ -136,6 +136,11 @@ class HFEngine:
         takes = "logits_to_keep" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
         self._last_logits = {"logits_to_keep": 1} if takes else {}
 
+    @property
+    def dtype(self) -> str:
+        """The dtype it generates in: its weights' (a live policy's master weights; no autocast here)."""
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
     def _eos_ids(self) -> frozenset[int]:
         ids = {self.tokenizer.eos_token_id}
         configured = getattr(self.model.generation_config, "eos_token_id", None)

@@ -1,5 +1,6 @@
-"""DIR/summary.json of a training run (held-out accuracy before → after with 95% Wilson intervals, steps,
-wall time, the final model) and the short table the console ends with."""
+"""DIR/summary.json of a training run (held-out accuracy before → after with 95% Wilson intervals and the
+settings that define them, the `rlvr eval` command that reproduces both, steps, wall time, the final model)
+and the short table the console ends with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlvr.eval.spec import describe, differences, settings_of
 from rlvr.io import write_json
 from rlvr.train.monitor import read_metrics
 
@@ -22,14 +24,33 @@ def _block(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"accuracy": record["eval_accuracy"], "ci": [lo, hi], "n": record["eval_n"], "step": record["step"]}
 
 
+def _eval_record(directory: Path, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The eval summary the trainer wrote for this eval.jsonl row (DIR/eval/step_N/summary.json), or {}."""
+    path = Path(directory) / "eval" / f"step_{record['step']:06d}" / "summary.json" if record else None
+    if path is None or not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | None, audit: Any = None) -> dict[str, Any]:
     """Write DIR/summary.json from DIR/eval.jsonl (the step-0 eval is `before`, the last one at or after
-    step 1 is `after`), atomically, and return it. `accuracy` and `ci` are fractions."""
+    step 1 is `after`), atomically, and return it. `accuracy` and `ci` are fractions. `eval_command` is the
+    `rlvr eval` command (with {model}) that reproduces before and after, `eval_settings` what defines them."""
     evals = read_metrics(directory, "eval.jsonl")
     before = next((r for r in evals if r["step"] == 0), None)
     after = next((r for r in reversed(evals) if r["step"] > 0), None)
     summary: dict[str, Any] = {"before": _block(before), "after": _block(after), "steps": steps,
                                "wall_s": round(wall_s, 1), "final": str(final) if final is not None else None}
+    made = {name: _eval_record(directory, record) for name, record in (("before", before), ("after", after))}
+    made = {name: found for name, found in made.items() if found}
+    if made:
+        latest = made.get("after") or made["before"]
+        summary["eval_command"] = latest.get("eval_command")
+        summary["eval_settings"] = settings_of(latest)
+    if len(made) == 2:
+        changed = differences(settings_of(made["before"]), settings_of(made["after"]))
+        if changed:  # e.g. a run resumed with another eval config: the gain mixes two measurements
+            summary["eval_settings_differ"] = changed
     if summary["before"] and summary["after"]:
         summary["gain"] = summary["after"]["accuracy"] - summary["before"]["accuracy"]
         summary["separated"] = summary["after"]["ci"][0] > summary["before"]["ci"][1] or \
@@ -58,6 +79,12 @@ def summary_table(summary: dict[str, Any]) -> str:
     if "gain" in summary:
         lines.append(f"{'gain':<20}{summary['gain'] * 100:+.1f} points, intervals "
                      f"{'separated' if summary['separated'] else 'overlap'}")
+    if summary.get("eval_settings"):
+        lines.append(f"{'measured on':<20}{describe(summary['eval_settings'])}")
+    if summary.get("eval_settings_differ"):
+        lines.append(f"{'WARNING':<20}before and after differ in {'; '.join(summary['eval_settings_differ'])}")
     lines.append(f"{'steps':<20}{summary['steps']} in {summary['wall_s']:.0f} s")
     lines.append(f"{'final model':<20}{summary['final'] or '(not written: the run stopped early)'}")
+    if summary.get("eval_command"):
+        lines.append(f"{'reproduce with':<20}{summary['eval_command']}")
     return "\n".join(lines)

@@ -213,16 +213,13 @@ class Trainer:
         timer.add("verify", collected.verify_s)
         return collected
 
-    def sampling(self, round_: int, *, held_out: bool = False) -> SamplingConfig:
+    def sampling(self, round_: int) -> SamplingConfig:
         """Sampling for this step and refill round, seeded by (seed, rank, step, round) so that a resumed
-        run generates exactly what the uninterrupted one did."""
+        run generates exactly what the uninterrupted one did (the held-out eval's: rlvr.eval.spec.EvalSpec)."""
         from rlvr.data.templates import stop_sequences
 
-        r, e = self.config.rollout, self.config.eval
+        r = self.config.rollout
         stop = stop_sequences(self.config.data.style)
-        if held_out:
-            return SamplingConfig(temperature=e.temperature, top_p=r.top_p, top_k=r.top_k,
-                                  max_new_tokens=e.max_new_tokens or r.max_new_tokens, seed=self.config.seed, stop=stop)
         seed = rank_seed(self.config.seed, self.ctx) + 7919 * self.step_number + 104_729 * round_
         return SamplingConfig(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                               max_new_tokens=r.max_new_tokens, seed=seed, stop=stop)
@@ -237,11 +234,16 @@ class Trainer:
         self.sync_engine()
         if (self.ctx.is_main or everyone) and self.eval_examples:
             from rlvr.eval.run import run_eval
+            from rlvr.eval.spec import EvalSpec, engine_dtype
 
             engine = self.engine.engine if everyone else self.engine
             output_dir = self.out / "eval" / f"step_{self.step_number:06d}" if self.ctx.is_main else None
-            summary = run_eval(engine, self.eval_examples, self.verifier, sampling=self.sampling(0, held_out=True),
-                               style=self.config.data.style, instruction=self.config.data.instruction,
+            # the settings `rlvr eval` takes to reproduce it: built by the same function, recorded with the result
+            spec = EvalSpec.from_train_config(self.config, engine=getattr(engine, "kind", "auto"), dtype=engine_dtype(engine),
+                                              max_model_len=getattr(engine, "max_model_len", None))
+            summary = run_eval(engine, self.eval_examples, self.verifier, sampling=spec.sampling(),
+                               style=spec.style, instruction=spec.instruction, samples=spec.samples,
+                               run_info={**spec.settings(), "eval_command": spec.to_command()},
                                output_dir=output_dir, progress=False,
                                workers=self.config.reward.workers, timeout=self.config.reward.timeout,
                                max_failure_rate=None, name=f"step {self.step_number}")

@@ -147,7 +147,7 @@ def test_resume_skips_finished_samples(tmp_path, hf_engine, math_verifier, data_
     ids = [json.loads(line)["id"] for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert sorted(ids) == sorted(e.id for e in examples for _ in range(2))
 
-    with pytest.raises(InputError, match="different run .*sampling"):
+    with pytest.raises(InputError, match="other settings .*sampling"):
         run_eval(third, examples, math_verifier, sampling=SamplingConfig(temperature=0.5, max_new_tokens=4, seed=1),
                  samples=2, output_dir=tmp_path, progress=False)
 
@@ -173,7 +173,10 @@ def test_cli_eval_and_bench_end_to_end(tmp_path, tiny_model, monkeypatch, data_d
     table = json.loads((bench_out / "comparison.json").read_text())
     assert set(table) == {str(tiny_model), str(other)} and set(table[str(other)]) == {"gsm8k", "math500"}
     assert (bench_out / "comparison.png").stat().st_size > 1000
-    assert (bench_out / "comparison.md").read_text().count("\n") == 4
+    table_lines, settings = (bench_out / "comparison.md").read_text().split("\n\n")
+    assert table_lines.count("\n") == 3  # header, rule, two checkpoints
+    assert settings.splitlines() == [f"- {b} test · n=2 · 5 new tokens · float32 · hf" for b in ("gsm8k", "math500")]
+    assert "warning" not in result.output  # both checkpoints made with the same settings
 
     # finished eval dirs are reused: no engine is even started the second time
     def no_engine(*a, **k):
@@ -327,7 +330,7 @@ def test_best_of_n_picks_without_the_gold_and_reports_beside_pass_and_maj(tmp_pa
 
     assert [chosen(s) for s in scores] == picks
     assert json.loads((tmp_path / "config.json").read_text())["select"] == [select]
-    with pytest.raises(InputError, match="different run .*select"):  # samples scored for another selector
+    with pytest.raises(InputError, match="other settings .*select"):  # samples scored for another selector
         run_eval(ScriptedEngine(BEST_OF_4), _examples(), math_verifier, sampling=sampling, samples=4, style="plain",
                  output_dir=tmp_path, progress=False, select="majority" if select != "majority" else "think_format")
 

@@ -113,6 +113,9 @@ class VLLMEngine:
             **llm_kwargs,
         )
         self.startup_seconds = time.perf_counter() - started
+        # what "auto" became (the dtype it generates in), for the records of an eval
+        chosen = getattr(getattr(self.llm.llm_engine, "model_config", None), "dtype", None)
+        self.dtype = str(chosen or dtype or "bfloat16").removeprefix("torch.")
         self.threads = torch.get_num_threads()
         log.info("vllm engine started in %.1f s, computing with %d threads", self.startup_seconds, self.threads)
         self.tokenizer = load_tokenizer(model_path)
