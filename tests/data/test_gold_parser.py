@@ -107,11 +107,11 @@ def test_file_loader_and_verify_cli_read_golds_alike(tmp_path, value, gold):
     path = tmp_path / "rows.jsonl"
     path.write_text(json.dumps({"problem": "p", "answer": value}) + "\n")
     assert load_file(path)[0].answer == gold
-    from rlvr.cli.verify import _read_rows
+    from rlvr.cli.verify import _rows
     from rlvr.verifiers.math.verifier import MathVerifier
 
     rows_path = tmp_path / "verify.jsonl"
     rows_path.write_text(json.dumps({"completion": f"\\boxed{{{gold}}}", "answer": value}) + "\n")
-    _, examples = _read_rows(rows_path, MathVerifier())
+    examples = [example for _, example in _rows(rows_path, MathVerifier())]
     score = MathVerifier().score(f"\\boxed{{{gold}}}", examples[0])
     assert score.details["gold"] == gold and score.status.value == "correct"
