@@ -31,12 +31,15 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from learning_curve import cpu_kind  # noqa: E402
+from learning_curve import cpu_kind
 
 MIB = 2**20
 VARIANTS = {  # name -> (config overrides, dense logits, the engine's CPU sleep)
-    "before": ({"rollout.max_model_len": 1088, "model.lean_activations": False, "model.keep_freed_memory": False},
-               True, False),
+    "before": (
+        {"rollout.max_model_len": 1088, "model.lean_activations": False, "model.keep_freed_memory": False},
+        True,
+        False,
+    ),
     "stop9": ({"model.lean_activations": False, "model.keep_freed_memory": False}, False, False),
     "stop10": ({"model.keep_freed_memory": False}, False, True),
     "after": ({}, False, True),
@@ -75,8 +78,11 @@ def _engine_tensors(worker) -> dict:
     runner = worker.model_runner
     held = {}  # parameters, buffers and tensor attributes (vLLM-CPU keeps repacked linear weights as attributes)
     for module in runner.model.modules():
-        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False),
-                   *(v for v in vars(module).values() if isinstance(v, torch.Tensor))]
+        tensors = [
+            *module.parameters(recurse=False),
+            *module.buffers(recurse=False),
+            *(v for v in vars(module).values() if isinstance(v, torch.Tensor)),
+        ]
         for t in tensors:
             held[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
     kv = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in runner.kv_caches if t is not None}
@@ -93,6 +99,7 @@ def _tensor_bytes(tensors) -> int:
 
 def child(variant: str, steps: int, result: str) -> None:
     import torch
+
     from grpo_vs_trl import _rlvr_config
 
     torch.set_num_threads(2)
@@ -136,12 +143,26 @@ def child(variant: str, steps: int, result: str) -> None:
             finally:
                 self.algorithm.learn = learn_fn
 
-    args = argparse.Namespace(model="HuggingFaceTB/SmolLM2-135M-Instruct", steps=steps, prompts=4, group=4,
-                              max_new_tokens=64, lr=1e-6, temperature=0.7)
-    with tempfile.TemporaryDirectory() as out, \
-            mock.patch.object(stages, "start_engine", timed_engine), \
-            mock.patch("rlvr.learner.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear), \
-            mock.patch("rlvr.rollout.vllm.engine.resolve_sleep_level", vllm_module.resolve_sleep_level if sleeps else (lambda *_: 0)):
+    args = argparse.Namespace(
+        model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        steps=steps,
+        prompts=4,
+        group=4,
+        max_new_tokens=64,
+        lr=1e-6,
+        temperature=0.7,
+    )
+    with (
+        tempfile.TemporaryDirectory() as out,
+        mock.patch.object(stages, "start_engine", timed_engine),
+        mock.patch(
+            "rlvr.learner.policy.head_is_linear", (lambda model: False) if dense else policy_module.head_is_linear
+        ),
+        mock.patch(
+            "rlvr.rollout.vllm.engine.resolve_sleep_level",
+            vllm_module.resolve_sleep_level if sleeps else (lambda *_: 0),
+        ),
+    ):
         config = _rlvr_config(args, "vllm", out, skip=False)
         for key, value in overrides.items():
             section, name = key.split(".")
@@ -149,7 +170,7 @@ def child(variant: str, steps: int, result: str) -> None:
         trainer = Measured(config)
         trainer.train()
         policy = trainer.policy
-        params = [p for p in policy.wrapped.parameters()]
+        params = list(policy.wrapped.parameters())
         state = [t for s in policy.optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim()]
         sampler.running = False
         peak = max(sampler.peaks.values())
@@ -157,14 +178,24 @@ def child(variant: str, steps: int, result: str) -> None:
     weights, grad_bytes = _tensor_bytes(params), _tensor_bytes([p for p in params if p.requires_grad])
     steady = learn[1:] or learn  # step 1 also allocates AdamW's state; later steps only gradients + activations
     activations = max(p - b for b, p in steady) - grad_bytes
-    Path(result).write_text(json.dumps({
-        "peak": peak, "imports": marks["imports"],
-        "engine_rss": marks["after_engine"] - marks["before_engine"], "engine_weights": tensors["weights"],
-        "kv_cache": tensors["kv_cache"],
-        "learner_weights": weights, "gradients": grad_bytes, "optimizer": _tensor_bytes(state),
-        "activations": activations, "max_model_len": tensors["max_model_len"],
-        "learn_peaks": [p for _, p in learn], "learn_start": steady[-1][0],
-    }))
+    Path(result).write_text(
+        json.dumps(
+            {
+                "peak": peak,
+                "imports": marks["imports"],
+                "engine_rss": marks["after_engine"] - marks["before_engine"],
+                "engine_weights": tensors["weights"],
+                "kv_cache": tensors["kv_cache"],
+                "learner_weights": weights,
+                "gradients": grad_bytes,
+                "optimizer": _tensor_bytes(state),
+                "activations": activations,
+                "max_model_len": tensors["max_model_len"],
+                "learn_peaks": [p for _, p in learn],
+                "learn_start": steady[-1][0],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -180,25 +211,40 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
     for variant in args.variants.split(","):
         with tempfile.NamedTemporaryFile(suffix=".json") as handle:
-            done = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(args.steps),
-                                   "--result", handle.name], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", variant, "--steps", str(args.steps), "--result", handle.name],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
             rows[variant] = json.loads(Path(handle.name).read_text())
     kind = cpu_kind()
-    print(f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
-          f"amx={kind['amx']}), torch {kind['torch']}; grpo_vs_trl's pure-compute config, {args.steps} steps, MiB")
-    parts = [("peak RSS", "peak"), ("after imports (torch, transformers, vllm, rlvr)", "imports"),
-             ("engine start-up, RSS", "engine_rss"), ("  of it: engine weights (tensor bytes)", "engine_weights"),
-             ("  of it: KV cache (tensor bytes)", "kv_cache"), ("learner weights (tensor bytes)", "learner_weights"), ("gradients, inside learn only (trainable tensor bytes)", "gradients"),
-             ("AdamW state (tensor bytes)", "optimizer"), ("learn activations (peak - before - gradients)", "activations"),
-             ("RSS when learn starts (last step; after the engine's CPU sleep where it sleeps)", "learn_start")]
+    print(
+        f"{datetime.date.today()}  CPU {kind['model']} ({kind['capability']}, avx512_bf16={kind['avx512_bf16']}, "
+        f"amx={kind['amx']}), torch {kind['torch']}; grpo_vs_trl's pure-compute config, {args.steps} steps, MiB"
+    )
+    parts = [
+        ("peak RSS", "peak"),
+        ("after imports (torch, transformers, vllm, rlvr)", "imports"),
+        ("engine start-up, RSS", "engine_rss"),
+        ("  of it: engine weights (tensor bytes)", "engine_weights"),
+        ("  of it: KV cache (tensor bytes)", "kv_cache"),
+        ("learner weights (tensor bytes)", "learner_weights"),
+        ("gradients, inside learn only (trainable tensor bytes)", "gradients"),
+        ("AdamW state (tensor bytes)", "optimizer"),
+        ("learn activations (peak - before - gradients)", "activations"),
+        ("RSS when learn starts (last step; after the engine's CPU sleep where it sleeps)", "learn_start"),
+    ]
     print("| part | " + " | ".join(rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for label, key in parts:
         print(f"| {label} | " + " | ".join(f"{r[key] / MIB:.0f}" for r in rows.values()) + " |")
     print("| vllm max_model_len | " + " | ".join(str(r["max_model_len"]) for r in rows.values()) + " |")
+    return None
 
 
 if __name__ == "__main__":

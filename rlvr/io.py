@@ -32,9 +32,11 @@ def _lines(path: Path, label: str) -> Iterator[str]:
     """The file's lines with their line ends, one in memory at a time (.gz read through gzip)."""
     prefix = f"{label} " if label else ""
     try:
-        opened = gzip.open(path, "rt", encoding="utf-8") if path.name.lower().endswith(".gz") else path.open(
-            encoding="utf-8")
-        with opened as handle:
+        with (
+            gzip.open(path, "rt", encoding="utf-8")
+            if path.name.lower().endswith(".gz")
+            else path.open(encoding="utf-8")
+        ) as handle:
             yield from handle
     except FileNotFoundError:
         raise InputError(f"{prefix}{path}: no such file") from None

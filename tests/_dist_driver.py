@@ -1,4 +1,4 @@
-"""Runs `rlvr train` (the CLI, as `torchrun -m rlvr train` does) with fixed rollouts, for tests/train/test_distributed.py.
+"""Runs the `rlvr train` CLI (as `torchrun -m rlvr train` does) with fixed rollouts for tests/train/test_distributed.py.
 
     torchrun --nproc_per_node 2 tests/_dist_driver.py AUDIT_FILE -- <rlvr train arguments>
 
@@ -16,7 +16,12 @@ import os
 import sys
 
 # think_format rewards: 1, 0, 1, 0 — any two consecutive ones differ, so no group has zero variance
-CANNED = ("<think>add the digits</think> 7", "the answer is 7", "<think>carry the one</think> \\boxed{12}", "<think></think>")
+CANNED = (
+    "<think>add the digits</think> 7",
+    "the answer is 7",
+    "<think>carry the one</think> \\boxed{12}",
+    "<think></think>",
+)
 
 
 class FixedEngine:
@@ -66,10 +71,22 @@ def _watch_writes(output: str, record: list) -> None:
             return False
 
     def hook(event, args):
-        if event == "open" and args[0] is not None and inside(args[0]) and (args[2] or 0) & write_flags:
-            record.append([event, os.fsdecode(args[0])])
-        elif event in ("os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree",
-                       "os.truncate", "os.symlink", "os.link") and args and inside(args[0]):
+        if (event == "open" and args[0] is not None and inside(args[0]) and (args[2] or 0) & write_flags) or (
+            event
+            in (
+                "os.mkdir",
+                "os.rename",
+                "os.replace",
+                "os.remove",
+                "os.rmdir",
+                "shutil.rmtree",
+                "os.truncate",
+                "os.symlink",
+                "os.link",
+            )
+            and args
+            and inside(args[0])
+        ):
             record.append([event, os.fsdecode(args[0])])
 
     sys.addaudithook(hook)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -21,42 +21,92 @@ SPEC_HELP = (
 @click.command("verify")
 @click.option("--verifier", "-v", "spec", default=None, metavar="NAME|SPEC", help=SPEC_HELP)
 @click.option(
-    "--input", "-i", "input_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+    "--input",
+    "-i",
+    "input_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
     help="JSONL file, one object per line with 'completion' (the model's text) and the gold the verifier needs "
     "('answer' for math; HumanEval 'prompt'/'test'/'entry_point' or MBPP 'tests' for code; none for format rewards); "
     "every other field is kept and given to the verifier as example metadata.",
 )
 @click.option(
-    "--output", "-o", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--output",
+    "-o",
+    "output_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Where to write the scored rows (JSONL: each input row plus 'reward', 'status', 'details', written "
     "and flushed as they are scored). Default: standard output, with the summary on standard error.",
 )
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes (default: one per CPU core; 0 scores in this process, without deadlines). "
-              "With --audit the default is 0.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-              help="Hard deadline in seconds per verdict; a stuck verdict's worker is killed and the row gets status 'timeout'.")
-@click.option("--max-failure-rate", type=click.FloatRange(0, 1), default=None,
-              help="Exit with code 1 (after writing every row and the summary) when more than this share of "
-              "rows got status timeout or error. Default: report only.")
-@click.option("--audit", "audit_spec", default=None, metavar="NAME|SPEC",
-              help="Instead of scoring a file, run the shipped suite of known reward hacks (plus plugin cases) "
-              "through this verifier spec, print 'audit: K/N known hacks rewarded' and the rewarded ones; exit 1 if K > 0.")
-@click.option("--cross-check", "cross_spec", default=None, metavar="NAME|SPEC",
-              help="Also score every row with this second grader ('math_verify': raw math-verify; any verifier spec; "
-              "a reward model). Each output row gains cross_check {reward, status, agree}; the summary says how many "
-              "rows disagree, each way, by extraction method and grading path.")
-@click.option("--disagreements", "disagreements_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="With --cross-check: where to write the disagreeing rows (both verdicts, 'expected': null for a "
-              "person to fill in, then usable with --labelled). Default: beside --output (else --input), "
-              "NAME.disagreements.jsonl.")
-@click.option("--labelled", "labelled_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Score this JSONL file (instead of --input), whose rows also carry 'expected' (true/false or 1/0; "
-              "'label' is read too), and print false-positive / false-negative rates per class (the row's 'class', "
-              "else the extraction method); for the --cross-check grader too when given.")
-def verify(spec: str | None, input_path: Path | None, output_path: Path | None, workers: int | None, timeout: float,
-           max_failure_rate: float | None, audit_spec: str | None, cross_spec: str | None,
-           disagreements_path: Path | None, labelled_path: Path | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Worker processes (default: one per CPU core; 0 scores in this process, without deadlines). "
+    "With --audit the default is 0.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Hard deadline in seconds per verdict; a stuck verdict's worker is killed and the row gets status 'timeout'.",
+)
+@click.option(
+    "--max-failure-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Exit with code 1 (after writing every row and the summary) when more than this share of "
+    "rows got status timeout or error. Default: report only.",
+)
+@click.option(
+    "--audit",
+    "audit_spec",
+    default=None,
+    metavar="NAME|SPEC",
+    help="Instead of scoring a file, run the shipped suite of known reward hacks (plus plugin cases) "
+    "through this verifier spec, print 'audit: K/N known hacks rewarded' and the rewarded ones; exit 1 if K > 0.",
+)
+@click.option(
+    "--cross-check",
+    "cross_spec",
+    default=None,
+    metavar="NAME|SPEC",
+    help="Also score every row with this second grader ('math_verify': raw math-verify; any verifier spec; "
+    "a reward model). Each output row gains cross_check {reward, status, agree}; the summary says how many "
+    "rows disagree, each way, by extraction method and grading path.",
+)
+@click.option(
+    "--disagreements",
+    "disagreements_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --cross-check: where to write the disagreeing rows (both verdicts, 'expected': null for a "
+    "person to fill in, then usable with --labelled). Default: beside --output (else --input), "
+    "NAME.disagreements.jsonl.",
+)
+@click.option(
+    "--labelled",
+    "labelled_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Score this JSONL file (instead of --input), whose rows also carry 'expected' (true/false or 1/0; "
+    "'label' is read too), and print false-positive / false-negative rates per class (the row's 'class', "
+    "else the extraction method); for the --cross-check grader too when given.",
+)
+def verify(
+    spec: str | None,
+    input_path: Path | None,
+    output_path: Path | None,
+    workers: int | None,
+    timeout: float,
+    max_failure_rate: float | None,
+    audit_spec: str | None,
+    cross_spec: str | None,
+    disagreements_path: Path | None,
+    labelled_path: Path | None,
+) -> None:
     """Score completions in a JSONL file with a verifier and print a summary, or audit a verifier.
 
     Example: rlvr verify --verifier 'math+0.1*think_format' --input rows.jsonl --output scored.jsonl
@@ -76,6 +126,7 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
         raise InputError("--verifier and --input are required (or --labelled FILE, or --audit SPEC)")
     if disagreements_path is not None and cross_spec is None:
         raise InputError("--disagreements needs --cross-check SPEC")
+    from rlvr.types import Score
     from rlvr.verifiers.cross_check import CrossCheck, default_disagreements_path
     from rlvr.verifiers.feed import RowFeed
     from rlvr.verifiers.labelled import LabelTally
@@ -97,20 +148,24 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
                 r.start()
         for _ in _rows(input_path, verifier, reference, labelled):  # every row checked before anything is scored
             pass
-        if ref_runner is not None:
-            side = _open_output(disagreements_path or default_disagreements_path(output_path, input_path), "--disagreements")
+        if ref_runner is not None and reference is not None:  # both or neither
+            side = _open_output(
+                disagreements_path or default_disagreements_path(output_path, input_path), "--disagreements"
+            )
             check = CrossCheck(ref_runner, reference.name, side)
         out = sys.stdout if output_path is None else _open_output(output_path, "--output")
         rows = RowFeed(_rows(input_path, verifier, reference, labelled))
         try:
             for score in runner.stream(rows):  # read lazily, written in input order as scored
-                theirs = check.next_score(rows) if check is not None else None
+                theirs: dict[str, Score] = {}  # the reference's score, by its name
+                if check is not None:
+                    theirs[check.name] = check.next_score(rows)  # before rows.take()
                 row, _ = rows.take()
                 record = {**row, **score.to_json()}
                 if check is not None:
-                    record["cross_check"] = check.add(row, score, theirs)
+                    record["cross_check"] = check.add(row, score, theirs[check.name])
                 if labels is not None:
-                    labels.add(row, {"ours": score, **({check.name: theirs} if check is not None else {})})
+                    labels.add(row, {"ours": score, **theirs})
                 out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
                 out.flush()
         except VerifierFailureRate as err:
@@ -135,6 +190,7 @@ def verify(spec: str | None, input_path: Path | None, output_path: Path | None, 
         _print_rates(labels, to_stderr=to_stderr)
     if failure is not None:
         raise click.ClickException(str(failure))
+    return None
 
 
 def _audit(spec: str, *, workers: int, timeout: float) -> None:
@@ -171,9 +227,9 @@ def _rows(path: Path, verifier, reference=None, labelled: bool = False) -> Itera
     """(row, example) pairs, read lazily; a bad row fails with its file and line. The gold's fields
     are required only when a verifier needs a gold (`Verifier.missing_gold`); `expected` only
     for --labelled."""
+    from rlvr.io import read_jsonl
     from rlvr.types import Example
     from rlvr.verifiers.labelled import expected_of
-    from rlvr.io import read_jsonl
     from rlvr.verifiers.math.gold import gold_text
 
     empty = True
@@ -184,7 +240,9 @@ def _rows(path: Path, verifier, reference=None, labelled: bool = False) -> Itera
             if v is not None and (why := v.missing_gold(row)):
                 raise InputError(f"{path} line {line_no}: {why}")
         if not isinstance(row["completion"], str):
-            raise InputError(f"{path} line {line_no}: field 'completion' must be a string, got {type(row['completion']).__name__}")
+            raise InputError(
+                f"{path} line {line_no}: field 'completion' must be a string, got {type(row['completion']).__name__}"
+            )
         if labelled:
             try:
                 expected_of(row)
@@ -192,16 +250,17 @@ def _rows(path: Path, verifier, reference=None, labelled: bool = False) -> Itera
                 raise InputError(f"{path} line {line_no}: {err}") from None
         metadata = {k: v for k, v in row.items() if k not in ("completion", "answer")}
         empty = False
-        yield row, Example(
-            id=str(row.get("id", line_no)),
-            prompt=str(row.get("prompt") or ""),
-            answer=gold_text(row.get("answer")),  # 27.0 → "27", the loaders' rule
-            metadata=metadata,
+        yield (
+            row,
+            Example(
+                id=str(row.get("id", line_no)),
+                prompt=str(row.get("prompt") or ""),
+                answer=gold_text(row.get("answer")),  # 27.0 → "27", the loaders' rule
+                metadata=metadata,
+            ),
         )
     if empty:
         raise InputError(f"{path}: no rows")
-
-
 
 
 def _print_rates(labels, *, to_stderr: bool) -> None:
@@ -212,8 +271,17 @@ def _print_rates(labels, *, to_stderr: bool) -> None:
     for column in ("grader", "class", "rows", "FP", "FP rate", "FN", "FN rate", "accuracy", "timeout/error"):
         table.add_column(column, justify="left" if column in ("grader", "class") else "right")
     for grader, cls, r in labels.table():
-        table.add_row(grader, cls, str(r.rows), str(r.fp), f"{r.fp_rate:.1%}", str(r.fn), f"{r.fn_rate:.1%}",
-                      f"{r.accuracy:.1%}", str(r.failed))
+        table.add_row(
+            grader,
+            cls,
+            str(r.rows),
+            str(r.fp),
+            f"{r.fp_rate:.1%}",
+            str(r.fn),
+            f"{r.fn_rate:.1%}",
+            f"{r.accuracy:.1%}",
+            str(r.failed),
+        )
     Console(stderr=to_stderr, width=120).print(table)
 
 
@@ -255,8 +323,15 @@ def list_verifiers(as_json: bool) -> None:
     entries = default_registry().entries()
     if as_json:
         for e in entries:
-            record = {"name": e.name, "source": e.source, "description": e.description,
-                      "broken": e.broken, "error": e.error, "clash": e.clash, "shadowed": e.shadowed}
+            record = {
+                "name": e.name,
+                "source": e.source,
+                "description": e.description,
+                "broken": e.broken,
+                "error": e.error,
+                "clash": e.clash,
+                "shadowed": e.shadowed,
+            }
             click.echo(json.dumps(record))
         return
     table = Table(title="rlvr verifiers")

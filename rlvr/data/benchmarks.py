@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rlvr.errors import InputError
 from rlvr.io import read_jsonl
@@ -17,8 +18,21 @@ from rlvr.types import Example
 from rlvr.verifiers.math.extract import find_boxes
 from rlvr.verifiers.math.gold import gold_answer
 
-__all__ = ["BENCHMARKS", "PromptStream", "benchmark_names", "format_spec", "held_out_spec", "is_data_file",
-           "load_benchmark", "load_examples", "load_file", "load_spec", "parse_spec", "read_rows", "split_specs"]
+__all__ = [
+    "BENCHMARKS",
+    "PromptStream",
+    "benchmark_names",
+    "format_spec",
+    "held_out_spec",
+    "is_data_file",
+    "load_benchmark",
+    "load_examples",
+    "load_file",
+    "load_spec",
+    "parse_spec",
+    "read_rows",
+    "split_specs",
+]
 
 Row = dict[str, Any]
 
@@ -95,7 +109,9 @@ def _math(row: Row, number: int, source: str, split: str) -> Example:
     if row.get("answer") is not None:
         gold = _gold(row["answer"], source, number, "answer")
     elif not find_boxes(solution):  # MATH has no answer field: the gold is in the solution's boxes
-        raise InputError(f"{source}: row {number}: field 'solution' has no \\boxed{{}} answer and there is no 'answer' field")
+        raise InputError(
+            f"{source}: row {number}: field 'solution' has no \\boxed{{}} answer and there is no 'answer' field"
+        )
     else:
         gold = _gold(solution, source, number, "solution")
     subject = row.get("subject") or row.get("type")
@@ -129,17 +145,38 @@ class Benchmark:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "gsm8k": Benchmark({"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"},
-                       ("openai/gsm8k", ("main",), {"test": "test", "train": "train"}), _gsm8k),
-    "math": Benchmark({"test": "math/test.jsonl"},
-                      ("EleutherAI/hendrycks_math", ("algebra", "counting_and_probability", "geometry",
-                       "intermediate_algebra", "number_theory", "prealgebra", "precalculus"), {"test": "test"}), _math),
+    "gsm8k": Benchmark(
+        {"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"},
+        ("openai/gsm8k", ("main",), {"test": "test", "train": "train"}),
+        _gsm8k,
+    ),
+    "math": Benchmark(
+        {"test": "math/test.jsonl"},
+        (
+            "EleutherAI/hendrycks_math",
+            (
+                "algebra",
+                "counting_and_probability",
+                "geometry",
+                "intermediate_algebra",
+                "number_theory",
+                "prealgebra",
+                "precalculus",
+            ),
+            {"test": "test"},
+        ),
+        _math,
+    ),
     "math500": Benchmark({"test": "math500/test.jsonl"}, ("HuggingFaceH4/MATH-500", (None,), {"test": "test"}), _math),
-    "aime24": Benchmark({"test": "aime24/test.jsonl"}, ("HuggingFaceH4/aime_2024", (None,), {"test": "train"}),
-                        _competition("aime24")),
-    "amc23": Benchmark({"test": "amc23/test.jsonl"}, ("math-ai/amc23", (None,), {"test": "test"}), _competition("amc23")),
-    "humaneval": Benchmark({"test": "humaneval/HumanEval.jsonl.gz"},
-                           ("openai/openai_humaneval", (None,), {"test": "test"}), _humaneval),
+    "aime24": Benchmark(
+        {"test": "aime24/test.jsonl"}, ("HuggingFaceH4/aime_2024", (None,), {"test": "train"}), _competition("aime24")
+    ),
+    "amc23": Benchmark(
+        {"test": "amc23/test.jsonl"}, ("math-ai/amc23", (None,), {"test": "test"}), _competition("amc23")
+    ),
+    "humaneval": Benchmark(
+        {"test": "humaneval/HumanEval.jsonl.gz"}, ("openai/openai_humaneval", (None,), {"test": "test"}), _humaneval
+    ),
 }
 
 
@@ -168,7 +205,9 @@ def _source_rows(name: str, split: str, data_dir: Path | None) -> tuple[str, lis
         rows: list[Row] = []
         for config in configs:
             rows.extend(datasets.load_dataset(hub_path, config, split=splits[split]))
-    except Exception as err:  # no network, unknown name: say where we looked
+    # no network or not found (OSError), unknown config/split or repo id (ValueError), a broken download
+    # (datasets' own errors): say where we looked; anything else is a bug and shows its traceback
+    except (OSError, ValueError, datasets.exceptions.DatasetsError) as err:
         where = f"{data_dir / bench.files[split]} (missing) and " if data_dir else "RLVR_DATA_DIR is unset; "
         raise InputError(f"benchmark {name!r} split {split!r}: {where}the Hub ({hub_path}) failed: {err}") from None
     finally:
@@ -176,8 +215,14 @@ def _source_rows(name: str, split: str, data_dir: Path | None) -> tuple[str, lis
     return f"hub:{hub_path}", [dict(r) for r in rows]
 
 
-def load_benchmark(name: str, split: str = "test", *, data_dir: str | os.PathLike | None = None,
-                   limit: int | None = None, **options: Any) -> list[Example]:
+def load_benchmark(
+    name: str,
+    split: str = "test",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    **options: Any,
+) -> list[Example]:
     """A named benchmark's split as Examples, in file order, first `limit` of them.
 
     Local files under `data_dir` (default `$RLVR_DATA_DIR`, laid out like shared/data) win; the
@@ -202,8 +247,14 @@ def load_benchmark(name: str, split: str = "test", *, data_dir: str | os.PathLik
     return examples[:limit] if limit is not None else examples
 
 
-def load_file(path: str | os.PathLike, *, prompt_field: str | None = None, answer_field: str | None = "answer",
-              id_field: str | None = None, limit: int | None = None) -> list[Example]:
+def load_file(
+    path: str | os.PathLike,
+    *,
+    prompt_field: str | None = None,
+    answer_field: str | None = "answer",
+    id_field: str | None = None,
+    limit: int | None = None,
+) -> list[Example]:
     """Examples from any JSONL/JSON/Parquet file. `prompt_field` defaults to the first of
     problem/question/prompt present in row 1; `answer_field=None` means no gold (e.g. code tasks);
     ids come from `id_field` or the row number. Every other column goes into metadata."""
@@ -216,12 +267,13 @@ def load_file(path: str | os.PathLike, *, prompt_field: str | None = None, answe
     examples = []
     for number, row in enumerate(rows[:limit] if limit is not None else rows, 1):
         prompt = str(_field(row, prompt_field, source, number))
-        answer = _gold(_field(row, answer_field, source, number), source, number, answer_field) if answer_field else None
+        answer = (
+            _gold(_field(row, answer_field, source, number), source, number, answer_field) if answer_field else None
+        )
         ident = str(_field(row, id_field, source, number)) if id_field else f"{stem}/{number - 1}"
         metadata = {k: v for k, v in row.items() if k not in used}
         examples.append(Example(ident, prompt, answer, metadata))
     return examples
-
 
 
 #: the options a benchmark spec "NAME:OPTIONS" may give, by benchmark; a bare value is the first key's
@@ -246,17 +298,22 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = dict(SPEC_DEFAULTS.get(name, {}))
     for number, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
         key, eq, value = part.partition("=")
-        key, value = (key.strip(), value.strip()) if eq else (allowed[0] if allowed and number == 0 else "", key.strip())
+        key, value = (
+            (key.strip(), value.strip()) if eq else (allowed[0] if allowed and number == 0 else "", key.strip())
+        )
         if key not in allowed:
             known = f"options: {', '.join(allowed)}" if allowed else "it takes no options"
             raise InputError(f"benchmark spec {spec!r}: unknown option {part!r} ({known})")
-        options[key] = int(value) if isinstance(SPEC_DEFAULTS[name][key], int) and value.lstrip("-").isdigit() else value
+        options[key] = (
+            int(value) if isinstance(SPEC_DEFAULTS[name][key], int) and value.lstrip("-").isdigit() else value
+        )
     if name == "arith":
         from rlvr.data.arith import DIFFICULTIES
 
         if options["difficulty"] not in DIFFICULTIES:
-            raise InputError(f"benchmark spec {spec!r}: difficulty {options['difficulty']!r} is not one of "
-                             f"{', '.join(DIFFICULTIES)}")
+            raise InputError(
+                f"benchmark spec {spec!r}: difficulty {options['difficulty']!r} is not one of {', '.join(DIFFICULTIES)}"
+            )
         if not isinstance(options["seed"], int):
             raise InputError(f"benchmark spec {spec!r}: seed must be an integer")
     return name, options
@@ -285,9 +342,16 @@ def split_specs(text: str) -> list[str]:
     return specs
 
 
-def load_spec(spec: str, split: str = "test", *, limit: int | None = None, data_dir: str | os.PathLike | None = None,
-              prompt_field: str | None = None, answer_field: str | None = "answer",
-              id_field: str | None = None) -> list[Example]:
+def load_spec(
+    spec: str,
+    split: str = "test",
+    *,
+    limit: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    prompt_field: str | None = None,
+    answer_field: str | None = "answer",
+    id_field: str | None = None,
+) -> list[Example]:
     """The Examples a spec names: a data file (with its field mapping), or a benchmark's split with its options."""
     if is_data_file(spec):
         return load_file(spec, prompt_field=prompt_field, answer_field=answer_field, id_field=id_field, limit=limit)
@@ -303,8 +367,9 @@ def held_out_spec(config: Any) -> tuple[str, str, int | None]:
     if name == "math" and not config.eval.dataset:
         name = "math500"  # MATH's train split is the test set minus MATH-500
     if Path(name).is_file() and not config.eval.dataset:
-        raise InputError(f"--dataset {name}: a file has no held-out split; set eval.dataset (e.g. gsm8k) or "
-                         "eval.before_after=false")
+        raise InputError(
+            f"--dataset {name}: a file has no held-out split; set eval.dataset (e.g. gsm8k) or eval.before_after=false"
+        )
     if name == "arith":
         name = format_spec("arith", {"difficulty": data.difficulty or "medium", "seed": config.seed})
     elif name not in BENCHMARKS and not Path(name).is_file():
@@ -323,8 +388,9 @@ def load_examples(config: Any, *, held_out: bool = False) -> list[Example]:
     if name == "arith":
         from rlvr.data.arith import generate_arith
 
-        return generate_arith(data.limit or data.size, seed=config.seed, difficulty=data.difficulty or "medium",
-                              split=data.split)
+        return generate_arith(
+            data.limit or data.size, seed=config.seed, difficulty=data.difficulty or "medium", split=data.split
+        )
     if name in BENCHMARKS:
         return load_benchmark(name, data.split, limit=data.limit)
     if Path(name).is_file():

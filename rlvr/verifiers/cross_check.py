@@ -56,7 +56,9 @@ class CrossCheck:
     def next_score(self, rows: RowFeed) -> Score:
         """The reference's score of the next row `rows.take()` will hand back (call it first)."""
         if not self._scores:
-            self._scores.extend(self.reference.score([r["completion"] for r, _ in rows.kept], [e for _, e in rows.kept]))
+            self._scores.extend(
+                self.reference.score([r["completion"] for r, _ in rows.kept], [e for _, e in rows.kept])
+            )
         return self._scores.popleft()
 
     def add(self, row: dict[str, Any], ours: Score, theirs: Score) -> dict[str, Any]:
@@ -66,9 +68,15 @@ class CrossCheck:
         if not agree:
             direction = OURS_ONLY if rewarded(ours) else THEIRS_ONLY
             self.directions[direction] += 1
-            self.groups[(*grading(ours), direction)] += 1
+            group = (*grading(ours), direction)  # a name, not a starred subscript: that needs Python 3.11
+            self.groups[group] += 1
             # `expected` left for a person to fill in (a labelled input's own verdict is kept)
-            record = {"expected": None, **row, "ours": ours.to_json(), "theirs": {"grader": self.name, **theirs.to_json()}}
+            record = {
+                "expected": None,
+                **row,
+                "ours": ours.to_json(),
+                "theirs": {"grader": self.name, **theirs.to_json()},
+            }
             self.out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             self.out.flush()
         return {"reward": theirs.reward, "status": theirs.status.value, "agree": agree}
@@ -87,5 +95,10 @@ class CrossCheck:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"reference": self.name, "rows": self.n, "disagree": self.disagree, "directions": dict(self.directions),
-                "groups": [{"method": m, "path": p, "direction": d, "rows": c} for (m, p, d), c in self.groups.items()]}
+        return {
+            "reference": self.name,
+            "rows": self.n,
+            "disagree": self.disagree,
+            "directions": dict(self.directions),
+            "groups": [{"method": m, "path": p, "direction": d, "rows": c} for (m, p, d), c in self.groups.items()],
+        }

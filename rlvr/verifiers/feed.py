@@ -5,12 +5,22 @@ the stats themselves (`RunStats`) with the failure-rate check every runner ends 
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from rlvr.types import FAILURE_STATUSES, Example, Score, Status
 
-__all__ = ["Feed", "RowFeed", "RunStats", "Tally", "VerifierFailureRate", "batch_stats", "check_failure_rate", "tally_stats"]
+__all__ = [
+    "Feed",
+    "RowFeed",
+    "RunStats",
+    "Tally",
+    "VerifierFailureRate",
+    "batch_stats",
+    "check_failure_rate",
+    "tally_stats",
+]
 
 
 class Feed:
@@ -147,8 +157,14 @@ def batch_stats(scores: list[Score], seconds: float, workers: int, *, replaced_w
 
 def tally_stats(tally: Tally, seconds: float, workers: int, *, replaced_workers: int = 0) -> RunStats:
     """The `RunStats` of a run counted as it went (`Tally`)."""
-    return RunStats(n=tally.n, counts=dict(tally.counts), seconds=seconds, workers=workers,
-                    mean_reward=tally.mean_reward, replaced_workers=replaced_workers)
+    return RunStats(
+        n=tally.n,
+        counts=dict(tally.counts),
+        seconds=seconds,
+        workers=workers,
+        mean_reward=tally.mean_reward,
+        replaced_workers=replaced_workers,
+    )
 
 
 def check_failure_rate(name: str, stats: RunStats, scores: list[Score], max_failure_rate: float | None) -> None:

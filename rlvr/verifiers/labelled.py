@@ -63,8 +63,17 @@ class ClassRates:
         self.failed += score.status in FAILURE_STATUSES
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "positives": self.positives, "negatives": self.negatives, "fp": self.fp, "fn": self.fn,
-                "fp_rate": self.fp_rate, "fn_rate": self.fn_rate, "accuracy": self.accuracy, "failed": self.failed}
+        return {
+            "rows": self.rows,
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "fp": self.fp,
+            "fn": self.fn,
+            "fp_rate": self.fp_rate,
+            "fn_rate": self.fn_rate,
+            "accuracy": self.accuracy,
+            "failed": self.failed,
+        }
 
 
 class LabelTally:
@@ -72,7 +81,9 @@ class LabelTally:
     `class` field when it has one, else our extraction method; and "all"."""
 
     def __init__(self) -> None:
-        self.rates: dict[str, dict[str, ClassRates]] = collections.defaultdict(lambda: collections.defaultdict(ClassRates))
+        self.rates: dict[str, dict[str, ClassRates]] = collections.defaultdict(
+            lambda: collections.defaultdict(ClassRates)
+        )
 
     def add(self, row: dict[str, Any], scores: dict[str, Score]) -> None:
         expected = expected_of(row)
@@ -83,5 +94,8 @@ class LabelTally:
 
     def table(self) -> list[tuple[str, str, ClassRates]]:
         """(grader, class, rates) rows, classes sorted, "all" last."""
-        return [(grader, cls, by_class[cls]) for grader, by_class in self.rates.items()
-                for cls in sorted(by_class, key=lambda c: (c == "all", c))]
+        return [
+            (grader, cls, by_class[cls])
+            for grader, by_class in self.rates.items()
+            for cls in sorted(by_class, key=lambda c: (c == "all", c))
+        ]

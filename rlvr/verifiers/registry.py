@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from rlvr.verifiers.base import Verifier, Weighted
 
@@ -87,7 +89,7 @@ class Registry:
                         continue
                     found[module_name] = Entry(module_name, "built-in", "", None, error=_last_line(err))
                     continue
-                except Exception as err:  # shown as broken by `rlvr verifiers list`, like a plugin
+                except Exception as err:  # noqa: BLE001 - any exception importing a built-in module: shown as broken by `rlvr verifiers list`, like a plugin
                     found[module_name] = Entry(module_name, "built-in", "", None, error=_last_line(err))
                     continue
                 for obj in vars(module).values():
@@ -108,7 +110,7 @@ class Registry:
         source = f"plugin {dist.name} {dist.version}" if dist else f"plugin {ep.value}"
         try:
             factory = ep.load()
-        except (Exception, SystemExit) as err:  # a broken plugin is shown as broken, never fatal
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - third-party code at import can raise anything (even SystemExit): a broken plugin is listed as broken, never fatal
             return Entry(ep.name, source, "", None, error=_last_line(err))
         tag = _own_tag(factory, self.tag)
         description = tag[1] if tag else ((factory.__doc__ or "").strip().splitlines() or [""])[0]
@@ -124,14 +126,16 @@ class Registry:
             entry = self._load_plugin(ep)
             claims.setdefault(entry.name, []).append(entry)
         out = []
-        for name, found in claims.items():
+        for found in claims.values():
             if len(found) == 1:
                 out.append(found[0])
                 continue
             winner, losers = found[0], found[1:]
             others = "; ".join(e.source for e in losers)
             out.append(replace(winner, clash=f"also claimed by {others}; this one is used"))
-            out.extend(replace(e, clash=f"name taken by {winner.source}; this one is ignored", shadowed=True) for e in losers)
+            out.extend(
+                replace(e, clash=f"name taken by {winner.source}; this one is ignored", shadowed=True) for e in losers
+            )
         return sorted(out, key=lambda e: (e.name, e.shadowed))
 
     def entry(self, name: str) -> Entry:
@@ -158,10 +162,8 @@ class Registry:
         if not isinstance(verifier, Verifier):
             raise TypeError(f"verifier {name!r} did not build a rlvr Verifier (got {type(verifier).__name__})")
         if verifier.name != name:  # e.g. a plugin subclassing a built-in: called what the user typed
-            try:
+            with contextlib.suppress(AttributeError, TypeError):  # a read-only name property: keep the verifier's own
                 object.__setattr__(verifier, "name", name)
-            except (AttributeError, TypeError):  # a read-only name property: keep the verifier's own
-                pass
         return verifier
 
 

@@ -4,6 +4,7 @@ timeout and error instead of hiding it as a 0."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -12,8 +13,9 @@ import signal
 import threading
 import time
 import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
@@ -68,10 +70,8 @@ def _shutdown(workers: list[_Worker]) -> None:
         _kill(w)
     for w in workers:
         if w.ready and not w.inflight:
-            try:
+            with contextlib.suppress(OSError):
                 w.conn.send(None)
-            except OSError:
-                pass
     deadline = time.monotonic() + 1.0
     for w in workers:
         w.process.join(max(0.0, deadline - time.monotonic()))
@@ -125,7 +125,7 @@ class Runner:
 
     # -- lifecycle
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         self.start()
         return self
 
@@ -141,7 +141,9 @@ class Runner:
             try:
                 self._blob = pickle.dumps(self.verifier)
             except Exception as err:
-                raise VerifierStartupError(f"verifier {self.verifier.name!r} cannot be pickled for worker processes: {err}") from err
+                raise VerifierStartupError(
+                    f"verifier {self.verifier.name!r} cannot be pickled for worker processes: {err}"
+                ) from err
         while len(self._pool) < self.workers:
             self._pool.append(self._spawn())
         while wait and not all(w.ready for w in self._pool):
@@ -151,7 +153,9 @@ class Runner:
                 for _ in self._drain(w):  # idle workers have no verdicts to send
                     raise RuntimeError("verdict from an idle worker")
                 if not w.ready and not w.process.is_alive():
-                    raise VerifierStartupError(f"verifier {self.verifier.name!r}: a worker died at start-up (exit code {w.process.exitcode})")
+                    raise VerifierStartupError(
+                        f"verifier {self.verifier.name!r}: a worker died at start-up (exit code {w.process.exitcode})"
+                    )
 
     def close(self) -> None:
         """Stop and reap every worker. Safe to call twice."""
@@ -208,8 +212,9 @@ class Runner:
                 feed.released += 1
                 tally.add(ready)
                 yield ready
-        self.last_stats = tally_stats(tally, time.perf_counter() - start, self.workers,
-                                      replaced_workers=self._replaced - replaced_before)
+        self.last_stats = tally_stats(
+            tally, time.perf_counter() - start, self.workers, replaced_workers=self._replaced - replaced_before
+        )
         check_failure_rate(self.verifier.name, self.last_stats, tally.failures(), self.max_failure_rate)
 
     def iter_scores(self, completions: Sequence[str], examples: Sequence[Example]) -> Iterator[tuple[int, Score]]:
@@ -220,12 +225,13 @@ class Runner:
         start = time.perf_counter()
         replaced_before = self._replaced
         scores: list[Score | None] = [None] * len(completions)
-        for index, score in self._scored(Feed(zip(completions, examples), None)):
+        for index, score in self._scored(Feed(zip(completions, examples, strict=True), None)):
             scores[index] = score
             yield index, score
         done: list[Score] = scores  # type: ignore[assignment]
-        self.last_stats = batch_stats(done, time.perf_counter() - start, self.workers,
-                                      replaced_workers=self._replaced - replaced_before)
+        self.last_stats = batch_stats(
+            done, time.perf_counter() - start, self.workers, replaced_workers=self._replaced - replaced_before
+        )
         check_failure_rate(self.verifier.name, self.last_stats, done, self.max_failure_rate)
 
     def _scored(self, feed: Feed) -> Iterator[tuple[int, Score]]:
@@ -293,7 +299,9 @@ class Runner:
                         "workers are spawned and import the main module, so a script that starts a Runner "
                         "needs `if __name__ == '__main__':`"
                     )
-            yield from self._replace(w, Score(0.0, Status.ERROR, {"error": f"worker process died (exit code {code})"}), pending)
+            yield from self._replace(
+                w, Score(0.0, Status.ERROR, {"error": f"worker process died (exit code {code})"}), pending
+            )
         if self.timeout is None:
             return
         for w in list(self._pool):
@@ -315,7 +323,9 @@ class Runner:
                 w.ready = True
                 self._startup_deaths = 0
             elif message[0] == "init_error":
-                raise VerifierStartupError(f"verifier {self.verifier.name!r} failed to start in a worker:\n{message[1]}")
+                raise VerifierStartupError(
+                    f"verifier {self.verifier.name!r} failed to start in a worker:\n{message[1]}"
+                )
             else:
                 index, score = message
                 if not w.inflight or w.inflight[0][0] != index:  # cannot happen unless the protocol broke

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier, Weighted, combine
@@ -39,17 +40,25 @@ class HybridRunner:
     it cannot hang on adversarial text the way sympy can. An exception in it makes every item of
     the batch an `error` (counted, never a silent 0)."""
 
-    def __init__(self, verifier: Verifier, *, workers: int | None = None, timeout: float | None = 5.0,
-                 max_failure_rate: float | None = 0.05, **options: Any):
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        workers: int | None = None,
+        timeout: float | None = 5.0,
+        max_failure_rate: float | None = 0.05,
+        **options: Any,
+    ):
         self.verifier, self.max_failure_rate = verifier, max_failure_rate
         self.parts = _parts(verifier)
         self.local = [i for i, (_, v) in enumerate(self.parts) if getattr(v, "in_process", False)]
         pool = tuple(p for i, p in enumerate(self.parts) if i not in self.local)
-        self.runner = Runner(Weighted(pool), workers=workers, timeout=timeout, max_failure_rate=None,
-                             **options) if pool else None
+        self.runner = (
+            Runner(Weighted(pool), workers=workers, timeout=timeout, max_failure_rate=None, **options) if pool else None
+        )
         self.last_stats: RunStats | None = None
 
-    def __enter__(self) -> "HybridRunner":
+    def __enter__(self) -> HybridRunner:
         self.start()
         return self
 
@@ -80,7 +89,7 @@ class HybridRunner:
         `window` (the reward model batches within them), the stats counted as they go."""
         start, tally, source = time.perf_counter(), Tally(), iter(pairs)
         while block := list(itertools.islice(source, window)):
-            completions, examples = zip(*block)
+            completions, examples = zip(*block, strict=True)
             for score in self._combined(list(completions), list(examples)):
                 tally.add(score)
                 yield score
@@ -114,5 +123,5 @@ class HybridRunner:
     def _local_scores(verifier: Verifier, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
         try:
             return list(verifier.score_batch(completions, examples))
-        except Exception as err:  # counted as errors, never a silent 0
+        except Exception as err:  # noqa: BLE001 - verifier code: any exception becomes error scores, never a silent 0
             return [error_score(err)] * len(completions)

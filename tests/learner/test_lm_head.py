@@ -14,6 +14,7 @@ from tests.learner.test_policy import _batch, _learner
 @pytest.fixture
 def exact_llama(monkeypatch):
     """RMSNorm in float64 too (HF's computes it in float32), so both paths agree to rounding."""
+
     def rms_norm(self, hidden):
         return self.weight * hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
 
@@ -63,7 +64,9 @@ def test_reference_logprobs_with_lora_adapters_off_equal_the_dense_path(tiny_mod
     from rlvr.learner.policy import Policy
     from tests.learner.test_policy import _config
 
-    policy = Policy(_config(tiny_model, True, 9, **{"model.lora_r": 4}), init_distributed(), torch.device("cpu"), tiny_model)
+    policy = Policy(
+        _config(tiny_model, True, 9, **{"model.lora_r": 4}), init_distributed(), torch.device("cpu"), tiny_model
+    )
     tensors = policy.pack(_batch().rollouts, 3)
     everything = slice(0, 9)
     policy._heads[id(policy.wrapped)] = True
@@ -97,7 +100,9 @@ def test_a_head_that_is_not_a_plain_linear_map_keeps_the_dense_path(tiny_model, 
     assert not head_is_linear(policy.wrapped)
     monkeypatch.setattr(llama.LlamaForCausalLM, "forward", forward)
     assert head_is_linear(policy.wrapped)
-    policy.wrapped.lm_head.bias = torch.nn.Parameter(torch.zeros(policy.wrapped.lm_head.out_features, dtype=torch.float64))
+    policy.wrapped.lm_head.bias = torch.nn.Parameter(
+        torch.zeros(policy.wrapped.lm_head.out_features, dtype=torch.float64)
+    )
     assert not head_is_linear(policy.wrapped)  # a biased head: not covered by the chunked path
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 import transformers.models.llama.modeling_llama as llama
 
+from rlvr.algorithms.grpo import GRPO, Groups, GRPOBatch
 from rlvr.config import load_config, resolve_auto
 from rlvr.distributed import init_distributed
-from rlvr.algorithms.grpo import GRPO, GRPOBatch, Groups
 from rlvr.learner.policy import Policy
 from rlvr.types import Example, Rollout, Score, Status
 
@@ -25,17 +25,39 @@ def _batch() -> Groups:
         examples.append(Example(id=str(index), prompt="p", answer="1"))
         for length in lengths:
             tokens = tuple(torch.randint(10, 1000, (length,), generator=gen).tolist())
-            rollouts.append(Rollout(prompt_index=index, text="t", token_ids=tokens, logprobs=(-1.0,) * length,
-                                    finish_reason="stop", prompt_token_ids=prompt))
+            rollouts.append(
+                Rollout(
+                    prompt_index=index,
+                    text="t",
+                    token_ids=tokens,
+                    logprobs=(-1.0,) * length,
+                    finish_reason="stop",
+                    prompt_token_ids=prompt,
+                )
+            )
     scores = [Score(1.0, Status.CORRECT, {})] * len(rollouts)
     return Groups(examples, rollouts, scores, torch.zeros(len(GROUPS), 3))
 
 
 def _config(model_path, share: bool, micro: int, skip: bool = True, **extra):
-    return resolve_auto(load_config(None, {
-        "model.name": str(model_path), "device": "cpu", "model.dtype": "float32", "optimizer.share_prompt": share,
-        "rollout.n": 3, "rollout.prompts_per_step": len(GROUPS), "rollout.max_new_tokens": 8,
-        "optimizer.micro_batch_size": micro, "optimizer.skip_zero_advantage": skip, **extra}), "cpu")
+    return resolve_auto(
+        load_config(
+            None,
+            {
+                "model.name": str(model_path),
+                "device": "cpu",
+                "model.dtype": "float32",
+                "optimizer.share_prompt": share,
+                "rollout.n": 3,
+                "rollout.prompts_per_step": len(GROUPS),
+                "rollout.max_new_tokens": 8,
+                "optimizer.micro_batch_size": micro,
+                "optimizer.skip_zero_advantage": skip,
+                **extra,
+            },
+        ),
+        "cpu",
+    )
 
 
 def _learner(model_path, share: bool, micro: int, skip: bool = True) -> Policy:
@@ -52,6 +74,7 @@ def _learn(policy: Policy, batch: Groups, advantages: torch.Tensor, use_tis: boo
 def exact_llama(monkeypatch):
     """HF's Llama computes RMSNorm in float32 whatever the weights' dtype; in float64 throughout,
     the two passes must agree to rounding (1e-10), not to float32's accumulated error."""
+
     def rms_norm(self, hidden):
         return self.weight * hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
 
@@ -183,8 +206,14 @@ def test_bfloat16_compute_keeps_the_whole_update_in_float32_master_weights(tiny_
 
     from rlvr.train.checkpoint import save_checkpoint
 
-    saved = save_checkpoint(tmp_path, model=policy.module, tokenizer=policy.tokenizer, optimizer=policy.optimizer,
-                            scheduler=policy.scheduler, state={"step": 1})
+    saved = save_checkpoint(
+        tmp_path,
+        model=policy.module,
+        tokenizer=policy.tokenizer,
+        optimizer=policy.optimizer,
+        scheduler=policy.scheduler,
+        state={"step": 1},
+    )
     weights = load_file(saved / "model.safetensors")
     assert {v.dtype for v in weights.values()} == {torch.float32}
     for name, value in weights.items():
@@ -192,10 +221,11 @@ def test_bfloat16_compute_keeps_the_whole_update_in_float32_master_weights(tiny_
 
 
 def test_pure_bfloat16_weights_lose_the_update_and_say_so(tiny_model, tmp_path):
-    from rlvr.train.monitor import check_alarms, AlarmState
+    from rlvr.train.monitor import AlarmState, check_alarms
 
-    _, metrics, before, after = _one_step(tiny_model, tmp_path, **{"model.dtype": "bfloat16",
-                                                                   "model.master_dtype": "bfloat16"})
+    _, metrics, before, after = _one_step(
+        tiny_model, tmp_path, **{"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"}
+    )
     assert _moved_fraction(before, after) < 0.5
     assert metrics["update_rounded_away"] > 0.5, metrics
     assert "updates_rounded_away" in check_alarms(metrics, AlarmState())

@@ -13,7 +13,13 @@ from rlvr.cli import main
 from rlvr.cli.verify import list_verifiers, verifiers, verify
 
 ROWS = [
-    {"id": "g1", "prompt": "2+2?", "completion": "<think>add</think> The answer is \\boxed{4}.", "answer": "4", "subject": "arith"},
+    {
+        "id": "g1",
+        "prompt": "2+2?",
+        "completion": "<think>add</think> The answer is \\boxed{4}.",
+        "answer": "4",
+        "subject": "arith",
+    },
     {"id": "g2", "prompt": "3*3?", "completion": "I think it is \\boxed{6}", "answer": 9},
     {"id": "g3", "prompt": "half?", "completion": "<think>x</think> \\boxed{\\frac{1}{2}}", "answer": "0.5"},
     {"id": "g4", "prompt": "sum?", "completion": "", "answer": "#### 1,234"},
@@ -38,16 +44,30 @@ def test_verify_writes_scored_rows_and_summary(tmp_path: Path, workers: str) -> 
     assert result.exit_code == 0, result.output
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["id"], r["status"], r["reward"]) for r in scored] == [
-        ("g1", "correct", 1.0), ("g2", "wrong", 0.0), ("g3", "correct", 1.0), ("g4", "no_answer", 0.0), ("g5", "error", 0.0),
+        ("g1", "correct", 1.0),
+        ("g2", "wrong", 0.0),
+        ("g3", "correct", 1.0),
+        ("g4", "no_answer", 0.0),
+        ("g5", "error", 0.0),
     ]
-    for original, row in zip(ROWS, scored):
+    for original, row in zip(ROWS, scored, strict=True):
         assert {k: row[k] for k in original} == original  # every input field kept as it was
     assert scored[0]["details"]["extracted"] == "4"
     assert "bad gold" in scored[4]["details"]["error"]
     summary = result.stdout
-    for label, value in [("rows", "5"), ("mean reward", "0.4000"), ("correct", "2"), ("wrong", "1"),
-                         ("no_answer", "1"), ("error", "1"), ("timeout", "0")]:
-        assert any(label in line and line.rstrip(" │|").endswith(value) for line in summary.splitlines()), (label, summary)
+    for label, value in [
+        ("rows", "5"),
+        ("mean reward", "0.4000"),
+        ("correct", "2"),
+        ("wrong", "1"),
+        ("no_answer", "1"),
+        ("error", "1"),
+        ("timeout", "0"),
+    ]:
+        assert any(label in line and line.rstrip(" │|").endswith(value) for line in summary.splitlines()), (
+            label,
+            summary,
+        )
     assert "verdicts/s" in summary
 
 
@@ -64,9 +84,15 @@ def test_verify_to_stdout_with_summary_on_stderr(tmp_path: Path) -> None:
 def test_code_style_rows_keep_their_fields_as_metadata(tmp_path: Path) -> None:
     from rlvr.cli.verify import _rows
 
-    row = {"completion": "def f(): return 1", "answer": None, "prompt": "def f():", "test": "assert f() == 1",
-           "entry_point": "f", "tests": ["assert f() == 1"]}
-    rows, examples = zip(*_rows(write_jsonl(tmp_path / "code.jsonl", [row]), verifier=None))
+    row = {
+        "completion": "def f(): return 1",
+        "answer": None,
+        "prompt": "def f():",
+        "test": "assert f() == 1",
+        "entry_point": "f",
+        "tests": ["assert f() == 1"],
+    }
+    rows, examples = zip(*_rows(write_jsonl(tmp_path / "code.jsonl", [row]), verifier=None), strict=True)
     assert list(rows) == [row]
     assert examples[0].id == "1" and examples[0].prompt == "def f():" and examples[0].answer is None
     assert dict(examples[0].metadata) == {k: v for k, v in row.items() if k not in ("completion", "answer")}
@@ -75,7 +101,9 @@ def test_code_style_rows_keep_their_fields_as_metadata(tmp_path: Path) -> None:
 def test_failure_rate_exits_1_after_writing_everything(tmp_path: Path) -> None:
     rows_file = write_jsonl(tmp_path / "rows.jsonl", ROWS)
     out = tmp_path / "scored.jsonl"
-    result = run("verify", "-v", "math", "-i", str(rows_file), "-o", str(out), "--workers", "0", "--max-failure-rate", "0.1")
+    result = run(
+        "verify", "-v", "math", "-i", str(rows_file), "-o", str(out), "--workers", "0", "--max-failure-rate", "0.1"
+    )
     assert result.exit_code == 1
     assert len(out.read_text().splitlines()) == 5 and "mean reward" in result.stdout
     assert "1 of 5 verdicts failed" in result.stderr and "20.0% > max_failure_rate 10.0%" in result.stderr
@@ -84,8 +112,11 @@ def test_failure_rate_exits_1_after_writing_everything(tmp_path: Path) -> None:
 BAD_INPUTS = [
     # (file content or None for a missing file, verifier, what the one error line must say)
     (None, "math", "--input {path}: no such file"),
-    ('{"completion": "a", "answer": "1"}\n{"completion": "b", "answer": "2"}\n{"completion": "c", answer: 3}\n', "math",
-     "{path} line 3: bad JSON: Expecting property name enclosed in double quotes (column 21)"),
+    (
+        '{"completion": "a", "answer": "1"}\n{"completion": "b", "answer": "2"}\n{"completion": "c", answer: 3}\n',
+        "math",
+        "{path} line 3: bad JSON: Expecting property name enclosed in double quotes (column 21)",
+    ),
     ('{"completion": "a", "answer": "1"}\n\n{"completion": "b"}\n', "math", "{path} line 3: missing field 'answer'"),
     ('{"answer": "1"}\n', "math", "{path} line 1: missing field 'completion'"),
     ('{"completion": 5, "answer": "1"}\n', "math", "{path} line 1: field 'completion' must be a string, got int"),
@@ -93,8 +124,16 @@ BAD_INPUTS = [
     ("\n\n", "math", "{path}: no rows"),
     ('{"completion": "a", "answer": "1"}\n', "nope", "--verifier 'nope': unknown verifier 'nope' (known: "),
     ('{"completion": "a", "answer": "1"}\n', "math+0.1*nope", "--verifier 'math+0.1*nope': unknown verifier 'nope'"),
-    ('{"completion": "a", "answer": "1"}\n', "overlong:max_token=5", "--verifier 'overlong:max_token=5': verifier 'overlong': got an unexpected keyword argument 'max_token'"),
-    ('{"completion": "a", "answer": "1"}\n', "overlong:buffer=0", "--verifier 'overlong:buffer=0': overlong: need 0 < buffer <= max_tokens"),
+    (
+        '{"completion": "a", "answer": "1"}\n',
+        "overlong:max_token=5",
+        "--verifier 'overlong:max_token=5': verifier 'overlong': got an unexpected keyword argument 'max_token'",
+    ),
+    (
+        '{"completion": "a", "answer": "1"}\n',
+        "overlong:buffer=0",
+        "--verifier 'overlong:buffer=0': overlong: need 0 < buffer <= max_tokens",
+    ),
     ('{"completion": "a", "answer": "1"}\n', "math+", "--verifier 'math+': empty term in verifier spec 'math+'"),
     ('{"completion": "a", "answer": "1"}\n', "0.1**math", "--verifier '0.1**math': cannot parse verifier term"),
 ]
@@ -125,8 +164,12 @@ def test_every_option_of_every_command_has_help() -> None:
     commands = dict(_all_commands(main, "rlvr"))
     assert {"rlvr verify", "rlvr verifiers list", "rlvr eval", "rlvr train", "rlvr sandbox"} <= set(commands)
     assert commands["rlvr verify"] is verify and commands["rlvr verifiers list"] is list_verifiers
-    missing = [f"{path} --{p.name}" for path, c in commands.items() for p in c.params
-               if isinstance(p, click.Option) and not p.hidden and not p.help]
+    missing = [
+        f"{path} --{p.name}"
+        for path, c in commands.items()
+        for p in c.params
+        if isinstance(p, click.Option) and not p.hidden and not p.help
+    ]
     assert missing == []
     assert all(c.help for path, c in commands.items()), [path for path, c in commands.items() if not c.help]
     assert {"verify", "verifiers"} <= set(main.list_commands(click.Context(main)))
@@ -138,8 +181,11 @@ def test_verifiers_list_shows_builtins() -> None:
     result = run("verifiers", "list", "--json")
     entries = {e["name"]: e for e in map(json.loads, result.stdout.splitlines())}
     assert {"math", "think_format", "boxed_format", "overlong", "repetition"} <= set(entries)
-    assert all(e["source"] == "built-in" and e["description"] and not e["broken"] for n, e in entries.items() if n in
-               {"math", "think_format", "boxed_format", "overlong", "repetition"})
+    assert all(
+        e["source"] == "built-in" and e["description"] and not e["broken"]
+        for n, e in entries.items()
+        if n in {"math", "think_format", "boxed_format", "overlong", "repetition"}
+    )
 
 
 GOLD_FIELDS = [
@@ -165,7 +211,7 @@ def test_only_verifiers_that_need_a_gold_require_one(tmp_path: Path, spec: str, 
     assert verifier.needs_gold == (spec != "think_format" and spec != "overlong+repetition")
     path = write_jsonl(tmp_path / "rows.jsonl", [{"completion": "def f(): return 1", **row}])
     if error is None:
-        rows, examples = zip(*_rows(path, verifier))
+        _, examples = zip(*_rows(path, verifier), strict=True)
         assert examples[0].answer == row.get("answer")
     else:
         with pytest.raises(InputError, match=error.replace("+", "\\+")):
@@ -179,7 +225,9 @@ def test_format_reward_rows_need_no_answer_end_to_end(tmp_path: Path) -> None:
     assert [json.loads(line)["reward"] for line in result.stdout.splitlines()] == [1.0, 0.0]
 
 
-@pytest.mark.parametrize("spec, code, rewarded", [("math", 0, False), ("math+0.1*think_format", 0, False), ("boxed_format", 1, True)])
+@pytest.mark.parametrize(
+    "spec, code, rewarded", [("math", 0, False), ("math+0.1*think_format", 0, False), ("boxed_format", 1, True)]
+)
 def test_audit_prints_one_line_and_fails_when_hacks_earn_reward(spec: str, code: int, rewarded: bool) -> None:
     from rlvr.verifiers.audit import run_audit
 
@@ -195,4 +243,7 @@ def test_audit_prints_one_line_and_fails_when_hacks_earn_reward(spec: str, code:
 
 def test_verify_without_verifier_or_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = run("verify", "--verifier", "math")
-    assert result.exit_code == 2 and result.stderr.strip() == "error: --verifier and --input are required (or --labelled FILE, or --audit SPEC)"
+    assert (
+        result.exit_code == 2
+        and result.stderr.strip() == "error: --verifier and --input are required (or --labelled FILE, or --audit SPEC)"
+    )

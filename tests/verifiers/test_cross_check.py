@@ -26,7 +26,9 @@ ROWS = [
 
 
 def write_rows(path: Path, rows=ROWS, **extra) -> Path:
-    path.write_text("".join(json.dumps({"id": i, "completion": c, "answer": g, **extra}) + "\n" for i, c, g, *_ in rows))
+    path.write_text(
+        "".join(json.dumps({"id": i, "completion": c, "answer": g, **extra}) + "\n" for i, c, g, *_ in rows)
+    )
     return path
 
 
@@ -41,12 +43,22 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_every_row_gains_the_second_verdict_and_the_summary_counts_each_way(tmp_path: Path, workers: str) -> None:
     out = tmp_path / "scored.jsonl"
-    result = run("-v", "math", "-i", str(write_rows(tmp_path / "rows.jsonl")), "-o", str(out),
-                 "--cross-check", "math_verify", "--workers", workers)
+    result = run(
+        "-v",
+        "math",
+        "-i",
+        str(write_rows(tmp_path / "rows.jsonl")),
+        "-o",
+        str(out),
+        "--cross-check",
+        "math_verify",
+        "--workers",
+        workers,
+    )
     assert result.exit_code == 0, result.output
     scored = read_jsonl(out)
     assert [r["id"] for r in scored] == [r[0] for r in ROWS]  # input order
-    for row, (_, _, _, ours, theirs) in zip(scored, ROWS):
+    for row, (_, _, _, ours, theirs) in zip(scored, ROWS, strict=True):
         assert row["reward"] == ours and set(row["cross_check"]) == {"reward", "status", "agree"}
         assert row["cross_check"]["reward"] == theirs
         assert row["cross_check"]["agree"] is ((ours >= 0.5) == (theirs >= 0.5))
@@ -59,7 +71,18 @@ def test_every_row_gains_the_second_verdict_and_the_summary_counts_each_way(tmp_
 
 def test_disagreements_go_to_a_file_a_person_labels_and_back_into_labelled(tmp_path: Path) -> None:
     rows = write_rows(tmp_path / "rows.jsonl")
-    result = run("-v", "math", "-i", str(rows), "-o", str(tmp_path / "scored.jsonl"), "--cross-check", "math_verify", "--workers", "0")
+    result = run(
+        "-v",
+        "math",
+        "-i",
+        str(rows),
+        "-o",
+        str(tmp_path / "scored.jsonl"),
+        "--cross-check",
+        "math_verify",
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     side = tmp_path / "scored.disagreements.jsonl"  # default: beside the output
     disagreeing = read_jsonl(side)
@@ -72,31 +95,50 @@ def test_disagreements_go_to_a_file_a_person_labels_and_back_into_labelled(tmp_p
     labelled.write_text("".join(json.dumps({**r, "expected": r["id"] == "time"}) + "\n" for r in disagreeing))
     result = run("-v", "math", "--labelled", str(labelled), "-o", str(tmp_path / "again.jsonl"), "--workers", "0")
     assert result.exit_code == 0, result.output
-    assert re.search(r"ours\s*│\s*all\s*│\s*2\s*│\s*0\s*│\s*0\.0%\s*│\s*0\s*│\s*0\.0%\s*│\s*100\.0%", result.stdout), result.stdout
+    assert re.search(r"ours\s*│\s*all\s*│\s*2\s*│\s*0\s*│\s*0\.0%\s*│\s*0\s*│\s*0\.0%\s*│\s*100\.0%", result.stdout), (
+        result.stdout
+    )
 
 
-@pytest.mark.parametrize("output, flag, expected", [
-    ("scored.jsonl", None, "scored.disagreements.jsonl"),
-    (None, None, "rows.disagreements.jsonl"),  # to stdout: beside the input
-    ("scored.jsonl", "mine.jsonl", "mine.jsonl"),
-])
+@pytest.mark.parametrize(
+    "output, flag, expected",
+    [
+        ("scored.jsonl", None, "scored.disagreements.jsonl"),
+        (None, None, "rows.disagreements.jsonl"),  # to stdout: beside the input
+        ("scored.jsonl", "mine.jsonl", "mine.jsonl"),
+    ],
+)
 def test_where_the_disagreements_go(tmp_path: Path, output: str | None, flag: str | None, expected: str) -> None:
-    args = ["-v", "math", "-i", str(write_rows(tmp_path / "rows.jsonl", ROWS[2:3])), "--cross-check", "math_verify", "--workers", "0"]
+    args = [
+        "-v",
+        "math",
+        "-i",
+        str(write_rows(tmp_path / "rows.jsonl", ROWS[2:3])),
+        "--cross-check",
+        "math_verify",
+        "--workers",
+        "0",
+    ]
     args += ["-o", str(tmp_path / output)] if output else []
     args += ["--disagreements", str(tmp_path / flag)] if flag else []
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in read_jsonl(tmp_path / expected)] == ["time"]
-    assert sorted(p.name for p in tmp_path.glob("*disagreements*")) == ([expected] if "disagreements" in expected else [])
+    assert sorted(p.name for p in tmp_path.glob("*disagreements*")) == (
+        [expected] if "disagreements" in expected else []
+    )
     if output is None:  # stdout keeps only data rows: the summary went to stderr
         assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["time"]
         assert "cross-check: 1 of 1 rows disagree" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--disagreements", "x.jsonl"], "--disagreements needs --cross-check SPEC"),
-    (["--cross-check", "no_such_grader"], "--cross-check 'no_such_grader': "),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--disagreements", "x.jsonl"], "--disagreements needs --cross-check SPEC"),
+        (["--cross-check", "no_such_grader"], "--cross-check 'no_such_grader': "),
+    ],
+)
 def test_bad_cross_check_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = run("-v", "math", "-i", str(write_rows(tmp_path / "rows.jsonl")), "--workers", "0", *args)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
@@ -123,14 +165,24 @@ def test_a_reward_model_as_either_grader(tmp_path: Path, classifier) -> None:  #
         assert len(read_jsonl(tmp_path / "scored.disagreements.jsonl")) == disagree
 
 
-@pytest.mark.parametrize("details, expected", [
-    ({"method": "boxed", "path": "numeric"}, ("boxed", "numeric")),
-    ({"method": "last_number", "path": None}, ("last_number", "-")),
-    ({"components": {"math": {"details": {"method": "answer_is", "path": "symbolic"}},
-                     "think_format": {"details": {}}}}, ("answer_is", "symbolic")),  # a weighted spec's math term
-    ({"components": {"think_format": {"details": {"note": "x"}}}}, ("-", "-")),
-    ({}, ("-", "-")),  # a plugin that says nothing
-])
+@pytest.mark.parametrize(
+    "details, expected",
+    [
+        ({"method": "boxed", "path": "numeric"}, ("boxed", "numeric")),
+        ({"method": "last_number", "path": None}, ("last_number", "-")),
+        (
+            {
+                "components": {
+                    "math": {"details": {"method": "answer_is", "path": "symbolic"}},
+                    "think_format": {"details": {}},
+                }
+            },
+            ("answer_is", "symbolic"),
+        ),  # a weighted spec's math term
+        ({"components": {"think_format": {"details": {"note": "x"}}}}, ("-", "-")),
+        ({}, ("-", "-")),  # a plugin that says nothing
+    ],
+)
 def test_how_a_verdict_was_reached(details: dict, expected: tuple[str, str]) -> None:
     assert grading(Score(1.0, Status.CORRECT, details)) == expected
 

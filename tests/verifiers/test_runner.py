@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_fixtures import BadWarmup, RawMathVerify, Scripted, SlowWarmup, Unpicklable
 
 from rlvr.types import Example, Status
 from rlvr.verifiers import build_verifier
-from rlvr.verifiers.runner import RunStats, Runner, VerifierFailureRate, VerifierStartupError, score_all
+from rlvr.verifiers.runner import Runner, RunStats, VerifierFailureRate, VerifierStartupError, score_all
+from runner_fixtures import BadWarmup, RawMathVerify, Scripted, SlowWarmup, Unpicklable
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -49,7 +49,9 @@ def runner():
 def test_scores_in_input_order_with_stats(workers: int) -> None:
     completions = ["ok", "no", "no", "ok", "raise"] * 8
     scores, stats = score_all(Scripted(), completions, examples(40), workers=workers, max_failure_rate=None)
-    assert [s.status for s in scores] == [{"ok": Status.CORRECT, "no": Status.WRONG, "raise": Status.ERROR}[c] for c in completions]
+    assert [s.status for s in scores] == [
+        {"ok": Status.CORRECT, "no": Status.WRONG, "raise": Status.ERROR}[c] for c in completions
+    ]
     assert isinstance(stats, RunStats)
     assert stats.n == 40 and stats.workers == workers
     assert stats.counts["correct"] == 16 and stats.counts["wrong"] == 16 and stats.counts["error"] == 8
@@ -164,7 +166,7 @@ def test_rlvr_math_on_power_towers_finishes_within_the_deadline() -> None:
     towers = ["9^{9^{9^{9}}}", "9^{9^{9^{9}}}+1", "2^{2^{2^{30}}}", "(10^{100000})!"]
     completions = [f"\\boxed{{{t}}}" for t in towers] + ["\\boxed{4}"]
     items = [Example(str(i), "p", g) for i, g in enumerate(["1", "9^{9^{9^{9}}}", "2", "5", "4"])]
-    scores, stats, elapsed, pids = _score_and_reap(build_verifier("math"), completions, items, timeout=2.0)
+    scores, _stats, elapsed, pids = _score_and_reap(build_verifier("math"), completions, items, timeout=2.0)
     assert elapsed < 2.0 + MARGIN, elapsed
     # refused or timed out, never hanging and never called equal
     assert all(s.status in (Status.WRONG, Status.TIMEOUT) for s in scores[:4]), scores
@@ -232,7 +234,8 @@ def test_forgotten_runner_is_stopped_by_its_finalizer() -> None:
 
 def test_no_worker_survives_interpreter_exit(tmp_path: Path) -> None:
     script = tmp_path / "leave_running.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys
         sys.path[:0] = [{str(TESTS)!r}, {str(REPO)!r}]
         from runner_fixtures import Scripted
@@ -248,8 +251,9 @@ def test_no_worker_survives_interpreter_exit(tmp_path: Path) -> None:
             import threading
             threading.Thread(target=lambda: next(it), daemon=True).start()
             import time; time.sleep(1.0)
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    """)
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     pids = json.loads(done.stdout.strip().splitlines()[-1])
     deadline = time.monotonic() + 5
@@ -260,7 +264,8 @@ def test_no_worker_survives_interpreter_exit(tmp_path: Path) -> None:
 
 def test_worker_prints_go_to_stderr_not_into_stdout_data(tmp_path: Path) -> None:
     script = tmp_path / "chatty.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path[:0] = [{str(TESTS)!r}, {str(REPO)!r}]
         from runner_fixtures import Chatty
@@ -270,8 +275,9 @@ def test_worker_prints_go_to_stderr_not_into_stdout_data(tmp_path: Path) -> None
         if __name__ == "__main__":
             scores, _ = score_all(Chatty(), ["ok", "no"], [Example("a", "p", "g")] * 2, workers=2)
             print([s.reward for s in scores])
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    """)
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[1.0, 0.0]\n"
     assert done.stderr.count("debug: scoring a") == 2
@@ -288,7 +294,7 @@ def test_verifier_that_cannot_start_in_a_worker_says_why() -> None:
 
 
 def test_warmup_is_not_on_the_first_items_clock() -> None:
-    scores, stats = score_all(SlowWarmup(), ["ok", "ok"], examples(2), workers=2, timeout=1.0)
+    scores, _stats = score_all(SlowWarmup(), ["ok", "ok"], examples(2), workers=2, timeout=1.0)
     assert [s.status for s in scores] == [Status.CORRECT] * 2
     with Runner(SlowWarmup(), workers=2) as r:
         start = time.monotonic()
@@ -328,10 +334,17 @@ def test_stream_reads_lazily_within_its_window_and_keeps_order(runner: Runner, w
     for k, score in enumerate(pool.stream(_counted(completions, read), window=window)):
         assert read[0] - k <= window, (read[0], k)  # never more than `window` read ahead of the one yielded
         got.append(score.status.value)
-    assert got == [{"ok": "correct", "no": "wrong", "sleep": "correct", "raise": "error", "pid": "correct"}[c.split(":")[0]]
-                   for c in completions]
+    assert got == [
+        {"ok": "correct", "no": "wrong", "sleep": "correct", "raise": "error", "pid": "correct"}[c.split(":")[0]]
+        for c in completions
+    ]
     stats = pool.last_stats
-    assert (stats.n, stats.counts["error"], stats.counts["wrong"], stats.mean_reward) == (50, 10, 10, pytest.approx(0.6))
+    assert (stats.n, stats.counts["error"], stats.counts["wrong"], stats.mean_reward) == (
+        50,
+        10,
+        10,
+        pytest.approx(0.6),
+    )
 
 
 def test_stream_with_a_stuck_item_keeps_order_and_counts_the_timeout(runner: Runner) -> None:

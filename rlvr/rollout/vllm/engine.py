@@ -25,12 +25,19 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rlvr.errors import InputError
-from rlvr.rollout.base import (SamplingConfig, TokenPrompt, cut_at_stop, encode_prompts, normalize_state_dict,
-                               prompt_budget)
+from rlvr.rollout.base import (
+    SamplingConfig,
+    TokenPrompt,
+    cut_at_stop,
+    encode_prompts,
+    normalize_state_dict,
+    prompt_budget,
+)
 from rlvr.rollout.vllm.sleep import drop_packed_weights, resolve_sleep_level, restore_kv_cache
 from rlvr.types import Rollout
 
@@ -79,8 +86,7 @@ class VLLMEngine:
         from rlvr.models import context_length, load_tokenizer
 
         if policy is not None:
-            log.info("vllm engine ignores policy=: it generates with its own copy, kept current "
-                     "by sync_weights")
+            log.info("vllm engine ignores policy=: it generates with its own copy, kept current by sync_weights")
         self.model_path = Path(model_path)
         self.max_model_len = context_length(model_path, max_model_len)
         self.verify_syncs = verify_syncs
@@ -150,16 +156,19 @@ class VLLMEngine:
         call_seed = sampling.seed if sampling.seed is not None else self._rng.next()
         # one seed per prompt: reproducible, yet repeated prompts still get different samples; a
         # token-id prompt with its own seed and budget (a multi-turn continuation) keeps them
-        params = [self._params(sampling, n, _own_seed(p, call_seed + i),
-                               min(prompt_budget(p, sampling), self.max_model_len - len(ids)))
-                  for i, (p, ids) in enumerate(zip(prompts, encoded))]
+        params = [
+            self._params(
+                sampling, n, _own_seed(p, call_seed + i), min(prompt_budget(p, sampling), self.max_model_len - len(ids))
+            )
+            for i, (p, ids) in enumerate(zip(prompts, encoded, strict=True))
+        ]
         requests = [{"prompt_token_ids": ids} for ids in encoded]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        rollouts = []
-        for index, output in enumerate(outputs):
-            for completion in output.outputs:
-                rollouts.append(_to_rollout(index, completion, encoded[index], self.tokenizer, sampling.stop))
-        return rollouts
+        return [
+            _to_rollout(index, completion, encoded[index], self.tokenizer, sampling.stop)
+            for index, output in enumerate(outputs)
+            for completion in output.outputs
+        ]
 
     # -- weight sync ------------------------------------------------------------------------
 
@@ -206,8 +215,9 @@ class VLLMEngine:
             self._probe = after_tokens, after = self._probe_logprobs()
             self._probe_syncs = self.syncs
             shift = _max_shift(before_tokens, before, after_tokens, after)
-            report.update(changed=shift > 0.0, probe_max_logprob_change=shift,
-                          probe_s=time.perf_counter() - probe_started)
+            report.update(
+                changed=shift > 0.0, probe_max_logprob_change=shift, probe_s=time.perf_counter() - probe_started
+            )
             if shift == 0.0:
                 log.warning(
                     "WEIGHT SYNC CHANGED NOTHING (sync %d): the vllm engine's greedy logprobs on "
@@ -271,7 +281,7 @@ class VLLMEngine:
     def close(self) -> None:
         self.llm = None
 
-    def __enter__(self) -> "VLLMEngine":
+    def __enter__(self) -> VLLMEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -297,9 +307,8 @@ def _own_seed(prompt: str | TokenPrompt, default: int) -> int:
 
 def _to_rollout(index: int, completion: Any, prompt_ids: list[int], tokenizer: Any, stops: Sequence[str]) -> Rollout:
     token_ids = tuple(completion.token_ids)
-    logprobs = tuple(
-        step[token].logprob for step, token in zip(completion.logprobs or (), token_ids)
-    )
+    # no logprobs from vLLM (None) gives none here: the truncation to empty is intended
+    logprobs = tuple(step[token].logprob for step, token in zip(completion.logprobs or (), token_ids, strict=False))
     text = completion.text
     if isinstance(getattr(completion, "stop_reason", None), str):  # a stop string: the hf engine's cut, token-exact
         cut = cut_at_stop(tokenizer, token_ids, stops)
@@ -321,4 +330,4 @@ def _max_shift(tokens_a, logprobs_a, tokens_b, logprobs_b) -> float:
     a token's logprob."""
     if tuple(tokens_a) != tuple(tokens_b):
         return math.inf
-    return max((abs(a - b) for a, b in zip(logprobs_a, logprobs_b)), default=0.0)
+    return max((abs(a - b) for a, b in zip(logprobs_a, logprobs_b, strict=True)), default=0.0)

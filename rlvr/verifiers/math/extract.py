@@ -3,10 +3,20 @@ parser half of the math verifier, kept apart from the grader the way Math-Verify
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Extraction", "FOUND_BY", "extract_answer", "find_boxes", "offered_together", "trim_answer", "math_segments", "standalone_numbers"]
+__all__ = [
+    "FOUND_BY",
+    "Extraction",
+    "extract_answer",
+    "find_boxes",
+    "math_segments",
+    "offered_together",
+    "standalone_numbers",
+    "trim_answer",
+]
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _PHANTOM = re.compile(r"\\[hv]?phantom\s*\{[^{}]*\}")
@@ -49,8 +59,13 @@ _FALLBACK_SCAN = 20_000
 _SENTENCE_SCAN = 2_000
 
 #: what kind of rule found the answer, by extraction method
-FOUND_BY = {"boxed": "box", "####": "marker", "answer_is": "marker", "last_expression": "last_expression",
-            "last_number": "last_number"}
+FOUND_BY = {
+    "boxed": "box",
+    "####": "marker",
+    "answer_is": "marker",
+    "last_expression": "last_expression",
+    "last_number": "last_number",
+}
 
 
 #: more different answers than this offered together are a spray of guesses (the grader calls it hedged)
@@ -125,7 +140,9 @@ def find_boxes(text: str) -> list[Box]:
         if i < len(text) and text[i] == "{":
             closers = _brace_closers(text, m.start()) if closers is None else closers
             end = closers.get(i)
-            boxes.append(Box(m.start(), end or len(text), end is not None, text, (i + 1, end - 1 if end else len(text))))
+            boxes.append(
+                Box(m.start(), end or len(text), end is not None, text, (i + 1, end - 1 if end else len(text)))
+            )
         elif i > m.end():  # `\boxed 5`: one bare token
             token = re.match(r"[^\s$\\]+", text[i : i + 200])
             if token:
@@ -242,7 +259,7 @@ def _answer_in_sentence(sentence: str) -> str:
     if not candidates:
         return sentence
     candidates.sort()
-    between = [outside[a[1] : b[0]] for a, b in zip(candidates, candidates[1:])]
+    between = [outside[a[1] : b[0]] for a, b in itertools.pairwise(candidates)]
     before = outside[: candidates[0][0]]
     if not _PROSE_WORD.search(before) and all(_CONNECTOR.match(gap) for gap in between):
         return sentence  # a value (with its unit after it) or a list / hedge of values
@@ -259,9 +276,9 @@ def math_segments(text: str, *, words: bool = False) -> list[tuple[int, int, str
     found = []
     for m in _SEGMENT.finditer(text):
         content = next(g for g in m.groups() if g is not None).strip()
-        if content and not _PROSE_WORD.search(_TEXT_ARG.sub(" ", content)):
-            found.append((m.start(), m.end(), content))
-        elif words and _WORD_SEGMENT.fullmatch(content) and not _NEGATED.search(text[max(0, m.start() - 20) : m.start()]):
+        if (content and not _PROSE_WORD.search(_TEXT_ARG.sub(" ", content))) or (
+            words and _WORD_SEGMENT.fullmatch(content) and not _NEGATED.search(text[max(0, m.start() - 20) : m.start()])
+        ):
             found.append((m.start(), m.end(), content))
     return found
 
@@ -298,19 +315,29 @@ def _standalone(text: str, start: int, end: int, depths: list[int], lists: bool)
     before, after = text[start - 1 : start], text[end : end + 1]
     if before and before not in _BEFORE_OK and before not in _CURRENCY_SIGNS:
         return False
-    if after and after not in _AFTER_OK and not _UNIT.match(text, end):
-        if not (after in ".,;:?" and text[end + 1 : end + 2] in ("", " ", "\n", "\t", "$")) and text[end : end + 2] != "\\%":
-            return False
+    if (
+        after
+        and after not in _AFTER_OK
+        and not _UNIT.match(text, end)
+        and not (after in ".,;:?" and text[end + 1 : end + 2] in ("", " ", "\n", "\t", "$"))
+        and text[end : end + 2] != "\\%"
+    ):
+        return False
     left = text[max(0, start - 40) : start].rstrip(" \t$")
     if left.endswith("**"):  # Markdown bold, not a product
         left = ""
-    if left and (left[-1] in _OPERATORS - {"="} or re.search(r"\\[a-zA-Z]+$", left) or
-                 (not lists and left[-1] == "," and left[:-1].rstrip()[-1:].isdigit())):
+    if left and (
+        left[-1] in _OPERATORS - {"="}
+        or re.search(r"\\[a-zA-Z]+$", left)
+        or (not lists and left[-1] == "," and left[:-1].rstrip()[-1:].isdigit())
+    ):
         return False
     if not lists and re.match(r",\s*-?\d", text[end : end + 6]):
         return False  # the head of a list
     right = text[end : end + 40].lstrip(" \t$")
-    return not (right[:1] in _OPERATORS - {"*"} or re.match(r"\*(?!\*)", right) or re.match(r"\\(?:cdot|times|div)", right))
+    return not (
+        right[:1] in _OPERATORS - {"*"} or re.match(r"\*(?!\*)", right) or re.match(r"\\(?:cdot|times|div)", right)
+    )
 
 
 def standalone_numbers(text: str, *, lists: bool = False) -> list[tuple[int, int, str]]:
@@ -318,18 +345,29 @@ def standalone_numbers(text: str, *, lists: bool = False) -> list[tuple[int, int
     fraction of two integers counts as one number, never as its digits. Without `lists`, the
     items after the first of a list (`1, 2, 3`) are not standalone."""
     depths = _depths(text)
-    found = [(m.start(), m.end(), m.group()) for m in _FRACTION.finditer(text) if _standalone(text, m.start(), m.end(), depths, lists)]
-    commas = [(m.start(), m.end(), m.group()) for m in _DECIMAL_COMMA.finditer(text) if _beside_unit(text, m.start(), m.end())
-              and _standalone(text, m.start(), m.end(), depths, lists)]
-    found += commas + [(m.start(), m.end(), m.group().replace(" ", "")) for m in _NUMBER.finditer(text)
-                       if _standalone(text, m.start(), m.end(), depths, lists)
-                       and not any(s <= m.start() < e for s, e, _ in commas)]  # not the pieces of 3,40
+    found = [
+        (m.start(), m.end(), m.group())
+        for m in _FRACTION.finditer(text)
+        if _standalone(text, m.start(), m.end(), depths, lists)
+    ]
+    commas = [
+        (m.start(), m.end(), m.group())
+        for m in _DECIMAL_COMMA.finditer(text)
+        if _beside_unit(text, m.start(), m.end()) and _standalone(text, m.start(), m.end(), depths, lists)
+    ]
+    found += commas + [
+        (m.start(), m.end(), m.group().replace(" ", ""))
+        for m in _NUMBER.finditer(text)
+        if _standalone(text, m.start(), m.end(), depths, lists) and not any(s <= m.start() < e for s, e, _ in commas)
+    ]  # not the pieces of 3,40
     return sorted(found)
 
 
 def _beside_unit(text: str, start: int, end: int) -> bool:
     """A currency sign just before, or a currency sign or unit just after (one space allowed)."""
-    return text[max(0, start - 2) : start].strip()[-1:] in tuple(_CURRENCY_SIGNS) or bool(_UNIT.match(text[end : end + 8].lstrip(" ")))
+    return text[max(0, start - 2) : start].strip()[-1:] in tuple(_CURRENCY_SIGNS) or bool(
+        _UNIT.match(text[end : end + 8].lstrip(" "))
+    )
 
 
 def _hedge_before(text: str, start: int, answer: str) -> tuple[str, ...]:
@@ -376,8 +414,14 @@ def mask_fences(text: str) -> str:
     return _FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
-def extract_answer(completion: str, *, numeric_fallback: bool = False, fallbacks: bool = True, prompt: str = "",
-                   word_fallback: bool = False) -> Extraction:
+def extract_answer(
+    completion: str,
+    *,
+    numeric_fallback: bool = False,
+    fallbacks: bool = True,
+    prompt: str = "",
+    word_fallback: bool = False,
+) -> Extraction:
     """The final answer: whichever of the last box, `#### N`, or "the answer is …"/"final answer:
     …" comes last in the text (a box inside the answer phrase wins). With no box and no marker,
     and `fallbacks` on: the last math segment or (only for plain-number golds, `numeric_fallback`)

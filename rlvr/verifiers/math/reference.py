@@ -17,7 +17,7 @@ _DETAIL_CHARS = 300
 
 @register("math_verify")
 class MathVerifyReference(Verifier):
-    """Raw math-verify (gold read by rlvr's gold parser, wrapped in $…$): a reference grader for `rlvr verify --cross-check`."""
+    """Raw math-verify (gold read by rlvr's gold parser, wrapped in $…$): a reference grader for `rlvr verify --cross-check`."""  # noqa: E501 - this first line is `rlvr verifiers list`'s description
 
     name = "math_verify"
     description = "raw math-verify: verify(parse('$gold$'), parse(completion)); a reference grader for --cross-check"

@@ -12,8 +12,8 @@ from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.math.extract import MAX_ANSWERS, MAX_TOGETHER, Extraction, extract_answer
 from rlvr.verifiers.math.gold import gold_answer
-from rlvr.verifiers.math.numeric import Unsupported, split_top_level
 from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
+from rlvr.verifiers.math.numeric import Unsupported, split_top_level
 from rlvr.verifiers.math.symbolic import warm_up_steps
 from rlvr.verifiers.registry import register
 
@@ -28,10 +28,12 @@ _DETAIL_CHARS = 300
 
 @register("math")
 class MathVerifier(Verifier):
-    """Math answer equivalence: last \\boxed / #### / "the answer is" (else the last math or number), exact numbers, then math-verify + sympy."""
+    """Math answer equivalence: last \\boxed / #### / "the answer is" (else the last math or number), exact numbers, then math-verify + sympy."""  # noqa: E501 - this first line is `rlvr verifiers list`'s description
 
     name = "math"
-    description = "math answer equivalence (boxed / #### / 'the answer is' / last math; exact numbers, then math-verify + sympy)"
+    description = (
+        "math answer equivalence (boxed / #### / 'the answer is' / last math; exact numbers, then math-verify + sympy)"
+    )
     needs_gold = True
 
     def __init__(self, require_marker: bool = False):
@@ -71,8 +73,13 @@ class MathVerifier(Verifier):
         details: dict = {"extracted": None, "gold": gold_text, "method": None, "found_by": None}
         try:
             gold = prepare_gold(gold_text)
-            found = extract_answer(completion or "", numeric_fallback=gold.number is not None,
-                                   fallbacks=not self.require_marker, prompt=example.prompt or "", word_fallback=gold.is_text)
+            found = extract_answer(
+                completion or "",
+                numeric_fallback=gold.number is not None,
+                fallbacks=not self.require_marker,
+                prompt=example.prompt or "",
+                word_fallback=gold.is_text,
+            )
             details.update(extracted=_excerpt(found.answer), method=found.method, found_by=found.found_by)
             if found.answer is None:
                 return Score(0.0, Status.NO_ANSWER, details)
@@ -83,8 +90,10 @@ class MathVerifier(Verifier):
         except GoldError as err:
             return Score(0.0, Status.ERROR, {**details, "error": f"bad gold: {err}"})
         except RecursionError:  # a safety net behind the size and depth limits: a verdict on the input
-            return Score(0.0, Status.WRONG, {**details, "path": "refused", "note": "answer nested too deeply to evaluate"})
-        except Exception as err:  # a bug here is counted as an error, never a silent wrong
+            return Score(
+                0.0, Status.WRONG, {**details, "path": "refused", "note": "answer nested too deeply to evaluate"}
+            )
+        except Exception as err:  # noqa: BLE001 - a verifier turns any exception into status error, never a silent wrong
             last = traceback.format_exception_only(type(err), err)[-1].strip()
             return Score(0.0, Status.ERROR, {**details, "error": f"internal: {last}"})
         details["path"] = match.path
