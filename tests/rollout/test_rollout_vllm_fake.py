@@ -22,6 +22,8 @@ class FakeLLM:
 
     def __init__(self, calls: list, **kwargs):
         self.calls, self.reloads = calls, 0
+        # what the engine reads back as the dtype it generates in, as vLLM's engine reports it
+        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(dtype=kwargs.get("dtype") or "bfloat16"))
         calls.append(("LLM", tuple(sorted(k for k in kwargs if k == "enable_sleep_mode"))))
 
     def generate(self, requests, params, use_tqdm=False):
