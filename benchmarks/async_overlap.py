@@ -36,7 +36,7 @@ def _wait_for_go(folder: Path, role: str) -> None:
 
 def _generate(threads: int, repeat: int, folder: Path) -> list[float]:
     from rlvr.config import load_config
-    from rlvr.data.benchmarks import load_examples
+    from rlvr.data.specs import load_examples
     from rlvr.data.templates import render_prompt
     from rlvr.models import load_tokenizer, resolve_model
     from rlvr.rollout import SamplingConfig, create_engine

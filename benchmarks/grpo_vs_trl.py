@@ -259,7 +259,7 @@ def _child_trl(args: argparse.Namespace) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlvr.data.benchmarks import load_examples
+    from rlvr.data.specs import load_examples
     from rlvr.data.templates import render_prompt
     from rlvr.models import load_policy, resolve_model
     from rlvr.verifiers.registry import build_verifier

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlvr.verifiers.math.extract import find_boxes
+from rlvr.verifiers.math.boxes import find_boxes
 from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.grade import WARMUP_ANSWERS, to_number
 

@@ -30,7 +30,7 @@ def rss_gib() -> dict[str, float]:
 def prompts_of(args) -> list[str]:
     from types import SimpleNamespace
 
-    from rlvr.data.benchmarks import load_examples
+    from rlvr.data.specs import load_examples
     from rlvr.data.templates import render_prompt
     from rlvr.models import load_tokenizer, resolve_model
 

@@ -118,7 +118,7 @@ def test_the_names_and_the_config_import_nothing_heavy():
 def test_the_hedge_limit_and_the_boxes_read_together_stay_one_apart(extra, status):
     """A list answer of MAX_ANSWERS boxes is graded; one more box is a spray of guesses. Both limits
     must move together: the extractor reads one box past the grader's limit so it can see it passed."""
-    from rlvr.verifiers.math.extract import MAX_ANSWERS
+    from rlvr.verifiers.math.boxes import MAX_ANSWERS
     from rlvr.verifiers.math.verifier import MathVerifier
 
     k = MAX_ANSWERS + extra

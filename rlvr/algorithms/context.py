@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, Sequence
 
-from rlvr.data.benchmarks import PromptStream
+from rlvr.data.stream import PromptStream
 from rlvr.distributed import DistContext
 from rlvr.rollout import SamplingConfig
 from rlvr.rollout.collect import Collected

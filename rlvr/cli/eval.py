@@ -111,7 +111,7 @@ def _verifier(spec: str | None, benchmark: str, sandbox: str | None = None):
 
 def _plan(opts: dict[str, Any]) -> list[tuple[Any, list, Any]]:
     """Load every benchmark and build its EvalSpec and verifier before any model is loaded: bad input fails fast."""
-    from rlvr.data.benchmarks import split_specs
+    from rlvr.data.specs import split_specs
 
     names = split_specs(opts["benchmark"])
     if not names:
@@ -138,7 +138,7 @@ def _plan(opts: dict[str, Any]) -> list[tuple[Any, list, Any]]:
 
 def _spec(name: str, opts: dict[str, Any]) -> tuple[Any, list]:
     """The EvalSpec these options give for one benchmark (lengths and verifier defaulted), and its examples."""
-    from rlvr.data.benchmarks import parse_spec
+    from rlvr.data.specs import parse_spec
     from rlvr.data.templates import style_task
     from rlvr.eval.spec import EvalSpec
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlvr.data.benchmarks import format_spec, held_out_spec, is_data_file, load_spec, parse_spec
+from rlvr.data.specs import format_spec, held_out_spec, is_data_file, load_spec, parse_spec
 from rlvr.types import Example
 
 __all__ = ["MODEL_PLACEHOLDER", "EvalSpec", "describe", "differences", "engine_dtype", "settings_of",

@@ -23,7 +23,8 @@ import torch
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.base import Algorithm, DataPlan
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
-from rlvr.data.benchmarks import PromptStream, load_examples
+from rlvr.data.specs import load_examples
+from rlvr.data.stream import PromptStream
 from rlvr.distributed import DistContext, broadcast_object, rank_seed, resumable_optimizer
 from rlvr.errors import InputError, OutputError
 from rlvr.learner.policy import Policy

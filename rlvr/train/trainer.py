@@ -23,7 +23,7 @@ import torch
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.context import Timer
 from rlvr.config import TrainConfig
-from rlvr.data.benchmarks import PromptStream
+from rlvr.data.stream import PromptStream
 from rlvr.distributed import agree, barrier, checkpoint_state, init_distributed, rank_seed, reduce_metrics
 from rlvr.errors import OutputError
 from rlvr.rollout import SamplingConfig

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from rlvr.cli import main
 from rlvr.config import load_config, resolve_auto
-from rlvr.data.benchmarks import load_examples, parse_spec, split_specs
+from rlvr.data.specs import load_examples, parse_spec, split_specs
 from rlvr.errors import InputError
 from rlvr.eval.spec import EvalSpec, describe, differences
 from rlvr.train.summary import read_summary, summary_table

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from rlvr.verifiers.math.boxes import (
+    SENTENCE_END,
+    find_boxes,
+    match_brace,
+    offered_together,
+)
 
 __all__ = [
     "FOUND_BY",
@@ -18,14 +25,11 @@ __all__ = [
     "trim_answer",
 ]
 
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_PHANTOM = re.compile(r"\\[hv]?phantom\s*\{[^{}]*\}")
 _HASHES = re.compile(r"####[ \t]*(?P<rest>[^\n]*)")
 # "the answer is", "final answer:", "**Final Answer:** The final answer is $3$" (Minerva style)
 _ANSWER_TAIL = re.compile(r"answer\s*(?:is\s*:?|:|=)\s*(?:\\boxed\s*)?")  # matched on lower-cased text
 _ANSWER_LEAD = re.compile(r"(?:final|the)\s+$")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 _MATH_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 # "The answer is $1,234." (GSM8K style): a dollar sign before a number, not the start of math
 _CURRENCY = re.compile(r"\$(?!\$)\s?(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?![\d,$])")
@@ -68,30 +72,6 @@ FOUND_BY = {
 }
 
 
-#: more different answers than this offered together are a spray of guesses (the grader calls it hedged)
-MAX_ANSWERS = 16
-#: boxes read together: one past MAX_ANSWERS, so the grader can see that limit passed
-MAX_TOGETHER = MAX_ANSWERS + 1
-
-
-@dataclass(frozen=True)
-class Box:
-    start: int  # index of the backslash of \boxed
-    end: int  # index just past the closing brace (len(text) when unclosed)
-    closed: bool
-    text: str = field(repr=False, compare=False, default="")
-    body: tuple[int, int] = (0, 0)  # where the content lies in `text` (not copied: boxes may nest deeply)
-
-    @property
-    def content(self) -> str:
-        return self.text[self.body[0] : self.body[1]].strip()
-
-    @property
-    def blank(self) -> bool:
-        """Nothing in it but space: `\\boxed{}` or `\\boxed{\\phantom{2}}` (a blank drawn in a problem)."""
-        return not _PHANTOM.sub("", self.content).strip()
-
-
 @dataclass(frozen=True)
 class Extraction:
     """What the completion offers as its final answer.
@@ -109,77 +89,6 @@ class Extraction:
     def found_by(self) -> str | None:
         """box / marker / last_expression / last_number, or None when nothing was found."""
         return FOUND_BY.get(self.method) if self.answer is not None else None
-
-
-_BRACE_OR_ESCAPE = re.compile(r"\\[\s\S]|[{}]")
-
-
-def _brace_closers(text: str, start: int = 0) -> dict[int, int]:
-    """Index of every unescaped `{` from `start` on → index just past its matching `}` (one pass
-    over the braces and escapes only)."""
-    closers: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _BRACE_OR_ESCAPE.finditer(text, start):
-        token = m.group()
-        if token == "{":
-            stack.append(m.start())
-        elif token == "}" and stack:
-            closers[stack.pop()] = m.end()
-    return closers
-
-
-def find_boxes(text: str) -> list[Box]:
-    """Every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` with balanced braces (`\\{` and `\\}` are
-    escaped braces, not groups). An unclosed one runs to the end and has closed=False."""
-    boxes = []
-    closers: dict[int, int] | None = None
-    for m in _BOX.finditer(text):
-        i = m.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            closers = _brace_closers(text, m.start()) if closers is None else closers
-            end = closers.get(i)
-            boxes.append(
-                Box(m.start(), end or len(text), end is not None, text, (i + 1, end - 1 if end else len(text)))
-            )
-        elif i > m.end():  # `\boxed 5`: one bare token
-            token = re.match(r"[^\s$\\]+", text[i : i + 200])
-            if token:
-                bare = token.group().rstrip(".,;")
-                boxes.append(Box(m.start(), i + token.end(), True, text, (i, i + len(bare))))
-        elif i == len(text):  # completion cut right after "\boxed"
-            boxes.append(Box(m.start(), i, False, text, (i, i)))
-    return boxes
-
-
-def _match_brace(text: str, open_at: int) -> tuple[int, bool]:
-    depth, i = 0, open_at
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2  # skip the escaped character (\{ \} \\)
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1, True
-        i += 1
-    return len(text), False
-
-
-def offered_together(text: str, boxes: list[Box]) -> list[Box]:
-    """The last box and the boxes offered with it: same line, or same sentence across a line
-    break. A new paragraph, or a new line that starts a new sentence, begins a correction."""
-    group = [boxes[-1]]
-    for earlier in reversed(boxes[-MAX_TOGETHER:-1]):
-        gap = text[earlier.end : group[0].start]
-        if "\n\n" in gap or ("\n" in gap and _SENTENCE_END.search(gap.replace("\n", " "))):
-            break
-        group.insert(0, earlier)
-    return group
 
 
 def _from_boxes(text: str) -> tuple[int, Extraction] | None:
@@ -229,7 +138,7 @@ def _leading_math(rest: str) -> str:
     a sentence of prose (`The largest $n$ is 34.`) → its last math or standalone number (`34`)."""
     if currency := _CURRENCY.match(rest):
         tail = rest[currency.end() :]
-        end = _SENTENCE_END.search(tail)
+        end = SENTENCE_END.search(tail)
         if "$" not in tail[: end.start() if end else len(tail)]:  # no closing `$` in the sentence
             return currency[1]
     for left, right in _MATH_DELIMS:
@@ -237,11 +146,11 @@ def _leading_math(rest: str) -> str:
             close = re.compile(r"(?<!\\)" + re.escape(right)).search(rest, len(left))  # not \$
             return rest[len(left) : close.start()] if close else ""  # unclosed math: truncated
     if rest.startswith("{"):
-        end, closed = _match_brace(rest, 0)
+        end, closed = match_brace(rest, 0)
         return rest[1 : end - 1] if closed else ""
     head = rest[:_SENTENCE_SCAN]
     math = "$" in head or "\\(" in head
-    end = _SENTENCE_END.search(_blank_segments(head) if math else head)  # a `.` inside $...$ does not end it
+    end = SENTENCE_END.search(_blank_segments(head) if math else head)  # a `.` inside $...$ does not end it
     return _answer_in_sentence(head[: end.start()] if end else head)
 
 

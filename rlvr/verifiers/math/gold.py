@@ -8,7 +8,8 @@ import json
 import re
 from typing import Any
 
-from rlvr.verifiers.math.extract import find_boxes, offered_together, trim_answer
+from rlvr.verifiers.math.boxes import find_boxes, offered_together
+from rlvr.verifiers.math.extract import trim_answer
 
 __all__ = ["gold_answer", "gold_text"]
 
