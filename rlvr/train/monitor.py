@@ -98,13 +98,29 @@ def _sync_unchanged(m: dict, s: AlarmState) -> str | None:
     return None
 
 
+#: the sampler and the learner disagree when the importance weights of its tokens leave 1 by this much on average,
+#: or this share of them is truncated at tis_cap
+_SAMPLER_DRIFT = 0.05
+
+
+def _sampler_drifts(m: dict) -> bool:
+    """Whether the sampler's own logprobs show that it generates with other weights than the learner's. Without
+    them (TIS off, or an engine without sampler logprobs) nothing says it does not, so the rounding counts."""
+    if "tis_weight_mean" not in m:
+        return True
+    return abs(m["tis_weight_mean"] - 1.0) > _SAMPLER_DRIFT or m.get("tis_truncated_fraction", 0.0) > _SAMPLER_DRIFT
+
+
 def _rounded_away(m: dict, s: AlarmState) -> str | None:
+    """A lower-precision engine copy rounds away most of a step's change. That alone is expected: the engine is
+    re-cast from the float32 master weights at every sync, so the changes it missed reach it once they add up.
+    It is an alarm only when the sampler's logprobs show it (importance weights off 1)."""
     lost = m.get("sync_rounded_away", 0.0)
-    if lost > 0.5:
+    if lost > 0.5 and _sampler_drifts(m):
         return (
             f"{lost:.0%} of this step's weight changes vanish in the rollout engine's lower-precision "
-            "copy (rollout.dtype): the sampler barely sees the update. Use rollout.dtype=auto "
-            "(the learner's dtype) or a larger optimizer.lr"
+            "copy (rollout.dtype) and the sampler's logprobs drift from the learner's: it samples from stale "
+            "weights. Set rollout.dtype=float32 (the master weights' precision) or raise optimizer.lr"
         )
     return None
 
