@@ -50,6 +50,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "grpo.tis": (names.AUTO, "on", "off"),
     "optimizer.schedule": names.SCHEDULES,
     "distributed.strategy": names.STRATEGIES,
+    "grpo.void_turns": names.GRPO_VOID_TURNS,
+    "env.backend": names.SANDBOX_CHOICES,
 }
 
 _POSITIVE = (
@@ -64,6 +66,10 @@ _POSITIVE = (
     "optimizer.micro_batch_size",
     "reward.timeout",
     "rollout.tensor_parallel_size",
+    "env.max_turns",
+    "env.timeout",
+    "env.memory",
+    "env.max_output_chars",
 )
 _NON_NEGATIVE = (
     "model.lora_r",

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
+from rlvr import names
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.base import Algorithm, DataPlan
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
@@ -34,7 +35,7 @@ from rlvr.train.monitor import truncate_metrics
 from rlvr.types import Example
 
 __all__ = ["Data", "EngineSpec", "Placement", "Resumed", "Seeded", "audit_reward", "build_policy", "build_runner",
-           "build_verifier", "check_config", "engine_holds_weights", "engine_spec", "holds_weights", "load_data",
+           "build_environment", "build_verifier", "check_config", "engine_holds_weights", "engine_spec", "holds_weights", "load_data",
            "place", "prepare_run_folder", "prompt_stream", "resolve_device", "resume_state", "seed_rngs",
            "start_engine"]
 
@@ -266,6 +267,30 @@ def prompt_stream(algorithm: Algorithm[Any], data: Data, tokenizer: Any, config:
     return PromptStream(examples, config.seed, config.data.shuffle, **resumed.data)
 
 
+# ------------------------------------------------------------------------------ environment
+
+
+def build_environment(config: TrainConfig) -> Any:
+    """The environment named by env.name with its env.* options, or None for the single-turn path.
+    An unknown name or option, or no sandbox to run in (env.backend=auto finds neither docker nor
+    bwrap), is one InputError naming the option."""
+    env = config.env
+    if env.name is None or env.name == names.NO_ENV:
+        return None
+    from rlvr.environments.registry import UnknownEnvironment, build_environment as build
+
+    options: dict[str, Any] = {"max_turns": env.max_turns}
+    if env.name == "python":  # the built-in environment's sandbox options; a plugin takes max_turns only
+        options.update(timeout=env.timeout, memory=env.memory, max_output_chars=env.max_output_chars,
+                       backend=env.backend)
+    try:
+        return build(env.name, **options)
+    except UnknownEnvironment as err:
+        raise InputError(f"--env {env.name!r}: {err}") from None
+    except (ValueError, TypeError) as err:
+        raise InputError(f"env {env.name!r}: {err}") from None
+
+
 # ------------------------------------------------------------------------------ runner, run folder
 
 
@@ -301,4 +326,7 @@ def check_config(config: TrainConfig, available: torch.device) -> TrainConfig:
     algorithm = create_algorithm(resolved.algorithm, resolved)
     build_verifier(resolved)
     load_data(algorithm.plan, resolved)
+    environment = build_environment(resolved)  # the sandbox must work here: refused now, not after loading
+    if environment is not None:
+        environment.close()
     return resolved

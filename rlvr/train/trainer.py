@@ -72,6 +72,7 @@ class Trainer:
         self.plan = self.algorithm.plan
         self.model_path = resolve_model(cfg.model.name)
         self.verifier = stages.build_verifier(cfg)
+        self.env = stages.build_environment(cfg)  # None: the single-turn path; refused here before any model loads
         self.audit = stages.audit_reward(cfg, self.verifier) if self.ctx.is_main else None
         data = stages.load_data(self.plan, cfg)
         self.eval_examples = data.held_out
@@ -163,6 +164,8 @@ class Trainer:
                 report = self.sync_engine()
         metrics = {**made.metrics, "epoch": self.stream.epoch, **learned, "lr": lr, "param_delta": moved,
                    **timer.metrics()}
+        if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
+            metrics["tool_s"], metrics["generate_s"] = timer.seconds.get("tool", 0.0), timer.seconds.get("generate", 0.0)
         if "completion_tokens" in metrics and timer.seconds.get("generate"):
             metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
         metrics.update(reduce_metrics(metrics, self.ctx))
@@ -208,9 +211,11 @@ class Trainer:
 
     def collect(self, examples: Sequence[Example], n: int, sampling: SamplingConfig, timer: Timer) -> Collected:
         """Generate n completions per example and verify them (timed as generate and verify)."""
-        collected = sample_and_score(self.engine, self.runner, examples, n, sampling, self.template)
+        collected = sample_and_score(self.engine, self.runner, examples, n, sampling, self.template, env=self.env)
         timer.add("generate", collected.generate_s)
         timer.add("verify", collected.verify_s)
+        if self.env is not None:
+            timer.add("tool", collected.tool_s)
         return collected
 
     def sampling(self, round_: int, *, held_out: bool = False) -> SamplingConfig:
@@ -281,6 +286,8 @@ class Trainer:
     def close(self) -> None:
         self.monitor.close()
         self.runner.close()
+        if self.env is not None:
+            self.env.close()
         if self.owns_engine:
             self.engine.close()
 
