@@ -20,7 +20,6 @@ from typing import Any, Sequence
 
 import torch
 
-from rlvr import names
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.base import Algorithm, DataPlan
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
@@ -274,21 +273,9 @@ def build_environment(config: TrainConfig) -> Any:
     """The environment named by env.name with its env.* options, or None for the single-turn path.
     An unknown name or option, or no sandbox to run in (env.backend=auto finds neither docker nor
     bwrap), is one InputError naming the option."""
-    env = config.env
-    if env.name is None or env.name == names.NO_ENV:
-        return None
-    from rlvr.environments.registry import UnknownEnvironment, build_environment as build
+    from rlvr.environments.registry import environment_from_config
 
-    options: dict[str, Any] = {"max_turns": env.max_turns}
-    if env.name == "python":  # the built-in environment's sandbox options; a plugin takes max_turns only
-        options.update(timeout=env.timeout, memory=env.memory, max_output_chars=env.max_output_chars,
-                       backend=env.backend)
-    try:
-        return build(env.name, **options)
-    except UnknownEnvironment as err:
-        raise InputError(f"--env {env.name!r}: {err}") from None
-    except (ValueError, TypeError) as err:
-        raise InputError(f"env {env.name!r}: {err}") from None
+    return environment_from_config(config.env)
 
 
 # ------------------------------------------------------------------------------ runner, run folder
