@@ -168,7 +168,8 @@ def plot(run_dir: str, output: str | None) -> None:
     if not steps:
         raise InputError(f"{run_dir}: no metrics.jsonl records (not a training run folder, or no step finished)")
     target = Path(output) if output else Path(run_dir) / "curves.png"
-    plot_metrics(steps, read_metrics(run_dir, "eval.jsonl"), target, title=str(run_dir))
+    evals = [r for r in read_metrics(run_dir, "eval.jsonl") if r.get("eval_tool") != "off"]  # with the run's tool
+    plot_metrics(steps, evals, target, title=str(run_dir))
     click.echo(f"wrote {target}")
 
 

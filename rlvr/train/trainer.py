@@ -125,6 +125,8 @@ class Trainer:
                 periodic = cfg.eval.every and self.step_number % cfg.eval.every == 0
                 if periodic or (done and cfg.eval.before_after):
                     self.evaluate()
+                if done and cfg.eval.before_after and self.env is not None:  # does the gain come from the tool?
+                    self.evaluate(tool=False)
             self.save()
             if self.step_number >= cfg.optimizer.max_steps:
                 self.save_final()
@@ -234,8 +236,9 @@ class Trainer:
 
     # -------------------------------------------------------------------------- eval, state, output
 
-    def evaluate(self) -> dict[str, Any] | None:
-        """Held-out accuracy through rlvr.eval.run.run_eval: the template, extraction and verifier of `rlvr eval`."""
+    def evaluate(self, *, tool: bool = True) -> dict[str, Any] | None:
+        """Held-out accuracy through rlvr.eval.run.run_eval: the template, extraction and verifier of `rlvr eval`;
+        with the run's environment unless `tool` is False (the same checkpoint with the tool off)."""
         summary = None
         # a tensor-parallel engine needs all its ranks: then every rank runs the same eval, rank 0 writes it
         everyone = isinstance(self.engine, TensorParallelEngine)
@@ -244,13 +247,16 @@ class Trainer:
             from rlvr.eval.run import run_eval
 
             engine = self.engine.engine if everyone else self.engine
-            output_dir = self.out / "eval" / f"step_{self.step_number:06d}" if self.ctx.is_main else None
+            env = self.env if tool else None
+            folder = f"step_{self.step_number:06d}" + ("" if env is self.env else "_tool_off")
+            output_dir = self.out / "eval" / folder if self.ctx.is_main else None
             summary = run_eval(engine, self.eval_examples, self.verifier, sampling=self.sampling(0, held_out=True),
                                style=self.config.data.style, instruction=self.config.data.instruction,
                                output_dir=output_dir, progress=False,
                                workers=self.config.reward.workers, timeout=self.config.reward.timeout,
-                               max_failure_rate=None, name=f"step {self.step_number}")
-            self.monitor.log_eval(self.step_number, summary)
+                               max_failure_rate=None, name=f"step {self.step_number}", env=env)
+            self.monitor.log_eval(self.step_number, summary,
+                                  tool=None if self.env is None else "on" if tool else "off")
         barrier(self.ctx)
         return summary
 

@@ -164,3 +164,41 @@ def test_a_grpo_step_with_the_python_tool_logs_tool_metrics(tiny_model, tmp_path
                 "void_rate", "model_tokens", "tool_tokens", "time_tool"):
         assert key in step, key
     assert step["turns_mean"] >= 1
+
+
+def test_a_run_with_the_tool_reports_the_tool_off_accuracy_beside_before_and_after(tiny_model, tmp_path):
+    import json
+
+    from rlvr.train.summary import read_summary, summary_table
+    from rlvr.train.trainer import train
+
+    config = load_config(None, {
+        "model.name": str(tiny_model), "device": "cpu", "rollout.engine": "hf", "data.dataset": "arith",
+        "data.size": 16, "reward.workers": 0, "reward.audit": False, "rollout.n": 2, "rollout.prompts_per_step": 2,
+        "rollout.max_new_tokens": 8, "optimizer.max_steps": 1, "optimizer.warmup_steps": 0, "eval.limit": 3,
+        "logging.output": str(tmp_path), "logging.progress": False, "checkpoint.every": 0,
+        "env.name": "python", "env.backend": "local"})
+    train(config)
+    summary = read_summary(tmp_path)
+    for block in ("before", "after", "after_tool_off"):
+        assert {"accuracy", "ci", "n"} <= set(summary[block]) and summary[block]["n"] == 3, block
+    assert summary["after_tool_off"]["step"] == summary["after"]["step"] == 1
+    assert "(after, tool off)" in summary_table(summary)
+    with_tool = json.loads((tmp_path / "eval" / "step_000001" / "summary.json").read_text())
+    without = json.loads((tmp_path / "eval" / "step_000001_tool_off" / "summary.json").read_text())
+    assert {"calls_mean", "used_rate", "error_rate", "timeout_rate"} <= set(with_tool["tool"])
+    assert "tool_s" in with_tool["timing"] and "tool" not in without
+
+
+def test_rlvr_eval_with_the_tool_writes_tool_statistics(tiny_model, tmp_path):
+    import json
+
+    from rlvr.cli import main
+
+    result = CliRunner().invoke(main, [
+        "eval", "--model", str(tiny_model), "--benchmark", "arith", "--limit", "2", "--engine", "hf",
+        "--max-new-tokens", "8", "--workers", "1", "--env", "python", "--env-backend", "local",
+        "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "arith" / "summary.json").read_text())
+    assert summary["env"] == "python" and summary["tool"]["calls_mean"] >= 0 and "tool_s" in summary["timing"]
