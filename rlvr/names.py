@@ -39,6 +39,8 @@ __all__ = [
     "GRPO_KL_ESTIMATORS",
     "GRPO_LOSSES",
     "GRPO_RATIO_LEVELS",
+    "GRPO_VOID_TURNS",
+    "NO_ENV",
     "SANDBOXES",
     "SANDBOX_CHOICES",
     "SCHEDULES",
@@ -105,6 +107,11 @@ GRPO_RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
 GRPO_KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 SFT_REDUCTIONS: tuple[str, ...] = ("token", "sequence")
 DPO_LOSSES: tuple[str, ...] = ("sigmoid", "robust", "ipo")
+
+#: GRPO with an environment: trajectories with a void turn (no call, no answer) keep or mask their loss
+GRPO_VOID_TURNS: tuple[str, ...] = ("keep", "mask")
+#: `env.name` that means no environment (the single-turn path)
+NO_ENV = "none"
 
 #: what becomes of a completion cut at max_new_tokens (rlvr.algorithms.grpo)
 TRUNCATED: tuple[str, ...] = ("keep", "mask", "penalty")

@@ -10,7 +10,7 @@ from rlvr.algorithms.base import Algorithm, DataPlan, Step
 from rlvr.algorithms.context import Timer, TrainContext
 from rlvr.config import TrainConfig
 from rlvr.distributed import agree, all_reduce_sum, gather_cat, shard_groups
-from rlvr.rollout.stats import rollout_metrics
+from rlvr.rollout.stats import is_void, rollout_metrics, tool_metrics
 from rlvr.learner.protocol import Learner, Packed
 from rlvr.objectives import grpo
 from rlvr.rollout.collect import Collected
@@ -96,6 +96,8 @@ class GRPO(Algorithm[GRPOBatch]):
             "zero_variance_fraction": first_zero_variance.float().mean().item(),
             "groups_trained": len(groups.examples), "generate_rounds": rounds,
         }
+        if any(r.segments for b, _ in seen for r in b.rollouts):  # multi-turn: the tool's share of the step
+            metrics.update(tool_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]))
         return Step(GRPOBatch(groups, advantages, use_tis), metrics, (first.examples, first.rollouts, first.scores))
 
     def _groups(self, collected: Collected) -> Groups:
@@ -119,7 +121,7 @@ class GRPO(Algorithm[GRPOBatch]):
         n = groups.rewards.shape[1]
         tensors = policy.pack(groups.rollouts, n)
         # the denominator belongs to the whole batch, whatever part of it is run below
-        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(tensors), cfg.rollout.max_new_tokens),
+        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(tensors, groups), cfg.rollout.max_new_tokens),
                                     policy.ctx).clamp(min=1.0)  # no token left (all masked): loss 0, not 0/0 = NaN weights
         skipped = 0
         # with β = 0 a group whose advantages are all 0 adds nothing to the loss or its gradient, so it
@@ -128,7 +130,7 @@ class GRPO(Algorithm[GRPOBatch]):
             groups, advantages, skipped = _without_zero_advantage_groups(groups, advantages)
             if skipped:  # rebuilt: fewer rows, padded only as wide as the rows left need
                 tensors = policy.pack(groups.rollouts, n) if groups.examples else {}
-        mask = self._loss_mask(tensors) if tensors else None
+        mask = self._loss_mask(tensors, groups) if tensors else None
         micro = policy.micro_batches(len(groups.rollouts), n) if tensors else []
         old = policy.frozen_logprobs(tensors, micro, cfg.rollout.temperature) if alg.mu > 1 and micro else None
 
@@ -152,10 +154,17 @@ class GRPO(Algorithm[GRPOBatch]):
                 totals[key] = totals.get(key, 0.0) + value / alg.mu
         return {**totals, "groups_skipped": float(skipped)}
 
-    def _loss_mask(self, tensors: Packed) -> torch.Tensor:
+    def _loss_mask(self, tensors: Packed, groups: Groups) -> torch.Tensor:
+        """The packed loss mask (tool tokens already 0), less cut-off completions under reward.truncated=mask
+        and trajectories with a void turn under grpo.void_turns=mask (their rewards still shaped the
+        group's advantages; an all-void batch is all 0, and the normalizer's clamp keeps the loss 0)."""
         mask = tensors["mask"]
         if self.config.reward.truncated == "mask":  # no gradient from cut-off completions (DAPO's overlong filter)
             mask = mask * (~tensors["truncated"]).float().unsqueeze(-1)
+        if self.config.grpo.void_turns == "mask":
+            void = torch.tensor([bool(r.segments) and is_void(r, s)  # multi-turn trajectories only
+                                 for r, s in zip(groups.rollouts, groups.scores, strict=True)])
+            mask = mask * (~void).float().unsqueeze(-1)
         return mask
 
 

@@ -59,16 +59,46 @@ class SFT(Algorithm[SFTBatch]):
         from rlvr.data.supervised import sft_examples
 
         data = self.config.data
+        if self.config.env.name not in (None, "none"):
+            return self._tool_examples(rows, tokenizer)
         if not self.plan.reads_dataset:
             return sft_examples(None, path=data.dataset, tokenizer=tokenizer, keep_status=data.keep_status)
         return sft_examples(rows)
 
+    def _tool_examples(self, rows: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
+        """With an environment: generated arith tool traces, or a file's traces with every recorded
+        output checked by re-running its code in the environment (a fabricated output is refused)."""
+        from rlvr.data.supervised import sft_examples
+        from rlvr.environments.registry import environment_from_config
+        from rlvr.environments.traces import check_traces, tool_examples
+
+        if self.plan.reads_dataset:
+            return tool_examples(rows)
+        data = self.config.data
+        examples = sft_examples(None, path=data.dataset, tokenizer=tokenizer, keep_status=data.keep_status)
+        env = environment_from_config(self.config.env)
+        try:
+            check_traces(env, [(e.id, e.metadata["response"]) for e in examples])
+        finally:
+            env.close()
+        return examples
+
     def make_step(self, context: TrainContext, timer: Timer) -> Step:
         examples = shard_groups(context.stream.take(self.config.rollout.prompts_per_step), context.ctx)
-        rows = [response_rollout(context.tokenizer, context.prompt_text(e), e.metadata["response"], i)
+        rows = [self._rollout(context.tokenizer, context.prompt_text(e), e.metadata["response"], i)
                 for i, e in enumerate(examples)]
         tokens = sum(len(r.token_ids) for r in rows)
         return Step(SFTBatch(rows), {"examples": float(len(rows)), "response_tokens_mean": tokens / max(1, len(rows))})
+
+    def _rollout(self, tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, index: int) -> Rollout:
+        """A response as the policy packs it; with an environment, a tool trace tokenized by the segment
+        code of RL rollouts (each part alone; the tool's outputs masked), so SFT tokens are RL tokens."""
+        if self.config.env.name in (None, "none"):
+            return response_rollout(tokenizer, prompt, response, index)
+        from rlvr.environments.traces import split_trace
+        from rlvr.rollout.multiturn import segment_rollout
+
+        return segment_rollout(tokenizer, prompt, split_trace(response), index)
 
     def learn(self, policy: Learner, batch: SFTBatch) -> dict[str, float]:
         return sft_update(policy, batch.rollouts, self.config.sft.reduction)

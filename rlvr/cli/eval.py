@@ -59,6 +59,13 @@ def _generation_options(command):
         click.option("--sandbox", type=click.Choice(names.SANDBOX_CHOICES), default=None,
                      help="Where the `code` verifier runs HumanEval programs [default: auto = docker, else "
                           "bwrap, else local (a subprocess: NOT a security boundary)]."),
+        click.option("--env", default=None,
+                     help="An environment the model calls while it reasons, e.g. python: its ```python cells run "
+                          "in a sandbox (multi-turn; tool statistics in summary.json) [default: none]."),
+        click.option("--env-backend", type=click.Choice(names.SANDBOX_CHOICES), default="auto", show_default=True,
+                     help="The --env sandbox: auto = docker, else bwrap (never local, which must be named)."),
+        click.option("--env-max-turns", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Tool calls per sample at most (--env)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
         click.option("--max-model-len", type=click.IntRange(min=16), default=4096, show_default=True,
                      help="Context length the engine reserves (prompt + completion)."),
@@ -192,19 +199,20 @@ def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Pa
     from rlvr.eval.run import finished_summary, run_eval, summary_table
     from rlvr.eval.spec import describe, engine_dtype, settings_of
 
-    engine = None
+    engine = env = None
     summaries = {}
     try:
         for spec, examples, verifier in plan:
             common = dict(sampling=spec.sampling(), samples=spec.samples, style=spec.style,
                           instruction=spec.instruction, select=opts["select"],
-                          run_info={"model": model, **spec.settings()})
+                          run_info={"model": model, **spec.settings(), **_env_info(opts)})
             target = output / _slug(Path(spec.benchmark).name)  # a data file's results go under its file name
             summary = finished_summary(target, examples, verifier, **common)
             if summary is None:
+                env = env or _environment(opts)
                 engine = engine or engine_factory()
                 summary = run_eval(engine, examples, verifier, output_dir=target, name=spec.benchmark,
-                                   chunk_size=opts["chunk_size"], workers=opts["workers"], **common)
+                                   chunk_size=opts["chunk_size"], workers=opts["workers"], env=env, **common)
                 summary.update(engine=getattr(engine, "kind", type(engine).__name__), dtype=engine_dtype(engine))
                 (target / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
             summaries[spec.benchmark] = summary
@@ -214,7 +222,25 @@ def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Pa
     finally:
         if engine is not None:
             engine.close()
+        if env is not None:
+            env.close()
     return summaries
+
+
+def _env_info(opts: dict[str, Any]) -> dict[str, Any]:
+    """What the environment adds to a results folder's config (nothing without --env: plain runs resume as before)."""
+    if opts["env"] in (None, names.NO_ENV):
+        return {}
+    return {"env": opts["env"], "env_max_turns": opts["env_max_turns"]}
+
+
+def _environment(opts: dict[str, Any]):
+    """The --env environment (None without one); no sandbox to run in is one line, exit 2."""
+    from rlvr.config import EnvConfig
+    from rlvr.environments.registry import environment_from_config
+
+    return environment_from_config(EnvConfig(name=opts["env"], max_turns=opts["env_max_turns"],
+                                             backend=opts["env_backend"]))
 
 
 @click.command("eval")

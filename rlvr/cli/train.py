@@ -30,6 +30,7 @@ FLAGS = {
     "eval_every": "eval.every",
     "strategy": "distributed.strategy",
     "tensor_parallel_size": "rollout.tensor_parallel_size",
+    "env": "env.name",
 }
 
 
@@ -57,6 +58,9 @@ FLAGS = {
               help="Under torchrun: ddp replicates the policy on every rank, fsdp2 shards it [config: ddp].")
 @click.option("--tensor-parallel-size", type=int, default=None,
               help="vllm: GPUs one rollout engine is sharded over (under torchrun: that many consecutive ranks) [config: 1].")
+@click.option("--env", default=None,
+              help="An environment the policy calls while it reasons, e.g. python (its ```python cells run in a "
+                   "sandbox; env.backend=auto: docker, else bwrap); none = single turn [config: none].")
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -149,7 +153,7 @@ PANELS = {
     "signal": ("zero_variance_fraction", "truncation_rate", "clip_fraction"),
     "policy": ("entropy", "kl"),
     "optimizer": ("grad_norm", "lr"),
-    "step time (s)": ("time_generate", "time_verify", "time_learn", "time_sync"),
+    "step time (s)": ("time_generate", "time_verify", "time_learn", "time_sync", "time_tool"),
 }
 
 
@@ -164,7 +168,8 @@ def plot(run_dir: str, output: str | None) -> None:
     if not steps:
         raise InputError(f"{run_dir}: no metrics.jsonl records (not a training run folder, or no step finished)")
     target = Path(output) if output else Path(run_dir) / "curves.png"
-    plot_metrics(steps, read_metrics(run_dir, "eval.jsonl"), target, title=str(run_dir))
+    evals = [r for r in read_metrics(run_dir, "eval.jsonl") if r.get("eval_tool") != "off"]  # with the run's tool
+    plot_metrics(steps, evals, target, title=str(run_dir))
     click.echo(f"wrote {target}")
 
 

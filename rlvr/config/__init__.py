@@ -3,7 +3,7 @@ CLI overrides (load), with "auto" sizes per device and algorithm (defaults)."""
 
 from __future__ import annotations
 
-from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM
+from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM, AUTO_WITH_ENV
 from rlvr.config.load import (
     CHOICES,
     RENAMED,
@@ -20,6 +20,7 @@ from rlvr.config.schema import (
     DataConfig,
     DistributedConfig,
     DPOConfig,
+    EnvConfig,
     EvalConfig,
     GRPOConfig,
     LoggingConfig,
@@ -35,11 +36,13 @@ from rlvr.config.schema import (
 __all__ = [
     "AUTO",
     "AUTO_BY_ALGORITHM",
+    "AUTO_WITH_ENV",
     "CHOICES",
     "RENAMED",
     "CheckpointConfig",
     "DPOConfig",
     "DataConfig",
+    "EnvConfig",
     "DistributedConfig",
     "EvalConfig",
     "GRPOConfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AUTO", "AUTO_BY_ALGORITHM"]
+__all__ = ["AUTO", "AUTO_BY_ALGORITHM", "AUTO_WITH_ENV"]
 
 #: what "auto" (None) resolves to, by device: small enough for 2 CPU cores, or a GPU's worth. The CPU
 #: values were picked from measured runs (README: "Why these defaults"); the GPU ones are production sizes.
@@ -48,4 +48,12 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
         "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
     },
+}
+
+#: with an environment (env.name set), what differs from AUTO (applied after AUTO_BY_ALGORITHM, before
+#: AUTO): arith `expert` (4 terms, 3 digits, +-*: beyond a small model's head, easy with the tool), and
+#: room for a cell, its output and the answer (model and tool tokens share max_new_tokens)
+AUTO_WITH_ENV: dict[str, dict[str, Any]] = {
+    "cpu": {"data.difficulty": "expert", "rollout.max_new_tokens": 96},
+    "cuda": {"data.difficulty": "expert", "rollout.max_new_tokens": 2048},
 }

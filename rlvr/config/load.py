@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr import names
-from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM
+from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM, AUTO_WITH_ENV
 from rlvr.config.schema import GRPOConfig, TrainConfig
 from rlvr.errors import InputError
 
@@ -50,6 +50,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "grpo.tis": (names.AUTO, "on", "off"),
     "optimizer.schedule": names.SCHEDULES,
     "distributed.strategy": names.STRATEGIES,
+    "grpo.void_turns": names.GRPO_VOID_TURNS,
+    "env.backend": names.SANDBOX_CHOICES,
 }
 
 _POSITIVE = (
@@ -64,6 +66,10 @@ _POSITIVE = (
     "optimizer.micro_batch_size",
     "reward.timeout",
     "rollout.tensor_parallel_size",
+    "env.max_turns",
+    "env.timeout",
+    "env.memory",
+    "env.max_output_chars",
 )
 _NON_NEGATIVE = (
     "model.lora_r",
@@ -258,7 +264,8 @@ def resolve_auto(config: TrainConfig, device: str) -> TrainConfig:
         },
     )
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    for table in (AUTO_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {}), AUTO[kind]):
+    with_env = AUTO_WITH_ENV[kind] if config.env.name not in (None, names.NO_ENV) else {}
+    for table in (AUTO_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {}), with_env, AUTO[kind]):
         for key, value in table.items():
             if _get(resolved, key) is None:
                 _set(resolved, key, value, "auto")

@@ -1,5 +1,5 @@
 """The training configuration's sections: one dataclass each (model, data, rollout, reward, grpo,
-sft, rft, dpo, optimizer, logging, checkpoint, eval, distributed) under `TrainConfig`."""
+sft, rft, dpo, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ __all__ = [
     "DPOConfig",
     "DataConfig",
     "DistributedConfig",
+    "EnvConfig",
     "EvalConfig",
     "GRPOConfig",
     "LoggingConfig",
@@ -107,6 +108,9 @@ class GRPOConfig:
     tis_cap: float = 2.0
     dynamic_sampling: bool = False  # drop zero-variance groups and refill (DAPO)
     max_refill_rounds: int = 2  # dynamic sampling: extra generate rounds per step at most
+    # with an environment: keep, or mask the loss of trajectories with a void turn (neither a tool call
+    # nor an answer; SimpleTIR), their rewards staying in the group's statistics
+    void_turns: str = "keep"
 
 
 @dataclass
@@ -175,6 +179,18 @@ class EvalConfig:
 
 
 @dataclass
+class EnvConfig:
+    """A multi-turn environment the policy calls while it reasons (rlvr.environments); None = single turn."""
+
+    name: str | None = None  # None / "none" = today's single-turn path; python = the built-in tool
+    max_turns: int = 4  # tool calls per trajectory at most
+    timeout: float = 5.0  # seconds per call
+    memory: int = 512  # MB per call
+    max_output_chars: int = 1024  # a call's output is cut here
+    backend: str = "auto"  # sandbox: auto (docker, else bwrap; never local), docker, bwrap, local
+
+
+@dataclass
 class DistributedConfig:
     strategy: str = "ddp"  # under torchrun: ddp (weights replicated) or fsdp2 (weights, grads, Adam state sharded)
 
@@ -197,3 +213,4 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)

@@ -70,6 +70,21 @@ def _text(value: Any, source: str, number: int, field: str) -> str:
     raise InputError(f"{source}: row {number}: field {field!r} must be text or a list of chat messages")
 
 
+def _turn_text(messages: list[dict[str, Any]]) -> str:
+    """The messages of a tool-using turn as one trace: a tool message is the output block of the
+    ```python cell before it (opened, where the assistant's text did not already, and closed)."""
+    text = ""
+    for message in messages:
+        content = str(message.get("content", ""))
+        if message.get("role") != "tool":
+            text += content
+            continue
+        if not text.rstrip().endswith("```output"):
+            text = text.rstrip("\n") + "\n```output"
+        text += f"\n{content.strip(chr(10))}\n```\n"
+    return text
+
+
 def _file_example(
     row: dict[str, Any], number: int, source: str, tokenizer: Any, keep_status: str | None
 ) -> Example | None:
@@ -81,9 +96,13 @@ def _file_example(
         messages = row["messages"]
         if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
             raise InputError(f"{source}: row {number}: 'messages' must end with an assistant message")
-        rendered = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        # a tool-using turn: the assistant and tool messages after the last user message are one response
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 2)
+        turn = messages[last_user + 1:] if any(m.get("role") == "tool" for m in messages[last_user + 1:]) else messages[-1:]
+        rendered = tokenizer.apply_chat_template(messages[:len(messages) - len(turn)], tokenize=False,
+                                                 add_generation_prompt=True)
         user = next((m["content"] for m in reversed(messages[:-1]) if m.get("role") == "user"), "")
-        return Example(ident, str(user), gold, {"response": str(messages[-1]["content"]), "rendered_prompt": rendered})
+        return Example(ident, str(user), gold, {"response": _turn_text(turn), "rendered_prompt": rendered})
     if "completion" not in row or "prompt" not in row:
         raise InputError(
             f"{source}: row {number}: an SFT row needs 'prompt' and 'completion', or 'messages' "

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from rlvr.errors import RlvrError
+
 __all__ = ["Call", "CallStatus", "Environment", "EnvironmentBroken", "Observation"]
 
 
@@ -26,9 +28,10 @@ class CallStatus(str, enum.Enum):
         return self.value
 
 
-class EnvironmentBroken(RuntimeError):
+class EnvironmentBroken(RlvrError, RuntimeError):
     """The environment itself cannot work (sandbox daemon down, bwrap gone): says nothing about the
-    model's call and must stop the run with this message, never be turned into an observation."""
+    model's call and must stop the run with this message, never be turned into an observation
+    (the command line ends with it as one line, exit code 1)."""
 
 
 @dataclass(frozen=True)

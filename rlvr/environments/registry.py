@@ -9,7 +9,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, cast
 
+from rlvr import names
 from rlvr.environments.base import Environment
+from rlvr.errors import InputError
 from rlvr.verifiers.registry import Registry, VerifierOptionError
 from rlvr.verifiers.registry import _check_options as _check_verifier_options
 
@@ -20,6 +22,7 @@ __all__ = [
     "UnknownEnvironment",
     "build_environment",
     "default_registry",
+    "environment_from_config",
     "register_environment",
 ]
 
@@ -93,3 +96,25 @@ def default_registry() -> EnvironmentRegistry:
 def build_environment(name: str, registry: EnvironmentRegistry | None = None, **options: Any) -> Environment:
     """The environment `name` built with `options` (e.g. max_turns=4, backend="bwrap")."""
     return (registry or default_registry()).create(name, **options)
+
+
+#: environments that take the sandbox options env.timeout, env.memory, env.max_output_chars, env.backend
+SANDBOXED = ("python",)
+
+
+def environment_from_config(env: Any) -> Environment | None:
+    """The environment an `EnvConfig` (rlvr.config) names, or None for the single-turn path (env.name
+    None or "none"). Every environment gets env.max_turns; the sandboxed ones the sandbox options too.
+    An unknown name or option, or no sandbox to run in, is one InputError naming the option."""
+    if env.name is None or env.name == names.NO_ENV:
+        return None
+    options: dict[str, Any] = {"max_turns": env.max_turns}
+    if env.name in SANDBOXED:
+        options.update(timeout=env.timeout, memory=env.memory, max_output_chars=env.max_output_chars,
+                       backend=env.backend)
+    try:
+        return build_environment(env.name, **options)
+    except UnknownEnvironment as err:
+        raise InputError(f"--env {env.name!r}: {err}") from None
+    except (ValueError, TypeError) as err:
+        raise InputError(f"env {env.name!r}: {err}") from None

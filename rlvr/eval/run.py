@@ -118,14 +118,16 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
              style: str = "chat", output_dir: str | Path | None = None, instruction: str | None = None,
              chunk_size: int = 64, workers: int | None = None, timeout: float = 10.0,
              max_failure_rate: float | None = 0.05, progress: bool = True, run_info: dict[str, Any] | None = None,
-             name: str = "eval", select: str | Sequence[str] | None = None) -> dict[str, Any]:
+             name: str = "eval", select: str | Sequence[str] | None = None, env: Any = None) -> dict[str, Any]:
     """Generate `samples` completions per example, score them with `verifier` through the runner,
     and return the summary (see `summarize`). With `output_dir`, every finished example's samples
     are appended to samples.jsonl at once and examples already complete there are skipped;
     summary.json is rewritten at the end. `chunk_size` is completions per generate call.
     `select` (selector specs, see rlvr.eval.best_of_n) also picks one completion per problem without
     the gold, for each selector, and the summary reports best-of-N@SPEC. A style that reproduces another tool's
-    task (lm-eval) also records that task's own metrics per sample, beside the verdict."""
+    task (lm-eval) also records that task's own metrics per sample, beside the verdict. With an
+    environment (`env`, rlvr.environments) every sample is a multi-turn trajectory using the tool;
+    its calls go to samples.jsonl and the summary gets `tool` statistics and timing tool_s."""
     from rlvr.rollout.collect import sample_and_score
     from rlvr.eval.best_of_n import build_selector
     from rlvr.verifiers.scoring import runner_for
@@ -165,7 +167,8 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
             contextlib.ExitStack() as stack:
         choosers = [stack.enter_context(selector) for selector in selectors]
         for start in range(0, len(todo), per_call):
-            collected = sample_and_score(engine, runner, todo[start:start + per_call], samples, sampling, template)
+            collected = sample_and_score(engine, runner, todo[start:start + per_call], samples, sampling, template,
+                                         env=env)
             t0 = time.perf_counter()
             choice = {c.spec: c.scores([r.text for r in collected.rollouts],
                                        [collected.examples[r.prompt_index] for r in collected.rollouts],
@@ -174,6 +177,8 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
             timing["select_s"] += time.perf_counter() - t0
             timing["generate_s"] += collected.generate_s
             timing["verify_s"] += collected.verify_s
+            if env is not None:
+                timing["tool_s"] = timing.get("tool_s", 0.0) + collected.tool_s
             timing["completion_tokens"] += sum(len(r.token_ids) for r in collected.rollouts)
             timing["prompt_tokens"] += sum(len(r.prompt_token_ids) for r in collected.rollouts)
             fresh = _records(collected, choice)
@@ -186,6 +191,8 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     summary = summarize(examples, records, samples, select=select)
     summary.update({"name": name, "style": style, "verifier": verifier.name, "sampling": _sampling_json(sampling),
                     "timing": timing, **(run_info or {})})
+    if env is not None:
+        summary["tool"] = _tool_summary(records)
     if directory is not None:
         write_json(directory / SUMMARY_FILE, summary)
     return summary
@@ -228,10 +235,27 @@ def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, li
         }
         if "lm_eval" in score.details:
             record["lm_eval"] = score.details["lm_eval"]
+        if rollout.segments:  # multi-turn: the calls (code, status, output) and the tool's share of the tokens
+            record["tool_calls"] = [dict(call) for call in rollout.tool_calls]
+            record["tool_tokens"] = len(rollout.token_ids) - sum(rollout.mask)
         if choice:
             record["select_scores"] = {spec: scores[k] for spec, scores in choice.items()}
         fresh[example.id].append(record)
     return fresh
+
+
+def _tool_summary(records: dict[str, list[dict]]) -> dict[str, Any]:
+    """Tool use over every sample: calls per sample, the share of samples that called it, error and
+    timeout rates of the calls, tool tokens per sample."""
+    rows = [r for rs in records.values() for r in rs]
+    calls = [c for r in rows for c in r.get("tool_calls", ())]
+    statuses = [c.get("status") for c in calls]
+    total = max(1, len(rows))
+    return {"calls_mean": round(len(calls) / total, 4),
+            "used_rate": round(sum(bool(r.get("tool_calls")) for r in rows) / total, 4),
+            "error_rate": round(sum(s != "ok" for s in statuses) / max(1, len(calls)), 4),
+            "timeout_rate": round(statuses.count("timeout") / max(1, len(calls)), 4),
+            "tool_tokens_mean": round(sum(r.get("tool_tokens", 0) for r in rows) / total, 2)}
 
 
 def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
@@ -242,6 +266,8 @@ def _accumulate(previous: dict[str, float], current: dict[str, float]) -> dict[s
     """Timing over every session that generated into this directory; tokens/s = tokens / generate time."""
     total = {k: previous.get(k, 0) + current.get(k, 0) for k in ("generate_s", "verify_s", "select_s", "wall_s",
                                                                    "completion_tokens", "prompt_tokens")}
+    if "tool_s" in current:  # with an environment: seconds in tool calls, beside generate_s
+        total["tool_s"] = previous.get("tool_s", 0) + current["tool_s"]
     total["sessions"] = int(previous.get("sessions", 0)) + 1
     total["tokens_per_s"] = total["completion_tokens"] / total["generate_s"] if total["generate_s"] else None
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in total.items()}

@@ -21,7 +21,7 @@ __all__ = ["MODEL_PLACEHOLDER", "EvalSpec", "describe", "differences", "engine_d
 MODEL_PLACEHOLDER = "{model}"
 #: the settings that define a number, in the order they are named; `n` is the problems actually scored
 SETTINGS = ("benchmark", "split", "n", "samples", "style", "instruction", "verifier", "max_new_tokens",
-            "temperature", "top_p", "top_k", "seed", "engine", "dtype")
+            "temperature", "top_p", "top_k", "seed", "engine", "dtype", "env")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,8 @@ class EvalSpec:
     prompt_field: str | None = None
     answer_field: str | None = "answer"
     max_model_len: int | None = None  # the context the engine reserved (vllm: it shapes the batches); not a setting
+    env: str | None = None  # the environment the model calls while it reasons (rlvr.environments), None = none
+    env_max_turns: int | None = None
 
     def __post_init__(self) -> None:
         if not is_data_file(self.benchmark):  # the canonical text, so equal settings compare equal
@@ -53,7 +55,7 @@ class EvalSpec:
 
     @classmethod
     def from_train_config(cls, config: Any, *, engine: str = "auto", dtype: str = "auto",
-                          max_model_len: int | None = None) -> EvalSpec:
+                          max_model_len: int | None = None, env: str | None = None) -> EvalSpec:
         """The held-out eval a (resolved) TrainConfig runs; `engine`, `dtype` and `max_model_len` are those of
         the engine that generates it (the trainer knows them once the engine is up)."""
         spec, split, limit = held_out_spec(config)
@@ -63,7 +65,8 @@ class EvalSpec:
                    max_new_tokens=config.eval.max_new_tokens or rollout.max_new_tokens,
                    temperature=config.eval.temperature, top_p=rollout.top_p, top_k=rollout.top_k, seed=config.seed,
                    engine=engine, dtype=dtype, prompt_field=config.data.prompt_field,
-                   answer_field=config.data.answer_field, max_model_len=max_model_len)
+                   answer_field=config.data.answer_field, max_model_len=max_model_len, env=env,
+                   env_max_turns=config.env.max_turns if env else None)
 
     def examples(self, *, data_dir: str | None = None, id_field: str | None = None) -> list[Example]:
         return load_spec(self.benchmark, self.split, limit=self.limit, data_dir=data_dir,
@@ -93,7 +96,8 @@ class EvalSpec:
             args.append(("--top-k", self.top_k))
         if is_data_file(self.benchmark):
             args += [("--prompt-field", self.prompt_field), ("--answer-field", self.answer_field)]
-        args += [("--engine", self.engine), ("--dtype", self.dtype), ("--max-model-len", self.max_model_len)]
+        args += [("--engine", self.engine), ("--dtype", self.dtype), ("--max-model-len", self.max_model_len),
+                 ("--env", self.env), ("--env-max-turns", self.env_max_turns)]
         head = "rlvr eval --model " + (model if model == MODEL_PLACEHOLDER else shlex.quote(model))
         return " ".join([head, *(f"{flag} {shlex.quote(str(value))}" for flag, value in args if value is not None)])
 
@@ -122,6 +126,8 @@ def describe(settings: dict[str, Any]) -> str:
         parts.append(f"{settings['samples']} samples")
     if settings.get("style") not in (None, "chat"):
         parts.append(f"style {settings['style']}")
+    if settings.get("env"):
+        parts.append(f"with {settings['env']}")
     return " · ".join(parts)
 
 

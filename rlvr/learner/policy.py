@@ -38,7 +38,9 @@ def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
 def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
     """Rows [pad.. prompt | completion ..pad]: prompts left-padded to P, completions right-padded to C,
     so completion logits are the same slice for every row. Every `group_size` consecutive rows share
-    one prompt (a GRPO group, a DPO pair; 1 for SFT rows)."""
+    one prompt (a GRPO group, a DPO pair; 1 for SFT rows). `mask` is each rollout's loss mask: a
+    multi-turn rollout's tool tokens are 0 there, so they get no gradient, entropy, KL or TIS weight
+    (the learner's logprobs of them are 0 too)."""
     P = max(len(r.prompt_token_ids) for r in rollouts)
     C = max(1, max(len(r.token_ids) for r in rollouts))
     rows, attn, comp, mask, behavior = [], [], [], [], []
@@ -47,7 +49,7 @@ def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
         rows.append([pad] * (P - len(p)) + p + c + [pad] * (C - len(c)))
         attn.append([0] * (P - len(p)) + [1] * (len(p) + len(c)) + [0] * (C - len(c)))
         comp.append(c + [pad] * (C - len(c)))
-        mask.append([1.0] * len(c) + [0.0] * (C - len(c)))
+        mask.append([float(m) for m in r.mask] + [0.0] * (C - len(c)))  # tool tokens (multi-turn): 0
         behavior.append(list(r.logprobs[:len(c)]) + [0.0] * (len(c) - len(r.logprobs[:len(c)])) + [0.0] * (C - len(c)))
     attention = torch.tensor(attn)
     prompts = [list(r.prompt_token_ids) for r in rollouts[::group_size]]

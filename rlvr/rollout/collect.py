@@ -27,6 +27,7 @@ class Collected:
     n: int
     generate_s: float = 0.0
     verify_s: float = 0.0
+    tool_s: float = 0.0  # with an environment: seconds in tool calls (not part of generate_s)
 
     def rewards(self) -> list[list[float]]:
         """[G][n] rewards, as the verifier gave them."""
@@ -40,14 +41,27 @@ class Collected:
 
 
 def sample_and_score(
-    engine: Any, runner: Any, examples: Sequence[Example], n: int, sampling: Any, template: Callable[[Example], str]
+    engine: Any,
+    runner: Any,
+    examples: Sequence[Example],
+    n: int,
+    sampling: Any,
+    template: Callable[[Example], str],
+    env: Any = None,
 ) -> Collected:
     """Render each example with `template`, generate `n` completions per prompt with `sampling`, and
-    score every completion against its own example through `runner` (a `rlvr.verifiers.runner.Runner`)."""
+    score every completion against its own example through `runner` (a `rlvr.verifiers.runner.Runner`).
+    With an environment (`env`, rlvr.environments) each completion is a multi-turn trajectory
+    (rlvr.rollout.multiturn): the verifier scores `Rollout.text`, the model's own text only, so a
+    tool's output never reaches the reward; nothing of the example but its prompt reaches the tool."""
     examples = list(examples)
     prompts = [template(e) for e in examples]
     started = time.perf_counter()
-    rollouts = engine.generate(prompts, n, sampling) if examples else []
+    timings: dict[str, float] = {}
+    if env is None:
+        rollouts = engine.generate(prompts, n, sampling) if examples else []
+    else:
+        rollouts = _multiturn(engine, env, prompts, n, sampling, timings) if examples else []
     generated = time.perf_counter()
     if len(rollouts) != len(examples) * n:
         raise RuntimeError(
@@ -61,6 +75,15 @@ def sample_and_score(
         list(rollouts),
         list(scores),
         n,
-        generate_s=generated - started,
+        generate_s=generated - started - timings.get("tool_s", 0.0),
         verify_s=time.perf_counter() - generated,
+        tool_s=timings.get("tool_s", 0.0),
     )
+
+
+def _multiturn(engine: Any, env: Any, prompts: list[str], n: int, sampling: Any, timings: dict) -> list[Rollout]:
+    from rlvr.rollout.multiturn import generate_multiturn
+
+    tokenizer = engine.tokenizer
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]  # as Engine.generate encodes text
+    return generate_multiturn(engine, env, ids, n, sampling, timings=timings)

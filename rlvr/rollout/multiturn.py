@@ -16,7 +16,7 @@ from rlvr.errors import InputError
 from rlvr.rollout.base import Engine, SamplingConfig, TokenPrompt
 from rlvr.types import Rollout
 
-__all__ = ["FINISH_REASONS", "generate_multiturn", "turn_seed"]
+__all__ = ["FINISH_REASONS", "generate_multiturn", "segment_rollout", "turn_seed"]
 
 #: how a multi-turn trajectory can end
 FINISH_REASONS = {
@@ -183,3 +183,21 @@ def _append_observation(
             **{k: v for k, v in obs.details.items() if k in ("seconds", "truncated")},
         }
     )
+
+
+def segment_rollout(
+    tokenizer: Any, prompt: str, parts: Sequence[tuple[str, str]], index: int = 0, *, eos: bool = True
+) -> Rollout:
+    """A fixed multi-turn trajectory (an SFT tool trace) as the Rollout RL would have built: each part
+    tokenized alone, as an observation is (never the whole text at once), tool parts masked with
+    logprob 0, the end-of-sequence token after the last model part; `text` is the model's parts."""
+    t = _Trajectory(index, 0, tuple(tokenizer(prompt, add_special_tokens=False)["input_ids"]), None)
+    for kind, text in parts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        t.extend(kind, ids, [0.0] * len(ids))
+        if kind == "model":
+            t.texts.append(text)
+    if eos and tokenizer.eos_token_id is not None:
+        t.extend("model", [tokenizer.eos_token_id], [0.0])
+    t.finish = "stop"
+    return t.rollout()

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 
 from rlvr.types import Rollout, Score, Status
 
-__all__ = ["rollout_metrics"]
+__all__ = ["is_void", "rollout_metrics", "tool_metrics"]
+
+#: finishes in which the model itself ended its last turn (not the tool budget)
+_MODEL_ENDED = ("stop", "length", "context")
 
 
 def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dict[str, float]:
@@ -42,3 +45,32 @@ def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dic
         metrics[f"reward_{name}_mean"] = t.mean().item()
         metrics[f"reward_{name}_std"] = t.std().item() if len(t) > 1 else 0.0
     return metrics
+
+
+def is_void(rollout: Rollout, score: Score) -> bool:
+    """Whether a multi-turn trajectory has a void turn (SimpleTIR): a turn with neither a tool call nor
+    an answer. A turn that opened an output block with no code to run is one; so is a last turn the
+    model ended (or was cut off in) without a call when the trajectory holds no answer at all."""
+    if any(call.get("status") == "invalid" for call in rollout.tool_calls):
+        return True
+    return rollout.finish_reason in _MODEL_ENDED and score.status is Status.NO_ANSWER
+
+
+def tool_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """What metrics.jsonl says about the tool use of a step's multi-turn trajectories: calls and turns
+    per rollout, error / timeout rates (of calls), void rate, model vs tool tokens, budget finishes."""
+    total = max(1, len(rollouts))
+    calls = [c for r in rollouts for c in r.tool_calls]
+    statuses = [str(c.get("status")) for c in calls]
+    tool_tokens = sum(len(r.token_ids) - sum(r.mask) for r in rollouts)
+    return {
+        "tool_calls_mean": len(calls) / total,
+        "turns_mean": sum(max(1, sum(kind == "model" for kind, _, _ in r.segments)) for r in rollouts) / total,
+        "tool_error_rate": sum(s != "ok" for s in statuses) / max(1, len(calls)),
+        "tool_timeout_rate": statuses.count("timeout") / max(1, len(calls)),
+        "void_rate": sum(is_void(r, s) for r, s in zip(rollouts, scores, strict=True)) / total,
+        "model_tokens": float(sum(sum(r.mask) for r in rollouts)),
+        "tool_tokens": float(tool_tokens),
+        "tool_budget_rate": sum(r.finish_reason == "tool_budget" for r in rollouts) / total,
+        "context_rate": sum(r.finish_reason == "context" for r in rollouts) / total,
+    }

@@ -293,7 +293,8 @@ class Monitor:
             print(step_line(step, self._total, metrics), flush=True)
         return fired
 
-    def log_eval(self, step: int, summary: dict[str, Any]) -> None:
+    def log_eval(self, step: int, summary: dict[str, Any], tool: str | None = None) -> None:
+        """One eval.jsonl record; `tool` ("on"/"off") marks a run with an environment and its tool-off eval."""
         if not self.enabled:
             return
         record = {
@@ -303,6 +304,8 @@ class Monitor:
             "eval_n": summary.get("n_problems"),
             "eval_mean_reward": summary.get("mean_reward"),
             "eval_truncated_rate": summary.get("truncated_rate"),
+            **({"eval_tool": tool, "eval_tool_calls_mean": (summary.get("tool") or {}).get("calls_mean")}
+               if tool else {}),
         }
         append_jsonl(self.directory / "eval.jsonl", [record])
         if record["eval_accuracy"] is not None:

@@ -35,7 +35,7 @@ from rlvr.train.monitor import truncate_metrics
 from rlvr.types import Example
 
 __all__ = ["Data", "EngineSpec", "Placement", "Resumed", "Seeded", "audit_reward", "build_policy", "build_runner",
-           "build_verifier", "check_config", "engine_holds_weights", "engine_spec", "holds_weights", "load_data",
+           "build_environment", "build_verifier", "check_config", "engine_holds_weights", "engine_spec", "holds_weights", "load_data",
            "place", "prepare_run_folder", "prompt_stream", "resolve_device", "resume_state", "seed_rngs",
            "start_engine"]
 
@@ -267,6 +267,18 @@ def prompt_stream(algorithm: Algorithm[Any], data: Data, tokenizer: Any, config:
     return PromptStream(examples, config.seed, config.data.shuffle, **resumed.data)
 
 
+# ------------------------------------------------------------------------------ environment
+
+
+def build_environment(config: TrainConfig) -> Any:
+    """The environment named by env.name with its env.* options, or None for the single-turn path.
+    An unknown name or option, or no sandbox to run in (env.backend=auto finds neither docker nor
+    bwrap), is one InputError naming the option."""
+    from rlvr.environments.registry import environment_from_config
+
+    return environment_from_config(config.env)
+
+
 # ------------------------------------------------------------------------------ runner, run folder
 
 
@@ -302,4 +314,7 @@ def check_config(config: TrainConfig, available: torch.device) -> TrainConfig:
     algorithm = create_algorithm(resolved.algorithm, resolved)
     build_verifier(resolved)
     load_data(algorithm.plan, resolved)
+    environment = build_environment(resolved)  # the sandbox must work here: refused now, not after loading
+    if environment is not None:
+        environment.close()
     return resolved

@@ -34,9 +34,11 @@ def _eval_record(directory: Path, record: dict[str, Any] | None) -> dict[str, An
 
 def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | None, audit: Any = None) -> dict[str, Any]:
     """Write DIR/summary.json from DIR/eval.jsonl (the step-0 eval is `before`, the last one at or after
-    step 1 is `after`), atomically, and return it. `accuracy` and `ci` are fractions. `eval_command` is the
-    `rlvr eval` command (with {model}) that reproduces before and after, `eval_settings` what defines them."""
-    evals = read_metrics(directory, "eval.jsonl")
+    step 1 is `after`; with an environment, the last tool-off eval is `after_tool_off`), atomically,
+    and return it. `accuracy` and `ci` are fractions. `eval_command` is the `rlvr eval` command (with
+    {model}) that reproduces before and after, `eval_settings` what defines them."""
+    records = read_metrics(directory, "eval.jsonl")
+    evals = [r for r in records if r.get("eval_tool") != "off"]  # with the run's tool, when it has one
     before = next((r for r in evals if r["step"] == 0), None)
     after = next((r for r in reversed(evals) if r["step"] > 0), None)
     summary: dict[str, Any] = {"before": _block(before), "after": _block(after), "steps": steps,
@@ -51,6 +53,9 @@ def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | N
         changed = differences(settings_of(made["before"]), settings_of(made["after"]))
         if changed:  # e.g. a run resumed with another eval config: the gain mixes two measurements
             summary["eval_settings_differ"] = changed
+    tool_off = next((r for r in reversed(records) if r.get("eval_tool") == "off"), None)
+    if tool_off is not None:  # the same checkpoint as `after`, with the environment off
+        summary["after_tool_off"] = _block(tool_off)
     if summary["before"] and summary["after"]:
         summary["gain"] = summary["after"]["accuracy"] - summary["before"]["accuracy"]
         summary["separated"] = summary["after"]["ci"][0] > summary["before"]["ci"][1] or \
@@ -76,6 +81,8 @@ def summary_table(summary: dict[str, Any]) -> str:
 
     lines = [f"{'held-out accuracy':<20}{cell(summary.get('before'))}  (before)",
              f"{'':<20}{cell(summary.get('after'))}  (after)"]
+    if "after_tool_off" in summary:
+        lines.append(f"{'':<20}{cell(summary['after_tool_off'])}  (after, tool off)")
     if "gain" in summary:
         lines.append(f"{'gain':<20}{summary['gain'] * 100:+.1f} points, intervals "
                      f"{'separated' if summary['separated'] else 'overlap'}")

@@ -72,6 +72,7 @@ class Trainer:
         self.plan = self.algorithm.plan
         self.model_path = resolve_model(cfg.model.name)
         self.verifier = stages.build_verifier(cfg)
+        self.env = stages.build_environment(cfg)  # None: the single-turn path; refused here before any model loads
         self.audit = stages.audit_reward(cfg, self.verifier) if self.ctx.is_main else None
         data = stages.load_data(self.plan, cfg)
         self.eval_examples = data.held_out
@@ -124,6 +125,8 @@ class Trainer:
                 periodic = cfg.eval.every and self.step_number % cfg.eval.every == 0
                 if periodic or (done and cfg.eval.before_after):
                     self.evaluate()
+                if done and cfg.eval.before_after and self.env is not None:  # does the gain come from the tool?
+                    self.evaluate(tool=False)
             self.save()
             if self.step_number >= cfg.optimizer.max_steps:
                 self.save_final()
@@ -163,6 +166,8 @@ class Trainer:
                 report = self.sync_engine()
         metrics = {**made.metrics, "epoch": self.stream.epoch, **learned, "lr": lr, "param_delta": moved,
                    **timer.metrics()}
+        if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
+            metrics["tool_s"], metrics["generate_s"] = timer.seconds.get("tool", 0.0), timer.seconds.get("generate", 0.0)
         if "completion_tokens" in metrics and timer.seconds.get("generate"):
             metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
         metrics.update(reduce_metrics(metrics, self.ctx))
@@ -208,9 +213,11 @@ class Trainer:
 
     def collect(self, examples: Sequence[Example], n: int, sampling: SamplingConfig, timer: Timer) -> Collected:
         """Generate n completions per example and verify them (timed as generate and verify)."""
-        collected = sample_and_score(self.engine, self.runner, examples, n, sampling, self.template)
+        collected = sample_and_score(self.engine, self.runner, examples, n, sampling, self.template, env=self.env)
         timer.add("generate", collected.generate_s)
         timer.add("verify", collected.verify_s)
+        if self.env is not None:
+            timer.add("tool", collected.tool_s)
         return collected
 
     def sampling(self, round_: int) -> SamplingConfig:
@@ -226,8 +233,9 @@ class Trainer:
 
     # -------------------------------------------------------------------------- eval, state, output
 
-    def evaluate(self) -> dict[str, Any] | None:
-        """Held-out accuracy through rlvr.eval.run.run_eval: the template, extraction and verifier of `rlvr eval`."""
+    def evaluate(self, *, tool: bool = True) -> dict[str, Any] | None:
+        """Held-out accuracy through rlvr.eval.run.run_eval: the template, extraction and verifier of `rlvr eval`;
+        with the run's environment unless `tool` is False (the same checkpoint with the tool off)."""
         summary = None
         # a tensor-parallel engine needs all its ranks: then every rank runs the same eval, rank 0 writes it
         everyone = isinstance(self.engine, TensorParallelEngine)
@@ -237,17 +245,21 @@ class Trainer:
             from rlvr.eval.spec import EvalSpec, engine_dtype
 
             engine = self.engine.engine if everyone else self.engine
-            output_dir = self.out / "eval" / f"step_{self.step_number:06d}" if self.ctx.is_main else None
+            env = self.env if tool else None
+            folder = f"step_{self.step_number:06d}" + ("" if env is self.env else "_tool_off")
+            output_dir = self.out / "eval" / folder if self.ctx.is_main else None
             # the settings `rlvr eval` takes to reproduce it: built by the same function, recorded with the result
             spec = EvalSpec.from_train_config(self.config, engine=getattr(engine, "kind", "auto"), dtype=engine_dtype(engine),
-                                              max_model_len=getattr(engine, "max_model_len", None))
+                                              max_model_len=getattr(engine, "max_model_len", None),
+                                              env=self.config.env.name if env is not None else None)
             summary = run_eval(engine, self.eval_examples, self.verifier, sampling=spec.sampling(),
                                style=spec.style, instruction=spec.instruction, samples=spec.samples,
                                run_info={**spec.settings(), "eval_command": spec.to_command()},
                                output_dir=output_dir, progress=False,
                                workers=self.config.reward.workers, timeout=self.config.reward.timeout,
-                               max_failure_rate=None, name=f"step {self.step_number}")
-            self.monitor.log_eval(self.step_number, summary)
+                               max_failure_rate=None, name=f"step {self.step_number}", env=env)
+            self.monitor.log_eval(self.step_number, summary,
+                                  tool=None if self.env is None else "on" if tool else "off")
         barrier(self.ctx)
         return summary
 
@@ -283,6 +295,8 @@ class Trainer:
     def close(self) -> None:
         self.monitor.close()
         self.runner.close()
+        if self.env is not None:
+            self.env.close()
         if self.owns_engine:
             self.engine.close()
 
