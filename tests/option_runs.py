@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 from unittest import mock
 
 import torch
@@ -25,11 +26,27 @@ from rlvr.train.monitor import read_metrics
 VARIED = "math+overlong:max_tokens=60,buffer=50,unit=chars"
 
 BASE: dict[str, Any] = {
-    "model.name": "{tiny}", "device": "cpu", "model.dtype": "float32", "rollout.engine": "hf",
-    "data.dataset": "arith", "data.size": 32, "reward.workers": 0, "reward.audit": False, "reward.verifier": VARIED,
-    "rollout.n": 2, "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 8, "rollout.temperature": 1.0,
-    "optimizer.lr": 1e-3, "optimizer.max_steps": 2, "optimizer.warmup_steps": 0, "logging.output": "{out}",
-    "logging.progress": False, "checkpoint.every": 0, "eval.before_after": False, "logging.samples_every": 1,
+    "model.name": "{tiny}",
+    "device": "cpu",
+    "model.dtype": "float32",
+    "rollout.engine": "hf",
+    "data.dataset": "arith",
+    "data.size": 32,
+    "reward.workers": 0,
+    "reward.audit": False,
+    "reward.verifier": VARIED,
+    "rollout.n": 2,
+    "rollout.prompts_per_step": 2,
+    "rollout.max_new_tokens": 8,
+    "rollout.temperature": 1.0,
+    "optimizer.lr": 1e-3,
+    "optimizer.max_steps": 2,
+    "optimizer.warmup_steps": 0,
+    "logging.output": "{out}",
+    "logging.progress": False,
+    "checkpoint.every": 0,
+    "eval.before_after": False,
+    "logging.samples_every": 1,
 }
 
 PREFS = "prefs"  # a prompt/chosen/rejected file
@@ -37,53 +54,133 @@ PREFS = "prefs"  # a prompt/chosen/rejected file
 #: name -> overrides on top of BASE; one in-process run each (`rlvr train` in a subprocess: names starting "cmd_")
 SCENARIOS: dict[str, dict[str, Any]] = {
     "base": {},
-    "order": {"seed": 7, "data.size": 12, "data.difficulty": "hard", "data.split": "test", "data.shuffle": False,
-              "data.instruction": "Answer in one word.", "logging.progress": True, "reward.audit": True},
-    "plain": {"data.style": "plain", "rollout.prompts_per_step": 3, "rollout.n": 3, "rollout.temperature": 0.5,
-              "rollout.top_p": 0.9, "rollout.max_new_tokens": 5, "optimizer.micro_batch_size": 3,
-              "optimizer.skip_zero_advantage": False},
+    "order": {
+        "seed": 7,
+        "data.size": 12,
+        "data.difficulty": "hard",
+        "data.split": "test",
+        "data.shuffle": False,
+        "data.instruction": "Answer in one word.",
+        "logging.progress": True,
+        "reward.audit": True,
+    },
+    "plain": {
+        "data.style": "plain",
+        "rollout.prompts_per_step": 3,
+        "rollout.n": 3,
+        "rollout.temperature": 0.5,
+        "rollout.top_p": 0.9,
+        "rollout.max_new_tokens": 5,
+        "optimizer.micro_batch_size": 3,
+        "optimizer.skip_zero_advantage": False,
+    },
     # top_k 1 is greedy: a group's completions are all the same (every advantage 0); some stop, some are cut off
     "flat": {"rollout.top_k": 1},
-    "flat_masked": {"rollout.top_k": 1, "optimizer.skip_zero_advantage": False, "optimizer.weight_decay": 0.1,
-                    "reward.truncated": "mask"},
+    "flat_masked": {
+        "rollout.top_k": 1,
+        "optimizer.skip_zero_advantage": False,
+        "optimizer.weight_decay": 0.1,
+        "reward.truncated": "mask",
+    },
     "mask_all": {"reward.truncated": "mask", "rollout.max_new_tokens": 2},  # every completion is cut off
-    "penalty": {"rollout.top_k": 1, "reward.truncated": "penalty", "reward.overlong_buffer": 6, "reward.verifier": "math",
-                "rollout.prompts_per_step": 4},
+    "penalty": {
+        "rollout.top_k": 1,
+        "reward.truncated": "penalty",
+        "reward.overlong_buffer": 6,
+        "reward.verifier": "math",
+        "rollout.prompts_per_step": 4,
+    },
     "refill": {"grpo.dynamic_sampling": True},
     "refill_bound": {"rollout.top_k": 1, "grpo.dynamic_sampling": True, "grpo.max_refill_rounds": 1},
     "mu": {"grpo.mu": 2, "grpo.clip_eps_low": 0.0, "grpo.clip_eps_high": 0.0},
     "kl_full": {"grpo.beta": 0.1, "grpo.kl_estimator": "k2"},
     "kl_lora": {"grpo.beta": 0.1, "model.lora_r": 4},
-    "lora": {"model.lora_r": 4, "model.lora_alpha": 16, "model.lora_dropout": 0.1, "model.lora_target": "q_proj,v_proj",
-             "optimizer.lr": 1e-2},
-    "lora_cut": {"model.lora_r": 4, "model.lora_alpha": 16, "model.lora_dropout": 0.1, "model.lora_target": "q_proj,v_proj",
-                 "optimizer.lr": 1e-2, "optimizer.max_steps": 1},
-    "tis": {"grpo.tis": "on", "grpo.tis_cap": 1.5, "grpo.loss": "dr_grpo", "grpo.advantage": "rloo",
-            "grpo.ratio_level": "sequence", "rollout.n": 3},
+    "lora": {
+        "model.lora_r": 4,
+        "model.lora_alpha": 16,
+        "model.lora_dropout": 0.1,
+        "model.lora_target": "q_proj,v_proj",
+        "optimizer.lr": 1e-2,
+    },
+    "lora_cut": {
+        "model.lora_r": 4,
+        "model.lora_alpha": 16,
+        "model.lora_dropout": 0.1,
+        "model.lora_target": "q_proj,v_proj",
+        "optimizer.lr": 1e-2,
+        "optimizer.max_steps": 1,
+    },
+    "tis": {
+        "grpo.tis": "on",
+        "grpo.tis_cap": 1.5,
+        "grpo.loss": "dr_grpo",
+        "grpo.advantage": "rloo",
+        "grpo.ratio_level": "sequence",
+        "rollout.n": 3,
+    },
     "file": {"data.dataset": "{prompts}", "data.prompt_field": "q", "data.answer_field": "gold", "data.limit": 3},
     "sft": {"algorithm": "sft", "data.dataset": "{samples}", "data.keep_status": "wrong", "sft.reduction": "sequence"},
-    "rft": {"algorithm": "rft", "rft.max_per_prompt": 1, "reward.verifier": "repetition:n=8", "rollout.n": 4,
-            "rollout.temperature": 0.7, "rollout.max_new_tokens": 24},
-    "dpo_ipo": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.loss": "ipo", "dpo.beta": 0.25,
-                "optimizer.max_steps": 1},
+    "rft": {
+        "algorithm": "rft",
+        "rft.max_per_prompt": 1,
+        "reward.verifier": "repetition:n=8",
+        "rollout.n": 4,
+        "rollout.temperature": 0.7,
+        "rollout.max_new_tokens": 24,
+    },
+    "dpo_ipo": {
+        "algorithm": "dpo",
+        "data.dataset": "{prefs}",
+        "dpo.loss": "ipo",
+        "dpo.beta": 0.25,
+        "optimizer.max_steps": 1,
+    },
     "dpo_smooth": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.label_smoothing": 0.5, "optimizer.max_steps": 1},
     "dpo_free": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.reference_free": True, "optimizer.max_steps": 1},
     "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
-    "dense": {"optimizer.share_prompt": False, "rollout.dtype": "bfloat16", "model.lean_activations": False,
-              "model.keep_freed_memory": False},
-    "cosine": {"optimizer.lr": 2e-3, "optimizer.warmup_steps": 1, "optimizer.min_lr_ratio": 0.5, "optimizer.max_steps": 3},
-    "clipped": {"optimizer.max_grad_norm": 1e-9, "optimizer.beta1": 0.5, "optimizer.beta2": 0.9, "optimizer.max_steps": 1},
-    "checkpoints": {"checkpoint.every": 1, "checkpoint.keep_last": 1, "optimizer.max_steps": 3, "logging.samples_every": 2,
-                    "optimizer.schedule": "constant"},
-    "eval_every": {"eval.every": 1, "eval.limit": 3, "eval.split": "train", "eval.temperature": 0.5,
-                   "eval.max_new_tokens": 4},
+    "dense": {
+        "optimizer.share_prompt": False,
+        "rollout.dtype": "bfloat16",
+        "model.lean_activations": False,
+        "model.keep_freed_memory": False,
+    },
+    "cosine": {
+        "optimizer.lr": 2e-3,
+        "optimizer.warmup_steps": 1,
+        "optimizer.min_lr_ratio": 0.5,
+        "optimizer.max_steps": 3,
+    },
+    "clipped": {
+        "optimizer.max_grad_norm": 1e-9,
+        "optimizer.beta1": 0.5,
+        "optimizer.beta2": 0.9,
+        "optimizer.max_steps": 1,
+    },
+    "checkpoints": {
+        "checkpoint.every": 1,
+        "checkpoint.keep_last": 1,
+        "optimizer.max_steps": 3,
+        "logging.samples_every": 2,
+        "optimizer.schedule": "constant",
+    },
+    "eval_every": {
+        "eval.every": 1,
+        "eval.limit": 3,
+        "eval.split": "train",
+        "eval.temperature": 0.5,
+        "eval.max_new_tokens": 4,
+    },
     "eval_gsm8k": {"eval.before_after": True, "eval.dataset": "gsm8k", "eval.limit": 2},
     "failures": {"reward.verifier": "code:backend=local", "reward.max_failure_rate": 1.0, "optimizer.max_steps": 1},
     "failures_stop": {"reward.verifier": "code:backend=local"},
     "workers": {"reward.workers": 1, "reward.timeout": 2.5, "optimizer.max_steps": 1},
     # options that are inert or need a service in one CPU process, in one run
-    "wandb": {"logging.wandb": True, "logging.wandb_project": "rlvr-options", "distributed.strategy": "fsdp2",
-              "model.gradient_checkpointing": True},
+    "wandb": {
+        "logging.wandb": True,
+        "logging.wandb_project": "rlvr-options",
+        "distributed.strategy": "fsdp2",
+        "model.gradient_checkpointing": True,
+    },
     "short_context": {"rollout.max_model_len": 16},
     "cmd_train": {"optimizer.max_steps": 1},
     "cmd_strict": {"reward.verifier": "boxed_format", "reward.audit": True, "reward.strict_audit": True},
@@ -183,7 +280,7 @@ class Runs:
                 run.built = Trainer(load_config(None, overrides), resume=resume)
                 _spy_trainer(run.built, run)
                 run.built.train()
-            except Exception as err:  # a scenario that must be refused: the row checks run.error
+            except Exception as err:  # noqa: BLE001 - a scenario that must be refused: the row checks run.error's type and message
                 run.error = err
         run.stdout = stdout.getvalue()
         return run
@@ -193,17 +290,25 @@ class Runs:
         out = Path(overrides.pop("logging.output"))
         config = self.root / f"{name}.yaml"
         config.write_text(dump_yaml(load_config(None, overrides)))
-        proc = subprocess.run([sys.executable, "-m", "rlvr", "train", "--config", str(config), "-o", str(out)],
-                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "rlvr", "train", "--config", str(config), "-o", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         return Run(out, stdout=proc.stdout + proc.stderr, returncode=proc.returncode)
 
 
 def _recorder(calls: dict[str, list[Any]], name: str, fn: Callable, note: Callable | None = None) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = fn(*args, **kwargs)
-        calls.setdefault(name, []).append(note(args, kwargs, result) if note else
-                                          SimpleNamespace(args=args, kwargs=kwargs, result=result))
+        calls.setdefault(name, []).append(
+            note(args, kwargs, result) if note else SimpleNamespace(args=args, kwargs=kwargs, result=result)
+        )
         return result
+
     return wrapper
 
 
@@ -216,8 +321,13 @@ def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
         run.engine_kwargs.update(kwargs, kind=args[0])
         return kwargs
 
-    stack.enter_context(mock.patch.object(rlvr.rollout, "create_engine",
-                                          _recorder(run.calls, "create_engine", rlvr.rollout.create_engine, engine_kwargs)))
+    stack.enter_context(
+        mock.patch.object(
+            rlvr.rollout,
+            "create_engine",
+            _recorder(run.calls, "create_engine", rlvr.rollout.create_engine, engine_kwargs),
+        )
+    )
     for module, name in ((grpo, "policy_loss"), (sft, "sft_normalizer"), (dpo, "dpo_loss")):
         stack.enter_context(mock.patch.object(module, name, _recorder(run.calls, name, getattr(module, name))))
 
@@ -228,9 +338,15 @@ def _spy_trainer(trainer: Any, run: Run) -> None:
     evaluating = []
 
     def generation(args: tuple, kwargs: dict, result: Any) -> Any:
-        prompts, n, sampling = (list(args) + [kwargs.get("n"), kwargs.get("sampling")])[:3]
-        return SimpleNamespace(prompts=list(prompts), n=n, sampling=sampling, rollouts=result,
-                               step=trainer.step_number, training=not evaluating)
+        prompts, n, sampling = [*args, kwargs.get("n"), kwargs.get("sampling")][:3]
+        return SimpleNamespace(
+            prompts=list(prompts),
+            n=n,
+            sampling=sampling,
+            rollouts=result,
+            step=trainer.step_number,
+            training=not evaluating,
+        )
 
     def evaluate() -> Any:
         evaluating.append(True)
@@ -244,16 +360,23 @@ def _spy_trainer(trainer: Any, run: Run) -> None:
     trainer.evaluate = evaluate
     trainer.engine.generate = _recorder(calls, "generate", trainer.engine.generate, generation)
     trainer.save = _recorder(calls, "save", trainer.save, lambda a, k, r: trainer.step_number)
-    trainer.algorithm.make_step = _recorder(calls, "make_step", trainer.algorithm.make_step,
-                                            lambda a, k, r: SimpleNamespace(step=trainer.step_number, made=r))
+    trainer.algorithm.make_step = _recorder(
+        calls,
+        "make_step",
+        trainer.algorithm.make_step,
+        lambda a, k, r: SimpleNamespace(step=trainer.step_number, made=r),
+    )
     if hasattr(trainer.algorithm, "_groups"):
         trainer.algorithm._groups = _recorder(calls, "groups", trainer.algorithm._groups, lambda a, k, r: r)
-    trainer.runner.score = _recorder(calls, "worker_pids", trainer.runner.score, lambda a, k, r: trainer.runner.worker_pids())
+    trainer.runner.score = _recorder(
+        calls, "worker_pids", trainer.runner.score, lambda a, k, r: trainer.runner.worker_pids()
+    )
     policy.frozen_logprobs = _recorder(calls, "frozen_logprobs", policy.frozen_logprobs)
     policy._shared_prompt_logits = _recorder(calls, "shared_prompt", policy._shared_prompt_logits, lambda a, k, r: 1)
     if hasattr(policy.module, "disable_adapter"):
-        policy.module.disable_adapter = _recorder(calls, "disable_adapter", policy.module.disable_adapter,
-                                                  lambda a, k, r: 1)
+        policy.module.disable_adapter = _recorder(
+            calls, "disable_adapter", policy.module.disable_adapter, lambda a, k, r: 1
+        )
 
 
 class FakeWandb:
@@ -264,7 +387,7 @@ class FakeWandb:
         self.logged: list[tuple[dict[str, Any], int]] = []
         self.finished = 0
 
-    def init(self, **kwargs: Any) -> "FakeWandb":
+    def init(self, **kwargs: Any) -> FakeWandb:
         self.inits.append(kwargs)
         return self
 
@@ -330,16 +453,19 @@ def write_data_files(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     files = {"prompts": folder / "prompts.jsonl", "samples": folder / "samples.jsonl", "prefs": folder / "prefs.jsonl"}
     rows = [{"q": f"Add {i} and {i + 2}.", "gold": str(2 * i + 2)} for i in range(5)]
-    samples = [{"id": f"s/{i}", "sample": 0, "prompt": f"<rendered {i}>", "completion": str(i), "gold": "0",
-                "status": status} for i, status in enumerate(["correct", "wrong", "no_answer", "wrong", "correct"])]
+    samples = [
+        {"id": f"s/{i}", "sample": 0, "prompt": f"<rendered {i}>", "completion": str(i), "gold": "0", "status": status}
+        for i, status in enumerate(["correct", "wrong", "no_answer", "wrong", "correct"])
+    ]
     prefs = [{"prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": "no idea"} for i in range(4)]
     for name, content in (("prompts", rows), ("samples", samples), ("prefs", prefs)):
         files[name].write_text("".join(json.dumps(r) + "\n" for r in content))
     return files
 
 
-def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1,
-                   examples: Any = ()) -> tuple[Any, dict]:
+def engine_options(
+    tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1, examples: Any = ()
+) -> tuple[Any, dict]:
     """What the engine stages (rlvr.train.stages.engine_spec, start_engine) hand a vLLM engine for this
     config on `device` (which this machine need not have), serving `examples`: the engine is replaced by
     a recorder, so nothing starts."""
@@ -349,8 +475,9 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
     from rlvr.distributed import DistContext
     from rlvr.train import stages
 
-    config = resolve_auto(load_config(None, {**BASE, "model.name": str(tiny), "logging.output": "unused", **overrides}),
-                          device)
+    config = resolve_auto(
+        load_config(None, {**BASE, "model.name": str(tiny), "logging.output": "unused", **overrides}), device
+    )
     seen: dict[str, Any] = {}
 
     def create_engine(kind: str, model_path: Any, **kwargs: Any) -> Any:
@@ -359,12 +486,33 @@ def engine_options(tiny: Path, overrides: dict[str, Any], device: str, world_siz
 
     placement = stages.Placement(config, torch.device(device), "float32")
     ctx = DistContext(0, world_size, 0, torch.device(device), True)
-    with mock.patch("rlvr.rollout.create_engine", create_engine), mock.patch.object(stages, "holds_weights", lambda k: True):
+    with (
+        mock.patch("rlvr.rollout.create_engine", create_engine),
+        mock.patch.object(stages, "holds_weights", return_value=True),
+    ):
         spec = stages.engine_spec(config, placement, ctx, "vllm", tiny, examples)
         engine = stages.start_engine(spec, ctx)
     return engine, seen
 
 
-__all__ = ["BASE", "FakeWandb", "Run", "Runs", "SCENARIOS", "VARIED", "adapter_config", "batches", "engine_options",
-           "final_weights", "ids", "loss_kwargs", "moved", "optimizer_steps", "prompts", "refused", "series", "summary",
-           "value_at"]
+__all__ = [
+    "BASE",
+    "SCENARIOS",
+    "VARIED",
+    "FakeWandb",
+    "Run",
+    "Runs",
+    "adapter_config",
+    "batches",
+    "engine_options",
+    "final_weights",
+    "ids",
+    "loss_kwargs",
+    "moved",
+    "optimizer_steps",
+    "prompts",
+    "refused",
+    "series",
+    "summary",
+    "value_at",
+]

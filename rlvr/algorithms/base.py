@@ -3,8 +3,9 @@ several algorithms share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Generic, Hashable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import torch
 

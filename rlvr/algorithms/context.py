@@ -3,7 +3,8 @@ algorithms (rlvr/algorithms/) and the Trainer (rlvr.train.trainer), which implem
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from rlvr.data.stream import PromptStream
 from rlvr.distributed import DistContext

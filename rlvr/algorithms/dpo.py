@@ -15,8 +15,8 @@ from rlvr.algorithms.context import Timer, TrainContext
 from rlvr.config import TrainConfig
 from rlvr.distributed import all_reduce_sum, shard_groups
 from rlvr.learner.protocol import Learner
-from rlvr.rollout.stats import rollout_metrics
 from rlvr.objectives import dpo
+from rlvr.rollout.stats import rollout_metrics
 from rlvr.types import Example, Rollout, Score
 
 if TYPE_CHECKING:
@@ -52,8 +52,12 @@ class DPO(Algorithm[PairBatch]):
         from rlvr.data.supervised import is_preference_file
 
         offline = is_preference_file(config.data.dataset)
-        return DataPlan(trains_on="preferences" if offline else "prompts", samples_online=not offline,
-                        reads_dataset=not offline, needs_reference=not config.dpo.reference_free)
+        return DataPlan(
+            trains_on="preferences" if offline else "prompts",
+            samples_online=not offline,
+            reads_dataset=not offline,
+            needs_reference=not config.dpo.reference_free,
+        )
 
     def training_examples(self, rows: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
         from rlvr.data.supervised import preference_examples
@@ -64,8 +68,11 @@ class DPO(Algorithm[PairBatch]):
         cfg = self.config
         examples = shard_groups(context.stream.take(cfg.rollout.prompts_per_step), context.ctx)
         if not self.plan.samples_online:
-            rows = [response_rollout(context.tokenizer, context.prompt_text(e), e.metadata[key], i)
-                    for i, e in enumerate(examples) for key in ("chosen", "rejected")]
+            rows = [
+                response_rollout(context.tokenizer, context.prompt_text(e), e.metadata[key], i)
+                for i, e in enumerate(examples)
+                for key in ("chosen", "rejected")
+            ]
             return Step(PairBatch(rows), {"pairs": float(len(examples))})
         collected = context.collect(examples, cfg.rollout.n, context.sampling(0), timer)
         rows = []
@@ -85,8 +92,12 @@ class DPO(Algorithm[PairBatch]):
         mask = tensors["mask"]
         reference = None
         if not opts.reference_free:
-            reference = torch.cat([sequence_logprobs(policy.reference_logprobs(tensors, idx), mask[idx].to(policy.device))
-                                   for idx in micro])
+            reference = torch.cat(
+                [
+                    sequence_logprobs(policy.reference_logprobs(tensors, idx), mask[idx].to(policy.device))
+                    for idx in micro
+                ]
+            )
         pairs = all_reduce_sum(torch.tensor(float(len(batch.rollouts) // 2)), policy.ctx)
         tokens = mask.sum(-1)
 
@@ -94,10 +105,21 @@ class DPO(Algorithm[PairBatch]):
             logprobs, _ = policy.logprobs(tensors, idx)
             summed = sequence_logprobs(logprobs, mask[idx].to(logprobs.device))
             ref = None if reference is None else reference[idx]
-            loss, m = dpo.dpo_loss(summed[0::2], summed[1::2], None if ref is None else ref[0::2],
-                                   None if ref is None else ref[1::2], loss_type=opts.loss, beta=opts.beta,
-                                   label_smoothing=opts.label_smoothing, chosen_tokens=tokens[idx][0::2],
-                                   rejected_tokens=tokens[idx][1::2], normalizer=pairs, loss_scale=policy.ctx.world_size)
-            return loss, {f"dpo_{k.replace('/', '_')}" if k != "loss" else k: v for k, v in m.items()} | {"tokens": m["pairs"]}
+            loss, m = dpo.dpo_loss(
+                summed[0::2],
+                summed[1::2],
+                None if ref is None else ref[0::2],
+                None if ref is None else ref[1::2],
+                loss_type=opts.loss,
+                beta=opts.beta,
+                label_smoothing=opts.label_smoothing,
+                chosen_tokens=tokens[idx][0::2],
+                rejected_tokens=tokens[idx][1::2],
+                normalizer=pairs,
+                loss_scale=policy.ctx.world_size,
+            )
+            return loss, {f"dpo_{k.replace('/', '_')}" if k != "loss" else k: v for k, v in m.items()} | {
+                "tokens": m["pairs"]
+            }
 
         return policy.step(micro, loss_fn)

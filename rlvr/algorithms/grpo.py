@@ -4,16 +4,17 @@ group-relative advantages, the clipped policy-gradient objective of rlvr.objecti
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 from rlvr.algorithms.base import Algorithm, DataPlan, Step
 from rlvr.algorithms.context import Timer, TrainContext
 from rlvr.config import TrainConfig
 from rlvr.distributed import agree, all_reduce_sum, gather_cat, shard_groups
-from rlvr.rollout.stats import is_void, rollout_metrics, tool_metrics
 from rlvr.learner.protocol import Learner, Packed
 from rlvr.objectives import grpo
 from rlvr.rollout.collect import Collected
+from rlvr.rollout.stats import is_void, rollout_metrics, tool_metrics
 from rlvr.types import Example, Rollout, Score
 
 __all__ = ["GRPO", "Groups"]
@@ -28,21 +29,28 @@ class Groups:
     scores: list[Score]
     rewards: torch.Tensor  # [G, n], shaped rewards (after any overlong penalty)
 
-    def select(self, keep: torch.Tensor) -> "Groups":
+    def select(self, keep: torch.Tensor) -> Groups:
         n = self.rewards.shape[1]
         groups = [g for g in range(len(self.examples)) if keep[g]]
         flat = [g * n + j for g in groups for j in range(n)]
-        return Groups([self.examples[g] for g in groups], [self.rollouts[i] for i in flat],
-                      [self.scores[i] for i in flat], self.rewards[keep])
+        return Groups(
+            [self.examples[g] for g in groups],
+            [self.rollouts[i] for i in flat],
+            [self.scores[i] for i in flat],
+            self.rewards[keep],
+        )
 
-    def first(self, groups: int) -> "Groups":
+    def first(self, groups: int) -> Groups:
         return self.select(torch.arange(len(self.examples)) < groups)
 
     @staticmethod
-    def concat(parts: list["Groups"], n: int) -> "Groups":
-        return Groups([e for p in parts for e in p.examples], [r for p in parts for r in p.rollouts],
-                      [s for p in parts for s in p.scores],
-                      torch.cat([p.rewards for p in parts]) if parts else torch.zeros(0, n))
+    def concat(parts: list[Groups], n: int) -> Groups:
+        return Groups(
+            [e for p in parts for e in p.examples],
+            [r for p in parts for r in p.rollouts],
+            [s for p in parts for s in p.scores],
+            torch.cat([p.rewards for p in parts]) if parts else torch.zeros(0, n),
+        )
 
 
 @dataclass
@@ -58,8 +66,12 @@ class GRPO(Algorithm[GRPOBatch]):
     @classmethod
     def make_plan(cls, config: TrainConfig) -> DataPlan:
         """Prompts sampled online; μ optimizer steps a loop step; a reference model when β > 0 (the KL term)."""
-        return DataPlan(trains_on="prompts", samples_online=True, needs_reference=bool(config.grpo.beta),
-                        optimizer_steps=config.grpo.mu)
+        return DataPlan(
+            trains_on="prompts",
+            samples_online=True,
+            needs_reference=bool(config.grpo.beta),
+            optimizer_steps=config.grpo.mu,
+        )
 
     # -------------------------------------------------------------------------- the batch
 
@@ -88,26 +100,34 @@ class GRPO(Algorithm[GRPOBatch]):
         # rank holds as many groups, so this rank's rows are one slice of the gathered batch
         mine = len(groups.examples)
         everyone = gather_cat(groups.rewards, ctx)
-        advantages = grpo.group_advantages(everyone, cfg.grpo.advantage)[ctx.rank * mine:(ctx.rank + 1) * mine]
+        advantages = grpo.group_advantages(everyone, cfg.grpo.advantage)[ctx.rank * mine : (ctx.rank + 1) * mine]
         advantages = advantages.reshape(-1)
         use_tis = cfg.grpo.tis == "on" or (cfg.grpo.tis == "auto" and context.sampler_logprobs)
         metrics = {
             **rollout_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]),
             "zero_variance_fraction": first_zero_variance.float().mean().item(),
-            "groups_trained": len(groups.examples), "generate_rounds": rounds,
+            "groups_trained": len(groups.examples),
+            "generate_rounds": rounds,
         }
         if any(r.segments for b, _ in seen for r in b.rollouts):  # multi-turn: the tool's share of the step
-            metrics.update(tool_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts]))
+            metrics.update(
+                tool_metrics([s for b, _ in seen for s in b.scores], [r for b, _ in seen for r in b.rollouts])
+            )
         return Step(GRPOBatch(groups, advantages, use_tis), metrics, (first.examples, first.rollouts, first.scores))
 
     def _groups(self, collected: Collected) -> Groups:
         rewards = torch.tensor([s.reward for s in collected.scores], dtype=torch.float32)
         if self.config.reward.truncated == "penalty":
             lengths = torch.tensor([len(r.token_ids) for r in collected.rollouts])
-            rewards = rewards + grpo.overlong_penalty(lengths, self.config.rollout.max_new_tokens,
-                                                      self.config.reward.overlong_buffer)
-        return Groups(collected.examples, collected.rollouts, collected.scores,
-                      rewards.reshape(len(collected.examples), collected.n))
+            rewards = rewards + grpo.overlong_penalty(
+                lengths, self.config.rollout.max_new_tokens, self.config.reward.overlong_buffer
+            )
+        return Groups(
+            collected.examples,
+            collected.rollouts,
+            collected.scores,
+            rewards.reshape(len(collected.examples), collected.n),
+        )
 
     # -------------------------------------------------------------------------- the update
 
@@ -121,8 +141,9 @@ class GRPO(Algorithm[GRPOBatch]):
         n = groups.rewards.shape[1]
         tensors = policy.pack(groups.rollouts, n)
         # the denominator belongs to the whole batch, whatever part of it is run below
-        normalizer = all_reduce_sum(grpo.loss_normalizer(alg.loss, self._loss_mask(tensors, groups), cfg.rollout.max_new_tokens),
-                                    policy.ctx).clamp(min=1.0)  # no token left (all masked): loss 0, not 0/0 = NaN weights
+        normalizer = all_reduce_sum(
+            grpo.loss_normalizer(alg.loss, self._loss_mask(tensors, groups), cfg.rollout.max_new_tokens), policy.ctx
+        ).clamp(min=1.0)  # no token left (all masked): loss 0, not 0/0 = NaN weights
         skipped = 0
         # with β = 0 a group whose advantages are all 0 adds nothing to the loss or its gradient, so it
         # need not run; under DDP every rank must run a backward in step, so there it always does
@@ -137,14 +158,23 @@ class GRPO(Algorithm[GRPOBatch]):
         def loss_fn(idx: slice) -> tuple[torch.Tensor, dict[str, float]]:
             logprobs, entropy = policy.logprobs(tensors, idx, cfg.rollout.temperature, entropy=True)
             loss, m = grpo.policy_loss(
-                logprobs, advantages[idx].to(logprobs.device), mask[idx].to(logprobs.device),
+                logprobs,
+                advantages[idx].to(logprobs.device),
+                mask[idx].to(logprobs.device),
                 old_logprobs=None if old is None else old[idx],
                 behavior_logprobs=tensors["behavior"][idx].to(logprobs.device) if batch.use_tis else None,
                 ref_logprobs=policy.reference_logprobs(tensors, idx, cfg.rollout.temperature) if alg.beta else None,
-                loss_type=alg.loss, ratio_level=alg.ratio_level, clip_eps_low=alg.clip_eps_low,
-                clip_eps_high=alg.clip_eps_high, tis_cap=alg.tis_cap, beta=alg.beta,
-                kl_estimator=alg.kl_estimator, max_completion_length=cfg.rollout.max_new_tokens,
-                normalizer=normalizer, loss_scale=policy.ctx.world_size)
+                loss_type=alg.loss,
+                ratio_level=alg.ratio_level,
+                clip_eps_low=alg.clip_eps_low,
+                clip_eps_high=alg.clip_eps_high,
+                tis_cap=alg.tis_cap,
+                beta=alg.beta,
+                kl_estimator=alg.kl_estimator,
+                max_completion_length=cfg.rollout.max_new_tokens,
+                normalizer=normalizer,
+                loss_scale=policy.ctx.world_size,
+            )
             m["entropy"] = grpo.masked_mean(entropy, mask[idx].to(entropy.device)).item()
             return loss, m
 
@@ -162,8 +192,12 @@ class GRPO(Algorithm[GRPOBatch]):
         if self.config.reward.truncated == "mask":  # no gradient from cut-off completions (DAPO's overlong filter)
             mask = mask * (~tensors["truncated"]).float().unsqueeze(-1)
         if self.config.grpo.void_turns == "mask":
-            void = torch.tensor([bool(r.segments) and is_void(r, s)  # multi-turn trajectories only
-                                 for r, s in zip(groups.rollouts, groups.scores, strict=True)])
+            void = torch.tensor(
+                [
+                    bool(r.segments) and is_void(r, s)  # multi-turn trajectories only
+                    for r, s in zip(groups.rollouts, groups.scores, strict=True)
+                ]
+            )
             mask = mask * (~void).float().unsqueeze(-1)
         return mask
 

@@ -24,10 +24,17 @@ class RFT(Algorithm[SFTBatch]):
         kept = []
         for g in range(len(collected.examples)):
             correct = [r for r, s in collected.group(g) if s.status == Status.CORRECT and not r.truncated]
-            kept.extend(dedupe(correct, key=lambda r: r.text.strip())[:cfg.rft.max_per_prompt])
-        metrics = {**rollout_metrics(collected.scores, collected.rollouts), "kept": float(len(kept)),
-                   "prompts_with_correct": float(sum(any(s.status == Status.CORRECT for _, s in collected.group(g))
-                                                     for g in range(len(collected.examples))))}
+            kept.extend(dedupe(correct, key=lambda r: r.text.strip())[: cfg.rft.max_per_prompt])
+        metrics = {
+            **rollout_metrics(collected.scores, collected.rollouts),
+            "kept": float(len(kept)),
+            "prompts_with_correct": float(
+                sum(
+                    any(s.status == Status.CORRECT for _, s in collected.group(g))
+                    for g in range(len(collected.examples))
+                )
+            ),
+        }
         return Step(SFTBatch(kept), metrics, (collected.examples, collected.rollouts, collected.scores))
 
     def learn(self, policy: Learner, batch: SFTBatch) -> dict[str, float]:

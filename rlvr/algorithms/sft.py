@@ -3,9 +3,10 @@ the response tokens only (rlvr.objectives.sft). RFT reuses its update on the com
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,8 +39,13 @@ def sft_update(policy: Learner, rows: Sequence[Rollout], reduction: str) -> dict
 
     def loss_fn(idx: slice) -> tuple[torch.Tensor, dict[str, float]]:
         logprobs, _ = policy.logprobs(tensors, idx)
-        return sft.sft_loss(logprobs, tensors["mask"][idx].to(logprobs.device), reduction=reduction,
-                            normalizer=normalizer, loss_scale=policy.ctx.world_size)
+        return sft.sft_loss(
+            logprobs,
+            tensors["mask"][idx].to(logprobs.device),
+            reduction=reduction,
+            normalizer=normalizer,
+            loss_scale=policy.ctx.world_size,
+        )
 
     return policy.step(policy.micro_batches(len(rows), 1), loss_fn)
 
@@ -51,7 +57,9 @@ class SFT(Algorithm[SFTBatch]):
     def make_plan(cls, config: TrainConfig) -> DataPlan:
         """Fixed responses, never sampled: a file of rows (read with the policy's tokenizer), or the
         dataset's rows with their worked solutions."""
-        return DataPlan(trains_on="responses", samples_online=False, reads_dataset=not Path(config.data.dataset).is_file())
+        return DataPlan(
+            trains_on="responses", samples_online=False, reads_dataset=not Path(config.data.dataset).is_file()
+        )
 
     def training_examples(self, rows: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
         """Rows with `metadata["response"]`: a prompt/completion, messages or samples.jsonl file, or the
@@ -85,8 +93,10 @@ class SFT(Algorithm[SFTBatch]):
 
     def make_step(self, context: TrainContext, timer: Timer) -> Step:
         examples = shard_groups(context.stream.take(self.config.rollout.prompts_per_step), context.ctx)
-        rows = [self._rollout(context.tokenizer, context.prompt_text(e), e.metadata["response"], i)
-                for i, e in enumerate(examples)]
+        rows = [
+            self._rollout(context.tokenizer, context.prompt_text(e), e.metadata["response"], i)
+            for i, e in enumerate(examples)
+        ]
         tokens = sum(len(r.token_ids) for r in rows)
         return Step(SFTBatch(rows), {"examples": float(len(rows)), "response_tokens_mean": tokens / max(1, len(rows))})
 

@@ -22,58 +22,156 @@ DEFAULT_MAX_NEW_TOKENS = 512
 def _generation_options(command):
     """Options shared by eval and bench, so both generate exactly the same way."""
     options = [
-        click.option("--benchmark", "-b", default="gsm8k", show_default=True,
-                     help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith) "
-                          "or paths of JSONL/Parquet files with problem/question and answer fields. arith takes "
-                          "its difficulty and generator seed: arith:easy, arith:hard,seed=3 [default: medium, 0]."),
-        click.option("--prompt-field", default=None,
-                     help="For data files: the problem column [default: first of problem, question, prompt]."),
-        click.option("--answer-field", default="answer", show_default=True, help="For data files: the gold answer column."),
-        click.option("--id-field", default=None, help="For data files: the id column [default: file name + row number]."),
-        click.option("--split", default="test", show_default=True, help="Benchmark split (math train = MATH minus MATH-500)."),
+        click.option(
+            "--benchmark",
+            "-b",
+            default="gsm8k",
+            show_default=True,
+            help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith) "
+            "or paths of JSONL/Parquet files with problem/question and answer fields. arith takes "
+            "its difficulty and generator seed: arith:easy, arith:hard,seed=3 [default: medium, 0].",
+        ),
+        click.option(
+            "--prompt-field",
+            default=None,
+            help="For data files: the problem column [default: first of problem, question, prompt].",
+        ),
+        click.option(
+            "--answer-field", default="answer", show_default=True, help="For data files: the gold answer column."
+        ),
+        click.option(
+            "--id-field", default=None, help="For data files: the id column [default: file name + row number]."
+        ),
+        click.option(
+            "--split", default="test", show_default=True, help="Benchmark split (math train = MATH minus MATH-500)."
+        ),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems."),
-        click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Completions per problem; >1 reports avg@k, pass@k and maj@k."),
-        click.option("--select", multiple=True, metavar="SPEC",
-                     help="Best-of-N: pick one of the --samples completions per problem without the gold, by "
-                          "`majority`, a gold-free verifier spec (think_format, boxed_format, ...) or "
-                          "reward_model:model=PATH; reports best-of-N@SPEC beside pass@N and maj@N. Repeatable."),
-        click.option("--temperature", "-t", type=click.FloatRange(min=0), default=None,
-                     help="Sampling temperature [default: 0 (greedy) with one sample, 1.0 with more]."),
-        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling."),
-        click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Top-k sampling (0: off)."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
-                     help="Longest completion; longer ones are cut and count as truncated "
-                          "[default: 512; --style lm-eval: the task's own, 256]."),
-        click.option("--engine", type=click.Choice(names.ENGINE_CHOICES), default="auto", show_default=True,
-                     help="Generation engine: vllm when importable (auto), or transformers generate (hf)."),
-        click.option("--dtype", type=click.Choice((names.AUTO, *names.DTYPES)), default="auto",
-                     show_default=True, help="Engine weights dtype [auto: hf float32, vllm bfloat16 on CPU]."),
-        click.option("--style", type=click.Choice(STYLES), default="chat", show_default=True,
-                     help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain, "
-                          "lm-eval (exactly lm-eval's stock gsm8k / minerva_math prompts, stops and length)."),
-        click.option("--instruction", default=None,
-                     help="The instruction after each problem [default: the style's own] (training's data.instruction)."),
-        click.option("--verifier", default=None,
-                     help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval]."),
-        click.option("--sandbox", type=click.Choice(names.SANDBOX_CHOICES), default=None,
-                     help="Where the `code` verifier runs HumanEval programs [default: auto = docker, else "
-                          "bwrap, else local (a subprocess: NOT a security boundary)]."),
-        click.option("--env", default=None,
-                     help="An environment the model calls while it reasons, e.g. python: its ```python cells run "
-                          "in a sandbox (multi-turn; tool statistics in summary.json) [default: none]."),
-        click.option("--env-backend", type=click.Choice(names.SANDBOX_CHOICES), default="auto", show_default=True,
-                     help="The --env sandbox: auto = docker, else bwrap (never local, which must be named)."),
-        click.option("--env-max-turns", type=click.IntRange(min=1), default=4, show_default=True,
-                     help="Tool calls per sample at most (--env)."),
+        click.option(
+            "--samples",
+            "-k",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Completions per problem; >1 reports avg@k, pass@k and maj@k.",
+        ),
+        click.option(
+            "--select",
+            multiple=True,
+            metavar="SPEC",
+            help="Best-of-N: pick one of the --samples completions per problem without the gold, by "
+            "`majority`, a gold-free verifier spec (think_format, boxed_format, ...) or "
+            "reward_model:model=PATH; reports best-of-N@SPEC beside pass@N and maj@N. Repeatable.",
+        ),
+        click.option(
+            "--temperature",
+            "-t",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Sampling temperature [default: 0 (greedy) with one sample, 1.0 with more].",
+        ),
+        click.option(
+            "--top-p",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Nucleus sampling.",
+        ),
+        click.option(
+            "--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Top-k sampling (0: off)."
+        ),
+        click.option(
+            "--max-new-tokens",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Longest completion; longer ones are cut and count as truncated "
+            "[default: 512; --style lm-eval: the task's own, 256].",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(names.ENGINE_CHOICES),
+            default="auto",
+            show_default=True,
+            help="Generation engine: vllm when importable (auto), or transformers generate (hf).",
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice((names.AUTO, *names.DTYPES)),
+            default="auto",
+            show_default=True,
+            help="Engine weights dtype [auto: hf float32, vllm bfloat16 on CPU].",
+        ),
+        click.option(
+            "--style",
+            type=click.Choice(STYLES),
+            default="chat",
+            show_default=True,
+            help="Prompt template: chat (instruct models), fewshot (base models, lm-eval GSM8K format), plain, "
+            "lm-eval (exactly lm-eval's stock gsm8k / minerva_math prompts, stops and length).",
+        ),
+        click.option(
+            "--instruction",
+            default=None,
+            help="The instruction after each problem [default: the style's own] (training's data.instruction).",
+        ),
+        click.option(
+            "--verifier",
+            default=None,
+            help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval].",
+        ),
+        click.option(
+            "--sandbox",
+            type=click.Choice(names.SANDBOX_CHOICES),
+            default=None,
+            help="Where the `code` verifier runs HumanEval programs [default: auto = docker, else "
+            "bwrap, else local (a subprocess: NOT a security boundary)].",
+        ),
+        click.option(
+            "--env",
+            default=None,
+            help="An environment the model calls while it reasons, e.g. python: its ```python cells run "
+            "in a sandbox (multi-turn; tool statistics in summary.json) [default: none].",
+        ),
+        click.option(
+            "--env-backend",
+            type=click.Choice(names.SANDBOX_CHOICES),
+            default="auto",
+            show_default=True,
+            help="The --env sandbox: auto = docker, else bwrap (never local, which must be named).",
+        ),
+        click.option(
+            "--env-max-turns",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Tool calls per sample at most (--env).",
+        ),
         click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
-        click.option("--max-model-len", type=click.IntRange(min=16), default=4096, show_default=True,
-                     help="Context length the engine reserves (prompt + completion)."),
-        click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
-                     help="Completions per generate call; results are flushed after each."),
-        click.option("--workers", type=click.IntRange(min=1), default=None, help="Verifier worker processes [default: runner's choice]."),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Local data folder laid out like shared/data [default: $RLVR_DATA_DIR, else the Hub]."),
+        click.option(
+            "--max-model-len",
+            type=click.IntRange(min=16),
+            default=4096,
+            show_default=True,
+            help="Context length the engine reserves (prompt + completion).",
+        ),
+        click.option(
+            "--chunk-size",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Completions per generate call; results are flushed after each.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Verifier worker processes [default: runner's choice].",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Local data folder laid out like shared/data [default: $RLVR_DATA_DIR, else the Hub].",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -94,9 +192,8 @@ def _with_sandbox(spec: str, sandbox: str | None) -> str:
     if not any(name == "code" for _, name, _ in terms):
         return spec
     text = []
-    for weight, name, opts in terms:
-        if name == "code":
-            opts = {"backend": sandbox, **opts}
+    for weight, name, given in terms:
+        opts = {"backend": sandbox, **given} if name == "code" else given
         options = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in opts.items())
         text.append(("" if weight == 1.0 else f"{weight}*") + name + (f":{options}" if options else ""))
     return "+".join(text)
@@ -110,7 +207,9 @@ def _verifier(spec: str | None, benchmark: str, sandbox: str | None = None):
         spec = _with_sandbox(spec, sandbox)
         return build_verifier(spec)
     except UnknownVerifier as err:
-        hint = " (HumanEval needs the `code` verifier, which is not available in this install)" if "code" in spec else ""
+        hint = (
+            " (HumanEval needs the `code` verifier, which is not available in this install)" if "code" in spec else ""
+        )
         raise InputError(f"--verifier {spec}: {err}{hint}") from None
     except (ValueError, TypeError) as err:
         raise InputError(f"--verifier {spec}: {err}") from None
@@ -152,13 +251,25 @@ def _spec(name: str, opts: dict[str, Any]) -> tuple[Any, list]:
     temperature = opts["temperature"] if opts["temperature"] is not None else (0.0 if opts["samples"] == 1 else 1.0)
     if temperature == 0 and opts["samples"] > 1:
         raise InputError("--temperature 0 with --samples > 1 gives identical samples; set a temperature")
-    spec = EvalSpec(benchmark=name, split=opts["split"], limit=opts["limit"], style=opts["style"],
-                    instruction=opts["instruction"],
-                    verifier=opts["verifier"] or DEFAULT_VERIFIER.get(parse_spec(name)[0], "math"),
-                    max_new_tokens=opts["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS, temperature=temperature,
-                    top_p=opts["top_p"], top_k=opts["top_k"], seed=opts["seed"], samples=opts["samples"],
-                    engine=opts["engine"], dtype=opts["dtype"], prompt_field=opts["prompt_field"],
-                    answer_field=opts["answer_field"], max_model_len=opts["max_model_len"])
+    spec = EvalSpec(
+        benchmark=name,
+        split=opts["split"],
+        limit=opts["limit"],
+        style=opts["style"],
+        instruction=opts["instruction"],
+        verifier=opts["verifier"] or DEFAULT_VERIFIER.get(parse_spec(name)[0], "math"),
+        max_new_tokens=opts["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS,
+        temperature=temperature,
+        top_p=opts["top_p"],
+        top_k=opts["top_k"],
+        seed=opts["seed"],
+        samples=opts["samples"],
+        engine=opts["engine"],
+        dtype=opts["dtype"],
+        prompt_field=opts["prompt_field"],
+        answer_field=opts["answer_field"],
+        max_model_len=opts["max_model_len"],
+    )
     examples = spec.examples(data_dir=opts["data_dir"], id_field=opts["id_field"])
     task = style_task(opts["style"], examples[0]) if examples and not opts["max_new_tokens"] else None
     return (dataclasses.replace(spec, max_new_tokens=task.max_new_tokens) if task else spec), examples
@@ -187,11 +298,15 @@ def _against_training(model: str, summary: dict[str, Any]) -> None:
     path, recorded = found
     changed = differences(recorded, settings_of(summary))
     if changed:
-        _warn(f"{path}'s before/after was measured with other settings ({'; '.join(changed)}); its eval_command "
-              "reproduces it")
+        _warn(
+            f"{path}'s before/after was measured with other settings ({'; '.join(changed)}); its eval_command "
+            "reproduces it"
+        )
 
 
-def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Path, *, quiet: bool = False) -> dict[str, dict]:
+def _evaluate(
+    engine_factory, model: str, plan, opts: dict[str, Any], output: Path, *, quiet: bool = False
+) -> dict[str, dict]:
     """Evaluate one model on every planned benchmark into output/<benchmark>; finished ones are
     reused without loading the model (the engine is made on first need and closed at the end)."""
     from rich.console import Console
@@ -203,16 +318,30 @@ def _evaluate(engine_factory, model: str, plan, opts: dict[str, Any], output: Pa
     summaries = {}
     try:
         for spec, examples, verifier in plan:
-            common = dict(sampling=spec.sampling(), samples=spec.samples, style=spec.style,
-                          instruction=spec.instruction, select=opts["select"],
-                          run_info={"model": model, **spec.settings(), **_env_info(opts)})
+            common = dict(
+                sampling=spec.sampling(),
+                samples=spec.samples,
+                style=spec.style,
+                instruction=spec.instruction,
+                select=opts["select"],
+                run_info={"model": model, **spec.settings(), **_env_info(opts)},
+            )
             target = output / _slug(Path(spec.benchmark).name)  # a data file's results go under its file name
             summary = finished_summary(target, examples, verifier, **common)
             if summary is None:
                 env = env or _environment(opts)
                 engine = engine or engine_factory()
-                summary = run_eval(engine, examples, verifier, output_dir=target, name=spec.benchmark,
-                                   chunk_size=opts["chunk_size"], workers=opts["workers"], env=env, **common)
+                summary = run_eval(
+                    engine,
+                    examples,
+                    verifier,
+                    output_dir=target,
+                    name=spec.benchmark,
+                    chunk_size=opts["chunk_size"],
+                    workers=opts["workers"],
+                    env=env,
+                    **common,
+                )
                 summary.update(engine=getattr(engine, "kind", type(engine).__name__), dtype=engine_dtype(engine))
                 (target / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
             summaries[spec.benchmark] = summary
@@ -239,15 +368,26 @@ def _environment(opts: dict[str, Any]):
     from rlvr.config import EnvConfig
     from rlvr.environments.registry import environment_from_config
 
-    return environment_from_config(EnvConfig(name=opts["env"], max_turns=opts["env_max_turns"],
-                                             backend=opts["env_backend"]))
+    return environment_from_config(
+        EnvConfig(name=opts["env"], max_turns=opts["env_max_turns"], backend=opts["env_backend"])
+    )
 
 
 @click.command("eval")
-@click.option("--model", "-m", required=True, help="Local folder, GGUF file, or Hub id (HuggingFaceTB/SmolLM2-135M-Instruct works offline).")
-@click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
-              help="Results folder; each benchmark goes in OUTPUT/<benchmark>/ (samples.jsonl, summary.json). "
-                   "Re-running into it resumes. [default: eval-results/<model>]")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Local folder, GGUF file, or Hub id (HuggingFaceTB/SmolLM2-135M-Instruct works offline).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Results folder; each benchmark goes in OUTPUT/<benchmark>/ (samples.jsonl, summary.json). "
+    "Re-running into it resumes. [default: eval-results/<model>]",
+)
 @_generation_options
 def eval_command(model: str, output: str | None, **opts: Any) -> None:
     """Evaluate MODEL on benchmarks with the same template and verifier training uses.
@@ -263,8 +403,14 @@ def eval_command(model: str, output: str | None, **opts: Any) -> None:
 
 @click.command("bench")
 @click.argument("checkpoints", nargs=-1, required=True)
-@click.option("--output", "-o", type=click.Path(file_okay=False), default="bench-results", show_default=True,
-              help="Folder for per-checkpoint eval dirs (reused when finished) and comparison.{md,json,png}.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    default="bench-results",
+    show_default=True,
+    help="Folder for per-checkpoint eval dirs (reused when finished) and comparison.{md,json,png}.",
+)
 @_generation_options
 def bench(checkpoints: tuple[str, ...], output: str, **opts: Any) -> None:
     """Evaluate each of CHECKPOINTS on the benchmarks and write a comparison table and bar chart."""
@@ -273,8 +419,10 @@ def bench(checkpoints: tuple[str, ...], output: str, **opts: Any) -> None:
     slugs = [_slug(c) for c in checkpoints]
     if len(set(slugs)) != len(slugs):
         raise InputError("two checkpoints map to the same results folder name; give distinct paths")
-    results = {c: _evaluate(lambda c=c: _engine(c, opts), c, plan, opts, out / s, quiet=True)
-               for c, s in zip(checkpoints, slugs)}
+    results = {
+        c: _evaluate(lambda c=c: _engine(c, opts), c, plan, opts, out / s, quiet=True)
+        for c, s in zip(checkpoints, slugs, strict=True)
+    }
     from rich.console import Console
 
     table, settings = write_comparison(results, out)
@@ -291,16 +439,28 @@ def write_comparison(results: dict[str, dict[str, dict]], out: Path):
     from rlvr.eval.spec import describe, differences, settings_of
 
     benchmarks = list(dict.fromkeys(b for per in results.values() for b in per))
-    rows = {ckpt: {b: {**{k: s[k] for k in ("accuracy", "ci95", "ci_method", "metric", "n_problems", "samples",
-                                            "pass@k", "maj@k")}, "settings": settings_of(s)}
-                   for b, s in per.items()} for ckpt, per in results.items()}
+    rows = {
+        ckpt: {
+            b: {
+                **{
+                    k: s[k]
+                    for k in ("accuracy", "ci95", "ci_method", "metric", "n_problems", "samples", "pass@k", "maj@k")
+                },
+                "settings": settings_of(s),
+            }
+            for b, s in per.items()
+        }
+        for ckpt, per in results.items()
+    }
     first = {b: next(per[b]["settings"] for per in rows.values() if b in per) for b in benchmarks}
     for ckpt, per in rows.items():
         for b, row in per.items():
             changed = differences(first[b], row["settings"])
             if changed:
-                _warn(f"{b}: {ckpt} was evaluated with other settings than the first checkpoint ({'; '.join(changed)}): "
-                      "its accuracy is not comparable")
+                _warn(
+                    f"{b}: {ckpt} was evaluated with other settings than the first checkpoint ({'; '.join(changed)}): "
+                    "its accuracy is not comparable"
+                )
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
     cell = lambda r: f"{r['accuracy']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731

@@ -35,18 +35,43 @@ FLAGS = {
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--algorithm", type=click.Choice(tuple(names.ALGORITHMS)), default=None,
-              help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
-                   "fine-tuning), dpo (verifier-labelled or file preference pairs) [config: grpo].")
-@click.option("--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math].")
-@click.option("--model", default=None, help="Policy: Hub id, local HF folder or .gguf file [config: SmolLM2-135M-Instruct].")
-@click.option("--dataset", default=None, help="Training data: arith, gsm8k, math, or a JSONL/JSON/Parquet file [config: arith].")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (sections model, data, rollout, reward, algorithm, optimizer, logging, checkpoint, eval); flags override it.")
+@click.option(
+    "--algorithm",
+    type=click.Choice(tuple(names.ALGORITHMS)),
+    default=None,
+    help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
+    "fine-tuning), dpo (verifier-labelled or file preference pairs) [config: grpo].",
+)
+@click.option(
+    "--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math]."
+)
+@click.option(
+    "--model", default=None, help="Policy: Hub id, local HF folder or .gguf file [config: SmolLM2-135M-Instruct]."
+)
+@click.option(
+    "--dataset", default=None, help="Training data: arith, gsm8k, math, or a JSONL/JSON/Parquet file [config: arith]."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML config (algorithm, then sections model, data, rollout, reward, grpo, sft, rft, dpo, env, optimizer, "
+    "logging, checkpoint, eval); flags override it.",
+)
 @click.option("--max-steps", type=int, default=None, help="Training steps (optimizer.max_steps).")
-@click.option("--output", "-o", default=None, help="Run folder: metrics.jsonl, config.yaml, checkpoints/, final/ [config: runs/train].")
-@click.option("--engine", type=click.Choice(names.ENGINE_CHOICES), default=None,
-              help="Rollout engine: vllm (weights pushed after each step), hf (generates with the policy), auto.")
+@click.option(
+    "--output",
+    "-o",
+    default=None,
+    help="Run folder: metrics.jsonl, config.yaml, checkpoints/, final/ [config: runs/train].",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(names.ENGINE_CHOICES),
+    default=None,
+    help="Rollout engine: vllm (weights pushed after each step), hf (generates with the policy), auto.",
+)
 @click.option("--lora-r", type=int, default=None, help="LoRA rank through peft (0 = full fine-tuning).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (optimizer.lr).")
 @click.option("--group-size", "-n", type=int, default=None, help="Completions per prompt (rollout.n).")
@@ -54,24 +79,58 @@ FLAGS = {
 @click.option("--max-new-tokens", type=int, default=None, help="Longest completion (rollout.max_new_tokens).")
 @click.option("--seed", type=int, default=None, help="Seed of data order, sampling and initialization.")
 @click.option("--eval-every", type=int, default=None, help="Held-out eval every N steps (0 = off).")
-@click.option("--strategy", type=click.Choice(names.STRATEGIES), default=None,
-              help="Under torchrun: ddp replicates the policy on every rank, fsdp2 shards it [config: ddp].")
-@click.option("--tensor-parallel-size", type=int, default=None,
-              help="vllm: GPUs one rollout engine is sharded over (under torchrun: that many consecutive ranks) [config: 1].")
-@click.option("--env", default=None,
-              help="An environment the policy calls while it reasons, e.g. python (its ```python cells run in a "
-                   "sandbox; env.backend=auto: docker, else bwrap); none = single turn [config: none].")
-@click.option("--resume", type=click.Path(file_okay=False), default=None,
-              help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).")
-@click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Set any config key, e.g. --set grpo.loss=dapo (repeatable).")
-@click.option("--strict-audit", is_flag=True, default=None,
-              help="Refuse to start when the reward pays for any known hack of the shipped audit suite.")
-@click.option("--dry-run", is_flag=True, help="Check the config (algorithm, verifier, datasets; no model is loaded), "
-                                             "print the effective config and exit.")
+@click.option(
+    "--strategy",
+    type=click.Choice(names.STRATEGIES),
+    default=None,
+    help="Under torchrun: ddp replicates the policy on every rank, fsdp2 shards it [config: ddp].",
+)
+@click.option(
+    "--tensor-parallel-size",
+    type=int,
+    default=None,
+    help="vllm: GPUs one rollout engine is sharded over (under torchrun: that many consecutive ranks) [config: 1].",
+)
+@click.option(
+    "--env",
+    default=None,
+    help="An environment the policy calls while it reasons, e.g. python (its ```python cells run in a "
+    "sandbox; env.backend=auto: docker, else bwrap); none = single turn [config: none].",
+)
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Continue the run in this folder from its latest checkpoint (its config.yaml, then flags).",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Set any config key, e.g. --set grpo.loss=dapo (repeatable).",
+)
+@click.option(
+    "--strict-audit",
+    is_flag=True,
+    default=None,
+    help="Refuse to start when the reward pays for any known hack of the shipped audit suite.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the config (algorithm, verifier, datasets; no model is loaded), print the effective config and exit.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging, and the engines' own logs (vLLM, loading bars).")
-def train(config_file: str | None, resume: str | None, assignments: tuple[str, ...], dry_run: bool, verbose: bool,
-          strict_audit: bool | None, **flags: Any) -> None:
+def train(
+    config_file: str | None,
+    resume: str | None,
+    assignments: tuple[str, ...],
+    dry_run: bool,
+    verbose: bool,
+    strict_audit: bool | None,
+    **flags: Any,
+) -> None:
     """Train a policy on verifiable rewards (GRPO by default; SFT, RFT, DPO).
 
     Held-out accuracy is measured before the first step and after the last, with the template,
@@ -104,7 +163,9 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
     # under torchrun (RANK set) rank 0 speaks for the run; the other ranks report only problems
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s{f' [rank {rank}]' if rank else ''}: %(message)s")
+    logging.basicConfig(
+        level=level, format=f"%(asctime)s %(levelname)s %(name)s{f' [rank {rank}]' if rank else ''}: %(message)s"
+    )
     quiet_engines(verbose)
     from rlvr.train.trainer import Trainer
 
@@ -120,7 +181,9 @@ def train(config_file: str | None, resume: str | None, assignments: tuple[str, .
             click.echo(summary_table(summary))
         click.echo(f"run folder: {trainer.out}")
     if trainer.stop_signal is not None:
-        raise SystemExit(128 + int(trainer.stop_signal))  # 130 after Ctrl-C, 143 after SIGTERM: stopped, checkpoint saved
+        raise SystemExit(
+            128 + int(trainer.stop_signal)
+        )  # 130 after Ctrl-C, 143 after SIGTERM: stopped, checkpoint saved
 
 
 def quiet_engines(verbose: bool) -> None:
@@ -159,7 +222,9 @@ PANELS = {
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN_DIR/curves.png].")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN_DIR/curves.png]."
+)
 def plot(run_dir: str, output: str | None) -> None:
     """Write PNG learning curves of a training run from RUN_DIR/metrics.jsonl (and eval.jsonl)."""
     from rlvr.train.monitor import read_metrics
@@ -180,20 +245,21 @@ def plot_metrics(steps: list[dict], evals: list[dict], target: Path, title: str 
     import matplotlib.pyplot as plt
 
     records = {"eval_accuracy": evals}
-    panels = [(name, keys) for name, keys in PANELS.items()
-              if any(k in r for k in keys for r in records.get(keys[0], steps))]
+    panels = [
+        (name, keys) for name, keys in PANELS.items() if any(k in r for k in keys for r in records.get(keys[0], steps))
+    ]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.4 * len(panels)), sharex=True, squeeze=False)
-    for ax, (name, keys) in zip(axes[:, 0], panels):
+    for ax, (name, keys) in zip(axes[:, 0], panels, strict=True):
         for key in keys:
             source = records.get(key, steps)
             points = [(r["step"], r[key]) for r in source if r.get(key) is not None]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
             if key == "eval_accuracy":
                 bands = [(r["step"], *r["eval_ci95"]) for r in source if r.get("eval_ci95")]
                 if bands:
-                    xs, lo, hi = zip(*bands)
+                    xs, lo, hi = zip(*bands, strict=True)
                     ax.fill_between(xs, lo, hi, alpha=0.2, label="95% CI")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7, loc="best")

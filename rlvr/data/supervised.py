@@ -98,9 +98,14 @@ def _file_example(
             raise InputError(f"{source}: row {number}: 'messages' must end with an assistant message")
         # a tool-using turn: the assistant and tool messages after the last user message are one response
         last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 2)
-        turn = messages[last_user + 1:] if any(m.get("role") == "tool" for m in messages[last_user + 1:]) else messages[-1:]
-        rendered = tokenizer.apply_chat_template(messages[:len(messages) - len(turn)], tokenize=False,
-                                                 add_generation_prompt=True)
+        turn = (
+            messages[last_user + 1 :]
+            if any(m.get("role") == "tool" for m in messages[last_user + 1 :])
+            else messages[-1:]
+        )
+        rendered = tokenizer.apply_chat_template(
+            messages[: len(messages) - len(turn)], tokenize=False, add_generation_prompt=True
+        )
         user = next((m["content"] for m in reversed(messages[:-1]) if m.get("role") == "user"), "")
         return Example(ident, str(user), gold, {"response": _turn_text(turn), "rendered_prompt": rendered})
     if "completion" not in row or "prompt" not in row:

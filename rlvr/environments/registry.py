@@ -110,8 +110,9 @@ def environment_from_config(env: Any) -> Environment | None:
         return None
     options: dict[str, Any] = {"max_turns": env.max_turns}
     if env.name in SANDBOXED:
-        options.update(timeout=env.timeout, memory=env.memory, max_output_chars=env.max_output_chars,
-                       backend=env.backend)
+        options.update(
+            timeout=env.timeout, memory=env.memory, max_output_chars=env.max_output_chars, backend=env.backend
+        )
     try:
         return build_environment(env.name, **options)
     except UnknownEnvironment as err:

@@ -17,8 +17,7 @@ __all__ = ["arith_trace", "check_traces", "split_trace", "tool_examples"]
 def arith_trace(expression: str, answer: str) -> str:
     """The trace a tool user writes for an arith problem: a cell that prints the expression, its real
     output (Python's own value of the expression, which is also the gold), then the final answer."""
-    return (f"{OPEN}\nprint({expression})\n{CLOSE}\n{STOP}\n{answer}\n{CLOSE}\n"
-            f"The final answer is \\boxed{{{answer}}}.")
+    return f"{OPEN}\nprint({expression})\n{CLOSE}\n{STOP}\n{answer}\n{CLOSE}\nThe final answer is \\boxed{{{answer}}}."
 
 
 def tool_examples(examples: Sequence[Example]) -> list[Example]:
@@ -26,10 +25,18 @@ def tool_examples(examples: Sequence[Example]) -> list[Example]:
     out = []
     for e in examples:
         if e.metadata.get("benchmark") != "arith":
-            raise InputError(f"{e.id}: no generated tool traces for {e.metadata.get('benchmark')!r}: use arith, "
-                             "or a file of traces (prompt/completion or messages with ```python/```output blocks)")
-        out.append(Example(e.id, e.prompt, e.answer, {**e.metadata, "response": arith_trace(e.metadata["expression"],
-                                                                                          e.answer or "")}))
+            raise InputError(
+                f"{e.id}: no generated tool traces for {e.metadata.get('benchmark')!r}: use arith, "
+                "or a file of traces (prompt/completion or messages with ```python/```output blocks)"
+            )
+        out.append(
+            Example(
+                e.id,
+                e.prompt,
+                e.answer,
+                {**e.metadata, "response": arith_trace(e.metadata["expression"], e.answer or "")},
+            )
+        )
     return out
 
 
@@ -41,12 +48,12 @@ def split_trace(text: str) -> list[tuple[str, str]]:
     rest = text
     while (at := rest.find(STOP)) >= 0:
         parts.append(("model", rest[: at + len(STOP)]))
-        rest = rest[at + len(STOP):]
+        rest = rest[at + len(STOP) :]
         close = rest.find(CLOSE)
         if close < 0:  # an output block never closed: the rest is the tool's
             parts.append(("tool", rest))
             return parts
-        end = close + len(CLOSE) + (1 if rest[close + len(CLOSE):].startswith("\n") else 0)
+        end = close + len(CLOSE) + (1 if rest[close + len(CLOSE) :].startswith("\n") else 0)
         parts.append(("tool", rest[:end]))
         rest = rest[end:]
     if rest or not parts:
@@ -66,15 +73,20 @@ def check_traces(env: Any, rows: Sequence[tuple[str, str]]) -> None:
     traces = []
     for ident, text in rows:
         parts = split_trace(text)
-        pairs = [(parts[i][1], parts[i + 1][1]) for i in range(len(parts) - 1)
-                 if parts[i][0] == "model" and parts[i + 1][0] == "tool"]
+        pairs = [
+            (parts[i][1], parts[i + 1][1])
+            for i in range(len(parts) - 1)
+            if parts[i][0] == "model" and parts[i + 1][0] == "tool"
+        ]
         traces.append((ident, env.reset(None), pairs))
     turn = 0
     while active := [(ident, state, pairs[turn]) for ident, state, pairs in traces if turn < len(pairs)]:
         calls = [(state, env.parse_call(state, spoken) or Call("")) for _, state, (spoken, _) in active]
         for (ident, _, (_, recorded)), observation in zip(active, env.execute(calls), strict=True):
             if _output(observation.text) != _output(recorded):
-                raise InputError(f"{ident}: tool call {turn + 1} records {_output(recorded)[:200]!r}, but its code "
-                                 f"prints {_output(observation.text)[:200]!r} ({observation.status}) when re-run: "
-                                 "a fabricated tool output is not training data")
+                raise InputError(
+                    f"{ident}: tool call {turn + 1} records {_output(recorded)[:200]!r}, but its code "
+                    f"prints {_output(observation.text)[:200]!r} ({observation.status}) when re-run: "
+                    "a fabricated tool output is not training data"
+                )
         turn += 1

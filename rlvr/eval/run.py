@@ -8,14 +8,15 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
+from rlvr.data.templates import render_prompt, stop_sequences, style_task
 from rlvr.errors import InputError
 from rlvr.eval.display import ProgressBar, summary_table
 from rlvr.eval.estimators import bootstrap_interval, maj_at_k, pass_at_k, wilson_interval
 from rlvr.io import append_jsonl, read_jsonl, write_json, write_jsonl
-from rlvr.data.templates import render_prompt, stop_sequences, style_task
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 
@@ -68,11 +69,24 @@ def _complete(records: dict[str, list[dict]], samples: int) -> dict[str, list[di
     return done
 
 
-def _config(verifier: Verifier, sampling: Any, samples: int, style: str, instruction: str | None,
-            run_info: dict[str, Any] | None, select: Sequence[str] = ()) -> dict[str, Any]:
+def _config(
+    verifier: Verifier,
+    sampling: Any,
+    samples: int,
+    style: str,
+    instruction: str | None,
+    run_info: dict[str, Any] | None,
+    select: Sequence[str] = (),
+) -> dict[str, Any]:
     """What must match for samples in a directory to be reused (--limit is not part of it)."""
-    config = {"style": style, "samples": samples, "instruction": instruction, "verifier": verifier.name,
-              "sampling": _sampling_json(sampling), **(run_info or {})}
+    config = {
+        "style": style,
+        "samples": samples,
+        "instruction": instruction,
+        "verifier": verifier.name,
+        "sampling": _sampling_json(sampling),
+        **(run_info or {}),
+    }
     if select:
         config["select"] = list(select)
     return json.loads(json.dumps(config, default=str))  # as it reads back from config.json (tuples → lists)
@@ -85,8 +99,9 @@ def _check_config(directory: Path, config: dict[str, Any], *, write: bool = True
         changed = sorted(k for k in {*old, *config} if old.get(k) != config.get(k))
         if changed:
             named = "; ".join(f"{k}: {_short(old.get(k))} there vs {_short(config.get(k))} now" for k in changed)
-            raise InputError(f"{directory} holds results made with other settings ({named}): "
-                             "use another --output, or delete it")
+            raise InputError(
+                f"{directory} holds results made with other settings ({named}): use another --output, or delete it"
+            )
     if write:
         write_json(path, config)
 
@@ -96,10 +111,18 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def finished_summary(directory: str | Path, examples: Sequence[Example], verifier: Verifier, *, sampling: Any,
-                     samples: int = 1, style: str = "chat", instruction: str | None = None,
-                     run_info: dict[str, Any] | None = None,
-                     select: str | Sequence[str] | None = None) -> dict[str, Any] | None:
+def finished_summary(
+    directory: str | Path,
+    examples: Sequence[Example],
+    verifier: Verifier,
+    *,
+    sampling: Any,
+    samples: int = 1,
+    style: str = "chat",
+    instruction: str | None = None,
+    run_info: dict[str, Any] | None = None,
+    select: str | Sequence[str] | None = None,
+) -> dict[str, Any] | None:
     """The summary of a directory that already holds every sample of `examples` for these
     settings (recomputed from samples.jsonl, timing kept from summary.json), else None."""
     directory = Path(directory)
@@ -114,11 +137,26 @@ def finished_summary(directory: str | Path, examples: Sequence[Example], verifie
     return {**stored, **summarize(examples, records, samples, select=select)}
 
 
-def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sampling: Any, samples: int = 1,
-             style: str = "chat", output_dir: str | Path | None = None, instruction: str | None = None,
-             chunk_size: int = 64, workers: int | None = None, timeout: float = 10.0,
-             max_failure_rate: float | None = 0.05, progress: bool = True, run_info: dict[str, Any] | None = None,
-             name: str = "eval", select: str | Sequence[str] | None = None, env: Any = None) -> dict[str, Any]:
+def run_eval(
+    engine: Any,
+    examples: Sequence[Example],
+    verifier: Verifier,
+    *,
+    sampling: Any,
+    samples: int = 1,
+    style: str = "chat",
+    output_dir: str | Path | None = None,
+    instruction: str | None = None,
+    chunk_size: int = 64,
+    workers: int | None = None,
+    timeout: float = 10.0,
+    max_failure_rate: float | None = 0.05,
+    progress: bool = True,
+    run_info: dict[str, Any] | None = None,
+    name: str = "eval",
+    select: str | Sequence[str] | None = None,
+    env: Any = None,
+) -> dict[str, Any]:
     """Generate `samples` completions per example, score them with `verifier` through the runner,
     and return the summary (see `summarize`). With `output_dir`, every finished example's samples
     are appended to samples.jsonl at once and examples already complete there are skipped;
@@ -128,8 +166,8 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     task (lm-eval) also records that task's own metrics per sample, beside the verdict. With an
     environment (`env`, rlvr.environments) every sample is a multi-turn trajectory using the tool;
     its calls go to samples.jsonl and the summary gets `tool` statistics and timing tool_s."""
-    from rlvr.rollout.collect import sample_and_score
     from rlvr.eval.best_of_n import build_selector
+    from rlvr.rollout.collect import sample_and_score
     from rlvr.verifiers.scoring import runner_for
 
     if samples < 1:
@@ -140,7 +178,9 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         raise InputError("example ids are not unique; resume and per-problem metrics need unique ids")
-    selectors = [build_selector(spec, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) for spec in select]
+    selectors = [
+        build_selector(spec, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) for spec in select
+    ]
     config = _config(verifier, sampling, samples, style, instruction, run_info, select)
     directory = Path(output_dir) if output_dir is not None else None
     records: dict[str, list[dict]] = {}
@@ -162,18 +202,26 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     per_call = max(1, chunk_size // samples)
     timing = {"generate_s": 0.0, "verify_s": 0.0, "select_s": 0.0, "completion_tokens": 0, "prompt_tokens": 0}
     started = time.perf_counter()
-    with ProgressBar(progress, name, len(examples) * samples, len(records) * samples) as advance, \
-            runner_for(scorer, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner, \
-            contextlib.ExitStack() as stack:
+    with (
+        ProgressBar(progress, name, len(examples) * samples, len(records) * samples) as advance,
+        runner_for(scorer, workers=workers, timeout=timeout, max_failure_rate=max_failure_rate) as runner,
+        contextlib.ExitStack() as stack,
+    ):
         choosers = [stack.enter_context(selector) for selector in selectors]
         for start in range(0, len(todo), per_call):
-            collected = sample_and_score(engine, runner, todo[start:start + per_call], samples, sampling, template,
-                                         env=env)
+            collected = sample_and_score(
+                engine, runner, todo[start : start + per_call], samples, sampling, template, env=env
+            )
             t0 = time.perf_counter()
-            choice = {c.spec: c.scores([r.text for r in collected.rollouts],
-                                       [collected.examples[r.prompt_index] for r in collected.rollouts],
-                                       [extracted_answer(s) for s in collected.scores],
-                                       [r.prompt_index for r in collected.rollouts]) for c in choosers}
+            choice = {
+                c.spec: c.scores(
+                    [r.text for r in collected.rollouts],
+                    [collected.examples[r.prompt_index] for r in collected.rollouts],
+                    [extracted_answer(s) for s in collected.scores],
+                    [r.prompt_index for r in collected.rollouts],
+                )
+                for c in choosers
+            }
             timing["select_s"] += time.perf_counter() - t0
             timing["generate_s"] += collected.generate_s
             timing["verify_s"] += collected.verify_s
@@ -189,8 +237,16 @@ def run_eval(engine: Any, examples: Sequence[Example], verifier: Verifier, *, sa
     timing["wall_s"] = time.perf_counter() - started
     timing = _accumulate(previous_timing, timing)
     summary = summarize(examples, records, samples, select=select)
-    summary.update({"name": name, "style": style, "verifier": verifier.name, "sampling": _sampling_json(sampling),
-                    "timing": timing, **(run_info or {})})
+    summary.update(
+        {
+            "name": name,
+            "style": style,
+            "verifier": verifier.name,
+            "sampling": _sampling_json(sampling),
+            "timing": timing,
+            **(run_info or {}),
+        }
+    )
     if env is not None:
         summary["tool"] = _tool_summary(records)
     if directory is not None:
@@ -203,8 +259,10 @@ def _stops(style: str, examples: Sequence[Example]) -> tuple[str, ...]:
     per_task = bool(examples) and style_task(style, examples[0]) is not None
     found = {stop_sequences(style, e) for e in examples} if per_task else {stop_sequences(style)}
     if len(found) > 1:
-        raise InputError(f"--style {style}: these examples belong to tasks with different stop sequences; "
-                         "evaluate one benchmark per run")
+        raise InputError(
+            f"--style {style}: these examples belong to tasks with different stop sequences; "
+            "evaluate one benchmark per run"
+        )
     return next(iter(found), ())
 
 
@@ -227,10 +285,17 @@ def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, li
     for k, (rollout, score) in enumerate(zip(collected.rollouts, collected.scores, strict=True)):
         example = collected.examples[rollout.prompt_index]
         record = {
-            "id": example.id, "sample": len(fresh[example.id]), "prompt": collected.prompts[rollout.prompt_index],
-            "completion": rollout.text, "gold": example.answer, "extracted": extracted_answer(score),
-            "reward": score.reward, "status": score.status.value, "finish_reason": rollout.finish_reason,
-            "completion_tokens": len(rollout.token_ids), "prompt_tokens": len(rollout.prompt_token_ids),
+            "id": example.id,
+            "sample": len(fresh[example.id]),
+            "prompt": collected.prompts[rollout.prompt_index],
+            "completion": rollout.text,
+            "gold": example.answer,
+            "extracted": extracted_answer(score),
+            "reward": score.reward,
+            "status": score.status.value,
+            "finish_reason": rollout.finish_reason,
+            "completion_tokens": len(rollout.token_ids),
+            "prompt_tokens": len(rollout.prompt_token_ids),
             "details": dict(score.details),
         }
         if "lm_eval" in score.details:
@@ -251,11 +316,13 @@ def _tool_summary(records: dict[str, list[dict]]) -> dict[str, Any]:
     calls = [c for r in rows for c in r.get("tool_calls", ())]
     statuses = [c.get("status") for c in calls]
     total = max(1, len(rows))
-    return {"calls_mean": round(len(calls) / total, 4),
-            "used_rate": round(sum(bool(r.get("tool_calls")) for r in rows) / total, 4),
-            "error_rate": round(sum(s != "ok" for s in statuses) / max(1, len(calls)), 4),
-            "timeout_rate": round(statuses.count("timeout") / max(1, len(calls)), 4),
-            "tool_tokens_mean": round(sum(r.get("tool_tokens", 0) for r in rows) / total, 2)}
+    return {
+        "calls_mean": round(len(calls) / total, 4),
+        "used_rate": round(sum(bool(r.get("tool_calls")) for r in rows) / total, 4),
+        "error_rate": round(sum(s != "ok" for s in statuses) / max(1, len(calls)), 4),
+        "timeout_rate": round(statuses.count("timeout") / max(1, len(calls)), 4),
+        "tool_tokens_mean": round(sum(r.get("tool_tokens", 0) for r in rows) / total, 2),
+    }
 
 
 def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
@@ -264,8 +331,10 @@ def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
 
 def _accumulate(previous: dict[str, float], current: dict[str, float]) -> dict[str, float]:
     """Timing over every session that generated into this directory; tokens/s = tokens / generate time."""
-    total = {k: previous.get(k, 0) + current.get(k, 0) for k in ("generate_s", "verify_s", "select_s", "wall_s",
-                                                                   "completion_tokens", "prompt_tokens")}
+    total = {
+        k: previous.get(k, 0) + current.get(k, 0)
+        for k in ("generate_s", "verify_s", "select_s", "wall_s", "completion_tokens", "prompt_tokens")
+    }
     if "tool_s" in current:  # with an environment: seconds in tool calls, beside generate_s
         total["tool_s"] = previous.get("tool_s", 0) + current["tool_s"]
     total["sessions"] = int(previous.get("sessions", 0)) + 1
@@ -299,8 +368,9 @@ def _group(values: dict[str, float], examples: Iterable[Example], key: str, samp
     return table
 
 
-def summarize(examples: Sequence[Example], records: dict[str, list[dict]], samples: int,
-              select: str | Sequence[str] | None = None) -> dict[str, Any]:
+def summarize(
+    examples: Sequence[Example], records: dict[str, list[dict]], samples: int, select: str | Sequence[str] | None = None
+) -> dict[str, Any]:
     """Metrics over the examples that have all their samples in `records`:
     accuracy = mean over problems of (correct samples / samples) (greedy accuracy, or avg@n);
     pass@k for every k ≤ samples (unbiased estimator); maj@k = majority vote of the first k
@@ -316,15 +386,26 @@ def summarize(examples: Sequence[Example], records: dict[str, list[dict]], sampl
     ci, method = _interval(list(per_problem.values()), samples)
     statuses = {s.value: sum(r["status"] == s.value for r in flat) for s in Status}
     summary: dict[str, Any] = {
-        "n_problems": n, "n_expected": len(examples), "samples": samples,
+        "n_problems": n,
+        "n_expected": len(examples),
+        "samples": samples,
         "metric": "accuracy" if samples == 1 else f"avg@{samples}",
         "accuracy": round(sum(per_problem.values()) / n, 6) if n else None,
-        "ci95": ci, "ci_method": method,
+        "ci95": ci,
+        "ci_method": method,
         "mean_reward": round(sum(r["reward"] for r in flat) / len(flat), 6) if flat else None,
-        "pass@k": {str(k): round(sum(pass_at_k(samples, sum(c), k) for c in correct.values()) / n, 6)
-                   for k in range(1, samples + 1)} if n else {},
-        "maj@k": {str(k): round(sum(maj_at_k(answers[i], correct[i], k) for i in correct) / n, 6)
-                  for k in range(1, samples + 1)} if n else {},
+        "pass@k": {
+            str(k): round(sum(pass_at_k(samples, sum(c), k) for c in correct.values()) / n, 6)
+            for k in range(1, samples + 1)
+        }
+        if n
+        else {},
+        "maj@k": {
+            str(k): round(sum(maj_at_k(answers[i], correct[i], k) for i in correct) / n, 6)
+            for k in range(1, samples + 1)
+        }
+        if n
+        else {},
         "status_counts": statuses,
         "truncated_rate": round(sum(r["finish_reason"] == "length" for r in flat) / len(flat), 6) if flat else None,
         "mean_completion_tokens": round(sum(r["completion_tokens"] for r in flat) / len(flat), 2) if flat else None,
@@ -345,18 +426,29 @@ def summarize(examples: Sequence[Example], records: dict[str, list[dict]], sampl
 
 def _rate(hits: Sequence[bool]) -> dict[str, Any]:
     """A share of problems with its Wilson 95% interval."""
-    return {"value": round(sum(hits) / len(hits), 6), "ci95": [round(x, 6) for x in wilson_interval(sum(hits), len(hits))],
-            "ci_method": "wilson"}
+    return {
+        "value": round(sum(hits) / len(hits), 6),
+        "ci95": [round(x, 6) for x in wilson_interval(sum(hits), len(hits))],
+        "ci_method": "wilson",
+    }
 
 
-def _at_n(correct: dict[str, list[bool]], answers: dict[str, list], records: dict[str, list[dict]], samples: int,
-          select: Sequence[str], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _at_n(
+    correct: dict[str, list[bool]],
+    answers: dict[str, list],
+    records: dict[str, list[dict]],
+    samples: int,
+    select: Sequence[str],
+    summary: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
     """The headline metrics at n samples, each with its interval (problems are the unit)."""
     from rlvr.eval.best_of_n import chosen
 
-    table = {f"avg@{samples}": {"value": summary["accuracy"], "ci95": summary["ci95"], "ci_method": summary["ci_method"]},
-             f"pass@{samples}": _rate([any(c) for c in correct.values()]),
-             f"maj@{samples}": _rate([maj_at_k(answers[i], correct[i], samples) for i in correct])}
+    table = {
+        f"avg@{samples}": {"value": summary["accuracy"], "ci95": summary["ci95"], "ci_method": summary["ci_method"]},
+        f"pass@{samples}": _rate([any(c) for c in correct.values()]),
+        f"maj@{samples}": _rate([maj_at_k(answers[i], correct[i], samples) for i in correct]),
+    }
     for spec in select:
         picks = {i: chosen([r["select_scores"][spec] for r in rows]) for i, rows in records.items()}
         table[f"best-of-{samples}@{spec}"] = _rate([correct[i][picks[i]] for i in correct])

@@ -5,21 +5,22 @@ reference model, `step(loss_fn, ...)`, and the probes that tell whether an updat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from rlvr.learner.allocator import keep_freed_memory
-from rlvr.learner.lora import merged_state_dict
 from rlvr.config import TrainConfig
 from rlvr.distributed import DistContext, full_state_dict, unwrap_model, wrap_model
 from rlvr.errors import InputError
+from rlvr.learner.allocator import keep_freed_memory
 from rlvr.learner.lean_layers import make_lean
 from rlvr.learner.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
-from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, token_logprobs, token_logprobs_and_entropy
+from rlvr.learner.lora import merged_state_dict
 from rlvr.learner.precision import autocast, grad_scaler, resolve_dtypes
 from rlvr.learner.protocol import LossFn, Packed
+from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, token_logprobs, token_logprobs_and_entropy
 from rlvr.types import Rollout
 
 __all__ = ["Policy", "lr_lambda", "pack"]
@@ -42,7 +43,7 @@ def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
     multi-turn rollout's tool tokens are 0 there, so they get no gradient, entropy, KL or TIS weight
     (the learner's logprobs of them are 0 too)."""
     P = max(len(r.prompt_token_ids) for r in rollouts)
-    C = max(1, max(len(r.token_ids) for r in rollouts))
+    C = max(1, *(len(r.token_ids) for r in rollouts))
     rows, attn, comp, mask, behavior = [], [], [], [], []
     for r in rollouts:
         p, c = list(r.prompt_token_ids), list(r.token_ids)
@@ -50,16 +51,24 @@ def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
         attn.append([0] * (P - len(p)) + [1] * (len(p) + len(c)) + [0] * (C - len(c)))
         comp.append(c + [pad] * (C - len(c)))
         mask.append([float(m) for m in r.mask] + [0.0] * (C - len(c)))  # tool tokens (multi-turn): 0
-        behavior.append(list(r.logprobs[:len(c)]) + [0.0] * (len(c) - len(r.logprobs[:len(c)])) + [0.0] * (C - len(c)))
+        behavior.append(
+            list(r.logprobs[: len(c)]) + [0.0] * (len(c) - len(r.logprobs[: len(c)])) + [0.0] * (C - len(c))
+        )
     attention = torch.tensor(attn)
     prompts = [list(r.prompt_token_ids) for r in rollouts[::group_size]]
-    return {"input_ids": torch.tensor(rows), "attention_mask": attention,
-            "position_ids": (attention.cumsum(-1) - 1).clamp(min=0), "completion": torch.tensor(comp),
-            "mask": torch.tensor(mask), "behavior": torch.tensor(behavior),
-            "truncated": torch.tensor([r.truncated for r in rollouts]), "width": torch.tensor(C),
-            "group_size": torch.tensor(group_size),
-            "prompt_ids": torch.tensor([[pad] * (P - len(p)) + p for p in prompts]),
-            "prompt_attention": torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts])}
+    return {
+        "input_ids": torch.tensor(rows),
+        "attention_mask": attention,
+        "position_ids": (attention.cumsum(-1) - 1).clamp(min=0),
+        "completion": torch.tensor(comp),
+        "mask": torch.tensor(mask),
+        "behavior": torch.tensor(behavior),
+        "truncated": torch.tensor([r.truncated for r in rollouts]),
+        "width": torch.tensor(C),
+        "group_size": torch.tensor(group_size),
+        "prompt_ids": torch.tensor([[pad] * (P - len(p)) + p for p in prompts]),
+        "prompt_attention": torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts]),
+    }
 
 
 class Policy:
@@ -68,32 +77,61 @@ class Policy:
     backward run through (DDP/FSDP2 under torchrun, else `module` itself). Master weights are
     model.master_dtype (float32 by default); forward and backward run in model.dtype through autocast."""
 
-    def __init__(self, config: TrainConfig, ctx: DistContext, device: torch.device, model_path: Path,
-                 checkpoint: Path | None = None, *, reference: bool = False, optimizer_steps: int | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        ctx: DistContext,
+        device: torch.device,
+        model_path: Path,
+        checkpoint: Path | None = None,
+        *,
+        reference: bool = False,
+        optimizer_steps: int | None = None,
+    ):
         self.config, self.ctx, self.device, self.model_path = config, ctx, device, model_path
-        self.master_dtype, self.compute_dtype = resolve_dtypes(config.model.dtype, config.model.master_dtype, device.type)
+        self.master_dtype, self.compute_dtype = resolve_dtypes(
+            config.model.dtype, config.model.master_dtype, device.type
+        )
         self.module, self.tokenizer = self._load(checkpoint)
         if ctx.distributed and config.distributed.strategy == "fsdp2" and config.model.lora_r:
-            raise InputError("distributed.strategy=fsdp2 with LoRA is not supported: use ddp (LoRA's trainable weights are small)")
+            raise InputError(
+                "distributed.strategy=fsdp2 with LoRA is not supported: use ddp (LoRA's trainable weights are small)"
+            )
         self.sharded = ctx.distributed and config.distributed.strategy == "fsdp2"
-        # layers given a lean backward (rlvr.learner.lean_layers); not under FSDP2, which gathers weights in its own forward
+        # layers given a lean backward (rlvr.learner.lean_layers); not under FSDP2, which gathers weights in its
+        # own forward
         self.lean_layers = make_lean(self.module) if config.model.lean_activations and not self.sharded else {}
-        # process-wide and one-way: freed tensors' memory stays in malloc's heap for the next ones (rlvr.learner.allocator)
+        # process-wide and one-way: freed tensors' memory stays in malloc's heap for the next ones
+        # (rlvr.learner.allocator)
         self.keeps_freed_memory = config.model.keep_freed_memory and device.type == "cpu" and keep_freed_memory()
         self.wrapped = wrap_model(self.module, ctx, config.distributed.strategy)
         self._heads: dict[int, bool] = {}  # id(model) -> whether its logits are hidden @ head.weight.T
         # DDP/FSDP2 expect one forward per backward, and checkpointed layers keep no cache
-        self.share_prompt = config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
+        self.share_prompt = (
+            config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
+        )
         self.reference = self._load_reference() if reference else None
         opt = config.optimizer
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         # fused: one kernel per step (a single process; under DDP/FSDP2 the default, which knows DTensors)
-        self.optimizer = torch.optim.AdamW(trainable, lr=opt.lr, weight_decay=opt.weight_decay,
-                                           betas=(opt.beta1, opt.beta2), fused=not ctx.distributed or None)
+        self.optimizer = torch.optim.AdamW(
+            trainable,
+            lr=opt.lr,
+            weight_decay=opt.weight_decay,
+            betas=(opt.beta1, opt.beta2),
+            fused=not ctx.distributed or None,
+        )
         per_step = optimizer_steps or 1
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_lambda(
-            s, warmup=opt.warmup_steps * per_step, total=opt.max_steps * per_step, schedule=opt.schedule,
-            min_ratio=opt.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_lambda(
+                s,
+                warmup=opt.warmup_steps * per_step,
+                total=opt.max_steps * per_step,
+                schedule=opt.schedule,
+                min_ratio=opt.min_lr_ratio,
+            ),
+        )
         self.scaler = grad_scaler(device, self.compute_dtype)
 
     @property
@@ -116,8 +154,9 @@ class Policy:
 
     # -------------------------------------------------------------------------- logprobs
 
-    def logprobs(self, t: Packed, idx: slice, temperature: float = 1.0, *,
-                 entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def logprobs(
+        self, t: Packed, idx: slice, temperature: float = 1.0, *, entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token logprobs [rows, C] of the completions in rows `idx` (and their entropy), with grad."""
         return self._token_logprobs(self.wrapped, t, idx, temperature, entropy)
 
@@ -131,8 +170,9 @@ class Policy:
             raise RuntimeError("reference logprobs asked for, but no reference model was loaded")
         return self._token_logprobs(self.reference, t, idx, temperature, False)[0]
 
-    def _token_logprobs(self, model: Any, t: Packed, idx: slice, temperature: float,
-                        entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _token_logprobs(
+        self, model: Any, t: Packed, idx: slice, temperature: float, entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """From the final hidden states and the LM head's weight in chunks of positions when the head is
         a plain linear map (rlvr.learner.lm_head), else from the model's dense [rows, C, V] logits."""
         tokens = t["completion"][idx].to(self.device)
@@ -141,8 +181,9 @@ class Policy:
                 hidden = self._completion_logits(model, t, idx)  # the head is the identity: [rows, C, H]
             # the head runs on real completion tokens only; padding positions get 0 (every objective masks them)
             real = t["mask"][idx].to(self.device) > 0
-            picked, entropies = chunked_token_logprobs_and_entropy(hidden[real], weight.to(hidden.dtype), tokens[real],
-                                                                   temperature, chunk_size=CHUNK_POSITIONS)
+            picked, entropies = chunked_token_logprobs_and_entropy(
+                hidden[real], weight.to(hidden.dtype), tokens[real], temperature, chunk_size=CHUNK_POSITIONS
+            )
             logprobs = picked.new_zeros(tokens.shape).masked_scatter(real, picked)
             return logprobs, picked.new_zeros(tokens.shape).masked_scatter(real, entropies) if entropy else None
         with autocast(self.device, self.master_dtype, self.compute_dtype):
@@ -238,13 +279,15 @@ class Policy:
 
     def moved_since(self, probe: list[torch.Tensor]) -> float:
         """The largest change of any probed weight since `probe()` was taken."""
-        return max((float((a - b).abs().max()) for a, b in zip(self.probe(), probe) if a.numel()), default=0.0)
+        return max(
+            (float((a - b).abs().max()) for a, b in zip(self.probe(), probe, strict=True) if a.numel()), default=0.0
+        )
 
     def rounded_away(self, probe: list[torch.Tensor], dtype: torch.dtype) -> float:
         """Of the probed weights that moved since `probe()`, the fraction still equal once both values are
         cast to `dtype`: the part of the update an engine holding its weights in `dtype` never sees."""
         changed = lost = 0
-        for now, before in zip(self.probe(), probe):
+        for now, before in zip(self.probe(), probe, strict=True):
             moved = now != before
             changed += int(moved.sum())
             lost += int((moved & (now.to(dtype) == before.to(dtype))).sum())
@@ -260,8 +303,13 @@ class Policy:
         if self._shares(int(t["group_size"])):
             return self._shared_prompt_logits(model, t, idx)
         C, dev = int(t["width"]), self.device
-        out = model(input_ids=t["input_ids"][idx].to(dev), attention_mask=t["attention_mask"][idx].to(dev),
-                    position_ids=t["position_ids"][idx].to(dev), logits_to_keep=C + 1, use_cache=False)
+        out = model(
+            input_ids=t["input_ids"][idx].to(dev),
+            attention_mask=t["attention_mask"][idx].to(dev),
+            position_ids=t["position_ids"][idx].to(dev),
+            logits_to_keep=C + 1,
+            use_cache=False,
+        )
         return out.logits[:, :-1]
 
     def _shared_prompt_logits(self, model: Any, t: Packed, idx: slice) -> torch.Tensor:
@@ -271,9 +319,13 @@ class Policy:
         n, C, dev = int(t["group_size"]), int(t["width"]), self.device
         groups = slice(idx.start // n, idx.stop // n)
         prompt_attention = t["prompt_attention"][groups]
-        prompt = model(input_ids=t["prompt_ids"][groups].to(dev), attention_mask=prompt_attention.to(dev),
-                       position_ids=(prompt_attention.cumsum(-1) - 1).clamp(min=0).to(dev),
-                       use_cache=True, logits_to_keep=1)
+        prompt = model(
+            input_ids=t["prompt_ids"][groups].to(dev),
+            attention_mask=prompt_attention.to(dev),
+            position_ids=(prompt_attention.cumsum(-1) - 1).clamp(min=0).to(dev),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         first = prompt.logits[:, -1:].repeat_interleave(n, dim=0)  # predicts each completion's first token
         if C == 1:
             return first
@@ -281,9 +333,13 @@ class Policy:
         cache.batch_repeat_interleave(n)
         lengths = prompt_attention.sum(-1, keepdim=True).repeat_interleave(n, dim=0)
         completion_attention = t["attention_mask"][idx][:, -C:-1]
-        rest = model(input_ids=t["completion"][idx][:, :-1].to(dev),  # the last token predicts nothing we score
-                     attention_mask=torch.cat([prompt_attention.repeat_interleave(n, dim=0), completion_attention], -1).to(dev),
-                     position_ids=(lengths + torch.arange(C - 1)).to(dev), past_key_values=cache, use_cache=True)
+        rest = model(
+            input_ids=t["completion"][idx][:, :-1].to(dev),  # the last token predicts nothing we score
+            attention_mask=torch.cat([prompt_attention.repeat_interleave(n, dim=0), completion_attention], -1).to(dev),
+            position_ids=(lengths + torch.arange(C - 1)).to(dev),
+            past_key_values=cache,
+            use_cache=True,
+        )
         return torch.cat([first, rest.logits], dim=1)
 
     # -------------------------------------------------------------------------- loading
@@ -299,8 +355,9 @@ class Policy:
         lora_checkpoint = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
         source = checkpoint if checkpoint is not None and not lora_checkpoint else self.model_path
         low_base = cfg.lora_r and self.device.type == "cuda"
-        model, tokenizer = load_policy(source, dtype=self.compute_dtype if low_base else self.master_dtype,
-                                       device=self.device)
+        model, tokenizer = load_policy(
+            source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device
+        )
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if cfg.lora_r:
@@ -310,9 +367,16 @@ class Policy:
                 model = PeftModel.from_pretrained(model, checkpoint, is_trainable=True)
             else:
                 targets = cfg.lora_target if cfg.lora_target == "all-linear" else cfg.lora_target.split(",")
-                model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
-                                                         lora_dropout=cfg.lora_dropout, target_modules=targets,
-                                                         task_type="CAUSAL_LM"))
+                model = get_peft_model(
+                    model,
+                    LoraConfig(
+                        r=cfg.lora_r,
+                        lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+                        lora_dropout=cfg.lora_dropout,
+                        target_modules=targets,
+                        task_type="CAUSAL_LM",
+                    ),
+                )
             for p in model.parameters():
                 if p.requires_grad:
                     p.data = p.data.float()

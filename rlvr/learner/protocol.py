@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -37,8 +38,9 @@ class Learner(Protocol):
 
     def micro_batches(self, rows: int, group_size: int) -> list[slice]: ...
 
-    def logprobs(self, t: Packed, idx: slice, temperature: float = 1.0, *,
-                 entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+    def logprobs(
+        self, t: Packed, idx: slice, temperature: float = 1.0, *, entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
     def reference_logprobs(self, t: Packed, idx: slice, temperature: float = 1.0) -> torch.Tensor: ...
 

@@ -17,16 +17,23 @@ import inspect
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
 from rlvr.errors import InputError
-from rlvr.rollout.base import (SamplingConfig, TokenPrompt, cut_at_stop, encode_prompts, normalize_state_dict,
-                               prompt_budget)
+from rlvr.rollout.base import (
+    SamplingConfig,
+    TokenPrompt,
+    cut_at_stop,
+    encode_prompts,
+    normalize_state_dict,
+    prompt_budget,
+)
 from rlvr.types import Rollout
 
 __all__ = ["HFEngine", "row_seed"]
@@ -70,8 +77,10 @@ class _GrowingLayer(DynamicLayer):
         end = self.length + key_states.shape[-2]
         if self._keys is None or end > self._keys.shape[-2]:
             capacity = 2 * end if self._keys is not None else end + 64
-            self._keys, self._values = self._grown(self._keys, key_states, capacity), self._grown(
-                self._values, value_states, capacity)
+            self._keys, self._values = (
+                self._grown(self._keys, key_states, capacity),
+                self._grown(self._values, value_states, capacity),
+            )
         self._keys[..., self.length : end, :] = key_states
         self._values[..., self.length : end, :] = value_states
         self.length = end
@@ -167,7 +176,10 @@ class HFEngine:
             raise InputError(f"samples per prompt must be >= 1, got {n}")
         encoded = encode_prompts(self.tokenizer, prompts, self.max_model_len)
         # each row's own limit: its budget, and the room its own prompt leaves in the context
-        limits = [min(prompt_budget(p, sampling), self.max_model_len - len(ids)) for p, ids in zip(prompts, encoded)]
+        limits = [
+            min(prompt_budget(p, sampling), self.max_model_len - len(ids))
+            for p, ids in zip(prompts, encoded, strict=True)
+        ]
         # longest first and grouped by length: less padding, and the first batch shows OOM early
         jobs = sorted(
             ((i, j) for i in range(len(prompts)) for j in range(n)),
@@ -183,8 +195,10 @@ class HFEngine:
                     batch = jobs[start : start + self.batch_size]
                     seeds = [self._row_seed(prompts[i], call_seed, i, j) for i, j in batch]
                     rows = self._decode([encoded[i] for i, _ in batch], seeds, [limits[i] for i, _ in batch], sampling)
-                    for (i, j), (tokens, logprobs) in zip(batch, rows):
-                        results[(i, j)] = Rollout(prompt_index=i, **self._finish(encoded[i], tokens, logprobs, sampling))
+                    for (i, j), (tokens, logprobs) in zip(batch, rows, strict=True):
+                        results[(i, j)] = Rollout(
+                            prompt_index=i, **self._finish(encoded[i], tokens, logprobs, sampling)
+                        )
         finally:
             self.model.train(was_training)
         return [results[(i, j)] for i in range(len(prompts)) for j in range(n)]
@@ -229,13 +243,13 @@ class HFEngine:
             chosen = scores.argmax(-1) if sampling.greedy else _draw(logp, [generators[r] for r in live])
             picked = logp.gather(1, chosen[:, None]).squeeze(1)
             keep = []
-            for b, (row, token, lp) in enumerate(zip(live, chosen.tolist(), picked.tolist())):
+            for b, (row, token, lp) in enumerate(zip(live, chosen.tolist(), picked.tolist(), strict=True)):
                 tokens[row].append(token)
                 logprobs[row].append(lp)
                 if not self._ended(tokens[row], limits[row], sampling, stop_window):
                     keep.append(b)
             if not keep:
-                return list(zip(tokens, logprobs))
+                return list(zip(tokens, logprobs, strict=True))
             if len(keep) < len(live):
                 index = torch.tensor(keep, device=device)
                 cache.reorder_cache(index)
@@ -246,8 +260,14 @@ class HFEngine:
             logits = self._forward(chosen[:, None], attention, positions, cache)
 
     def _forward(self, input_ids, attention, positions, cache) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                         past_key_values=cache, use_cache=True, **self._last_logits)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            **self._last_logits,
+        )
         return out.logits[:, -1].to(dtype=torch.float32)
 
     def _ended(self, tokens: list[int], limit: int, sampling: SamplingConfig, stop_window: int) -> bool:
@@ -258,9 +278,7 @@ class HFEngine:
         tail = self.tokenizer.decode(tokens[-stop_window:], skip_special_tokens=True)
         return any(s in tail for s in sampling.stop)
 
-    def _finish(
-        self, prompt: list[int], tokens: list[int], logprobs: list[float], sampling: SamplingConfig
-    ) -> dict:
+    def _finish(self, prompt: list[int], tokens: list[int], logprobs: list[float], sampling: SamplingConfig) -> dict:
         """Cut one row at its first EOS (kept, the learner needs it) or stop string (the text
         ends before it, the tokens after the one completing it)."""
         end = next((k + 1 for k, t in enumerate(tokens) if t in self.eos_ids), None)
@@ -294,13 +312,18 @@ class HFEngine:
             self.model.load_state_dict(weights, strict=False)
         if not changed:
             log.warning("WEIGHT SYNC CHANGED NOTHING: the hf engine got the weights it already had")
-        return {"engine": "hf", "synced": True, "changed": changed, "tensors": len(weights),
-                "seconds": time.perf_counter() - started}
+        return {
+            "engine": "hf",
+            "synced": True,
+            "changed": changed,
+            "tensors": len(weights),
+            "seconds": time.perf_counter() - started,
+        }
 
     def close(self) -> None:
         self.model = None
 
-    def __enter__(self) -> "HFEngine":
+    def __enter__(self) -> HFEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:

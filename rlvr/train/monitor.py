@@ -304,8 +304,11 @@ class Monitor:
             "eval_n": summary.get("n_problems"),
             "eval_mean_reward": summary.get("mean_reward"),
             "eval_truncated_rate": summary.get("truncated_rate"),
-            **({"eval_tool": tool, "eval_tool_calls_mean": (summary.get("tool") or {}).get("calls_mean")}
-               if tool else {}),
+            **(
+                {"eval_tool": tool, "eval_tool_calls_mean": (summary.get("tool") or {}).get("calls_mean")}
+                if tool
+                else {}
+            ),
         }
         append_jsonl(self.directory / "eval.jsonl", [record])
         if record["eval_accuracy"] is not None:

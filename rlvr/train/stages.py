@@ -14,9 +14,10 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -34,10 +35,30 @@ from rlvr.train.checkpoint import load_training_state
 from rlvr.train.monitor import truncate_metrics
 from rlvr.types import Example
 
-__all__ = ["Data", "EngineSpec", "Placement", "Resumed", "Seeded", "audit_reward", "build_policy", "build_runner",
-           "build_environment", "build_verifier", "check_config", "engine_holds_weights", "engine_spec", "holds_weights", "load_data",
-           "place", "prepare_run_folder", "prompt_stream", "resolve_device", "resume_state", "seed_rngs",
-           "start_engine"]
+__all__ = [
+    "Data",
+    "EngineSpec",
+    "Placement",
+    "Resumed",
+    "Seeded",
+    "audit_reward",
+    "build_environment",
+    "build_policy",
+    "build_runner",
+    "build_verifier",
+    "check_config",
+    "engine_holds_weights",
+    "engine_spec",
+    "holds_weights",
+    "load_data",
+    "place",
+    "prepare_run_folder",
+    "prompt_stream",
+    "resolve_device",
+    "resume_state",
+    "seed_rngs",
+    "start_engine",
+]
 
 log = logging.getLogger("rlvr.train")
 
@@ -115,7 +136,8 @@ class Data:
     held_out: list[Example]
 
     def served(self, plan: DataPlan) -> list[Example]:
-        """The prompts an engine will generate from: the training ones of an algorithm that samples, and the held-out ones."""
+        """The prompts an engine will generate from: the training ones of an algorithm that samples, and the
+        held-out ones."""
         return [*(self.rows if plan.samples_online else []), *self.held_out]
 
 
@@ -150,8 +172,14 @@ class EngineSpec:
     options: dict[str, Any] = field(default_factory=dict)  # kv_cache_gib / gpu_memory_utilization / parallel
 
 
-def engine_spec(config: TrainConfig, placement: Placement, ctx: DistContext, kind: str, model_path: Path,
-                served: Sequence[Example] = ()) -> EngineSpec:
+def engine_spec(
+    config: TrainConfig,
+    placement: Placement,
+    ctx: DistContext,
+    kind: str,
+    model_path: Path,
+    served: Sequence[Example] = (),
+) -> EngineSpec:
     """One that holds its own weights is sized from `served`, the prompts it will serve (training and
     held-out): max_model_len = the longest templated prompt + the longest generation, and on CPU a KV
     cache for one step's rollouts at that length (rlvr.rollout.vllm.sizing.kv_budget)."""
@@ -160,7 +188,9 @@ def engine_spec(config: TrainConfig, placement: Placement, ctx: DistContext, kin
 
     r, holds = config.rollout, holds_weights(kind)
     new_tokens = max(r.max_new_tokens, config.eval.max_new_tokens or 0)
-    rows = r.prompts_per_step * r.n * (1 + config.grpo.max_refill_rounds * config.grpo.dynamic_sampling) // ctx.world_size
+    rows = (
+        r.prompts_per_step * r.n * (1 + config.grpo.max_refill_rounds * config.grpo.dynamic_sampling) // ctx.world_size
+    )
     max_len, gib = r.max_model_len or 1024 + new_tokens, None
     options: dict[str, Any] = {}
     if holds and not r.max_model_len and served:
@@ -168,14 +198,19 @@ def engine_spec(config: TrainConfig, placement: Placement, ctx: DistContext, kin
         from rlvr.models import load_tokenizer
 
         tokenizer = load_tokenizer(model_path)
-        prompts = [render_prompt(e, tokenizer, style=config.data.style, instruction=config.data.instruction)
-                   for e in served]
-        max_len, gib = kv_budget(model_path, prompts, rows, new_tokens, dtype=placement.rollout_dtype, tokenizer=tokenizer)
+        prompts = [
+            render_prompt(e, tokenizer, style=config.data.style, instruction=config.data.instruction) for e in served
+        ]
+        max_len, gib = kv_budget(
+            model_path, prompts, rows, new_tokens, dtype=placement.rollout_dtype, tokenizer=tokenizer
+        )
         log.info("vllm context %d tokens (longest of %d prompts + %d new)", max_len, len(served), new_tokens)
     if holds and placement.device.type == "cuda":
         options["gpu_memory_utilization"] = r.gpu_memory_utilization
     elif holds:  # a KV cache for this step's rollouts, not vLLM-CPU's 4 GiB
-        options["kv_cache_gib"] = r.kv_cache_gib or gib or kv_cache_gib(model_path, rows, max_len, dtype=placement.rollout_dtype)
+        options["kv_cache_gib"] = (
+            r.kv_cache_gib or gib or kv_cache_gib(model_path, rows, max_len, dtype=placement.rollout_dtype)
+        )
     tp = r.tensor_parallel_size if holds else 1
     if holds:
         options.update(vllm_parallel_options(ctx, tp))
@@ -183,17 +218,34 @@ def engine_spec(config: TrainConfig, placement: Placement, ctx: DistContext, kin
     return EngineSpec(kind, model_path, holds, max_len, placement.rollout_dtype, seed, tp, options)
 
 
-def start_engine(spec: EngineSpec, ctx: DistContext, policy: Any = None, *, engine_log: Path | None = None,
-                 started: float | None = None) -> Any:
+def start_engine(
+    spec: EngineSpec,
+    ctx: DistContext,
+    policy: Any = None,
+    *,
+    engine_log: Path | None = None,
+    started: float | None = None,
+) -> Any:
     """The rollout engine `spec` describes, generating with `policy` when it can (None: its own copy)."""
     from rlvr.rollout import create_engine
 
     since = time.perf_counter() if started is None else started
     with engine_output_to(engine_log):
-        engine = create_engine(spec.kind, spec.model_path, policy=policy, seed=spec.seed, max_model_len=spec.max_model_len,
-                               dtype=spec.dtype, **spec.options)
-    log.info("%s engine ready after %.1f s (its own output: %s)", spec.kind, time.perf_counter() - since,
-             engine_log or "the console")
+        engine = create_engine(
+            spec.kind,
+            spec.model_path,
+            policy=policy,
+            seed=spec.seed,
+            max_model_len=spec.max_model_len,
+            dtype=spec.dtype,
+            **spec.options,
+        )
+    log.info(
+        "%s engine ready after %.1f s (its own output: %s)",
+        spec.kind,
+        time.perf_counter() - since,
+        engine_log or "the console",
+    )
     return TensorParallelEngine(engine, ctx, spec.tensor_parallel) if spec.tensor_parallel > 1 else engine
 
 
@@ -220,16 +272,25 @@ def seed_rngs(seed: int, *, after: Any) -> Seeded:
     return Seeded(seed)
 
 
-def build_policy(placement: Placement, ctx: DistContext, model_path: Path, checkpoint: Path | None, plan: DataPlan,
-                 seeded: Seeded) -> Policy:
+def build_policy(
+    placement: Placement, ctx: DistContext, model_path: Path, checkpoint: Path | None, plan: DataPlan, seeded: Seeded
+) -> Policy:
     """The trainable model, optimizer and schedule (rlvr.learner.policy), with the reference the plan asks for."""
-    return Policy(placement.config, ctx, placement.device, model_path, checkpoint, reference=plan.needs_reference,
-                  optimizer_steps=plan.optimizer_steps)
+    return Policy(
+        placement.config,
+        ctx,
+        placement.device,
+        model_path,
+        checkpoint,
+        reference=plan.needs_reference,
+        optimizer_steps=plan.optimizer_steps,
+    )
 
 
 @dataclass(frozen=True)
 class Resumed:
-    """Where a resumed run continues: its step, the prompt stream's position, the alarms' state (a fresh run: 0, none)."""
+    """Where a resumed run continues: its step, the prompt stream's position, the alarms' state (a fresh run: 0,
+    none)."""
 
     step: int = 0
     data: dict[str, int] = field(default_factory=dict)
@@ -240,12 +301,17 @@ def resume_state(checkpoint: Path | None, policy: Policy, ctx: DistContext) -> R
     """The optimizer, schedule and RNG state of `checkpoint` loaded into `policy`'s; what else it saved."""
     if checkpoint is None:
         return Resumed()
-    saved = load_training_state(checkpoint, optimizer=resumable_optimizer(policy.wrapped, policy.optimizer),
-                                scheduler=policy.scheduler)
+    saved = load_training_state(
+        checkpoint, optimizer=resumable_optimizer(policy.wrapped, policy.optimizer), scheduler=policy.scheduler
+    )
     _reschedule(policy.scheduler)
     if saved.get("world_size", ctx.world_size) != ctx.world_size:
-        log.warning("resuming a run of %s ranks on %d: it continues, but samples differ from the "
-                    "uninterrupted run's (seeds are per rank)", saved["world_size"], ctx.world_size)
+        log.warning(
+            "resuming a run of %s ranks on %d: it continues, but samples differ from the "
+            "uninterrupted run's (seeds are per rank)",
+            saved["world_size"],
+            ctx.world_size,
+        )
     log.info("resumed from %s at step %d", checkpoint, saved["step"])
     return Resumed(saved["step"], saved.get("data", {}), saved.get("alarms") or {})
 
@@ -253,14 +319,15 @@ def resume_state(checkpoint: Path | None, policy: Policy, ctx: DistContext) -> R
 def _reschedule(scheduler: Any) -> None:
     """Set the learning rate a resumed LambdaLR schedule gives now: the saved one belongs to the saved
     run's schedule, which differs when optimizer.max_steps changed (a run extended)."""
-    now = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-    for group, lr in zip(scheduler.optimizer.param_groups, now):
+    now = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    for group, lr in zip(scheduler.optimizer.param_groups, now, strict=True):
         group["lr"] = lr
     scheduler._last_lr = now
 
 
-def prompt_stream(algorithm: Algorithm[Any], data: Data, tokenizer: Any, config: TrainConfig,
-                  resumed: Resumed) -> PromptStream:
+def prompt_stream(
+    algorithm: Algorithm[Any], data: Data, tokenizer: Any, config: TrainConfig, resumed: Resumed
+) -> PromptStream:
     """The algorithm's training rows (made from the dataset's rows and the policy's tokenizer) in their
     seeded order, at the resumed position."""
     examples = algorithm.training_examples(data.rows, tokenizer)
@@ -286,8 +353,12 @@ def build_runner(verifier: Any, config: TrainConfig) -> Any:
     """A reward-model term scores in this process, batched; rule-based terms in the worker pool."""
     from rlvr.verifiers.scoring import runner_for
 
-    return runner_for(verifier, workers=config.reward.workers, timeout=config.reward.timeout,
-                      max_failure_rate=config.reward.max_failure_rate)
+    return runner_for(
+        verifier,
+        workers=config.reward.workers,
+        timeout=config.reward.timeout,
+        max_failure_rate=config.reward.max_failure_rate,
+    )
 
 
 def prepare_run_folder(config: TrainConfig, step: int, ctx: DistContext) -> Path:

@@ -32,7 +32,9 @@ def _eval_record(directory: Path, record: dict[str, Any] | None) -> dict[str, An
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | None, audit: Any = None) -> dict[str, Any]:
+def write_summary(
+    directory: Path, *, steps: int, wall_s: float, final: Path | None, audit: Any = None
+) -> dict[str, Any]:
     """Write DIR/summary.json from DIR/eval.jsonl (the step-0 eval is `before`, the last one at or after
     step 1 is `after`; with an environment, the last tool-off eval is `after_tool_off`), atomically,
     and return it. `accuracy` and `ci` are fractions. `eval_command` is the `rlvr eval` command (with
@@ -41,8 +43,13 @@ def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | N
     evals = [r for r in records if r.get("eval_tool") != "off"]  # with the run's tool, when it has one
     before = next((r for r in evals if r["step"] == 0), None)
     after = next((r for r in reversed(evals) if r["step"] > 0), None)
-    summary: dict[str, Any] = {"before": _block(before), "after": _block(after), "steps": steps,
-                               "wall_s": round(wall_s, 1), "final": str(final) if final is not None else None}
+    summary: dict[str, Any] = {
+        "before": _block(before),
+        "after": _block(after),
+        "steps": steps,
+        "wall_s": round(wall_s, 1),
+        "final": str(final) if final is not None else None,
+    }
     made = {name: _eval_record(directory, record) for name, record in (("before", before), ("after", after))}
     made = {name: found for name, found in made.items() if found}
     if made:
@@ -58,8 +65,10 @@ def write_summary(directory: Path, *, steps: int, wall_s: float, final: Path | N
         summary["after_tool_off"] = _block(tool_off)
     if summary["before"] and summary["after"]:
         summary["gain"] = summary["after"]["accuracy"] - summary["before"]["accuracy"]
-        summary["separated"] = summary["after"]["ci"][0] > summary["before"]["ci"][1] or \
-            summary["after"]["ci"][1] < summary["before"]["ci"][0]
+        summary["separated"] = (
+            summary["after"]["ci"][0] > summary["before"]["ci"][1]
+            or summary["after"]["ci"][1] < summary["before"]["ci"][0]
+        )
     if audit is not None:
         summary["audit"] = {"line": audit.line(), "rewarded": len(audit.rewarded), "total": audit.total}
     write_json(Path(directory) / SUMMARY_FILE, summary)
@@ -73,19 +82,24 @@ def read_summary(directory: str | Path) -> dict[str, Any] | None:
 
 def summary_table(summary: dict[str, Any]) -> str:
     """Accuracy before → after with intervals, steps, time and the final model's folder, as plain text."""
+
     def cell(block: dict[str, Any] | None) -> str:
         if not block:
             return "not evaluated"
         lo, hi = block["ci"]
         return f"{block['accuracy']:6.1%}  [{lo:.1%}, {hi:.1%}]  n={block['n']}"
 
-    lines = [f"{'held-out accuracy':<20}{cell(summary.get('before'))}  (before)",
-             f"{'':<20}{cell(summary.get('after'))}  (after)"]
+    lines = [
+        f"{'held-out accuracy':<20}{cell(summary.get('before'))}  (before)",
+        f"{'':<20}{cell(summary.get('after'))}  (after)",
+    ]
     if "after_tool_off" in summary:
         lines.append(f"{'':<20}{cell(summary['after_tool_off'])}  (after, tool off)")
     if "gain" in summary:
-        lines.append(f"{'gain':<20}{summary['gain'] * 100:+.1f} points, intervals "
-                     f"{'separated' if summary['separated'] else 'overlap'}")
+        lines.append(
+            f"{'gain':<20}{summary['gain'] * 100:+.1f} points, intervals "
+            f"{'separated' if summary['separated'] else 'overlap'}"
+        )
     if summary.get("eval_settings"):
         lines.append(f"{'measured on':<20}{describe(summary['eval_settings'])}")
     if summary.get("eval_settings_differ"):

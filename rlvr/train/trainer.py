@@ -15,8 +15,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -53,8 +54,14 @@ class Trainer:
     benchmarks share one vLLM); the trainer then leaves it open. Built from the stages of
     rlvr.train.stages, in the order their arguments allow; it is the `TrainContext` algorithms receive."""
 
-    def __init__(self, config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None,
-                 engine_log: Path | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: str | Path | None = None,
+        engine: Any = None,
+        engine_log: Path | None = None,
+    ):
         from rlvr.models import resolve_model
         from rlvr.rollout import resolve_kind
 
@@ -80,8 +87,11 @@ class Trainer:
         # an FSDP2-sharded policy cannot generate by itself: the engine then keeps a full copy
         self.sharded = self.ctx.distributed and cfg.distributed.strategy == "fsdp2"
         kind = getattr(engine, "kind", None) or resolve_kind(cfg.rollout.engine)
-        spec = None if engine is not None else stages.engine_spec(cfg, placement, self.ctx, kind, self.model_path,
-                                                                  data.served(self.plan))
+        spec = (
+            None
+            if engine is not None
+            else stages.engine_spec(cfg, placement, self.ctx, kind, self.model_path, data.served(self.plan))
+        )
         if spec is not None and spec.holds_weights:  # its own copy of the weights: it needs no policy
             self.engine = stages.start_engine(spec, self.ctx, engine_log=engine_log, started=self.started)
         seeded = stages.seed_rngs(cfg.seed, after=self.engine)
@@ -90,17 +100,27 @@ class Trainer:
         self.step_number = resumed.step
         self.stream = stages.prompt_stream(self.algorithm, data, self.policy.tokenizer, cfg, resumed)
         if spec is not None and not spec.holds_weights:  # generates with the live policy
-            self.engine = stages.start_engine(spec, self.ctx, None if self.sharded else self.policy.module,
-                                              engine_log=engine_log, started=self.started)
+            self.engine = stages.start_engine(
+                spec,
+                self.ctx,
+                None if self.sharded else self.policy.module,
+                engine_log=engine_log,
+                started=self.started,
+            )
         self.pushes_weights = stages.engine_holds_weights(self.engine)
         self.engine_stale = self.pushes_weights and bool(self.step_number)  # resumed: the engine has the base weights
         self.sync_engine()
         self.runner = stages.build_runner(self.verifier, cfg)
         self.out = stages.prepare_run_folder(cfg, self.step_number, self.ctx)
-        self.monitor = Monitor(self.out, total_steps=cfg.optimizer.max_steps, start_step=self.step_number,
-                               enabled=self.ctx.is_main, progress=cfg.logging.progress,
-                               wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
-                               run_config=dataclasses.asdict(cfg))
+        self.monitor = Monitor(
+            self.out,
+            total_steps=cfg.optimizer.max_steps,
+            start_step=self.step_number,
+            enabled=self.ctx.is_main,
+            progress=cfg.logging.progress,
+            wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
+            run_config=dataclasses.asdict(cfg),
+        )
         if resumed.alarms:
             self.monitor.alarms.__dict__.update(resumed.alarms)
 
@@ -131,12 +151,21 @@ class Trainer:
             if self.step_number >= cfg.optimizer.max_steps:
                 self.save_final()
             if self.ctx.is_main:
-                write_summary(self.out, steps=self.step_number, wall_s=time.perf_counter() - self.started,
-                              final=self.out / "final" if self.step_number >= cfg.optimizer.max_steps else None,
-                              audit=self.audit)
+                write_summary(
+                    self.out,
+                    steps=self.step_number,
+                    wall_s=time.perf_counter() - self.started,
+                    final=self.out / "final" if self.step_number >= cfg.optimizer.max_steps else None,
+                    audit=self.audit,
+                )
             if self.stop_signal is not None:
-                log.warning("%s: saved step %d in %s; continue with --resume %s",
-                            signal.Signals(self.stop_signal).name, self.step_number, self.out, self.out)
+                log.warning(
+                    "%s: saved step %d in %s; continue with --resume %s",
+                    signal.Signals(self.stop_signal).name,
+                    self.step_number,
+                    self.out,
+                    self.out,
+                )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -164,16 +193,27 @@ class Trainer:
         if self.plan.samples_online:
             with timer("sync"):
                 report = self.sync_engine()
-        metrics = {**made.metrics, "epoch": self.stream.epoch, **learned, "lr": lr, "param_delta": moved,
-                   **timer.metrics()}
+        metrics = {
+            **made.metrics,
+            "epoch": self.stream.epoch,
+            **learned,
+            "lr": lr,
+            "param_delta": moved,
+            **timer.metrics(),
+        }
         if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
-            metrics["tool_s"], metrics["generate_s"] = timer.seconds.get("tool", 0.0), timer.seconds.get("generate", 0.0)
+            metrics["tool_s"], metrics["generate_s"] = (
+                timer.seconds.get("tool", 0.0),
+                timer.seconds.get("generate", 0.0),
+            )
         if "completion_tokens" in metrics and timer.seconds.get("generate"):
             metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
         metrics.update(reduce_metrics(metrics, self.ctx))
         if report.get("changed") is not None:
             metrics["sync_changed"], metrics["sync_probe_s"] = report["changed"], report.get("probe_s", 0.0)
-        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix("torch."):  # what the engine kept
+        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix(
+            "torch."
+        ):  # what the engine kept
             metrics["sync_rounded_away"] = self.policy.rounded_away(before, getattr(torch, self.rollout_dtype))
         self.monitor.log_step(self.step_number, metrics)
         every = self.config.logging.samples_every
@@ -208,8 +248,9 @@ class Trainer:
         """The run's prompt template (data.style, data.instruction) applied to `example`."""
         from rlvr.data.templates import render_prompt
 
-        return render_prompt(example, self.engine.tokenizer, style=self.config.data.style,
-                             instruction=self.config.data.instruction)
+        return render_prompt(
+            example, self.engine.tokenizer, style=self.config.data.style, instruction=self.config.data.instruction
+        )
 
     def collect(self, examples: Sequence[Example], n: int, sampling: SamplingConfig, timer: Timer) -> Collected:
         """Generate n completions per example and verify them (timed as generate and verify)."""
@@ -228,8 +269,14 @@ class Trainer:
         r = self.config.rollout
         stop = stop_sequences(self.config.data.style)
         seed = rank_seed(self.config.seed, self.ctx) + 7919 * self.step_number + 104_729 * round_
-        return SamplingConfig(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                              max_new_tokens=r.max_new_tokens, seed=seed, stop=stop)
+        return SamplingConfig(
+            temperature=r.temperature,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            max_new_tokens=r.max_new_tokens,
+            seed=seed,
+            stop=stop,
+        )
 
     # -------------------------------------------------------------------------- eval, state, output
 
@@ -249,23 +296,41 @@ class Trainer:
             folder = f"step_{self.step_number:06d}" + ("" if env is self.env else "_tool_off")
             output_dir = self.out / "eval" / folder if self.ctx.is_main else None
             # the settings `rlvr eval` takes to reproduce it: built by the same function, recorded with the result
-            spec = EvalSpec.from_train_config(self.config, engine=getattr(engine, "kind", "auto"), dtype=engine_dtype(engine),
-                                              max_model_len=getattr(engine, "max_model_len", None),
-                                              env=self.config.env.name if env is not None else None)
-            summary = run_eval(engine, self.eval_examples, self.verifier, sampling=spec.sampling(),
-                               style=spec.style, instruction=spec.instruction, samples=spec.samples,
-                               run_info={**spec.settings(), "eval_command": spec.to_command()},
-                               output_dir=output_dir, progress=False,
-                               workers=self.config.reward.workers, timeout=self.config.reward.timeout,
-                               max_failure_rate=None, name=f"step {self.step_number}", env=env)
-            self.monitor.log_eval(self.step_number, summary,
-                                  tool=None if self.env is None else "on" if tool else "off")
+            spec = EvalSpec.from_train_config(
+                self.config,
+                engine=getattr(engine, "kind", "auto"),
+                dtype=engine_dtype(engine),
+                max_model_len=getattr(engine, "max_model_len", None),
+                env=self.config.env.name if env is not None else None,
+            )
+            summary = run_eval(
+                engine,
+                self.eval_examples,
+                self.verifier,
+                sampling=spec.sampling(),
+                style=spec.style,
+                instruction=spec.instruction,
+                samples=spec.samples,
+                run_info={**spec.settings(), "eval_command": spec.to_command()},
+                output_dir=output_dir,
+                progress=False,
+                workers=self.config.reward.workers,
+                timeout=self.config.reward.timeout,
+                max_failure_rate=None,
+                name=f"step {self.step_number}",
+                env=env,
+            )
+            self.monitor.log_eval(self.step_number, summary, tool=None if self.env is None else "on" if tool else "off")
         barrier(self.ctx)
         return summary
 
     def state(self) -> dict[str, Any]:
-        return {"step": self.step_number, "data": self.stream.position(), "world_size": self.ctx.world_size,
-                "alarms": dataclasses.asdict(self.monitor.alarms)}
+        return {
+            "step": self.step_number,
+            "data": self.stream.position(),
+            "world_size": self.ctx.world_size,
+            "alarms": dataclasses.asdict(self.monitor.alarms),
+        }
 
     def save(self) -> Path | None:
         """DIR/checkpoints/step_N: float32 master weights (or the peft adapter), optimizer, scheduler, RNG,
@@ -274,13 +339,23 @@ class Trainer:
         model, optimizer = checkpoint_state(self.policy.wrapped, self.policy.optimizer, self.ctx)  # FSDP2: gathers
         if self.ctx.is_main:
             try:
-                path = save_checkpoint(self.out, model=model, tokenizer=self.policy.tokenizer,
-                                       optimizer=optimizer, scheduler=self.policy.scheduler,
-                                       state=self.state(), keep_last=self.config.checkpoint.keep_last)
-            except OSError as err:  # disk full, read-only: the temporary folder is what failed, never the last checkpoint
+                path = save_checkpoint(
+                    self.out,
+                    model=model,
+                    tokenizer=self.policy.tokenizer,
+                    optimizer=optimizer,
+                    scheduler=self.policy.scheduler,
+                    state=self.state(),
+                    keep_last=self.config.checkpoint.keep_last,
+                )
+            except (
+                OSError
+            ) as err:  # disk full, read-only: the temporary folder is what failed, never the last checkpoint
                 previous = latest_checkpoint(self.out)
-                raise OutputError(f"cannot write the checkpoint of step {self.step_number} under {self.out / 'checkpoints'}: "
-                                  f"{err.strerror or err}; the previous checkpoint is intact: {previous or 'none yet'}") from None
+                raise OutputError(
+                    f"cannot write the checkpoint of step {self.step_number} under {self.out / 'checkpoints'}: "
+                    f"{err.strerror or err}; the previous checkpoint is intact: {previous or 'none yet'}"
+                ) from None
         barrier(self.ctx)
         return path
 
@@ -289,8 +364,12 @@ class Trainer:
         model, _ = checkpoint_state(self.policy.wrapped, None, self.ctx)  # FSDP2: gathers, on every rank
         if self.ctx.is_main:
             weights = self.policy.weights() if self.config.model.lora_r else None
-            save_final(self.out / "final", model.get_base_model() if weights is not None else model,
-                       self.policy.tokenizer, state_dict=weights)
+            save_final(
+                self.out / "final",
+                model.get_base_model() if weights is not None else model,
+                self.policy.tokenizer,
+                state_dict=weights,
+            )
 
     def close(self) -> None:
         self.monitor.close()
@@ -304,11 +383,15 @@ class Trainer:
         if self.stop_signal is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.stop_signal = signum
-        log.warning("%s: finishing step %d, then saving a checkpoint (send it again to abort)",
-                    signal.Signals(signum).name, self.step_number)
+        log.warning(
+            "%s: finishing step %d, then saving a checkpoint (send it again to abort)",
+            signal.Signals(signum).name,
+            self.step_number,
+        )
 
 
-def train(config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None,
-          engine_log: Path | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig, *, resume: str | Path | None = None, engine: Any = None, engine_log: Path | None = None
+) -> dict[str, Any]:
     """Build a Trainer and run it; returns the last step's metrics."""
     return Trainer(config, resume=resume, engine=engine, engine_log=engine_log).train()

@@ -8,28 +8,46 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from rlvr.algorithms import ALGORITHMS, create_algorithm
 from rlvr.algorithms.base import DataPlan
 from rlvr.algorithms.dpo import pair_completions
 from rlvr.config import load_config
+from rlvr.data.supervised import boxed_response, sft_examples
 from rlvr.errors import InputError
 from rlvr.train.monitor import AlarmState, check_alarms, read_metrics
-from rlvr.data.supervised import boxed_response, sft_examples
 from rlvr.train.trainer import train
 from rlvr.types import Example, Rollout, Score, Status
 
 
 def _config(model: Path, out: Path, algorithm: str, **extra):
-    return load_config(None, {
-        "algorithm": algorithm, "model.name": str(model), "device": "cpu", "model.dtype": "float32",
-        "rollout.engine": "hf", "data.dataset": "arith", "data.size": 32, "reward.workers": 0,
-        "reward.audit": False, "rollout.n": 4, "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 8,
-        "rollout.temperature": 1.0, "optimizer.lr": 1e-3, "optimizer.max_steps": 2, "optimizer.warmup_steps": 0,
-        "logging.output": str(out), "logging.progress": False, "checkpoint.every": 0, "eval.before_after": False,
-        **extra})
+    return load_config(
+        None,
+        {
+            "algorithm": algorithm,
+            "model.name": str(model),
+            "device": "cpu",
+            "model.dtype": "float32",
+            "rollout.engine": "hf",
+            "data.dataset": "arith",
+            "data.size": 32,
+            "reward.workers": 0,
+            "reward.audit": False,
+            "rollout.n": 4,
+            "rollout.prompts_per_step": 2,
+            "rollout.max_new_tokens": 8,
+            "rollout.temperature": 1.0,
+            "optimizer.lr": 1e-3,
+            "optimizer.max_steps": 2,
+            "optimizer.warmup_steps": 0,
+            "logging.output": str(out),
+            "logging.progress": False,
+            "checkpoint.every": 0,
+            "eval.before_after": False,
+            **extra,
+        },
+    )
 
 
 def _moved(model: Path, out: Path) -> float:
@@ -44,25 +62,37 @@ def _rollout(text: str, tokens: tuple[int, ...] = (5, 6)) -> Rollout:
 # ------------------------------------------------------------------------------ pure pieces
 
 
-@pytest.mark.parametrize("rewards, texts, expected", [
-    ([1.0, 0.0, 0.0, 1.0], ["a", "b", "c", "d"], ("a", "b")),  # first best, first worst
-    ([0.0, 0.0, 0.0, 0.0], ["a", "b", "c", "d"], None),  # all tied: no pair
-    ([1.0, 1.0, 1.0, 1.0], ["a", "b", "c", "d"], None),
-    ([0.0, 1.0, 0.5, 0.0], ["a", "b", "c", "d"], ("b", "a")),
-    ([1.0, 0.0], ["same", "same"], None),  # a "pair" of one text is no preference
-])
+@pytest.mark.parametrize(
+    "rewards, texts, expected",
+    [
+        ([1.0, 0.0, 0.0, 1.0], ["a", "b", "c", "d"], ("a", "b")),  # first best, first worst
+        ([0.0, 0.0, 0.0, 0.0], ["a", "b", "c", "d"], None),  # all tied: no pair
+        ([1.0, 1.0, 1.0, 1.0], ["a", "b", "c", "d"], None),
+        ([0.0, 1.0, 0.5, 0.0], ["a", "b", "c", "d"], ("b", "a")),
+        ([1.0, 0.0], ["same", "same"], None),  # a "pair" of one text is no preference
+    ],
+)
 def test_dpo_pairs_a_best_with_a_worst_completion_and_skips_ties(rewards, texts, expected):
-    group = [(_rollout(t), Score(r, Status.CORRECT if r == 1 else Status.WRONG)) for r, t in zip(rewards, texts)]
+    group = [
+        (_rollout(t), Score(r, Status.CORRECT if r == 1 else Status.WRONG)) for r, t in zip(rewards, texts, strict=True)
+    ]
     pair = pair_completions(group)
     assert (None if pair is None else (pair[0].text, pair[1].text)) == expected
 
 
-@pytest.mark.parametrize("source, metadata, answer, ends_with", [
-    ("arith", {"expression": "12 + 30"}, "42", "We compute 12 + 30 = 42.\nThe final answer is \\boxed{42}."),
-    ("gsm8k", {"solution": "She has 3*4=<<3*4=12>>12 eggs.\n#### 12"}, "12",
-     "She has 3*4=12 eggs.\nThe final answer is \\boxed{12}."),
-    ("math", {"solution": "So $x=\\boxed{5}$."}, "5", "So $x=\\boxed{5}$."),
-])
+@pytest.mark.parametrize(
+    "source, metadata, answer, ends_with",
+    [
+        ("arith", {"expression": "12 + 30"}, "42", "We compute 12 + 30 = 42.\nThe final answer is \\boxed{42}."),
+        (
+            "gsm8k",
+            {"solution": "She has 3*4=<<3*4=12>>12 eggs.\n#### 12"},
+            "12",
+            "She has 3*4=12 eggs.\nThe final answer is \\boxed{12}.",
+        ),
+        ("math", {"solution": "So $x=\\boxed{5}$."}, "5", "So $x=\\boxed{5}$."),
+    ],
+)
 def test_worked_responses_end_in_the_templates_final_answer_form(source, metadata, answer, ends_with):
     example = Example("e/0", "q", answer, {"benchmark": source, **metadata})
     [row] = sft_examples([example])
@@ -75,17 +105,27 @@ def test_sft_file_formats_and_rejection_sampling_filter(tmp_path, tiny_model):
 
     tokenizer = load_tokenizer(tiny_model)
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("\n".join(json.dumps(r) for r in [
-        {"prompt": "What is 2+2?", "completion": "4"},
-        {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]},
-    ]) + "\n")
+    rows.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"prompt": "What is 2+2?", "completion": "4"},
+                {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]},
+            ]
+        )
+        + "\n"
+    )
     plain, chat = sft_examples(None, path=str(rows), tokenizer=tokenizer)
     assert plain.metadata["response"] == "4" and "rendered_prompt" not in plain.metadata
     assert chat.metadata["response"] == "Hello." and "Hi?" in chat.metadata["rendered_prompt"]
     samples = tmp_path / "samples.jsonl"  # rlvr eval's samples.jsonl: rendered prompt, status
-    samples.write_text("\n".join(json.dumps({"id": f"p/{i}", "sample": 0, "prompt": "<rendered>", "completion": c,
-                                             "status": s, "gold": "4"}) for i, (c, s) in
-                                 enumerate([("4", "correct"), ("5", "wrong"), ("four", "no_answer")])) + "\n")
+    samples.write_text(
+        "\n".join(
+            json.dumps({"id": f"p/{i}", "sample": 0, "prompt": "<rendered>", "completion": c, "status": s, "gold": "4"})
+            for i, (c, s) in enumerate([("4", "correct"), ("5", "wrong"), ("four", "no_answer")])
+        )
+        + "\n"
+    )
     [kept] = sft_examples(None, path=str(samples), tokenizer=tokenizer)
     assert kept.metadata == {"response": "4", "rendered_prompt": "<rendered>"} and kept.id == "p/0"
     assert len(sft_examples(None, path=str(samples), tokenizer=tokenizer, keep_status=None)) == 3
@@ -115,17 +155,23 @@ def test_every_algorithm_is_in_the_table_and_plans_before_anything_is_built(tiny
         create_algorithm("ppo", None)
 
 
-@pytest.mark.parametrize("name, extra, plan", [
-    ("grpo", {}, DataPlan("prompts", samples_online=True)),
-    ("grpo", {"grpo.beta": 0.04, "grpo.mu": 2}, DataPlan("prompts", True, needs_reference=True, optimizer_steps=2)),
-    ("rft", {}, DataPlan("prompts", samples_online=True)),
-    ("sft", {}, DataPlan("responses", samples_online=False)),
-    ("sft", {"data.dataset": "{rows}"}, DataPlan("responses", samples_online=False, reads_dataset=False)),
-    ("dpo", {}, DataPlan("prompts", samples_online=True, needs_reference=True)),
-    ("dpo", {"dpo.reference_free": True}, DataPlan("prompts", samples_online=True)),
-    ("dpo", {"data.dataset": "{prefs}"}, DataPlan("preferences", samples_online=False, reads_dataset=False,
-                                                  needs_reference=True)),
-])
+@pytest.mark.parametrize(
+    "name, extra, plan",
+    [
+        ("grpo", {}, DataPlan("prompts", samples_online=True)),
+        ("grpo", {"grpo.beta": 0.04, "grpo.mu": 2}, DataPlan("prompts", True, needs_reference=True, optimizer_steps=2)),
+        ("rft", {}, DataPlan("prompts", samples_online=True)),
+        ("sft", {}, DataPlan("responses", samples_online=False)),
+        ("sft", {"data.dataset": "{rows}"}, DataPlan("responses", samples_online=False, reads_dataset=False)),
+        ("dpo", {}, DataPlan("prompts", samples_online=True, needs_reference=True)),
+        ("dpo", {"dpo.reference_free": True}, DataPlan("prompts", samples_online=True)),
+        (
+            "dpo",
+            {"data.dataset": "{prefs}"},
+            DataPlan("preferences", samples_online=False, reads_dataset=False, needs_reference=True),
+        ),
+    ],
+)
 def test_each_algorithm_plans_its_data_from_the_config_alone(tiny_model, tmp_path, name, extra, plan):
     """What sizes the engine and loads the policy is known from the config: which rows, whether they are
     sampled online (an SFT file or a preference file is not), a reference model, optimizer steps."""
@@ -155,9 +201,20 @@ def test_rft_keeps_only_correct_completions(tiny_model, tmp_path):
     assert all(r["kept"] == 0 and "nothing_to_learn" in r["alarms"] for r in records)
     # a verifier that calls every unrepetitive text correct keeps distinct finished completions, at most
     # max_per_prompt each (truncated ones are never kept: they would teach the model not to stop)
-    train(_config(tiny_model, tmp_path / "all", "rft", **{"reward.verifier": "repetition:n=8", "rft.max_per_prompt": 3,
-                                                          "rollout.n": 8, "rollout.max_new_tokens": 24,
-                                                          "optimizer.max_steps": 3}))
+    train(
+        _config(
+            tiny_model,
+            tmp_path / "all",
+            "rft",
+            **{
+                "reward.verifier": "repetition:n=8",
+                "rft.max_per_prompt": 3,
+                "rollout.n": 8,
+                "rollout.max_new_tokens": 24,
+                "optimizer.max_steps": 3,
+            },
+        )
+    )
     records = read_metrics(tmp_path / "all")
     assert all(r["kept"] <= 2 * 3 for r in records) and sum(r["kept"] for r in records) > 0
     assert _moved(tiny_model, tmp_path / "all") > 1e-4
@@ -165,12 +222,18 @@ def test_rft_keeps_only_correct_completions(tiny_model, tmp_path):
 
 def test_dpo_online_pairs_and_offline_file(tiny_model, tmp_path):
     verifier = "overlong:max_tokens=60,buffer=50,unit=chars"  # rewards vary with length: pairs exist
-    train(_config(tiny_model, tmp_path / "online", "dpo", **{"reward.verifier": verifier, "rollout.max_new_tokens": 12}))
+    train(
+        _config(tiny_model, tmp_path / "online", "dpo", **{"reward.verifier": verifier, "rollout.max_new_tokens": 12})
+    )
     online = read_metrics(tmp_path / "online")
     assert any(r["pairs"] > 0 for r in online) and all("dpo_margin" in r for r in online if r["pairs"])
     prefs = tmp_path / "prefs.jsonl"
-    prefs.write_text("\n".join(json.dumps({"prompt": f"What is {i}+1?", "chosen": str(i + 1), "rejected": "no idea"})
-                               for i in range(6)) + "\n")
+    prefs.write_text(
+        "\n".join(
+            json.dumps({"prompt": f"What is {i}+1?", "chosen": str(i + 1), "rejected": "no idea"}) for i in range(6)
+        )
+        + "\n"
+    )
     train(_config(tiny_model, tmp_path / "offline", "dpo", **{"data.dataset": str(prefs), "optimizer.max_steps": 3}))
     offline = read_metrics(tmp_path / "offline")
     assert [r["pairs"] for r in offline] == [2, 2, 2]
@@ -181,8 +244,9 @@ def test_dpo_online_pairs_and_offline_file(tiny_model, tmp_path):
 @pytest.mark.parametrize("algorithm", ["grpo", "sft"])
 def test_summary_json_has_before_and_after_with_wilson_intervals(tiny_model, tmp_path, algorithm):
     out = tmp_path / algorithm
-    train(_config(tiny_model, out, algorithm, **{"eval.before_after": True, "eval.limit": 6,
-                                                 "reward.verifier": "math"}))
+    train(
+        _config(tiny_model, out, algorithm, **{"eval.before_after": True, "eval.limit": 6, "reward.verifier": "math"})
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"before", "after", "steps", "wall_s", "final"}
     assert summary["steps"] == 2 and summary["final"] == str(out / "final") and summary["wall_s"] > 0

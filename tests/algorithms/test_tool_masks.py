@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rlvr.algorithms.grpo import GRPO, GRPOBatch, Groups
+from rlvr.algorithms.grpo import GRPO, Groups, GRPOBatch
 from rlvr.config import load_config, resolve_auto
 from rlvr.distributed import init_distributed
 from rlvr.learner.policy import Policy
@@ -19,18 +19,41 @@ N = 2  # completions per group
 
 
 def _config(model_path, **extra):
-    return resolve_auto(load_config(None, {
-        "model.name": str(model_path), "device": "cpu", "model.dtype": "float32", "rollout.n": N,
-        "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 16, "optimizer.micro_batch_size": 4,
-        "optimizer.lr": 1e-2, "optimizer.warmup_steps": 0, "optimizer.skip_zero_advantage": False, **extra}), "cpu")
+    return resolve_auto(
+        load_config(
+            None,
+            {
+                "model.name": str(model_path),
+                "device": "cpu",
+                "model.dtype": "float32",
+                "rollout.n": N,
+                "rollout.prompts_per_step": 2,
+                "rollout.max_new_tokens": 16,
+                "optimizer.micro_batch_size": 4,
+                "optimizer.lr": 1e-2,
+                "optimizer.warmup_steps": 0,
+                "optimizer.skip_zero_advantage": False,
+                **extra,
+            },
+        ),
+        "cpu",
+    )
 
 
 def _trajectory(index: int, model: list[int], tool: list[int], calls=({"status": "ok"},), finish="length") -> Rollout:
     """A model turn, then a tool output the trajectory ended in (so the tool tokens precede nothing)."""
     ids = (*model, *tool)
-    return Rollout(index, "text", ids, (*(-1.5 for _ in model), *(0.0 for _ in tool)), finish, (7, 8, 9 + index),
-                   loss_mask=(1,) * len(model) + (0,) * len(tool),
-                   segments=(("model", 0, len(model)), ("tool", len(model), len(ids))), tool_calls=tuple(calls))
+    return Rollout(
+        index,
+        "text",
+        ids,
+        (*(-1.5 for _ in model), *(0.0 for _ in tool)),
+        finish,
+        (7, 8, 9 + index),
+        loss_mask=(1,) * len(model) + (0,) * len(tool),
+        segments=(("model", 0, len(model)), ("tool", len(model), len(ids))),
+        tool_calls=tuple(calls),
+    )
 
 
 def _groups(tool_ids: list[int], statuses=(Status.CORRECT, Status.WRONG)) -> Groups:
@@ -47,16 +70,24 @@ def _learn(model_path, groups: Groups, use_tis: bool, **extra) -> tuple[dict, di
     return metrics, {k: v.detach().clone() for k, v in policy.module.state_dict().items()}
 
 
-@pytest.mark.parametrize("use_tis, extra", [
-    (False, {"grpo.loss": "dapo"}),
-    (True, {"grpo.loss": "grpo"}),  # the sampler's logprob 0 on tool tokens would be a TIS weight of e^lp
-    (False, {"grpo.loss": "dr_grpo", "grpo.beta": 0.1}),  # KL to the reference on tool tokens
-])
+@pytest.mark.parametrize(
+    "use_tis, extra",
+    [
+        (False, {"grpo.loss": "dapo"}),
+        (True, {"grpo.loss": "grpo"}),  # the sampler's logprob 0 on tool tokens would be a TIS weight of e^lp
+        (False, {"grpo.loss": "dr_grpo", "grpo.beta": 0.1}),  # KL to the reference on tool tokens
+    ],
+)
 def test_changing_the_tool_tokens_changes_neither_loss_nor_update(tiny_model, use_tis, extra):
     a_metrics, a_weights = _learn(tiny_model, _groups([21, 22, 23, 24]), use_tis, **extra)
     b_metrics, b_weights = _learn(tiny_model, _groups([900, 901, 902, 903]), use_tis, **extra)
-    for key in ("loss", "entropy", "tokens", *(("kl",) if "grpo.beta" in extra else ()),
-                *(("tis_weight_mean",) if use_tis else ())):
+    for key in (
+        "loss",
+        "entropy",
+        "tokens",
+        *(("kl",) if "grpo.beta" in extra else ()),
+        *(("tis_weight_mean",) if use_tis else ()),
+    ):
         assert a_metrics[key] == pytest.approx(b_metrics[key], abs=1e-7), key
     assert a_metrics["tokens"] == 12  # 4 rows × 3 model tokens: the tool's 4 per row are not counted
     for name, weight in a_weights.items():
@@ -75,14 +106,17 @@ def test_the_packed_mask_is_the_rollouts_loss_mask(tiny_model):
 # ------------------------------------------------------------------------------ void turns
 
 
-@pytest.mark.parametrize("calls, finish, status, void", [
-    (({"status": "ok"},), "stop", Status.CORRECT, False),
-    (({"status": "ok"},), "stop", Status.NO_ANSWER, True),  # ended its turn with neither a call nor an answer
-    (({"status": "ok"},), "length", Status.NO_ANSWER, True),  # cut off without an answer
-    (({"status": "invalid"},), "stop", Status.WRONG, True),  # opened an output block with no code
-    (({"status": "error"},), "tool_budget", Status.NO_ANSWER, False),  # every turn called the tool
-    ((), "stop", Status.WRONG, False),
-])
+@pytest.mark.parametrize(
+    "calls, finish, status, void",
+    [
+        (({"status": "ok"},), "stop", Status.CORRECT, False),
+        (({"status": "ok"},), "stop", Status.NO_ANSWER, True),  # ended its turn with neither a call nor an answer
+        (({"status": "ok"},), "length", Status.NO_ANSWER, True),  # cut off without an answer
+        (({"status": "invalid"},), "stop", Status.WRONG, True),  # opened an output block with no code
+        (({"status": "error"},), "tool_budget", Status.NO_ANSWER, False),  # every turn called the tool
+        ((), "stop", Status.WRONG, False),
+    ],
+)
 def test_void_trajectories(calls, finish, status, void):
     assert is_void(_trajectory(0, [1, 2], [3], calls, finish), Score(0.0, status)) is void
 
@@ -103,8 +137,10 @@ def test_void_masking_keeps_rewards_and_an_all_void_batch_gives_no_nan(tiny_mode
 
 
 def test_tool_metrics_of_a_step():
-    rollouts = [_trajectory(0, [1, 2], [3], ({"status": "ok"}, {"status": "timeout"}), "stop"),
-                _trajectory(0, [1, 2, 3], [4, 5], ({"status": "invalid"},), "stop")]
+    rollouts = [
+        _trajectory(0, [1, 2], [3], ({"status": "ok"}, {"status": "timeout"}), "stop"),
+        _trajectory(0, [1, 2, 3], [4, 5], ({"status": "invalid"},), "stop"),
+    ]
     metrics = tool_metrics([Score(1.0, Status.CORRECT), Score(0.0, Status.WRONG)], rollouts)
     assert metrics["tool_calls_mean"] == 1.5
     assert metrics["tool_error_rate"] == pytest.approx(2 / 3) and metrics["tool_timeout_rate"] == pytest.approx(1 / 3)

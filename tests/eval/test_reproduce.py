@@ -24,12 +24,32 @@ VERIFIER = "math+overlong:max_tokens=60,buffer=50,unit=chars"
 
 
 def _config(model: Path, out: Path, **extra):
-    return load_config(None, {
-        "model.name": str(model), "device": "cpu", "rollout.engine": "hf", "data.dataset": "arith",
-        "data.size": 64, "reward.verifier": VERIFIER, "reward.workers": 1, "rollout.n": 2,
-        "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 12, "optimizer.lr": 1e-3, "rollout.temperature": 1.0,
-        "optimizer.max_steps": 2, "optimizer.warmup_steps": 0, "logging.output": str(out), "logging.progress": False,
-        "eval.before_after": True, "eval.limit": 12, "eval.max_new_tokens": 16, "reward.audit": False, **extra})
+    return load_config(
+        None,
+        {
+            "model.name": str(model),
+            "device": "cpu",
+            "rollout.engine": "hf",
+            "data.dataset": "arith",
+            "data.size": 64,
+            "reward.verifier": VERIFIER,
+            "reward.workers": 1,
+            "rollout.n": 2,
+            "rollout.prompts_per_step": 2,
+            "rollout.max_new_tokens": 12,
+            "optimizer.lr": 1e-3,
+            "rollout.temperature": 1.0,
+            "optimizer.max_steps": 2,
+            "optimizer.warmup_steps": 0,
+            "logging.output": str(out),
+            "logging.progress": False,
+            "eval.before_after": True,
+            "eval.limit": 12,
+            "eval.max_new_tokens": 16,
+            "reward.audit": False,
+            **extra,
+        },
+    )
 
 
 def _samples(folder: Path) -> dict[tuple[str, int], str]:
@@ -65,8 +85,23 @@ def test_the_recorded_eval_command_reproduces_before_and_after_sample_by_sample(
 def test_a_checkpoint_evaluated_with_other_settings_warns_naming_them(tiny_model, tmp_path):
     run = tmp_path / "run"
     train(_config(tiny_model, run, **{"optimizer.max_steps": 1, "eval.limit": 3}))
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["bench", str(run / "final"), "--benchmark", "arith", "--limit", "3",
-                                       "--max-new-tokens", "8", "--engine", "hf", "--output", str(tmp_path / "bench")])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main,
+        [
+            "bench",
+            str(run / "final"),
+            "--benchmark",
+            "arith",
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "8",
+            "--engine",
+            "hf",
+            "--output",
+            str(tmp_path / "bench"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "warning" in result.output and "benchmark: arith:easy,seed=0 vs arith:medium,seed=0" in result.output
     assert "max_new_tokens: 16 vs 8" in result.output
@@ -74,43 +109,55 @@ def test_a_checkpoint_evaluated_with_other_settings_warns_naming_them(tiny_model
     assert settings in result.output and settings in (tmp_path / "bench" / "comparison.md").read_text()
 
 
-@pytest.mark.parametrize("text, name, options", [
-    ("arith", "arith", {"difficulty": "medium", "seed": 0}),
-    ("arith:easy", "arith", {"difficulty": "easy", "seed": 0}),
-    ("arith:hard,seed=3", "arith", {"difficulty": "hard", "seed": 3}),
-    ("arith:seed=5,difficulty=expert", "arith", {"difficulty": "expert", "seed": 5}),
-    ("gsm8k", "gsm8k", {}),
-])
+@pytest.mark.parametrize(
+    "text, name, options",
+    [
+        ("arith", "arith", {"difficulty": "medium", "seed": 0}),
+        ("arith:easy", "arith", {"difficulty": "easy", "seed": 0}),
+        ("arith:hard,seed=3", "arith", {"difficulty": "hard", "seed": 3}),
+        ("arith:seed=5,difficulty=expert", "arith", {"difficulty": "expert", "seed": 5}),
+        ("gsm8k", "gsm8k", {}),
+    ],
+)
 def test_benchmark_specs_name_every_option(text, name, options):
     assert parse_spec(text) == (name, options)
 
 
-@pytest.mark.parametrize("text, error", [
-    ("arith:trivial", "difficulty 'trivial'"),
-    ("arith:easy,colour=red", "unknown option 'colour=red'"),
-    ("gsm8k:easy", "takes no options"),
-    ("arith:easy,seed=x", "seed must be an integer"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("arith:trivial", "difficulty 'trivial'"),
+        ("arith:easy,colour=red", "unknown option 'colour=red'"),
+        ("gsm8k:easy", "takes no options"),
+        ("arith:easy,seed=x", "seed must be an integer"),
+    ],
+)
 def test_bad_benchmark_specs_are_one_clear_error(text, error):
     with pytest.raises(InputError, match=error):
         parse_spec(text)
 
 
-@pytest.mark.parametrize("text, specs", [
-    ("gsm8k,math500", ["gsm8k", "math500"]),
-    ("arith:easy,seed=3,gsm8k", ["arith:easy,seed=3", "gsm8k"]),
-    ("gsm8k, arith:hard", ["gsm8k", "arith:hard"]),
-])
+@pytest.mark.parametrize(
+    "text, specs",
+    [
+        ("gsm8k,math500", ["gsm8k", "math500"]),
+        ("arith:easy,seed=3,gsm8k", ["arith:easy,seed=3", "gsm8k"]),
+        ("gsm8k, arith:hard", ["gsm8k", "arith:hard"]),
+    ],
+)
 def test_benchmark_lists_keep_a_specs_options_together(text, specs):
     assert split_specs(text) == specs
 
 
-@pytest.mark.parametrize("overrides, expected, tokens", [
-    ({}, "arith:easy,seed=0", 64),  # the CPU defaults: easy problems, 64 new tokens
-    ({"seed": 7, "data.difficulty": "hard", "eval.max_new_tokens": 100}, "arith:hard,seed=7", 100),
-    ({"data.dataset": "math"}, "math500", 64),
-    ({"eval.dataset": "gsm8k"}, "gsm8k", 64),
-])
+@pytest.mark.parametrize(
+    "overrides, expected, tokens",
+    [
+        ({}, "arith:easy,seed=0", 64),  # the CPU defaults: easy problems, 64 new tokens
+        ({"seed": 7, "data.difficulty": "hard", "eval.max_new_tokens": 100}, "arith:hard,seed=7", 100),
+        ({"data.dataset": "math"}, "math500", 64),
+        ({"eval.dataset": "gsm8k"}, "gsm8k", 64),
+    ],
+)
 def test_the_trainers_held_out_eval_is_one_spec_with_the_same_examples(overrides, expected, tokens):
     config = resolve_auto(load_config(None, {"reward.verifier": "math", **overrides}), "cpu")
     spec = EvalSpec.from_train_config(config, engine="vllm", dtype="bfloat16")
@@ -126,10 +173,20 @@ def test_the_command_round_trips_an_instruction_that_needs_quoting():
 
 
 def test_settings_are_printed_and_differences_named():
-    a = {"benchmark": "arith:easy,seed=0", "split": "test", "n": 200, "max_new_tokens": 64, "dtype": "bfloat16",
-         "engine": "vllm", "temperature": 0.0}
+    a = {
+        "benchmark": "arith:easy,seed=0",
+        "split": "test",
+        "n": 200,
+        "max_new_tokens": 64,
+        "dtype": "bfloat16",
+        "engine": "vllm",
+        "temperature": 0.0,
+    }
     b = {**a, "benchmark": "arith:medium,seed=0", "max_new_tokens": 512, "dtype": "float32"}
     assert describe(a) == "arith:easy,seed=0 test · n=200 · 64 new tokens · bfloat16 · vllm"
-    assert differences(a, b) == ["benchmark: arith:easy,seed=0 vs arith:medium,seed=0", "max_new_tokens: 64 vs 512",
-                                 "dtype: bfloat16 vs float32"]
+    assert differences(a, b) == [
+        "benchmark: arith:easy,seed=0 vs arith:medium,seed=0",
+        "max_new_tokens: 64 vs 512",
+        "dtype: bfloat16 vs float32",
+    ]
     assert differences(a, {**a, "n": None}) == []  # unknown on one side is no difference

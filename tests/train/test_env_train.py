@@ -20,25 +20,31 @@ from rlvr.train import stages
 from rlvr.types import Example, Score, Status
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0] + "/tests/rollout")
-from test_multiturn import ScriptedEngine, spelled  # noqa: E402  (the scripted engine of the multiturn tests)
+from test_multiturn import ScriptedEngine, spelled
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ({}, None),
-    ({"env.name": "none"}, None),
-    ({"env.name": "python"}, "python"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({}, None),
+        ({"env.name": "none"}, None),
+        ({"env.name": "python"}, "python"),
+    ],
+)
 def test_env_name_defaults_to_the_single_turn_path(overrides, expected):
     assert load_config(None, overrides).env.name == expected
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("env.backend", "podman", "env.backend must be one of auto, docker, bwrap, local"),
-    ("env.max_turns", 0, "env.max_turns must be > 0"),
-    ("env.timeout", -1, "env.timeout must be > 0"),
-    ("grpo.void_turns", "drop", "grpo.void_turns must be one of keep, mask"),
-    ("env.turns", 3, "unknown config key 'env.turns'"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("env.backend", "podman", "env.backend must be one of auto, docker, bwrap, local"),
+        ("env.max_turns", 0, "env.max_turns must be > 0"),
+        ("env.timeout", -1, "env.timeout must be > 0"),
+        ("grpo.void_turns", "drop", "grpo.void_turns must be one of keep, mask"),
+        ("env.turns", 3, "unknown config key 'env.turns'"),
+    ],
+)
 def test_bad_env_options_are_one_error_naming_the_key(key, value, message):
     with pytest.raises(InputError, match=message):
         load_config(None, {key: value})
@@ -47,8 +53,9 @@ def test_bad_env_options_are_one_error_naming_the_key(key, value, message):
 def test_no_env_builds_nothing_and_local_warns(caplog):
     assert stages.build_environment(load_config(None, {})) is None
     with caplog.at_level(logging.WARNING):
-        env = stages.build_environment(load_config(None, {"env.name": "python", "env.backend": "local",
-                                                          "env.max_turns": 2, "env.timeout": 3}))
+        env = stages.build_environment(
+            load_config(None, {"env.name": "python", "env.backend": "local", "env.max_turns": 2, "env.timeout": 3})
+        )
     try:
         assert isinstance(env, PythonEnvironment) and (env.backend, env.max_turns, env.timeout) == ("local", 2, 3.0)
         assert "NOT a security boundary" in caplog.text
@@ -65,7 +72,7 @@ def test_auto_never_falls_back_to_local(monkeypatch):
             return False, "not here"
 
     monkeypatch.setattr(python_env, "_backend_class", lambda name: Missing)
-    with pytest.raises(InputError, match="env.backend=auto found no sandbox") as err:
+    with pytest.raises(InputError, match=r"env\.backend=auto found no sandbox") as err:
         stages.build_environment(load_config(None, {"env.name": "python"}))
     assert err.value.exit_code == 2
 
@@ -101,8 +108,10 @@ class TextRunner:
 
     def score(self, texts, examples):
         self.texts.extend(texts)
-        return [Score(1.0, Status.CORRECT) if f"\\boxed{{{e.answer}}}" in t else Score(0.0, Status.NO_ANSWER)
-                for t, e in zip(texts, examples)]
+        return [
+            Score(1.0, Status.CORRECT) if f"\\boxed{{{e.answer}}}" in t else Score(0.0, Status.NO_ANSWER)
+            for t, e in zip(texts, examples, strict=True)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -112,18 +121,30 @@ def tokenizer():
     return load_tokenizer(smollm2_tokenizer_dir())
 
 
-@pytest.mark.parametrize("turns, reward", [
-    # the tool prints the boxed gold, the model never writes it: no answer, no reward
-    (["```python\nprint('\\\\boxed{%d}' % (123 * 456))\n```\n```output", "I am done."], 0.0),
-    (["```python\nprint(123 * 456)\n```\n```output", "So it is \\boxed{56088}."], 1.0),
-])
+@pytest.mark.parametrize(
+    "turns, reward",
+    [
+        # the tool prints the boxed gold, the model never writes it: no answer, no reward
+        (["```python\nprint('\\\\boxed{%d}' % (123 * 456))\n```\n```output", "I am done."], 0.0),
+        (["```python\nprint(123 * 456)\n```\n```output", "So it is \\boxed{56088}."], 1.0),
+    ],
+)
 def test_the_verifier_scores_the_models_own_text_only(tokenizer, turns, reward):
-    engine = ScriptedEngine(tokenizer, [spelled(tokenizer, t) for t in turns[:-1]]
-                            + [[*spelled(tokenizer, turns[-1]), tokenizer.eos_token_id]])
+    engine = ScriptedEngine(
+        tokenizer,
+        [spelled(tokenizer, t) for t in turns[:-1]] + [[*spelled(tokenizer, turns[-1]), tokenizer.eos_token_id]],
+    )
     runner = TextRunner()
     with PythonEnvironment(backend="local", max_turns=2) as env:
-        collected = sample_and_score(engine, runner, [Example("a/0", "123*456?", "56088")], 1,
-                                     SamplingConfig(max_new_tokens=200, seed=3), lambda e: e.prompt, env=env)
+        collected = sample_and_score(
+            engine,
+            runner,
+            [Example("a/0", "123*456?", "56088")],
+            1,
+            SamplingConfig(max_new_tokens=200, seed=3),
+            lambda e: e.prompt,
+            env=env,
+        )
     [rollout] = collected.rollouts
     assert [c["status"] for c in rollout.tool_calls] == ["ok"]
     assert collected.scores[0].reward == reward
@@ -140,8 +161,15 @@ def test_a_broken_sandbox_stops_with_one_clear_error(tokenizer):
 
     engine = ScriptedEngine(tokenizer, [spelled(tokenizer, "```python\nprint(1)\n```\n```output")])
     with Broken(backend="local") as env, pytest.raises(RlvrError, match="daemon not running") as err:
-        sample_and_score(engine, TextRunner(), [Example("a/0", "q", "1")], 1,
-                         SamplingConfig(max_new_tokens=50, seed=1), lambda e: e.prompt, env=env)
+        sample_and_score(
+            engine,
+            TextRunner(),
+            [Example("a/0", "q", "1")],
+            1,
+            SamplingConfig(max_new_tokens=50, seed=1),
+            lambda e: e.prompt,
+            env=env,
+        )
     assert err.value.exit_code == 1
 
 
@@ -152,16 +180,44 @@ def test_a_grpo_step_with_the_python_tool_logs_tool_metrics(tiny_model, tmp_path
     from rlvr.train.monitor import read_metrics
     from rlvr.train.trainer import train
 
-    config = load_config(None, {
-        "model.name": str(tiny_model), "device": "cpu", "rollout.engine": "hf", "data.dataset": "arith",
-        "data.size": 16, "reward.workers": 0, "reward.audit": False, "rollout.n": 2, "rollout.prompts_per_step": 2,
-        "rollout.max_new_tokens": 8, "optimizer.max_steps": 1, "optimizer.warmup_steps": 0,
-        "logging.output": str(tmp_path), "logging.progress": False, "checkpoint.every": 0,
-        "eval.before_after": False, "env.name": "python", "env.backend": "local", "grpo.void_turns": "mask"})
+    config = load_config(
+        None,
+        {
+            "model.name": str(tiny_model),
+            "device": "cpu",
+            "rollout.engine": "hf",
+            "data.dataset": "arith",
+            "data.size": 16,
+            "reward.workers": 0,
+            "reward.audit": False,
+            "rollout.n": 2,
+            "rollout.prompts_per_step": 2,
+            "rollout.max_new_tokens": 8,
+            "optimizer.max_steps": 1,
+            "optimizer.warmup_steps": 0,
+            "logging.output": str(tmp_path),
+            "logging.progress": False,
+            "checkpoint.every": 0,
+            "eval.before_after": False,
+            "env.name": "python",
+            "env.backend": "local",
+            "grpo.void_turns": "mask",
+        },
+    )
     train(config)
     [step] = read_metrics(tmp_path)
-    for key in ("tool_calls_mean", "tool_s", "generate_s", "turns_mean", "tool_error_rate", "tool_timeout_rate",
-                "void_rate", "model_tokens", "tool_tokens", "time_tool"):
+    for key in (
+        "tool_calls_mean",
+        "tool_s",
+        "generate_s",
+        "turns_mean",
+        "tool_error_rate",
+        "tool_timeout_rate",
+        "void_rate",
+        "model_tokens",
+        "tool_tokens",
+        "time_tool",
+    ):
         assert key in step, key
     assert step["turns_mean"] >= 1
 
@@ -172,12 +228,29 @@ def test_a_run_with_the_tool_reports_the_tool_off_accuracy_beside_before_and_aft
     from rlvr.train.summary import read_summary, summary_table
     from rlvr.train.trainer import train
 
-    config = load_config(None, {
-        "model.name": str(tiny_model), "device": "cpu", "rollout.engine": "hf", "data.dataset": "arith",
-        "data.size": 16, "reward.workers": 0, "reward.audit": False, "rollout.n": 2, "rollout.prompts_per_step": 2,
-        "rollout.max_new_tokens": 8, "optimizer.max_steps": 1, "optimizer.warmup_steps": 0, "eval.limit": 3,
-        "logging.output": str(tmp_path), "logging.progress": False, "checkpoint.every": 0,
-        "env.name": "python", "env.backend": "local"})
+    config = load_config(
+        None,
+        {
+            "model.name": str(tiny_model),
+            "device": "cpu",
+            "rollout.engine": "hf",
+            "data.dataset": "arith",
+            "data.size": 16,
+            "reward.workers": 0,
+            "reward.audit": False,
+            "rollout.n": 2,
+            "rollout.prompts_per_step": 2,
+            "rollout.max_new_tokens": 8,
+            "optimizer.max_steps": 1,
+            "optimizer.warmup_steps": 0,
+            "eval.limit": 3,
+            "logging.output": str(tmp_path),
+            "logging.progress": False,
+            "checkpoint.every": 0,
+            "env.name": "python",
+            "env.backend": "local",
+        },
+    )
     train(config)
     summary = read_summary(tmp_path)
     for block in ("before", "after", "after_tool_off"):
@@ -195,10 +268,30 @@ def test_rlvr_eval_with_the_tool_writes_tool_statistics(tiny_model, tmp_path):
 
     from rlvr.cli import main
 
-    result = CliRunner().invoke(main, [
-        "eval", "--model", str(tiny_model), "--benchmark", "arith", "--limit", "2", "--engine", "hf",
-        "--max-new-tokens", "8", "--workers", "1", "--env", "python", "--env-backend", "local",
-        "--output", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--model",
+            str(tiny_model),
+            "--benchmark",
+            "arith",
+            "--limit",
+            "2",
+            "--engine",
+            "hf",
+            "--max-new-tokens",
+            "8",
+            "--workers",
+            "1",
+            "--env",
+            "python",
+            "--env-backend",
+            "local",
+            "--output",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "arith" / "summary.json").read_text())
     assert summary["env"] == "python" and summary["tool"]["calls_mean"] >= 0 and "tool_s" in summary["timing"]

@@ -7,18 +7,34 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from option_runs import (VARIED, Runs, adapter_config, batches, engine_options, final_weights, ids, loss_kwargs, moved,
-                         optimizer_steps, prompts, refused, series, summary, value_at)
+from option_runs import (
+    VARIED,
+    Runs,
+    adapter_config,
+    batches,
+    engine_options,
+    final_weights,
+    ids,
+    loss_kwargs,
+    moved,
+    optimizer_steps,
+    prompts,
+    refused,
+    series,
+    summary,
+    value_at,
+)
 from rlvr.config import TrainConfig, load_config
-from rlvr.errors import InputError
 from rlvr.data.templates import DEFAULT_INSTRUCTION
+from rlvr.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +48,9 @@ def runs(tiny_model, tmp_path_factory) -> Runs:
 def _check_device(runs: Runs) -> None:
     assert runs["base"].trainer.device.type == "cpu" and runs["base"].saved_config()["device"] == "cpu"
     if not torch.cuda.is_available():  # asking for a GPU this machine lacks: refused, not a CPU run with GPU sizes
-        with pytest.raises(InputError, match="device=cuda, but CUDA is not available"):
-            from rlvr.train.trainer import Trainer
+        from rlvr.train.trainer import Trainer
 
+        with pytest.raises(InputError, match="device=cuda, but CUDA is not available"):
             Trainer(load_config(None, runs.overrides("base", device="cuda")))
 
 
@@ -67,7 +83,7 @@ def _check_dynamic(runs: Runs) -> None:
 
 
 def _check_mask(runs: Runs) -> None:
-    for batch, record in zip(batches(runs, "flat_masked"), runs["flat_masked"].metrics):
+    for batch, record in zip(batches(runs, "flat_masked"), runs["flat_masked"].metrics, strict=True):
         kept = sum(len(r.token_ids) for r in batch.groups.rollouts if not r.truncated)
         assert any(r.truncated for r in batch.groups.rollouts) and record["tokens"] == kept
     plain = runs["plain"].metrics[0]  # keep: every completion token counts
@@ -80,7 +96,9 @@ def _check_mask(runs: Runs) -> None:
 def _check_overlong_buffer(runs: Runs) -> None:
     lengths = []
     for groups in runs["penalty"].calls["groups"]:
-        for rollout, score, shaped in zip(groups.rollouts, groups.scores, groups.rewards.flatten().tolist()):
+        for rollout, score, shaped in zip(
+            groups.rollouts, groups.scores, groups.rewards.flatten().tolist(), strict=True
+        ):
             over = (len(rollout.token_ids) - (8 - 6)) / 6  # DAPO: fades over the last 6 of 8 tokens
             assert shaped == pytest.approx(score.reward - min(1.0, max(0.0, over)))
             lengths.append(len(rollout.token_ids))
@@ -94,8 +112,16 @@ def _check_rft(runs: Runs) -> None:
     for call in runs["rft"].calls["make_step"]:
         examples, rollouts, scores = call.made.samples
         n = len(rollouts) // len(examples)
-        candidates = [len({r.text.strip() for r, s in zip(rollouts[g * n:(g + 1) * n], scores[g * n:(g + 1) * n])
-                           if s.status.value == "correct" and not r.truncated}) for g in range(len(examples))]
+        candidates = [
+            len(
+                {
+                    r.text.strip()
+                    for r, s in zip(rollouts[g * n : (g + 1) * n], scores[g * n : (g + 1) * n], strict=True)
+                    if s.status.value == "correct" and not r.truncated
+                }
+            )
+            for g in range(len(examples))
+        ]
         kept = [r.prompt_index for r in call.made.batch.rollouts]
         assert len(kept) == sum(min(1, c) for c in candidates) and len(set(kept)) == len(kept)
         widest = max(widest, *candidates)
@@ -122,8 +148,8 @@ def _check_kv_cache(runs: Runs) -> None:
     assert engine_options(runs.tiny, {"rollout.kv_cache_gib": 1.5}, "cpu")[1]["kv_cache_gib"] == 1.5
     assert engine_options(runs.tiny, {}, "cpu")[1]["kv_cache_gib"] == 0.25  # auto: the tiny model's floor
     # sized from the prompts it will serve: the longest templated prompt + the longest generation
-    from rlvr.models import load_tokenizer
     from rlvr.data.templates import render_prompt
+    from rlvr.models import load_tokenizer
     from rlvr.types import Example
 
     short, long = Example("a", "1+1?", "2"), Example("b", "What is " + "7 + " * 40 + "7?", "287")
@@ -153,7 +179,7 @@ def _check_strategy(runs: Runs) -> None:
     run = runs["wandb"]
     assert run.saved_config()["distributed"]["strategy"] == "fsdp2" and run.trainer.sharded is False
     assert run.engine_kwargs["policy"] is run.trainer.policy.module and moved(runs, "wandb") > 0
-    with pytest.raises(InputError, match="distributed.strategy must be one of ddp, fsdp2"):
+    with pytest.raises(InputError, match=r"distributed\.strategy must be one of ddp, fsdp2"):
         load_config(None, runs.overrides("base", **{"distributed.strategy": "zero3"}))
 
 
@@ -182,201 +208,662 @@ def _all(*conditions: Any) -> None:
 
 
 ROWS = [
-    Row("seed", 7, ("order",), lambda r: _all(all("/7/" in i for i in ids(r, "order")),
-                                              all("/0/" in i for i in ids(r, "base")))),
+    Row(
+        "seed",
+        7,
+        ("order",),
+        lambda r: _all(all("/7/" in i for i in ids(r, "order")), all("/0/" in i for i in ids(r, "base"))),
+    ),
     Row("device", "cpu", ("base",), _check_device),
-    Row("model.name", "{tiny}", ("base",), lambda r: _all(r["base"].trainer.model_path == r.tiny,
-                                                          r["base"].trainer.policy.module.config.hidden_size == 64)),
-    Row("model.dtype", "bfloat16", ("lowprec",), lambda r: _all(
-        r["lowprec"].trainer.policy.compute_dtype == torch.bfloat16,
-        r["lowprec"].saved_config()["model"]["dtype"] == "bfloat16", r["base"].saved_config()["model"]["dtype"] == "float32")),
-    Row("model.master_dtype", "bfloat16", ("lowprec",), lambda r: _all(
-        {p.dtype for p in r["lowprec"].trainer.policy.module.parameters()} == {torch.bfloat16},
-        {t.dtype for t in final_weights(r, "lowprec").values()} == {torch.bfloat16},
-        {t.dtype for t in final_weights(r, "base").values()} == {torch.float32})),
-    Row("model.lora_r", 4, ("lora",), lambda r: _all(
-        adapter_config(r, "lora")["r"] == 4, not (r["lora"].out / "checkpoints" / "step_000002" / "model.safetensors").exists(),
-        not any("lora" in k for k in final_weights(r, "lora")), moved(r, "lora") > 0)),
-    Row("model.lora_alpha", 16, ("lora",), lambda r: _all(adapter_config(r, "lora")["lora_alpha"] == 16,
-                                                          adapter_config(r, "kl_lora")["lora_alpha"] == 8)),
+    Row(
+        "model.name",
+        "{tiny}",
+        ("base",),
+        lambda r: _all(
+            r["base"].trainer.model_path == r.tiny, r["base"].trainer.policy.module.config.hidden_size == 64
+        ),
+    ),
+    Row(
+        "model.dtype",
+        "bfloat16",
+        ("lowprec",),
+        lambda r: _all(
+            r["lowprec"].trainer.policy.compute_dtype == torch.bfloat16,
+            r["lowprec"].saved_config()["model"]["dtype"] == "bfloat16",
+            r["base"].saved_config()["model"]["dtype"] == "float32",
+        ),
+    ),
+    Row(
+        "model.master_dtype",
+        "bfloat16",
+        ("lowprec",),
+        lambda r: _all(
+            {p.dtype for p in r["lowprec"].trainer.policy.module.parameters()} == {torch.bfloat16},
+            {t.dtype for t in final_weights(r, "lowprec").values()} == {torch.bfloat16},
+            {t.dtype for t in final_weights(r, "base").values()} == {torch.float32},
+        ),
+    ),
+    Row(
+        "model.lora_r",
+        4,
+        ("lora",),
+        lambda r: _all(
+            adapter_config(r, "lora")["r"] == 4,
+            not (r["lora"].out / "checkpoints" / "step_000002" / "model.safetensors").exists(),
+            not any("lora" in k for k in final_weights(r, "lora")),
+            moved(r, "lora") > 0,
+        ),
+    ),
+    Row(
+        "model.lora_alpha",
+        16,
+        ("lora",),
+        lambda r: _all(adapter_config(r, "lora")["lora_alpha"] == 16, adapter_config(r, "kl_lora")["lora_alpha"] == 8),
+    ),
     Row("model.lora_dropout", 0.1, ("lora",), lambda r: _all(adapter_config(r, "lora")["lora_dropout"] == 0.1)),
-    Row("model.lora_target", "q_proj,v_proj", ("lora",), lambda r: _all(
-        set(adapter_config(r, "lora")["target_modules"]) == {"q_proj", "v_proj"},
-        {n.split(".")[-4] for n, p in r["lora"].trainer.policy.module.named_parameters() if p.requires_grad}
-        == {"q_proj", "v_proj"})),
-    Row("model.gradient_checkpointing", True, ("wandb",), lambda r: _all(
-        r["wandb"].trainer.policy.module.is_gradient_checkpointing, r["wandb"].count("shared_prompt") == 0,
-        r["base"].count("shared_prompt") > 0)),
-    Row("model.lean_activations", False, ("dense",), lambda r: _all(
-        r["dense"].trainer.policy.lean_layers == {},
-        not any("forward" in vars(m) for m in r["dense"].trainer.policy.module.modules()),
-        r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.module.config.num_hidden_layers,
-        r["base"].trainer.policy.module.model.layers[0].mlp.forward.__name__ == "<lambda>")),
-    Row("model.keep_freed_memory", False, ("dense",), lambda r: _all(  # glibc's effect: tests/learner/test_allocator.py
-        r["dense"].trainer.policy.keeps_freed_memory is False,
-        r["base"].trainer.policy.keeps_freed_memory is (platform.libc_ver()[0] == "glibc"))),
-    Row("data.dataset", "{prompts}", ("file",), lambda r: _all(
-        all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file")))),
-    Row("data.split", "test", ("order",), lambda r: _all(all("/test/" in i for i in ids(r, "order")),
-                                                         all("/train/" in i for i in ids(r, "base")))),
+    Row(
+        "model.lora_target",
+        "q_proj,v_proj",
+        ("lora",),
+        lambda r: _all(
+            set(adapter_config(r, "lora")["target_modules"]) == {"q_proj", "v_proj"},
+            {n.split(".")[-4] for n, p in r["lora"].trainer.policy.module.named_parameters() if p.requires_grad}
+            == {"q_proj", "v_proj"},
+        ),
+    ),
+    Row(
+        "model.gradient_checkpointing",
+        True,
+        ("wandb",),
+        lambda r: _all(
+            r["wandb"].trainer.policy.module.is_gradient_checkpointing,
+            r["wandb"].count("shared_prompt") == 0,
+            r["base"].count("shared_prompt") > 0,
+        ),
+    ),
+    Row(
+        "model.lean_activations",
+        False,
+        ("dense",),
+        lambda r: _all(
+            r["dense"].trainer.policy.lean_layers == {},
+            not any("forward" in vars(m) for m in r["dense"].trainer.policy.module.modules()),
+            r["base"].trainer.policy.lean_layers["mlp"] == r["base"].trainer.policy.module.config.num_hidden_layers,
+            r["base"].trainer.policy.module.model.layers[0].mlp.forward.__name__ == "<lambda>",
+        ),
+    ),
+    Row(
+        "model.keep_freed_memory",
+        False,
+        ("dense",),
+        lambda r: _all(  # glibc's effect: tests/learner/test_allocator.py
+            r["dense"].trainer.policy.keeps_freed_memory is False,
+            r["base"].trainer.policy.keeps_freed_memory is (platform.libc_ver()[0] == "glibc"),
+        ),
+    ),
+    Row(
+        "data.dataset",
+        "{prompts}",
+        ("file",),
+        lambda r: _all(
+            all(i.startswith("prompts/") for i in ids(r, "file")), any("Add 0 and 2." in p for p in prompts(r, "file"))
+        ),
+    ),
+    Row(
+        "data.split",
+        "test",
+        ("order",),
+        lambda r: _all(all("/test/" in i for i in ids(r, "order")), all("/train/" in i for i in ids(r, "base"))),
+    ),
     Row("data.limit", 3, ("file",), lambda r: _all(len(r["file"].trainer.stream.examples) == 3)),
-    Row("data.prompt_field", "q", ("file",), lambda r: _all(
-        [e.prompt for e in r["file"].trainer.stream.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."])),
-    Row("data.answer_field", "gold", ("file",), lambda r: _all(
-        [e.answer for e in r["file"].trainer.stream.examples] == ["2", "4", "6"],
-        {s["gold"] for s in r["file"].samples()} <= {"2", "4", "6"})),
-    Row("data.difficulty", "hard", ("order",), lambda r: _all(all(i.startswith("arith/hard/") for i in ids(r, "order")),
-                                                              all(i.startswith("arith/easy/") for i in ids(r, "base")))),
-    Row("data.size", 12, ("order",), lambda r: _all(len(r["order"].trainer.stream.examples) == 12,
-                                                    len(r["base"].trainer.stream.examples) == 32)),
-    Row("data.style", "plain", ("plain",), lambda r: _all(
-        all("<|im_start|>" not in p and p.endswith(DEFAULT_INSTRUCTION + "\n") for p in prompts(r, "plain")),
-        all("<|im_start|>user" in p for p in prompts(r, "base")))),
-    Row("data.instruction", "Answer in one word.", ("order",), lambda r: _all(
-        all("Answer in one word." in p and DEFAULT_INSTRUCTION not in p for p in prompts(r, "order")))),
-    Row("data.shuffle", False, ("order",), lambda r: _all(
-        [i.rsplit("/", 1)[1] for i in ids(r, "order", 1) + ids(r, "order", 2)] == ["0", "1", "2", "3"],
-        [i.rsplit("/", 1)[1] for i in ids(r, "base", 1)] != ["0", "1"])),
-    Row("data.keep_status", "wrong", ("sft",), lambda r: _all([e.id for e in r["sft"].trainer.stream.examples] == ["s/1", "s/3"])),
-    Row("rollout.engine", "hf", ("base",), lambda r: _all(
-        r["base"].engine_kwargs["kind"] == "hf", r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.module,
-        not r["base"].trainer.pushes_weights, "sync_changed" not in r["base"].metrics[0])),
-    Row("rollout.prompts_per_step", 3, ("plain",), lambda r: _all(
-        all(len(c.prompts) == 3 for c in r["plain"].generations()), series(r, "plain", "groups_trained") == [3, 3])),
-    Row("rollout.n", 3, ("plain",), lambda r: _all(all(c.n == 3 for c in r["plain"].generations()),
-                                                   series(r, "plain", "completions") == [9, 9])),
-    Row("rollout.temperature", 0.5, ("plain",), lambda r: _all(
-        all(c.sampling.temperature == 0.5 for c in r["plain"].generations()))),
-    Row("rollout.top_p", 0.9, ("plain",), lambda r: _all(all(c.sampling.top_p == 0.9 for c in r["plain"].generations())),
-        why="the hf engine's top-p warper is tested against transformers in test_rollout_hf.py"),
-    Row("rollout.top_k", 1, ("flat",), lambda r: _all(
-        all(c.sampling.top_k == 1 for c in r["flat"].generations()), series(r, "flat", "zero_variance_fraction") == [1.0, 1.0],
-        all(len({s["completion"] for s in r["flat"].samples() if (s["step"], s["id"]) == key}) == 1
-            for key in {(s["step"], s["id"]) for s in r["flat"].samples()}))),
-    Row("rollout.max_new_tokens", 5, ("plain",), lambda r: _all(
-        series(r, "plain", "completion_len_max") == [5, 5], all(c.sampling.max_new_tokens == 5 for c in r["plain"].generations()))),
-    Row("rollout.max_model_len", 16, ("short_context",), lambda r: _all(
-        r["short_context"].engine_kwargs["max_model_len"] == 16,
-        refused(r, "short_context", InputError, "max_model_len is 16") is None)),
-    Row("rollout.gpu_memory_utilization", 0.5, (), _check_engine_memory, why="vLLM on a GPU only: the engine's arguments"),
-    Row("rollout.tensor_parallel_size", 2, (), _check_tensor_parallel, why="several GPUs: the engine's arguments, the refusal"),
-    Row("rollout.dtype", "bfloat16", ("dense",), lambda r: _all(
-        r["dense"].engine_kwargs["dtype"] == "bfloat16", r["base"].engine_kwargs["dtype"] == "float32"),
-        why="hf generates with the policy itself; only vLLM keeps its own weights in this dtype"),
+    Row(
+        "data.prompt_field",
+        "q",
+        ("file",),
+        lambda r: _all(
+            [e.prompt for e in r["file"].trainer.stream.examples] == ["Add 0 and 2.", "Add 1 and 3.", "Add 2 and 4."]
+        ),
+    ),
+    Row(
+        "data.answer_field",
+        "gold",
+        ("file",),
+        lambda r: _all(
+            [e.answer for e in r["file"].trainer.stream.examples] == ["2", "4", "6"],
+            {s["gold"] for s in r["file"].samples()} <= {"2", "4", "6"},
+        ),
+    ),
+    Row(
+        "data.difficulty",
+        "hard",
+        ("order",),
+        lambda r: _all(
+            all(i.startswith("arith/hard/") for i in ids(r, "order")),
+            all(i.startswith("arith/easy/") for i in ids(r, "base")),
+        ),
+    ),
+    Row(
+        "data.size",
+        12,
+        ("order",),
+        lambda r: _all(len(r["order"].trainer.stream.examples) == 12, len(r["base"].trainer.stream.examples) == 32),
+    ),
+    Row(
+        "data.style",
+        "plain",
+        ("plain",),
+        lambda r: _all(
+            all("<|im_start|>" not in p and p.endswith(DEFAULT_INSTRUCTION + "\n") for p in prompts(r, "plain")),
+            all("<|im_start|>user" in p for p in prompts(r, "base")),
+        ),
+    ),
+    Row(
+        "data.instruction",
+        "Answer in one word.",
+        ("order",),
+        lambda r: _all(all("Answer in one word." in p and DEFAULT_INSTRUCTION not in p for p in prompts(r, "order"))),
+    ),
+    Row(
+        "data.shuffle",
+        False,
+        ("order",),
+        lambda r: _all(
+            [i.rsplit("/", 1)[1] for i in ids(r, "order", 1) + ids(r, "order", 2)] == ["0", "1", "2", "3"],
+            [i.rsplit("/", 1)[1] for i in ids(r, "base", 1)] != ["0", "1"],
+        ),
+    ),
+    Row(
+        "data.keep_status",
+        "wrong",
+        ("sft",),
+        lambda r: _all([e.id for e in r["sft"].trainer.stream.examples] == ["s/1", "s/3"]),
+    ),
+    Row(
+        "rollout.engine",
+        "hf",
+        ("base",),
+        lambda r: _all(
+            r["base"].engine_kwargs["kind"] == "hf",
+            r["base"].engine_kwargs["policy"] is r["base"].trainer.policy.module,
+            not r["base"].trainer.pushes_weights,
+            "sync_changed" not in r["base"].metrics[0],
+        ),
+    ),
+    Row(
+        "rollout.prompts_per_step",
+        3,
+        ("plain",),
+        lambda r: _all(
+            all(len(c.prompts) == 3 for c in r["plain"].generations()), series(r, "plain", "groups_trained") == [3, 3]
+        ),
+    ),
+    Row(
+        "rollout.n",
+        3,
+        ("plain",),
+        lambda r: _all(all(c.n == 3 for c in r["plain"].generations()), series(r, "plain", "completions") == [9, 9]),
+    ),
+    Row(
+        "rollout.temperature",
+        0.5,
+        ("plain",),
+        lambda r: _all(all(c.sampling.temperature == 0.5 for c in r["plain"].generations())),
+    ),
+    Row(
+        "rollout.top_p",
+        0.9,
+        ("plain",),
+        lambda r: _all(all(c.sampling.top_p == 0.9 for c in r["plain"].generations())),
+        why="the hf engine's top-p warper is tested against transformers in test_rollout_hf.py",
+    ),
+    Row(
+        "rollout.top_k",
+        1,
+        ("flat",),
+        lambda r: _all(
+            all(c.sampling.top_k == 1 for c in r["flat"].generations()),
+            series(r, "flat", "zero_variance_fraction") == [1.0, 1.0],
+            all(
+                len({s["completion"] for s in r["flat"].samples() if (s["step"], s["id"]) == key}) == 1
+                for key in {(s["step"], s["id"]) for s in r["flat"].samples()}
+            ),
+        ),
+    ),
+    Row(
+        "rollout.max_new_tokens",
+        5,
+        ("plain",),
+        lambda r: _all(
+            series(r, "plain", "completion_len_max") == [5, 5],
+            all(c.sampling.max_new_tokens == 5 for c in r["plain"].generations()),
+        ),
+    ),
+    Row(
+        "rollout.max_model_len",
+        16,
+        ("short_context",),
+        lambda r: _all(
+            r["short_context"].engine_kwargs["max_model_len"] == 16,
+            refused(r, "short_context", InputError, "max_model_len is 16") is None,
+        ),
+    ),
+    Row(
+        "rollout.gpu_memory_utilization",
+        0.5,
+        (),
+        _check_engine_memory,
+        why="vLLM on a GPU only: the engine's arguments",
+    ),
+    Row(
+        "rollout.tensor_parallel_size",
+        2,
+        (),
+        _check_tensor_parallel,
+        why="several GPUs: the engine's arguments, the refusal",
+    ),
+    Row(
+        "rollout.dtype",
+        "bfloat16",
+        ("dense",),
+        lambda r: _all(r["dense"].engine_kwargs["dtype"] == "bfloat16", r["base"].engine_kwargs["dtype"] == "float32"),
+        why="hf generates with the policy itself; only vLLM keeps its own weights in this dtype",
+    ),
     Row("rollout.kv_cache_gib", 1.5, (), _check_kv_cache, why="vLLM on CPU only: the engine's arguments"),
-    Row("reward.verifier", VARIED, ("base",), lambda r: _all(*(
-        m["reward_mean"] == pytest.approx(m["reward_math_mean"] + m["reward_overlong_mean"]) for m in r["base"].metrics))),
-    Row("reward.timeout", 2.5, ("workers",), lambda r: _all(r["workers"].trainer.runner.timeout == 2.5),
-        why="the deadline itself (a slow verdict killed) is tested in test_runner.py"),
-    Row("reward.workers", 1, ("workers",), lambda r: _all(
-        all(len(c) == 1 for c in r["workers"].calls["worker_pids"]), all(c == [] for c in r["base"].calls["worker_pids"]))),
-    Row("reward.max_failure_rate", 1.0, ("failures",), lambda r: _all(
-        r["failures"].error is None, r["failures"].metrics[0]["verifier_failure_rate"] > 0.2,
-        type(r["failures_stop"].error).__name__ == "VerifierFailureRate")),
+    Row(
+        "reward.verifier",
+        VARIED,
+        ("base",),
+        lambda r: _all(
+            *(
+                m["reward_mean"] == pytest.approx(m["reward_math_mean"] + m["reward_overlong_mean"])
+                for m in r["base"].metrics
+            )
+        ),
+    ),
+    Row(
+        "reward.timeout",
+        2.5,
+        ("workers",),
+        lambda r: _all(r["workers"].trainer.runner.timeout == 2.5),
+        why="the deadline itself (a slow verdict killed) is tested in test_runner.py",
+    ),
+    Row(
+        "reward.workers",
+        1,
+        ("workers",),
+        lambda r: _all(
+            all(len(c) == 1 for c in r["workers"].calls["worker_pids"]),
+            all(c == [] for c in r["base"].calls["worker_pids"]),
+        ),
+    ),
+    Row(
+        "reward.max_failure_rate",
+        1.0,
+        ("failures",),
+        lambda r: _all(
+            r["failures"].error is None,
+            r["failures"].metrics[0]["verifier_failure_rate"] > 0.2,
+            type(r["failures_stop"].error).__name__ == "VerifierFailureRate",
+        ),
+    ),
     Row("reward.truncated", "mask", ("flat_masked", "mask_all"), _check_mask),
     Row("reward.overlong_buffer", 6, ("penalty",), _check_overlong_buffer),
-    Row("reward.audit", True, ("order",), lambda r: _all(
-        summary(r, "order")["audit"]["total"] > 0, summary(r, "order")["audit"]["rewarded"] == 0,
-        "audit" not in summary(r, "base"))),
-    Row("reward.strict_audit", True, ("cmd_strict",), lambda r: _all(
-        r["cmd_strict"].returncode == 2, "--strict-audit" in r["cmd_strict"].stdout,
-        not (r["cmd_strict"].out / "metrics.jsonl").exists())),
-    Row("algorithm", "sft", ("sft",), lambda r: _all(
-        r["sft"].count("generate") == 0, all(m["nll"] > 0 for m in r["sft"].metrics), "clip_fraction" in r["base"].metrics[0])),
-    Row("grpo.advantage", "rloo", ("tis",), lambda r: _all(*(
-        torch.allclose(b.advantages.reshape(b.groups.rewards.shape),
-                       b.groups.rewards - (b.groups.rewards.sum(1, keepdim=True) - b.groups.rewards) / 2)
-        for b in batches(r, "tis")))),
-    Row("grpo.loss", "dr_grpo", ("tis",), lambda r: _all(*(
-        k["loss_type"] == "dr_grpo" and float(k["normalizer"]) == 2 * 3 * 8 for k in loss_kwargs(r, "tis")))),
-    Row("grpo.ratio_level", "sequence", ("tis",), lambda r: _all(
-        {k["ratio_level"] for k in loss_kwargs(r, "tis")} == {"sequence"}),
-        why="GSPO's ratio itself is tested in test_objectives_grpo.py"),
-    Row("grpo.clip_eps_low", 0.0, ("mu",), lambda r: _all(
-        {k["clip_eps_low"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_low_fraction")[0] > 0)),
-    Row("grpo.clip_eps_high", 0.0, ("mu",), lambda r: _all(
-        {k["clip_eps_high"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_high_fraction")[0] > 0)),
+    Row(
+        "reward.audit",
+        True,
+        ("order",),
+        lambda r: _all(
+            summary(r, "order")["audit"]["total"] > 0,
+            summary(r, "order")["audit"]["rewarded"] == 0,
+            "audit" not in summary(r, "base"),
+        ),
+    ),
+    Row(
+        "reward.strict_audit",
+        True,
+        ("cmd_strict",),
+        lambda r: _all(
+            r["cmd_strict"].returncode == 2,
+            "--strict-audit" in r["cmd_strict"].stdout,
+            not (r["cmd_strict"].out / "metrics.jsonl").exists(),
+        ),
+    ),
+    Row(
+        "algorithm",
+        "sft",
+        ("sft",),
+        lambda r: _all(
+            r["sft"].count("generate") == 0,
+            all(m["nll"] > 0 for m in r["sft"].metrics),
+            "clip_fraction" in r["base"].metrics[0],
+        ),
+    ),
+    Row(
+        "grpo.advantage",
+        "rloo",
+        ("tis",),
+        lambda r: _all(
+            *(
+                torch.allclose(
+                    b.advantages.reshape(b.groups.rewards.shape),
+                    b.groups.rewards - (b.groups.rewards.sum(1, keepdim=True) - b.groups.rewards) / 2,
+                )
+                for b in batches(r, "tis")
+            )
+        ),
+    ),
+    Row(
+        "grpo.loss",
+        "dr_grpo",
+        ("tis",),
+        lambda r: _all(
+            *(k["loss_type"] == "dr_grpo" and float(k["normalizer"]) == 2 * 3 * 8 for k in loss_kwargs(r, "tis"))
+        ),
+    ),
+    Row(
+        "grpo.ratio_level",
+        "sequence",
+        ("tis",),
+        lambda r: _all({k["ratio_level"] for k in loss_kwargs(r, "tis")} == {"sequence"}),
+        why="GSPO's ratio itself is tested in test_objectives_grpo.py",
+    ),
+    Row(
+        "grpo.clip_eps_low",
+        0.0,
+        ("mu",),
+        lambda r: _all(
+            {k["clip_eps_low"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_low_fraction")[0] > 0
+        ),
+    ),
+    Row(
+        "grpo.clip_eps_high",
+        0.0,
+        ("mu",),
+        lambda r: _all(
+            {k["clip_eps_high"] for k in loss_kwargs(r, "mu")} == {0.0}, series(r, "mu", "clip_high_fraction")[0] > 0
+        ),
+    ),
     Row("grpo.mu", 2, ("mu",), _check_mu),
     Row("grpo.beta", 0.1, ("kl_full", "kl_lora"), _check_beta),
-    Row("grpo.kl_estimator", "k2", ("kl_full",), lambda r: _all(
-        {k["kl_estimator"] for k in loss_kwargs(r, "kl_full")} == {"k2"}, min(series(r, "kl_full", "kl")) >= 0)),
-    Row("grpo.tis", "on", ("tis",), lambda r: _all(
-        all(k["behavior_logprobs"] is not None for k in loss_kwargs(r, "tis")), "tis_weight_mean" in r["tis"].metrics[0],
-        "tis_weight_mean" not in r["base"].metrics[0])),
-    Row("grpo.tis_cap", 1.5, ("tis",), lambda r: _all(
-        {k["tis_cap"] for k in loss_kwargs(r, "tis")} == {1.5}, max(series(r, "tis", "tis_weight_mean")) <= 1.5)),
+    Row(
+        "grpo.kl_estimator",
+        "k2",
+        ("kl_full",),
+        lambda r: _all(
+            {k["kl_estimator"] for k in loss_kwargs(r, "kl_full")} == {"k2"}, min(series(r, "kl_full", "kl")) >= 0
+        ),
+    ),
+    Row(
+        "grpo.tis",
+        "on",
+        ("tis",),
+        lambda r: _all(
+            all(k["behavior_logprobs"] is not None for k in loss_kwargs(r, "tis")),
+            "tis_weight_mean" in r["tis"].metrics[0],
+            "tis_weight_mean" not in r["base"].metrics[0],
+        ),
+    ),
+    Row(
+        "grpo.tis_cap",
+        1.5,
+        ("tis",),
+        lambda r: _all(
+            {k["tis_cap"] for k in loss_kwargs(r, "tis")} == {1.5}, max(series(r, "tis", "tis_weight_mean")) <= 1.5
+        ),
+    ),
     Row("grpo.dynamic_sampling", True, ("refill", "refill_bound"), _check_dynamic),
-    Row("grpo.max_refill_rounds", 1, ("refill_bound",), lambda r: _all(series(r, "refill_bound", "generate_rounds") == [2, 2])),
-    Row("sft.reduction", "sequence", ("sft",), lambda r: _all(
-        [float(c.result) for c in r["sft"].calls["sft_normalizer"]] == [2.0, 2.0], series(r, "sft", "tokens") != [2.0, 2.0])),
+    Row(
+        "grpo.max_refill_rounds",
+        1,
+        ("refill_bound",),
+        lambda r: _all(series(r, "refill_bound", "generate_rounds") == [2, 2]),
+    ),
+    Row(
+        "sft.reduction",
+        "sequence",
+        ("sft",),
+        lambda r: _all(
+            [float(c.result) for c in r["sft"].calls["sft_normalizer"]] == [2.0, 2.0],
+            series(r, "sft", "tokens") != [2.0, 2.0],
+        ),
+    ),
     Row("rft.max_per_prompt", 1, ("rft",), _check_rft),
-    Row("dpo.beta", 0.25, ("dpo_ipo",), lambda r: _all(  # IPO at π = π_ref: (0 - 1/(2β))² = 4
-        r["dpo_ipo"].calls["dpo_loss"][0].kwargs["beta"] == 0.25, series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0))),
-    Row("dpo.loss", "ipo", ("dpo_ipo",), lambda r: _all(
-        series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0), series(r, "dpo_smooth", "loss")[0] == pytest.approx(math.log(2)))),
-    Row("dpo.label_smoothing", 0.5, ("dpo_smooth",), lambda r: _all(  # ε = ½ at Δ = 0: the two terms' gradients cancel
-        series(r, "dpo_smooth", "grad_norm") == [0.0], moved(r, "dpo_smooth") == 0.0, series(r, "dpo_ipo", "grad_norm")[0] > 0)),
-    Row("dpo.reference_free", True, ("dpo_free",), lambda r: _all(
-        r["dpo_free"].trainer.policy.reference is None, r["dpo_free"].calls["dpo_loss"][0].args[2] is None,
-        r["dpo_ipo"].trainer.policy.reference is not None)),
-    Row("optimizer.lr", 2e-3, ("cosine",), lambda r: _all(  # Adam's first steps move each weight by about lr
-        max(series(r, "cosine", "lr")) == pytest.approx(2e-3), series(r, "cosine", "param_delta")[1] == pytest.approx(2e-3, rel=0.05))),
-    Row("optimizer.weight_decay", 0.1, ("flat_masked",), lambda r: _all(  # no gradient at all, yet the weights decay
-        series(r, "flat_masked", "grad_norm") == [0.0, 0.0], min(series(r, "flat_masked", "param_delta")) > 0,
-        series(r, "flat", "param_delta") == [0.0, 0.0])),
+    Row(
+        "dpo.beta",
+        0.25,
+        ("dpo_ipo",),
+        lambda r: _all(  # IPO at π = π_ref: (0 - 1/(2β))² = 4
+            r["dpo_ipo"].calls["dpo_loss"][0].kwargs["beta"] == 0.25,
+            series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0),
+        ),
+    ),
+    Row(
+        "dpo.loss",
+        "ipo",
+        ("dpo_ipo",),
+        lambda r: _all(
+            series(r, "dpo_ipo", "loss")[0] == pytest.approx(4.0),
+            series(r, "dpo_smooth", "loss")[0] == pytest.approx(math.log(2)),
+        ),
+    ),
+    Row(
+        "dpo.label_smoothing",
+        0.5,
+        ("dpo_smooth",),
+        lambda r: _all(  # ε = ½ at Δ = 0: the two terms' gradients cancel
+            series(r, "dpo_smooth", "grad_norm") == [0.0],
+            moved(r, "dpo_smooth") == 0.0,
+            series(r, "dpo_ipo", "grad_norm")[0] > 0,
+        ),
+    ),
+    Row(
+        "dpo.reference_free",
+        True,
+        ("dpo_free",),
+        lambda r: _all(
+            r["dpo_free"].trainer.policy.reference is None,
+            r["dpo_free"].calls["dpo_loss"][0].args[2] is None,
+            r["dpo_ipo"].trainer.policy.reference is not None,
+        ),
+    ),
+    Row(
+        "optimizer.lr",
+        2e-3,
+        ("cosine",),
+        lambda r: _all(  # Adam's first steps move each weight by about lr
+            max(series(r, "cosine", "lr")) == pytest.approx(2e-3),
+            series(r, "cosine", "param_delta")[1] == pytest.approx(2e-3, rel=0.05),
+        ),
+    ),
+    Row(
+        "optimizer.weight_decay",
+        0.1,
+        ("flat_masked",),
+        lambda r: _all(  # no gradient at all, yet the weights decay
+            series(r, "flat_masked", "grad_norm") == [0.0, 0.0],
+            min(series(r, "flat_masked", "param_delta")) > 0,
+            series(r, "flat", "param_delta") == [0.0, 0.0],
+        ),
+    ),
     Row("optimizer.beta1", 0.5, ("clipped",), _check_betas),
     Row("optimizer.beta2", 0.9, ("clipped",), _check_betas),
-    Row("optimizer.max_grad_norm", 1e-9, ("clipped",), lambda r: _all(  # |g| far under Adam's eps: a tiny step
-        series(r, "clipped", "grad_norm")[0] > 1e-3, series(r, "clipped", "param_delta")[0] < 0.1 * 1e-3,
-        series(r, "base", "param_delta")[0] == pytest.approx(1e-3, rel=0.05))),
-    Row("optimizer.warmup_steps", 1, ("cosine",), lambda r: _all(series(r, "cosine", "lr")[0] == pytest.approx(2e-3 / 2))),
-    Row("optimizer.schedule", "constant", ("checkpoints",), lambda r: _all(
-        series(r, "checkpoints", "lr") == pytest.approx([1e-3] * 3), series(r, "base", "lr") == pytest.approx([1e-3, 0.55e-3]))),
-    Row("optimizer.min_lr_ratio", 0.5, ("cosine",), lambda r: _all(  # 0.5 + 0.5 · ½(1 + cos(π/2)) of 2e-3
-        series(r, "cosine", "lr")[2] == pytest.approx(1.5e-3))),
-    Row("optimizer.max_steps", 2, ("base",), lambda r: _all(
-        series(r, "base", "step") == [1, 2], optimizer_steps(r, "base") == 2, summary(r, "base")["steps"] == 2,
-        (r["base"].out / "final" / "model.safetensors").exists())),
-    Row("optimizer.micro_batch_size", 3, ("plain",), lambda r: _all(
-        [c.args[0].shape[0] for c in r["plain"].calls["policy_loss"]] == [3] * 6)),  # 9 rows: 3 passes a step
-    Row("optimizer.share_prompt", False, ("dense",), lambda r: _all(
-        not r["dense"].trainer.policy.share_prompt, r["dense"].count("shared_prompt") == 0, r["base"].count("shared_prompt") > 0)),
-    Row("optimizer.skip_zero_advantage", False, ("flat_masked",), lambda r: _all(
-        series(r, "flat_masked", "groups_skipped") == [0, 0], len(loss_kwargs(r, "flat_masked")) == 2,
-        series(r, "flat", "groups_skipped") == [2, 2], loss_kwargs(r, "flat") == [])),
+    Row(
+        "optimizer.max_grad_norm",
+        1e-9,
+        ("clipped",),
+        lambda r: _all(  # |g| far under Adam's eps: a tiny step
+            series(r, "clipped", "grad_norm")[0] > 1e-3,
+            series(r, "clipped", "param_delta")[0] < 0.1 * 1e-3,
+            series(r, "base", "param_delta")[0] == pytest.approx(1e-3, rel=0.05),
+        ),
+    ),
+    Row(
+        "optimizer.warmup_steps",
+        1,
+        ("cosine",),
+        lambda r: _all(series(r, "cosine", "lr")[0] == pytest.approx(2e-3 / 2)),
+    ),
+    Row(
+        "optimizer.schedule",
+        "constant",
+        ("checkpoints",),
+        lambda r: _all(
+            series(r, "checkpoints", "lr") == pytest.approx([1e-3] * 3),
+            series(r, "base", "lr") == pytest.approx([1e-3, 0.55e-3]),
+        ),
+    ),
+    Row(
+        "optimizer.min_lr_ratio",
+        0.5,
+        ("cosine",),
+        lambda r: _all(  # 0.5 + 0.5 · ½(1 + cos(π/2)) of 2e-3
+            series(r, "cosine", "lr")[2] == pytest.approx(1.5e-3)
+        ),
+    ),
+    Row(
+        "optimizer.max_steps",
+        2,
+        ("base",),
+        lambda r: _all(
+            series(r, "base", "step") == [1, 2],
+            optimizer_steps(r, "base") == 2,
+            summary(r, "base")["steps"] == 2,
+            (r["base"].out / "final" / "model.safetensors").exists(),
+        ),
+    ),
+    Row(
+        "optimizer.micro_batch_size",
+        3,
+        ("plain",),
+        lambda r: _all([c.args[0].shape[0] for c in r["plain"].calls["policy_loss"]] == [3] * 6),
+    ),  # 9 rows: 3 passes a step
+    Row(
+        "optimizer.share_prompt",
+        False,
+        ("dense",),
+        lambda r: _all(
+            not r["dense"].trainer.policy.share_prompt,
+            r["dense"].count("shared_prompt") == 0,
+            r["base"].count("shared_prompt") > 0,
+        ),
+    ),
+    Row(
+        "optimizer.skip_zero_advantage",
+        False,
+        ("flat_masked",),
+        lambda r: _all(
+            series(r, "flat_masked", "groups_skipped") == [0, 0],
+            len(loss_kwargs(r, "flat_masked")) == 2,
+            series(r, "flat", "groups_skipped") == [2, 2],
+            loss_kwargs(r, "flat") == [],
+        ),
+    ),
     Row("logging.output", "{out}", ("cmd_train",), _check_cli_output),
     Row("logging.wandb", True, ("wandb",), _check_wandb, why="no network: a stand-in wandb module records the calls"),
-    Row("logging.wandb_project", "rlvr-options", ("wandb",), lambda r: _all(
-        r["wandb"].calls["wandb"][0].inits[0]["project"] == "rlvr-options")),
-    Row("logging.progress", True, ("order",), lambda r: _all(
-        "step 1/2" in r["order"].stdout and "step 2/2" in r["order"].stdout, "step 1/2" not in r["base"].stdout)),
-    Row("logging.samples_every", 2, ("checkpoints",), lambda r: _all(
-        sorted({s["step"] for s in r["checkpoints"].samples()}) == [1, 2], len(r["checkpoints"].samples()) == 2 * 4)),
-    Row("checkpoint.every", 1, ("checkpoints",), lambda r: _all(
-        r["checkpoints"].calls["save"] == [1, 2, 3], r["base"].calls["save"] == [2])),
-    Row("checkpoint.keep_last", 1, ("checkpoints",), lambda r: _all(
-        sorted(p.name for p in (r["checkpoints"].out / "checkpoints").glob("step_*")) == ["step_000003"])),
-    Row("eval.before_after", True, ("eval_gsm8k",), lambda r: _all(
-        [e["step"] for e in r["eval_gsm8k"].evals()] == [0, 2], summary(r, "eval_gsm8k")["after"]["n"] == 2,
-        r["base"].count("evaluate") == 0)),
-    Row("eval.every", 1, ("eval_every",), lambda r: _all(
-        [e["step"] for e in r["eval_every"].evals()] == [0, 1, 2], r["eval_every"].calls["evaluate"] == [0, 1, 2],
-        (r["eval_every"].out / "eval" / "step_000001").is_dir())),
-    Row("eval.dataset", "gsm8k", ("eval_gsm8k",), lambda r: _all(
-        all(e.id.startswith("gsm8k/test/") for e in r["eval_gsm8k"].trainer.eval_examples),
-        all(i.startswith("arith/") for i in ids(r, "eval_gsm8k")))),
-    Row("eval.split", "train", ("eval_every",), lambda r: _all(
-        all("/train/" in e.id for e in r["eval_every"].trainer.eval_examples))),
-    Row("eval.limit", 3, ("eval_every",), lambda r: _all(
-        [e["eval_n"] for e in r["eval_every"].evals()] == [3, 3, 3], len(r["eval_every"].trainer.eval_examples) == 3)),
-    Row("eval.temperature", 0.5, ("eval_every",), lambda r: _all(
-        {c.sampling.temperature for c in r["eval_every"].generations(training=False)} == {0.5},
-        {c.sampling.temperature for c in r["eval_every"].generations()} == {1.0})),
-    Row("eval.max_new_tokens", 4, ("eval_every",), lambda r: _all(
-        {c.sampling.max_new_tokens for c in r["eval_every"].generations(training=False)} == {4},
-        max(len(x.token_ids) for c in r["eval_every"].generations(training=False) for x in c.rollouts) <= 4)),
-    Row("distributed.strategy", "fsdp2", ("wandb",), _check_strategy,
-        why="sharding needs torchrun (tests/train/test_distributed.py); in one process it is accepted and inert"),
+    Row(
+        "logging.wandb_project",
+        "rlvr-options",
+        ("wandb",),
+        lambda r: _all(r["wandb"].calls["wandb"][0].inits[0]["project"] == "rlvr-options"),
+    ),
+    Row(
+        "logging.progress",
+        True,
+        ("order",),
+        lambda r: _all(
+            "step 1/2" in r["order"].stdout and "step 2/2" in r["order"].stdout, "step 1/2" not in r["base"].stdout
+        ),
+    ),
+    Row(
+        "logging.samples_every",
+        2,
+        ("checkpoints",),
+        lambda r: _all(
+            sorted({s["step"] for s in r["checkpoints"].samples()}) == [1, 2], len(r["checkpoints"].samples()) == 2 * 4
+        ),
+    ),
+    Row(
+        "checkpoint.every",
+        1,
+        ("checkpoints",),
+        lambda r: _all(r["checkpoints"].calls["save"] == [1, 2, 3], r["base"].calls["save"] == [2]),
+    ),
+    Row(
+        "checkpoint.keep_last",
+        1,
+        ("checkpoints",),
+        lambda r: _all(
+            sorted(p.name for p in (r["checkpoints"].out / "checkpoints").glob("step_*")) == ["step_000003"]
+        ),
+    ),
+    Row(
+        "eval.before_after",
+        True,
+        ("eval_gsm8k",),
+        lambda r: _all(
+            [e["step"] for e in r["eval_gsm8k"].evals()] == [0, 2],
+            summary(r, "eval_gsm8k")["after"]["n"] == 2,
+            r["base"].count("evaluate") == 0,
+        ),
+    ),
+    Row(
+        "eval.every",
+        1,
+        ("eval_every",),
+        lambda r: _all(
+            [e["step"] for e in r["eval_every"].evals()] == [0, 1, 2],
+            r["eval_every"].calls["evaluate"] == [0, 1, 2],
+            (r["eval_every"].out / "eval" / "step_000001").is_dir(),
+        ),
+    ),
+    Row(
+        "eval.dataset",
+        "gsm8k",
+        ("eval_gsm8k",),
+        lambda r: _all(
+            all(e.id.startswith("gsm8k/test/") for e in r["eval_gsm8k"].trainer.eval_examples),
+            all(i.startswith("arith/") for i in ids(r, "eval_gsm8k")),
+        ),
+    ),
+    Row(
+        "eval.split",
+        "train",
+        ("eval_every",),
+        lambda r: _all(all("/train/" in e.id for e in r["eval_every"].trainer.eval_examples)),
+    ),
+    Row(
+        "eval.limit",
+        3,
+        ("eval_every",),
+        lambda r: _all(
+            [e["eval_n"] for e in r["eval_every"].evals()] == [3, 3, 3], len(r["eval_every"].trainer.eval_examples) == 3
+        ),
+    ),
+    Row(
+        "eval.temperature",
+        0.5,
+        ("eval_every",),
+        lambda r: _all(
+            {c.sampling.temperature for c in r["eval_every"].generations(training=False)} == {0.5},
+            {c.sampling.temperature for c in r["eval_every"].generations()} == {1.0},
+        ),
+    ),
+    Row(
+        "eval.max_new_tokens",
+        4,
+        ("eval_every",),
+        lambda r: _all(
+            {c.sampling.max_new_tokens for c in r["eval_every"].generations(training=False)} == {4},
+            max(len(x.token_ids) for c in r["eval_every"].generations(training=False) for x in c.rollouts) <= 4,
+        ),
+    ),
+    Row(
+        "distributed.strategy",
+        "fsdp2",
+        ("wandb",),
+        _check_strategy,
+        why="sharding needs torchrun (tests/train/test_distributed.py); in one process it is accepted and inert",
+    ),
 ]
 
 
@@ -391,7 +878,9 @@ def _config_keys(node: Any, prefix: str = "") -> list[str]:
 def test_every_config_key_has_exactly_one_row():
     keys, rows = _config_keys(TrainConfig()), [row.key for row in ROWS]
     assert len(keys) > 80 and len(rows) == len(set(rows)), "one row per key"
-    assert not set(keys) - set(rows), f"config keys without a row in tests/train/test_options.py: {sorted(set(keys) - set(rows))}"
+    assert not set(keys) - set(rows), (
+        f"config keys without a row in tests/train/test_options.py: {sorted(set(keys) - set(rows))}"
+    )
     assert not set(rows) - set(keys), f"rows for keys that are not config keys: {sorted(set(rows) - set(keys))}"
 
 
@@ -408,7 +897,7 @@ def test_option_has_its_effect(row: Row, runs: Runs):
 
 def test_truncated_penalty_shapes_the_rewards_the_trainer_learns_from(runs: Runs):
     for groups in runs["penalty"].calls["groups"]:  # math scores the tiny model 0: the rewards are the penalty
-        for rollout, shaped in zip(groups.rollouts, groups.rewards.flatten().tolist()):
+        for rollout, shaped in zip(groups.rollouts, groups.rewards.flatten().tolist(), strict=True):
             assert shaped == (-1.0 if rollout.truncated else 0.0) or 2 < len(rollout.token_ids) < 8
     assert value_at(runs.config("penalty"), "reward.truncated") == "penalty"
 

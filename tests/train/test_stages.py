@@ -22,24 +22,48 @@ MAIN, OTHER = DistContext(), DistContext(rank=1, world_size=2, is_main=False)
 
 
 def _config(tiny: Path, out: Path, **extra):
-    return load_config(None, {
-        "model.name": str(tiny), "device": "cpu", "model.dtype": "float32", "rollout.engine": "hf",
-        "data.dataset": "arith", "data.size": 16, "reward.workers": 0, "reward.audit": False, "rollout.n": 4,
-        "rollout.prompts_per_step": 2, "rollout.max_new_tokens": 12, "rollout.temperature": 1.0,
-        "optimizer.lr": 1e-3, "optimizer.max_steps": 1, "optimizer.warmup_steps": 0, "logging.output": str(out),
-        "logging.progress": False, "checkpoint.every": 0, "eval.before_after": False, "logging.samples_every": 0,
-        **extra})
+    return load_config(
+        None,
+        {
+            "model.name": str(tiny),
+            "device": "cpu",
+            "model.dtype": "float32",
+            "rollout.engine": "hf",
+            "data.dataset": "arith",
+            "data.size": 16,
+            "reward.workers": 0,
+            "reward.audit": False,
+            "rollout.n": 4,
+            "rollout.prompts_per_step": 2,
+            "rollout.max_new_tokens": 12,
+            "rollout.temperature": 1.0,
+            "optimizer.lr": 1e-3,
+            "optimizer.max_steps": 1,
+            "optimizer.warmup_steps": 0,
+            "logging.output": str(out),
+            "logging.progress": False,
+            "checkpoint.every": 0,
+            "eval.before_after": False,
+            "logging.samples_every": 0,
+            **extra,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------ device and dtype
 
 
-@pytest.mark.parametrize("device, available, expect", [
-    ("auto", "cpu", "cpu"),
-    ("cpu", "cpu", "cpu"),
-    ("cuda", "cpu", "device=cuda, but CUDA is not available"),
-])
-def test_the_device_stage_resolves_auto_sizes_for_the_device_or_refuses(tiny_model, tmp_path, device, available, expect):
+@pytest.mark.parametrize(
+    "device, available, expect",
+    [
+        ("auto", "cpu", "cpu"),
+        ("cpu", "cpu", "cpu"),
+        ("cuda", "cpu", "device=cuda, but CUDA is not available"),
+    ],
+)
+def test_the_device_stage_resolves_auto_sizes_for_the_device_or_refuses(
+    tiny_model, tmp_path, device, available, expect
+):
     config = _config(tiny_model, tmp_path, **{"device": device, "rollout.n": None})
     if expect.startswith("device="):
         with pytest.raises(InputError, match=expect):
@@ -50,11 +74,14 @@ def test_the_device_stage_resolves_auto_sizes_for_the_device_or_refuses(tiny_mod
     assert config.rollout.n is None  # the stage returns a new config; the one given is left as it was
 
 
-@pytest.mark.parametrize("extra, compute, rollout", [
-    ({"model.dtype": "float32"}, "float32", "float32"),
-    ({"model.dtype": "bfloat16"}, "bfloat16", "bfloat16"),  # rollout.dtype auto: the engine follows the learner
-    ({"model.dtype": "bfloat16", "rollout.dtype": "float32"}, "bfloat16", "float32"),
-])
+@pytest.mark.parametrize(
+    "extra, compute, rollout",
+    [
+        ({"model.dtype": "float32"}, "float32", "float32"),
+        ({"model.dtype": "bfloat16"}, "bfloat16", "bfloat16"),  # rollout.dtype auto: the engine follows the learner
+        ({"model.dtype": "bfloat16", "rollout.dtype": "float32"}, "bfloat16", "float32"),
+    ],
+)
 def test_the_placement_records_the_compute_dtype_and_the_engines(tiny_model, tmp_path, extra, compute, rollout):
     placement = stages.place(_config(tiny_model, tmp_path, **extra), MAIN)
     assert (placement.config.model.dtype, placement.rollout_dtype, placement.device) == (compute, rollout, CPU)
@@ -63,12 +90,15 @@ def test_the_placement_records_the_compute_dtype_and_the_engines(tiny_model, tmp
 # ------------------------------------------------------------------------------ verifier and audit
 
 
-@pytest.mark.parametrize("extra, expect", [
-    ({"reward.verifier": "nosuch"}, "--verifier 'nosuch'"),
-    ({"reward.verifier": "boxed_format", "reward.audit": True, "reward.strict_audit": True}, "--strict-audit"),
-    ({"reward.verifier": "math", "reward.audit": False}, None),
-    ({"reward.verifier": "math", "reward.audit": True}, "rewarded"),
-])
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        ({"reward.verifier": "nosuch"}, "--verifier 'nosuch'"),
+        ({"reward.verifier": "boxed_format", "reward.audit": True, "reward.strict_audit": True}, "--strict-audit"),
+        ({"reward.verifier": "math", "reward.audit": False}, None),
+        ({"reward.verifier": "math", "reward.audit": True}, "rewarded"),
+    ],
+)
 def test_the_verifier_and_audit_stages(tiny_model, tmp_path, extra, expect):
     config = _config(tiny_model, tmp_path, **extra)
     if expect and expect.startswith("--"):
@@ -84,13 +114,16 @@ def test_the_verifier_and_audit_stages(tiny_model, tmp_path, extra, expect):
 # ------------------------------------------------------------------------------ data plan and rows
 
 
-@pytest.mark.parametrize("algorithm, extra, rows, served", [
-    ("grpo", {}, 16, 16),
-    ("grpo", {"eval.before_after": True, "eval.limit": 3}, 16, 19),  # the held-out prompts are served too
-    ("sft", {}, 16, 0),  # responses are never sampled: the engine serves no training prompt
-    ("sft", {"eval.before_after": True, "eval.limit": 3}, 16, 3),
-    ("dpo", {"data.dataset": "{prefs}"}, 0, 0),  # a preference file: read later, with the policy's tokenizer
-])
+@pytest.mark.parametrize(
+    "algorithm, extra, rows, served",
+    [
+        ("grpo", {}, 16, 16),
+        ("grpo", {"eval.before_after": True, "eval.limit": 3}, 16, 19),  # the held-out prompts are served too
+        ("sft", {}, 16, 0),  # responses are never sampled: the engine serves no training prompt
+        ("sft", {"eval.before_after": True, "eval.limit": 3}, 16, 3),
+        ("dpo", {"data.dataset": "{prefs}"}, 0, 0),  # a preference file: read later, with the policy's tokenizer
+    ],
+)
 def test_the_data_stage_reads_what_the_plan_names(tiny_model, tmp_path, algorithm, extra, rows, served):
     prefs = tmp_path / "prefs.jsonl"
     prefs.write_text(json.dumps({"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}) + "\n")
@@ -126,23 +159,31 @@ def test_seeding_comes_after_the_engine_and_the_policy_needs_it(tiny_model, tmp_
     assert stages.resume_state(None, policy, MAIN) == stages.Resumed(0, {}, {})
 
 
-@pytest.mark.parametrize("algorithm, dataset, field", [
-    ("grpo", "arith", None),
-    ("sft", "arith", "response"),  # the worked answers of the same rows
-    ("sft", "{rows}", "response"),  # a file, read with the tokenizer
-    ("dpo", "{prefs}", "chosen"),
-])
+@pytest.mark.parametrize(
+    "algorithm, dataset, field",
+    [
+        ("grpo", "arith", None),
+        ("sft", "arith", "response"),  # the worked answers of the same rows
+        ("sft", "{rows}", "response"),  # a file, read with the tokenizer
+        ("dpo", "{prefs}", "chosen"),
+    ],
+)
 def test_the_stream_holds_the_algorithms_rows_at_the_resumed_position(tiny_model, tmp_path, algorithm, dataset, field):
     from rlvr.models import load_tokenizer
 
     files = {"rows": tmp_path / "rows.jsonl", "prefs": tmp_path / "prefs.jsonl"}
-    files["rows"].write_text("".join(json.dumps({"prompt": f"{i}+1?", "completion": str(i + 1)}) + "\n" for i in range(4)))
-    files["prefs"].write_text("".join(json.dumps({"prompt": f"{i}+1?", "chosen": str(i + 1), "rejected": "x"}) + "\n"
-                                      for i in range(4)))
+    files["rows"].write_text(
+        "".join(json.dumps({"prompt": f"{i}+1?", "completion": str(i + 1)}) + "\n" for i in range(4))
+    )
+    files["prefs"].write_text(
+        "".join(json.dumps({"prompt": f"{i}+1?", "chosen": str(i + 1), "rejected": "x"}) + "\n" for i in range(4))
+    )
     config = _config(tiny_model, tmp_path, algorithm=algorithm, **{"data.dataset": dataset.format(**files)})
     algo = create_algorithm(algorithm, config)
     data = stages.load_data(algo.plan, config)
-    stream = stages.prompt_stream(algo, data, load_tokenizer(tiny_model), config, stages.Resumed(1, {"epoch": 0, "index": 2}))
+    stream = stages.prompt_stream(
+        algo, data, load_tokenizer(tiny_model), config, stages.Resumed(1, {"epoch": 0, "index": 2})
+    )
     assert stream.position() == {"epoch": 0, "index": 2}
     row = stream.take(1)[0]
     assert field is None or field in row.metadata
@@ -185,9 +226,17 @@ def test_a_grpo_step_matches_the_same_step_computed_with_plain_torch(tiny_model,
 
     from rlvr.train.trainer import Trainer
 
-    config = _config(tiny_model, tmp_path / "run", **{
-        "reward.verifier": "overlong:max_tokens=200,buffer=190,unit=chars",  # rewards vary with length
-        "grpo.advantage": "dr_grpo", "grpo.loss": "dapo", "grpo.tis": "off", "optimizer.micro_batch_size": 2})
+    config = _config(
+        tiny_model,
+        tmp_path / "run",
+        **{
+            "reward.verifier": "overlong:max_tokens=200,buffer=190,unit=chars",  # rewards vary with length
+            "grpo.advantage": "dr_grpo",
+            "grpo.loss": "dapo",
+            "grpo.tis": "off",
+            "optimizer.micro_batch_size": 2,
+        },
+    )
     trainer = Trainer(config)
     batches = []
     learn = trainer.algorithm.learn
@@ -201,9 +250,9 @@ def test_a_grpo_step_matches_the_same_step_computed_with_plain_torch(tiny_model,
     model = AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float32)
     tokens = sum(len(r.token_ids) for r in batch.groups.rollouts)
     loss = torch.zeros(())
-    for advantage, rollout in zip(advantages, batch.groups.rollouts):
+    for advantage, rollout in zip(advantages, batch.groups.rollouts, strict=True):
         prompt, completion = list(rollout.prompt_token_ids), list(rollout.token_ids)
-        logits = model(input_ids=torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1]
+        logits = model(input_ids=torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
         logprobs = logits.log_softmax(-1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
         loss = loss - (advantage * torch.exp(logprobs - logprobs.detach())).sum() / tokens
     loss.backward()

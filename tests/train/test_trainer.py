@@ -204,12 +204,18 @@ def test_prompt_stream_is_seeded_and_resumable():
         ({"sync_changed": True, "sync_rounded_away": 0.9}, {"weights_rounded_away"}),  # no sampler logprobs to ask
         ({"sync_changed": True, "sync_rounded_away": 0.1}, set()),
         # the default run on a bfloat16 CPU: most of each step rounds away, yet the sampler agrees with the learner
-        ({"sync_changed": True, "sync_rounded_away": 0.97, "tis_weight_mean": 1.002, "tis_truncated_fraction": 0.0},
-         set()),
-        ({"sync_changed": True, "sync_rounded_away": 0.97, "tis_weight_mean": 0.9, "tis_truncated_fraction": 0.0},
-         {"weights_rounded_away"}),
-        ({"sync_changed": True, "sync_rounded_away": 0.97, "tis_weight_mean": 1.0, "tis_truncated_fraction": 0.2},
-         {"weights_rounded_away"}),
+        (
+            {"sync_changed": True, "sync_rounded_away": 0.97, "tis_weight_mean": 1.002, "tis_truncated_fraction": 0.0},
+            set(),
+        ),
+        (
+            {"sync_changed": True, "sync_rounded_away": 0.97, "tis_weight_mean": 0.9, "tis_truncated_fraction": 0.0},
+            {"weights_rounded_away"},
+        ),
+        (
+            {"sync_changed": True, "sync_rounded_away": 0.97, "tis_weight_mean": 1.0, "tis_truncated_fraction": 0.2},
+            {"weights_rounded_away"},
+        ),
     ],
 )
 def test_alarms_fire_on_constructed_steps(metrics, fires):
