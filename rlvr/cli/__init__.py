@@ -16,7 +16,7 @@ COMMANDS = {
     "verifiers": "rlvr.cli.verify:verifiers",
     "sandbox": "rlvr.cli.sandbox:sandbox",
     "eval": "rlvr.cli.eval:eval_command",
-    "bench": "rlvr.cli.eval:bench",
+    "bench": "rlvr.cli.bench:bench",
     "train": "rlvr.cli.train:train",
     "plot": "rlvr.cli.train:plot",
 }

@@ -8,14 +8,14 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rlvr.data.templates import render_prompt, stop_sequences, style_task
 from rlvr.errors import InputError
 from rlvr.eval.display import ProgressBar, summary_table
-from rlvr.eval.estimators import bootstrap_interval, maj_at_k, pass_at_k, wilson_interval
+from rlvr.eval.summary import selector_specs, summarize, tool_summary
 from rlvr.io import append_jsonl, read_jsonl, write_json, write_jsonl
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
@@ -128,7 +128,7 @@ def finished_summary(
     directory = Path(directory)
     if not (directory / SUMMARY_FILE).exists():
         return None
-    select = _specs(select)
+    select = selector_specs(select)
     _check_config(directory, _config(verifier, sampling, samples, style, instruction, run_info, select), write=False)
     records = _complete(load_records(directory / SAMPLES_FILE), samples)
     if any(e.id not in records for e in examples):
@@ -172,7 +172,7 @@ def run_eval(
 
     if samples < 1:
         raise InputError(f"--samples must be at least 1 (got {samples})")
-    select = _specs(select)
+    select = selector_specs(select)
     if select and samples < 2:
         raise InputError(f"--select {select[0]} picks one of several samples: give --samples 2 or more")
     ids = [e.id for e in examples]
@@ -248,7 +248,7 @@ def run_eval(
         }
     )
     if env is not None:
-        summary["tool"] = _tool_summary(records)
+        summary["tool"] = tool_summary(records)
     if directory is not None:
         write_json(directory / SUMMARY_FILE, summary)
     return summary
@@ -273,11 +273,6 @@ def _with_reference(verifier: Verifier, style: str, examples: Sequence[Example])
     from rlvr.data.lm_eval_tasks import Beside, LmEvalMetrics
 
     return Beside(verifier, LmEvalMetrics())
-
-
-def _specs(select: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Selector specs as a tuple (one spec, several, or none)."""
-    return (select,) if isinstance(select, str) else tuple(select or ())
 
 
 def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, list[dict]]:
@@ -309,22 +304,6 @@ def _records(collected: Any, choice: dict[str, Sequence[float]]) -> dict[str, li
     return fresh
 
 
-def _tool_summary(records: dict[str, list[dict]]) -> dict[str, Any]:
-    """Tool use over every sample: calls per sample, the share of samples that called it, error and
-    timeout rates of the calls, tool tokens per sample."""
-    rows = [r for rs in records.values() for r in rs]
-    calls = [c for r in rows for c in r.get("tool_calls", ())]
-    statuses = [c.get("status") for c in calls]
-    total = max(1, len(rows))
-    return {
-        "calls_mean": round(len(calls) / total, 4),
-        "used_rate": round(sum(bool(r.get("tool_calls")) for r in rows) / total, 4),
-        "error_rate": round(sum(s != "ok" for s in statuses) / max(1, len(calls)), 4),
-        "timeout_rate": round(statuses.count("timeout") / max(1, len(calls)), 4),
-        "tool_tokens_mean": round(sum(r.get("tool_tokens", 0) for r in rows) / total, 2),
-    }
-
-
 def _rewrite(path: Path, records: dict[str, list[dict]]) -> None:
     write_jsonl(path, (rec for rows in records.values() for rec in rows))
 
@@ -345,122 +324,3 @@ def _accumulate(previous: dict[str, float], current: dict[str, float]) -> dict[s
 def _accuracy_so_far(records: dict[str, list[dict]]) -> float:
     flat = [r["status"] == Status.CORRECT.value for rows in records.values() for r in rows]
     return sum(flat) / len(flat) if flat else 0.0
-
-
-def _interval(values: Sequence[float], samples: int) -> tuple[list[float], str]:
-    """95% CI of the mean accuracy over problems: Wilson for one sample per problem (each problem
-    is a Bernoulli trial), a seeded percentile bootstrap over problems for avg@n (n > 1)."""
-    if samples == 1:
-        return [round(x, 6) for x in wilson_interval(sum(values), len(values))], "wilson"
-    return [round(x, 6) for x in bootstrap_interval(values)], "bootstrap"
-
-
-def _group(values: dict[str, float], examples: Iterable[Example], key: str, samples: int) -> dict[str, dict]:
-    groups: dict[str, list[float]] = defaultdict(list)
-    for example in examples:
-        if example.metadata.get(key) is not None:
-            groups[str(example.metadata[key])].append(values[example.id])
-    table = {}
-    for label in sorted(groups):
-        accs = groups[label]
-        ci, _ = _interval(accs, samples)
-        table[label] = {"n": len(accs), "accuracy": round(sum(accs) / len(accs), 6), "ci95": ci}
-    return table
-
-
-def summarize(
-    examples: Sequence[Example], records: dict[str, list[dict]], samples: int, select: str | Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Metrics over the examples that have all their samples in `records`:
-    accuracy = mean over problems of (correct samples / samples) (greedy accuracy, or avg@n);
-    pass@k for every k ≤ samples (unbiased estimator); maj@k = majority vote of the first k
-    samples' extracted answers (ties → the earliest answer); ci95 (method in ci_method);
-    `at_n`: avg@n, pass@n, maj@n and (per `select` spec) best-of-n@spec, each with a 95% interval;
-    `lm_eval`: a reproduced task's own metrics (strict-match, flexible-extract, math_verify)."""
-    done = [e for e in examples if e.id in records]
-    correct = {e.id: [r["status"] == Status.CORRECT.value for r in records[e.id]] for e in done}
-    answers = {e.id: [r.get("extracted") for r in records[e.id]] for e in done}
-    per_problem = {i: sum(c) / samples for i, c in correct.items()}
-    flat = [r for e in done for r in records[e.id]]
-    n = len(done)
-    ci, method = _interval(list(per_problem.values()), samples)
-    statuses = {s.value: sum(r["status"] == s.value for r in flat) for s in Status}
-    summary: dict[str, Any] = {
-        "n_problems": n,
-        "n_expected": len(examples),
-        "samples": samples,
-        "metric": "accuracy" if samples == 1 else f"avg@{samples}",
-        "accuracy": round(sum(per_problem.values()) / n, 6) if n else None,
-        "ci95": ci,
-        "ci_method": method,
-        "mean_reward": round(sum(r["reward"] for r in flat) / len(flat), 6) if flat else None,
-        "pass@k": {
-            str(k): round(sum(pass_at_k(samples, sum(c), k) for c in correct.values()) / n, 6)
-            for k in range(1, samples + 1)
-        }
-        if n
-        else {},
-        "maj@k": {
-            str(k): round(sum(maj_at_k(answers[i], correct[i], k) for i in correct) / n, 6)
-            for k in range(1, samples + 1)
-        }
-        if n
-        else {},
-        "status_counts": statuses,
-        "truncated_rate": round(sum(r["finish_reason"] == "length" for r in flat) / len(flat), 6) if flat else None,
-        "mean_completion_tokens": round(sum(r["completion_tokens"] for r in flat) / len(flat), 2) if flat else None,
-    }
-    for key, title in (("subject", "by_subject"), ("level", "by_level")):
-        table = _group(per_problem, done, key, samples)
-        if table:
-            summary[title] = table
-    if n:
-        summary["at_n"] = _at_n(correct, answers, {i: records[i] for i in correct}, samples, _specs(select), summary)
-        if select:
-            summary["best_of_n"] = {spec: summary["at_n"][f"best-of-{samples}@{spec}"] for spec in _specs(select)}
-    reference = _reference_metrics([records[e.id] for e in done])
-    if reference:
-        summary["lm_eval"] = reference
-    return summary
-
-
-def _rate(hits: Sequence[bool]) -> dict[str, Any]:
-    """A share of problems with its Wilson 95% interval."""
-    return {
-        "value": round(sum(hits) / len(hits), 6),
-        "ci95": [round(x, 6) for x in wilson_interval(sum(hits), len(hits))],
-        "ci_method": "wilson",
-    }
-
-
-def _at_n(
-    correct: dict[str, list[bool]],
-    answers: dict[str, list],
-    records: dict[str, list[dict]],
-    samples: int,
-    select: Sequence[str],
-    summary: dict[str, Any],
-) -> dict[str, dict[str, Any]]:
-    """The headline metrics at n samples, each with its interval (problems are the unit)."""
-    from rlvr.eval.best_of_n import chosen
-
-    table = {
-        f"avg@{samples}": {"value": summary["accuracy"], "ci95": summary["ci95"], "ci_method": summary["ci_method"]},
-        f"pass@{samples}": _rate([any(c) for c in correct.values()]),
-        f"maj@{samples}": _rate([maj_at_k(answers[i], correct[i], samples) for i in correct]),
-    }
-    for spec in select:
-        picks = {i: chosen([r["select_scores"][spec] for r in rows]) for i, rows in records.items()}
-        table[f"best-of-{samples}@{spec}"] = _rate([correct[i][picks[i]] for i in correct])
-    return table
-
-
-def _reference_metrics(groups: Sequence[Sequence[dict]]) -> dict[str, dict[str, Any]]:
-    """Per reproduced-task metric: mean over problems of its correct share, with an interval."""
-    names = list(dict.fromkeys(k for rows in groups for r in rows for k in r.get("lm_eval", {})))
-    out = {}
-    for name in names:
-        per_problem = [sum(bool(r["lm_eval"][name]["correct"]) for r in rows) / len(rows) for rows in groups]
-        ci, method = _interval(per_problem, len(groups[0]))
-        out[name] = {"accuracy": round(sum(per_problem) / len(per_problem), 6), "ci95": ci, "ci_method": method}
-    return out

@@ -18,6 +18,7 @@ from rlvr.learner.allocator import keep_freed_memory
 from rlvr.learner.lean_layers import make_lean
 from rlvr.learner.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.learner.lora import merged_state_dict
+from rlvr.learner.packing import pack
 from rlvr.learner.precision import autocast, grad_scaler, resolve_dtypes
 from rlvr.learner.protocol import LossFn, Packed
 from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, token_logprobs, token_logprobs_and_entropy
@@ -34,41 +35,6 @@ def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
-    """Rows [pad.. prompt | completion ..pad]: prompts left-padded to P, completions right-padded to C,
-    so completion logits are the same slice for every row. Every `group_size` consecutive rows share
-    one prompt (a GRPO group, a DPO pair; 1 for SFT rows). `mask` is each rollout's loss mask: a
-    multi-turn rollout's tool tokens are 0 there, so they get no gradient, entropy, KL or TIS weight
-    (the learner's logprobs of them are 0 too)."""
-    P = max(len(r.prompt_token_ids) for r in rollouts)
-    C = max(1, *(len(r.token_ids) for r in rollouts))
-    rows, attn, comp, mask, behavior = [], [], [], [], []
-    for r in rollouts:
-        p, c = list(r.prompt_token_ids), list(r.token_ids)
-        rows.append([pad] * (P - len(p)) + p + c + [pad] * (C - len(c)))
-        attn.append([0] * (P - len(p)) + [1] * (len(p) + len(c)) + [0] * (C - len(c)))
-        comp.append(c + [pad] * (C - len(c)))
-        mask.append([float(m) for m in r.mask] + [0.0] * (C - len(c)))  # tool tokens (multi-turn): 0
-        behavior.append(
-            list(r.logprobs[: len(c)]) + [0.0] * (len(c) - len(r.logprobs[: len(c)])) + [0.0] * (C - len(c))
-        )
-    attention = torch.tensor(attn)
-    prompts = [list(r.prompt_token_ids) for r in rollouts[::group_size]]
-    return {
-        "input_ids": torch.tensor(rows),
-        "attention_mask": attention,
-        "position_ids": (attention.cumsum(-1) - 1).clamp(min=0),
-        "completion": torch.tensor(comp),
-        "mask": torch.tensor(mask),
-        "behavior": torch.tensor(behavior),
-        "truncated": torch.tensor([r.truncated for r in rollouts]),
-        "width": torch.tensor(C),
-        "group_size": torch.tensor(group_size),
-        "prompt_ids": torch.tensor([[pad] * (P - len(p)) + p for p in prompts]),
-        "prompt_attention": torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts]),
-    }
 
 
 class Policy:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Learner", "LossFn", "Packed"]
 
-#: rows packed for the model (rlvr.learner.policy.pack): input_ids, attention_mask, completion, mask, ...
+#: rows packed for the model (rlvr.learner.packing.pack): input_ids, attention_mask, completion, mask, ...
 Packed = dict[str, torch.Tensor]
 #: loss_fn(rows) -> (loss, metrics): the objective of one micro-batch of packed rows
 LossFn = Callable[[slice], tuple[torch.Tensor, dict[str, float]]]

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from rlvr.cli import main
 from rlvr.data.benchmarks import load_benchmark
 from rlvr.errors import InputError
-from rlvr.eval.run import run_eval, summarize
+from rlvr.eval.run import run_eval
+from rlvr.eval.summary import summarize
 from rlvr.rollout import SamplingConfig
 from rlvr.types import Example, Rollout
 from rlvr.verifiers import build_verifier

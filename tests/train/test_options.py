@@ -144,6 +144,35 @@ def _check_engine_memory(runs: Runs) -> None:
     assert "gpu_memory_utilization" not in on_cpu
 
 
+def _check_env(runs: Runs) -> None:
+    from rlvr.environments.registry import environment_from_config
+
+    config = load_config(
+        None,
+        {
+            "env.name": "python",
+            "env.backend": "local",
+            "env.max_turns": 3,
+            "env.timeout": 2.5,
+            "env.memory": 128,
+            "env.max_output_chars": 50,
+        },
+    )
+    env = environment_from_config(config.env)
+    try:
+        assert (env.name, env.backend, env.max_turns) == ("python", "local", 3)
+        assert (env.timeout, env.memory, env.max_output_chars) == (2.5, 128, 50)
+    finally:
+        env.close()
+    assert environment_from_config(load_config(None, {}).env) is None  # no env: the single-turn path
+
+
+def _check_void_turns(runs: Runs) -> None:
+    assert load_config(None, {"grpo.void_turns": "mask"}).grpo.void_turns == "mask"
+    with pytest.raises(InputError, match=r"grpo\.void_turns"):
+        load_config(None, {"grpo.void_turns": "drop"})
+
+
 def _check_kv_cache(runs: Runs) -> None:
     assert engine_options(runs.tiny, {"rollout.kv_cache_gib": 1.5}, "cpu")[1]["kv_cache_gib"] == 1.5
     assert engine_options(runs.tiny, {}, "cpu")[1]["kv_cache_gib"] == 0.25  # auto: the tiny model's floor
@@ -469,6 +498,26 @@ ROWS = [
         why="hf generates with the policy itself; only vLLM keeps its own weights in this dtype",
     ),
     Row("rollout.kv_cache_gib", 1.5, (), _check_kv_cache, why="vLLM on CPU only: the engine's arguments"),
+    *(
+        Row(
+            key, value, (), _check_env, why="a tool run is tests/train/test_env_train.py's; here the env is built alone"
+        )
+        for key, value in (
+            ("env.name", "python"),
+            ("env.backend", "local"),
+            ("env.max_turns", 3),
+            ("env.timeout", 2.5),
+            ("env.memory", 128),
+            ("env.max_output_chars", 50),
+        )
+    ),
+    Row(
+        "grpo.void_turns",
+        "mask",
+        (),
+        _check_void_turns,
+        why="void turns need a tool run: tests/algorithms/test_tool_masks.py masks them in a real step",
+    ),
     Row(
         "reward.verifier",
         VARIED,
