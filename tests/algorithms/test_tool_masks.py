@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rlvr.algorithms.grpo import GRPO, GRPOBatch, Groups
+from rlvr.algorithms.grpo import GRPO, Groups, GRPOBatch
 from rlvr.config import load_config, resolve_auto
 from rlvr.distributed import init_distributed
 from rlvr.learner.policy import Policy

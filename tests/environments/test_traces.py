@@ -20,7 +20,7 @@ from rlvr.rollout import SamplingConfig
 from rlvr.rollout.multiturn import generate_multiturn, segment_rollout
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0] + "/tests/rollout")
-from test_multiturn import ScriptedEngine  # noqa: E402
+from test_multiturn import ScriptedEngine
 
 TRACE = "```python\nprint(2 * 3)\n```\n```output\n6\n```\nThe final answer is \\boxed{6}."
 

@@ -20,7 +20,7 @@ from rlvr.train import stages
 from rlvr.types import Example, Score, Status
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0] + "/tests/rollout")
-from test_multiturn import ScriptedEngine, spelled  # noqa: E402  (the scripted engine of the multiturn tests)
+from test_multiturn import ScriptedEngine, spelled
 
 
 @pytest.mark.parametrize("overrides, expected", [
@@ -65,7 +65,7 @@ def test_auto_never_falls_back_to_local(monkeypatch):
             return False, "not here"
 
     monkeypatch.setattr(python_env, "_backend_class", lambda name: Missing)
-    with pytest.raises(InputError, match="env.backend=auto found no sandbox") as err:
+    with pytest.raises(InputError, match=r"env\.backend=auto found no sandbox") as err:
         stages.build_environment(load_config(None, {"env.name": "python"}))
     assert err.value.exit_code == 2
 
@@ -102,7 +102,7 @@ class TextRunner:
     def score(self, texts, examples):
         self.texts.extend(texts)
         return [Score(1.0, Status.CORRECT) if f"\\boxed{{{e.answer}}}" in t else Score(0.0, Status.NO_ANSWER)
-                for t, e in zip(texts, examples)]
+                for t, e in zip(texts, examples, strict=True)]
 
 
 @pytest.fixture(scope="module")
