@@ -3,7 +3,7 @@ CLI overrides (load), with "auto" sizes per device and algorithm (defaults)."""
 
 from __future__ import annotations
 
-from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM, AUTO_WITH_ENV
+from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM, AUTO_WITH_ENV, AUTO_WITH_ENV_BY_ALGORITHM
 from rlvr.config.load import (
     CHOICES,
     RENAMED,
@@ -37,6 +37,7 @@ __all__ = [
     "AUTO",
     "AUTO_BY_ALGORITHM",
     "AUTO_WITH_ENV",
+    "AUTO_WITH_ENV_BY_ALGORITHM",
     "CHOICES",
     "RENAMED",
     "CheckpointConfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AUTO", "AUTO_BY_ALGORITHM", "AUTO_WITH_ENV"]
+__all__ = ["AUTO", "AUTO_BY_ALGORITHM", "AUTO_WITH_ENV", "AUTO_WITH_ENV_BY_ALGORITHM"]
 
 #: what "auto" (None) resolves to, by device: small enough for 2 CPU cores, or a GPU's worth. The CPU
 #: values were picked from measured runs (README: "Why these defaults"); the GPU ones are production sizes.
@@ -56,4 +56,12 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
 AUTO_WITH_ENV: dict[str, dict[str, Any]] = {
     "cpu": {"data.difficulty": "expert", "rollout.max_new_tokens": 96},
     "cuda": {"data.difficulty": "expert", "rollout.max_new_tokens": 2048},
+}
+
+#: with an environment, per algorithm (applied first): SFT is the cold start of the two-stage tool pipeline
+#: (README: "Reasoning with tools"). Measured on CPU: 5 steps teach the protocol (0% -> 68.5% with the tool on
+#: 200 held-out arith expert problems) and GRPO from there gains +31.5 points to 100%; 20 steps reach 100%
+#: themselves and leave GRPO groups with no signal.
+AUTO_WITH_ENV_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
+    "sft": {"cpu": {"optimizer.max_steps": 5}},
 }

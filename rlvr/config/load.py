@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr import names
-from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM, AUTO_WITH_ENV
+from rlvr.config.defaults import AUTO, AUTO_BY_ALGORITHM, AUTO_WITH_ENV, AUTO_WITH_ENV_BY_ALGORITHM
 from rlvr.config.schema import GRPOConfig, TrainConfig
 from rlvr.errors import InputError
 
@@ -264,8 +264,11 @@ def resolve_auto(config: TrainConfig, device: str) -> TrainConfig:
         },
     )
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    with_env = AUTO_WITH_ENV[kind] if config.env.name not in (None, names.NO_ENV) else {}
-    for table in (AUTO_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {}), with_env, AUTO[kind]):
+    has_env = config.env.name not in (None, names.NO_ENV)
+    with_env = AUTO_WITH_ENV[kind] if has_env else {}
+    env_algorithm = AUTO_WITH_ENV_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {}) if has_env else {}
+    by_algorithm = AUTO_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {})
+    for table in (env_algorithm, by_algorithm, with_env, AUTO[kind]):
         for key, value in table.items():
             if _get(resolved, key) is None:
                 _set(resolved, key, value, "auto")
