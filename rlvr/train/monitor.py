@@ -104,10 +104,10 @@ _SAMPLER_DRIFT = 0.05
 
 
 def _sampler_drifts(m: dict) -> bool:
-    """Whether the sampler's own logprobs show that it generates with other weights than the learner's. Without
-    them (TIS off, or an engine without sampler logprobs) nothing says it does not, so the rounding counts."""
+    """Whether the sampler's own logprobs show that it generates with other weights than the learner's (the
+    truncated-importance weights of a step that learned; a step without them has nothing to show)."""
     if "tis_weight_mean" not in m:
-        return True
+        return False
     return abs(m["tis_weight_mean"] - 1.0) > _SAMPLER_DRIFT or m.get("tis_truncated_fraction", 0.0) > _SAMPLER_DRIFT
 
 
