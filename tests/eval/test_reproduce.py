@@ -18,38 +18,13 @@ from rlvr.errors import InputError
 from rlvr.eval.spec import EvalSpec, describe, differences
 from rlvr.train.summary import read_summary, summary_table
 from rlvr.train.trainer import train
-
-# the character length of random text varies between samples: a reward with variance, so 2 steps move the weights
-VERIFIER = "math+overlong:max_tokens=60,buffer=50,unit=chars"
+from tests.train.test_trainer import _config as _train_config
 
 
 def _config(model: Path, out: Path, **extra):
-    return load_config(
-        None,
-        {
-            "model.name": str(model),
-            "device": "cpu",
-            "rollout.engine": "hf",
-            "data.dataset": "arith",
-            "data.size": 64,
-            "reward.verifier": VERIFIER,
-            "reward.workers": 1,
-            "rollout.n": 2,
-            "rollout.prompts_per_step": 2,
-            "rollout.max_new_tokens": 12,
-            "optimizer.lr": 1e-3,
-            "rollout.temperature": 1.0,
-            "optimizer.max_steps": 2,
-            "optimizer.warmup_steps": 0,
-            "logging.output": str(out),
-            "logging.progress": False,
-            "eval.before_after": True,
-            "eval.limit": 12,
-            "eval.max_new_tokens": 16,
-            "reward.audit": False,
-            **extra,
-        },
-    )
+    """test_trainer's tiny run (a reward with variance, so 2 steps move the weights), evaluated before and after."""
+    held_out = {"eval.before_after": True, "eval.limit": 12, "eval.max_new_tokens": 16, "checkpoint.every": 0}
+    return _train_config(model, out, **{**held_out, **extra})
 
 
 def _samples(folder: Path) -> dict[tuple[str, int], str]:
