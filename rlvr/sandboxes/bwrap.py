@@ -11,7 +11,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from rlvr.sandboxes.base import SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, SandboxError, make_job
+from rlvr.sandboxes.base import PROPERTIES, SUPERVISOR_ARGS, ExecResult, Limits, Sandbox, SandboxError, make_job
 from rlvr.sandboxes.local import run_supervisor
 
 __all__ = ["BwrapSandbox"]
@@ -109,20 +109,7 @@ class BwrapSandbox(Sandbox):
     pid, so nothing the program does can signal it."""
 
     name = "bwrap"
-    claims = frozenset(
-        {
-            "no_network",
-            "no_host_files",
-            "work_dir_only",
-            "pids_limited",
-            "memory_limited",
-            "time_limited",
-            "output_limited",
-            "clean_env",
-            "no_survivors",
-            "supervisor_protected",
-        }
-    )
+    claims = frozenset(PROPERTIES)  # every property a backend can promise
 
     def __init__(self, python: str | None = None, bwrap: str | None = None):
         default = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable

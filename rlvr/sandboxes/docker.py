@@ -20,6 +20,7 @@ from typing import Any
 from docker.errors import DockerException, ImageNotFound
 
 from rlvr.sandboxes.base import (
+    PROPERTIES,
     SUPERVISOR_ARGS,
     ExecResult,
     ExecStatus,
@@ -81,20 +82,7 @@ class DockerSandbox(Sandbox):
     every run (the slow baseline)."""
 
     name = "docker"
-    claims = frozenset(
-        {
-            "no_network",
-            "no_host_files",
-            "work_dir_only",
-            "pids_limited",
-            "memory_limited",
-            "time_limited",
-            "output_limited",
-            "clean_env",
-            "no_survivors",
-            "supervisor_protected",
-        }
-    )
+    claims = frozenset(PROPERTIES)  # every property a backend can promise
 
     def __init__(
         self,
