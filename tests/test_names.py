@@ -78,7 +78,7 @@ def _choices(command: str, option: str) -> tuple[str, ...]:
     module, attribute = {
         "train": ("rlvr.cli.train", "train"),
         "eval": ("rlvr.cli.eval", "eval_command"),
-        "bench": ("rlvr.cli.eval", "bench"),
+        "bench": ("rlvr.cli.bench", "bench"),
         "sandbox run": ("rlvr.cli.sandbox", "run"),
     }[command]
     cmd = getattr(__import__(module, fromlist=[attribute]), attribute)
