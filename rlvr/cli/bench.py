@@ -3,7 +3,6 @@ comparison table and bar chart that name the settings of every number."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 from rlvr.cli.eval import _engine, _evaluate, _plan, _slug, _warn
 from rlvr.cli.eval_options import generation_options
 from rlvr.errors import InputError
+from rlvr.io import write_atomic, write_json
 
 
 @click.command("bench")
@@ -75,7 +75,7 @@ def write_comparison(results: dict[str, dict[str, dict]], out: Path):
                     "its accuracy is not comparable"
                 )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(out / "comparison.json", rows)
     cell = lambda r: f"{r['accuracy']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731
     lines = ["| checkpoint | " + " | ".join(benchmarks) + " |", "| --- |" + " --- |" * len(benchmarks)]
     table = Table(title="rlvr bench (accuracy, 95% CI)")
@@ -88,7 +88,7 @@ def write_comparison(results: dict[str, dict[str, dict]], out: Path):
         table.add_row(ckpt, *cells)
     settings = [describe(first[b]) for b in benchmarks]  # each starts with its benchmark's spec
     lines += ["", *(f"- {line}" for line in settings)]
-    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    write_atomic(out / "comparison.md", "\n".join(lines) + "\n")
     _bar_chart(rows, benchmarks, out / "comparison.png")
     return table, settings
 

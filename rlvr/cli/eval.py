@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -151,8 +150,9 @@ def _evaluate(
     reused without loading the model (the engine is made on first need and closed at the end)."""
     from rich.console import Console
 
-    from rlvr.eval.run import finished_summary, run_eval, summary_table
+    from rlvr.eval.run import SUMMARY_FILE, finished_summary, run_eval, summary_table
     from rlvr.eval.spec import describe, engine_dtype, settings_of
+    from rlvr.io import write_json
 
     engine = env = None
     summaries = {}
@@ -183,7 +183,7 @@ def _evaluate(
                     **common,
                 )
                 summary.update(engine=getattr(engine, "kind", type(engine).__name__), dtype=engine_dtype(engine))
-                (target / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+                write_json(target / SUMMARY_FILE, summary)  # the engine's own kind and dtype, once it has them
             summaries[spec.benchmark] = summary
             _against_training(model, summary)
             if not quiet:

@@ -107,6 +107,10 @@ def load_spec(
     return load_benchmark(name, split, data_dir=data_dir, limit=limit, **options)
 
 
+def _unknown_dataset(name: str) -> InputError:
+    return InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")
+
+
 def held_out_spec(config: Any) -> tuple[str, str, int | None]:
     """(spec, split, limit) of the held-out set a TrainConfig evaluates on: the one rule, used by the trainer's
     load and by rlvr.eval.spec.EvalSpec.from_train_config (so `rlvr eval` gets the same rows)."""
@@ -121,7 +125,7 @@ def held_out_spec(config: Any) -> tuple[str, str, int | None]:
     if name == "arith":
         name = format_spec("arith", {"difficulty": data.difficulty or "medium", "seed": config.seed})
     elif name not in BENCHMARKS and not Path(name).is_file():
-        raise InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")
+        raise _unknown_dataset(name)
     return name, config.eval.split, config.eval.limit
 
 
@@ -143,4 +147,4 @@ def load_examples(config: Any, *, held_out: bool = False) -> list[Example]:
         return load_benchmark(name, data.split, limit=data.limit)
     if Path(name).is_file():
         return load_file(name, prompt_field=data.prompt_field, answer_field=data.answer_field, limit=data.limit)
-    raise InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")
+    raise _unknown_dataset(name)

@@ -176,14 +176,12 @@ def test_a_broken_sandbox_stops_with_one_clear_error(tokenizer):
 # ------------------------------------------------------------------------------ the trainer
 
 
-def test_a_grpo_step_with_the_python_tool_logs_tool_metrics(tiny_model, tmp_path):
-    from rlvr.train.monitor import read_metrics
-    from rlvr.train.trainer import train
-
-    config = load_config(
+def _tool_run(model, out, **extra):
+    """One GRPO step of the tiny model with the python tool on the local backend."""
+    return load_config(
         None,
         {
-            "model.name": str(tiny_model),
+            "model.name": str(model),
             "device": "cpu",
             "rollout.engine": "hf",
             "data.dataset": "arith",
@@ -195,15 +193,21 @@ def test_a_grpo_step_with_the_python_tool_logs_tool_metrics(tiny_model, tmp_path
             "rollout.max_new_tokens": 8,
             "optimizer.max_steps": 1,
             "optimizer.warmup_steps": 0,
-            "logging.output": str(tmp_path),
+            "logging.output": str(out),
             "logging.progress": False,
             "checkpoint.every": 0,
-            "eval.before_after": False,
             "env.name": "python",
             "env.backend": "local",
-            "grpo.void_turns": "mask",
+            **extra,
         },
     )
+
+
+def test_a_grpo_step_with_the_python_tool_logs_tool_metrics(tiny_model, tmp_path):
+    from rlvr.train.monitor import read_metrics
+    from rlvr.train.trainer import train
+
+    config = _tool_run(tiny_model, tmp_path, **{"eval.before_after": False, "grpo.void_turns": "mask"})
     train(config)
     [step] = read_metrics(tmp_path)
     for key in (
@@ -228,29 +232,7 @@ def test_a_run_with_the_tool_reports_the_tool_off_accuracy_beside_before_and_aft
     from rlvr.train.summary import read_summary, summary_table
     from rlvr.train.trainer import train
 
-    config = load_config(
-        None,
-        {
-            "model.name": str(tiny_model),
-            "device": "cpu",
-            "rollout.engine": "hf",
-            "data.dataset": "arith",
-            "data.size": 16,
-            "reward.workers": 0,
-            "reward.audit": False,
-            "rollout.n": 2,
-            "rollout.prompts_per_step": 2,
-            "rollout.max_new_tokens": 8,
-            "optimizer.max_steps": 1,
-            "optimizer.warmup_steps": 0,
-            "eval.limit": 3,
-            "logging.output": str(tmp_path),
-            "logging.progress": False,
-            "checkpoint.every": 0,
-            "env.name": "python",
-            "env.backend": "local",
-        },
-    )
+    config = _tool_run(tiny_model, tmp_path, **{"eval.limit": 3})
     train(config)
     summary = read_summary(tmp_path)
     for block in ("before", "after", "after_tool_off"):
