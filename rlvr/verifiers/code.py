@@ -176,31 +176,42 @@ class CodeVerifier(Verifier):
 
     def score(self, completion: str, example: Example) -> Score:
         """Raises SandboxError when the sandbox itself is broken: never a wrong answer."""
+        prepared = self._prepare(completion, example)
+        if isinstance(prepared, Score):
+            return prepared
+        program, nonce = prepared
+        return self._verdict(self.sandbox.run(program, limits=self.limits), nonce)
+
+    def _prepare(self, completion: str, example: Example) -> Score | tuple[str, str]:
+        """The program to run and its nonce, or the verdict when there is nothing to run."""
         code = extract_code(completion)
         if not code.strip():
             return Score(0.0, Status.NO_ANSWER, {"reason": "no code in the completion"})
         nonce = secrets.token_hex(12)
         try:
-            program = build_program(code, example.metadata, partial=self.partial, nonce=nonce)
+            return build_program(code, example.metadata, partial=self.partial, nonce=nonce), nonce
         except (ValueError, SyntaxError) as err:  # the example's own tests are broken: bad gold
             return Score(0.0, Status.ERROR, {"error": f"example {example.id}: {err}"})
-        result = self.sandbox.run(program, limits=self.limits)
-        return self._verdict(result, nonce)
 
     def score_batch(self, completions: Sequence[str], examples: Sequence[Example]) -> list[Score]:
         """In parallel across the sandbox (`workers` runs at once); a broken sandbox gives status
-        error for the items it broke, never wrong."""
-        pairs = list(zip(completions, examples, strict=True))
+        error for the items it broke, never wrong. Programs are built on the calling thread:
+        CPython 3.11's ast.parse is not safe in threads ("AST constructor recursion depth
+        mismatch"), so only the sandbox runs go to the pool."""
+        prepared = [self._prepare(c, e) for c, e in zip(completions, examples, strict=True)]
         _ = self.sandbox  # start it once, not in every thread
 
-        def one(pair: tuple[str, Example]) -> Score:
+        def one(item: Score | tuple[str, str]) -> Score:
+            if isinstance(item, Score):
+                return item
+            program, nonce = item
             try:
-                return self.score(*pair)
+                return self._verdict(self.sandbox.run(program, limits=self.limits), nonce)
             except SandboxError as err:
                 return Score(0.0, Status.ERROR, {"error": f"sandbox: {err}"})
 
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            return list(pool.map(one, pairs))
+            return list(pool.map(one, prepared))
 
     def _verdict(self, result: ExecResult, nonce: str) -> Score:
         details: dict[str, Any] = {
