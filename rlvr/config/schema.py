@@ -157,6 +157,7 @@ class LoggingConfig:
     wandb: bool = False
     wandb_project: str = "rlvr"
     progress: bool = True  # a rich progress bar with the live reward
+    tensorboard: bool = True  # scalars to DIR/tensorboard (false where the tensorboard package is absent)
     samples_every: int = 10  # write one step's completions to samples.jsonl every N steps (0 = never)
 
 

@@ -219,6 +219,7 @@ class Monitor:
         start_step: int = 0,
         enabled: bool = True,
         progress: bool = True,
+        tensorboard: bool = True,
         wandb_project: str | None = None,
         run_config: dict | None = None,
     ):
@@ -231,9 +232,12 @@ class Monitor:
         self.directory.mkdir(parents=True, exist_ok=True)
         # open for the run's lifetime, closed in close()
         self._file = open(self.directory / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
-        from torch.utils.tensorboard import SummaryWriter
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-        self._tb = SummaryWriter(str(self.directory / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+            self._tb = SummaryWriter(
+                str(self.directory / "tensorboard"), purge_step=start_step + 1 if start_step else None
+            )
         if wandb_project:
             import wandb
 
@@ -279,10 +283,11 @@ class Monitor:
             raise OutputError(
                 f"cannot append step {step} to {self.directory / METRICS_FILE}: {err.strerror or err}"
             ) from None
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-                self._tb.add_scalar(f"train/{key}", value, step)
-        self._tb.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                    self._tb.add_scalar(f"train/{key}", value, step)
+            self._tb.flush()
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
         if self._bar is not None:
@@ -311,7 +316,7 @@ class Monitor:
             ),
         }
         append_jsonl(self.directory / "eval.jsonl", [record])
-        if record["eval_accuracy"] is not None:
+        if record["eval_accuracy"] is not None and self._tb is not None:
             self._tb.add_scalar("eval/accuracy", record["eval_accuracy"], step)
             self._tb.flush()
         if self._wandb is not None:
@@ -355,7 +360,8 @@ class Monitor:
         if self._bar is not None:
             self._bar.stop()
         self._file.close()
-        self._tb.close()
+        if self._tb is not None:
+            self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
 

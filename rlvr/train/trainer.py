@@ -118,6 +118,7 @@ class Trainer:
             start_step=self.step_number,
             enabled=self.ctx.is_main,
             progress=cfg.logging.progress,
+            tensorboard=cfg.logging.tensorboard,
             wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
             run_config=dataclasses.asdict(cfg),
         )

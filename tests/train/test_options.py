@@ -824,6 +824,16 @@ ROWS = [
         ),
     ),
     Row(
+        "logging.tensorboard",
+        False,
+        ("plain",),
+        lambda r: _all(
+            not (r["plain"].out / "tensorboard").exists(),
+            (r["plain"].out / "metrics.jsonl").is_file(),
+            (r["base"].out / "tensorboard").is_dir(),
+        ),
+    ),
+    Row(
         "logging.samples_every",
         2,
         ("checkpoints",),
