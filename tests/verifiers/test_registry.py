@@ -8,7 +8,6 @@ import os
 import pickle
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from plugin_fixtures import install_example, pip_install
 from rlvr.types import Example, Score, Status
 from rlvr.verifiers import Verifier, Weighted, build_verifier, parse_spec
 from rlvr.verifiers.format import ThinkFormat
 from rlvr.verifiers.registry import Registry, UnknownVerifier, VerifierOptionError
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "rlvr-plugin-example"
 EX = Example("1", "2+2?", "4")
 
 
@@ -202,42 +201,18 @@ class Impostor(FakeThink):
 '''
 
 
-def _pip_install(source: Path, target: Path) -> None:
-    # offline and without build isolation: uses this environment's setuptools, needs no index
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        "--disable-pip-version-check",
-        "-q",
-        "--target",
-        str(target),
-        str(source),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture(scope="module")
 def plugin_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The README's example plugin and a broken/clashing one, each really pip-installed into its
     own folder (the example first on the path, so it wins the contains_keyword clash)."""
     root = tmp_path_factory.mktemp("plugins")
-    source = root / "src" / "rlvr-plugin-example"
-    # build from a copy so the build leaves nothing in the repository
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     broken = root / "src" / "rlvr-plugin-broken"
     (broken / "rlvr_plugin_broken").mkdir(parents=True)
     (broken / "pyproject.toml").write_text(BROKEN_PYPROJECT)
     (broken / "rlvr_plugin_broken" / "__init__.py").write_text(BROKEN_INIT)
     (broken / "rlvr_plugin_broken" / "needs_missing_lib.py").write_text("import rlvr_no_such_library_xyz\n")
-    paths = [root / "site-example", root / "site-broken"]
-    _pip_install(source, paths[0])
-    _pip_install(broken, paths[1])
+    paths = [install_example(root), root / "site-broken"]
+    pip_install(broken, paths[1])
     return paths
 
 

@@ -1,4 +1,4 @@
-"""An example rlvr verifier plugin: `contains_keyword` checks that the final answer mentions the gold."""
+"""An example rlvr plugin: the verifier `contains_keyword` and the environment `calculator` (calculator.py)."""
 
 from __future__ import annotations
 
