@@ -4,6 +4,7 @@ verl reads back, calls from other threads (one at a time and many together), and
 from __future__ import annotations
 
 import gc
+import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -102,3 +103,12 @@ def test_too_many_failures_in_a_window_raise(monkeypatch):
     with pytest.raises(VerifierFailureRate, match="8 of 8 verdicts failed"):
         compute_score("gsm8k", "\\boxed{1}", "", workers=0)
     assert scorer_for("math", 0, 5.0, 0.05).totals.counts["error"] == 8
+
+
+def test_it_loads_the_way_verl_loads_a_custom_reward_file():
+    """verl imports `custom_reward_function.path` by file location, under a module name of its own."""
+    spec = importlib.util.spec_from_file_location("custom_module", verl.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.compute_score("gsm8k", "The answer is 9", "9", {"question": "3*3?"}, workers=0)
+    assert result["rlvr_correct"] == 1.0
