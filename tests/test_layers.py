@@ -24,6 +24,7 @@ LAYERS = (
     ("eval", ("eval",)),
     ("train", ("train",)),
     ("cli", ("cli", "__main__", "__init__")),
+    ("integrations", ("integrations",)),  # rlvr inside other trainers (TRL, verl): nothing in rlvr imports it
 )
 RANK = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}
 
