@@ -943,6 +943,7 @@ def test_every_config_key_has_exactly_one_row():
     assert not set(rows) - set(keys), f"rows for keys that are not config keys: {sorted(set(rows) - set(keys))}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", ROWS, ids=[row.key for row in ROWS])
 def test_option_has_its_effect(row: Row, runs: Runs):
     for name in row.scenarios:  # the run that shows the effect really sets the option
@@ -961,6 +962,7 @@ def test_truncated_penalty_shapes_the_rewards_the_trainer_learns_from(runs: Runs
     assert value_at(runs.config("penalty"), "reward.truncated") == "penalty"
 
 
+@pytest.mark.slow
 def test_a_resumed_lora_run_ends_with_the_uninterrupted_weights(runs: Runs):
     cut = runs["lora_cut"]
     assert (cut.out / "checkpoints" / "step_000001" / "adapter_config.json").exists()

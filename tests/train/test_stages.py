@@ -148,6 +148,7 @@ def test_an_engine_that_generates_with_the_policy_gets_a_plain_spec(tiny_model, 
 # ------------------------------------------------------------------------------ seed, policy, resume, stream
 
 
+@pytest.mark.slow
 def test_seeding_comes_after_the_engine_and_the_policy_needs_it(tiny_model, tmp_path):
     seeded = stages.seed_rngs(7, after=None)
     first = torch.rand(3)
@@ -218,6 +219,7 @@ def test_plans_are_frozen_dataclasses():
 # ------------------------------------------------------------------------------ one step, computed again
 
 
+@pytest.mark.slow
 def test_a_grpo_step_matches_the_same_step_computed_with_plain_torch(tiny_model, tmp_path):
     """The loop's GRPO step (shared-prompt pass, chunked LM head, lean layers, micro-batches, zero-advantage
     groups skipped) against the textbook one: Dr. GRPO advantages r - mean, the token-mean (dapo) loss

@@ -82,6 +82,7 @@ STEP_FIELDS = {
 }
 
 
+@pytest.mark.slow
 def test_hf_engine_trains_writes_metrics_and_resumes_to_the_same_weights(tiny_model, tmp_path):
     train(_config(tiny_model, tmp_path / "full", **{"optimizer.max_steps": 3}))
     records = read_metrics(tmp_path / "full")
@@ -106,6 +107,7 @@ def test_hf_engine_trains_writes_metrics_and_resumes_to_the_same_weights(tiny_mo
         assert b["reward_mean"] == pytest.approx(a["reward_mean"]) and b["loss"] == pytest.approx(a["loss"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_returns(tiny_model, tmp_path):
     class InterruptedAfterOneStep(Trainer):
         def step(self):
@@ -120,6 +122,7 @@ def test_ctrl_c_saves_a_checkpoint_and_returns(tiny_model, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
+@pytest.mark.slow
 def test_lora_run_saves_a_peft_adapter_and_merged_final(tiny_model, tmp_path):
     train(_config(tiny_model, tmp_path / "lora", **{"model.lora_r": 4, "optimizer.max_steps": 1}))
     checkpoint = tmp_path / "lora" / "checkpoints" / "step_000001"
@@ -249,6 +252,7 @@ def test_kv_cache_is_sized_for_one_steps_rollouts(tmp_path):
     assert kv_cache_gib(tmp_path, 1, 64) == 0.25  # never below the floor
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_stays(
     tiny_model, tmp_path, monkeypatch
 ):

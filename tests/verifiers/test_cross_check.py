@@ -151,6 +151,7 @@ def test_the_reference_needs_its_own_gold_fields(tmp_path: Path) -> None:
     assert result.exit_code == 2 and f"{rows} line 1: missing field 'answer'" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_reward_model_as_either_grader(tmp_path: Path, classifier) -> None:  # noqa: F811
     rm = f"reward_model:model={classifier},batch_size=2"
     rows = write_rows(tmp_path / "rows.jsonl", prompt="What is it?")

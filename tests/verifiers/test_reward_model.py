@@ -59,6 +59,7 @@ def _by_hand(directory, completion, example):
         return net(**tokenizer(text, return_tensors="pt")).logits[0, 0].item()
 
 
+@pytest.mark.slow
 def test_scores_match_a_hand_computed_forward_pass_in_any_batch_size(classifier):
     expected = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES, strict=True)]
     assert len({round(x, 4) for x in expected}) == 3, "a random classifier still tells the three apart"
@@ -85,6 +86,7 @@ def test_it_is_never_pickled_into_worker_processes(classifier):
     assert isinstance(runner_for(build_verifier("think_format"), workers=1), Runner)
 
 
+@pytest.mark.slow
 def test_hybrid_runner_combines_pool_terms_and_the_model(classifier):
     spec = f"think_format+0.5*reward_model:model={classifier},batch_size=2"
     rm = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES, strict=True)]
@@ -107,6 +109,7 @@ def test_a_model_that_cannot_load_gives_counted_errors(tmp_path):
         runner.score(COMPLETIONS, EXAMPLES)
 
 
+@pytest.mark.slow
 def test_reward_model_as_a_best_of_n_selector(classifier):
     rm = [_by_hand(classifier, c, e) for c, e in zip(COMPLETIONS, EXAMPLES, strict=True)]
     with build_selector(f"reward_model:model={classifier}") as selector:
