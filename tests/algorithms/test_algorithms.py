@@ -45,6 +45,7 @@ def _config(model: Path, out: Path, algorithm: str, **extra):
             "logging.progress": False,
             "checkpoint.every": 0,
             "eval.before_after": False,
+            "distill.teacher": str(model),  # read by --algorithm distill only
             **extra,
         },
     )
