@@ -61,6 +61,7 @@ ALGORITHMS: dict[str, str] = {
     "sft": "rlvr.algorithms.sft:SFT",
     "rft": "rlvr.algorithms.rft:RFT",
     "dpo": "rlvr.algorithms.dpo:DPO",
+    "distill": "rlvr.algorithms.distill:Distill",
 }
 
 #: rollout engines: kind -> "module:class" (rlvr.rollout.base.create_engine); auto = vllm when importable
@@ -101,8 +102,8 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 #: objectives' variants, implemented by the tables of rlvr.objectives (grpo.ADVANTAGES, grpo.LOSSES,
 #: grpo.RATIOS, grpo.KL_ESTIMATORS, sft.REDUCTIONS, dpo.PAIR_LOSSES; tests/test_names.py checks they agree)
-GRPO_ADVANTAGES: tuple[str, ...] = ("grpo", "dr_grpo", "rloo", "batch")
-GRPO_LOSSES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo")
+GRPO_ADVANTAGES: tuple[str, ...] = ("grpo", "dr_grpo", "rloo", "batch", "reinforce_pp", "reinforce_pp_baseline")
+GRPO_LOSSES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo", "cispo", "sapo", "gmpo")
 GRPO_RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
 GRPO_KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 SFT_REDUCTIONS: tuple[str, ...] = ("token", "sequence")

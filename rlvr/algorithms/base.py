@@ -40,6 +40,8 @@ class DataPlan:
     reads_dataset: bool = True
     #: the policy keeps the initial model (or LoRA adapters off) as a reference
     needs_reference: bool = False
+    #: the reference is this other model instead (a teacher: same tokenizer), loaded frozen beside the policy
+    reference_model: str | None = None
     #: optimizer steps per loop step (sets the schedule's length)
     optimizer_steps: int = 1
 

@@ -140,14 +140,18 @@ class GRPO(Algorithm[GRPOBatch]):
             return {}
         n = groups.rewards.shape[1]
         tensors = policy.pack(groups.rollouts, n)
+        full_mask = self._loss_mask(tensors, groups)
         # the denominator belongs to the whole batch, whatever part of it is run below
         normalizer = all_reduce_sum(
-            grpo.loss_normalizer(alg.loss, self._loss_mask(tensors, groups), cfg.rollout.max_new_tokens), policy.ctx
+            grpo.loss_normalizer(alg.loss, full_mask, cfg.rollout.max_new_tokens), policy.ctx
         ).clamp(min=1.0)  # no token left (all masked): loss 0, not 0/0 = NaN weights
+        advantages, found = self.token_advantages(policy, tensors, full_mask, advantages)
+        # the KL term of the loss, unless the advantages carry it already (REINFORCE++)
+        beta = 0.0 if grpo.ADVANTAGES[alg.advantage].per_token else alg.beta
         skipped = 0
         # with β = 0 a group whose advantages are all 0 adds nothing to the loss or its gradient, so it
         # need not run; under DDP every rank must run a backward in step, so there it always does
-        if cfg.optimizer.skip_zero_advantage and not alg.beta and not policy.ctx.distributed:
+        if cfg.optimizer.skip_zero_advantage and not beta and not policy.ctx.distributed:
             groups, advantages, skipped = _without_zero_advantage_groups(groups, advantages)
             if skipped:  # rebuilt: fewer rows, padded only as wide as the rows left need
                 tensors = policy.pack(groups.rollouts, n) if groups.examples else {}
@@ -163,13 +167,15 @@ class GRPO(Algorithm[GRPOBatch]):
                 mask[idx].to(logprobs.device),
                 old_logprobs=None if old is None else old[idx],
                 behavior_logprobs=tensors["behavior"][idx].to(logprobs.device) if batch.use_tis else None,
-                ref_logprobs=policy.reference_logprobs(tensors, idx, cfg.rollout.temperature) if alg.beta else None,
+                ref_logprobs=policy.reference_logprobs(tensors, idx, cfg.rollout.temperature) if beta else None,
                 loss_type=alg.loss,
                 ratio_level=alg.ratio_level,
                 clip_eps_low=alg.clip_eps_low,
                 clip_eps_high=alg.clip_eps_high,
                 tis_cap=alg.tis_cap,
-                beta=alg.beta,
+                sapo_tau_pos=alg.sapo_tau_pos,
+                sapo_tau_neg=alg.sapo_tau_neg,
+                beta=beta,
                 kl_estimator=alg.kl_estimator,
                 max_completion_length=cfg.rollout.max_new_tokens,
                 normalizer=normalizer,
@@ -182,7 +188,34 @@ class GRPO(Algorithm[GRPOBatch]):
         for _ in range(alg.mu):
             for key, value in policy.step(micro, loss_fn).items():
                 totals[key] = totals.get(key, 0.0) + value / alg.mu
-        return {**totals, "groups_skipped": float(skipped)}
+        return {**totals, **found, "groups_skipped": float(skipped)}
+
+    def token_advantages(
+        self, policy: Learner, tensors: Packed, mask: torch.Tensor, advantages: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The advantages the loss uses, from make_step's one per completion, once the batch is packed, and
+        metrics of making them: as they are, or for a `per_token` kind (REINFORCE++) the return-to-go with
+        β·KL(sampling policy || reference) per token folded in, whitened over the global batch's tokens."""
+        alg = self.config.grpo
+        if not grpo.ADVANTAGES[alg.advantage].per_token:
+            return advantages, {}
+        kl, metrics = None, {}
+        if alg.beta:
+            old, ref = self._frozen_and_reference(policy, tensors, advantages.shape[0])
+            kl = grpo.KL_ESTIMATORS[alg.kl_estimator](old, ref)
+            metrics["kl"] = grpo.masked_mean(kl, mask).item()
+
+        def total(values: torch.Tensor) -> torch.Tensor:
+            return all_reduce_sum(values, policy.ctx)
+
+        return grpo.token_advantages(advantages, mask, kl, alg.beta, total), metrics
+
+    def _frozen_and_reference(self, policy: Learner, tensors: Packed, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row's logprobs [rows, T] under the current policy and under the reference, without grad."""
+        temperature, micro = self.config.rollout.temperature, policy.micro_batches(rows, int(tensors["group_size"]))
+        own = policy.frozen_logprobs(tensors, micro, temperature)
+        ref = torch.cat([policy.reference_logprobs(tensors, idx, temperature) for idx in micro])
+        return own, ref
 
     def _loss_mask(self, tensors: Packed, groups: Groups) -> torch.Tensor:
         """The packed loss mask (tool tokens already 0), less cut-off completions under reward.truncated=mask

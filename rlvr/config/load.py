@@ -70,6 +70,8 @@ _POSITIVE = (
     "env.timeout",
     "env.memory",
     "env.max_output_chars",
+    "grpo.sapo_tau_pos",
+    "grpo.sapo_tau_neg",
 )
 _NON_NEGATIVE = (
     "model.lora_r",

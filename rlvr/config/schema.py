@@ -1,5 +1,5 @@
 """The training configuration's sections: one dataclass each (model, data, rollout, reward, grpo,
-sft, rft, dpo, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
+sft, rft, dpo, distill, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ __all__ = [
     "CheckpointConfig",
     "DPOConfig",
     "DataConfig",
+    "DistillConfig",
     "DistributedConfig",
     "EnvConfig",
     "EvalConfig",
@@ -94,13 +95,17 @@ class RewardConfig:
 
 @dataclass
 class GRPOConfig:
-    advantage: str = "grpo"  # grpo, dr_grpo, rloo, batch
-    loss: str | None = (
-        None  # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant); auto: dapo on CPU, grpo on GPU
-    )
+    # grpo, dr_grpo, rloo, batch; reinforce_pp(_baseline): per token, β·KL folded into the reward, whitened
+    # over the batch (rlvr.objectives.grpo_family)
+    advantage: str = "grpo"
+    # grpo (per-sequence mean), dapo (token mean), dr_grpo (constant); cispo, sapo, gmpo (their own terms,
+    # rlvr.objectives.grpo_family; gmpo reads the clip eps as log-space bounds); auto: dapo on CPU, grpo on GPU
+    loss: str | None = None
     ratio_level: str = "token"  # token, or sequence (GSPO)
     clip_eps_low: float = 0.2
-    clip_eps_high: float = 0.28  # clip-higher (DAPO)
+    clip_eps_high: float = 0.28  # clip-higher (DAPO); cispo: the importance weight's cap is 1 + this
+    sapo_tau_pos: float = 1.0  # sapo: the gate's temperature for tokens with A > 0
+    sapo_tau_neg: float = 1.05  # sapo: for A <= 0
     mu: int = 1  # inner optimizer iterations per batch, reusing the old logprobs
     beta: float = 0.0  # KL weight; 0 = no reference model is loaded at all
     kl_estimator: str = "k3"  # k1, k2, k3
@@ -129,6 +134,11 @@ class DPOConfig:
     loss: str = "sigmoid"  # sigmoid (DPO), robust (rDPO) or ipo (rlvr.objectives.dpo)
     label_smoothing: float = 0.0  # conservative DPO
     reference_free: bool = False  # no reference model: the reference logprobs are taken as 0
+
+
+@dataclass
+class DistillConfig:
+    teacher: str | None = None  # the teacher causal LM (a folder, Hub id or .gguf); same tokenizer as the student
 
 
 @dataclass
@@ -200,7 +210,7 @@ class DistributedConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    algorithm: str = "grpo"  # grpo, sft, rft, dpo (rlvr.names.ALGORITHMS)
+    algorithm: str = "grpo"  # grpo, sft, rft, dpo, distill (rlvr.names.ALGORITHMS)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -209,6 +219,7 @@ class TrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rft: RFTConfig = field(default_factory=RFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -52,6 +52,7 @@ class Policy:
         checkpoint: Path | None = None,
         *,
         reference: bool = False,
+        reference_model: str | None = None,
         optimizer_steps: int | None = None,
     ):
         self.config, self.ctx, self.device, self.model_path = config, ctx, device, model_path
@@ -76,7 +77,7 @@ class Policy:
         self.share_prompt = (
             config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
         )
-        self.reference = self._load_reference() if reference else None
+        self.reference = self._load_reference(reference_model) if reference else None
         opt = config.optimizer
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         # fused: one kernel per step (a single process; under DDP/FSDP2 the default, which knows DTensors)
@@ -128,13 +129,14 @@ class Policy:
 
     @torch.no_grad()
     def reference_logprobs(self, t: Packed, idx: slice, temperature: float = 1.0) -> torch.Tensor:
-        """Logprobs under the initial policy: the reference model, or with LoRA the base model (adapters off)."""
-        if self.config.model.lora_r:
-            with unwrap_model(self.wrapped).disable_adapter():
-                return self._token_logprobs(self.wrapped, t, idx, temperature, False)[0]
-        if self.reference is None:
+        """Logprobs under the reference: the model loaded as one (the initial policy, or another model such as
+        a distillation teacher), else with LoRA the base model (adapters off)."""
+        if self.reference is not None:
+            return self._token_logprobs(self.reference, t, idx, temperature, False)[0]
+        if not self.config.model.lora_r:
             raise RuntimeError("reference logprobs asked for, but no reference model was loaded")
-        return self._token_logprobs(self.reference, t, idx, temperature, False)[0]
+        with unwrap_model(self.wrapped).disable_adapter():
+            return self._token_logprobs(self.wrapped, t, idx, temperature, False)[0]
 
     def _token_logprobs(
         self, model: Any, t: Packed, idx: slice, temperature: float, entropy: bool
@@ -348,13 +350,14 @@ class Policy:
                     p.data = p.data.float()
         return model, tokenizer
 
-    def _load_reference(self) -> Any:
-        """The initial policy, frozen, in the compute dtype; None with LoRA (the base model is the reference)."""
-        if self.config.model.lora_r:
+    def _load_reference(self, other: str | None) -> Any:
+        """`other` (a teacher), or else the initial policy, frozen, in the master dtype; None with LoRA and no
+        `other` (the base model with its adapters off is the reference)."""
+        if self.config.model.lora_r and other is None:
             return None
         from rlvr.models import load_policy
 
-        reference, _ = load_policy(self.model_path, dtype=self.master_dtype, device=self.device)
+        reference, _ = load_policy(other or self.model_path, dtype=self.master_dtype, device=self.device)
         return reference.eval().requires_grad_(False)
 
 

@@ -2,7 +2,9 @@
 
 Pure functions on tensors — no model, no I/O — so every formula can be checked by hand (see
 tests/test_grpo.py). Variants are entries in small tables (`ADVANTAGES`, `LOSSES`,
-`KL_ESTIMATORS`, `RATIOS`), never if-chains over names.
+`KL_ESTIMATORS`, `RATIOS`), never if-chains over names. The family's per-token terms (CISPO, SAPO,
+GMPO), REINFORCE++'s token advantages and on-policy distillation's live in rlvr.objectives.grpo_family,
+with where rlvr follows TRL and where the papers.
 
 Shapes: `G` groups (prompts) × `n` completions per group for rewards; `B = G*n` sequences × `T`
 completion positions for per-token tensors, prompt-major (sequence `g*n + j` is completion `j` of
@@ -11,7 +13,8 @@ chooses not to learn from, e.g. truncated completions).
 
 Data parallelism: a rank holds whole groups (see `rlvr.distributed.shard_groups`), so
 advantages are exact per rank (except "batch", whose std needs the whole batch: compute it on the
-gathered rewards). The loss aggregations take an explicit `normalizer`; pass the GLOBAL one
+gathered rewards; and REINFORCE++'s token whitening, which sums over ranks through `total`). The loss
+aggregations take an explicit `normalizer`; pass the GLOBAL one
 (`loss_normalizer` summed over ranks) and `loss_scale=world_size`: DDP averages gradients over
 ranks, so the mean over ranks of `world_size * local_sum / global_normalizer` is exactly
 `global_sum / global_normalizer`, the full-batch loss. Micro-batches on one rank work the same way:
@@ -22,22 +25,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from rlvr.objectives.grpo_family import TERMS, TermOptions, whitened_token_returns
+from rlvr.objectives.masked import masked_mean, masked_sum
 
 __all__ = [
     "ADVANTAGES",
     "KL_ESTIMATORS",
     "LOSSES",
-    "NORMALIZERS",
     "RATIOS",
+    "Advantage",
+    "Loss",
     "group_advantages",
     "loss_normalizer",
     "masked_mean",
     "masked_sum",
     "overlong_penalty",
     "policy_loss",
+    "token_advantages",
     "truncated_importance_weights",
     "zero_variance_groups",
 ]
@@ -48,19 +57,6 @@ STD_EPS = 1e-4
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """Sum of `values` where `mask` is 1 (over `dim`, or everything)."""
-    masked = values * mask
-    return masked.sum() if dim is None else masked.sum(dim)
-
-
-def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """Mean of `values` where `mask` is 1. An all-masked row gives 0 (its count is clamped to 1),
-    so an empty completion contributes nothing instead of NaN."""
-    count = mask.sum() if dim is None else mask.sum(dim)
-    return masked_sum(values, mask, dim) / count.clamp(min=1)
 
 
 def _check_groups(rewards: Tensor, minimum: int) -> None:
@@ -101,22 +97,54 @@ def _batch_advantages(rewards: Tensor) -> Tensor:
     return (rewards - rewards.mean(1, keepdim=True)) / (rewards.std() + STD_EPS)
 
 
-ADVANTAGES: dict[str, Callable[[Tensor], Tensor]] = {
-    "grpo": _grpo_advantages,
-    "dr_grpo": _dr_grpo_advantages,
-    "rloo": _rloo_advantages,
-    "batch": _batch_advantages,
+def _raw_rewards(rewards: Tensor) -> Tensor:
+    """r itself: REINFORCE++ keeps no group baseline (its whitening over the batch is the baseline)."""
+    _check_groups(rewards, 1)
+    return rewards
+
+
+@dataclass(frozen=True)
+class Advantage:
+    """One advantage kind: group rewards [G, n] -> one value per completion [G, n]; `per_token` kinds
+    (REINFORCE++) turn those values into per-token advantages once the batch is packed: the KL penalty
+    folded into the reward, then whitened over the batch's tokens (`token_advantages`)."""
+
+    fn: Callable[[Tensor], Tensor]
+    per_token: bool = False
+
+
+ADVANTAGES: dict[str, Advantage] = {
+    "grpo": Advantage(_grpo_advantages),
+    "dr_grpo": Advantage(_dr_grpo_advantages),
+    "rloo": Advantage(_rloo_advantages),
+    "batch": Advantage(_batch_advantages),
+    "reinforce_pp": Advantage(_raw_rewards, per_token=True),
+    "reinforce_pp_baseline": Advantage(_dr_grpo_advantages, per_token=True),
 }
 
 
 def group_advantages(rewards: Tensor, kind: str = "grpo") -> Tensor:
     """Advantages [G, n] of `rewards` [G, n] (one row per prompt) by the method `kind` in
-    `ADVANTAGES`. Flatten with `.reshape(-1)` to get one advantage per sequence, prompt-major."""
+    `ADVANTAGES`. Flatten with `.reshape(-1)` to get one advantage per sequence, prompt-major. A
+    `per_token` kind gives the per-completion value `token_advantages` starts from."""
     try:
-        fn = ADVANTAGES[kind]
+        fn = ADVANTAGES[kind].fn
     except KeyError:
         raise ValueError(f"unknown advantage kind {kind!r}; choose from {sorted(ADVANTAGES)}") from None
     return fn(rewards.float())
+
+
+def token_advantages(
+    values: Tensor,
+    mask: Tensor,
+    kl: Tensor | None = None,
+    beta: float = 0.0,
+    total: Callable[[Tensor], Tensor] = lambda t: t,
+) -> Tensor:
+    """A `per_token` kind's advantages [B, T] from its per-completion `values` [B] (group_advantages,
+    flattened): REINFORCE++'s return-to-go with the per-token `kl` [B, T] (to the reference, under the
+    sampling policy) times β folded in, whitened over every real token (`total` sums over ranks)."""
+    return whitened_token_returns(values.reshape(-1), mask, kl, beta, eps=STD_EPS, total=total)
 
 
 def zero_variance_groups(rewards: Tensor, atol: float = 1e-6) -> Tensor:
@@ -192,19 +220,11 @@ def _dr_grpo_normalizer(mask: Tensor, max_completion_length: int | None) -> Tens
     return torch.tensor(float(mask.shape[0] * max_completion_length), device=mask.device)
 
 
-#: the local denominator of each aggregation; sum it over ranks for the global one.
-NORMALIZERS: dict[str, Callable[[Tensor, int | None], Tensor]] = {
-    "grpo": _grpo_normalizer,
-    "dapo": _dapo_normalizer,
-    "dr_grpo": _dr_grpo_normalizer,
-}
-
-
 def loss_normalizer(loss_type: str, mask: Tensor, max_completion_length: int | None = None) -> Tensor:
     """This batch's denominator for `loss_type`: number of sequences (grpo), number of completion
     tokens (dapo), sequences × max_completion_length (dr_grpo). Under data parallelism, sum it over
     ranks (`rlvr.distributed.all_reduce_sum`) and pass that as `policy_loss(normalizer=...)`."""
-    return NORMALIZERS[loss_type](mask, max_completion_length).float()
+    return LOSSES[loss_type].normalizer(mask, max_completion_length).float()
 
 
 def _grpo_aggregate(per_token: Tensor, mask: Tensor, normalizer: Tensor) -> Tensor:
@@ -219,10 +239,24 @@ def _sum_aggregate(per_token: Tensor, mask: Tensor, normalizer: Tensor) -> Tenso
     return masked_sum(per_token, mask) / normalizer
 
 
-LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
-    "grpo": _grpo_aggregate,
-    "dapo": _sum_aggregate,
-    "dr_grpo": _sum_aggregate,
+@dataclass(frozen=True)
+class Loss:
+    """One loss_type: its per-token term (rlvr.objectives.grpo_family.TERMS), how the per-token losses
+    are aggregated, and the aggregation's local denominator (sum it over ranks for the global one)."""
+
+    term: str
+    aggregate: Callable[[Tensor, Tensor, Tensor], Tensor]
+    normalizer: Callable[[Tensor, int | None], Tensor]
+
+
+LOSSES: dict[str, Loss] = {
+    "grpo": Loss("clip", _grpo_aggregate, _grpo_normalizer),
+    "dapo": Loss("clip", _sum_aggregate, _dapo_normalizer),
+    "dr_grpo": Loss("clip", _sum_aggregate, _dr_grpo_normalizer),
+    # the aggregations the papers (and TRL) give them: CISPO a token mean, SAPO and GMPO a mean per sequence
+    "cispo": Loss("cispo", _sum_aggregate, _dapo_normalizer),
+    "sapo": Loss("sapo", _grpo_aggregate, _grpo_normalizer),
+    "gmpo": Loss("gmpo", _grpo_aggregate, _grpo_normalizer),
 }
 
 
@@ -242,17 +276,20 @@ def policy_loss(
     clip_eps_low: float = 0.2,
     clip_eps_high: float = 0.2,
     tis_cap: float | None = 2.0,
+    sapo_tau_pos: float = 1.0,
+    sapo_tau_neg: float = 1.05,
     beta: float = 0.0,
     kl_estimator: str = "k3",
     max_completion_length: int | None = None,
     normalizer: Tensor | float | None = None,
     loss_scale: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The clipped GRPO surrogate, aggregated by `LOSSES[loss_type]`. Returns (loss, metrics).
+    """The GRPO surrogate of `loss_type`: its term, aggregated, both by `LOSSES[loss_type]`. Returns (loss, metrics).
 
     Per token: ratio = exp(logprobs - old_logprobs) (`ratio_level="sequence"`: GSPO's
     length-normalized sequence ratio), loss_t = -min(ratio·A, clip(ratio, 1-eps_low, 1+eps_high)·A)
-    (clip-higher: `clip_eps_high` > `clip_eps_low` leaves room to raise unlikely tokens), times the
+    (clip-higher: `clip_eps_high` > `clip_eps_low` leaves room to raise unlikely tokens; cispo, sapo
+    and gmpo: their terms in rlvr.objectives.grpo_family, SAPO's gate temperatures τ±), times the
     truncated importance weight when `behavior_logprobs` (the sampler's) are given, plus β·KL to
     `ref_logprobs` with `KL_ESTIMATORS[kl_estimator]`.
 
@@ -285,8 +322,10 @@ def policy_loss(
 
     log_ratio = RATIOS[ratio_level](logprobs - old_logprobs, mask)
     ratio = log_ratio.exp()
-    clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)
-    per_token = -torch.min(ratio * advantages, clipped * advantages)
+    options = TermOptions(clip_eps_low, clip_eps_high, sapo_tau_pos, sapo_tau_neg)
+    rule = LOSSES[loss_type]
+    term = TERMS[rule.term](logprobs, log_ratio, advantages, mask, options)
+    per_token = term.per_token
 
     metrics: dict[str, float] = {}
     if behavior_logprobs is not None:
@@ -305,12 +344,12 @@ def policy_loss(
     if normalizer is None:
         normalizer = loss_normalizer(loss_type, mask, max_completion_length)
     normalizer = torch.as_tensor(normalizer, dtype=per_token.dtype, device=per_token.device)
-    loss = LOSSES[loss_type](per_token, mask, normalizer)
+    loss = rule.aggregate(per_token, mask, normalizer)
 
     with torch.no_grad():
         full_ratio = ratio.expand_as(mask)
-        low = ((full_ratio < 1 - clip_eps_low) & (advantages < 0)).to(mask.dtype)
-        high = ((full_ratio > 1 + clip_eps_high) & (advantages > 0)).to(mask.dtype)
+        low = term.clipped_low.expand_as(mask).to(mask.dtype)
+        high = term.clipped_high.expand_as(mask).to(mask.dtype)
         metrics.update(
             loss=loss.item() * loss_scale,
             clip_low_fraction=masked_mean(low, mask).item(),

@@ -283,6 +283,7 @@ def build_policy(
         model_path,
         checkpoint,
         reference=plan.needs_reference,
+        reference_model=plan.reference_model,
         optimizer_steps=plan.optimizer_steps,
     )
 

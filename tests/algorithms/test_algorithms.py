@@ -45,6 +45,7 @@ def _config(model: Path, out: Path, algorithm: str, **extra):
             "logging.progress": False,
             "checkpoint.every": 0,
             "eval.before_after": False,
+            "distill.teacher": str(model),  # read by --algorithm distill only
             **extra,
         },
     )
@@ -255,3 +256,17 @@ def test_summary_json_has_before_and_after_with_wilson_intervals(tiny_model, tmp
     assert summary["before"]["ci"][1] > 0  # Wilson: a 0/6 still has a non-zero upper bound
     evals = read_metrics(out, "eval.jsonl")
     assert [r["step"] for r in evals] == [0, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("advantage, beta", [("reinforce_pp", 0.04), ("reinforce_pp_baseline", 0.0)])
+def test_reinforce_pp_advantages_through_the_loop(tiny_model, tmp_path, advantage, beta):
+    # per-token advantages made once the batch is packed, the KL (β > 0) measured for the reward. The tiny
+    # model is never right (every reward 0) and at step 1 the policy is its reference (KL 0): every
+    # whitened return is 0, so both groups are skipped and nothing moves
+    extra = {"grpo.advantage": advantage, "grpo.beta": beta, "grpo.loss": "cispo", "optimizer.max_steps": 1}
+    train(_config(tiny_model, tmp_path / advantage, "grpo", **{"reward.verifier": "math", **extra}))
+    record = json.loads((tmp_path / advantage / "metrics.jsonl").read_text().splitlines()[0])
+    assert record.get("kl") == (0.0 if beta else None)
+    assert record["groups_skipped"] == 2 and record["reward_std"] == 0.0
+    assert _moved(tiny_model, tmp_path / advantage) == 0.0

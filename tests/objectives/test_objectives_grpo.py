@@ -43,6 +43,9 @@ ADVANTAGE_CASES = {
     # r_i - mean of the other three: 1 - 0/3, 0 - 1/3
     "rloo": [[1.0, -1 / 3, -1 / 3, -1 / 3], [0, 0, 0, 0]],
     "batch": [[0.75 / (BATCH_STD + EPS)] + [-0.25 / (BATCH_STD + EPS)] * 3, [0, 0, 0, 0]],
+    # per-token kinds: the value per completion that token_advantages whitens (test_objectives_grpo_family.py)
+    "reinforce_pp": [[1.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0]],  # the rewards themselves
+    "reinforce_pp_baseline": [[0.75, -0.25, -0.25, -0.25], [0, 0, 0, 0]],  # less the group mean
 }
 
 
@@ -128,8 +131,9 @@ def test_clipped_loss_by_hand(loss_type):
     assert metrics["loss"] == pytest.approx(LOSS_CASES[loss_type], abs=1e-6)
 
 
-def test_every_loss_variant_is_tested():
-    assert set(LOSSES) == set(LOSS_CASES)
+def test_every_clipped_loss_variant_is_tested():
+    # the other terms (cispo, sapo, gmpo): tests/objectives/test_objectives_grpo_family.py
+    assert {name for name, rule in LOSSES.items() if rule.term == "clip"} == set(LOSS_CASES)
 
 
 def test_clipped_tokens_get_no_gradient():
@@ -368,23 +372,28 @@ def test_split_batch_with_global_normalizer_equals_full_batch(loss_type, ratio_l
 # ---------------------------------------------------------------- against TRL's GRPOTrainer loss
 
 
-def _trl_bench():
+def _trl_cases():
     pytest.importorskip("trl")
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "grpo_vs_trl.py"
-    spec = importlib.util.spec_from_file_location("grpo_vs_trl", path)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "trl_grpo_losses.py"
+    spec = importlib.util.spec_from_file_location("trl_grpo_losses", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.slow
-def test_loss_matches_trl_on_identical_inputs():
-    bench = _trl_bench()
-    rows = bench.compare()
-    assert {row["loss_type"] for row in rows} >= {"grpo", "dr_grpo", "dapo"}
+def test_loss_and_gradient_match_trl_on_identical_inputs():
+    cases = _trl_cases()
+    rows = cases.compare()
+    assert {row["objective"] for row in rows} == {*LOSSES, "distill"}
+    assert len(rows) == 21
     for row in rows:
-        assert row["abs_diff"] < 1e-6, row
-        assert row["grad_max_abs_diff"] < 1e-6, row
+        assert row["abs_diff"] <= 1e-6, row
+        assert row["grad_max_abs_diff"] <= 1e-6, row
+    # the harness can tell losses apart: TRL's dapo is not rlvr's cispo on the same inputs
+    inputs, settings = cases.make_inputs(), dict(clip_eps_low=0.2, clip_eps_high=0.28)
+    mismatch = cases.rlvr_policy_loss(inputs, "cispo", settings) - cases.trl_policy_loss(inputs, "dapo", settings)
+    assert abs(mismatch.item()) > 1e-3
 
 
 # ---------------------------------------------------------------- logprobs from hidden states, in chunks
