@@ -138,6 +138,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "dpo_smooth": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.label_smoothing": 0.5, "optimizer.max_steps": 1},
     "dpo_free": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.reference_free": True, "optimizer.max_steps": 1},
+    "sapo": {"grpo.loss": "sapo", "grpo.sapo_tau_pos": 0.5, "grpo.sapo_tau_neg": 2.0, "optimizer.max_steps": 1},
+    "distill": {"algorithm": "distill", "distill.teacher": "{tiny}", "optimizer.max_steps": 1},
     "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
     "dense": {
         "optimizer.share_prompt": False,

@@ -610,6 +610,30 @@ ROWS = [
         ),
     ),
     Row(
+        "grpo.sapo_tau_pos",
+        0.5,
+        ("sapo",),
+        lambda r: _all(*(k["loss_type"] == "sapo" and k["sapo_tau_pos"] == 0.5 for k in loss_kwargs(r, "sapo"))),
+        why="the gate's formula itself is tested in test_objectives_grpo_family.py",
+    ),
+    Row(
+        "grpo.sapo_tau_neg",
+        2.0,
+        ("sapo",),
+        lambda r: _all(*(k["sapo_tau_neg"] == 2.0 for k in loss_kwargs(r, "sapo")), len(loss_kwargs(r, "sapo")) > 0),
+    ),
+    Row(
+        "distill.teacher",
+        "{tiny}",
+        ("distill",),
+        lambda r: _all(
+            r["distill"].trainer.policy.reference is not None,
+            r["base"].trainer.policy.reference is None,
+            abs(series(r, "distill", "teacher_kl")[0]) < 1e-5,  # the teacher is the student: no divergence
+        ),
+        why="a teacher that differs from the student: tests/algorithms/test_distill.py",
+    ),
+    Row(
         "grpo.ratio_level",
         "sequence",
         ("tis",),
