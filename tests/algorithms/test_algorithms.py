@@ -254,7 +254,9 @@ PREFERENCE_MARGINS = {
 }
 
 
-@pytest.mark.parametrize("algorithm", sorted(PREFERENCE_MARGINS))
+@pytest.mark.parametrize(
+    "algorithm", [a if a == "orpo" else pytest.param(a, marks=pytest.mark.slow) for a in sorted(PREFERENCE_MARGINS)]
+)
 def test_preference_family_online_and_offline(tiny_model, tmp_path, algorithm):
     verifier = "overlong:max_tokens=60,buffer=50,unit=chars"  # rewards vary with length
     online_extra = {"reward.verifier": verifier, "rollout.max_new_tokens": 12, "kto.threshold": 0.5}
