@@ -4,7 +4,8 @@ otherwise; no pairs, so groups whose rewards all tie still teach. A preference f
 its chosen rows desirable and its rejected ones undesirable (TRL's unpaired form of the same rows).
 
 The reference point z0 is the step's mean log π - log π_ref over its own completions (sampled from
-π online: the Monte-Carlo KL estimate; rlvr/objectives/kto.py says why not TRL's mismatched pairs).
+π online: the Monte-Carlo KL estimate; rlvr/objectives/kto.py says why not TRL's mismatched pairs;
+offline, the same mean over the file's rows, which only approximates it as TRL's mismatched pairs do).
 With `kto.desirable_weight` unset, λ_D is each step's undesirable/desirable count ratio, so both sides
 weigh the same in total (the paper advises λ_D·n_D / λ_U·n_U in [1, 4/3]): a small model that gets
 one answer in twenty right would otherwise learn almost only what not to say."""
