@@ -18,7 +18,7 @@ from learning_curve import cpu_kind, run_default
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=["grpo", "sft", "rft", "dpo"])
+    parser.add_argument("--only", nargs="*", default=["grpo", "sft", "rft", "dpo", "kto", "orpo", "simpo"])
     parser.add_argument("--keep", type=Path, default=None)
     args = parser.parse_args()
     kind = cpu_kind()

@@ -40,6 +40,7 @@ __all__ = [
     "GRPO_LOSSES",
     "GRPO_RATIO_LEVELS",
     "GRPO_VOID_TURNS",
+    "KTO_LOSSES",
     "NO_ENV",
     "SANDBOXES",
     "SANDBOX_CHOICES",
@@ -61,6 +62,10 @@ ALGORITHMS: dict[str, str] = {
     "sft": "rlvr.algorithms.sft:SFT",
     "rft": "rlvr.algorithms.rft:RFT",
     "dpo": "rlvr.algorithms.dpo:DPO",
+    "kto": "rlvr.algorithms.kto:KTO",
+    "orpo": "rlvr.algorithms.orpo:ORPO",
+    "simpo": "rlvr.algorithms.simpo:SimPO",
+    "cpo": "rlvr.algorithms.cpo:CPO",
     "distill": "rlvr.algorithms.distill:Distill",
 }
 
@@ -101,13 +106,15 @@ STRATEGIES: tuple[str, ...] = ("ddp", "fsdp2")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 #: objectives' variants, implemented by the tables of rlvr.objectives (grpo.ADVANTAGES, grpo.LOSSES,
-#: grpo.RATIOS, grpo.KL_ESTIMATORS, sft.REDUCTIONS, dpo.PAIR_LOSSES; tests/test_names.py checks they agree)
+#: grpo.RATIOS, grpo.KL_ESTIMATORS, sft.REDUCTIONS, dpo.PAIR_LOSSES,
+#: kto.KTO_LOSSES; tests/test_names.py checks they agree)
 GRPO_ADVANTAGES: tuple[str, ...] = ("grpo", "dr_grpo", "rloo", "batch", "reinforce_pp", "reinforce_pp_baseline")
 GRPO_LOSSES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo", "cispo", "sapo", "gmpo")
 GRPO_RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
 GRPO_KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 SFT_REDUCTIONS: tuple[str, ...] = ("token", "sequence")
-DPO_LOSSES: tuple[str, ...] = ("sigmoid", "robust", "ipo")
+DPO_LOSSES: tuple[str, ...] = ("sigmoid", "robust", "ipo", "hinge", "simpo")
+KTO_LOSSES: tuple[str, ...] = ("kto", "apo_zero_unpaired")
 
 #: GRPO with an environment: trajectories with a void turn (no call, no answer) keep or mask their loss
 GRPO_VOID_TURNS: tuple[str, ...] = ("keep", "mask")

@@ -140,6 +140,47 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "dpo_free": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.reference_free": True, "optimizer.max_steps": 1},
     "sapo": {"grpo.loss": "sapo", "grpo.sapo_tau_pos": 0.5, "grpo.sapo_tau_neg": 2.0, "optimizer.max_steps": 1},
     "distill": {"algorithm": "distill", "distill.teacher": "{tiny}", "optimizer.max_steps": 1},
+    "dpo_margin": {
+        "algorithm": "dpo",
+        "data.dataset": "{prefs}",
+        "dpo.loss": "simpo",
+        "dpo.gamma": 0.5,
+        "optimizer.max_steps": 1,
+    },
+    "kto_file": {
+        "algorithm": "kto",
+        "data.dataset": "{prefs}",
+        "kto.beta": 0.25,
+        "kto.desirable_weight": 2.0,
+        "kto.undesirable_weight": 0.5,
+        "optimizer.max_steps": 1,
+    },
+    "kto_online": {
+        "algorithm": "kto",
+        "kto.loss": "apo_zero_unpaired",
+        "kto.threshold": -100.0,
+        "optimizer.max_steps": 1,
+    },
+    "orpo_file": {"algorithm": "orpo", "data.dataset": "{prefs}", "orpo.beta": 0.5, "optimizer.max_steps": 1},
+    "simpo_file": {
+        "algorithm": "simpo",
+        "data.dataset": "{prefs}",
+        "simpo.beta": 1.5,
+        "simpo.gamma": 0.3,
+        "simpo.label_smoothing": 0.1,
+        "simpo.nll_weight": 0.5,
+        "optimizer.max_steps": 1,
+    },
+    "cpo_file": {
+        "algorithm": "cpo",
+        "data.dataset": "{prefs}",
+        "cpo.beta": 0.2,
+        "cpo.loss": "simpo",
+        "cpo.gamma": 0.4,
+        "cpo.label_smoothing": 0.1,
+        "cpo.nll_weight": 0.0,
+        "optimizer.max_steps": 1,
+    },
     "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
     "dense": {
         "optimizer.share_prompt": False,
@@ -318,7 +359,7 @@ def _recorder(calls: dict[str, list[Any]], name: str, fn: Callable, note: Callab
 def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
     """Module-level functions the algorithms call through their module (so a patch is seen)."""
     import rlvr.rollout
-    from rlvr.objectives import dpo, grpo, sft
+    from rlvr.objectives import dpo, grpo, kto, preference, sft
 
     def engine_kwargs(args: tuple, kwargs: dict, result: Any) -> Any:
         run.engine_kwargs.update(kwargs, kind=args[0])
@@ -331,7 +372,14 @@ def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
             _recorder(run.calls, "create_engine", rlvr.rollout.create_engine, engine_kwargs),
         )
     )
-    for module, name in ((grpo, "policy_loss"), (sft, "sft_normalizer"), (dpo, "dpo_loss")):
+    for module, name in (
+        (grpo, "policy_loss"),
+        (sft, "sft_normalizer"),
+        (dpo, "dpo_loss"),
+        (kto, "kto_loss"),
+        (preference, "cpo_loss"),
+        (preference, "orpo_loss"),
+    ):
         stack.enter_context(mock.patch.object(module, name, _recorder(run.calls, name, getattr(module, name))))
 
 
@@ -429,8 +477,8 @@ def adapter_config(runs: Runs, name: str) -> dict[str, Any]:
     return json.loads((runs[name].out / "checkpoints" / "step_000002" / "adapter_config.json").read_text())
 
 
-def loss_kwargs(runs: Runs, name: str) -> list[dict[str, Any]]:
-    return [c.kwargs for c in runs[name].calls.get("policy_loss", [])]
+def loss_kwargs(runs: Runs, name: str, objective: str = "policy_loss") -> list[dict[str, Any]]:
+    return [c.kwargs for c in runs[name].calls.get(objective, [])]
 
 
 def batches(runs: Runs, name: str) -> list[Any]:

@@ -57,6 +57,7 @@ def _keys(module: str, attribute: str) -> set[str]:
         (("rlvr.objectives.grpo", "KL_ESTIMATORS"), names.GRPO_KL_ESTIMATORS),
         (("rlvr.objectives.sft", "REDUCTIONS"), names.SFT_REDUCTIONS),
         (("rlvr.objectives.dpo", "PAIR_LOSSES"), names.DPO_LOSSES),
+        (("rlvr.objectives.kto", "KTO_LOSSES"), names.KTO_LOSSES),
         (("rlvr.data.arith", "DIFFICULTIES"), names.ARITH_DIFFICULTIES),
         (("rlvr.distributed.wrapping", "STRATEGIES"), ("none", *names.STRATEGIES)),  # none: a single process
     ],

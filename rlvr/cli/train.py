@@ -40,7 +40,8 @@ FLAGS = {
     type=click.Choice(tuple(names.ALGORITHMS)),
     default=None,
     help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
-    "fine-tuning), dpo (verifier-labelled or file preference pairs) [config: grpo].",
+    "fine-tuning), dpo (verifier-labelled or file preference pairs), kto (every sample labelled by its verdict), "
+    "orpo, simpo, cpo (DPO's pairs, no reference model) [config: grpo].",
 )
 @click.option(
     "--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math]."
@@ -56,7 +57,8 @@ FLAGS = {
     "config_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="YAML config (algorithm, then sections model, data, rollout, reward, grpo, sft, rft, dpo, env, optimizer, "
+    help="YAML config (algorithm, then sections model, data, rollout, reward, grpo, sft, rft, dpo, kto, orpo, "
+    "simpo, cpo, env, optimizer, "
     "logging, checkpoint, eval); flags override it.",
 )
 @click.option("--max-steps", type=int, default=None, help="Training steps (optimizer.max_steps).")
@@ -131,7 +133,7 @@ def train(
     strict_audit: bool | None,
     **flags: Any,
 ) -> None:
-    """Train a policy on verifiable rewards (GRPO by default; SFT, RFT, DPO).
+    """Train a policy on verifiable rewards (GRPO by default; SFT, RFT, DPO, KTO, ORPO, SimPO, CPO).
 
     Held-out accuracy is measured before the first step and after the last, with the template,
     extraction and verifier of `rlvr eval`, and written to DIR/summary.json. Each GRPO step: generate

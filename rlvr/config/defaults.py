@@ -48,6 +48,24 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
         "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
     },
+    # the preference family starts from DPO's sizes (the same pairs, or every completion for KTO; not yet
+    # tuned by measurement unless benchmarks/RESULTS.md "preference family" says so)
+    "orpo": {
+        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+        "cuda": {"optimizer.lr": 5e-6, "optimizer.max_steps": 50},
+    },
+    "simpo": {
+        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
+    },
+    "cpo": {
+        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
+    },
+    "kto": {
+        "cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
+    },
 }
 
 #: with an environment (env.name set), what differs from AUTO (applied after AUTO_BY_ALGORITHM, before

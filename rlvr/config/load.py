@@ -39,6 +39,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.difficulty": names.ARITH_DIFFICULTIES,
     "sft.reduction": names.SFT_REDUCTIONS,
     "dpo.loss": names.DPO_LOSSES,
+    "cpo.loss": names.DPO_LOSSES,
+    "kto.loss": names.KTO_LOSSES,
     "rollout.dtype": (names.AUTO, *names.DTYPES),
     "data.style": names.TRAIN_STYLES,
     "rollout.engine": names.ENGINE_CHOICES,
@@ -58,6 +60,9 @@ _POSITIVE = (
     "rollout.n",
     "rft.max_per_prompt",
     "dpo.beta",
+    "kto.beta",
+    "simpo.beta",
+    "cpo.beta",
     "rollout.temperature",
     "rollout.prompts_per_step",
     "rollout.max_new_tokens",
@@ -85,6 +90,11 @@ _NON_NEGATIVE = (
     "optimizer.weight_decay",
     "logging.samples_every",
     "optimizer.lr",
+    "orpo.beta",
+    "kto.desirable_weight",
+    "kto.undesirable_weight",
+    "simpo.nll_weight",
+    "cpo.nll_weight",
 )
 
 

@@ -1,11 +1,12 @@
-"""The training configuration's sections: one dataclass each (model, data, rollout, reward, grpo,
-sft, rft, dpo, distill, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
+"""The training configuration's sections: one dataclass each (model, data, rollout, reward, grpo, sft, rft,
+dpo, kto, orpo, simpo, cpo, distill, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 __all__ = [
+    "CPOConfig",
     "CheckpointConfig",
     "DPOConfig",
     "DataConfig",
@@ -14,13 +15,16 @@ __all__ = [
     "EnvConfig",
     "EvalConfig",
     "GRPOConfig",
+    "KTOConfig",
     "LoggingConfig",
     "ModelConfig",
+    "ORPOConfig",
     "OptimizerConfig",
     "RFTConfig",
     "RewardConfig",
     "RolloutConfig",
     "SFTConfig",
+    "SimPOConfig",
     "TrainConfig",
 ]
 
@@ -131,9 +135,44 @@ class RFTConfig:
 @dataclass
 class DPOConfig:
     beta: float = 0.1
-    loss: str = "sigmoid"  # sigmoid (DPO), robust (rDPO) or ipo (rlvr.objectives.dpo)
+    loss: str = "sigmoid"  # sigmoid (DPO), robust (rDPO), ipo, hinge or simpo (rlvr.objectives.dpo)
     label_smoothing: float = 0.0  # conservative DPO
     reference_free: bool = False  # no reference model: the reference logprobs are taken as 0
+    gamma: float = 0.0  # target margin of the simpo loss
+
+
+@dataclass
+class KTOConfig:
+    """Online: every sampled completion is labelled by its reward; offline: a preference file's rows unpaired."""
+
+    beta: float = 0.1
+    loss: str = "kto"  # kto, apo_zero_unpaired (rlvr.objectives.kto)
+    threshold: float = 1.0  # online: a completion is desirable when its reward is at least this
+    # λ_D; None = each step's undesirable/desirable count ratio (equal total weight, the paper's advice)
+    desirable_weight: float | None = None
+    undesirable_weight: float = 1.0  # λ_U
+
+
+@dataclass
+class ORPOConfig:
+    beta: float = 0.1  # λ, the odds-ratio term's weight beside the NLL (rlvr.objectives.preference)
+
+
+@dataclass
+class SimPOConfig:
+    beta: float = 2.0
+    gamma: float = 1.0  # target reward margin
+    label_smoothing: float = 0.0
+    nll_weight: float = 0.0  # > 0: CPO-SimPO (an NLL term on the chosen completions)
+
+
+@dataclass
+class CPOConfig:
+    beta: float = 0.1
+    loss: str = "sigmoid"  # a DPO pair loss without a reference: sigmoid, robust, ipo, hinge, simpo
+    label_smoothing: float = 0.0
+    gamma: float = 0.0  # target margin of the simpo loss
+    nll_weight: float = 1.0  # the chosen completions' token-mean NLL weight (TRL's cpo_alpha)
 
 
 @dataclass
@@ -219,6 +258,10 @@ class TrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rft: RFTConfig = field(default_factory=RFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    kto: KTOConfig = field(default_factory=KTOConfig)
+    orpo: ORPOConfig = field(default_factory=ORPOConfig)
+    simpo: SimPOConfig = field(default_factory=SimPOConfig)
+    cpo: CPOConfig = field(default_factory=CPOConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

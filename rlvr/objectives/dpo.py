@@ -1,4 +1,4 @@
-"""Direct preference objectives (sigmoid DPO, robust DPO, IPO) on summed sequence logprobs, as pure tensor functions.
+"""Direct preference objectives (DPO, robust DPO, IPO, hinge, SimPO) on sequence logprobs, as pure tensor functions.
 
 Inputs, one entry per preference pair [P]: the policy's summed logprob of the chosen and of the
 rejected completion (response tokens only), and the same two under the reference policy, or None
@@ -14,7 +14,11 @@ whether it needs the completions' token counts:
   TRL's "robust", whose `label_smoothing` means this);
 - "ipo": (Δ' - 1/(2β))² with Δ' = ρ_c/n_c - ρ_r/n_r, the log-ratios per completion token
   (Azar et al. 2023, Eq. 17, length-normalized as TRL does; pass token counts of 1 for the
-  paper's unnormalized form).
+  paper's unnormalized form);
+- "hinge": max(0, 1 - βΔ)  (SLiC, Zhao et al. 2023; TRL's "hinge");
+- "simpo": the sigmoid loss on Δ' - gamma/β, Δ' per completion token as IPO's, with the target margin
+  gamma (`gamma`): -(1-ε)·log σ(βΔ' - gamma) - ε·log σ(gamma - βΔ')  (Meng et al. 2024, Eq. 6; reference-free
+  by definition, as rlvr.objectives.preference.cpo_loss uses it; TRL's CPOTrainer "simpo").
 
 The loss is the sum over pairs / `normalizer` (None = this batch's number of pairs): pass the
 global pair count and the micro-batch losses add up to the full-batch loss exactly; under DDP also
@@ -40,6 +44,7 @@ class PairLoss:
     fn: Callable[[Tensor, float, float], Tensor]
     label_smoothing: bool = False  # accepts ε > 0
     per_token: bool = False  # divides each log-ratio by its completion's token count first
+    margin: bool = False  # subtracts the target margin gamma/β from Δ first (accepts gamma)
 
 
 def _sigmoid(delta: Tensor, beta: float, eps: float) -> Tensor:
@@ -56,20 +61,28 @@ def _ipo(delta: Tensor, beta: float, eps: float) -> Tensor:
     return (delta - 1 / (2 * beta)) ** 2
 
 
+def _hinge(delta: Tensor, beta: float, eps: float) -> Tensor:
+    return torch.relu(1 - beta * delta)
+
+
 PAIR_LOSSES: dict[str, PairLoss] = {
     "sigmoid": PairLoss(_sigmoid, label_smoothing=True),
     "robust": PairLoss(_robust, label_smoothing=True),
     "ipo": PairLoss(_ipo, per_token=True),
+    "hinge": PairLoss(_hinge),
+    "simpo": PairLoss(_sigmoid, label_smoothing=True, per_token=True, margin=True),
 }
 
 
-def _pair_loss(loss_type: str, label_smoothing: float, tokens_given: bool) -> PairLoss:
+def _pair_loss(loss_type: str, label_smoothing: float, gamma: float, tokens_given: bool) -> PairLoss:
     try:
         rule = PAIR_LOSSES[loss_type]
     except KeyError:
         raise ValueError(f"unknown DPO loss_type {loss_type!r}; choose from {sorted(PAIR_LOSSES)}") from None
     if label_smoothing and not rule.label_smoothing:
         raise ValueError(f"the {loss_type} loss takes no label_smoothing (got {label_smoothing})")
+    if gamma and not rule.margin:
+        raise ValueError(f"the {loss_type} loss takes no target margin gamma (got {gamma})")
     if rule.per_token and not tokens_given:
         raise ValueError(f"the {loss_type} loss needs chosen_tokens and rejected_tokens (completion token counts)")
     return rule
@@ -84,6 +97,7 @@ def dpo_loss(
     loss_type: str = "sigmoid",
     beta: float = 0.1,
     label_smoothing: float = 0.0,
+    gamma: float = 0.0,
     chosen_tokens: Tensor | None = None,
     rejected_tokens: Tensor | None = None,
     normalizer: Tensor | float | None = None,
@@ -94,8 +108,9 @@ def dpo_loss(
     - chosen_logps, rejected_logps [P]: summed response logprobs under the policy (with gradient).
     - ref_chosen_logps, ref_rejected_logps [P]: the same under the reference (no gradient), or
       both None for reference-free DPO.
-    - beta: β > 0 (DPO's inverse temperature; IPO's τ). label_smoothing: ε (sigmoid, robust).
-    - chosen_tokens, rejected_tokens [P]: response token counts; needed by "ipo" only.
+    - beta: β > 0 (DPO's inverse temperature; IPO's τ). label_smoothing: ε (sigmoid, robust, simpo).
+    - gamma: SimPO's target margin gamma ("simpo" only).
+    - chosen_tokens, rejected_tokens [P]: response token counts; needed by "ipo" and "simpo".
     - normalizer: the denominator of the sum over pairs; None = P.
 
     Metrics (plain floats over this batch's pairs): loss (loss_scale included), rewards/chosen and
@@ -111,7 +126,7 @@ def dpo_loss(
             f"chosen/rejected logps must both be [pairs], got {tuple(chosen_logps.shape)} "
             f"and {tuple(rejected_logps.shape)}"
         )
-    rule = _pair_loss(loss_type, label_smoothing, chosen_tokens is not None and rejected_tokens is not None)
+    rule = _pair_loss(loss_type, label_smoothing, gamma, chosen_tokens is not None and rejected_tokens is not None)
     chosen_ratio, rejected_ratio = chosen_logps, rejected_logps
     if ref_chosen_logps is not None:
         chosen_ratio = chosen_logps - ref_chosen_logps.detach()
@@ -122,6 +137,8 @@ def dpo_loss(
         ).clamp(min=1)
     else:
         delta = chosen_ratio - rejected_ratio
+    if rule.margin:
+        delta = delta - gamma / beta
     per_pair = rule.fn(delta, beta, label_smoothing)
     if normalizer is None:
         normalizer = float(per_pair.numel())

@@ -1,6 +1,6 @@
 """Every algorithm through the one loop on a tiny random model (hf engine): SFT on files and worked
-solutions, RFT keeping only correct completions, DPO pairing verdicts online and from a preference file,
-and the before/after summary each writes."""
+solutions, RFT keeping only correct completions, DPO and its preference family (KTO, ORPO, SimPO, CPO)
+learning from verdicts online and from a preference file, and the before/after summary each writes."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_every_algorithm_is_in_the_table_and_plans_before_anything_is_built(tiny
         assert algorithm.name == name and isinstance(algorithm.plan, DataPlan)
         with pytest.raises(dataclasses.FrozenInstanceError):  # nothing changes the plan later
             algorithm.plan.samples_online = False  # type: ignore[misc]
-    with pytest.raises(InputError, match="choose one of grpo, sft, rft, dpo"):
+    with pytest.raises(InputError, match="choose one of grpo, sft, rft, dpo, kto, orpo, simpo, cpo"):
         create_algorithm("ppo", None)
 
 
@@ -171,6 +171,10 @@ def test_every_algorithm_is_in_the_table_and_plans_before_anything_is_built(tiny
             {"data.dataset": "{prefs}"},
             DataPlan("preferences", samples_online=False, reads_dataset=False, needs_reference=True),
         ),
+        ("kto", {}, DataPlan("prompts", samples_online=True, needs_reference=True)),
+        ("orpo", {}, DataPlan("prompts", samples_online=True)),
+        ("simpo", {}, DataPlan("prompts", samples_online=True)),
+        ("cpo", {"data.dataset": "{prefs}"}, DataPlan("preferences", samples_online=False, reads_dataset=False)),
     ],
 )
 def test_each_algorithm_plans_its_data_from_the_config_alone(tiny_model, tmp_path, name, extra, plan):
@@ -239,6 +243,43 @@ def test_dpo_online_pairs_and_offline_file(tiny_model, tmp_path):
     offline = read_metrics(tmp_path / "offline")
     assert [r["pairs"] for r in offline] == [2, 2, 2]
     assert offline[-1]["dpo_margin"] > offline[0]["dpo_margin"], "DPO must widen the chosen-rejected margin"
+    assert _moved(tiny_model, tmp_path / "offline") > 1e-4
+
+
+#: algorithm -> the metric its objective logs that must grow on the offline file (chosen over rejected)
+PREFERENCE_MARGINS = {
+    "kto": "kto_margin",
+    "orpo": "orpo_log_odds_ratio",
+    "simpo": "simpo_margin",
+    "cpo": "cpo_margin",
+}
+
+
+@pytest.mark.parametrize(
+    "algorithm", [a if a == "orpo" else pytest.param(a, marks=pytest.mark.slow) for a in sorted(PREFERENCE_MARGINS)]
+)
+def test_preference_family_online_and_offline(tiny_model, tmp_path, algorithm):
+    verifier = "overlong:max_tokens=60,buffer=50,unit=chars"  # rewards vary with length
+    online_extra = {"reward.verifier": verifier, "rollout.max_new_tokens": 12, "kto.threshold": 0.5}
+    train(_config(tiny_model, tmp_path / "online", algorithm, **online_extra))
+    online = read_metrics(tmp_path / "online")
+    count = "rows" if algorithm == "kto" else "pairs"
+    assert any(r[count] > 0 for r in online) and all(PREFERENCE_MARGINS[algorithm] in r for r in online if r[count])
+    if algorithm == "kto":  # every completion is labelled: 2 prompts x 4, whatever the ties
+        assert [r["rows"] for r in online] == [8, 8] and all(0 <= r["desirable"] <= 8 for r in online)
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(
+        "\n".join(
+            json.dumps({"prompt": f"What is {i}+1?", "chosen": str(i + 1), "rejected": "no idea"}) for i in range(6)
+        )
+        + "\n"
+    )
+    train(
+        _config(tiny_model, tmp_path / "offline", algorithm, **{"data.dataset": str(prefs), "optimizer.max_steps": 3})
+    )
+    offline = read_metrics(tmp_path / "offline")
+    margin = PREFERENCE_MARGINS[algorithm]
+    assert offline[-1][margin] > offline[0][margin], f"{algorithm} must favour the chosen rows more: {offline}"
     assert _moved(tiny_model, tmp_path / "offline") > 1e-4
 
 

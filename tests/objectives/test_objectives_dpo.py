@@ -36,6 +36,8 @@ CASES = {
     # dL/dΔ = -β(0.9·σ(-βΔ) + 0.1·σ(βΔ)) / 0.8 / 2:
     #   pair 0 -0.5(0.225 + 0.075)/1.6, pair 1 -0.5(0.45 + 0.05)/1.6
     "robust": ("robust", 0.1, ((0.9 * LN(4 / 3) - 0.1 * LN(4)) / 0.8 + LN(2)) / 2, [-0.09375, -0.15625]),
+    # hinge max(0, 1 - βΔ): pair 0 βΔ = ln3 > 1 gives 0 and no gradient; pair 1 gives 1, dL/dΔ = -β / 2
+    "hinge": ("hinge", 0.0, (0 + 1) / 2, [0.0, -0.25]),
 }
 
 
@@ -99,7 +101,8 @@ def test_ipo_by_hand(tokens, value, chosen_grad, rejected_grad):
 
 
 def test_every_pair_loss_is_tested():
-    assert {case[0] for case in CASES.values()} | {"ipo"} == set(PAIR_LOSSES)
+    # simpo (per token, with a margin) by hand in test_objectives_preference.py, through cpo_loss
+    assert {case[0] for case in CASES.values()} | {"ipo", "simpo"} == set(PAIR_LOSSES)
 
 
 def test_reference_free_uses_the_policy_logprobs_as_rewards():
@@ -168,6 +171,7 @@ def test_micro_batches_with_the_global_normalizer_add_up_to_the_full_batch(loss_
             "no label_smoothing",
         ),
         (dict(loss_type="robust", label_smoothing=0.5), r"\[0, 0.5\)"),
+        (dict(gamma=0.5), "no target margin"),
         (dict(beta=0.0), "beta"),
         (dict(ref_rejected_logps=None), "neither"),
         (dict(normalizer=0), "no preference pairs"),
@@ -270,9 +274,9 @@ TRL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(TRL_CASES))
-def test_loss_gradient_and_metrics_match_trl(case):
-    pytest.importorskip("trl")
+def trl_comparison(case: str) -> dict:
+    """One TRL_CASES case on both sides: losses, gradients (d loss / d per-token logprobs) and metrics
+    (benchmarks/losses_vs_trl.py prints these rows too)."""
     ours_type, trl_type, eps, reference = TRL_CASES[case]
     pairs = _make_pairs()
     ref_logps = {
@@ -290,9 +294,25 @@ def test_loss_gradient_and_metrics_match_trl(case):
         (grad,) = torch.autograd.grad(loss, leaf)
         results.append((loss.item(), grad, metrics))
     (ours, our_grad, our_metrics), (theirs, their_grad, their_metrics) = results
-    assert abs(ours - theirs) < 1e-6 and ours > 0
-    assert (our_grad - their_grad).abs().max().item() < 1e-6
-    assert our_grad.abs().max().item() > 1e-3  # a real gradient, not two zeros
+    return dict(
+        case=case,
+        rlvr=ours,
+        trl=theirs,
+        abs_diff=abs(ours - theirs),
+        grad_max_abs_diff=(our_grad - their_grad).abs().max().item(),
+        grad_max_abs=our_grad.abs().max().item(),
+        metrics=(our_metrics, their_metrics),
+    )
+
+
+@pytest.mark.parametrize("case", sorted(TRL_CASES))
+def test_loss_gradient_and_metrics_match_trl(case):
+    pytest.importorskip("trl")
+    row = trl_comparison(case)
+    assert row["abs_diff"] < 1e-6 and row["rlvr"] > 0
+    assert row["grad_max_abs_diff"] < 1e-6
+    assert row["grad_max_abs"] > 1e-3  # a real gradient, not two zeros
+    our_metrics, their_metrics = row["metrics"]
     for mine, trl_name in (
         ("rewards/chosen", "rewards/chosen"),
         ("rewards/rejected", "rewards/rejected"),

@@ -740,6 +740,72 @@ ROWS = [
         ),
     ),
     Row(
+        "dpo.gamma",
+        0.5,
+        ("dpo_margin",),
+        lambda r: _all(  # SimPO's margin at π = π_ref (Δ' = 0): -log σ(-gamma) = softplus(0.5)
+            loss_kwargs(r, "dpo_margin", "dpo_loss")[0]["gamma"] == 0.5,
+            series(r, "dpo_margin", "loss")[0] == pytest.approx(math.log1p(math.exp(0.5))),
+        ),
+    ),
+    *[
+        Row(
+            f"{section}.{key}",
+            value,
+            (scenario,),
+            lambda r, scenario=scenario, objective=objective, argument=argument, value=value: _all(
+                {k[argument] for k in loss_kwargs(r, scenario, objective)} == {value}
+            ),
+        )
+        for section, scenario, objective, settings in (
+            ("simpo", "simpo_file", "cpo_loss", {"beta": 1.5, "gamma": 0.3, "label_smoothing": 0.1, "nll_weight": 0.5}),
+            ("cpo", "cpo_file", "cpo_loss", {"beta": 0.2, "gamma": 0.4, "label_smoothing": 0.1, "nll_weight": 0.0}),
+            ("orpo", "orpo_file", "orpo_loss", {"beta": 0.5}),
+            ("kto", "kto_file", "kto_loss", {"beta": 0.25}),
+        )
+        for key, value in settings.items()
+        for argument in [key]
+    ],
+    Row(
+        "cpo.loss",
+        "simpo",
+        ("cpo_file",),
+        lambda r: _all(
+            {k["loss_type"] for k in loss_kwargs(r, "cpo_file", "cpo_loss")} == {"simpo"},
+            {k["loss_type"] for k in loss_kwargs(r, "simpo_file", "cpo_loss")} == {"simpo"},
+        ),
+    ),
+    Row(
+        "kto.loss",
+        "apo_zero_unpaired",
+        ("kto_online",),
+        lambda r: _all(
+            loss_kwargs(r, "kto_online", "kto_loss")[0]["loss_type"] == "apo_zero_unpaired",
+            series(r, "kto_online", "kto_kl") == [0.0],
+        ),
+    ),
+    Row(
+        "kto.threshold",
+        -100.0,
+        ("kto_online",),
+        lambda r: _all(  # every completion's reward reaches -100: all desirable, none undesirable
+            series(r, "kto_online", "desirable") == series(r, "kto_online", "rows") == [4.0],
+            series(r, "kto_online", "kto_undesirable") == [0.0],
+        ),
+    ),
+    *[
+        Row(
+            f"kto.{key}",
+            value,
+            ("kto_file",),
+            lambda r, key=key, value=value: _all(  # at π = π_ref (z0 = 0) each row's loss is λ · ½:
+                loss_kwargs(r, "kto_file", "kto_loss")[0][key] == value,  # (2·½·2 + 0.5·½·2) / 4 rows
+                series(r, "kto_file", "loss")[0] == pytest.approx(0.625),
+            ),
+        )
+        for key, value in (("desirable_weight", 2.0), ("undesirable_weight", 0.5))
+    ],
+    Row(
         "optimizer.lr",
         2e-3,
         ("cosine",),
