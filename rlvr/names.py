@@ -61,6 +61,7 @@ ALGORITHMS: dict[str, str] = {
     "sft": "rlvr.algorithms.sft:SFT",
     "rft": "rlvr.algorithms.rft:RFT",
     "dpo": "rlvr.algorithms.dpo:DPO",
+    "rm": "rlvr.algorithms.rm:RM",
 }
 
 #: rollout engines: kind -> "module:class" (rlvr.rollout.base.create_engine); auto = vllm when importable

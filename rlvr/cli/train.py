@@ -40,7 +40,7 @@ FLAGS = {
     type=click.Choice(tuple(names.ALGORITHMS)),
     default=None,
     help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
-    "fine-tuning), dpo (verifier-labelled or file preference pairs) [config: grpo].",
+    "fine-tuning), dpo (verifier-labelled or file preference pairs), rm (a reward model on such pairs) [config: grpo].",
 )
 @click.option(
     "--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math]."
@@ -56,7 +56,7 @@ FLAGS = {
     "config_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="YAML config (algorithm, then sections model, data, rollout, reward, grpo, sft, rft, dpo, env, optimizer, "
+    help="YAML config (algorithm, then sections model, data, rollout, reward, grpo, sft, rft, dpo, rm, env, optimizer, "
     "logging, checkpoint, eval); flags override it.",
 )
 @click.option("--max-steps", type=int, default=None, help="Training steps (optimizer.max_steps).")

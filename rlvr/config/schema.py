@@ -1,5 +1,5 @@
 """The training configuration's sections: one dataclass each (model, data, rollout, reward, grpo,
-sft, rft, dpo, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
+sft, rft, dpo, rm, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ __all__ = [
     "ModelConfig",
     "OptimizerConfig",
     "RFTConfig",
+    "RMConfig",
     "RewardConfig",
     "RolloutConfig",
     "SFTConfig",
@@ -132,6 +133,15 @@ class DPOConfig:
 
 
 @dataclass
+class RMConfig:
+    """Reward-model training (`--algorithm rm`, rlvr.objectives.reward); a pair file's `margin` column: TRL's."""
+
+    center_rewards_coefficient: float | None = None  # TRL's: + λ·mean((r_chosen + r_rejected)²); None = off
+    max_length: int = 1024  # tokens a (prompt, completion) is cut at (TRL's default)
+    held_out: float = 0.1  # a pair file without eval.dataset: the share of its rows held out (every k-th)
+
+
+@dataclass
 class OptimizerConfig:
     lr: float | None = None  # auto: by algorithm and device (config.AUTO)
     weight_decay: float = 0.0
@@ -199,7 +209,7 @@ class DistributedConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    algorithm: str = "grpo"  # grpo, sft, rft, dpo (rlvr.names.ALGORITHMS)
+    algorithm: str = "grpo"  # grpo, sft, rft, dpo, rm (rlvr.names.ALGORITHMS)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -208,6 +218,7 @@ class TrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rft: RFTConfig = field(default_factory=RFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -192,6 +192,8 @@ def preference_examples(path: str, tokenizer: Any) -> list[Example]:
             "chosen": _text(row["chosen"], path, number, "chosen"),
             "rejected": _text(row["rejected"], path, number, "rejected"),
         }
+        if "margin" in row:  # TRL's reward-model margin
+            meta["margin"] = float(row["margin"])
         if isinstance(prompt, list):
             meta["rendered_prompt"] = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         answer = row.get("answer")

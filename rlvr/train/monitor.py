@@ -139,7 +139,7 @@ def _updates_rounded_away(m: dict, s: AlarmState) -> str | None:
 def _nothing_to_learn(m: dict, s: AlarmState) -> str | None:
     for key, what in (
         ("kept", "no correct completion to fine-tune on (rft)"),
-        ("pairs", "no prompt had completions with different rewards to pair (dpo)"),
+        ("pairs", "no prompt had completions with different rewards to pair (dpo, rm)"),
     ):
         if key in m and m[key] == 0:
             return (
@@ -304,6 +304,7 @@ class Monitor:
             "eval_n": summary.get("n_problems"),
             "eval_mean_reward": summary.get("mean_reward"),
             "eval_truncated_rate": summary.get("truncated_rate"),
+            **({"eval_measure": summary["measure"]} if summary.get("measure") else {}),
             **(
                 {"eval_tool": tool, "eval_tool_calls_mean": (summary.get("tool") or {}).get("calls_mean")}
                 if tool
