@@ -90,6 +90,10 @@ class RM(Algorithm[RewardBatch]):
         if is_data_file(name) and not Path(name).is_file():
             raise InputError(f"--dataset {name}: no such file")
         offline = is_pair_file(name)
+        if offline:  # checked now (`--dry-run` too), not after the model loads
+            from rlvr.data.supervised import preference_rows
+
+            preference_rows(name)
         return DataPlan(
             trains_on="preferences" if offline else "prompts",
             samples_online=not offline,
