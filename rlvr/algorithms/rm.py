@@ -65,6 +65,12 @@ def _pack(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int)
     return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
 
 
+def _resolved(value: int | None, key: str) -> int:
+    if value is None:  # the loop resolves "auto" sizes before any algorithm is built
+        raise ValueError(f"{key} is still auto: resolve the config for a device first (rlvr.config.resolve_auto)")
+    return value
+
+
 def _pair_slices(rows: int, micro_batch_size: int) -> list[slice]:
     """Micro-batches of whole pairs (an even number of rows each)."""
     size = max(2, micro_batch_size // 2 * 2)
@@ -126,7 +132,7 @@ class RM(Algorithm[RewardBatch]):
         return RewardBatch(texts, margins if any(margins) else None)
 
     def _sampled_pairs(self, context: TrainContext, examples: list[Example], collected: Any) -> list[str]:
-        texts = []
+        texts: list[str] = []
         for g, example in enumerate(collected.examples):
             pair = pair_completions(collected.group(g))
             if pair is not None:
@@ -135,10 +141,11 @@ class RM(Algorithm[RewardBatch]):
 
     def make_step(self, context: TrainContext, timer: Timer) -> Step:
         cfg = self.config
-        examples = shard_groups(context.stream.take(cfg.rollout.prompts_per_step), context.ctx)
+        per_step = _resolved(cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
+        examples = shard_groups(context.stream.take(per_step), context.ctx)
         if not self.plan.samples_online:
             return Step(self._file_batch(context.tokenizer, examples), {"pairs": float(len(examples))})
-        collected = context.collect(examples, cfg.rollout.n, context.sampling(0), timer)
+        collected = context.collect(examples, _resolved(cfg.rollout.n, "rollout.n"), context.sampling(0), timer)
         texts = self._sampled_pairs(context, examples, collected)
         metrics = {**rollout_metrics(collected.scores, collected.rollouts), "pairs": float(len(texts) // 2)}
         return Step(RewardBatch(texts), metrics, (collected.examples, collected.rollouts, collected.scores))
@@ -192,5 +199,5 @@ class RM(Algorithm[RewardBatch]):
         if not self.plan.samples_online:
             return self._file_batch(context.tokenizer, self._held_out_rows).texts
         sampling = dataclasses.replace(context.sampling(0), seed=self.config.seed + HELD_OUT_SEED)
-        collected = context.collect(held_out, self.config.rollout.n, sampling, _Untimed())
+        collected = context.collect(held_out, _resolved(self.config.rollout.n, "rollout.n"), sampling, _Untimed())
         return self._sampled_pairs(context, held_out, collected)
