@@ -17,6 +17,7 @@ __all__ = [
     "context_length",
     "convert_gguf",
     "load_policy",
+    "load_reward_model",
     "load_tokenizer",
     "resolve_model",
     "rlvr_cache_dir",
@@ -220,6 +221,22 @@ def load_policy(path: str | os.PathLike, *, dtype: Any = "float32", device: Any 
     tokenizer = load_tokenizer(folder)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_reward_model(path: str | os.PathLike, *, dtype: Any = "float32", device: Any = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) for reward-model training: any causal LM with a scalar head added the
+    transformers way (AutoModelForSequenceClassification, num_labels=1; a newly initialized head unless
+    `path` is already one), its pad token id set so the head reads each row's last real token."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = resolve_model(path)
+    tokenizer = load_tokenizer(folder)
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=1, dtype=torch_dtype, pad_token_id=tokenizer.pad_token_id
+    ).to(device)
     return model, tokenizer
 
 

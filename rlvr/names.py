@@ -67,6 +67,7 @@ ALGORITHMS: dict[str, str] = {
     "simpo": "rlvr.algorithms.simpo:SimPO",
     "cpo": "rlvr.algorithms.cpo:CPO",
     "distill": "rlvr.algorithms.distill:Distill",
+    "rm": "rlvr.algorithms.rm:RM",
 }
 
 #: rollout engines: kind -> "module:class" (rlvr.rollout.base.create_engine); auto = vllm when importable

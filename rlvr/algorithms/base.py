@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 
@@ -44,6 +44,18 @@ class DataPlan:
     reference_model: str | None = None
     #: optimizer steps per loop step (sets the schedule's length)
     optimizer_steps: int = 1
+    #: the model trained: "lm" (a causal LM, the policy the engine samples from) or "score" (the same base
+    #: with a scalar head, rlvr.models.load_reward_model: the engine then samples from its own copy of the
+    #: base model, never updated)
+    head: str = "lm"
+    #: the held-out set is part of the algorithm's own rows (a preference file split by the algorithm),
+    #: not the dataset's held-out split: the loop loads none
+    own_held_out: bool = False
+
+    @property
+    def policy_generates(self) -> bool:
+        """Whether the trained model is what the engine samples from (and gets the new weights)."""
+        return self.head == "lm"
 
 
 @dataclass
@@ -82,6 +94,12 @@ class Algorithm(Generic[B]):
 
     def learn(self, policy: Learner, batch: B) -> dict[str, float]:
         raise NotImplementedError
+
+    def evaluate(self, context: TrainContext, policy: Learner, held_out: list[Example]) -> dict[str, Any] | None:
+        """The held-out eval, when the algorithm measures its own (a reward model: pairwise accuracy): a
+        summary with accuracy, ci95 and n_problems (and `measure`, what the accuracy counts). None: the
+        loop's eval, the policy's held-out accuracy through `rlvr eval`."""
+        return None
 
 
 def response_rollout(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, index: int = 0) -> Rollout:

@@ -41,7 +41,8 @@ FLAGS = {
     default=None,
     help="grpo (RL on verified rewards), sft (supervised on responses), rft (rejection-sampling "
     "fine-tuning), dpo (verifier-labelled or file preference pairs), kto (every sample labelled by its verdict), "
-    "orpo, simpo, cpo (DPO's pairs, no reference model) [config: grpo].",
+    "orpo, simpo, cpo (DPO's pairs, no reference model), rm (a reward model on such pairs), distill (a teacher's "
+    "per-token logprobs) [config: grpo].",
 )
 @click.option(
     "--verifier", default=None, help="Reward: a verifier spec, e.g. math or math+0.1*boxed_format [config: math]."
@@ -58,7 +59,7 @@ FLAGS = {
     type=click.Path(dir_okay=False),
     default=None,
     help="YAML config (algorithm, then sections model, data, rollout, reward, grpo, sft, rft, dpo, kto, orpo, "
-    "simpo, cpo, env, optimizer, "
+    "simpo, cpo, rm, distill, env, optimizer, "
     "logging, checkpoint, eval); flags override it.",
 )
 @click.option("--max-steps", type=int, default=None, help="Training steps (optimizer.max_steps).")

@@ -66,6 +66,11 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
         "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
     },
+    # provisional, not yet chosen by a measured run (benchmarks/RESULTS.md, "Reward-model training")
+    "rm": {
+        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 2e-5, "optimizer.max_steps": 20},
+        "cuda": {"rollout.prompts_per_step": 64, "optimizer.lr": 1e-5, "optimizer.max_steps": 100},
+    },
 }
 
 #: with an environment (env.name set), what differs from AUTO (applied after AUTO_BY_ALGORITHM, before

@@ -77,6 +77,8 @@ _POSITIVE = (
     "env.max_output_chars",
     "grpo.sapo_tau_pos",
     "grpo.sapo_tau_neg",
+    "rm.max_length",
+    "rm.held_out",
 )
 _NON_NEGATIVE = (
     "model.lora_r",
@@ -85,6 +87,7 @@ _NON_NEGATIVE = (
     "checkpoint.every",
     "eval.every",
     "eval.limit",
+    "rm.center_rewards_coefficient",
     "grpo.max_refill_rounds",
     "eval.temperature",
     "optimizer.weight_decay",
@@ -259,6 +262,8 @@ def validate(config: TrainConfig) -> None:
         raise InputError(
             f"config: rollout.n must be >= 2 for {config.grpo.advantage} advantages, got {config.rollout.n}"
         )
+    if not 0 < config.rm.held_out < 1:
+        raise InputError(f"config: rm.held_out must be in (0, 1), got {config.rm.held_out}")
     if not 0 <= config.grpo.clip_eps_low < 1:
         raise InputError(f"config: grpo.clip_eps_low must be in [0, 1), got {config.grpo.clip_eps_low}")
     if config.reward.truncated == "penalty" and config.reward.overlong_buffer <= 0:

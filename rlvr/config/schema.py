@@ -1,5 +1,5 @@
 """The training configuration's sections: one dataclass each (model, data, rollout, reward, grpo, sft, rft,
-dpo, kto, orpo, simpo, cpo, distill, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
+dpo, kto, orpo, simpo, cpo, rm, distill, optimizer, logging, checkpoint, eval, distributed, env) under `TrainConfig`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ __all__ = [
     "ORPOConfig",
     "OptimizerConfig",
     "RFTConfig",
+    "RMConfig",
     "RewardConfig",
     "RolloutConfig",
     "SFTConfig",
@@ -181,6 +182,15 @@ class DistillConfig:
 
 
 @dataclass
+class RMConfig:
+    """Reward-model training (`--algorithm rm`, rlvr.objectives.reward); a pair file's `margin` column: TRL's."""
+
+    center_rewards_coefficient: float | None = None  # TRL's: + λ·mean((r_chosen + r_rejected)²); None = off
+    max_length: int = 1024  # tokens a (prompt, completion) is cut at (TRL's default)
+    held_out: float = 0.1  # a pair file without eval.dataset: the share of its rows held out (every k-th)
+
+
+@dataclass
 class OptimizerConfig:
     lr: float | None = None  # auto: by algorithm and device (config.AUTO)
     weight_decay: float = 0.0
@@ -249,7 +259,7 @@ class DistributedConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    algorithm: str = "grpo"  # grpo, sft, rft, dpo, distill (rlvr.names.ALGORITHMS)
+    algorithm: str = "grpo"  # grpo, sft, rft, dpo, kto, orpo, simpo, cpo, rm, distill (rlvr.names.ALGORITHMS)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -263,6 +273,7 @@ class TrainConfig:
     simpo: SimPOConfig = field(default_factory=SimPOConfig)
     cpo: CPOConfig = field(default_factory=CPOConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

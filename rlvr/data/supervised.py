@@ -17,7 +17,14 @@ from typing import Any
 from rlvr.errors import InputError
 from rlvr.types import Example
 
-__all__ = ["PREFERENCE_FIELDS", "boxed_response", "is_preference_file", "preference_examples", "sft_examples"]
+__all__ = [
+    "PREFERENCE_FIELDS",
+    "boxed_response",
+    "is_preference_file",
+    "preference_examples",
+    "preference_rows",
+    "sft_examples",
+]
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 _CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations: 48/2=<<48/2=24>>24
@@ -176,22 +183,34 @@ def is_preference_file(path: str | None) -> bool:
     return all(field in first for field in PREFERENCE_FIELDS)
 
 
-def preference_examples(path: str, tokenizer: Any) -> list[Example]:
-    """Offline DPO rows: `metadata["chosen"]`, `metadata["rejected"]`, the prompt rendered if conversational."""
+def preference_rows(path: str) -> list[dict[str, Any]]:
+    """The rows of a preference file, each checked for prompt, chosen and rejected (an InputError names
+    the first row without one)."""
     from rlvr.data.benchmarks import read_rows
 
-    out = []
-    for number, row in enumerate(read_rows(path), 1):
+    rows = read_rows(path)
+    if not rows:
+        raise InputError(f"{path}: no rows (a preference row needs prompt, chosen, rejected)")
+    for number, row in enumerate(rows, 1):
         missing = [f for f in PREFERENCE_FIELDS if f not in row]
         if missing:
             raise InputError(
                 f"{path}: row {number}: missing field {missing[0]!r} (a preference row needs prompt, chosen, rejected)"
             )
+    return rows
+
+
+def preference_examples(path: str, tokenizer: Any) -> list[Example]:
+    """Offline DPO rows: `metadata["chosen"]`, `metadata["rejected"]`, the prompt rendered if conversational."""
+    out = []
+    for number, row in enumerate(preference_rows(path), 1):
         prompt = row["prompt"]
         meta: dict[str, Any] = {
             "chosen": _text(row["chosen"], path, number, "chosen"),
             "rejected": _text(row["rejected"], path, number, "rejected"),
         }
+        if "margin" in row:  # TRL's reward-model margin
+            meta["margin"] = float(row["margin"])
         if isinstance(prompt, list):
             meta["rendered_prompt"] = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         answer = row.get("answer")

@@ -21,7 +21,7 @@ def merged_state_dict(model: Any) -> dict[str, Any]:
     with torch.no_grad():
         merged = {}
         for name, tensor in model.state_dict().items():
-            if "lora_" not in name:
+            if "lora_" not in name and ".original_module." not in name:  # a head peft trains whole: its copy
                 merged[_base_name(name)] = tensor.detach()
         for name, module in model.named_modules():
             if isinstance(module, LoraLayer) and module.active_adapters:
@@ -33,4 +33,6 @@ def merged_state_dict(model: Any) -> dict[str, Any]:
 
 
 def _base_name(peft_name: str) -> str:
-    return peft_name.removeprefix("base_model.model.").replace(".base_layer", "")
+    return (
+        peft_name.removeprefix("base_model.model.").replace(".base_layer", "").replace(".modules_to_save.default", "")
+    )

@@ -54,8 +54,10 @@ class Policy:
         reference: bool = False,
         reference_model: str | None = None,
         optimizer_steps: int | None = None,
+        head: str = "lm",
     ):
         self.config, self.ctx, self.device, self.model_path = config, ctx, device, model_path
+        self.head = head  # "lm": a causal LM (logprobs); "score": a scalar head (values), rlvr.models.load_reward_model
         self.master_dtype, self.compute_dtype = resolve_dtypes(
             config.model.dtype, config.model.master_dtype, device.type
         )
@@ -165,6 +167,17 @@ class Policy:
         if id(model) not in self._heads:
             self._heads[id(model)] = not self.sharded and head_is_linear(model)
         return self._heads[id(model)]
+
+    def values(self, t: Packed, idx: slice) -> torch.Tensor:
+        """A scalar head's output [rows] (float32, with grad) for rows `idx` of `t`: input_ids and an
+        attention_mask padded on the right (rlvr.verifiers.reward_model.reward_inputs)."""
+        with autocast(self.device, self.master_dtype, self.compute_dtype):
+            out = self.wrapped(
+                input_ids=t["input_ids"][idx].to(self.device),
+                attention_mask=t["attention_mask"][idx].to(self.device),
+                use_cache=False,
+            )
+        return out.logits[:, 0].float()
 
     @torch.no_grad()
     def frozen_logprobs(self, t: Packed, micro: list[slice], temperature: float = 1.0) -> torch.Tensor:
@@ -317,15 +330,14 @@ class Policy:
         model.lora_r > 0. The adapters are float32 (peft's default). On CUDA the frozen base is held in the
         compute dtype (nothing updates it, and it halves the memory); on CPU it stays in the master dtype,
         so final/ holds the base exactly as loaded."""
-        from rlvr.models import load_policy
+        from rlvr.models import load_policy, load_reward_model
 
         cfg = self.config.model
         lora_checkpoint = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
         source = checkpoint if checkpoint is not None and not lora_checkpoint else self.model_path
         low_base = cfg.lora_r and self.device.type == "cuda"
-        model, tokenizer = load_policy(
-            source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device
-        )
+        load = load_reward_model if self.head == "score" else load_policy
+        model, tokenizer = load(source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if cfg.lora_r:
@@ -342,7 +354,7 @@ class Policy:
                         lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
                         lora_dropout=cfg.lora_dropout,
                         target_modules=targets,
-                        task_type="CAUSAL_LM",
+                        task_type="SEQ_CLS" if self.head == "score" else "CAUSAL_LM",  # SEQ_CLS: the head trains
                     ),
                 )
             for p in model.parameters():

@@ -23,7 +23,8 @@ LossFn = Callable[[slice], tuple[torch.Tensor, dict[str, float]]]
 
 class Learner(Protocol):
     """The policy as an algorithm sees it: pack rollouts, take logprobs (with grad, frozen, or under the
-    reference), and take an optimizer step of a loss over micro-batches. Nothing else of it is theirs."""
+    reference) or a scalar head's values, and take an optimizer step of a loss over micro-batches.
+    Nothing else of it is theirs."""
 
     @property
     def ctx(self) -> DistContext: ...
@@ -45,5 +46,7 @@ class Learner(Protocol):
     def reference_logprobs(self, t: Packed, idx: slice, temperature: float = 1.0) -> torch.Tensor: ...
 
     def frozen_logprobs(self, t: Packed, micro: list[slice], temperature: float = 1.0) -> torch.Tensor: ...
+
+    def values(self, t: Packed, idx: slice) -> torch.Tensor: ...
 
     def step(self, micro: list[slice], loss_fn: LossFn | None) -> dict[str, float]: ...

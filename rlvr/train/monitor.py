@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlvr.config import LoggingConfig
 from rlvr.io import append_jsonl, read_jsonl, write_jsonl
 from rlvr.types import Example, Rollout, Score
 
@@ -139,7 +140,7 @@ def _updates_rounded_away(m: dict, s: AlarmState) -> str | None:
 def _nothing_to_learn(m: dict, s: AlarmState) -> str | None:
     for key, what in (
         ("kept", "no correct completion to fine-tune on (rft)"),
-        ("pairs", "no prompt had completions with different rewards to pair (dpo)"),
+        ("pairs", "no prompt had completions with different rewards to pair (dpo, rm)"),
     ):
         if key in m and m[key] == 0:
             return (
@@ -214,15 +215,16 @@ class Monitor:
     def __init__(
         self,
         directory: Path,
+        settings: LoggingConfig,
         *,
         total_steps: int,
         start_step: int = 0,
         enabled: bool = True,
-        progress: bool = True,
-        tensorboard: bool = True,
-        wandb_project: str | None = None,
         run_config: dict | None = None,
     ):
+        """`settings`: the run's logging section (progress bar, TensorBoard, wandb)."""
+        progress, tensorboard = settings.progress, settings.tensorboard
+        wandb_project = settings.wandb_project if settings.wandb else None
         self.directory, self.enabled = Path(directory), enabled
         self.alarms = AlarmState()
         self._tb = self._wandb = self._bar = None
@@ -309,6 +311,7 @@ class Monitor:
             "eval_n": summary.get("n_problems"),
             "eval_mean_reward": summary.get("mean_reward"),
             "eval_truncated_rate": summary.get("truncated_rate"),
+            **({"eval_measure": summary["measure"]} if summary.get("measure") else {}),
             **(
                 {"eval_tool": tool, "eval_tool_calls_mean": (summary.get("tool") or {}).get("calls_mean")}
                 if tool

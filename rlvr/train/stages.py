@@ -142,7 +142,7 @@ class Data:
 
 
 def load_data(plan: DataPlan, config: TrainConfig) -> Data:
-    evaluates = config.eval.before_after or config.eval.every
+    evaluates = (config.eval.before_after or config.eval.every) and not plan.own_held_out
     held_out = load_examples(config, held_out=True) if evaluates else []
     return Data(load_examples(config) if plan.reads_dataset else [], held_out)
 
@@ -285,6 +285,7 @@ def build_policy(
         reference=plan.needs_reference,
         reference_model=plan.reference_model,
         optimizer_steps=plan.optimizer_steps,
+        head=plan.head,
     )
 
 

@@ -12,16 +12,28 @@ from rlvr.eval.spec import describe, differences, settings_of
 from rlvr.io import write_json
 from rlvr.train.monitor import read_metrics
 
-__all__ = ["SUMMARY_FILE", "read_summary", "summary_table", "write_summary"]
+__all__ = ["SUMMARY_FILE", "own_eval_summary", "read_summary", "summary_table", "write_summary"]
 
 SUMMARY_FILE = "summary.json"
+
+
+def own_eval_summary(counts: dict[str, Any]) -> dict[str, Any]:
+    """An algorithm's own held-out measure ({successes, n, measure}: rlvr.algorithms.base.Algorithm.evaluate)
+    as an eval summary: accuracy with its 95% Wilson interval over n (None when n is 0)."""
+    from rlvr.eval.estimators import wilson_interval
+
+    n = int(counts["n"])
+    accuracy = counts["successes"] / n if n else None
+    ci = list(wilson_interval(counts["successes"], n)) if n else None
+    return {**counts, "accuracy": accuracy, "ci95": ci, "n_problems": n}
 
 
 def _block(record: dict[str, Any] | None) -> dict[str, Any] | None:
     if record is None or record.get("eval_accuracy") is None:
         return None
     lo, hi = record["eval_ci95"]
-    return {"accuracy": record["eval_accuracy"], "ci": [lo, hi], "n": record["eval_n"], "step": record["step"]}
+    block = {"accuracy": record["eval_accuracy"], "ci": [lo, hi], "n": record["eval_n"], "step": record["step"]}
+    return block | ({"measure": record["eval_measure"]} if record.get("eval_measure") else {})
 
 
 def _eval_record(directory: Path, record: dict[str, Any] | None) -> dict[str, Any]:
@@ -102,6 +114,8 @@ def summary_table(summary: dict[str, Any]) -> str:
         )
     if summary.get("eval_settings"):
         lines.append(f"{'measured on':<20}{describe(summary['eval_settings'])}")
+    elif (summary.get("after") or summary.get("before") or {}).get("measure"):
+        lines.append(f"{'measured as':<20}{(summary.get('after') or summary['before'])['measure']}")
     if summary.get("eval_settings_differ"):
         lines.append(f"{'WARNING':<20}before and after differ in {'; '.join(summary['eval_settings_differ'])}")
     lines.append(f"{'steps':<20}{summary['steps']} in {summary['wall_s']:.0f} s")

@@ -34,7 +34,7 @@ from rlvr.rollout.quiet import engine_output_to
 from rlvr.train import stages
 from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint, save_final
 from rlvr.train.monitor import Monitor, StepTimer
-from rlvr.train.summary import write_summary
+from rlvr.train.summary import own_eval_summary, write_summary
 from rlvr.types import Example
 
 if TYPE_CHECKING:
@@ -99,27 +99,25 @@ class Trainer:
         resumed = stages.resume_state(checkpoint, self.policy, self.ctx)
         self.step_number = resumed.step
         self.stream = stages.prompt_stream(self.algorithm, data, self.policy.tokenizer, cfg, resumed)
-        if spec is not None and not spec.holds_weights:  # generates with the live policy
+        if spec is not None and not spec.holds_weights:  # generates with the live policy (or its own copy)
             self.engine = stages.start_engine(
                 spec,
                 self.ctx,
-                None if self.sharded else self.policy.module,
+                None if self.sharded or not self.plan.policy_generates else self.policy.module,
                 engine_log=engine_log,
                 started=self.started,
             )
-        self.pushes_weights = stages.engine_holds_weights(self.engine)
+        self.pushes_weights = self.plan.policy_generates and stages.engine_holds_weights(self.engine)  # rm: never
         self.engine_stale = self.pushes_weights and bool(self.step_number)  # resumed: the engine has the base weights
         self.sync_engine()
         self.runner = stages.build_runner(self.verifier, cfg)
         self.out = stages.prepare_run_folder(cfg, self.step_number, self.ctx)
         self.monitor = Monitor(
             self.out,
+            cfg.logging,
             total_steps=cfg.optimizer.max_steps,
             start_step=self.step_number,
             enabled=self.ctx.is_main,
-            progress=cfg.logging.progress,
-            tensorboard=cfg.logging.tensorboard,
-            wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
             run_config=dataclasses.asdict(cfg),
         )
         if resumed.alarms:
@@ -288,6 +286,11 @@ class Trainer:
         # a tensor-parallel engine needs all its ranks: then every rank runs the same eval, rank 0 writes it
         everyone = isinstance(self.engine, TensorParallelEngine)
         self.sync_engine()
+        own = self.algorithm.evaluate(self, self.policy, self.eval_examples) if self.ctx.is_main else None
+        if own is not None:  # the algorithm's own measure (a reward model's pairwise accuracy)
+            self.monitor.log_eval(self.step_number, summary := own_eval_summary(own))
+            barrier(self.ctx)
+            return summary
         if (self.ctx.is_main or everyone) and self.eval_examples:
             from rlvr.eval.run import run_eval
             from rlvr.eval.spec import EvalSpec, engine_dtype
@@ -349,9 +352,7 @@ class Trainer:
                     state=self.state(),
                     keep_last=self.config.checkpoint.keep_last,
                 )
-            except (
-                OSError
-            ) as err:  # disk full, read-only: the temporary folder is what failed, never the last checkpoint
+            except OSError as err:  # disk full, read-only: the temporary folder failed, never the last checkpoint
                 previous = latest_checkpoint(self.out)
                 raise OutputError(
                     f"cannot write the checkpoint of step {self.step_number} under {self.out / 'checkpoints'}: "

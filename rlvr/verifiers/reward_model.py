@@ -10,7 +10,28 @@ from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.registry import register
 
-__all__ = ["RewardModel"]
+__all__ = ["RewardModel", "reward_inputs", "reward_text"]
+
+
+def reward_text(tokenizer: Any, prompt: str, completion: str) -> str:
+    """What a reward model reads (in training, `rlvr train --algorithm rm`, and in scoring): the problem
+    as the user turn and the completion as the assistant turn of its chat template, or
+    "problem\n\ncompletion" without one."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+        return str(tokenizer.apply_chat_template(messages, tokenize=False))
+    return f"{prompt}\n\n{completion}"
+
+
+def reward_inputs(tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
+    """`texts` tokenized for a sequence-classification head: padded on the right and cut at `max_length`
+    (the head reads the last token that is not padding)."""
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        return tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    finally:
+        tokenizer.padding_side = side
 
 
 def _device(choice: str) -> str:
@@ -92,13 +113,7 @@ class RewardModel(Verifier):
         texts = [self.text(tokenizer, c, e) for c, e in zip(completions, examples, strict=True)]
         out: list[float] = []
         for start in range(0, len(texts), self.batch_size):
-            batch = tokenizer(
-                texts[start : start + self.batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-            ).to(net.device)
+            batch = reward_inputs(tokenizer, texts[start : start + self.batch_size], self.max_length).to(net.device)
             with torch.inference_mode():
                 logits = net(**batch).logits.float()
             values = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
