@@ -138,6 +138,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "dpo_smooth": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.label_smoothing": 0.5, "optimizer.max_steps": 1},
     "dpo_free": {"algorithm": "dpo", "data.dataset": "{prefs}", "dpo.reference_free": True, "optimizer.max_steps": 1},
+    "rm_file": {
+        "algorithm": "rm",
+        "data.dataset": "{prefs}",
+        "rm.center_rewards_coefficient": 0.25,
+        "rm.max_length": 12,
+        "rm.held_out": 0.5,
+        "eval.before_after": True,
+        "optimizer.max_steps": 1,
+    },
     "sapo": {"grpo.loss": "sapo", "grpo.sapo_tau_pos": 0.5, "grpo.sapo_tau_neg": 2.0, "optimizer.max_steps": 1},
     "distill": {"algorithm": "distill", "distill.teacher": "{tiny}", "optimizer.max_steps": 1},
     "dpo_margin": {
@@ -358,8 +367,9 @@ def _recorder(calls: dict[str, list[Any]], name: str, fn: Callable, note: Callab
 
 def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
     """Module-level functions the algorithms call through their module (so a patch is seen)."""
+    import rlvr.algorithms.rm
     import rlvr.rollout
-    from rlvr.objectives import dpo, grpo, kto, preference, sft
+    from rlvr.objectives import dpo, grpo, kto, preference, reward, sft
 
     def engine_kwargs(args: tuple, kwargs: dict, result: Any) -> Any:
         run.engine_kwargs.update(kwargs, kind=args[0])
@@ -379,6 +389,8 @@ def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
         (kto, "kto_loss"),
         (preference, "cpo_loss"),
         (preference, "orpo_loss"),
+        (reward, "reward_loss"),
+        (rlvr.algorithms.rm, "reward_inputs"),
     ):
         stack.enter_context(mock.patch.object(module, name, _recorder(run.calls, name, getattr(module, name))))
 

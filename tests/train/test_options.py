@@ -610,6 +610,33 @@ ROWS = [
         ),
     ),
     Row(
+        "rm.center_rewards_coefficient",
+        0.25,
+        ("rm_file",),
+        lambda r: _all(
+            [c.kwargs["center_rewards_coefficient"] for c in r["rm_file"].calls["reward_loss"]] == [0.25],
+        ),
+        why="the centering term's formula is tested in tests/objectives/test_objectives_reward.py",
+    ),
+    Row(
+        "rm.max_length",
+        12,
+        ("rm_file",),
+        lambda r: _all(
+            {c.args[2] for c in r["rm_file"].calls["reward_inputs"]} == {12},
+            all(c.result["input_ids"].shape[1] <= 12 for c in r["rm_file"].calls["reward_inputs"]),
+        ),
+    ),
+    Row(
+        "rm.held_out",
+        0.5,
+        ("rm_file",),
+        lambda r: _all(
+            len(r["rm_file"].trainer.algorithm._held_out_rows) == 2,  # every 2nd of the 4 pairs
+            summary(r, "rm_file")["before"]["n"] == 2,
+        ),
+    ),
+    Row(
         "grpo.sapo_tau_pos",
         0.5,
         ("sapo",),
