@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rlvr.data import reasoning_gym
+import rlvr.data.reasoning_gym as reasoning_gym
 from rlvr.data.benchmarks import BENCHMARKS, load_benchmark, load_file
 from rlvr.errors import InputError
 from rlvr.types import Example
