@@ -11,7 +11,14 @@ from typing import Any
 from rlvr.data.arith import split_of
 from rlvr.errors import InputError
 from rlvr.types import Example
-from rlvr.verifiers.reasoning_gym import FIELD, MISSING_LIBRARY, build_config, build_dataset, library_installed
+from rlvr.verifiers.reasoning_gym import (
+    FIELD,
+    MISSING_LIBRARY,
+    RESERVED,
+    build_config,
+    build_dataset,
+    library_installed,
+)
 
 __all__ = ["NAME", "STREAM_SIZE", "format_options", "generate_reasoning_gym", "parse_options"]
 
@@ -50,7 +57,7 @@ def parse_options(spec: str, text: str, *, seed: int = 0) -> dict[str, Any]:
         key, eq, value = (s.strip() for s in part.partition("="))
         if not eq:
             raise InputError(f"benchmark spec {spec!r}: option {part!r} is not key=value")
-        if key in ("seed", "size"):
+        if key in RESERVED:
             options[key] = _integer(spec, key, value, 0 if key == "seed" else 1)
         else:
             config[key] = value

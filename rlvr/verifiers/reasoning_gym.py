@@ -21,6 +21,7 @@ __all__ = [
     "FIELD",
     "LIST_SEPARATOR",
     "MISSING_LIBRARY",
+    "RESERVED",
     "ReasoningGymVerifier",
     "build_config",
     "build_dataset",
