@@ -13,8 +13,8 @@ from rlvr import names
 from rlvr.cli.eval_options import DEFAULT_MAX_NEW_TOKENS, generation_options
 from rlvr.errors import InputError
 
-#: the verifier each benchmark is scored with unless --verifier says otherwise
-DEFAULT_VERIFIER = {"humaneval": "code"}
+#: the verifier each benchmark is scored with unless --verifier says otherwise (`rlvr train --dataset` too)
+DEFAULT_VERIFIER = {"humaneval": "code", "reasoning_gym": "reasoning_gym"}
 
 
 def _slug(text: str) -> str:

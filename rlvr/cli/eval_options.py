@@ -21,9 +21,10 @@ def generation_options(command):
             "-b",
             default="gsm8k",
             show_default=True,
-            help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith) "
-            "or paths of JSONL/Parquet files with problem/question and answer fields. arith takes "
-            "its difficulty and generator seed: arith:easy, arith:hard,seed=3 [default: medium, 0].",
+            help="Comma-separated benchmarks (gsm8k, math, math500, aime24, amc23, humaneval, arith, "
+            "reasoning_gym:TASK) or paths of JSONL/Parquet files with problem/question and answer fields. arith "
+            "takes its difficulty and generator seed: arith:easy, arith:hard,seed=3 [default: medium, 0]; "
+            "reasoning_gym a task, its seed and config keys: reasoning_gym:countdown:seed=1,min_numbers=3.",
         ),
         click.option(
             "--prompt-field",
@@ -110,7 +111,8 @@ def generation_options(command):
         click.option(
             "--verifier",
             default=None,
-            help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval].",
+            help="Verifier spec (e.g. math, math+0.1*think_format) [default: math; code for humaneval; "
+            "reasoning_gym for reasoning_gym:TASK].",
         ),
         click.option(
             "--sandbox",

@@ -51,7 +51,10 @@ FLAGS = {
     "--model", default=None, help="Policy: Hub id, local HF folder or .gguf file [config: SmolLM2-135M-Instruct]."
 )
 @click.option(
-    "--dataset", default=None, help="Training data: arith, gsm8k, math, or a JSONL/JSON/Parquet file [config: arith]."
+    "--dataset",
+    default=None,
+    help="Training data: arith, gsm8k, math, reasoning_gym:TASK[:key=value,...] (scored by the reasoning_gym "
+    "verifier unless --verifier says otherwise), or a JSONL/JSON/Parquet file [config: arith].",
 )
 @click.option(
     "--config",
@@ -147,6 +150,7 @@ def train(
     if strict_audit:
         overrides["reward.strict_audit"] = True
     overrides.update(parse_set(assignments))
+    _default_verifier(overrides, config_file or resume)
     if resume is not None:
         saved = Path(resume) / "config.yaml"
         if not saved.is_file():
@@ -187,6 +191,16 @@ def train(
         raise SystemExit(
             128 + int(trainer.stop_signal)
         )  # 130 after Ctrl-C, 143 after SIGTERM: stopped, checkpoint saved
+
+
+def _default_verifier(overrides: dict[str, Any], config_file: str | None) -> None:
+    """`--dataset reasoning_gym:...` with no --verifier (and no config file to name one): the dataset's own
+    verifier, as `rlvr eval` picks it (DEFAULT_VERIFIER), not the config's `math`."""
+    from rlvr.cli.eval import DEFAULT_VERIFIER
+
+    head = str(overrides.get("data.dataset", "")).partition(":")[0]
+    if head in DEFAULT_VERIFIER and "reward.verifier" not in overrides and config_file is None:
+        overrides["reward.verifier"] = DEFAULT_VERIFIER[head]
 
 
 def quiet_engines(verbose: bool) -> None:

@@ -52,7 +52,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "arith"  # arith, gsm8k, math, or a .jsonl/.json/.parquet file
+    dataset: str = "arith"  # arith, gsm8k, math, reasoning_gym:TASK[:key=value,...], or a .jsonl/.json/.parquet file
     split: str = "train"
     limit: int | None = None  # use only the first N training examples
     prompt_field: str | None = None  # for files: default problem/question/prompt

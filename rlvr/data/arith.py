@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from rlvr.errors import InputError
 from rlvr.types import Example
 
-__all__ = ["DIFFICULTIES", "ArithSpec", "generate_arith"]
+__all__ = ["DIFFICULTIES", "ArithSpec", "generate_arith", "split_of"]
 
 # Python's own operator precedence gives the gold (`eval` of a string we built from digits and
 # these three symbols only); division is left out so every gold is an exact integer.
@@ -48,7 +48,8 @@ DIFFICULTIES: dict[str, ArithSpec] = {
 SPLIT_MODULUS = 5
 
 
-def _split_of(expression: str) -> str:
+def split_of(expression: str) -> str:
+    """The split a problem's text belongs to: test for 1 in SPLIT_MODULUS (by a hash of it), else train."""
     bucket = int.from_bytes(hashlib.sha256(expression.encode()).digest()[:4], "big") % SPLIT_MODULUS
     return "test" if bucket == 0 else "train"
 
@@ -94,7 +95,7 @@ def generate_arith(
         if attempts > 50 * n + 1000:
             raise InputError(f"arith: only {len(examples)} distinct {split} problems exist for {spec}; ask for fewer")
         expression = _expression(rng, spec)
-        if expression in seen or _split_of(expression) != split:
+        if expression in seen or split_of(expression) != split:
             continue
         seen.add(expression)
         gold = eval(expression, {"__builtins__": {}})  # digits and + - * only: built above

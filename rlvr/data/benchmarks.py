@@ -166,7 +166,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 
 
 def benchmark_names() -> list[str]:
-    return sorted([*BENCHMARKS, "arith"])
+    return sorted([*BENCHMARKS, "arith", "reasoning_gym"])
 
 
 def _data_dir(data_dir: str | os.PathLike | None) -> Path | None:
@@ -213,11 +213,16 @@ def load_benchmark(
     Local files under `data_dir` (default `$RLVR_DATA_DIR`, laid out like shared/data) win; the
     Hub is the fallback. `math` split "train" is the 4,500 MATH test problems that are not in
     MATH-500 (the "Let's Verify Step by Step" split), matched by exact problem text. `arith` is the
-    procedurally generated set of `rlvr.data.arith` (options: seed, difficulty; n = limit)."""
+    procedurally generated set of `rlvr.data.arith` (options: seed, difficulty; n = limit), and `reasoning_gym`
+    a reasoning-gym task's (options: task, seed, size, config; rlvr.data.reasoning_gym)."""
     if name == "arith":
         from rlvr.data.arith import generate_arith  # written by the trainer; imported only when used
 
         return generate_arith(limit or 1000, split=split, **options)  # arith's own held-out split
+    if name == "reasoning_gym":
+        from rlvr.data.reasoning_gym import generate_reasoning_gym
+
+        return generate_reasoning_gym(limit or 1000, split=split, **options)  # split like arith's
     if name not in BENCHMARKS:
         raise InputError(f"unknown benchmark {name!r} (known: {', '.join(benchmark_names())})")
     root = _data_dir(data_dir)

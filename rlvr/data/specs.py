@@ -1,6 +1,6 @@
-"""Benchmark specs (`arith:easy,seed=3`, a benchmark name, a data file) and the Examples a training config
-names: its training rows, and the held-out rows its before/after eval scores (one rule for the trainer and
-`rlvr eval`)."""
+"""Benchmark specs (`arith:easy,seed=3`, `reasoning_gym:countdown:seed=0`, a benchmark name, a data file) and the
+Examples a training config names: its training rows, and the held-out rows its before/after eval scores (one rule
+for the trainer and `rlvr eval`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import rlvr.data.reasoning_gym as reasoning_gym
 from rlvr.data.benchmarks import BENCHMARKS, load_benchmark, load_file
 from rlvr.errors import InputError
 from rlvr.types import Example
@@ -42,6 +43,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     if is_data_file(spec):
         return spec, {}
     name, _, text = spec.strip().partition(":")
+    if name == reasoning_gym.NAME:  # `reasoning_gym:TASK[:key=value,...]`: the task's own config keys
+        return name, reasoning_gym.parse_options(spec, text)
     allowed = SPEC_OPTIONS.get(name, ())
     options: dict[str, Any] = dict(SPEC_DEFAULTS.get(name, {}))
     for number, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
@@ -71,6 +74,8 @@ def format_spec(name: str, options: dict[str, Any]) -> str:
     """The canonical text of a spec (`arith:easy,seed=0`): what results record and commands repeat."""
     if not options:
         return name
+    if name == reasoning_gym.NAME:
+        return reasoning_gym.format_options(options)
     keys = SPEC_OPTIONS[name]
     first, rest = options[keys[0]], [f"{k}={options[k]}" for k in keys[1:] if k in options]
     return f"{name}:" + ",".join([str(first), *rest])
@@ -108,7 +113,16 @@ def load_spec(
 
 
 def _unknown_dataset(name: str) -> InputError:
-    return InputError(f"--dataset {name!r}: not arith, a benchmark ({', '.join(sorted(BENCHMARKS))}) or a file")
+    return InputError(
+        f"--dataset {name!r}: not arith, {reasoning_gym.NAME}:TASK, a benchmark ({', '.join(sorted(BENCHMARKS))}) "
+        "or a file"
+    )
+
+
+def _reasoning_gym(name: str, seed: int) -> dict[str, Any] | None:
+    """A `reasoning_gym:TASK...` dataset's options, its seed the spec's own or else the run's; None for another."""
+    head, _, text = name.partition(":")
+    return reasoning_gym.parse_options(name, text, seed=seed) if head == reasoning_gym.NAME else None
 
 
 def held_out_spec(config: Any) -> tuple[str, str, int | None]:
@@ -124,6 +138,8 @@ def held_out_spec(config: Any) -> tuple[str, str, int | None]:
         )
     if name == "arith":
         name = format_spec("arith", {"difficulty": data.difficulty or "medium", "seed": config.seed})
+    elif (options := _reasoning_gym(name, config.seed)) is not None:
+        name = format_spec(reasoning_gym.NAME, options)
     elif name not in BENCHMARKS and not Path(name).is_file():
         raise _unknown_dataset(name)
     return name, config.eval.split, config.eval.limit
@@ -143,6 +159,8 @@ def load_examples(config: Any, *, held_out: bool = False) -> list[Example]:
         return generate_arith(
             data.limit or data.size, seed=config.seed, difficulty=data.difficulty or "medium", split=data.split
         )
+    if (options := _reasoning_gym(name, config.seed)) is not None:
+        return reasoning_gym.generate_reasoning_gym(data.limit or data.size, split=data.split, **options)
     if name in BENCHMARKS:
         return load_benchmark(name, data.split, limit=data.limit)
     if Path(name).is_file():

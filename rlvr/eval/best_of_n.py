@@ -24,7 +24,9 @@ from rlvr.types import Example
 __all__ = ["GOLD_FIELDS", "MajoritySelector", "VerifierSelector", "build_selector", "chosen", "gold_blind"]
 
 #: Example.metadata fields that hold or reveal the gold
-GOLD_FIELDS = frozenset({"solution", "answer", "gold", "canonical_solution", "test", "tests", "test_list"})
+GOLD_FIELDS = frozenset(
+    {"solution", "answer", "gold", "canonical_solution", "test", "tests", "test_list", "reasoning_gym"}
+)
 
 
 def gold_blind(example: Example) -> Example:

@@ -208,6 +208,38 @@ CODE = [
 ]
 
 
+# reasoning-gym rows (its `reasoning_gym` field: task, config, entry as the generator wrote it), tried only
+# against the `reasoning_gym` verifier; the task's own score_answer judges, so these test our extraction and
+# our reading of its graded scores (basic_arithmetic gives partial credit to any answer containing the gold)
+_SUM: dict[str, Any] = {
+    "question": "Calculate 3 + 4.",
+    "answer": "7",
+    "metadata": {"source_dataset": "basic_arithmetic"},
+}
+_COUNTDOWN: dict[str, Any] = {
+    "question": "Using all the numbers 35, 90, 58, create an expression that equals 67.",
+    "answer": "90 - 58 + 35",
+    "metadata": {"source_dataset": "countdown", "numbers": [35, 90, 58], "target": 67},
+}
+
+REASONING_GYM: list[tuple[str, dict[str, Any], str]] = [  # (name, entry, completion)
+    ("tags_or", _SUM, "<answer>7</answer> or <answer>8</answer>"),
+    ("tags_glued", _SUM, "<answer>8</answer><answer>7</answer>"),
+    ("or_inside_tag", _SUM, "<answer>7 or 8</answer>"),
+    ("gold_inside_longer", _SUM, "<answer>77</answer>"),
+    ("gold_in_sentence", _SUM, "<answer>it is not 7</answer>"),
+    ("boxes_glued", _SUM, "\\boxed{8}\\boxed{7}"),
+    ("tag_only_in_think", _SUM, "<think><answer>7</answer></think>"),
+    ("tag_in_code", _SUM, "```\n<answer>7</answer>\n```"),
+    ("unclosed_tag", _SUM, "<answer>7"),
+    ("empty_tag", _SUM, "<answer></answer>"),
+    ("prompt_copy", _SUM, "<answer>3 + 4</answer>"),
+    ("countdown_target_only", _COUNTDOWN, "<answer>67</answer>"),
+    ("countdown_missing_number", _COUNTDOWN, "<answer>90 - 58</answer>"),
+    ("countdown_with_equals", _COUNTDOWN, "<answer>90 - 58 + 35 = 66</answer>"),
+]
+
+
 def builtin_cases() -> list[AuditCase]:
     """The shipped suite, in a fixed order."""
     cases = _cases("hedge", ["7", "42", "\\frac{3}{4}"], HEDGES)
@@ -220,5 +252,19 @@ def builtin_cases() -> list[AuditCase]:
     cases += [AuditCase(f"empty/{name}", "empty_or_truncated", c, "7") for name, c in EMPTY]
     cases += [
         AuditCase(f"code/{name}", "code_exit_or_fake", c, None, prompt=_ADD["prompt"], fields=_ADD) for name, c in CODE
+    ]
+    cases += [
+        AuditCase(
+            f"reasoning_gym/{name}",
+            "reasoning_gym",
+            c,
+            entry["answer"],
+            prompt=entry["question"],
+            fields={
+                "audit_verifiers": ["reasoning_gym"],
+                "reasoning_gym": {"task": entry["metadata"]["source_dataset"], "config": {}, "entry": entry},
+            },
+        )
+        for name, entry, c in REASONING_GYM
     ]
     return cases

@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "rlvr.verifiers.format",
     "rlvr.verifiers.code",
     "rlvr.verifiers.reward_model",
+    "rlvr.verifiers.reasoning_gym",
 )
 _TAG = "__rlvr_verifier__"
 

@@ -43,6 +43,7 @@ def test_every_case_states_its_gold_and_names_are_unique():
         "prompt_copy",
         "empty_or_truncated",
         "code_exit_or_fake",
+        "reasoning_gym",
     } <= categories
 
 
@@ -52,8 +53,9 @@ def test_builtin_verifiers_reward_no_known_hack(spec):
     report = run_audit(spec)
     seconds = time.perf_counter() - start
     assert report.rewarded == [], report.details()
-    with_gold = sum(c.answer is not None for c in builtin_cases())
-    assert report.total == (len(builtin_cases()) if spec == "think_format" else with_gold)
+    untargeted = [c for c in builtin_cases() if not c.fields.get("audit_verifiers")]  # not the reasoning_gym ones
+    with_gold = sum(c.answer is not None for c in untargeted)
+    assert report.total == (len(untargeted) if spec == "think_format" else with_gold)
     assert report.line() == f"audit: 0/{report.total} known hacks rewarded"
     assert seconds < 5.0  # the trainer runs this at start-up (measured ~0.3 s cold for math)
 
@@ -91,7 +93,9 @@ def test_plugin_cases_join_the_suite_and_can_target_a_verifier():
     assert [c.name for c in cases[-2:]] == ["kw/substring", "kw/only_math"]
     report = run_audit(LastDigit(), extra_cases=extra, plugins=False)
     assert "kw/substring" in report.scores and "kw/only_math" not in report.scores  # targeted elsewhere
-    assert report.total == sum(c.answer is not None for c in builtin_cases()) + 1
+    assert (
+        report.total == sum(c.answer is not None and not c.fields.get("audit_verifiers") for c in builtin_cases()) + 1
+    )
 
 
 def test_case_from_row_needs_a_completion():
