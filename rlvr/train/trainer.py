@@ -199,6 +199,7 @@ class Trainer:
             "lr": lr,
             "param_delta": moved,
             **timer.metrics(),
+            **(self.engine.step_stats() if hasattr(self.engine, "step_stats") else {}),  # vllm: prefix-cache hits
         }
         if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
             metrics["tool_s"], metrics["generate_s"] = (

@@ -58,3 +58,16 @@ def test_multiturn_logprobs_stay_within_the_tis_bounds(vllm_engine, hf_engine):
         model = torch.tensor(r.loss_mask, dtype=torch.bool)
         expected = reference_logprobs(hf_engine.model, r, sampling)
         torch.testing.assert_close(torch.tensor(r.logprobs)[model], expected[model], atol=2e-3, rtol=1e-3)
+
+
+def test_later_turns_hit_the_prefix_cache_and_step_stats_report_it(vllm_engine, hf_engine):
+    vllm_engine.step_stats()  # start counting here
+    # vLLM caches whole KV blocks (128 tokens on CPU): prompts longer than a block, so each turn has one to reuse
+    prompts = [chat_ids(hf_engine.tokenizer, "Notes: " + "the sky is blue. " * 50 + q) for q in QUESTIONS]
+    group = generate_multiturn(
+        vllm_engine, LetterEnv(), prompts, 2, SamplingConfig(temperature=1.0, max_new_tokens=48, seed=5)
+    )
+    stats = vllm_engine.step_stats()
+    assert sum(len(r.tool_calls) for r in group) >= 1
+    assert 0.0 < stats["prefix_cache_hit_rate"] <= 1.0 and stats["prefix_cache_hits"] > 0, stats
+    assert vllm_engine.step_stats() == {}  # nothing generated since: nothing to report

