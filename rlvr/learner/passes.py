@@ -14,6 +14,7 @@ token positions and how many of them were real tokens, for the `padding_fraction
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -23,19 +24,29 @@ from rlvr.distributed import unwrap_model
 from rlvr.learner.packing import end_to_end, row_causal
 from rlvr.learner.protocol import Packed
 
-__all__ = ["MASKS", "VARLEN", "attention_kind", "completion_outputs", "packs"]
+__all__ = ["MASKS", "VARLEN", "attention_kind", "completion_outputs", "packed_attention", "packs"]
 
 #: attention implementations that take a 4-D mask built here: allowed [q, k] bool -> what the layers add or test
 MASKS: dict[str, Callable[[torch.Tensor, torch.dtype], torch.Tensor]] = {
     "sdpa": lambda allowed, dtype: allowed[None, None],
-    "eager": lambda allowed, dtype: torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    .masked_fill_(~allowed, torch.finfo(dtype).min)[None, None],
+    "eager": lambda allowed, dtype: torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+        ~allowed, torch.finfo(dtype).min
+    )[None, None],
 }
 #: attention implementations that find each row from the position ids (varlen kernels): no mask at all
 VARLEN = ("flash_attention_2", "flash_attention_3")
 
 #: what a pass returns: outputs [rows, C, X], token positions fed, real tokens among them
 Result = tuple[torch.Tensor, int, int]
+
+
+def packed_attention(device_type: str, packing: bool) -> str | None:
+    """The attention to load the learner with: flash-attention 2 (its varlen kernel takes packed rows without a
+    mask) on CUDA when packing and the flash_attn package is installed; else None, transformers' default (sdpa,
+    which packed rows give a block mask)."""
+    if packing and device_type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
 
 
 def attention_kind(model: Any) -> str:
@@ -48,7 +59,9 @@ def packs(model: Any) -> bool:
     return kind in MASKS or kind in VARLEN
 
 
-def completion_outputs(model: Any, t: Packed, idx: slice, device: torch.device, *, shared: bool, packed: bool) -> Result:
+def completion_outputs(
+    model: Any, t: Packed, idx: slice, device: torch.device, *, shared: bool, packed: bool
+) -> Result:
     """The outputs that predict each completion token of rows `idx`, by the pass the flags choose. A varlen
     kernel takes no mask, so packed rows there run their prompts per row (no shared-prompt pass)."""
     if packed and shared and attention_kind(model) in VARLEN:
@@ -112,14 +125,15 @@ def _mask(model: Any, allowed: torch.Tensor, dev: torch.device) -> torch.Tensor 
     kind = attention_kind(model)
     if kind in VARLEN:
         return None
-    dtype = torch.promote_types(unwrap_model(model).dtype, torch.float32)
+    weights = next(unwrap_model(model).parameters()).dtype  # float64 weights keep float64 scores
+    dtype = torch.promote_types(weights, torch.float32)
     return MASKS[kind](allowed.to(dev), dtype)
 
 
-def _placed(outputs: torch.Tensor, targets: torch.Tensor, rows: int, C: int) -> torch.Tensor:
-    """outputs [N, X] placed at flat positions `targets` (row * C + j) of a zero [rows, C, X]."""
-    placed = outputs.new_zeros(rows * C, outputs.shape[-1])
-    return placed.index_copy(0, targets.to(outputs.device), outputs).view(rows, C, -1)
+def _placed(outputs: torch.Tensor, targets: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """outputs [N, X] placed at flat positions `targets` (row * width + j) of a zero [rows, width, X]."""
+    placed = outputs.new_zeros(rows * width, outputs.shape[-1])
+    return placed.index_copy(0, targets.to(outputs.device), outputs).view(rows, width, -1)
 
 
 def _rows(t: Packed, idx: slice) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -140,7 +154,9 @@ def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
         return _padded(model, t, idx, dev)
     seq = end_to_end([torch.cat([prompts[r], completions[r][:-1]]) for r in live], [0] * len(live), live)
     # completion token j of row r is predicted at its piece's position len(prompt) - 1 + j
-    sources = torch.cat([seq.starts[i] + len(prompts[r]) - 1 + torch.arange(len(completions[r])) for i, r in enumerate(live)])
+    sources = torch.cat(
+        [seq.starts[i] + len(prompts[r]) - 1 + torch.arange(len(completions[r])) for i, r in enumerate(live)]
+    )
     targets = torch.cat([r * C + torch.arange(len(completions[r])) for r in live])
     out = model(
         input_ids=seq.ids[None].to(dev),
@@ -160,7 +176,9 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
     P = t["prompt_ids"].shape[1]
     lengths = [int(t["prompt_attention"][g].sum()) for g in groups]
     prompts = end_to_end(
-        [t["prompt_ids"][g, P - p :] for g, p in zip(groups, lengths, strict=True)], [0] * len(lengths), range(len(lengths))
+        [t["prompt_ids"][g, P - p :] for g, p in zip(groups, lengths, strict=True)],
+        [0] * len(lengths),
+        range(len(lengths)),
     )
     last = prompts.starts + torch.tensor(lengths) - 1  # each group's last prompt token predicts its first tokens
     prompt = model(

@@ -19,7 +19,7 @@ from rlvr.learner.lean_layers import make_lean
 from rlvr.learner.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.learner.lora import merged_state_dict
 from rlvr.learner.packing import pack
-from rlvr.learner.passes import completion_outputs, packs
+from rlvr.learner.passes import completion_outputs, packed_attention, packs
 from rlvr.learner.precision import autocast, grad_scaler, resolve_dtypes
 from rlvr.learner.protocol import LossFn, Packed
 from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, token_logprobs, token_logprobs_and_entropy
@@ -299,7 +299,10 @@ class Policy:
         source = checkpoint if checkpoint is not None and not lora_checkpoint else self.model_path
         low_base = cfg.lora_r and self.device.type == "cuda"
         model, tokenizer = load_policy(
-            source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device
+            source,
+            dtype=self.compute_dtype if low_base else self.master_dtype,
+            device=self.device,
+            attention=packed_attention(self.device.type, self.config.optimizer.packing),
         )
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -331,7 +334,12 @@ class Policy:
             return None
         from rlvr.models import load_policy
 
-        reference, _ = load_policy(self.model_path, dtype=self.master_dtype, device=self.device)
+        reference, _ = load_policy(
+            self.model_path,
+            dtype=self.master_dtype,
+            device=self.device,
+            attention=packed_attention(self.device.type, self.config.optimizer.packing),
+        )
         return reference.eval().requires_grad_(False)
 
 

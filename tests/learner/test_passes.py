@@ -53,7 +53,9 @@ def _policy(model_path, *, share: bool, packing: bool, micro: int, attention: st
         "optimizer.micro_batch_size": micro,
         "rollout.n": 3,
     }
-    policy = Policy(resolve_auto(load_config(None, overrides), "cpu"), init_distributed(), torch.device("cpu"), model_path)
+    policy = Policy(
+        resolve_auto(load_config(None, overrides), "cpu"), init_distributed(), torch.device("cpu"), model_path
+    )
     policy.module.set_attn_implementation(attention)
     policy.module.double()
     return policy
@@ -88,7 +90,7 @@ def _pass(policy: Policy, dense: bool):
 
 
 @pytest.mark.parametrize(
-    ("share", "micro", "dense", "attention", "tolerance"),
+    "share, micro, dense, attention, tolerance",
     [
         (False, 9, False, "sdpa", 1e-9),  # one micro-batch of every row
         (False, 4, False, "sdpa", 1e-9),  # micro-batches that cut a group
@@ -126,7 +128,7 @@ def test_padding_fraction_counts_the_padded_positions(tiny_model):
 
 
 @pytest.mark.parametrize(
-    ("owners", "allowed"),
+    "owners, allowed",
     [
         ([0, 0, 1], [[1, 0, 0], [1, 1, 0], [0, 0, 1]]),
         ([3, 5, 5, 5], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 1]]),
