@@ -1,6 +1,6 @@
 """The GRPO learn pass on packed rows against padded rows: seconds and padding, interleaved in one process.
 
-    flock /tmp/rlvr-heavy.lock python benchmarks/packing.py [--rounds 5] [--seed 0]
+    flock /tmp/rlvr-heavy.lock python benchmarks/packing.py [--rounds 5] [--seed 0] [--warmup 1]
 
 The batch is the default `rlvr train --verifier math` step on the CPU: SmolLM2-135M-Instruct (float32, via
 `rlvr.models.resolve_model`), 4 arith-easy prompts of the training split rendered in the chat style, 8 completions
@@ -95,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed packed learn passes first")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     config = resolve_auto(load_config(None, {"reward.verifier": "math", "device": "cpu"}), "cpu")
@@ -114,8 +115,8 @@ def main() -> None:
         f" completion tokens mean {statistics.mean(lengths):.1f} (half at {max(lengths)})"
     )
     print(f"# packed vs padded logprobs (float32): max |diff| {_logprob_gap(policy, batch):.2e}")
-    _learn(policy, batch, True)  # warm-up, both ways
-    _learn(policy, batch, False)
+    for _ in range(args.warmup):  # the first pass allocates what the later ones reuse
+        _learn(policy, batch, True)
     seconds: dict[bool, list[float]] = {False: [], True: []}
     padding: dict[bool, float] = {}
     for round_ in range(args.rounds):

@@ -1,5 +1,5 @@
 """The trainable model every algorithm shares: loading (full or LoRA), float32 master weights computed in
-model.dtype, AdamW with warmup + cosine, completion logprobs (with the shared-prompt pass), the
+model.dtype, AdamW with warmup + cosine, completion logprobs (packed rows, the shared-prompt pass), the
 reference model, `step(loss_fn, ...)`, and the probes that tell whether an update reached the weights."""
 
 from __future__ import annotations
