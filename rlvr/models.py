@@ -209,15 +209,19 @@ def context_length(path: str | os.PathLike, requested: int | None = None) -> int
     return min(requested or native, int(native))
 
 
-def load_policy(path: str | os.PathLike, *, dtype: Any = "float32", device: Any = "cpu") -> tuple[Any, Any]:
+def load_policy(
+    path: str | os.PathLike, *, dtype: Any = "float32", device: Any = "cpu", attention: str | None = None
+) -> tuple[Any, Any]:
     """(model, tokenizer) for training or HF generation: the tokenizer pads on the left and
-    always has a pad token (eos when the model defines none)."""
+    always has a pad token (eos when the model defines none). `attention`: the attention implementation
+    (transformers' attn_implementation); None = transformers' default (sdpa)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     folder = resolve_model(path)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype).to(device)
+    chosen = {"attn_implementation": attention} if attention else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **chosen).to(device)
     tokenizer = load_tokenizer(folder)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -193,6 +193,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
     "dense": {
         "optimizer.share_prompt": False,
+        "optimizer.packing": False,
         "rollout.dtype": "bfloat16",
         "model.lean_activations": False,
         "model.keep_freed_memory": False,
@@ -369,6 +370,7 @@ def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
     """Module-level functions the algorithms call through their module (so a patch is seen)."""
     import rlvr.algorithms.rm
     import rlvr.rollout
+    from rlvr.learner import passes
     from rlvr.objectives import dpo, grpo, kto, preference, reward, sft
 
     def engine_kwargs(args: tuple, kwargs: dict, result: Any) -> Any:
@@ -393,6 +395,13 @@ def _spy_modules(stack: contextlib.ExitStack, run: Run) -> None:
         (rlvr.algorithms.rm, "reward_inputs"),
     ):
         stack.enter_context(mock.patch.object(module, name, _recorder(run.calls, name, getattr(module, name))))
+    spied = {}  # the learn pass's forwards: counted as "shared_prompt" and "packed" where they are
+    for (shared, packed), forward in passes.PASSES.items():
+        spy = forward
+        for flag, name in ((shared, "shared_prompt"), (packed, "packed")):
+            spy = _recorder(run.calls, name, spy, lambda a, k, r: 1) if flag else spy
+        spied[shared, packed] = spy
+    stack.enter_context(mock.patch.dict(passes.PASSES, spied))
 
 
 def _spy_trainer(trainer: Any, run: Run) -> None:
@@ -435,7 +444,6 @@ def _spy_trainer(trainer: Any, run: Run) -> None:
         calls, "worker_pids", trainer.runner.score, lambda a, k, r: trainer.runner.worker_pids()
     )
     policy.frozen_logprobs = _recorder(calls, "frozen_logprobs", policy.frozen_logprobs)
-    policy._shared_prompt_logits = _recorder(calls, "shared_prompt", policy._shared_prompt_logits, lambda a, k, r: 1)
     if hasattr(policy.module, "disable_adapter"):
         policy.module.disable_adapter = _recorder(
             calls, "disable_adapter", policy.module.disable_adapter, lambda a, k, r: 1

@@ -205,6 +205,9 @@ class OptimizerConfig:
     # run each group's prompt once in the learn forward and share its keys/values (with their
     # gradient) among the group's n completions; single process without gradient checkpointing
     share_prompt: bool = True
+    # the learn pass runs a micro-batch's rows end to end in one sequence, each row attending to itself only,
+    # instead of padding them to the longest prompt and completion (same logprobs and gradients, less compute)
+    packing: bool = True
     # groups whose advantages are all 0 (equal rewards) give no gradient when grpo.beta = 0:
     # skip their forward/backward (the optimizer still steps); single process
     skip_zero_advantage: bool = True

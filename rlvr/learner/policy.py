@@ -1,5 +1,5 @@
 """The trainable model every algorithm shares: loading (full or LoRA), float32 master weights computed in
-model.dtype, AdamW with warmup + cosine, completion logprobs (with the shared-prompt pass), the
+model.dtype, AdamW with warmup + cosine, completion logprobs (packed rows, the shared-prompt pass), the
 reference model, `step(loss_fn, ...)`, and the probes that tell whether an update reached the weights."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rlvr.learner.lean_layers import make_lean
 from rlvr.learner.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.learner.lora import merged_state_dict
 from rlvr.learner.packing import pack
+from rlvr.learner.passes import completion_outputs, packed_attention, packs
 from rlvr.learner.precision import autocast, grad_scaler, resolve_dtypes
 from rlvr.learner.protocol import LossFn, Packed
 from rlvr.objectives.logprobs import chunked_token_logprobs_and_entropy, token_logprobs, token_logprobs_and_entropy
@@ -79,6 +80,11 @@ class Policy:
         self.share_prompt = (
             config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
         )
+        # a micro-batch's rows end to end in one sequence, no padding (rlvr.learner.passes), where the attention
+        # takes a mask or is a varlen kernel; token positions fed the model, and real tokens among them, since the
+        # last step (its padding_fraction)
+        self.packing = config.optimizer.packing and packs(self.module)
+        self._fed = [0, 0]
         self.reference = self._load_reference(reference_model) if reference else None
         opt = config.optimizer
         trainable = [p for p in self.module.parameters() if p.requires_grad]
@@ -215,7 +221,13 @@ class Policy:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)  # no gradients held through generation
-        return {**_averaged(totals), "grad_norm": float(grad_norm), "update_rounded_away": self._rounded(before)}
+        (fed, real), self._fed = self._fed, [0, 0]
+        return {
+            **_averaged(totals),
+            "grad_norm": float(grad_norm),
+            "update_rounded_away": self._rounded(before),
+            "padding_fraction": 1.0 - real / fed if fed else 0.0,  # of the token positions this step's forwards ran
+        }
 
     def _update_probe(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(tensor, strided sample of it, where that sample's gradient is large enough for AdamW to move it by
@@ -280,48 +292,13 @@ class Policy:
         return self.share_prompt and group_size > 1
 
     def _completion_logits(self, model: Any, t: Packed, idx: slice) -> torch.Tensor:
-        """[rows, C, V]: at position t, the logits that predict completion token t."""
-        if self._shares(int(t["group_size"])):
-            return self._shared_prompt_logits(model, t, idx)
-        C, dev = int(t["width"]), self.device
-        out = model(
-            input_ids=t["input_ids"][idx].to(dev),
-            attention_mask=t["attention_mask"][idx].to(dev),
-            position_ids=t["position_ids"][idx].to(dev),
-            logits_to_keep=C + 1,
-            use_cache=False,
-        )
-        return out.logits[:, :-1]
-
-    def _shared_prompt_logits(self, model: Any, t: Packed, idx: slice) -> torch.Tensor:
-        """The same logits as one forward over [prompt | completion] rows, with each group's prompt run
-        once: its keys/values, still in the autograd graph, are repeated for the group's completions, so
-        the prompt's share of the gradient is summed over them exactly as in the dense pass."""
-        n, C, dev = int(t["group_size"]), int(t["width"]), self.device
-        groups = slice(idx.start // n, idx.stop // n)
-        prompt_attention = t["prompt_attention"][groups]
-        prompt = model(
-            input_ids=t["prompt_ids"][groups].to(dev),
-            attention_mask=prompt_attention.to(dev),
-            position_ids=(prompt_attention.cumsum(-1) - 1).clamp(min=0).to(dev),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        first = prompt.logits[:, -1:].repeat_interleave(n, dim=0)  # predicts each completion's first token
-        if C == 1:
-            return first
-        cache = prompt.past_key_values
-        cache.batch_repeat_interleave(n)
-        lengths = prompt_attention.sum(-1, keepdim=True).repeat_interleave(n, dim=0)
-        completion_attention = t["attention_mask"][idx][:, -C:-1]
-        rest = model(
-            input_ids=t["completion"][idx][:, :-1].to(dev),  # the last token predicts nothing we score
-            attention_mask=torch.cat([prompt_attention.repeat_interleave(n, dim=0), completion_attention], -1).to(dev),
-            position_ids=(lengths + torch.arange(C - 1)).to(dev),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        return torch.cat([first, rest.logits], dim=1)
+        """[rows, C, V]: at position t, the logits that predict completion token t (rlvr.learner.passes), the
+        rows packed end to end or padded, with or without the shared-prompt pass."""
+        shared = self._shares(int(t["group_size"]))
+        out, fed, real = completion_outputs(model, t, idx, self.device, shared=shared, packed=self.packing)
+        self._fed[0] += fed
+        self._fed[1] += real
+        return out
 
     # -------------------------------------------------------------------------- loading
 
@@ -336,8 +313,16 @@ class Policy:
         lora_checkpoint = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
         source = checkpoint if checkpoint is not None and not lora_checkpoint else self.model_path
         low_base = cfg.lora_r and self.device.type == "cuda"
+        # a score head reads padded rows (values()); the LM head's attention is the one packed rows need
         load = load_reward_model if self.head == "score" else load_policy
-        model, tokenizer = load(source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device)
+        attention = (
+            {}
+            if self.head == "score"
+            else {"attention": packed_attention(self.device.type, self.config.optimizer.packing)}
+        )
+        model, tokenizer = load(
+            source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device, **attention
+        )
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if cfg.lora_r:
@@ -369,7 +354,12 @@ class Policy:
             return None
         from rlvr.models import load_policy
 
-        reference, _ = load_policy(other or self.model_path, dtype=self.master_dtype, device=self.device)
+        reference, _ = load_policy(
+            other or self.model_path,
+            dtype=self.master_dtype,
+            device=self.device,
+            attention=packed_attention(self.device.type, self.config.optimizer.packing),
+        )
         return reference.eval().requires_grad_(False)
 
 

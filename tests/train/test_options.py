@@ -914,6 +914,19 @@ ROWS = [
         ),
     ),
     Row(
+        "optimizer.packing",
+        False,
+        ("dense",),
+        lambda r: _all(
+            not r["dense"].trainer.policy.packing,
+            r["base"].trainer.policy.packing,
+            r["dense"].count("packed") == 0,
+            r["base"].count("packed") > 0,
+            series(r, "base", "padding_fraction") == [0.0, 0.0],
+            max(series(r, "dense", "padding_fraction")) > 0,
+        ),
+    ),
+    Row(
         "optimizer.skip_zero_advantage",
         False,
         ("flat_masked",),
