@@ -249,15 +249,17 @@ class Policy:
             (float((a - b).abs().max()) for a, b in zip(self.probe(), probe, strict=True) if a.numel()), default=0.0
         )
 
-    def rounded_away(self, probe: list[torch.Tensor], dtype: torch.dtype) -> float:
-        """Of the probed weights that moved since `probe()`, the fraction still equal once both values are
-        cast to `dtype`: the part of the update an engine holding its weights in `dtype` never sees."""
-        changed = lost = 0
-        for now, before in zip(self.probe(), probe, strict=True):
-            moved = now != before
-            changed += int(moved.sum())
-            lost += int((moved & (now.to(dtype) == before.to(dtype))).sum())
-        return lost / changed if changed else 0.0
+    def engine_lag(self, start: list[torch.Tensor], dtype: torch.dtype) -> float:
+        """Of the probed weights' change since `start` (a `probe()`), the share an engine re-cast to `dtype` from
+        these master weights does not show: cumulative, so an update too small to survive the cast on its own
+        stops counting once the changes add up past the cast's rounding step."""
+        moved = missed = 0.0
+        for now, before in zip(self.probe(), start, strict=True):
+            change = now.float() - before.float()
+            seen = now.to(dtype).float() - before.to(dtype).float()
+            moved += float(change.abs().sum())
+            missed += float((change - seen).abs().sum())
+        return missed / moved if moved else 0.0
 
     # -------------------------------------------------------------------------- forward passes
 

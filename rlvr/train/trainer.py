@@ -32,6 +32,7 @@ from rlvr.rollout.collect import Collected, sample_and_score
 from rlvr.rollout.parallel import TensorParallelEngine
 from rlvr.rollout.quiet import engine_output_to
 from rlvr.train import stages
+from rlvr.train.alarms import settings_of
 from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint, save_final
 from rlvr.train.monitor import Monitor, StepTimer
 from rlvr.train.summary import write_summary
@@ -120,7 +121,9 @@ class Trainer:
             progress=cfg.logging.progress,
             wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
             run_config=dataclasses.asdict(cfg),
+            settings=settings_of(cfg, rollout__dtype=self.rollout_dtype, rollout__engine=kind),
         )
+        self.start_probe = self.policy.probe()  # the engine copy's lag is measured from here (engine_lag)
         if resumed.alarms:
             self.monitor.alarms.__dict__.update(resumed.alarms)
 
@@ -211,10 +214,8 @@ class Trainer:
         metrics.update(reduce_metrics(metrics, self.ctx))
         if report.get("changed") is not None:
             metrics["sync_changed"], metrics["sync_probe_s"] = report["changed"], report.get("probe_s", 0.0)
-        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix(
-            "torch."
-        ):  # what the engine kept
-            metrics["sync_rounded_away"] = self.policy.rounded_away(before, getattr(torch, self.rollout_dtype))
+        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix("torch."):  # what it shows
+            metrics["engine_lag"] = self.policy.engine_lag(self.start_probe, getattr(torch, self.rollout_dtype))
         self.monitor.log_step(self.step_number, metrics)
         every = self.config.logging.samples_every
         if made.samples and every and (self.step_number % every == 0 or self.step_number == 1):
