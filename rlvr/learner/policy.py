@@ -259,7 +259,7 @@ class Policy:
             seen = now.to(dtype).float() - before.to(dtype).float()
             moved += float(change.abs().sum())
             missed += float((change - seen).abs().sum())
-        return missed / moved if moved else 0.0
+        return min(1.0, missed / moved) if moved else 0.0  # 1: the copy shows nothing of it but rounding noise
 
     # -------------------------------------------------------------------------- forward passes
 
