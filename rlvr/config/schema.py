@@ -34,6 +34,9 @@ class ModelConfig:
     # Setting it to the compute dtype gives pure low-precision training (alarm updates_rounded_away)
     master_dtype: str = "float32"
     lora_r: int = 0  # 0 = full fine-tuning; > 0 = LoRA through peft with this rank
+    # 4bit = QLoRA: the frozen base through bitsandbytes (nf4, double quantization, computing in model.dtype)
+    # under float32 LoRA adapters (needs lora_r > 0; refused where bitsandbytes has no 4-bit backend)
+    quantization: str = "none"
     lora_alpha: int | None = None  # None = 2 * lora_r
     lora_dropout: float = 0.0
     lora_target: str = "all-linear"  # peft target_modules (comma-separated names, or all-linear)

@@ -323,9 +323,13 @@ class Policy:
         lora_checkpoint = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
         source = checkpoint if checkpoint is not None and not lora_checkpoint else self.model_path
         low_base = cfg.lora_r and self.device.type == "cuda"
-        model, tokenizer = load_policy(
-            source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device
-        )
+        if cfg.quantization == "4bit":  # QLoRA: the frozen base in nf4 (stages.place refused a missing backend)
+            from rlvr.learner.quantize import load_four_bit
+
+            model, tokenizer = load_four_bit(source, compute_dtype=self.compute_dtype, device=self.device)
+        else:
+            dtype = self.compute_dtype if low_base else self.master_dtype
+            model, tokenizer = load_policy(source, dtype=dtype, device=self.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if cfg.lora_r:
