@@ -64,7 +64,7 @@ def load_four_bit(path: Any, *, compute_dtype: Any, device: Any) -> tuple[Any, A
 def dequantized(module: Any) -> Any | None:
     """A bitsandbytes 4-bit linear layer's weight in full precision (its quantization state's dtype); None for
     any other module."""
-    weight = getattr(module, "weight", None)
+    weight: Any = getattr(module, "weight", None)
     if getattr(weight, "quant_state", None) is None:
         return None
     import bitsandbytes.functional as bnb_f

@@ -130,3 +130,38 @@ def test_sampler_mismatch_fires_on_a_stale_engine_not_a_low_precision_one(tiny_m
     fired = check_alarms(metrics, AlarmState(), {**default_settings(), "rollout.dtype": "bfloat16"})
     assert ("sampler_mismatch" in fired) == fires, metrics
     assert metrics["sampler_logprob_gap"] > 0
+
+
+#: the alarms a setting can cause (the others report what the model does with the data)
+SETTING_ALARMS = {"updates_rounded_away", "sampler_mismatch", "weights_unchanged", "verifier_failures"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["grpo", "sft", "rft", "dpo"])
+def test_no_default_raises_an_alarm_a_setting_causes(tiny_model, tmp_path, algorithm):
+    from rlvr.config import load_config
+    from rlvr.train.monitor import read_metrics
+    from rlvr.train.trainer import train
+
+    sizes = {"rollout.prompts_per_step": 2, "rollout.n": 4, "rollout.max_new_tokens": 8, "data.size": 32}
+    config = load_config(
+        None,
+        {
+            "algorithm": algorithm,
+            "model.name": str(tiny_model),
+            "device": "cpu",
+            "rollout.engine": "hf",  # the algorithm's own defaults otherwise: lr, dtypes, loss, TIS
+            "reward.workers": 0,
+            "reward.audit": False,
+            "optimizer.max_steps": WINDOW,
+            "logging.output": str(tmp_path),
+            "logging.progress": False,
+            "checkpoint.every": 0,
+            "eval.before_after": False,
+            **sizes,
+        },
+    )
+    train(config)
+    records = read_metrics(tmp_path)
+    assert len(records) == WINDOW
+    assert not {name for r in records for name in r["alarms"]} & SETTING_ALARMS, [r["alarms"] for r in records]
