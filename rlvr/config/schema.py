@@ -76,9 +76,9 @@ class RolloutConfig:
     max_model_len: int | None = None  # auto: prompt room + max_new_tokens
     gpu_memory_utilization: float = 0.35  # vllm on GPU: its share, the rest is the trainer's
     tensor_parallel_size: int = 1  # vllm: GPUs one engine is sharded over (under torchrun: consecutive ranks)
-    # vllm's weights; auto = model.dtype. bfloat16 under a float32 learner generates faster on CPU,
-    # but rounds away updates smaller than its precision (alarm weights_rounded_away); hf
-    # generates with the policy itself
+    # vllm's weights; auto = model.dtype. bfloat16 under a float32 learner generates faster on CPU; re-cast
+    # from the float32 masters at each sync, it shows small updates once they add up (metric engine_lag;
+    # alarm sampler_mismatch when the sampler's logprobs drift); hf generates with the policy itself
     dtype: str = "auto"
     kv_cache_gib: float | None = None  # vllm on CPU: None = room for one step's rollouts at max_model_len
 
