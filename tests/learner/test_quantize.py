@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
+from transformers import AutoModelForCausalLM
 
 from rlvr.algorithms.grpo import GRPO, GRPOBatch
 from rlvr.cli import main
@@ -14,6 +15,7 @@ from rlvr.errors import InputError
 from rlvr.learner import quantize
 from rlvr.learner.lora import merged_state_dict
 from rlvr.learner.policy import Policy
+from rlvr.train.checkpoint import save_final
 from tests.learner.test_policy import _batch, _config
 
 NO_BACKEND = quantize.four_bit_backend("cpu")
@@ -63,7 +65,7 @@ def _pair(tiny_model) -> dict[str, Policy]:
 
 
 @needs_backend
-def test_qlora_learns_as_lora_over_the_dequantized_base(tiny_model):
+def test_qlora_learns_as_lora_over_the_dequantized_base(tiny_model, tmp_path):
     policies = _pair(tiny_model)
     advantages = torch.tensor([0.8, -0.4, -0.4, -0.8, 0.4, 0.4, 0.4, -0.8, 0.4])
     for policy in policies.values():
@@ -82,3 +84,8 @@ def test_qlora_learns_as_lora_over_the_dequantized_base(tiny_model):
     assert set(merged["4bit"]) == set(merged["none"])
     for name, weight in merged["none"].items():
         torch.testing.assert_close(merged["4bit"][name].float(), weight.float(), rtol=0, atol=1e-4, msg=name)
+    qlora = policies["4bit"]
+    save_final(tmp_path / "final", qlora.module.get_base_model(), qlora.tokenizer, state_dict=merged["4bit"])
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "final").state_dict()  # a plain float32 folder
+    for name, weight in merged["4bit"].items():
+        torch.testing.assert_close(saved[name], weight.float(), rtol=0, atol=0, msg=name)
