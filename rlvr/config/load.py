@@ -35,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": (names.AUTO, *names.DEVICES),
     "model.dtype": (names.AUTO, *names.DTYPES),
     "model.master_dtype": names.DTYPES,
+    "model.quantization": ("none", "4bit"),
     "algorithm": tuple(names.ALGORITHMS),
     "data.difficulty": names.ARITH_DIFFICULTIES,
     "sft.reduction": names.SFT_REDUCTIONS,
@@ -266,6 +267,8 @@ def validate(config: TrainConfig) -> None:
         raise InputError(f"config: rm.held_out must be in (0, 1), got {config.rm.held_out}")
     if not 0 <= config.grpo.clip_eps_low < 1:
         raise InputError(f"config: grpo.clip_eps_low must be in [0, 1), got {config.grpo.clip_eps_low}")
+    if config.model.quantization != "none" and not config.model.lora_r:
+        raise InputError("config: model.quantization=4bit trains LoRA adapters over the frozen base: set model.lora_r")
     if config.reward.truncated == "penalty" and config.reward.overlong_buffer <= 0:
         raise InputError("config: reward.overlong_buffer must be > 0 with reward.truncated=penalty")
 

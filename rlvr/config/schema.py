@@ -40,6 +40,9 @@ class ModelConfig:
     # Setting it to the compute dtype gives pure low-precision training (alarm updates_rounded_away)
     master_dtype: str = "float32"
     lora_r: int = 0  # 0 = full fine-tuning; > 0 = LoRA through peft with this rank
+    # 4bit = QLoRA: the frozen base through bitsandbytes (nf4, double quantization, computing in model.dtype)
+    # under float32 LoRA adapters (needs lora_r > 0; refused where bitsandbytes has no 4-bit backend)
+    quantization: str = "none"
     lora_alpha: int | None = None  # None = 2 * lora_r
     lora_dropout: float = 0.0
     lora_target: str = "all-linear"  # peft target_modules (comma-separated names, or all-linear)
@@ -79,9 +82,9 @@ class RolloutConfig:
     max_model_len: int | None = None  # auto: prompt room + max_new_tokens
     gpu_memory_utilization: float = 0.35  # vllm on GPU: its share, the rest is the trainer's
     tensor_parallel_size: int = 1  # vllm: GPUs one engine is sharded over (under torchrun: consecutive ranks)
-    # vllm's weights; auto = model.dtype. bfloat16 under a float32 learner generates faster on CPU,
-    # but rounds away updates smaller than its precision (alarm weights_rounded_away); hf
-    # generates with the policy itself
+    # vllm's weights; auto = model.dtype. bfloat16 under a float32 learner generates faster on CPU; re-cast
+    # from the float32 masters at each sync, it shows small updates once they add up (metric engine_lag;
+    # alarm sampler_mismatch when the sampler's logprobs drift); hf generates with the policy itself
     dtype: str = "auto"
     kv_cache_gib: float | None = None  # vllm on CPU: None = room for one step's rollouts at max_model_len
 

@@ -10,22 +10,31 @@ __all__ = ["merged_state_dict"]
 
 def merged_state_dict(model: Any) -> dict[str, Any]:
     """The policy's weights under the base model's own names: as they are for a plain model; for a
-    peft LoRA model, base + LoRA merged (what vLLM must generate with), computed without touching
-    the trainable adapter."""
+    peft LoRA model, base + LoRA merged (what vLLM must generate with; a 4-bit base dequantized first),
+    computed without touching the trainable adapter."""
     import torch
 
     if not hasattr(model, "peft_config"):
         return {k: v.detach() for k, v in model.state_dict().items()}
     from peft.tuners.lora import LoraLayer
 
+    from rlvr.learner.quantize import dequantized
+
     with torch.no_grad():
-        merged = {}
-        for name, tensor in model.state_dict().items():
-            if "lora_" not in name and ".original_module." not in name:  # a head peft trains whole: its copy
-                merged[_base_name(name)] = tensor.detach()
+        # a 4-bit base (QLoRA): its packed weight and quantization state leave, its dequantized weight comes in
+        full = {_base_name(name): w for name, module in model.named_modules() if (w := dequantized(module)) is not None}
+        packed = tuple(f"{m}.weight" for m in full)
+        merged = {
+            _base_name(name): tensor.detach()
+            for name, tensor in model.state_dict().items()
+            if "lora_" not in name
+            and ".original_module." not in name  # a head peft trains whole: its copy
+            and not _base_name(name).startswith(packed)
+        }
+        merged.update({f"{m}.weight": w for m, w in full.items()})
         for name, module in model.named_modules():
             if isinstance(module, LoraLayer) and module.active_adapters:
-                weight = module.get_base_layer().weight.detach().clone()
+                weight = merged[_base_name(name) + ".weight"].clone()
                 for adapter in module.active_adapters:
                     weight += module.get_delta_weight(adapter).to(weight.dtype)
                 merged[_base_name(name) + ".weight"] = weight

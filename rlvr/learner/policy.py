@@ -276,15 +276,17 @@ class Policy:
             (float((a - b).abs().max()) for a, b in zip(self.probe(), probe, strict=True) if a.numel()), default=0.0
         )
 
-    def rounded_away(self, probe: list[torch.Tensor], dtype: torch.dtype) -> float:
-        """Of the probed weights that moved since `probe()`, the fraction still equal once both values are
-        cast to `dtype`: the part of the update an engine holding its weights in `dtype` never sees."""
-        changed = lost = 0
-        for now, before in zip(self.probe(), probe, strict=True):
-            moved = now != before
-            changed += int(moved.sum())
-            lost += int((moved & (now.to(dtype) == before.to(dtype))).sum())
-        return lost / changed if changed else 0.0
+    def engine_lag(self, start: list[torch.Tensor], dtype: torch.dtype) -> float:
+        """Of the probed weights' change since `start` (a `probe()`), the share an engine re-cast to `dtype` from
+        these master weights does not show: cumulative, so an update too small to survive the cast on its own
+        stops counting once the changes add up past the cast's rounding step."""
+        moved = missed = 0.0
+        for now, before in zip(self.probe(), start, strict=True):
+            change = now.float() - before.float()
+            seen = now.to(dtype).float() - before.to(dtype).float()
+            moved += float(change.abs().sum())
+            missed += float((change - seen).abs().sum())
+        return min(1.0, missed / moved) if moved else 0.0  # 1: the copy shows nothing of it but rounding noise
 
     # -------------------------------------------------------------------------- forward passes
 
@@ -313,16 +315,17 @@ class Policy:
         lora_checkpoint = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
         source = checkpoint if checkpoint is not None and not lora_checkpoint else self.model_path
         low_base = cfg.lora_r and self.device.type == "cuda"
-        # a score head reads padded rows (values()); the LM head's attention is the one packed rows need
-        load = load_reward_model if self.head == "score" else load_policy
-        attention = (
-            {}
-            if self.head == "score"
-            else {"attention": packed_attention(self.device.type, self.config.optimizer.packing)}
-        )
-        model, tokenizer = load(
-            source, dtype=self.compute_dtype if low_base else self.master_dtype, device=self.device, **attention
-        )
+        if cfg.quantization == "4bit":  # QLoRA: the frozen base in nf4 (stages.place refused a missing backend)
+            from rlvr.learner.quantize import load_four_bit
+
+            model, tokenizer = load_four_bit(source, compute_dtype=self.compute_dtype, device=self.device)
+        else:
+            # a score head reads padded rows (values()); the LM head's attention is the one packed rows need
+            load = load_reward_model if self.head == "score" else load_policy
+            packed = packed_attention(self.device.type, self.config.optimizer.packing)
+            attention = {} if self.head == "score" else {"attention": packed}
+            dtype = self.compute_dtype if low_base else self.master_dtype
+            model, tokenizer = load(source, dtype=dtype, device=self.device, **attention)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if cfg.lora_r:

@@ -305,7 +305,7 @@ def policy_loss(
     Metrics (plain floats over this batch's real tokens): loss (the value returned, loss_scale
     included, so that the MEAN over ranks of the ranks' losses is the full-batch loss), clip_fraction,
     clip_low_fraction, clip_high_fraction, ratio_mean, ratio_max, kl (if beta > 0 or ref given),
-    tis_weight_mean and tis_truncated_fraction (with behavior_logprobs), advantage_mean, tokens.
+    tis_weight_mean, tis_truncated_fraction and sampler_logprob_gap (with behavior_logprobs), advantage_mean, tokens.
     """
     if loss_type not in LOSSES:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose from {sorted(LOSSES)}")
@@ -334,6 +334,8 @@ def policy_loss(
         metrics["tis_weight_mean"] = masked_mean(weights, mask).item()
         truncated = (weights >= tis_cap) if tis_cap is not None else torch.zeros_like(weights, dtype=torch.bool)
         metrics["tis_truncated_fraction"] = masked_mean(truncated.to(mask.dtype), mask).item()
+        gap = (old_logprobs - behavior_logprobs).abs()  # the sampler/learner mismatch on the sampled tokens
+        metrics["sampler_logprob_gap"] = masked_mean(gap.detach(), mask).item()
 
     if ref_logprobs is not None:
         kl = KL_ESTIMATORS[kl_estimator](logprobs, ref_logprobs)

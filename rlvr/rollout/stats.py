@@ -15,7 +15,7 @@ _MODEL_ENDED = ("stop", "length", "context")
 
 def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dict[str, float]:
     """What metrics.jsonl says about a step's completions: reward (and each verifier component's)
-    mean/std, accuracy, answer and verifier failure rates, lengths, truncation."""
+    mean/std, accuracy, answer and verifier failure rates, lengths, truncation (and answers cut off by it)."""
     import torch
 
     raw = torch.tensor([s.reward for s in scores], dtype=torch.float32)
@@ -33,6 +33,9 @@ def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dic
         "completion_len_mean": lengths.mean().item() if len(lengths) else 0.0,
         "completion_len_max": lengths.max().item() if len(lengths) else 0.0,
         "truncation_rate": sum(r.truncated for r in rollouts) / total,
+        # cut at the limit before any answer: the truncation that loses a verdict
+        "cut_off_rate": sum(r.truncated and x.status is Status.NO_ANSWER for r, x in zip(rollouts, scores, strict=True))
+        / total,
         "completions": len(rollouts),
         "completion_tokens": lengths.sum().item(),
     }

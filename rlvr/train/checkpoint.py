@@ -79,9 +79,12 @@ def save_final(target: Path, model: Any, tokenizer: Any, *, state_dict: dict[str
     target = Path(target)
     tmp = target.with_name(f".tmp_{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(
-        tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {})
-    )
+    if state_dict is not None and getattr(model, "hf_quantizer", None) is not None:
+        _save_plain(tmp, model, state_dict)  # a quantized base (QLoRA) would save its packed layers
+    else:
+        model.save_pretrained(
+            tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {})
+        )
     tokenizer.save_pretrained(tmp)
     old = target.with_name(f".old_{target.name}")
     if target.exists():
@@ -90,6 +93,24 @@ def save_final(target: Path, model: Any, tokenizer: Any, *, state_dict: dict[str
     tmp.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _save_plain(folder: Path, model: Any, state_dict: dict[str, Any]) -> None:
+    """`state_dict` (a quantized base's merged weights, dequantized) as a plain float32 HF folder: the model's
+    config without its quantization, its generation config, the weights (tied ones as copies)."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    config = copy.deepcopy(model.config)
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        config.__dict__.pop(key, None)
+    config.save_pretrained(folder)
+    if model.generation_config is not None:
+        model.generation_config.save_pretrained(folder)
+    weights = {k: (v.float() if v.is_floating_point() else v).detach().clone() for k, v in state_dict.items()}
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"), {"format": "pt"})
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:

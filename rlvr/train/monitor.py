@@ -8,14 +8,14 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rlvr.config import LoggingConfig
 from rlvr.io import append_jsonl, read_jsonl, write_jsonl
+from rlvr.train.alarms import ALARMS, AlarmState, Settings, check_alarms
 from rlvr.types import Example, Rollout, Score
 
 __all__ = [
@@ -32,150 +32,6 @@ __all__ = [
 log = logging.getLogger("rlvr.train")
 
 METRICS_FILE = "metrics.jsonl"
-
-
-@dataclass
-class AlarmState:
-    """What alarms remember across steps (saved in checkpoints so a resumed run agrees)."""
-
-    best_reward_ema: float = -math.inf
-    reward_ema: float | None = None
-    fired: dict[str, int] = field(default_factory=dict)  # alarm -> times fired
-
-
-def _truncation(m: dict, s: AlarmState) -> str | None:
-    rate = m.get("truncation_rate", 0.0)
-    if rate > 0.5:
-        return (
-            f"{rate:.0%} of completions hit max_new_tokens: their answers are cut off. Raise "
-            "rollout.max_new_tokens, or set reward.truncated=mask|penalty"
-        )
-    return None
-
-
-def _zero_variance(m: dict, s: AlarmState) -> str | None:
-    frac = m.get("zero_variance_fraction", 0.0)
-    if frac > 0.8:
-        return (
-            f"loss is ~0 because every group had the same reward in {frac:.0%} of groups "
-            "(all right or all wrong): no learning signal. Use harder/easier data, a larger "
-            "rollout.n, or grpo.dynamic_sampling=true"
-        )
-    return None
-
-
-def _verifier_failures(m: dict, s: AlarmState) -> str | None:
-    rate = m.get("verifier_failure_rate", 0.0)
-    if rate > 0.02:
-        return f"{rate:.0%} of verdicts timed out or errored (counted, scored 0): check the verifier and reward.timeout"
-    return None
-
-
-def _no_answer(m: dict, s: AlarmState) -> str | None:
-    rate = m.get("no_answer_rate", 0.0)
-    if rate > 0.8:
-        return (
-            f"{rate:.0%} of completions had no answer the verifier could extract: check the prompt "
-            "template/instruction and max_new_tokens"
-        )
-    return None
-
-
-def _reward_collapse(m: dict, s: AlarmState) -> str | None:
-    if s.reward_ema is not None and s.best_reward_ema > 0.1 and s.reward_ema < 0.5 * s.best_reward_ema:
-        return (
-            f"reward collapsed: smoothed reward {s.reward_ema:.3f} is under half its best "
-            f"{s.best_reward_ema:.3f}; lower optimizer.lr or add a KL penalty (grpo.beta)"
-        )
-    return None
-
-
-def _sync_unchanged(m: dict, s: AlarmState) -> str | None:
-    if m.get("sync_changed") is False and m.get("param_delta", 0.0) > 0:
-        return (
-            "weights unchanged after a sync: the trainer's weights moved but the engine's outputs "
-            "did not; the sampler is generating with stale weights"
-        )
-    return None
-
-
-#: the sampler and the learner disagree when the importance weights of its tokens leave 1 by this much on average,
-#: or this share of them is truncated at tis_cap
-_SAMPLER_DRIFT = 0.05
-
-
-def _sampler_drifts(m: dict) -> bool:
-    """Whether the sampler's own logprobs show that it generates with other weights than the learner's (the
-    truncated-importance weights of a step that learned; a step without them has nothing to show)."""
-    if "tis_weight_mean" not in m:
-        return False
-    return abs(m["tis_weight_mean"] - 1.0) > _SAMPLER_DRIFT or m.get("tis_truncated_fraction", 0.0) > _SAMPLER_DRIFT
-
-
-def _rounded_away(m: dict, s: AlarmState) -> str | None:
-    """A lower-precision engine copy rounds away most of a step's change. That alone is expected: the engine is
-    re-cast from the float32 master weights at every sync, so the changes it missed reach it once they add up.
-    It is an alarm only when the sampler's logprobs show it (importance weights off 1)."""
-    lost = m.get("sync_rounded_away", 0.0)
-    if lost > 0.5 and _sampler_drifts(m):
-        return (
-            f"{lost:.0%} of this step's weight changes vanish in the rollout engine's lower-precision "
-            "copy (rollout.dtype) and the sampler's logprobs drift from the learner's: it samples from stale "
-            "weights. Set rollout.dtype=float32 (the master weights' precision) or raise optimizer.lr"
-        )
-    return None
-
-
-def _updates_rounded_away(m: dict, s: AlarmState) -> str | None:
-    lost = m.get("update_rounded_away", 0.0)
-    if lost > 0.5:
-        return (
-            f"{lost:.0%} of this step's optimizer update was rounded away by the weights' precision "
-            "(model.master_dtype): the model barely learns. Keep model.master_dtype=float32 (the "
-            "default; computation still runs in model.dtype) or raise optimizer.lr"
-        )
-    return None
-
-
-def _nothing_to_learn(m: dict, s: AlarmState) -> str | None:
-    for key, what in (
-        ("kept", "no correct completion to fine-tune on (rft)"),
-        ("pairs", "no prompt had completions with different rewards to pair (dpo, rm)"),
-    ):
-        if key in m and m[key] == 0:
-            return (
-                f"loss is 0 because there was {what}: the step changed nothing but Adam's state. "
-                "Use easier data, a larger rollout.n, or a higher rollout.temperature"
-            )
-    return None
-
-
-#: alarm name -> check(metrics, state) returning a message when it fires
-ALARMS: dict[str, Callable[[dict, AlarmState], str | None]] = {
-    "truncation": _truncation,
-    "zero_variance": _zero_variance,
-    "verifier_failures": _verifier_failures,
-    "no_answer": _no_answer,
-    "reward_collapse": _reward_collapse,
-    "weights_unchanged": _sync_unchanged,
-    "weights_rounded_away": _rounded_away,
-    "updates_rounded_away": _updates_rounded_away,
-    "nothing_to_learn": _nothing_to_learn,
-}
-
-_EMA = 0.7  # weight of the previous value in the smoothed reward
-
-
-def check_alarms(metrics: dict, state: AlarmState) -> dict[str, str]:
-    """Update `state` with this step and return {alarm: message} for every alarm that fires."""
-    reward = metrics.get("reward_mean")
-    if reward is not None and not math.isnan(reward):
-        state.reward_ema = reward if state.reward_ema is None else _EMA * state.reward_ema + (1 - _EMA) * reward
-        state.best_reward_ema = max(state.best_reward_ema, state.reward_ema)
-    fired = {name: msg for name, check in ALARMS.items() if (msg := check(metrics, state))}
-    for name in fired:
-        state.fired[name] = state.fired.get(name, 0) + 1
-    return fired
 
 
 class StepTimer:
@@ -215,18 +71,20 @@ class Monitor:
     def __init__(
         self,
         directory: Path,
-        settings: LoggingConfig,
+        logs: LoggingConfig,
         *,
         total_steps: int,
         start_step: int = 0,
         enabled: bool = True,
         run_config: dict | None = None,
+        settings: Settings | None = None,
     ):
-        """`settings`: the run's logging section (progress bar, TensorBoard, wandb)."""
-        progress, tensorboard = settings.progress, settings.tensorboard
-        wandb_project = settings.wandb_project if settings.wandb else None
+        """`logs`: the run's logging section (progress bar, TensorBoard, wandb); `settings`: what alarms advise
+        against."""
+        progress, tensorboard = logs.progress, logs.tensorboard
+        wandb_project = logs.wandb_project if logs.wandb else None
         self.directory, self.enabled = Path(directory), enabled
-        self.alarms = AlarmState()
+        self.alarms, self.settings = AlarmState(), settings  # the settings alarms advise against
         self._tb = self._wandb = self._bar = None
         self._plain, self._total = False, total_steps
         if not enabled:
@@ -270,7 +128,7 @@ class Monitor:
 
     def log_step(self, step: int, metrics: dict[str, Any]) -> dict[str, str]:
         """Check alarms, then record `metrics` for `step`; returns the alarms that fired."""
-        fired = check_alarms(metrics, self.alarms)
+        fired = check_alarms(metrics, self.alarms, self.settings)
         record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}, "alarms": sorted(fired)}
         if not self.enabled:
             return fired

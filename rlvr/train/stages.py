@@ -93,6 +93,10 @@ def place(config: TrainConfig, ctx: DistContext) -> Placement:
     dtype = broadcast_object(str(compute).removeprefix("torch."), ctx)  # what config.yaml records
     resolved = dataclasses.replace(resolved, model=dataclasses.replace(resolved.model, dtype=dtype))
     rollout = dtype if resolved.rollout.dtype == "auto" else resolved.rollout.dtype
+    if resolved.model.quantization == "4bit":  # before any engine starts: no backend is one line and exit 2
+        from rlvr.learner.quantize import require_four_bit
+
+        require_four_bit(device.type)
     return Placement(resolved, device, rollout)
 
 

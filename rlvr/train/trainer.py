@@ -32,6 +32,7 @@ from rlvr.rollout.collect import Collected, sample_and_score
 from rlvr.rollout.parallel import TensorParallelEngine
 from rlvr.rollout.quiet import engine_output_to
 from rlvr.train import stages
+from rlvr.train.alarms import settings_of
 from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint, save_final
 from rlvr.train.monitor import Monitor, StepTimer
 from rlvr.train.summary import own_eval_summary, write_summary
@@ -119,7 +120,9 @@ class Trainer:
             start_step=self.step_number,
             enabled=self.ctx.is_main,
             run_config=dataclasses.asdict(cfg),
+            settings=settings_of(cfg, rollout__dtype=self.rollout_dtype, rollout__engine=kind),
         )
+        self.start_probe = self.policy.probe()  # the engine copy's lag is measured from here (engine_lag)
         if resumed.alarms:
             self.monitor.alarms.__dict__.update(resumed.alarms)
 
@@ -202,19 +205,14 @@ class Trainer:
             **(self.engine.step_stats() if hasattr(self.engine, "step_stats") else {}),  # vllm: prefix-cache hits
         }
         if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
-            metrics["tool_s"], metrics["generate_s"] = (
-                timer.seconds.get("tool", 0.0),
-                timer.seconds.get("generate", 0.0),
-            )
+            metrics.update(tool_s=timer.seconds.get("tool", 0.0), generate_s=timer.seconds.get("generate", 0.0))
         if "completion_tokens" in metrics and timer.seconds.get("generate"):
             metrics["tokens_per_s"] = metrics["completion_tokens"] / max(timer.seconds["generate"], 1e-9)
         metrics.update(reduce_metrics(metrics, self.ctx))
         if report.get("changed") is not None:
             metrics["sync_changed"], metrics["sync_probe_s"] = report["changed"], report.get("probe_s", 0.0)
-        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix(
-            "torch."
-        ):  # what the engine kept
-            metrics["sync_rounded_away"] = self.policy.rounded_away(before, getattr(torch, self.rollout_dtype))
+        if report and self.rollout_dtype != str(self.policy.master_dtype).removeprefix("torch."):  # what it shows
+            metrics["engine_lag"] = self.policy.engine_lag(self.start_probe, getattr(torch, self.rollout_dtype))
         self.monitor.log_step(self.step_number, metrics)
         every = self.config.logging.samples_every
         if made.samples and every and (self.step_number % every == 0 or self.step_number == 1):

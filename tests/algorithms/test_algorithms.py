@@ -16,7 +16,8 @@ from rlvr.algorithms.dpo import pair_completions
 from rlvr.config import load_config
 from rlvr.data.supervised import boxed_response, sft_examples
 from rlvr.errors import InputError
-from rlvr.train.monitor import AlarmState, check_alarms, read_metrics
+from rlvr.train.alarms import WINDOW, AlarmState, check_alarms
+from rlvr.train.monitor import read_metrics
 from rlvr.train.trainer import train
 from rlvr.types import Example, Rollout, Score, Status
 
@@ -138,10 +139,12 @@ def test_sft_file_formats_and_rejection_sampling_filter(tmp_path, tiny_model):
         sft_examples(None, path=str(bad), tokenizer=tokenizer)
 
 
-def test_nothing_to_learn_alarm_names_the_algorithm():
-    assert "rft" in check_alarms({"kept": 0.0}, AlarmState())["nothing_to_learn"]
-    assert "dpo" in check_alarms({"pairs": 0.0}, AlarmState())["nothing_to_learn"]
-    assert "nothing_to_learn" not in check_alarms({"kept": 3.0, "pairs": 1.0}, AlarmState())
+@pytest.mark.parametrize("key, algorithm", [("kept", "rft"), ("pairs", "dpo")])
+def test_nothing_to_learn_alarm_names_the_algorithm_once_it_persists(key, algorithm):
+    state = AlarmState()
+    fired = [check_alarms({key: 0.0}, state) for _ in range(WINDOW)]
+    assert algorithm in fired[-1]["nothing_to_learn"] and "nothing_to_learn" not in fired[-2]
+    assert "nothing_to_learn" not in check_alarms({key: 3.0}, state)
 
 
 def test_every_algorithm_is_in_the_table_and_plans_before_anything_is_built(tiny_model, tmp_path):

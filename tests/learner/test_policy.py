@@ -159,19 +159,23 @@ def test_an_all_zero_batch_still_takes_the_optimizer_step(tiny_model):
         torch.testing.assert_close(results[True][1][name], value, rtol=0, atol=1e-7, msg=name)
 
 
-def test_rounded_away_counts_the_update_a_bfloat16_engine_never_sees(tiny_model):
+@pytest.mark.parametrize(
+    "steps, dtype, low, high",
+    [
+        (1, torch.float32, 0.0, 0.0),  # a float32 engine sees every change
+        (1, torch.bfloat16, 0.95, 1.0),  # one step of 1e-4 relative: far under bfloat16's 2^-8
+        (200, torch.bfloat16, 0.0, 0.15),  # 200 such steps add up past it: the copy shows most of the change
+    ],
+)
+def test_engine_lag_is_the_cumulative_change_an_engine_copy_misses(tiny_model, steps, dtype, low, high):
     learner = _learner(tiny_model, True, 9)
     learner.module.float()
-    before = learner.probe()
+    start = learner.probe()
     with torch.no_grad():
-        for p in learner.module.parameters():
-            p.mul_(1 + 1e-4)  # a relative step far under bfloat16's 2^-8, far over float32's 2^-23
-    assert learner.rounded_away(before, torch.float32) == 0.0
-    assert learner.rounded_away(before, torch.bfloat16) > 0.95
-    with torch.no_grad():
-        for p in learner.module.parameters():
-            p.mul_(1.05)  # now a step bfloat16 resolves
-    assert learner.rounded_away(before, torch.bfloat16) < 0.05
+        for _ in range(steps):
+            for p in learner.module.parameters():
+                p.mul_(1 + 1e-4)  # each step far under bfloat16's rounding step, far over float32's 2^-23
+    assert low <= learner.engine_lag(start, dtype) <= high
 
 
 def _one_step(model_path, tmp_path, **settings) -> tuple[Policy, dict, dict, dict]:
@@ -221,11 +225,12 @@ def test_bfloat16_compute_keeps_the_whole_update_in_float32_master_weights(tiny_
 
 
 def test_pure_bfloat16_weights_lose_the_update_and_say_so(tiny_model, tmp_path):
-    from rlvr.train.monitor import AlarmState, check_alarms
+    from rlvr.train.alarms import AlarmState, check_alarms, settings_of
 
-    _, metrics, before, after = _one_step(
+    policy, metrics, before, after = _one_step(
         tiny_model, tmp_path, **{"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"}
     )
     assert _moved_fraction(before, after) < 0.5
     assert metrics["update_rounded_away"] > 0.5, metrics
-    assert "updates_rounded_away" in check_alarms(metrics, AlarmState())
+    fired = check_alarms({**metrics, "lr": policy.lr}, AlarmState(), settings_of(policy.config))
+    assert "model.master_dtype=float32" in fired["updates_rounded_away"]
