@@ -198,6 +198,13 @@ def _check_tensor_parallel(runs: Runs) -> None:
         engine_options(runs.tiny, {"rollout.tensor_parallel_size": 2}, "cuda", world_size=3)
 
 
+def _check_quantization(runs: Runs) -> None:
+    assert load_config(None, {"model.quantization": "4bit", "model.lora_r": 4}).model.quantization == "4bit"
+    for wrong, says in (({}, "set model.lora_r"), ({"model.quantization": "8bit"}, "must be one of none, 4bit")):
+        with pytest.raises(InputError, match=says):
+            load_config(None, {"model.quantization": "4bit", **wrong})
+
+
 def _check_wandb(runs: Runs) -> None:
     fake = runs["wandb"].calls["wandb"][0]
     assert len(fake.inits) == 1 and fake.finished == 1
@@ -475,6 +482,14 @@ ROWS = [
             r["short_context"].engine_kwargs["max_model_len"] == 16,
             refused(r, "short_context", InputError, "max_model_len is 16") is None,
         ),
+    ),
+    Row(
+        "model.quantization",
+        "4bit",
+        (),
+        _check_quantization,
+        why="QLoRA runs in tests/learner/test_quantize.py (it learns as LoRA over the dequantized base; exit 2 "
+        "where bitsandbytes cannot run)",
     ),
     Row(
         "rollout.gpu_memory_utilization",
