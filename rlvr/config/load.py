@@ -42,6 +42,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.dtype": (names.AUTO, *names.DTYPES),
     "data.style": names.TRAIN_STYLES,
     "rollout.engine": names.ENGINE_CHOICES,
+    "rollout.transport": tuple(names.WEIGHT_TRANSPORTS),
     "reward.truncated": names.TRUNCATED,
     "grpo.advantage": names.GRPO_ADVANTAGES,
     "grpo.loss": names.GRPO_LOSSES,
@@ -72,6 +73,7 @@ _POSITIVE = (
     "env.max_output_chars",
     "grpo.sapo_tau_pos",
     "grpo.sapo_tau_neg",
+    "rollout.server_timeout",
 )
 _NON_NEGATIVE = (
     "model.lora_r",
@@ -85,6 +87,7 @@ _NON_NEGATIVE = (
     "optimizer.weight_decay",
     "logging.samples_every",
     "optimizer.lr",
+    "rollout.server_retries",
 )
 
 

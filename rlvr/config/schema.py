@@ -79,6 +79,11 @@ class RolloutConfig:
     # generates with the policy itself
     dtype: str = "auto"
     kv_cache_gib: float | None = None  # vllm on CPU: None = room for one step's rollouts at max_model_len
+    url: str | None = None  # vllm-server: the server's http://HOST:PORT (started with `rlvr serve`)
+    transport: str = "file"  # vllm-server: how weights reach it: file (a folder it reads) or nccl (GPUs)
+    weights_dir: str | None = None  # vllm-server, file: a folder the server reads at this path; None = a temporary one
+    server_timeout: float = 300.0  # vllm-server: seconds one request may take before it is retried
+    server_retries: int = 4  # vllm-server: retries (with backoff) of a failed request before the run stops
 
 
 @dataclass

@@ -29,6 +29,7 @@ from rlvr.data.stream import PromptStream
 from rlvr.distributed import DistContext, broadcast_object, rank_seed, resumable_optimizer
 from rlvr.errors import InputError, OutputError
 from rlvr.learner.policy import Policy
+from rlvr.rollout.base import engine_class as _engine_class
 from rlvr.rollout.parallel import TensorParallelEngine
 from rlvr.rollout.quiet import engine_output_to
 from rlvr.train.checkpoint import load_training_state
@@ -151,11 +152,13 @@ def load_data(plan: DataPlan, config: TrainConfig) -> Data:
 
 
 def holds_weights(kind: str) -> bool:
-    """Whether an engine of this kind keeps its own copy of the weights even when handed the policy (a
-    class-level declaration; an engine that can generate with the live policy declares it per instance)."""
-    from rlvr.rollout.base import engine_class
+    """Whether an engine of this kind keeps its own copy of the weights even when handed the policy (a class-level
+    declaration; an engine that can generate with the live policy declares it per instance)."""
+    return bool(getattr(_engine_class(kind), "holds_weights", False))
 
-    return bool(getattr(engine_class(kind), "holds_weights", False))
+
+#: the rollout keys a server engine (rlvr.rollout.vllm.server) is started with, as its arguments' names
+SERVER_KEYS = ("url", "transport", "weights_dir", "server_timeout", "server_retries")
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ class EngineSpec:
     kind: str
     model_path: Path
     holds_weights: bool
-    max_model_len: int
+    max_model_len: int | None  # None: the server's own (a remote engine)
     dtype: str
     seed: int
     tensor_parallel: int = 1
@@ -187,6 +190,9 @@ def engine_spec(
     from rlvr.rollout.vllm.sizing import kv_budget, kv_cache_gib
 
     r, holds = config.rollout, holds_weights(kind)
+    if getattr(_engine_class(kind), "remote", False):  # a server sized by its own options: where it is, how to push
+        server = {key: getattr(r, key) for key in SERVER_KEYS}
+        return EngineSpec(kind, model_path, holds, r.max_model_len, placement.rollout_dtype, config.seed, 1, server)
     new_tokens = max(r.max_new_tokens, config.eval.max_new_tokens or 0)
     rows = (
         r.prompts_per_step * r.n * (1 + config.grpo.max_refill_rounds * config.grpo.dynamic_sampling) // ctx.world_size
