@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rlvr import names
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.base import Algorithm, DataPlan
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
@@ -29,7 +30,6 @@ from rlvr.data.stream import PromptStream
 from rlvr.distributed import DistContext, broadcast_object, rank_seed, resumable_optimizer
 from rlvr.errors import InputError, OutputError
 from rlvr.learner.policy import Policy
-from rlvr.rollout.base import engine_class as _engine_class
 from rlvr.rollout.parallel import TensorParallelEngine
 from rlvr.rollout.quiet import engine_output_to
 from rlvr.train.checkpoint import load_training_state
@@ -152,12 +152,14 @@ def load_data(plan: DataPlan, config: TrainConfig) -> Data:
 
 
 def holds_weights(kind: str) -> bool:
-    """Whether an engine of this kind keeps its own copy of the weights even when handed the policy (a class-level
-    declaration; an engine that can generate with the live policy declares it per instance)."""
-    return bool(getattr(_engine_class(kind), "holds_weights", False))
+    """Whether an engine of this kind keeps its own copy of the weights even when handed the policy (a
+    class-level declaration; an engine that can generate with the live policy declares it per instance)."""
+    from rlvr.rollout.base import engine_class
+
+    return bool(getattr(engine_class(kind), "holds_weights", False))
 
 
-#: the rollout keys a server engine (rlvr.rollout.vllm.server) is started with, as its arguments' names
+#: the rollout keys a server engine (rlvr.rollout.vllm.server) is started with, named as its arguments
 SERVER_KEYS = ("url", "transport", "weights_dir", "server_timeout", "server_retries")
 
 
@@ -190,7 +192,7 @@ def engine_spec(
     from rlvr.rollout.vllm.sizing import kv_budget, kv_cache_gib
 
     r, holds = config.rollout, holds_weights(kind)
-    if getattr(_engine_class(kind), "remote", False):  # a server sized by its own options: where it is, how to push
+    if getattr(names.load(names.ENGINES, kind), "remote", False):  # a server sized itself: where, how to push
         server = {key: getattr(r, key) for key in SERVER_KEYS}
         return EngineSpec(kind, model_path, holds, r.max_model_len, placement.rollout_dtype, config.seed, 1, server)
     new_tokens = max(r.max_new_tokens, config.eval.max_new_tokens or 0)
