@@ -31,10 +31,8 @@ def server_command(
     """(environment, arguments after `vllm serve MODEL`) of a server rlvr can drive: the dev endpoints on
     (weight reload, weight version, prefix-cache reset), the sampler's logprobs after temperature/top-k/top-p
     (as the in-process engine reports them), and on CPU eager mode, whole-prompt prefill (seeded sampling
-    fails on chunked prefill there) and a KV cache of `kv_cache_gib` (vLLM-CPU's 4 GiB default otherwise)."""
+    fails on chunked prefill there); a KV cache of `kv_cache_gib` (vLLM-CPU's default otherwise is 4 GiB)."""
     env = {"VLLM_SERVER_DEV_MODE": "1"}
-    if on_cpu and kv_cache_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = f"{kv_cache_gib:g}"
     if dtype == "auto" and on_cpu:
         dtype = "bfloat16"
     args = [
@@ -43,7 +41,7 @@ def server_command(
     ]
     if on_cpu:
         args += ["--enforce-eager", "--no-enable-chunked-prefill"]
-    elif kv_cache_gib is not None:
+    if kv_cache_gib is not None:  # (VLLM_CPU_KVCACHE_SPACE takes whole GiB only)
         args += ["--kv-cache-memory-bytes", str(int(kv_cache_gib * 2**30))]
     args += [*names.load(names.WEIGHT_TRANSPORTS, transport).server_options, *extra]
     return env, [model, *args]

@@ -193,7 +193,7 @@ def engine_spec(
 
     r, holds = config.rollout, holds_weights(kind)
     if getattr(names.load(names.ENGINES, kind), "remote", False):  # a server sized itself: where, how to push
-        server = {key: getattr(r, key) for key in SERVER_KEYS}
+        server = {key: getattr(r, key) for key in SERVER_KEYS} | {"rank": ctx.rank}  # rank: its url and folder
         return EngineSpec(kind, model_path, holds, r.max_model_len, placement.rollout_dtype, config.seed, 1, server)
     new_tokens = max(r.max_new_tokens, config.eval.max_new_tokens or 0)
     rows = (

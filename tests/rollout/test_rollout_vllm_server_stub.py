@@ -213,6 +213,11 @@ def test_a_restarted_server_is_refused_before_its_rollouts_or_a_sync_are_used(en
     assert not stub.sent("/collective_rpc")
 
 
+def test_a_torchrun_rank_takes_its_own_server_of_the_list_and_its_own_folder(stub, tiny_model, tmp_path):
+    engine = ServerEngine(tiny_model, url=f"http://127.0.0.1:9, {stub.url}", rank=3, weights_dir=str(tmp_path))
+    assert engine.client.url == stub.url and engine.transport.folder == tmp_path / "rank-3"
+
+
 def test_a_bad_request_is_not_retried(stub):
     client = ServerClient(stub.url, retries=3, sleep=lambda s: pytest.fail("retried a 400"))
     stub.fail["/v1/completions"] = [400]
@@ -238,7 +243,7 @@ def test_rlvr_serve_gives_the_server_what_the_engine_needs():
 
     env, args = server_command("M", port=8011, max_model_len=512, kv_cache_gib=1.5, extra=("--max-num-seqs", "8"))
     line = " ".join(args)
-    assert env == {"VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1.5"}
+    assert env == {"VLLM_SERVER_DEV_MODE": "1"} and f"--kv-cache-memory-bytes {3 * 2**29}" in line
     assert args[0] == "M" and "--port 8011" in line and "--max-model-len 512" in line
     assert "--logprobs-mode processed_logprobs" in line and "--dtype bfloat16" in line
     assert "--enforce-eager" in line and "--no-enable-chunked-prefill" in line and line.endswith("--max-num-seqs 8")

@@ -73,6 +73,7 @@ class ServerEngine:
         server_timeout: float = 300.0,
         server_retries: int = 4,
         backoff: float = 1.0,
+        rank: int | None = None,
         verify_syncs: int = 3,
         verify_every: int = 10,
         **_sizes: Any,  # the in-process engine's sizing (kv_cache_gib, ...): the server sized itself
@@ -85,6 +86,10 @@ class ServerEngine:
                 "(start one with `rlvr serve --model MODEL --port PORT`)"
             )
         self.model_path = Path(model_path)
+        if rank is not None:  # a torchrun rank: its own server of a list, its own handoff folder
+            urls = [u.strip() for u in url.split(",") if u.strip()]
+            url = urls[rank % len(urls)]
+            weights_dir = str(Path(weights_dir) / f"rank-{rank}") if weights_dir else None
         self.client = ServerClient(url, timeout=server_timeout, retries=server_retries, backoff=backoff)
         served = self._connect()
         self.served_model = served["id"]
@@ -94,7 +99,7 @@ class ServerEngine:
         self.verify_syncs, self.verify_every = verify_syncs, verify_every
         self.syncs = 0
         self.tokenizer = load_tokenizer(model_path)
-        self.transport = create_transport(transport, folder=weights_dir)
+        self.transport = create_transport(transport, folder=weights_dir, rank=rank or 0)
         self._run = uuid.uuid4().hex[:8]
         self.version = ""
         self._stamp(0)  # also proves the dev endpoints are there, before any model loads

@@ -69,9 +69,9 @@ class NcclTransport:
     name = "nccl"
     server_options = ("--weight-transfer-config", '{"backend": "nccl"}')
 
-    def __init__(self, master_address: str | None = None, master_port: int = 29555, **_: Any) -> None:
+    def __init__(self, master_address: str | None = None, master_port: int = 29555, rank: int = 0, **_: Any) -> None:
         self.master_address = master_address or os.environ.get("MASTER_ADDR", "127.0.0.1")
-        self.master_port = master_port
+        self.master_port = master_port + rank  # a group of its own per trainer rank and server
         self._engine: Any = None
         self._weights: Sequence[tuple[str, Any]] = ()
 
