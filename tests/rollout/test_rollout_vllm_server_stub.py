@@ -169,7 +169,10 @@ def test_a_sync_writes_the_weights_reloads_them_and_checks_the_probe(engine, stu
     weights = load_file(tiny_model / "model.safetensors")
     report = engine.sync_weights({f"module.{k}": v + 1 for k, v in weights.items()})  # a wrapper's prefix too
     on_disk = load_file(tmp_path / "w" / "model.safetensors")
-    assert set(on_disk) <= set(weights) and all(torch.equal(on_disk[k], weights[k] + 1) for k in on_disk)
+    # the tied head is named too (vLLM's in-place reload leaves an unnamed tied head stale)
+    assert set(on_disk) == {*weights, "lm_head.weight"} and "lm_head.weight" not in weights
+    assert all(torch.equal(on_disk[k], weights[k] + 1) for k in weights)
+    assert torch.equal(on_disk["lm_head.weight"], on_disk["model.embed_tokens.weight"])
     (rpc,) = stub.sent("/collective_rpc")
     assert rpc == {
         "method": "reload_weights",
@@ -259,3 +262,16 @@ def test_rlvr_serve_dry_run_prints_the_vllm_serve_line(tiny_model):
     result = CliRunner().invoke(main, ["serve", "--model", str(tiny_model), "--port", "8012", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert f"VLLM_SERVER_DEV_MODE=1 vllm serve {Path(tiny_model)} --host 127.0.0.1 --port 8012" in result.output
+
+
+def test_rlvr_train_with_no_server_is_one_line_and_exit_2_before_the_policy_loads(tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from rlvr.cli import main
+
+    args = ["train", "--engine", "vllm-server", "--model", str(tiny_model), "--output", str(tmp_path / "run")]
+    args += ["--set", "rollout.url=http://127.0.0.1:9", "--set", "reward.audit=false", "--set", "device=cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert "no vLLM server answers at rollout.url=http://127.0.0.1:9" in line and "rlvr serve --model" in line

