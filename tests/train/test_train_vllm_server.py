@@ -15,6 +15,7 @@ import torch
 from rlvr.config import load_config
 from rlvr.errors import EngineUnavailable
 from rlvr.rollout.vllm.server import ServerEngine
+from rlvr.train.checkpoint import latest_checkpoint
 from rlvr.train.monitor import read_metrics
 from rlvr.train.trainer import Trainer
 
@@ -96,5 +97,6 @@ def test_a_server_killed_mid_run_checkpoints_the_learned_step_and_stops(tiny_mod
         trainer.train()
     assert err.value.exit_code == 1
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1]
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_000001"]
+    saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert saved == ["step_000001"] and latest_checkpoint(tmp_path / "run").name == "step_000001"
     assert not (tmp_path / "run" / "final").exists()
