@@ -5,7 +5,7 @@ stderr and exits with `exit_code`. Nothing here depends on the CLI framework."""
 
 from __future__ import annotations
 
-__all__ = ["InputError", "OutputError", "RlvrError"]
+__all__ = ["EngineUnavailable", "InputError", "OutputError", "RlvrError"]
 
 
 class RlvrError(Exception):
@@ -29,3 +29,10 @@ class OutputError(RlvrError):
     exit code 2. What was written before (the previous checkpoint) is left intact."""
 
     exit_code = 2
+
+
+class EngineUnavailable(RlvrError):
+    """The rollout engine stopped answering mid-run (a vLLM server down, too slow or restarted) after its
+    retries: the trainer checkpoints the last finished step and exits 1 rather than train on stale weights."""
+
+    exit_code = 1

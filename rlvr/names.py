@@ -50,6 +50,7 @@ __all__ = [
     "STYLES",
     "TRAIN_STYLES",
     "TRUNCATED",
+    "WEIGHT_TRANSPORTS",
     "load",
 ]
 
@@ -74,8 +75,15 @@ ALGORITHMS: dict[str, str] = {
 ENGINES: dict[str, str] = {
     "hf": "rlvr.rollout.hf:HFEngine",
     "vllm": "rlvr.rollout.vllm.engine:VLLMEngine",
+    "vllm-server": "rlvr.rollout.vllm.server:ServerEngine",
 }
 ENGINE_CHOICES: tuple[str, ...] = (AUTO, *ENGINES)
+
+#: how the trainer's weights reach a vllm-server engine: name -> "module:class" (rlvr.rollout.vllm.transport)
+WEIGHT_TRANSPORTS: dict[str, str] = {
+    "file": "rlvr.rollout.vllm.transport:FileTransport",
+    "nccl": "rlvr.rollout.vllm.transport:NcclTransport",
+}
 
 #: sandbox backends: name -> "module:class" (rlvr.sandboxes.get_sandbox); auto = the first that works
 #: here, in this order, so the strongest isolation comes first and the fallback last

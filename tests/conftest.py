@@ -58,3 +58,47 @@ def vllm_engine(tiny_model):
     engine = create_engine("vllm", tiny_model, dtype="float32", max_model_len=1024, seed=0)
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_model, tmp_path_factory):
+    """A real `rlvr serve` (a stock vLLM OpenAI server, its own process group) on the loopback, serving
+    `tiny_model` in float32: started once for the module that asks for it, stopped after it. Yields its url,
+    process and log. Start-up is slow on CPU (minutes on a loaded machine)."""
+    import importlib.util
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from types import SimpleNamespace
+
+    need("vllm", importlib.util.find_spec("vllm") is not None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    command = [sys.executable, "-m", "rlvr", "serve", "--model", str(tiny_model), "--port", str(port)]
+    command += ["--dtype", "float32", "--max-model-len", "512", "--kv-cache-gib", "0.5"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 900
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"vllm server did not start (exit {process.poll()}):\n{log.read_text()[-3000:]}")
+                time.sleep(2)
+        yield SimpleNamespace(url=url, process=process, log=log)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -535,7 +535,7 @@ def write_data_files(folder: Path) -> dict[str, Path]:
 
 
 def engine_options(
-    tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1, examples: Any = ()
+    tiny: Path, overrides: dict[str, Any], device: str, world_size: int = 1, examples: Any = (), kind: str = "vllm"
 ) -> tuple[Any, dict]:
     """What the engine stages (rlvr.train.stages.engine_spec, start_engine) hand a vLLM engine for this
     config on `device` (which this machine need not have), serving `examples`: the engine is replaced by
@@ -561,7 +561,7 @@ def engine_options(
         mock.patch("rlvr.rollout.create_engine", create_engine),
         mock.patch.object(stages, "holds_weights", return_value=True),
     ):
-        spec = stages.engine_spec(config, placement, ctx, "vllm", tiny, examples)
+        spec = stages.engine_spec(config, placement, ctx, kind, tiny, examples)
         engine = stages.start_engine(spec, ctx)
     return engine, seen
 

@@ -33,6 +33,7 @@ def test_registries_are_the_names_table(registry, table):
         *[(names.ALGORITHMS, n, "name") for n in names.ALGORITHMS],
         *[(names.ENGINES, n, "kind") for n in names.ENGINES],
         *[(names.SANDBOXES, n, "name") for n in names.SANDBOXES],
+        *[(names.WEIGHT_TRANSPORTS, n, "name") for n in names.WEIGHT_TRANSPORTS],
     ],
 )
 def test_every_entry_is_a_class_that_calls_itself_by_its_key(table, name, attribute):

@@ -19,6 +19,7 @@ COMMANDS = {
     "bench": "rlvr.cli.bench:bench",
     "train": "rlvr.cli.train:train",
     "plot": "rlvr.cli.train:plot",
+    "serve": "rlvr.cli.serve:serve",
 }
 
 

@@ -76,7 +76,8 @@ FLAGS = {
     "--engine",
     type=click.Choice(names.ENGINE_CHOICES),
     default=None,
-    help="Rollout engine: vllm (weights pushed after each step), hf (generates with the policy), auto.",
+    help="Rollout engine: vllm (weights pushed after each step), hf (generates with the policy), vllm-server (a "
+    "`rlvr serve` at --set rollout.url=http://HOST:PORT), auto.",
 )
 @click.option("--lora-r", type=int, default=None, help="LoRA rank through peft (0 = full fine-tuning).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (optimizer.lr).")

@@ -45,6 +45,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.dtype": (names.AUTO, *names.DTYPES),
     "data.style": names.TRAIN_STYLES,
     "rollout.engine": names.ENGINE_CHOICES,
+    "rollout.transport": tuple(names.WEIGHT_TRANSPORTS),
     "reward.truncated": names.TRUNCATED,
     "grpo.advantage": names.GRPO_ADVANTAGES,
     "grpo.loss": names.GRPO_LOSSES,
@@ -80,6 +81,7 @@ _POSITIVE = (
     "grpo.sapo_tau_neg",
     "rm.max_length",
     "rm.held_out",
+    "rollout.server_timeout",
 )
 _NON_NEGATIVE = (
     "model.lora_r",
@@ -99,6 +101,7 @@ _NON_NEGATIVE = (
     "kto.undesirable_weight",
     "simpo.nll_weight",
     "cpo.nll_weight",
+    "rollout.server_retries",
 )
 
 

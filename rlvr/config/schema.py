@@ -87,6 +87,15 @@ class RolloutConfig:
     # alarm sampler_mismatch when the sampler's logprobs drift); hf generates with the policy itself
     dtype: str = "auto"
     kv_cache_gib: float | None = None  # vllm on CPU: None = room for one step's rollouts at max_model_len
+    # vllm-server: the server's http://HOST:PORT (started with `rlvr serve`); under torchrun a comma-separated
+    # list, rank r generating on the (r mod count)-th
+    url: str | None = None
+    transport: str = "file"  # vllm-server: how weights reach it: file (a folder it reads) or nccl (GPUs)
+    # vllm-server, file transport: a folder the server reads at this same path (rank r writes in its rank-r/);
+    # None = a temporary one (one machine only)
+    weights_dir: str | None = None
+    server_timeout: float = 300.0  # vllm-server: seconds one request may take before it is retried
+    server_retries: int = 4  # vllm-server: retries (with backoff) of a failed request before the run stops
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rlvr import names
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.base import Algorithm, DataPlan
 from rlvr.config import TrainConfig, dump_yaml, resolve_auto
@@ -162,6 +163,10 @@ def holds_weights(kind: str) -> bool:
     return bool(getattr(engine_class(kind), "holds_weights", False))
 
 
+#: the rollout keys a server engine (rlvr.rollout.vllm.server) is started with, named as its arguments
+SERVER_KEYS = ("url", "transport", "weights_dir", "server_timeout", "server_retries")
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """Everything an engine is started with, decided before it starts."""
@@ -169,7 +174,7 @@ class EngineSpec:
     kind: str
     model_path: Path
     holds_weights: bool
-    max_model_len: int
+    max_model_len: int | None  # None: the server's own (a remote engine)
     dtype: str
     seed: int
     tensor_parallel: int = 1
@@ -191,6 +196,9 @@ def engine_spec(
     from rlvr.rollout.vllm.sizing import kv_budget, kv_cache_gib
 
     r, holds = config.rollout, holds_weights(kind)
+    if getattr(names.load(names.ENGINES, kind), "remote", False):  # a server sized itself: where, how to push
+        server = {key: getattr(r, key) for key in SERVER_KEYS} | {"rank": ctx.rank}  # rank: its url and folder
+        return EngineSpec(kind, model_path, holds, r.max_model_len, placement.rollout_dtype, config.seed, 1, server)
     new_tokens = max(r.max_new_tokens, config.eval.max_new_tokens or 0)
     rows = (
         r.prompts_per_step * r.n * (1 + config.grpo.max_refill_rounds * config.grpo.dynamic_sampling) // ctx.world_size

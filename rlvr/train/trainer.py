@@ -26,7 +26,7 @@ from rlvr.algorithms.context import Timer
 from rlvr.config import TrainConfig
 from rlvr.data.stream import PromptStream
 from rlvr.distributed import agree, barrier, checkpoint_state, init_distributed, rank_seed, reduce_metrics
-from rlvr.errors import OutputError
+from rlvr.errors import EngineUnavailable, OutputError
 from rlvr.rollout import SamplingConfig
 from rlvr.rollout.collect import Collected, sample_and_score
 from rlvr.rollout.parallel import TensorParallelEngine
@@ -98,7 +98,7 @@ class Trainer:
         seeded = stages.seed_rngs(cfg.seed, after=self.engine)
         self.policy = stages.build_policy(placement, self.ctx, self.model_path, checkpoint, self.plan, seeded)
         resumed = stages.resume_state(checkpoint, self.policy, self.ctx)
-        self.step_number = resumed.step
+        self.step_number = self.learned_step = resumed.step  # learned_step: the last step whose update was applied
         self.stream = stages.prompt_stream(self.algorithm, data, self.policy.tokenizer, cfg, resumed)
         if spec is not None and not spec.holds_weights:  # generates with the live policy (or its own copy)
             self.engine = stages.start_engine(
@@ -161,13 +161,13 @@ class Trainer:
                     audit=self.audit,
                 )
             if self.stop_signal is not None:
-                log.warning(
-                    "%s: saved step %d in %s; continue with --resume %s",
-                    signal.Signals(self.stop_signal).name,
-                    self.step_number,
-                    self.out,
-                    self.out,
-                )
+                name, out = signal.Signals(self.stop_signal).name, self.out
+                log.warning("%s: saved step %d in %s; continue with --resume %s", name, self.step_number, out, out)
+        except EngineUnavailable:  # a server lost past its retries: keep what was learned, never stale rollouts
+            self.step_number = self.learned_step
+            self.save()
+            log.error("rollout engine lost: saved step %d; continue with --resume %s", self.step_number, self.out)
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -183,6 +183,7 @@ class Trainer:
             self.engine.sleep()  # the engine's weights (GPU: and KV cache) make room for the learner
         with timer("learn"):
             learned = self.algorithm.learn(self.policy, made.batch)
+        self.learned_step = self.step_number
         moved = agree(self.policy.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard
         if self.engine.can_sleep:  # level 2 drops the weights too: wake() says they must be pushed again
             lost = bool(self.engine.wake())  # always woken, even when a push is already due (SFT: at the next eval)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +143,31 @@ def _check_engine_memory(runs: Runs) -> None:
     _, on_cpu = engine_options(runs.tiny, {"rollout.gpu_memory_utilization": 0.5}, "cpu")
     assert on_gpu["gpu_memory_utilization"] == 0.5 and "kv_cache_gib" not in on_gpu
     assert "gpu_memory_utilization" not in on_cpu
+
+
+SERVER = {"rollout.engine": "vllm-server", "rollout.url": "http://10.0.0.7:8000"}
+#: a server key's bad value, refused by the config with this message
+SERVER_REFUSED = {
+    "rollout.transport": ("pigeon", "rollout.transport must be one of file, nccl"),
+    "rollout.server_timeout": (0, "rollout.server_timeout must be > 0"),
+    "rollout.server_retries": (-1, "rollout.server_retries must be >= 0"),
+}
+
+
+def _check_server_key(key: str, value: Any) -> Callable[[Runs], None]:
+    """What a vllm-server engine is started with: the key's value as its argument, none of the in-process
+    engine's sizing (the server sized itself; tests/train/test_train_vllm_server.py trains on a real one),
+    and a bad value refused."""
+
+    def check(runs: Runs) -> None:
+        _, seen = engine_options(runs.tiny, {**SERVER, key: value}, "cpu", kind="vllm-server")
+        assert seen[key.split(".")[1]] == value and seen["max_model_len"] is None and "kv_cache_gib" not in seen
+        if key in SERVER_REFUSED:
+            bad, message = SERVER_REFUSED[key]
+            with pytest.raises(InputError, match=re.escape(message)):
+                load_config(None, {**SERVER, key: bad})
+
+    return check
 
 
 def _check_env(runs: Runs) -> None:
@@ -513,6 +539,22 @@ ROWS = [
         why="hf generates with the policy itself; only vLLM keeps its own weights in this dtype",
     ),
     Row("rollout.kv_cache_gib", 1.5, (), _check_kv_cache, why="vLLM on CPU only: the engine's arguments"),
+    *(
+        Row(
+            key,
+            value,
+            (),
+            _check_server_key(key, value),
+            why="a real vllm serve: tests/train/test_train_vllm_server.py",
+        )
+        for key, value in (
+            ("rollout.url", "http://10.0.0.7:8000"),
+            ("rollout.transport", "nccl"),
+            ("rollout.weights_dir", "/shared/rlvr-weights"),
+            ("rollout.server_timeout", 30.0),
+            ("rollout.server_retries", 7),
+        )
+    ),
     *(
         Row(
             key, value, (), _check_env, why="a tool run is tests/train/test_env_train.py's; here the env is built alone"

@@ -41,13 +41,22 @@ from rlvr.rollout.base import (
 from rlvr.rollout.vllm.sleep import drop_packed_weights, resolve_sleep_level, restore_kv_cache
 from rlvr.types import Rollout
 
-__all__ = ["PROBE_PROMPT", "VLLMEngine"]
+__all__ = [
+    "PROBE_PROMPT",
+    "PROBE_TOKENS",
+    "SeedStream",
+    "VLLMEngine",
+    "max_shift",
+    "own_seed",
+    "sampled_rollout",
+    "sync_checked",
+]
 
 log = logging.getLogger(__name__)
 
 #: a fixed prompt whose greedy logprobs are compared before and after a weight sync
 PROBE_PROMPT = "The capital of France is"
-_PROBE_TOKENS = 8
+PROBE_TOKENS = 8
 
 #: vLLM sleep levels this engine offers: what sleep() frees, and what wake() does (its vLLM calls)
 
@@ -127,7 +136,7 @@ class VLLMEngine:
         self.threads = torch.get_num_threads()
         log.info("vllm engine started in %.1f s, computing with %d threads", self.startup_seconds, self.threads)
         self.tokenizer = load_tokenizer(model_path)
-        self._rng = _SeedStream(seed)
+        self._rng = SeedStream(seed)
         self._probe, self._probe_syncs = self._probe_logprobs(), 0  # the probe, and how many syncs it has seen
 
     # -- generation -------------------------------------------------------------------------
@@ -173,7 +182,7 @@ class VLLMEngine:
         # token-id prompt with its own seed and budget (a multi-turn continuation) keeps them
         params = [
             self._params(
-                sampling, n, _own_seed(p, call_seed + i), min(prompt_budget(p, sampling), self.max_model_len - len(ids))
+                sampling, n, own_seed(p, call_seed + i), min(prompt_budget(p, sampling), self.max_model_len - len(ids))
             )
             for i, (p, ids) in enumerate(zip(prompts, encoded, strict=True))
         ]
@@ -188,7 +197,7 @@ class VLLMEngine:
     # -- weight sync ------------------------------------------------------------------------
 
     def _probe_logprobs(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        greedy = SamplingConfig(temperature=0.0, max_new_tokens=_PROBE_TOKENS, seed=0)
+        greedy = SamplingConfig(temperature=0.0, max_new_tokens=PROBE_TOKENS, seed=0)
         (rollout,) = self.generate([PROBE_PROMPT], 1, greedy)
         return rollout.token_ids, rollout.logprobs
 
@@ -202,7 +211,7 @@ class VLLMEngine:
         started = time.perf_counter()
         weights = normalize_state_dict(state_dict)
         number = self.syncs + 1
-        checked = self.verify_syncs < 0 or number <= self.verify_syncs or self._periodic(number)
+        checked = sync_checked(number, self.verify_syncs, self.verify_every)
         if self._stale_probe(number) and self._state == "awake":  # else sleep() took it before the weights went
             self._probe, self._probe_syncs = self._probe_logprobs(), self.syncs
         self.llm.collective_rpc(
@@ -229,7 +238,7 @@ class VLLMEngine:
             probe_started = time.perf_counter()
             self._probe = after_tokens, after = self._probe_logprobs()
             self._probe_syncs = self.syncs
-            shift = _max_shift(before_tokens, before, after_tokens, after)
+            shift = max_shift(before_tokens, before, after_tokens, after)
             report.update(
                 changed=shift > 0.0, probe_max_logprob_change=shift, probe_s=time.perf_counter() - probe_started
             )
@@ -280,7 +289,7 @@ class VLLMEngine:
         return True
 
     def _periodic(self, number: int) -> bool:
-        return self.verify_every > 0 and number % self.verify_every == 0
+        return sync_checked(number, 0, self.verify_every)
 
     def _stale_probe(self, number: int) -> bool:
         """Whether sync `number` is a periodic check after the first verify_syncs whose "before" probe must
@@ -303,7 +312,7 @@ class VLLMEngine:
         self.close()
 
 
-class _SeedStream:
+class SeedStream:
     """Per-call seeds drawn from one seeded stream, so unseeded calls are reproducible too
     (vLLM re-seeds the global RNGs in process, so it cannot be the source)."""
 
@@ -316,16 +325,48 @@ class _SeedStream:
         return self._random.randrange(2**30)
 
 
-def _own_seed(prompt: str | TokenPrompt, default: int) -> int:
+def own_seed(prompt: str | TokenPrompt, default: int) -> int:
     return prompt.seed if isinstance(prompt, TokenPrompt) and prompt.seed is not None else default
+
+
+def sync_checked(number: int, verify_syncs: int, verify_every: int) -> bool:
+    """Whether sync `number` (from 1) is checked with the probe: the first `verify_syncs` (all when negative),
+    then every `verify_every`-th (0: none)."""
+    return verify_syncs < 0 or number <= verify_syncs or (verify_every > 0 and number % verify_every == 0)
 
 
 def _to_rollout(index: int, completion: Any, prompt_ids: list[int], tokenizer: Any, stops: Sequence[str]) -> Rollout:
     token_ids = tuple(completion.token_ids)
     # no logprobs from vLLM (None) gives none here: the truncation to empty is intended
     logprobs = tuple(step[token].logprob for step, token in zip(completion.logprobs or (), token_ids, strict=False))
-    text = completion.text
-    if isinstance(getattr(completion, "stop_reason", None), str):  # a stop string: the hf engine's cut, token-exact
+    return sampled_rollout(
+        index,
+        token_ids,
+        logprobs,
+        completion.text,
+        isinstance(getattr(completion, "stop_reason", None), str),
+        completion.finish_reason,
+        prompt_ids,
+        tokenizer,
+        stops,
+    )
+
+
+def sampled_rollout(
+    index: int,
+    token_ids: Sequence[int],
+    logprobs: Sequence[float],
+    text: str,
+    stop_string: bool,
+    finish_reason: str | None,
+    prompt_ids: Sequence[int],
+    tokenizer: Any,
+    stops: Sequence[str],
+) -> Rollout:
+    """A Rollout from what vLLM sampled (in process or over HTTP): a row that a stop string ended is cut as
+    the hf engine cuts it, token-exact; vLLM's "length" stays length, anything else is stop."""
+    token_ids, logprobs = tuple(token_ids), tuple(logprobs)
+    if stop_string:
         cut = cut_at_stop(tokenizer, token_ids, stops)
         if cut is not None:
             token_ids, text = tuple(cut[0]), cut[1]
@@ -335,12 +376,12 @@ def _to_rollout(index: int, completion: Any, prompt_ids: list[int], tokenizer: A
         text=text,
         token_ids=token_ids,
         logprobs=logprobs,
-        finish_reason="length" if completion.finish_reason == "length" else "stop",
+        finish_reason="length" if finish_reason == "length" else "stop",
         prompt_token_ids=tuple(prompt_ids),
     )
 
 
-def _max_shift(tokens_a, logprobs_a, tokens_b, logprobs_b) -> float:
+def max_shift(tokens_a, logprobs_a, tokens_b, logprobs_b) -> float:
     """How far the probe moved: inf when the greedy tokens differ, else the largest change in
     a token's logprob."""
     if tuple(tokens_a) != tuple(tokens_b):
