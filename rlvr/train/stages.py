@@ -1,5 +1,5 @@
-"""The Trainer's build, one named stage at a time: device and dtype, verifier and audit, data plan and
-rows, engine spec and start, seed, policy, resume, stream, runner, run folder.
+"""The Trainer's build, one named stage at a time: device and dtype, data plan and rows, engine spec and
+start, seed, policy, resume, stream, run folder (the reward's stages: rlvr.train.reward_stages).
 
 Each stage takes what it needs as arguments and returns what it built, so the order they must run in
 is the order their arguments allow: the engine spec needs the rows it will serve (they size its
@@ -34,6 +34,7 @@ from rlvr.rollout.parallel import TensorParallelEngine
 from rlvr.rollout.quiet import engine_output_to
 from rlvr.train.checkpoint import load_training_state
 from rlvr.train.monitor import truncate_metrics
+from rlvr.train.reward_stages import build_verifier
 from rlvr.types import Example
 
 __all__ = [
@@ -42,11 +43,8 @@ __all__ = [
     "Placement",
     "Resumed",
     "Seeded",
-    "audit_reward",
     "build_environment",
     "build_policy",
-    "build_runner",
-    "build_verifier",
     "check_config",
     "engine_holds_weights",
     "engine_spec",
@@ -99,35 +97,6 @@ def place(config: TrainConfig, ctx: DistContext) -> Placement:
 
         require_four_bit(device.type)
     return Placement(resolved, device, rollout)
-
-
-# ------------------------------------------------------------------------------ verifier and audit
-
-
-def build_verifier(config: TrainConfig) -> Any:
-    """The reward named by reward.verifier; a bad spec is an InputError naming the flag."""
-    from rlvr.verifiers.registry import build_verifier as build
-
-    try:
-        return build(config.reward.verifier)
-    except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"--verifier {config.reward.verifier!r}: {err}") from None
-
-
-def audit_reward(config: TrainConfig, verifier: Any) -> Any:
-    """The shipped suite of known reward hacks through this run's verifier: one line, a warning listing
-    what earns reward, and a refusal to start under reward.strict_audit. None when reward.audit is off."""
-    if not config.reward.audit:
-        return None
-    from rlvr.verifiers.audit import run_audit
-
-    report = run_audit(verifier, workers=0)
-    log.info("%s", report.line())
-    if report.rewarded:
-        log.warning("the reward %r pays for known hacks:\n%s", config.reward.verifier, report.details())
-        if config.reward.strict_audit:
-            raise InputError(f"--strict-audit: {report.line()} with --verifier {config.reward.verifier!r}")
-    return report
 
 
 # ------------------------------------------------------------------------------ data
@@ -360,19 +329,7 @@ def build_environment(config: TrainConfig) -> Any:
     return environment_from_config(config.env)
 
 
-# ------------------------------------------------------------------------------ runner, run folder
-
-
-def build_runner(verifier: Any, config: TrainConfig) -> Any:
-    """A reward-model term scores in this process, batched; rule-based terms in the worker pool."""
-    from rlvr.verifiers.scoring import runner_for
-
-    return runner_for(
-        verifier,
-        workers=config.reward.workers,
-        timeout=config.reward.timeout,
-        max_failure_rate=config.reward.max_failure_rate,
-    )
+# ------------------------------------------------------------------------------ run folder
 
 
 def prepare_run_folder(config: TrainConfig, step: int, ctx: DistContext) -> Path:

@@ -35,6 +35,7 @@ from rlvr.train import stages
 from rlvr.train.alarms import settings_of
 from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint, save_final
 from rlvr.train.monitor import Monitor, StepTimer
+from rlvr.train.reward_stages import audit_reward, build_runner, build_verifier
 from rlvr.train.summary import own_eval_summary, write_summary
 from rlvr.types import Example
 
@@ -79,9 +80,9 @@ class Trainer:
         self.algorithm = create_algorithm(cfg.algorithm, cfg)
         self.plan = self.algorithm.plan
         self.model_path = resolve_model(cfg.model.name)
-        self.verifier = stages.build_verifier(cfg)
+        self.verifier = build_verifier(cfg)
         self.env = stages.build_environment(cfg)  # None: the single-turn path; refused here before any model loads
-        self.audit = stages.audit_reward(cfg, self.verifier) if self.ctx.is_main else None
+        self.audit = audit_reward(cfg, self.verifier) if self.ctx.is_main else None
         data = stages.load_data(self.plan, cfg)
         self.eval_examples = data.held_out
         self.owns_engine, self.engine = engine is None, engine
@@ -111,7 +112,7 @@ class Trainer:
         self.pushes_weights = self.plan.policy_generates and stages.engine_holds_weights(self.engine)  # rm: never
         self.engine_stale = self.pushes_weights and bool(self.step_number)  # resumed: the engine has the base weights
         self.sync_engine()
-        self.runner = stages.build_runner(self.verifier, cfg)
+        self.runner = build_runner(self.verifier, cfg)
         self.out = stages.prepare_run_folder(cfg, self.step_number, self.ctx)
         self.monitor = Monitor(
             self.out,

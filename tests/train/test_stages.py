@@ -15,7 +15,7 @@ from rlvr.algorithms.base import DataPlan
 from rlvr.config import load_config
 from rlvr.distributed import DistContext
 from rlvr.errors import InputError, OutputError
-from rlvr.train import stages
+from rlvr.train import reward_stages, stages
 
 CPU = torch.device("cpu")
 MAIN, OTHER = DistContext(), DistContext(rank=1, world_size=2, is_main=False)
@@ -103,9 +103,9 @@ def test_the_verifier_and_audit_stages(tiny_model, tmp_path, extra, expect):
     config = _config(tiny_model, tmp_path, **extra)
     if expect and expect.startswith("--"):
         with pytest.raises(InputError, match=expect):
-            stages.audit_reward(config, stages.build_verifier(config))
+            reward_stages.audit_reward(config, reward_stages.build_verifier(config))
         return
-    report = stages.audit_reward(config, stages.build_verifier(config))
+    report = reward_stages.audit_reward(config, reward_stages.build_verifier(config))
     assert (report is None) == (expect is None)
     if report is not None:
         assert expect in report.line()

@@ -1,0 +1,51 @@
+"""The reward's build stages: the verifier a run names, the audit of known hacks through it, the runner that scores."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rlvr.config import TrainConfig
+from rlvr.errors import InputError
+
+__all__ = ["audit_reward", "build_runner", "build_verifier"]
+
+log = logging.getLogger("rlvr.train.stages")
+
+
+def build_verifier(config: TrainConfig) -> Any:
+    """The reward named by reward.verifier; a bad spec is an InputError naming the flag."""
+    from rlvr.verifiers.registry import build_verifier as build
+
+    try:
+        return build(config.reward.verifier)
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"--verifier {config.reward.verifier!r}: {err}") from None
+
+
+def audit_reward(config: TrainConfig, verifier: Any) -> Any:
+    """The shipped suite of known reward hacks through this run's verifier: one line, a warning listing
+    what earns reward, and a refusal to start under reward.strict_audit. None when reward.audit is off."""
+    if not config.reward.audit:
+        return None
+    from rlvr.verifiers.audit import run_audit
+
+    report = run_audit(verifier, workers=0)
+    log.info("%s", report.line())
+    if report.rewarded:
+        log.warning("the reward %r pays for known hacks:\n%s", config.reward.verifier, report.details())
+        if config.reward.strict_audit:
+            raise InputError(f"--strict-audit: {report.line()} with --verifier {config.reward.verifier!r}")
+    return report
+
+
+def build_runner(verifier: Any, config: TrainConfig) -> Any:
+    """A reward-model term scores in this process, batched; rule-based terms in the worker pool."""
+    from rlvr.verifiers.scoring import runner_for
+
+    return runner_for(
+        verifier,
+        workers=config.reward.workers,
+        timeout=config.reward.timeout,
+        max_failure_rate=config.reward.max_failure_rate,
+    )
