@@ -65,6 +65,7 @@ _POSITIVE = (
     "optimizer.max_steps",
     "optimizer.micro_batch_size",
     "reward.timeout",
+    "reward.cross_check_samples",
     "rollout.tensor_parallel_size",
     "env.max_turns",
     "env.timeout",

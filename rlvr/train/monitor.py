@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.io import append_jsonl, read_jsonl, write_jsonl
+from rlvr.train.disagreement import verifier_disagreement
 from rlvr.types import Example, Rollout, Score
 
 __all__ = [
@@ -40,6 +41,7 @@ class AlarmState:
     best_reward_ema: float = -math.inf
     reward_ema: float | None = None
     fired: dict[str, int] = field(default_factory=dict)  # alarm -> times fired
+    disagreement: tuple[float, int] = (0.0, 0)  # reward.cross_check: earlier steps' disagreement rates summed, steps
 
 
 def _truncation(m: dict, s: AlarmState) -> str | None:
@@ -160,6 +162,7 @@ ALARMS: dict[str, Callable[[dict, AlarmState], str | None]] = {
     "weights_rounded_away": _rounded_away,
     "updates_rounded_away": _updates_rounded_away,
     "nothing_to_learn": _nothing_to_learn,
+    "verifier_disagreement": verifier_disagreement,
 }
 
 _EMA = 0.7  # weight of the previous value in the smoothed reward

@@ -201,6 +201,7 @@ class Trainer:
             "lr": lr,
             "param_delta": moved,
             **timer.metrics(),
+            **(self.runner.take() if self.config.reward.cross_check else {}),  # verifier_disagreement_rate
         }
         if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
             metrics["tool_s"], metrics["generate_s"] = (
