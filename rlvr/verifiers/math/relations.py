@@ -145,7 +145,7 @@ def _linear(equation: str) -> tuple[tuple[str, ...], tuple[float, ...]] | None:
     sides = equation.split("=")
     if len(sides) != 2 or not all(side.strip() for side in sides):
         return None
-    names = tuple(sorted({m for m in _LETTERS.findall(equation)} - {"i", "e"}))
+    names = tuple(sorted(set(_LETTERS.findall(equation)) - {"i", "e"}))
     if not 1 <= len(names) <= 3:
         return None
 

@@ -12,8 +12,8 @@ from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.math.boxes import MAX_ANSWERS, MAX_TOGETHER
 from rlvr.verifiers.math.extract import Extraction, extract_answer
-from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.forms import percent_as_fraction
+from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
 from rlvr.verifiers.math.numeric import Unsupported, split_top_level
 from rlvr.verifiers.math.symbolic import warm_up_steps
