@@ -50,9 +50,9 @@ _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?![\d,.]
 _CURRENCY_SIGNS = "£€¥₹¢"
 _UNIT = re.compile(r"(?:[£€¥₹¢]|(?:kg|mg|km|cm|mm|ml|mL|min|hrs?|lbs?|oz|ft|mph|[gmhL])[²³]?)(?![A-Za-z0-9])")
 # a decimal comma (3,40) outside a box: read only beside a currency sign or unit (`3,40 €`); bare, it may be a list
+_DECIMAL_COMMA = re.compile(r"(?<![\d,.])-?\d+,\d{1,2}(?![\d,])")
 # an unmarked mixed number: a whole number, one space, a proper fraction (`2 3/4`; never `2 7/4` or `2 3`)
 _SPACED_MIXED = re.compile(r"(?<![\d.,/])-?\d+ (\d+)/(\d+)(?![\d/])")
-_DECIMAL_COMMA = re.compile(r"(?<![\d,.])-?\d+,\d{1,2}(?![\d,])")
 # a word answer in math mode (`$prime$`), read only for a word gold, never right after a negation
 _WORD_SEGMENT = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)?")
 _NEGATED = re.compile(r"(?:\b(?:not|no|never|nor)|n't)\W*$", re.IGNORECASE)
