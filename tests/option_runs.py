@@ -74,9 +74,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "optimizer.micro_batch_size": 3,
         "optimizer.skip_zero_advantage": False,
         "logging.tensorboard": False,
+        "reward.cross_check": "math",
+        "reward.cross_check_samples": 3,
     },
     # top_k 1 is greedy: a group's completions are all the same (every advantage 0); some stop, some are cut off
-    "flat": {"rollout.top_k": 1},
+    # the second grader pays for long text (the length the reward's overlong term penalizes): it disagrees
+    # with the reward (math, never right here) on every completion of 35 characters or more
+    "flat": {"rollout.top_k": 1, "reward.cross_check": "-1*" + VARIED.split("+")[1]},
     "flat_masked": {
         "rollout.top_k": 1,
         "optimizer.skip_zero_advantage": False,

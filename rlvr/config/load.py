@@ -72,6 +72,7 @@ _POSITIVE = (
     "optimizer.max_steps",
     "optimizer.micro_batch_size",
     "reward.timeout",
+    "reward.cross_check_samples",
     "rollout.tensor_parallel_size",
     "env.max_turns",
     "env.timeout",

@@ -108,6 +108,10 @@ class RewardConfig:
     overlong_buffer: int = 32  # penalty: the last N tokens before the limit fade to -1 (DAPO)
     audit: bool = True  # run the shipped suite of known reward hacks through the verifier at start-up
     strict_audit: bool = False  # refuse to start when the audit finds a hack the reward pays for
+    # a second grader (math_verify, any verifier spec, a reward model) that scores a sample of each step's
+    # completions: metrics.jsonl gets verifier_disagreement_rate, the alarm verifier_disagreement watches it
+    cross_check: str | None = None
+    cross_check_samples: int = 16  # completions per generate round scored by reward.cross_check
 
 
 @dataclass

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlvr.train.disagreement import verifier_disagreement
+
 __all__ = ["ALARMS", "WINDOW", "Alarm", "AlarmState", "advise", "check_alarms", "default_settings", "settings_of"]
 
 #: rates are judged over this many steps: one step of 4 prompts is noise, five in a row waste the run
@@ -32,6 +34,7 @@ class AlarmState:
     reward_ema: float | None = None
     fired: dict[str, int] = field(default_factory=dict)  # alarm -> times fired
     recent: dict[str, list[float]] = field(default_factory=dict)  # windowed signal -> its last WINDOW values
+    disagreement: tuple[float, int] = (0.0, 0)  # reward.cross_check: earlier steps' disagreement rates summed, steps
 
 
 def _windowed(s: AlarmState, key: str, value: float | None) -> float | None:
@@ -185,6 +188,8 @@ ALARMS: dict[str, Alarm] = {
     "nothing_to_learn": Alarm(
         _nothing_to_learn, _both(_times("rollout.n", 2, int), _times("rollout.temperature", 1.5))
     ),
+    # keep the policy near text the reward judges well
+    "verifier_disagreement": Alarm(verifier_disagreement, _collapse_advice),
 }
 
 

@@ -13,14 +13,16 @@ __all__ = ["audit_reward", "build_runner", "build_verifier"]
 log = logging.getLogger("rlvr.train.stages")
 
 
-def build_verifier(config: TrainConfig) -> Any:
-    """The reward named by reward.verifier; a bad spec is an InputError naming the flag."""
+def build_verifier(config: TrainConfig, key: str = "verifier") -> Any:
+    """The reward named by reward.verifier (key "cross_check": the second grader); a bad spec is an InputError
+    naming the flag."""
     from rlvr.verifiers.registry import build_verifier as build
 
+    spec = getattr(config.reward, key)
     try:
-        return build(config.reward.verifier)
+        return build(spec)
     except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"--verifier {config.reward.verifier!r}: {err}") from None
+        raise InputError(f"{'--verifier' if key == 'verifier' else 'reward.' + key} {spec!r}: {err}") from None
 
 
 def audit_reward(config: TrainConfig, verifier: Any) -> Any:
@@ -40,12 +42,14 @@ def audit_reward(config: TrainConfig, verifier: Any) -> Any:
 
 
 def build_runner(verifier: Any, config: TrainConfig) -> Any:
-    """A reward-model term scores in this process, batched; rule-based terms in the worker pool."""
+    """A reward-model term scores in this process, batched; rule-based terms in the worker pool. With
+    reward.cross_check, a sample of each batch is also scored by the second grader (SampledCrossCheck)."""
+    from rlvr.verifiers.cross_check import SampledCrossCheck
     from rlvr.verifiers.scoring import runner_for
 
-    return runner_for(
-        verifier,
-        workers=config.reward.workers,
-        timeout=config.reward.timeout,
-        max_failure_rate=config.reward.max_failure_rate,
-    )
+    options = {"workers": config.reward.workers, "timeout": config.reward.timeout}
+    runner = runner_for(verifier, max_failure_rate=config.reward.max_failure_rate, **options)
+    if config.reward.cross_check is None:
+        return runner
+    reference = runner_for(build_verifier(config, "cross_check"), max_failure_rate=None, **options)
+    return SampledCrossCheck(runner, reference, config.reward.cross_check_samples, seed=config.seed)

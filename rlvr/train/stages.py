@@ -355,6 +355,8 @@ def check_config(config: TrainConfig, available: torch.device) -> TrainConfig:
     resolved, _ = resolve_device(config, available)
     algorithm = create_algorithm(resolved.algorithm, resolved)
     build_verifier(resolved)
+    if resolved.reward.cross_check is not None:
+        build_verifier(resolved, "cross_check")
     load_data(algorithm.plan, resolved)
     environment = build_environment(resolved)  # the sandbox must work here: refused now, not after loading
     if environment is not None:

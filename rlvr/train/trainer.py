@@ -189,9 +189,8 @@ class Trainer:
         if self.engine.can_sleep:  # level 2 drops the weights too: wake() says they must be pushed again
             lost = bool(self.engine.wake())  # always woken, even when a push is already due (SFT: at the next eval)
             self.engine_stale = self.engine_stale or (lost and self.pushes_weights)
-        # the engine generates with its own copy: push the new weights (LoRA merged). Nothing moved
-        # (e.g. every group had equal rewards): nothing to push. An algorithm that does not sample
-        # (SFT, offline DPO) needs them only at the next eval.
+        # the engine generates with its own copy: push the new weights (LoRA merged), unless nothing moved (equal
+        # rewards everywhere). An algorithm that does not sample (SFT, offline DPO) needs them only at the next eval.
         report: dict[str, Any] = {}
         self.engine_stale = self.engine_stale or (self.pushes_weights and moved > 0)
         if self.plan.samples_online:
@@ -205,6 +204,7 @@ class Trainer:
             "param_delta": moved,
             **timer.metrics(),
             **(self.engine.step_stats() if hasattr(self.engine, "step_stats") else {}),  # vllm: prefix-cache hits
+            **(self.runner.take() if self.config.reward.cross_check else {}),  # verifier_disagreement_rate
         }
         if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
             metrics.update(tool_s=timer.seconds.get("tool", 0.0), generate_s=timer.seconds.get("generate", 0.0))

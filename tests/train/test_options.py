@@ -36,6 +36,7 @@ from option_runs import (
 from rlvr.config import TrainConfig, load_config
 from rlvr.data.templates import DEFAULT_INSTRUCTION
 from rlvr.errors import InputError
+from rlvr.types import Score, Status
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,25 @@ def _check_device(runs: Runs) -> None:
 
         with pytest.raises(InputError, match="device=cuda, but CUDA is not available"):
             Trainer(load_config(None, runs.overrides("base", device="cuda")))
+
+
+def _check_cross_check(runs: Runs) -> None:
+    """Every completion (4 a step, under the 16 sampled) graded again: the logged rate is the share of a step's
+    completions where the second grader's verdict and the reward disagree, recomputed here from samples.jsonl."""
+    from rlvr.types import Example
+    from rlvr.verifiers.cross_check import agree
+    from rlvr.verifiers.registry import build_verifier
+
+    reference = build_verifier(runs.config("flat").reward.cross_check)
+    rates = []
+    for m in runs["flat"].metrics:
+        rows = [s for s in runs["flat"].samples() if s["step"] == m["step"]]
+        theirs = [reference.score(s["completion"], Example(id=s["id"], prompt="", answer=s["gold"])) for s in rows]
+        ours = [Score(s["reward"], Status(s["status"]), {}) for s in rows]
+        assert m["cross_checked"] == len(rows) == 4 and m["cross_check_failures"] == 0
+        rates.append(sum(not agree(o, t) for o, t in zip(ours, theirs, strict=True)) / len(rows))
+    assert series(runs, "flat", "verifier_disagreement_rate") == rates
+    assert "verifier_disagreement_rate" not in runs["base"].metrics[0]
 
 
 def _check_beta(runs: Runs) -> None:
@@ -610,6 +630,16 @@ ROWS = [
             r["failures"].error is None,
             r["failures"].metrics[0]["verifier_failure_rate"] > 0.2,
             type(r["failures_stop"].error).__name__ == "VerifierFailureRate",
+        ),
+    ),
+    Row("reward.cross_check", "-1*" + VARIED.split("+")[1], ("flat",), _check_cross_check),
+    Row(
+        "reward.cross_check_samples",
+        3,
+        ("plain",),
+        lambda r: _all(
+            all(m["cross_checked"] == 3 and m["verifier_disagreement_rate"] == 0.0 for m in r["plain"].metrics),
+            len(r["plain"].samples()) > 3 * len(r["plain"].metrics),  # a sample, not every completion
         ),
     ),
     Row("reward.truncated", "mask", ("flat_masked", "mask_all"), _check_mask),

@@ -4,6 +4,7 @@ pinned to the same step computed independently with plain transformers + torch."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,30 @@ def test_the_verifier_and_audit_stages(tiny_model, tmp_path, extra, expect):
     assert (report is None) == (expect is None)
     if report is not None:
         assert expect in report.line()
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        ({"reward.cross_check": "nosuch"}, "reward.cross_check 'nosuch'"),
+        ({"reward.cross_check": "math:nosuch=1"}, "reward.cross_check 'math:nosuch=1'"),
+        (
+            {"reward.cross_check": "math_verify", "reward.cross_check_samples": 0},
+            "reward.cross_check_samples must be > 0",
+        ),
+    ],
+)
+def test_a_bad_second_grader_is_refused_before_any_model_loads(tiny_model, tmp_path, extra, expect):
+    with pytest.raises(InputError, match=re.escape(expect)):
+        stages.check_config(_config(tiny_model, tmp_path, **extra), CPU)
+
+
+def test_the_second_grader_wraps_the_runner_only_when_asked(tiny_model, tmp_path):
+    plain = stages.build_runner(stages.build_verifier(config := _config(tiny_model, tmp_path)), config)
+    assert not hasattr(plain, "take")
+    config = _config(tiny_model, tmp_path, **{"reward.cross_check": "math_verify", "reward.cross_check_samples": 5})
+    checked = stages.build_runner(stages.build_verifier(config), config)
+    assert (checked.reference.verifier.name, checked.samples, checked.timeout) == ("math_verify", 5, plain.timeout)
 
 
 # ------------------------------------------------------------------------------ data plan and rows

@@ -51,6 +51,8 @@ _CURRENCY_SIGNS = "£€¥₹¢"
 _UNIT = re.compile(r"(?:[£€¥₹¢]|(?:kg|mg|km|cm|mm|ml|mL|min|hrs?|lbs?|oz|ft|mph|[gmhL])[²³]?)(?![A-Za-z0-9])")
 # a decimal comma (3,40) outside a box: read only beside a currency sign or unit (`3,40 €`); bare, it may be a list
 _DECIMAL_COMMA = re.compile(r"(?<![\d,.])-?\d+,\d{1,2}(?![\d,])")
+# an unmarked mixed number: a whole number, one space, a proper fraction (`2 3/4`; never `2 7/4` or `2 3`)
+_SPACED_MIXED = re.compile(r"(?<![\d.,/])-?\d+ (\d+)/(\d+)(?![\d/])")
 # a word answer in math mode (`$prime$`), read only for a word gold, never right after a negation
 _WORD_SEGMENT = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)?")
 _NEGATED = re.compile(r"(?:\b(?:not|no|never|nor)|n't)\W*$", re.IGNORECASE)
@@ -264,11 +266,16 @@ def standalone_numbers(text: str, *, lists: bool = False) -> list[tuple[int, int
         for m in _DECIMAL_COMMA.finditer(text)
         if _beside_unit(text, m.start(), m.end()) and _standalone(text, m.start(), m.end(), depths, lists)
     ]
+    commas += [
+        (m.start(), m.end(), m.group())
+        for m in _SPACED_MIXED.finditer(text)
+        if 0 < int(m[1]) < int(m[2]) and _standalone(text, m.start(), m.end(), depths, lists)
+    ]
     found += commas + [
         (m.start(), m.end(), m.group().replace(" ", ""))
         for m in _NUMBER.finditer(text)
         if _standalone(text, m.start(), m.end(), depths, lists) and not any(s <= m.start() < e for s, e, _ in commas)
-    ]  # not the pieces of 3,40
+    ]  # not the pieces of 3,40 or of 2 3/4
     return sorted(found)
 
 

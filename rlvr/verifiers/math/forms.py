@@ -8,7 +8,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-__all__ = ["list_as_number", "same_time", "to_number", "truth"]
+__all__ = ["list_as_number", "numbers_apart", "percent_as_fraction", "same_time", "to_number", "truth"]
 
 _PLAIN = re.compile(r"^[-+]?(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)(?:\.\d*)?$|^[-+]?\.\d+$")
 _GROUPED = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
@@ -90,3 +90,27 @@ def same_time(gold: str, answer: str) -> bool | None:
 def truth(text: str) -> bool | None:
     """yes/true → True, no/false → False (any case), else None."""
     return _TRUTH.get(text.strip().lower())
+
+
+_SPACED_DIGITS = re.compile(r"^[-+]?\d+(?:\.\d+)?(?:\s+\d+(?:\.\d+)?)+$")
+_SPACE_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
+
+
+def numbers_apart(text: str) -> bool:
+    """`2 3` or `12 34.5`: numbers set apart by spaces that are not thousands groups (`1 000` is one number).
+    Never one number: `2 3` is not 23 (a mixed number `2 3/4` has its slash, and is not this)."""
+    t = text.strip()
+    return bool(_SPACED_DIGITS.match(t)) and not _SPACE_THOUSANDS.match(t)
+
+
+_PERCENT = re.compile(r"^\s*\$?\s*([-+]?[\d.,]+)\s*\\?%\s*\$?\s*$")
+
+
+def percent_as_fraction(gold: str, answer: str) -> tuple[str, str] | None:
+    """`math:percent=fraction`: when exactly one of the two is a plain percentage (`25\\%`, `12.5%`), both with
+    that one written as its fraction (`1/4`); None otherwise (neither, both, or not a plain number)."""
+    marked = [(m := _PERCENT.match(t)) and to_number(m[1]) for t in (gold, answer)]
+    if (marked[0] is None) == (marked[1] is None):
+        return None
+    out = [t if v is None else str(v / 100) for t, v in zip((gold, answer), marked, strict=True)]
+    return out[0], out[1]

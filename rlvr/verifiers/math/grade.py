@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from rlvr.verifiers.math.forms import list_as_number, same_time, to_number, truth
+from rlvr.verifiers.math.forms import list_as_number, numbers_apart, same_time, to_number, truth
 from rlvr.verifiers.math.limits import too_big_to_evaluate, too_complex
 from rlvr.verifiers.math.numeric import Unsupported, Value, decimal_stands_for, evaluate_items, values_equal
-from rlvr.verifiers.math.relations import has_relation, region, regions_equal
+from rlvr.verifiers.math.relations import has_relation, region, regions_equal, same_linear_equation
 from rlvr.verifiers.math.symbolic import WARMUP_ANSWERS, GoldError, symbolic_equal, warm_up, warm_up_steps
 from rlvr.verifiers.math.symbolic import load_math_verify as _math_verify  # noqa: F401  (lm_eval_tasks reads it here)
 
@@ -258,6 +258,15 @@ def _equations_match(gold: str, answer: str) -> bool | None:
     return all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios)
 
 
+_LEAD_LETTER = re.compile(r"^\s*\$?\s*([a-zA-Z])\s*=")
+
+
+def _equation(text: str, clean: str) -> str:
+    """The equation as written: normalize drops a leading `y =`, which a line's equation needs back."""
+    lead = _LEAD_LETTER.match(text) if "=" not in clean else None
+    return f"{lead[1]}={clean}" if lead else clean
+
+
 def _value(clean: str) -> Value | None:
     try:
         return evaluate_items(clean)
@@ -301,6 +310,8 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
     if reason := too_complex(answer):
         return Match(False, "refused", reason)
     clean = normalize(answer)
+    if (line := same_linear_equation(_equation(gold.text, gold.clean), _equation(answer, clean))) is not None:
+        return Match(line, "equation")  # a line in any arrangement: 3x-6y+9=0 = y=\frac12x+\frac32
     if "=" in clean and "=" not in gold.clean:  # an assignment or a worked chain against a bare gold
         clean = _last_side(clean)
     key = _key(clean)
@@ -308,6 +319,8 @@ def equivalent(gold: Gold, answer: str, *, symbolic: bool = True) -> Match:
         return Match(False, "string", "empty answer")
     if list_as_number(gold.clean, clean):
         return Match(False, "numeric", "a list is not a number with thousands separators")
+    if numbers_apart(gold.clean) != numbers_apart(clean):
+        return Match(False, "numeric", "numbers set apart by a space are not one number")
     if key == gold.key:
         return Match(True, "string")
     if gold.choice:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rlvr.verifiers.math.numeric import Unsupported, evaluate, split_top_level
 
-__all__ = ["Region", "has_relation", "region", "regions_equal"]
+__all__ = ["Region", "has_relation", "region", "regions_equal", "same_linear_equation"]
 
 _RELATION = re.compile(r"(\\leq|\\geq|\\neq|<|>)")
 _LETTERS = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z](?![a-zA-Z])")
@@ -133,3 +133,49 @@ def _from_intervals(clean: str) -> Region | None:
             return None
         parts.append((low, piece[0] == "[", high, piece[-1] == "]"))
     return Region(None, tuple(sorted(parts)))
+
+
+#: test points (away from 0 and 1, where the coefficients are read) that show an equation is linear
+_PROBES = ((0.37, -1.9, 2.6), (-2.3, 0.71, -0.45))
+
+
+def _linear(equation: str) -> tuple[tuple[str, ...], tuple[float, ...]] | None:
+    """`3x - 6y + 9 = 0` → (("x", "y"), (9, 3, -6)): the constant and the coefficients of L - R, when it is linear
+    in one to three single-letter variables (checked at two more points); None otherwise."""
+    sides = equation.split("=")
+    if len(sides) != 2 or not all(side.strip() for side in sides):
+        return None
+    names = tuple(sorted(set(_LETTERS.findall(equation)) - {"i", "e"}))
+    if not 1 <= len(names) <= 3:
+        return None
+
+    def f(values: tuple[float, ...]) -> float:
+        env = dict(zip(names, values, strict=True))
+        return _real(sides[0], env) - _real(sides[1], env)
+
+    try:
+        constant = f((0.0,) * len(names))
+        coefficients = [f(tuple(float(i == k) for i in range(len(names)))) - constant for k in range(len(names))]
+        for probe in _PROBES:
+            point = probe[: len(names)]
+            if not _close(f(point), constant + sum(c * p for c, p in zip(coefficients, point, strict=True))):
+                return None
+    except (Unsupported, ArithmeticError, ValueError):
+        return None
+    if all(abs(c) < 1e-12 for c in coefficients):
+        return None  # `0 = 0`, `x - x = 1`: no equation in its variables
+    return names, (constant, *coefficients)
+
+
+def same_linear_equation(gold: str, answer: str) -> bool | None:
+    """Two linear equations in the same variables (`3x-6y+9=0`, `y = \\frac{1}{2}x + \\frac{3}{2}`): the same when,
+    everything moved to one side, one is a nonzero constant times the other. None unless both are linear."""
+    if gold.count("=") != 1 or answer.count("=") != 1:
+        return None
+    ours, theirs = _linear(gold), _linear(answer)
+    if ours is None or theirs is None or ours[0] != theirs[0]:
+        return None
+    g, a = ours[1], theirs[1]
+    k = max(range(len(a)), key=lambda i: abs(a[i]))
+    factor = g[k] / a[k]
+    return abs(factor) > 1e-12 and all(_close(x, factor * y) for x, y in zip(g, a, strict=True))

@@ -12,6 +12,7 @@ from rlvr.types import Example, Score, Status
 from rlvr.verifiers.base import Verifier
 from rlvr.verifiers.math.boxes import MAX_ANSWERS, MAX_TOGETHER
 from rlvr.verifiers.math.extract import Extraction, extract_answer
+from rlvr.verifiers.math.forms import percent_as_fraction
 from rlvr.verifiers.math.gold import gold_answer
 from rlvr.verifiers.math.grade import Gold, GoldError, Match, equivalent, normalize, prepare_gold
 from rlvr.verifiers.math.numeric import Unsupported, split_top_level
@@ -25,6 +26,8 @@ _OR = re.compile(r"(?<![\\\w])or\b")  # "3 or 4", "3 \text{ or } 4"; not \lor
 _IDLE_S = 0.05
 #: how much of the extracted answer details keep
 _DETAIL_CHARS = 300
+#: math:percent=: `number` (default) reads `25\%` as 25 only; `fraction` also as 0.25 (README, "What it refuses")
+PERCENT = ("number", "fraction")
 
 
 @register("math")
@@ -37,13 +40,15 @@ class MathVerifier(Verifier):
     )
     needs_gold = True
 
-    def __init__(self, require_marker: bool = False):
-        self.require_marker = bool(require_marker)
-        self.__setstate__({"require_marker": self.require_marker})
+    def __init__(self, require_marker: bool = False, percent: str = "number"):
+        if percent not in PERCENT:
+            raise ValueError(f"math: percent must be one of {', '.join(PERCENT)}, got {percent!r}")
+        self.require_marker, self.percent = bool(require_marker), percent
+        self.__setstate__(self.__getstate__())
 
     # the warm-up thread belongs to one process: pickling ships only the settings
     def __getstate__(self) -> dict:
-        return {"require_marker": self.require_marker}
+        return {"require_marker": self.require_marker, "percent": self.percent}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _warming=None, _needed=threading.Event(), _last_score=0.0)
@@ -88,6 +93,8 @@ class MathVerifier(Verifier):
             if match.path == "fast_only":  # only sympy can decide: wait for the warm-up, then ask it
                 self._symbolic_ready()
                 status, match = _grade(gold, found, symbolic=True)
+            if status is Status.WRONG and self.percent == "fraction":
+                status, match = _as_fraction(gold_text, found.answer, status, match)
         except GoldError as err:
             return Score(0.0, Status.ERROR, {**details, "error": f"bad gold: {err}"})
         except RecursionError:  # a safety net behind the size and depth limits: a verdict on the input
@@ -101,6 +108,15 @@ class MathVerifier(Verifier):
         if match.note:
             details["note"] = match.note
         return Score(1.0 if status is Status.CORRECT else 0.0, status, details)
+
+
+def _as_fraction(gold_text: str, answer: str, status: Status, match: Match) -> tuple[Status, Match]:
+    """`math:percent=fraction`: a wrong verdict where exactly one side is a percentage (`25\\%`) is asked again
+    with that side as its fraction (`0.25`, `\\frac14`); the verdict stands unless that makes them equal."""
+    pair = percent_as_fraction(gold_text, answer)
+    if pair is None or not (again := equivalent(prepare_gold(pair[0]), pair[1], symbolic=False)).equal:
+        return status, match
+    return Status.CORRECT, Match(True, "percent", f"{again.path}, a percentage read as its fraction")
 
 
 def _is_list(clean: str) -> bool:
