@@ -33,6 +33,11 @@ FIRING = {
         [{"update_rounded_away": 0.97, "lr": 5e-5}],
     ),
     "nothing_to_learn": ({"algorithm": "rft"}, _steps({"kept": 0.0})),
+    # a second grader that agreed on 90% for three steps, then disagrees on half the sample
+    "verifier_disagreement": (
+        {"reward.cross_check": "math_verify"},
+        [{"verifier_disagreement_rate": r} for r in (0.1, 0.1, 0.1, 0.5)],
+    ),
 }
 
 

@@ -129,10 +129,10 @@ def test_a_bad_second_grader_is_refused_before_any_model_loads(tiny_model, tmp_p
 
 
 def test_the_second_grader_wraps_the_runner_only_when_asked(tiny_model, tmp_path):
-    plain = stages.build_runner(stages.build_verifier(config := _config(tiny_model, tmp_path)), config)
+    plain = reward_stages.build_runner(reward_stages.build_verifier(config := _config(tiny_model, tmp_path)), config)
     assert not hasattr(plain, "take")
     config = _config(tiny_model, tmp_path, **{"reward.cross_check": "math_verify", "reward.cross_check_samples": 5})
-    checked = stages.build_runner(stages.build_verifier(config), config)
+    checked = reward_stages.build_runner(reward_stages.build_verifier(config), config)
     assert (checked.reference.verifier.name, checked.samples, checked.timeout) == ("math_verify", 5, plain.timeout)
 
 
