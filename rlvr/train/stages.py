@@ -100,13 +100,21 @@ def place(config: TrainConfig, ctx: DistContext) -> Placement:
 
 
 def build_verifier(config: TrainConfig) -> Any:
-    """The reward named by reward.verifier; a bad spec is an InputError naming the flag."""
+    """The reward named by reward.verifier; a bad spec is an InputError naming the flag. A judge term
+    left at engine=auto is set to generate on rollout.engine."""
+    from rlvr.rollout.base import resolve_kind
+    from rlvr.verifiers.base import Weighted
     from rlvr.verifiers.registry import build_verifier as build
 
     try:
-        return build(config.reward.verifier)
+        verifier = build(config.reward.verifier)
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"--verifier {config.reward.verifier!r}: {err}") from None
+    parts = verifier.parts if isinstance(verifier, Weighted) else ((1.0, verifier),)
+    for _, part in parts:  # an LLM judge with engine=auto generates on the run's engine
+        if hasattr(part, "follow_engine"):
+            part.follow_engine(resolve_kind(config.rollout.engine))
+    return verifier
 
 
 def audit_reward(config: TrainConfig, verifier: Any) -> Any:

@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "rlvr.verifiers.format",
     "rlvr.verifiers.code",
     "rlvr.verifiers.reward_model",
+    "rlvr.verifiers.judge",
 )
 _TAG = "__rlvr_verifier__"
 
