@@ -111,6 +111,19 @@ def test_the_verifier_and_audit_stages(tiny_model, tmp_path, extra, expect):
         assert expect in report.line()
 
 
+@pytest.mark.parametrize(
+    "engine, spec_engine, expect", [("hf", "", "hf"), ("vllm", "", "vllm"), ("hf", ",engine=vllm", "vllm")]
+)
+def test_a_judge_term_generates_on_the_run_engine_unless_named(
+    tiny_model, tmp_path, monkeypatch, engine, spec_engine, expect
+):
+    monkeypatch.setattr("rlvr.rollout.base.vllm_available", lambda: True)  # resolving a kind starts nothing
+    verifier = f"math+0.5*judge:model={tiny_model}{spec_engine}"
+    config = _config(tiny_model, tmp_path, **{"reward.verifier": verifier, "rollout.engine": engine})
+    judge = stages.build_verifier(config).parts[1][1]
+    assert (judge.name, judge.engine, judge.backend) == ("judge", expect, None)
+
+
 # ------------------------------------------------------------------------------ data plan and rows
 
 
