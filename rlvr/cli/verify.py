@@ -129,6 +129,7 @@ def verify(
     from rlvr.types import Score
     from rlvr.verifiers.cross_check import CrossCheck, default_disagreements_path
     from rlvr.verifiers.feed import RowFeed
+    from rlvr.verifiers.judge import judge_usage
     from rlvr.verifiers.labelled import LabelTally
     from rlvr.verifiers.runner import VerifierFailureRate, VerifierStartupError
     from rlvr.verifiers.scoring import runner_for  # a reward-model term scores here, batched
@@ -142,6 +143,7 @@ def verify(
     side: IO[str] | None = None
     failure = None
     check, labels = None, LabelTally() if labelled else None
+    usage: dict[str, float] = {}  # a judge term's seconds and tokens over the run
     try:
         for r in (runner, ref_runner):  # spawned now: the workers import and warm up while the input is checked
             if r is not None:
@@ -161,6 +163,8 @@ def verify(
                 if check is not None:
                     theirs[check.name] = check.next_score(rows)  # before rows.take()
                 row, _ = rows.take()
+                for key, value in judge_usage([score]).items():
+                    usage[key] = usage.get(key, 0.0) + value
                 record = {**row, **score.to_json()}
                 if check is not None:
                     record["cross_check"] = check.add(row, score, theirs[check.name])
@@ -183,7 +187,7 @@ def verify(
                 f.close()
     assert stats is not None
     to_stderr = output_path is None
-    _print_summary(verifier.name, stats, to_stderr=to_stderr)
+    _print_summary(verifier.name, stats, usage, to_stderr=to_stderr)
     if check is not None:
         click.echo("\n".join(check.lines()), err=to_stderr)
     if labels is not None:
@@ -202,8 +206,11 @@ def _audit(spec: str, *, workers: int, timeout: float) -> None:
     except (UnknownVerifier, ValueError, TypeError) as err:
         raise InputError(f"--audit {spec!r}: {err}") from None
     click.echo(report.line())
+    click.echo(report.class_table())
+    if usage := report.usage_line():
+        click.echo(usage)
     if report.rewarded:
-        click.echo(report.details())
+        click.echo("rewarded:\n" + report.details())
         raise SystemExit(1)
 
 
@@ -285,7 +292,7 @@ def _print_rates(labels, *, to_stderr: bool) -> None:
     Console(stderr=to_stderr, width=120).print(table)
 
 
-def _print_summary(name: str, stats, *, to_stderr: bool) -> None:
+def _print_summary(name: str, stats, usage: dict[str, float], *, to_stderr: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -300,6 +307,10 @@ def _print_summary(name: str, stats, *, to_stderr: bool) -> None:
     table.add_row("verdicts/s", f"{stats.verdicts_per_s:.1f}")
     table.add_row("seconds", f"{stats.seconds:.2f}")
     table.add_row("workers", str(stats.workers))
+    if usage:  # a judge term: what its replies cost
+        table.add_row("judge seconds", f"{usage['judge_s']:.2f}")
+        table.add_row("judge tokens", f"{usage['judge_tokens']:.0f}")
+        table.add_row("judge prompt tokens", f"{usage['judge_prompt_tokens']:.0f}")
     Console(stderr=to_stderr).print(table)
 
 

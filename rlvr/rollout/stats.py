@@ -1,11 +1,12 @@
 """What a step's completions say, as metrics: reward (and each verifier component's) mean/std, accuracy,
-answer and verifier failure rates, lengths, truncation."""
+answer and verifier failure rates, lengths, truncation, an LLM judge's seconds and tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from rlvr.types import Rollout, Score, Status
+from rlvr.verifiers.judge import judge_usage
 
 __all__ = ["is_void", "rollout_metrics", "tool_metrics"]
 
@@ -39,6 +40,7 @@ def rollout_metrics(scores: Sequence[Score], rollouts: Sequence[Rollout]) -> dic
         "completions": len(rollouts),
         "completion_tokens": lengths.sum().item(),
     }
+    metrics.update(judge_usage(scores))  # a judge term: judge_s, judge_tokens, judge_prompt_tokens
     parts: dict[str, list[float]] = {}  # math+0.1*boxed_format -> a column for each part
     for score in scores:
         for name, component in (score.details.get("components") or {}).items():

@@ -15,14 +15,21 @@ log = logging.getLogger("rlvr.train.stages")
 
 def build_verifier(config: TrainConfig, key: str = "verifier") -> Any:
     """The reward named by reward.verifier (key "cross_check": the second grader); a bad spec is an InputError
-    naming the flag."""
+    naming the flag. A judge term left at engine=auto is set to generate on rollout.engine."""
+    from rlvr.rollout.base import resolve_kind
+    from rlvr.verifiers.base import Weighted
     from rlvr.verifiers.registry import build_verifier as build
 
     spec = getattr(config.reward, key)
     try:
-        return build(spec)
+        verifier = build(spec)
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{'--verifier' if key == 'verifier' else 'reward.' + key} {spec!r}: {err}") from None
+    parts = verifier.parts if isinstance(verifier, Weighted) else ((1.0, verifier),)
+    for _, part in parts:  # an LLM judge with engine=auto generates on the run's engine
+        if hasattr(part, "follow_engine"):
+            part.follow_engine(resolve_kind(config.rollout.engine))
+    return verifier
 
 
 def audit_reward(config: TrainConfig, verifier: Any) -> Any:

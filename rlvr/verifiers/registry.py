@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "rlvr.verifiers.code",
     "rlvr.verifiers.reward_model",
     "rlvr.verifiers.reasoning_gym",
+    "rlvr.verifiers.judge",
 )
 _TAG = "__rlvr_verifier__"
 

@@ -136,6 +136,19 @@ def test_the_second_grader_wraps_the_runner_only_when_asked(tiny_model, tmp_path
     assert (checked.reference.verifier.name, checked.samples, checked.timeout) == ("math_verify", 5, plain.timeout)
 
 
+@pytest.mark.parametrize(
+    "engine, spec_engine, expect", [("hf", "", "hf"), ("vllm", "", "vllm"), ("hf", ",engine=vllm", "vllm")]
+)
+def test_a_judge_term_generates_on_the_run_engine_unless_named(
+    tiny_model, tmp_path, monkeypatch, engine, spec_engine, expect
+):
+    monkeypatch.setattr("rlvr.rollout.base.vllm_available", lambda: True)  # resolving a kind starts nothing
+    verifier = f"math+0.5*judge:model={tiny_model}{spec_engine}"
+    config = _config(tiny_model, tmp_path, **{"reward.verifier": verifier, "rollout.engine": engine})
+    judge = reward_stages.build_verifier(config).parts[1][1]
+    assert (judge.name, judge.engine, judge.backend) == ("judge", expect, None)
+
+
 # ------------------------------------------------------------------------------ data plan and rows
 
 

@@ -236,7 +236,10 @@ def test_audit_prints_one_line_and_fails_when_hacks_earn_reward(spec: str, code:
     lines = result.stdout.splitlines()
     assert lines[0] == run_audit(spec).line()
     assert lines[0].startswith("audit: ") and lines[0].endswith(" known hacks rewarded")
-    assert (len(lines) > 1) == rewarded
+    assert lines[1].split() == ["class", "rewarded", "rate", "no_answer", "failed"]
+    by_class = {line.split()[0]: line.split()[1] for line in lines[2:] if line.startswith("  ")}
+    assert "master_key_i18n" in by_class and (by_class["hedge"] != "0/36") == rewarded  # rewarded/tried per class
+    assert ("rewarded:" in lines) == rewarded
     if rewarded:  # boxed_format only checks for a box: the hedges and fenced boxes earn it
         assert "hedge/two_boxes_or/7 [hedge]: reward 1 (correct)" in result.stdout
 
