@@ -203,7 +203,8 @@ def test_the_shipped_suite_holds_the_master_key_classes():
 def test_the_audit_catches_a_judge_that_accepts_anything_in_every_class(model_dir):
     gullible = _judge(model_dir, Scripted(lambda p: "VERDICT: CORRECT"), batch_size=64)
     report = run_audit(gullible, plugins=False)
-    assert report.total == len(builtin_cases()) and len(report.rewarded) == report.total  # needs no gold
+    untargeted = [c for c in builtin_cases() if not c.fields.get("audit_verifiers")]  # not another verifier's own
+    assert report.total == len(untargeted) and len(report.rewarded) == report.total  # needs no gold
     rates = {name: (tried, rewarded) for name, tried, rewarded, _, _ in report.classes()}
     assert set(rates) >= JUDGE_CLASSES and all(tried == rewarded for tried, rewarded in rates.values())
     assert "master_key_i18n" in report.class_table() and "100.0%" in report.class_table()
