@@ -114,7 +114,7 @@ def main() -> None:
         f"# batch: {len(lengths)} rows, prompt tokens {prompt_lengths},"
         f" completion tokens mean {statistics.mean(lengths):.1f} (half at {max(lengths)})"
     )
-    print(f"# packed vs padded logprobs (float32): max |diff| {_logprob_gap(policy, batch):.2e}")
+    print(f"# packed vs padded logprobs ({policy.compute_dtype} compute): max |diff| {_logprob_gap(policy, batch):.2e}")
     for _ in range(args.warmup):  # the first pass allocates what the later ones reuse
         _learn(policy, batch, True)
     seconds: dict[bool, list[float]] = {False: [], True: []}

@@ -76,6 +76,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "logging.tensorboard": False,
         "reward.cross_check": "math",
         "reward.cross_check_samples": 3,
+        "optimizer.packing": True,
     },
     # top_k 1 is greedy: a group's completions are all the same (every advantage 0); some stop, some are cut off
     # the second grader pays for long text (the length the reward's overlong term penalizes): it disagrees
@@ -197,7 +198,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "lowprec": {"model.dtype": "bfloat16", "model.master_dtype": "bfloat16"},
     "dense": {
         "optimizer.share_prompt": False,
-        "optimizer.packing": False,
         "rollout.dtype": "bfloat16",
         "model.lean_activations": False,
         "model.keep_freed_memory": False,

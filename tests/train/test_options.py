@@ -1002,15 +1002,15 @@ ROWS = [
     ),
     Row(
         "optimizer.packing",
-        False,
-        ("dense",),
+        True,
+        ("plain",),
         lambda r: _all(
-            not r["dense"].trainer.policy.packing,
-            r["base"].trainer.policy.packing,
-            r["dense"].count("packed") == 0,
-            r["base"].count("packed") > 0,
-            series(r, "base", "padding_fraction") == [0.0, 0.0],
-            max(series(r, "dense", "padding_fraction")) > 0,
+            r["plain"].trainer.policy.packing,
+            not r["base"].trainer.policy.packing,
+            r["plain"].count("packed") > 0,
+            r["base"].count("packed") == 0,
+            series(r, "plain", "padding_fraction") == [0.0, 0.0],
+            max(series(r, "base", "padding_fraction")) > 0,
         ),
     ),
     Row(
