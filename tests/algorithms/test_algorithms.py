@@ -202,11 +202,16 @@ def test_sft_trains_on_worked_arith_answers_with_response_only_loss(tiny_model, 
     assert metrics["examples"] == 2 and _moved(tiny_model, tmp_path / "sft") > 1e-4
 
 
+@pytest.mark.slow
 def test_rft_keeps_only_correct_completions(tiny_model, tmp_path):
-    # the tiny random model is never correct on arith: nothing is kept, the alarm says why, weights stay
-    train(_config(tiny_model, tmp_path / "rft", "rft", **{"reward.verifier": "math"}))
+    # the tiny random model is never correct on arith: nothing is kept, and once that lasts WINDOW steps the
+    # alarm says why; weights stay
+    train(_config(tiny_model, tmp_path / "rft", "rft", **{"reward.verifier": "math", "optimizer.max_steps": WINDOW}))
     records = read_metrics(tmp_path / "rft")
-    assert all(r["kept"] == 0 and "nothing_to_learn" in r["alarms"] for r in records)
+    assert all(r["kept"] == 0 for r in records) and len(records) == WINDOW
+    assert "nothing_to_learn" in records[-1]["alarms"] and all(
+        "nothing_to_learn" not in r["alarms"] for r in records[:-1]
+    )
     # a verifier that calls every unrepetitive text correct keeps distinct finished completions, at most
     # max_per_prompt each (truncated ones are never kept: they would teach the model not to stop)
     train(
