@@ -18,6 +18,22 @@ def default_data_dir() -> Path:
 os.environ.setdefault("RLVR_DATA_DIR", str(default_data_dir()))
 
 
+#: the sandbox backends whose parametrized cases only the full suite runs: the inner loop (`-m "not slow"`) runs each
+#: backend-parametrized case on bwrap, the real boundary that needs no daemon
+FULL_SUITE_BACKENDS = ("docker", "local")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` (the full suite and CI still run them) the cases parametrized on docker or local and the tests
+    that need a vLLM engine: what keeps `pytest -m "not slow"` within its 3-minute budget on 2 cores."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ids = set(callspec.id.split("-")) if callspec is not None else set()
+        if ids & set(FULL_SUITE_BACKENDS) or item.get_closest_marker("vllm"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = default_data_dir()
