@@ -233,6 +233,7 @@ def test_rft_keeps_only_correct_completions(tiny_model, tmp_path):
     assert _moved(tiny_model, tmp_path / "all") > 1e-4
 
 
+@pytest.mark.slow
 def test_dpo_online_pairs_and_offline_file(tiny_model, tmp_path):
     verifier = "overlong:max_tokens=60,buffer=50,unit=chars"  # rewards vary with length: pairs exist
     train(

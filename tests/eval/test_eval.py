@@ -211,6 +211,7 @@ def test_resume_skips_finished_samples(tmp_path, hf_engine, math_verifier, data_
         )
 
 
+@pytest.mark.slow
 def test_cli_eval_and_bench_end_to_end(tmp_path, tiny_model, monkeypatch, data_dir):
     from rlvr.testing import make_tiny_model
 

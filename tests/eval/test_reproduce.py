@@ -32,6 +32,7 @@ def _samples(folder: Path) -> dict[tuple[str, int], str]:
     return {(r["id"], r["sample"]): r["completion"] for r in rows}
 
 
+@pytest.mark.slow
 def test_the_recorded_eval_command_reproduces_before_and_after_sample_by_sample(tiny_model, tmp_path):
     run = tmp_path / "run"
     train(_config(tiny_model, run))
@@ -57,6 +58,7 @@ def test_the_recorded_eval_command_reproduces_before_and_after_sample_by_sample(
     assert trained["before"] != trained["after"], "training must change some completion, else the test proves little"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_evaluated_with_other_settings_warns_naming_them(tiny_model, tmp_path):
     run = tmp_path / "run"
     train(_config(tiny_model, run, **{"optimizer.max_steps": 1, "eval.limit": 3}))

@@ -40,6 +40,7 @@ def _faults(mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @glibc
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     stock, kept = _faults("stock"), _faults("keep")

@@ -82,6 +82,7 @@ def test_stuck_item_times_out_and_later_items_are_scored(runner: Runner, stuck: 
     assert {s.details["pid"] for s in again} == after
 
 
+@pytest.mark.slow
 def test_several_stuck_items_in_one_batch(runner: Runner) -> None:
     completions = ["hang", "ok", "spin", "ok", "hang", "no"]
     start = time.monotonic()
@@ -150,6 +151,7 @@ def _score_and_reap(verifier, completions: list[str], items: list[Example], time
     return scores, stats, elapsed, pids
 
 
+@pytest.mark.slow
 def test_raw_math_verify_power_tower_is_killed_at_the_deadline() -> None:
     """The peers' failure: math-verify on 9^{9^{9^{9}}} with its signal timeout unusable."""
     completions = ["\\boxed{9^{9^{9^{9}}}}", "\\boxed{4}", "\\boxed{5}"]
@@ -232,6 +234,7 @@ def test_forgotten_runner_is_stopped_by_its_finalizer() -> None:
     assert not any(alive(p) for p in pids)
 
 
+@pytest.mark.slow
 def test_no_worker_survives_interpreter_exit(tmp_path: Path) -> None:
     script = tmp_path / "leave_running.py"
     script.write_text(
@@ -293,6 +296,7 @@ def test_verifier_that_cannot_start_in_a_worker_says_why() -> None:
         r.score(["ok"], examples(1))
 
 
+@pytest.mark.slow
 def test_warmup_is_not_on_the_first_items_clock() -> None:
     scores, _stats = score_all(SlowWarmup(), ["ok", "ok"], examples(2), workers=2, timeout=1.0)
     assert [s.status for s in scores] == [Status.CORRECT] * 2
