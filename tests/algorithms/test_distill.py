@@ -12,41 +12,17 @@ import pytest
 
 from rlvr.algorithms import create_algorithm
 from rlvr.algorithms.base import DataPlan
-from rlvr.config import load_config
 from rlvr.errors import InputError
 from rlvr.train.monitor import read_metrics
 from rlvr.train.trainer import train
+from tests.algorithms.test_algorithms import _config as algorithm_config
 
 
 def _config(model: Path, out: Path, teacher: Path | None, **extra):
-    return load_config(
-        None,
-        {
-            "algorithm": "distill",
-            "model.name": str(model),
-            "device": "cpu",
-            "model.dtype": "float32",
-            "rollout.engine": "hf",
-            "data.dataset": "arith",
-            "data.size": 32,
-            "reward.workers": 0,
-            "reward.audit": False,
-            "rollout.n": 2,
-            "rollout.prompts_per_step": 2,
-            "rollout.max_new_tokens": 8,
-            "rollout.temperature": 1.0,
-            "optimizer.lr": 3e-3,
-            "optimizer.max_steps": 4,
-            "optimizer.warmup_steps": 0,
-            "optimizer.schedule": "constant",
-            "logging.output": str(out),
-            "logging.progress": False,
-            "checkpoint.every": 0,
-            "eval.before_after": False,
-            **({"distill.teacher": str(teacher)} if teacher else {}),
-            **extra,
-        },
-    )
+    """test_algorithms' tiny run, as distillation: 2 samples a prompt, a higher constant lr, 4 steps."""
+    settings = {"rollout.n": 2, "optimizer.lr": 3e-3, "optimizer.max_steps": 4, "optimizer.schedule": "constant"}
+    chosen = {**settings, "distill.teacher": None if teacher is None else str(teacher), **extra}
+    return algorithm_config(model, out, "distill", **chosen)
 
 
 @pytest.fixture(scope="module")
