@@ -33,6 +33,12 @@ AUTO: dict[str, dict[str, Any]] = {
     },
 }
 
+#: DPO's measured sizes (benchmarks/RESULTS.md, "Every algorithm's default run"), where the preference family starts
+_DPO: dict[str, dict[str, Any]] = {
+    "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
+    "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
+}
+
 #: per algorithm, what differs from AUTO (applied first): SFT/RFT/DPO are supervised-style steps;
 #: an algorithm without an entry takes AUTO as it is
 AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
@@ -44,28 +50,13 @@ AUTO_BY_ALGORITHM: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
         "cuda": {"optimizer.lr": 1e-5, "optimizer.max_steps": 50},
     },
-    "dpo": {
-        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
-    },
+    "dpo": _DPO,
     # the preference family starts from DPO's sizes (the same pairs, or every completion for KTO; not yet
     # tuned by measurement unless benchmarks/RESULTS.md "preference family" says so)
-    "orpo": {
-        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-        "cuda": {"optimizer.lr": 5e-6, "optimizer.max_steps": 50},
-    },
-    "simpo": {
-        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
-    },
-    "cpo": {
-        "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
-    },
-    "kto": {
-        "cpu": {"rollout.prompts_per_step": 8, "optimizer.lr": 3e-5, "optimizer.max_steps": 10},
-        "cuda": {"optimizer.lr": 1e-6, "optimizer.max_steps": 50},
-    },
+    "orpo": {"cpu": _DPO["cpu"], "cuda": {**_DPO["cuda"], "optimizer.lr": 5e-6}},
+    "simpo": _DPO,
+    "cpo": _DPO,
+    "kto": {"cpu": {**_DPO["cpu"], "rollout.prompts_per_step": 8}, "cuda": _DPO["cuda"]},
     # provisional, not yet chosen by a measured run (benchmarks/RESULTS.md, "Reward-model training")
     "rm": {
         "cpu": {"rollout.prompts_per_step": 16, "optimizer.lr": 2e-5, "optimizer.max_steps": 20},
