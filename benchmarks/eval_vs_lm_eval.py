@@ -2,13 +2,16 @@
 
     pip install -c /tmp/rlvr-torch-constraint.txt -e '.[peers]'      # lm-eval (+ its math extra)
     python benchmarks/eval_vs_lm_eval.py [--limit 100] [--minerva-limit 50] [--rlvr-runs vllm:float32,hf:float32]
+        [--lm-eval-backends hf,vllm]
 
 lm-eval runs its *stock* `gsm8k` and `minerva_math500` tasks: the task yamls written here only
 `include:` lm-eval's own files and point `dataset_path` at the local jsonl copies (this machine has
 no Hub); the sampler, seed, prompt, stops, length and metrics are lm-eval's. Its `hf` backend runs
 on CPU in float32, greedy (batch size `--lm-eval-batch-size`, its default 1), in locked chunks of
 < 9 minutes that resume through its own `--use_cache` (so the shared lock is never held long); its
-time is the sum of the chunks, model loads included. rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
+time is the sum of the chunks, model loads included. Its `vllm` backend (what its users run for speed)
+runs the same float32 weights on the same vLLM(-CPU) as rlvr, eager, in one process: one whole-process
+time. rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
 greedy. Per problem it reports: identical prompts (byte for byte), identical completions,
 identical strict-match / flexible-extract answers, the same stock verdicts, rlvr's `math`
 verdict vs lm-eval's, and wall time. `--python` picks the interpreter that has lm-eval (a venv
@@ -141,6 +144,16 @@ def samples_of(target: Path, task: str) -> list[dict] | None:
     return [json.loads(line) for line in Path(max(found, key=os.path.getmtime)).read_text().splitlines()]
 
 
+def backend_args(backend: str, model: str, batch_size: int, cache: Path) -> tuple[list[str], list[str]]:
+    """lm-eval's --model/--model_args and the run's other flags for `backend`: hf (CPU, float32, its request
+    cache so a chunk resumes) or vllm (the same float32 weights, eager, vLLM's own batching)."""
+    if backend == "vllm":
+        args = f"pretrained={model},dtype=float32,enforce_eager=True,max_model_len=4096,seed=1234"
+        return ["--model", "vllm", "--model_args", args], ["--batch_size", "auto"]
+    extra = ["--batch_size", str(batch_size), "--device", "cpu", "--use_cache", str(cache)]
+    return ["--model", "hf", "--model_args", f"pretrained={model},dtype=float32"], extra
+
+
 def run_lm_eval(
     python: str,
     task: str,
@@ -151,10 +164,11 @@ def run_lm_eval(
     env: dict[str, str],
     batch_size: int,
     max_chunks: int,
+    backend: str = "hf",
 ) -> tuple[dict[int, dict], dict[int, dict], float, int]:
-    """Stock lm-eval: its prompts (a `dummy`-model pass, no generation), then its `hf` run in resumable
-    locked chunks. Returns (doc -> prompt/request, doc -> completion/metrics, seconds, chunks); when
-    the hf run did not finish in `max_chunks`, the completions are the documents it finished."""
+    """Stock lm-eval: its prompts (a `dummy`-model pass, no generation), then its `backend` run (hf: in
+    resumable locked chunks). Returns (doc -> prompt/request, doc -> completion/metrics, seconds, chunks);
+    when the hf run did not finish in `max_chunks`, the completions are the documents it finished."""
     prompts_dir = out / f"lm_eval_{task}_prompts"
     if samples_of(prompts_dir, task) is None:
         cmd = lm_eval_cmd(python, task, ["--model", "dummy"], limit, tasks_dir, prompts_dir, [])
@@ -169,28 +183,24 @@ def run_lm_eval(
             "target": row["target"],
             "doc": row["doc"],
         }
-    target, log = out / f"lm_eval_{task}", out / f"lm_eval_{task}.log"
+    suffix = "" if backend == "hf" else f"_{backend}"  # hf keeps the folder names of earlier runs
+    target, log = out / f"lm_eval_{task}{suffix}", out / f"lm_eval_{task}{suffix}.log"
     tries = 0
-    while samples_of(target, task) is None and tries < max_chunks:
-        cmd = lm_eval_cmd(
-            python,
-            task,
-            ["--model", "hf", "--model_args", f"pretrained={model},dtype=float32"],
-            limit,
-            tasks_dir,
-            target,
-            ["--batch_size", str(batch_size), "--device", "cpu", "--use_cache", str(target / "cache")],
-        )
+    while samples_of(target, task) is None and tries < (max_chunks if backend == "hf" else 1):
+        model_args, extra = backend_args(backend, model, batch_size, target / "cache")
+        cmd = lm_eval_cmd(python, task, model_args, limit, tasks_dir, target, extra)
         target.mkdir(parents=True, exist_ok=True)
-        code, _ = locked(cmd, env, log, CHUNK_S)
+        code, _ = locked(cmd, env, log, CHUNK_S if backend == "hf" else None)
         tries += 1
         if code not in (0, 124, 130):
-            sys.exit(f"lm-eval failed ({code}); see {log}")
+            sys.exit(f"lm-eval ({backend}) failed ({code}); see {log}")
     # every chunk this folder ever ran (a re-run of the benchmark reuses them), model loads included
     spent = [float(part.split()[0]) for part in log.read_text().split("@@seconds ")[1:]] if log.exists() else []
     rows = samples_of(target, task)
     if rows is not None:
         return requests, per_doc(rows), sum(spent), len(spent)
+    if backend != "hf":
+        sys.exit(f"lm-eval ({backend}) left no samples; see {log}")
     with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
         json.dump([requests[d] for d in sorted(requests)], handle)
         handle.flush()
@@ -281,6 +291,11 @@ def compare(mine: list[dict], requests: dict[int, dict], theirs: dict[int, dict]
     return {k: f"{sum(v)}/{len(v)}" for k, v in shares.items()}
 
 
+def ratios(seconds: float, lm: dict[str, tuple], unfinished: list[str]) -> str:
+    """Each lm-eval run's seconds over `seconds` (above 1: the row is faster), as table cells."""
+    return " | ".join("(unfinished)" if b in unfinished else f"{run[2] / seconds:.2f}x" for b, run in lm.items())
+
+
 def accuracy(values) -> float:
     values = list(values)
     return sum(values) / len(values)
@@ -307,6 +322,7 @@ def main() -> None:
     parser.add_argument("--rlvr-runs", default="vllm:float32", help="rlvr eval runs as ENGINE:DTYPE, comma-separated")
     parser.add_argument("--python", default=sys.executable, help="the interpreter with lm-eval installed")
     parser.add_argument("--lm-eval-batch-size", type=int, default=1, help="lm-eval hf batch size (its default: 1)")
+    parser.add_argument("--lm-eval-backends", default="hf,vllm", help="lm-eval --model backends, comma-separated")
     parser.add_argument(
         "--lm-eval-chunks",
         type=int,
@@ -352,6 +368,7 @@ def main() -> None:
     tasks_dir = out / "tasks"
     tasks_dir.mkdir(exist_ok=True)
     limits = {"gsm8k": args.limit, "minerva_math500": args.minerva_limit}
+    backends = args.lm_eval_backends.split(",")
     print(
         f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, lm-eval {version}, model {args.model}, "
         f"{machine()}, {threads} threads\n"
@@ -364,46 +381,72 @@ def main() -> None:
         for run in args.rlvr_runs.split(","):
             engine, _, dtype = run.partition(":")
             runs[run] = run_rlvr(engine, dtype or "float32", task, args.model, limit, out, env, args.reuse_rlvr)
-        requests, theirs, lm_seconds, chunks = run_lm_eval(
-            args.python, task, model, limit, tasks_dir, out, env, args.lm_eval_batch_size, args.lm_eval_chunks
-        )
-        finished = len(theirs) == len(requests)
+        lm = {
+            backend: run_lm_eval(
+                args.python,
+                task,
+                model,
+                limit,
+                tasks_dir,
+                out,
+                env,
+                args.lm_eval_batch_size,
+                args.lm_eval_chunks,
+                backend,
+            )
+            for backend in backends
+        }
+        requests = lm[backends[0]][0]
+        unfinished = [b for b, (_, theirs, _, _) in lm.items() if len(theirs) != len(requests)]
         print(
             f"## {task}, first {limit} problems, greedy, float32, 256 new tokens at most"
-            + ("" if finished else f"; lm-eval's hf run did NOT finish: it generated {len(theirs)} of them")
+            + "".join(f"; lm-eval's {b} run did NOT finish: it generated {len(lm[b][1])}" for b in unfinished)
             + "\n"
         )
+        names = list(next(iter(lm[backends[0]][1].values()))["metrics"])
         print(
             "| tool | "
-            + " | ".join(f"{m} accuracy" for m in next(iter(theirs.values()))["metrics"])
-            + " | rlvr math | wall s | speed-up |"
+            + " | ".join(f"{m} accuracy" for m in names)
+            + " | rlvr math | wall s | "
+            + " | ".join(f"lm-eval {b} s / this" for b in backends)
+            + " |"
         )
-        print("| --- |" + " ---: |" * (len(next(iter(theirs.values()))["metrics"]) + 3))
-        names = list(next(iter(theirs.values()))["metrics"])
-        print(
-            f"| lm-eval {version} (hf backend, batch {args.lm_eval_batch_size}; {chunks} resumed chunk(s), "
-            "model loads included) | "
-            + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
-            + f" | - | {lm_seconds:.1f} | 1.00x |"
-        )
+        print("| --- |" + " ---: |" * (len(names) + 2 + len(backends)))
+
+        for backend, (_, theirs, lm_seconds, chunks) in lm.items():
+            how = f"batch {args.lm_eval_batch_size}; {chunks} resumed chunk(s)" if backend == "hf" else "batch auto"
+            print(
+                f"| lm-eval {version} ({backend} backend, {how}, model loads included) | "
+                + " | ".join(f"{accuracy(d['metrics'][m][1] for d in theirs.values()):.1%}" for m in names)
+                + f" | - | {lm_seconds:.1f} | {ratios(lm_seconds, lm, unfinished)} |"
+            )
+        common = set.intersection(*(set(theirs) for _, theirs, _, _ in lm.values()))
         agreement = {}
         for run, (mine, seconds) in runs.items():
             engine, _, dtype = run.partition(":")
             print(
                 f"| rlvr eval --style lm-eval --engine {engine} --dtype {dtype} | "
                 + " | ".join(
-                    f"{accuracy(r['lm_eval'][m]['correct'] for i, r in enumerate(mine) if i in theirs):.1%}"
+                    f"{accuracy(r['lm_eval'][m]['correct'] for i, r in enumerate(mine) if i in common):.1%}"
                     for m in names
                 )
-                + f" | {accuracy(r['status'] == 'correct' for i, r in enumerate(mine) if i in theirs):.1%}"
-                + f" | {seconds:.1f}"
-                + (f" | {lm_seconds / seconds:.2f}x |" if finished else " | (lm-eval unfinished) |")
+                + f" | {accuracy(r['status'] == 'correct' for i, r in enumerate(mine) if i in common):.1%}"
+                + f" | {seconds:.1f} | {ratios(seconds, lm, unfinished)} |"
             )
-            agreement[run] = compare(mine, requests, theirs)
+            for backend, (_, theirs, _, _) in lm.items():
+                agreement[f"rlvr {run} vs lm-eval {backend}"] = compare(mine, requests, theirs)
         print()
-        print("accuracies over the documents lm-eval generated for; speed-up = lm-eval seconds / rlvr seconds\n")
-        for run, counts in agreement.items():
-            print(f"rlvr {run} vs lm-eval: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(
+            "accuracies over the documents every lm-eval run generated for; "
+            "a ratio column = that lm-eval run's seconds / the row's seconds (above 1: the row is faster)\n"
+        )
+        for name, counts in agreement.items():
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if len(backends) > 1:
+            first, *others = backends
+            for other in others:
+                same = [lm[first][1][d]["completion"] == lm[other][1][d]["completion"] for d in sorted(common)]
+                print(f"lm-eval {first} vs lm-eval {other}: identical completions {sum(same)}/{len(same)}")
         print()
 
 

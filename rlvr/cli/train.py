@@ -188,9 +188,9 @@ def train(
         if summary is not None:
             click.echo(summary_table(summary))
         click.echo(f"run folder: {trainer.out}")
-    if trainer.stop_signal is not None:
+    if trainer.stop.received is not None:
         raise SystemExit(
-            128 + int(trainer.stop_signal)
+            128 + int(trainer.stop.received)
         )  # 130 after Ctrl-C, 143 after SIGTERM: stopped, checkpoint saved
 
 

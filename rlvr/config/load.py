@@ -4,6 +4,7 @@ a deprecation warning (`RENAMED`); values checked (`CHOICES`, ranges); "auto" re
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import logging
 import typing
 from collections.abc import Mapping
@@ -19,8 +20,11 @@ __all__ = [
     "CHOICES",
     "RENAMED",
     "apply_overrides",
+    "attribute",
+    "config_keys",
     "config_to_dict",
     "dump_yaml",
+    "get_key",
     "load_config",
     "parse_set",
     "resolve_auto",
@@ -109,9 +113,20 @@ _NON_NEGATIVE = (
 # ------------------------------------------------------------------------------ building
 
 
+def attribute(part: str) -> str:
+    """The dataclass attribute behind one part of a dotted key: a Python keyword (`rollout.async`) is spelled
+    with a trailing underscore in the dataclass and without it everywhere a user reads or writes it."""
+    return f"{part}_" if keyword.iskeyword(part) else part
+
+
+def key_part(name: str) -> str:
+    """The dotted key's spelling of a dataclass attribute (attribute's inverse)."""
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
 def _fields(obj: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(type(obj))
-    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+    return {key_part(f.name): hints[f.name] for f in dataclasses.fields(obj)}
 
 
 def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
@@ -169,7 +184,7 @@ def _set(config: TrainConfig, key: str, value: Any, source: str) -> None:
     *sections, leaf = key.split(".")
     node: Any = config
     for depth, section in enumerate(sections):
-        child = getattr(node, section, None) if section in _fields(node) else None
+        child = getattr(node, attribute(section), None) if section in _fields(node) else None
         if not dataclasses.is_dataclass(child):
             raise InputError(
                 f"{source}: unknown config section {'.'.join(sections[: depth + 1])!r} "
@@ -180,11 +195,11 @@ def _set(config: TrainConfig, key: str, value: Any, source: str) -> None:
     if leaf not in known or _is_section(node, leaf):
         options = ", ".join(k for k in known if not _is_section(node, k))
         raise InputError(f"{source}: unknown config key {key!r} (known here: {options})")
-    setattr(node, leaf, _coerce(value, known[leaf], key, source))
+    setattr(node, attribute(leaf), _coerce(value, known[leaf], key, source))
 
 
 def _is_section(node: Any, name: str) -> bool:
-    return dataclasses.is_dataclass(getattr(node, name))
+    return dataclasses.is_dataclass(getattr(node, attribute(name)))
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -242,25 +257,35 @@ def parse_set(assignments: typing.Iterable[str]) -> dict[str, Any]:
     return parsed
 
 
-def _get(config: TrainConfig, key: str) -> Any:
+def get_key(config: Any, key: str) -> Any:
+    """The value of dotted `key` (e.g. "rollout.async") in `config`."""
     node: Any = config
     for part in key.split("."):
-        node = getattr(node, part)
+        node = getattr(node, attribute(part))
     return node
+
+
+def config_keys(config: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of `config`, as users spell them."""
+    keys: list[str] = []
+    for name in _fields(config):
+        value = getattr(config, attribute(name))
+        keys += config_keys(value, f"{prefix}{name}.") if dataclasses.is_dataclass(value) else [prefix + name]
+    return keys
 
 
 def validate(config: TrainConfig) -> None:
     """Choices and ranges; each problem is an InputError naming the key."""
     for key, allowed in CHOICES.items():
-        value = _get(config, key)
+        value = get_key(config, key)
         if value is not None and value not in allowed:  # None: "auto", resolved per device
             raise InputError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
     for key in _POSITIVE:
-        value = _get(config, key)
+        value = get_key(config, key)
         if value is not None and value <= 0:
             raise InputError(f"config: {key} must be > 0, got {value}")
     for key in _NON_NEGATIVE:
-        value = _get(config, key)
+        value = get_key(config, key)
         if value is not None and value < 0:
             raise InputError(f"config: {key} must be >= 0, got {value}")
     if config.rollout.n is not None and config.rollout.n < 2 and config.grpo.advantage in ("grpo", "rloo"):
@@ -273,6 +298,9 @@ def validate(config: TrainConfig) -> None:
         raise InputError(f"config: grpo.clip_eps_low must be in [0, 1), got {config.grpo.clip_eps_low}")
     if config.model.quantization != "none" and not config.model.lora_r:
         raise InputError("config: model.quantization=4bit trains LoRA adapters over the frozen base: set model.lora_r")
+    if config.rollout.async_ not in (0, 1):
+        value = config.rollout.async_
+        raise InputError(f"config: rollout.async must be 0 (generate, then learn) or 1 (one step ahead), got {value}")
     if config.reward.truncated == "penalty" and config.reward.overlong_buffer <= 0:
         raise InputError("config: reward.overlong_buffer must be > 0 with reward.truncated=penalty")
 
@@ -294,14 +322,18 @@ def resolve_auto(config: TrainConfig, device: str) -> TrainConfig:
     by_algorithm = AUTO_BY_ALGORITHM.get(config.algorithm, {}).get(kind, {})
     for table in (env_algorithm, by_algorithm, with_env, AUTO[kind]):
         for key, value in table.items():
-            if _get(resolved, key) is None:
+            if get_key(resolved, key) is None:
                 _set(resolved, key, value, "auto")
     resolved.device = device
     return resolved
 
 
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as nested dicts under the keys users write (config.yaml, config.json, settings)."""
+    return {
+        name: config_to_dict(value) if dataclasses.is_dataclass(value) else value
+        for name, value in ((name, getattr(config, attribute(name))) for name in _fields(config))
+    }
 
 
 def dump_yaml(config: TrainConfig) -> str:

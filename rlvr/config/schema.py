@@ -96,6 +96,10 @@ class RolloutConfig:
     weights_dir: str | None = None
     server_timeout: float = 300.0  # vllm-server: seconds one request may take before it is retried
     server_retries: int = 4  # vllm-server: retries (with backoff) of a failed request before the run stops
+    # rollout.async (the key; `async_` only here, async being a Python keyword): 1 = one step off-policy, step
+    # t+1 generated while step t learns (an engine with its own weights and sampler logprobs: vllm, vllm-server;
+    # TIS corrects the staleness, metric `staleness`); 0 = generate, then learn
+    async_: int = 0
 
 
 @dataclass

@@ -3,7 +3,6 @@ change of setting computed from the run's configuration (never the setting alrea
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -180,7 +179,8 @@ ALARMS: dict[str, Alarm] = {
     "reward_collapse": Alarm(_reward_collapse, _collapse_advice),
     "weights_unchanged": Alarm(_engine_stale, lambda c: {"rollout.engine": "hf"}),
     "sampler_mismatch": Alarm(
-        _sampler_mismatch, _both(lambda c: {"rollout.dtype": "float32"}, _times("grpo.tis_cap", 2))
+        _sampler_mismatch,
+        _both(lambda c: {"rollout.dtype": "float32", "rollout.async": 0}, _times("grpo.tis_cap", 2)),
     ),
     "updates_rounded_away": Alarm(
         _updates_rounded_away, _both(lambda c: {"model.master_dtype": "float32"}, _times("optimizer.lr", 2))
@@ -202,7 +202,9 @@ def advise(name: str, settings: Settings) -> dict[str, Any]:
 def settings_of(config: Any, **in_force: Any) -> dict[str, Any]:
     """A TrainConfig as dotted option -> value, with `in_force` (e.g. rollout.dtype resolved) on top."""
     flat: dict[str, Any] = {}
-    for key, value in dataclasses.asdict(config).items():
+    from rlvr.config import config_to_dict
+
+    for key, value in config_to_dict(config).items():
         if isinstance(value, dict):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlvr.algorithms import create_algorithm
+from rlvr.algorithms.base import Step
 from rlvr.algorithms.context import Timer
 from rlvr.config import TrainConfig
 from rlvr.data.stream import PromptStream
@@ -34,8 +34,11 @@ from rlvr.rollout.quiet import engine_output_to
 from rlvr.train import stages
 from rlvr.train.alarms import settings_of
 from rlvr.train.checkpoint import latest_checkpoint, save_checkpoint, save_final
+from rlvr.train.heldout import held_out_eval
 from rlvr.train.monitor import Monitor, StepTimer
+from rlvr.train.offpolicy import StepsAhead
 from rlvr.train.reward_stages import audit_reward, build_runner, build_verifier
+from rlvr.train.stop import StopSignals
 from rlvr.train.summary import own_eval_summary, write_summary
 from rlvr.types import Example
 
@@ -45,9 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["PromptStream", "Trainer", "train"]
 
 log = logging.getLogger("rlvr.train")
-
-#: the signals that end a run cleanly: finish the step in flight, checkpoint, return
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Trainer:
@@ -69,7 +69,7 @@ class Trainer:
 
         self.started = time.perf_counter()
         self.engine_log = engine_log  # where the engines' own console output goes (None: the console)
-        self.stop_signal: int | None = None
+        self.stop = StopSignals(lambda: self.step_number)  # Ctrl-C, SIGTERM: finish the step, checkpoint, return
         self.ctx = init_distributed()
         checkpoint = latest_checkpoint(resume) if resume else None
         if resume and checkpoint is None:
@@ -111,7 +111,10 @@ class Trainer:
             )
         self.pushes_weights = self.plan.policy_generates and stages.engine_holds_weights(self.engine)  # rm: never
         self.engine_stale = self.pushes_weights and bool(self.step_number)  # resumed: the engine has the base weights
+        self.sampling_step = self.engine_version = self.step_number  # the step sampled; the weights the engine has
         self.sync_engine()
+        # rollout.async=1: the next step's batch is made while this one learns
+        self.ahead = StepsAhead.of_run(cfg, self.plan, self.engine, self.ctx, self.make_batch, self.stream.position)
         self.runner = build_runner(self.verifier, cfg)
         self.out = stages.prepare_run_folder(cfg, self.step_number, self.ctx)
         self.monitor = Monitor(
@@ -133,60 +136,60 @@ class Trainer:
         """Run until optimizer.max_steps, evaluating and checkpointing on schedule. Ctrl-C or SIGTERM
         finishes the current step, saves a checkpoint and returns (a second one aborts at once)."""
         cfg = self.config
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS} if on_main_thread else {}
         last: dict[str, Any] = {}
         try:
-            if (cfg.eval.before_after or cfg.eval.every) and self.step_number == 0:
-                self.evaluate()
-            while self.step_number < cfg.optimizer.max_steps and self.stop_signal is None:
-                self.step_number += 1
-                last = self.step()
-                done = self.step_number == cfg.optimizer.max_steps
-                if cfg.checkpoint.every and self.step_number % cfg.checkpoint.every == 0 and not done:
-                    self.save()
-                periodic = cfg.eval.every and self.step_number % cfg.eval.every == 0
-                if periodic or (done and cfg.eval.before_after):
+            with self.stop:
+                if (cfg.eval.before_after or cfg.eval.every) and self.step_number == 0:
                     self.evaluate()
-                if done and cfg.eval.before_after and self.env is not None:  # does the gain come from the tool?
-                    self.evaluate(tool=False)
-            self.save()
-            if self.step_number >= cfg.optimizer.max_steps:
-                self.save_final()
-            if self.ctx.is_main:
-                write_summary(
-                    self.out,
-                    steps=self.step_number,
-                    wall_s=time.perf_counter() - self.started,
-                    final=self.out / "final" if self.step_number >= cfg.optimizer.max_steps else None,
-                    audit=self.audit,
-                )
-            if self.stop_signal is not None:
-                name, out = signal.Signals(self.stop_signal).name, self.out
-                log.warning("%s: saved step %d in %s; continue with --resume %s", name, self.step_number, out, out)
+                while self.step_number < cfg.optimizer.max_steps and self.stop.received is None:
+                    self.step_number += 1
+                    last = self.step()
+                    done = self.step_number == cfg.optimizer.max_steps
+                    if cfg.checkpoint.every and self.step_number % cfg.checkpoint.every == 0 and not done:
+                        self.save()
+                    periodic = cfg.eval.every and self.step_number % cfg.eval.every == 0
+                    if periodic or (done and cfg.eval.before_after):
+                        self.evaluate()
+                    if done and cfg.eval.before_after and self.env is not None:  # does the gain come from the tool?
+                        self.evaluate(tool=False)
+                self.save()
+                if self.step_number >= cfg.optimizer.max_steps:
+                    self.save_final()
+                if self.ctx.is_main:
+                    write_summary(
+                        self.out,
+                        steps=self.step_number,
+                        wall_s=time.perf_counter() - self.started,
+                        final=self.out / "final" if self.step_number >= cfg.optimizer.max_steps else None,
+                        audit=self.audit,
+                    )
+                if self.stop.received is not None:
+                    name, out = signal.Signals(self.stop.received).name, self.out
+                    log.warning("%s: saved step %d in %s; continue with --resume %s", name, self.step_number, out, out)
         except EngineUnavailable:  # a server lost past its retries: keep what was learned, never stale rollouts
             self.step_number = self.learned_step
             self.save()
             log.error("rollout engine lost: saved step %d; continue with --resume %s", self.step_number, self.out)
             raise
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.close()
         return last
 
     def step(self) -> dict[str, Any]:
         """One step of the algorithm; returns its metrics (also written to metrics.jsonl)."""
-        timer = StepTimer()
-        made = self.algorithm.make_step(self, timer)
-        before, lr = self.policy.probe(), self.policy.lr
-        if self.engine.can_sleep:
+        started = time.perf_counter()
+        made, timer, version = self._batch()
+        before, lr, staleness = self.policy.probe(), self.policy.lr, self.learned_step - version
+        # a batch made ahead keeps the engine busy; one serving weights the learner never trains (rm: the base model)
+        # keeps them, since nothing could push them back after a level-2 sleep
+        sleeps = self.engine.can_sleep and self.ahead is None and self.plan.policy_generates
+        if sleeps:
             self.engine.sleep()  # the engine's weights (GPU: and KV cache) make room for the learner
         with timer("learn"):
             learned = self.algorithm.learn(self.policy, made.batch)
         self.learned_step = self.step_number
         moved = agree(self.policy.moved_since(before), self.ctx, "max")  # FSDP2: each rank probes its shard
-        if self.engine.can_sleep:  # level 2 drops the weights too: wake() says they must be pushed again
+        if sleeps:  # level 2 drops the weights too: wake() says they must be pushed again
             lost = bool(self.engine.wake())  # always woken, even when a push is already due (SFT: at the next eval)
             self.engine_stale = self.engine_stale or (lost and self.pushes_weights)
         # the engine generates with its own copy: push the new weights (LoRA merged), unless nothing moved (equal
@@ -194,6 +197,8 @@ class Trainer:
         report: dict[str, Any] = {}
         self.engine_stale = self.engine_stale or (self.pushes_weights and moved > 0)
         if self.plan.samples_online:
+            if self.ahead is not None:  # never push weights under a generation in flight
+                timer.add("wait", self.ahead.wait())
             with timer("sync"):
                 report = self.sync_engine()
         metrics = {
@@ -203,9 +208,12 @@ class Trainer:
             "lr": lr,
             "param_delta": moved,
             **timer.metrics(),
+            "staleness": staleness,  # updates between the weights that sampled this batch and those learning it
             **(self.engine.step_stats() if hasattr(self.engine, "step_stats") else {}),  # vllm: prefix-cache hits
             **(self.runner.take() if self.config.reward.cross_check else {}),  # verifier_disagreement_rate
         }
+        if self.ahead is not None:  # generation overlapped the previous step's learning: the step's wall time
+            metrics["time_step"] = time.perf_counter() - started
         if self.env is not None:  # tool seconds beside generate seconds (also time_tool, time_generate)
             metrics.update(tool_s=timer.seconds.get("tool", 0.0), generate_s=timer.seconds.get("generate", 0.0))
         if "completion_tokens" in metrics and timer.seconds.get("generate"):
@@ -221,6 +229,22 @@ class Trainer:
             self.monitor.log_samples(self.step_number, *made.samples)
         return metrics
 
+    def _batch(self) -> tuple[Step, StepTimer, int]:
+        """This step's batch, its timer and the learned step whose weights sampled it: made ahead (rollout.async=1)
+        or now. With rollout.async=1 the next step's batch is started here, before this one learns."""
+        made = self.ahead.take(self.step_number) if self.ahead is not None else None
+        if made is None:
+            timer = StepTimer()
+            made = self.make_batch(self.step_number, timer), timer, self.engine_version
+        if self.ahead is not None and self.step_number < self.config.optimizer.max_steps and self.stop.received is None:
+            self.ahead.start(self.step_number + 1, self.engine_version)
+        return made
+
+    def make_batch(self, step: int, timer: StepTimer) -> Step:
+        """The algorithm's batch for `step`, its sampling seeded by that step (rollout.async=1: one step ahead)."""
+        self.sampling_step = step
+        return self.algorithm.make_step(self, timer)
+
     # -------------------------------------------------------------------------- the TrainContext of algorithms
 
     def sync_engine(self) -> dict[str, Any]:
@@ -229,7 +253,7 @@ class Trainer:
             return {}
         with engine_output_to(self.engine_log):
             report = self.engine.sync_weights(self.policy.weights())
-        self.engine_stale = False
+        self.engine_stale, self.engine_version = False, self.learned_step
         return report
 
     @property
@@ -268,7 +292,7 @@ class Trainer:
 
         r = self.config.rollout
         stop = stop_sequences(self.config.data.style)
-        seed = rank_seed(self.config.seed, self.ctx) + 7919 * self.step_number + 104_729 * round_
+        seed = rank_seed(self.config.seed, self.ctx) + 7919 * self.sampling_step + 104_729 * round_
         return SamplingConfig(
             temperature=r.temperature,
             top_p=r.top_p,
@@ -293,37 +317,17 @@ class Trainer:
             barrier(self.ctx)
             return summary
         if (self.ctx.is_main or everyone) and self.eval_examples:
-            from rlvr.eval.run import run_eval
-            from rlvr.eval.spec import EvalSpec, engine_dtype
-
-            engine = self.engine.engine if everyone else self.engine
-            env = self.env if tool else None
+            engine, env = self.engine.engine if everyone else self.engine, self.env if tool else None
             folder = f"step_{self.step_number:06d}" + ("" if env is self.env else "_tool_off")
             output_dir = self.out / "eval" / folder if self.ctx.is_main else None
-            # the settings `rlvr eval` takes to reproduce it: built by the same function, recorded with the result
-            spec = EvalSpec.from_train_config(
-                self.config,
-                engine=getattr(engine, "kind", "auto"),
-                dtype=engine_dtype(engine),
-                max_model_len=getattr(engine, "max_model_len", None),
-                env=self.config.env.name if env is not None else None,
-            )
-            summary = run_eval(
+            summary = held_out_eval(
                 engine,
                 self.eval_examples,
                 self.verifier,
-                sampling=spec.sampling(),
-                style=spec.style,
-                instruction=spec.instruction,
-                samples=spec.samples,
-                run_info={**spec.settings(), "eval_command": spec.to_command()},
-                output_dir=output_dir,
-                progress=False,
-                workers=self.config.reward.workers,
-                timeout=self.config.reward.timeout,
-                max_failure_rate=None,
-                name=f"step {self.step_number}",
+                self.config,
+                step=self.step_number,
                 env=env,
+                output_dir=output_dir,
             )
             self.monitor.log_eval(self.step_number, summary, tool=None if self.env is None else "on" if tool else "off")
         barrier(self.ctx)
@@ -332,7 +336,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "step": self.step_number,
-            "data": self.stream.position(),
+            "data": self.stream.position() if self.ahead is None else self.ahead.data_position(),
             "world_size": self.ctx.world_size,
             "alarms": dataclasses.asdict(self.monitor.alarms),
         }
@@ -375,22 +379,14 @@ class Trainer:
             )
 
     def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
         self.monitor.close()
         self.runner.close()
         if self.env is not None:
             self.env.close()
         if self.owns_engine:
             self.engine.close()
-
-    def _on_stop(self, signum: int, frame: Any) -> None:
-        if self.stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.stop_signal = signum
-        log.warning(
-            "%s: finishing step %d, then saving a checkpoint (send it again to abort)",
-            signal.Signals(signum).name,
-            self.step_number,
-        )
 
 
 def train(

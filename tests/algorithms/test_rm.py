@@ -83,6 +83,45 @@ def test_online_pairs_are_sampled_from_the_base_and_labelled_by_the_verifier(tin
     assert final["architectures"] == ["LlamaForSequenceClassification"] and len(final["id2label"]) == 1  # num_labels=1
 
 
+class SleepyEngine:
+    """The hf engine on its own copy, with vllm's level-2 sleep: a wake discards the weights until a push."""
+
+    def __init__(self, model: Path) -> None:
+        from rlvr.rollout.hf import HFEngine
+
+        self.inner, self.sleeps, self.lost = HFEngine(model, dtype="float32"), 0, False
+        self.kind, self.holds_weights, self.sampler_logprobs, self.can_sleep = "hf", True, False, True
+        self.tokenizer, self.max_model_len = self.inner.tokenizer, self.inner.max_model_len
+
+    def sleep(self) -> None:
+        self.sleeps += 1
+
+    def wake(self) -> bool:
+        self.lost = True
+        return True
+
+    def generate(self, prompts, n=1, sampling=None):
+        assert not self.lost, "generate after a level-2 wake: the weights were discarded"
+        return self.inner.generate(prompts, n, sampling)
+
+    def sync_weights(self, state_dict):
+        self.lost = False
+        return self.inner.sync_weights(state_dict)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_engine_serving_the_untrained_base_is_never_put_to_sleep(tiny_model, tmp_path):
+    from rlvr.train.trainer import Trainer
+
+    engine = SleepyEngine(tiny_model)
+    verifier = "overlong:max_tokens=100,buffer=90,unit=chars"
+    config = _config(tiny_model, tmp_path / "rm", "rm", **{"reward.verifier": verifier, "rollout.max_new_tokens": 8})
+    Trainer(config, engine=engine).train()  # rm's policy is a score model: nothing could push the base back
+    assert engine.sleeps == 0 and [r["step"] for r in read_metrics(tmp_path / "rm")] == [1, 2]
+
+
 @pytest.mark.parametrize(
     "rows, message",
     [

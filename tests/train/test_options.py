@@ -4,7 +4,6 @@ torchrun or a service get a row that checks the refusal or the value reaching it
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import re
@@ -33,7 +32,7 @@ from option_runs import (
     summary,
     value_at,
 )
-from rlvr.config import TrainConfig, load_config
+from rlvr.config import TrainConfig, config_keys, load_config
 from rlvr.data.templates import DEFAULT_INSTRUCTION
 from rlvr.errors import InputError
 from rlvr.types import Score, Status
@@ -559,6 +558,13 @@ ROWS = [
         why="hf generates with the policy itself; only vLLM keeps its own weights in this dtype",
     ),
     Row("rollout.kv_cache_gib", 1.5, (), _check_kv_cache, why="vLLM on CPU only: the engine's arguments"),
+    Row(
+        "rollout.async",
+        1,
+        ("async_hf",),
+        lambda r: refused(r, "async_hf", InputError, "rollout.async=1 needs an engine that samples from its own copy"),
+        why="hf samples with the live policy: refused here; a one-step-ahead vllm run is tests/train/test_async.py's",
+    ),
     *(
         Row(
             key,
@@ -1143,16 +1149,8 @@ ROWS = [
 ]
 
 
-def _config_keys(node: Any, prefix: str = "") -> list[str]:
-    keys = []
-    for f in dataclasses.fields(node):
-        value = getattr(node, f.name)
-        keys += _config_keys(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
-    return keys
-
-
 def test_every_config_key_has_exactly_one_row():
-    keys, rows = _config_keys(TrainConfig()), [row.key for row in ROWS]
+    keys, rows = config_keys(TrainConfig()), [row.key for row in ROWS]
     assert len(keys) > 80 and len(rows) == len(set(rows)), "one row per key"
     assert not set(keys) - set(rows), (
         f"config keys without a row in tests/train/test_options.py: {sorted(set(keys) - set(rows))}"
