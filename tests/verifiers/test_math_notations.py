@@ -103,17 +103,22 @@ def test_forms(gold, completion):
     assert _score(gold, completion).status is Status.CORRECT
 
 
-GOLDS = [  # golds that used to be `error`: each is graded, both ways
-    ("2 - \\frac{1}{\\mathrm{e}}", "\\boxed{3}"),
-    ("\\begin{array}{c} 3 \\\\ 4 \\end{array}", "\\boxed{5}"),
-    ("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{a = 2}"),
+GOLDS = [  # golds that used to be `error`: each is graded, both ways, never as a fragment of itself
+    ("2 - \\frac{1}{\\mathrm{e}}", "\\boxed{3}", "\\boxed{2-e^{-1}}"),
+    ("2 - \\frac{1}{\\mathrm{e}}", "\\boxed{2}", "\\boxed{2 - 1/e}"),  # math-verify alone stops at `{ e }`: 2
+    ("1 + \\frac{1}{\\text{ e }}", "\\boxed{1}", "\\boxed{\\frac{e+1}{e}}"),
+    ("\\begin{array}{c} 3 \\\\ 4 \\end{array}", "\\boxed{5}", "\\boxed{3, 4}"),
+    ("\\begin{array}{c} 3 \\\\ 4 \\end{array}", "\\boxed{4}", "\\boxed{3, 4}"),
+    ("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{a = 2}", "\\boxed{a=1, b=2}"),
+    ("\\begin{cases} a = 1 \\\\ b = 2 \\end{cases}", "\\boxed{2}", "\\boxed{a=1, b=2}"),
 ]
 
 
-@pytest.mark.parametrize("gold, wrong", GOLDS)
-def test_readable_golds_are_gradable(gold, wrong):
+@pytest.mark.parametrize("gold, wrong, equal", GOLDS)
+def test_readable_golds_are_gradable(gold, wrong, equal):
     assert _score(gold, wrong).status is Status.WRONG
     assert _score(gold, f"\\boxed{{{gold}}}").status is Status.CORRECT
+    assert _score(gold, equal).status is Status.CORRECT
 
 
 def test_trailing_backslash_gold_is_its_number():

@@ -54,6 +54,7 @@ class Gold:
 # -- normalization -------------------------------------------------------------------------------
 
 _WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_BRACE_SPACE = re.compile(r"\{\s+|\s+\}")  # what unwrapping leaves inside braces: math-verify stops at `{ e }`
 _DROP = [  # (pattern, replacement) applied in order
     (re.compile(r"\\left\.|\\right\.|\\left|\\right|\\displaystyle|\\bigl|\\bigr|\\Bigl|\\Bigr"), ""),
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
@@ -129,6 +130,7 @@ def normalize(answer: str) -> str:
         s = _DEGREES.sub(r"\\frac{\1\\pi}{180}", s)
     for _ in range(3):  # \text{\textbf{..}} nests
         s = _WRAPPERS.sub(r" \1 ", s)
+    s = _BRACE_SPACE.sub(lambda m: m[0].strip(), s)  # \frac{1}{\mathrm{e}} -> \frac{1}{ e } -> \frac{1}{e}
     for pattern, replacement in _DROP + _RELATIONS:
         s = pattern.sub(replacement, s)
     s = _AND_LIST.sub(", ", s)

@@ -40,15 +40,20 @@ def _parse(text: str, *, raise_on_error: bool = False, boxed: bool = True) -> li
     return mv.parse(wrapped, parsing_timeout=None, raise_on_error=raise_on_error)
 
 
-def _readable(parsed: list) -> bool:
-    return any(not isinstance(p, str) for p in parsed)
+def _readable(parsed: list, form: str) -> bool:
+    """Whether math-verify read `form` whole: a value, from the whole text. A parse that stopped early
+    (`1 + \\frac{1}{ e }` read as `1`, its text `1 + \\frac{1}{`) is a fragment, and a fragment of a gold or
+    an answer is not its value (grading it would reward `1` for 1 + 1/e)."""
+    texts = [p for p in parsed if isinstance(p, str)]
+    whole = not texts or "".join(texts[-1].split()) == "".join(form.split())
+    return whole and any(not isinstance(p, str) for p in parsed)
 
 
 def _parsed(forms: tuple[str, ...]) -> list:
-    """The first of `forms` math-verify reads (boxed, then as plain math), or []."""
+    """The first of `forms` math-verify reads whole (boxed, then as plain math), or []."""
     for form in dict.fromkeys(f for f in forms if f.strip()):
         for boxed in (True, False):
-            if _readable(parsed := _parse(form, boxed=boxed)):
+            if _readable(parsed := _parse(form, boxed=boxed), form):
                 return parsed
     return []
 
