@@ -17,35 +17,12 @@ from rlvr.rollout.hf import HFEngine
 from rlvr.train.checkpoint import STATE_FILE
 from rlvr.train.monitor import StepTimer, read_metrics
 from rlvr.train.offpolicy import StepsAhead, check_async
+from tests.train.test_trainer import _config as trainer_config
 
 
 def _config(model: Path, out: Path, **extra):
-    return load_config(
-        None,
-        {
-            "model.name": str(model),
-            "device": "cpu",
-            "data.dataset": "arith",
-            "data.size": 64,
-            "reward.verifier": "math+overlong:max_tokens=60,buffer=50,unit=chars",
-            "reward.workers": 1,
-            "rollout.n": 2,
-            "rollout.prompts_per_step": 2,
-            "rollout.max_new_tokens": 12,
-            "rollout.temperature": 1.0,
-            "optimizer.lr": 1e-3,
-            "optimizer.max_steps": 3,
-            "optimizer.warmup_steps": 0,
-            "logging.output": str(out),
-            "logging.progress": False,
-            "logging.samples_every": 1,
-            "checkpoint.every": 1,
-            "checkpoint.keep_last": 10,
-            "eval.before_after": False,
-            "reward.audit": False,
-            **extra,
-        },
-    )
+    """test_trainer's tiny run, three steps, every checkpoint kept."""
+    return trainer_config(model, out, **{"optimizer.max_steps": 3, "checkpoint.keep_last": 10, **extra})
 
 
 class OwnCopyEngine(HFEngine):
@@ -170,33 +147,17 @@ def test_an_error_while_making_ahead_is_raised_on_the_loop_thread():
     maker.close()
 
 
+def _engine(kind: str, own_copy: bool, logprobs: bool) -> SimpleNamespace:
+    return SimpleNamespace(kind=kind, holds_weights=own_copy, sampler_logprobs=logprobs, can_sleep=False)
+
+
 @pytest.mark.parametrize(
     "engine, plan, distributed, match",
     [
-        (
-            SimpleNamespace(kind="hf", holds_weights=False, sampler_logprobs=False, can_sleep=False),
-            True,
-            False,
-            "--engine hf does not",
-        ),
-        (
-            SimpleNamespace(kind="hf", holds_weights=True, sampler_logprobs=False, can_sleep=False),
-            True,
-            False,
-            "sampler's logprobs",
-        ),
-        (
-            SimpleNamespace(kind="vllm", holds_weights=True, sampler_logprobs=True, can_sleep=False),
-            False,
-            False,
-            "does not sample",
-        ),
-        (
-            SimpleNamespace(kind="vllm", holds_weights=True, sampler_logprobs=True, can_sleep=False),
-            True,
-            True,
-            "not under torchrun",
-        ),
+        (_engine("hf", False, False), True, False, "--engine hf does not"),  # the live policy
+        (_engine("hf", True, False), True, False, "sampler's logprobs"),  # its own copy, no sampler logprobs
+        (_engine("vllm", True, True), False, False, "does not sample"),
+        (_engine("vllm", True, True), True, True, "not under torchrun"),
     ],
 )
 def test_async_is_refused_where_it_cannot_be_right(engine, plan, distributed, match):
@@ -205,12 +166,7 @@ def test_async_is_refused_where_it_cannot_be_right(engine, plan, distributed, ma
 
 
 def test_async_is_accepted_with_an_engine_of_its_own():
-    assert (
-        check_async(
-            "grpo", True, SimpleNamespace(kind="vllm", holds_weights=True, sampler_logprobs=True, can_sleep=False)
-        )
-        is None
-    )
+    assert check_async("grpo", True, _engine("vllm", True, True)) is None
 
 
 # ------------------------------------------------------------------------------ the key, as users write it
