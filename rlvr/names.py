@@ -42,6 +42,7 @@ __all__ = [
     "GRPO_VOID_TURNS",
     "KTO_LOSSES",
     "NO_ENV",
+    "RM_PAIRINGS",
     "SANDBOXES",
     "SANDBOX_CHOICES",
     "SCHEDULES",
@@ -124,6 +125,8 @@ GRPO_KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 SFT_REDUCTIONS: tuple[str, ...] = ("token", "sequence")
 DPO_LOSSES: tuple[str, ...] = ("sigmoid", "robust", "ipo", "hinge", "simpo")
 KTO_LOSSES: tuple[str, ...] = ("kto", "apo_zero_unpaired")
+#: how a reward model's sampled completions become pairs (rlvr.algorithms.rm.PAIRINGS)
+RM_PAIRINGS: tuple[str, ...] = ("all", "one")
 
 #: GRPO with an environment: trajectories with a void turn (no call, no answer) keep or mask their loss
 GRPO_VOID_TURNS: tuple[str, ...] = ("keep", "mask")

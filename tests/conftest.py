@@ -71,7 +71,7 @@ def vllm_engine(tiny_model):
     need("vllm", importlib.util.find_spec("vllm") is not None)
     from rlvr.rollout import create_engine
 
-    engine = create_engine("vllm", tiny_model, dtype="float32", max_model_len=1024, seed=0)
+    engine = create_engine("vllm", tiny_model, dtype="float32", max_model_len=1024, seed=0, disable_log_stats=False)
     yield engine
     engine.close()
 

@@ -152,6 +152,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "eval.before_after": True,
         "optimizer.max_steps": 1,
     },
+    "rm_one": {"algorithm": "rm", "rm.pairs": "one", "rollout.n": 4, "optimizer.max_steps": 1},
     "sapo": {"grpo.loss": "sapo", "grpo.sapo_tau_pos": 0.5, "grpo.sapo_tau_neg": 2.0, "optimizer.max_steps": 1},
     "distill": {"algorithm": "distill", "distill.teacher": "{tiny}", "optimizer.max_steps": 1},
     "dpo_margin": {

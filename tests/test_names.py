@@ -59,6 +59,7 @@ def _keys(module: str, attribute: str) -> set[str]:
         (("rlvr.objectives.sft", "REDUCTIONS"), names.SFT_REDUCTIONS),
         (("rlvr.objectives.dpo", "PAIR_LOSSES"), names.DPO_LOSSES),
         (("rlvr.objectives.kto", "KTO_LOSSES"), names.KTO_LOSSES),
+        (("rlvr.algorithms.rm", "PAIRINGS"), names.RM_PAIRINGS),
         (("rlvr.data.arith", "DIFFICULTIES"), names.ARITH_DIFFICULTIES),
         (("rlvr.distributed.wrapping", "STRATEGIES"), ("none", *names.STRATEGIES)),  # none: a single process
     ],

@@ -3,7 +3,8 @@ num_labels=1) trained with the Bradley-Terry loss (rlvr.objectives.reward, TRL R
 preference pairs. Pairs are sampled online from the base model and labelled by the verifier (a
 correct vs a wrong completion of the same prompt, DPO's pair_completions): the verifier's knowledge
 becomes a model that scores where no gold exists. A file of prompt/chosen/rejected rows (TRL's
-preference format, an optional `margin` column) trains offline instead. The held-out measure is
+preference format, an optional `margin` column) trains offline instead. Sampled pairs: every higher- vs
+lower-reward completion of a prompt (`rm.pairs=all`), or DPO's one. The held-out measure is
 pairwise accuracy; `final/` is what `reward_model:model=DIR/final` scores with."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlvr.algorithms.base import Algorithm, DataPlan, Step
+from rlvr.algorithms.base import Algorithm, DataPlan, Step, dedupe
 from rlvr.algorithms.context import Timer, TrainContext
 from rlvr.algorithms.dpo import pair_completions
 from rlvr.config import TrainConfig
@@ -24,13 +25,13 @@ from rlvr.errors import InputError
 from rlvr.learner.protocol import Learner, Packed
 from rlvr.objectives import reward
 from rlvr.rollout.stats import rollout_metrics
-from rlvr.types import Example
+from rlvr.types import Example, Rollout, Score
 from rlvr.verifiers.reward_model import reward_inputs, reward_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["RM", "RewardBatch", "is_pair_file"]
+__all__ = ["PAIRINGS", "RM", "RewardBatch", "every_pair", "is_pair_file", "one_pair"]
 
 #: what summary.json says the held-out accuracy counts
 MEASURE = "pairwise accuracy: held-out pairs whose chosen completion the model scores above the rejected one"
@@ -53,6 +54,24 @@ def is_pair_file(name: str | None) -> bool:
 
     rows = read_rows(name)
     return bool(rows) and any(key in rows[0] for key in ("chosen", "rejected"))
+
+
+def every_pair(group: list[tuple[Rollout, Score]]) -> list[tuple[Rollout, Rollout]]:
+    """Every (chosen, rejected) of one prompt's scored completions: each distinct text paired with each distinct
+    text of a lower reward. A group of n with k right answers gives k·(n-k) pairs where DPO's pairing gives one:
+    the same sampling teaches the reward model several times as much."""
+    distinct = dedupe(group, lambda item: item[0].text.strip())
+    return [(a, b) for a, sa in distinct for b, sb in distinct if sa.reward > sb.reward]
+
+
+def one_pair(group: list[tuple[Rollout, Score]]) -> list[tuple[Rollout, Rollout]]:
+    """DPO's pairing: the first best- against the first worst-rewarded completion, or none."""
+    pair = pair_completions(group)
+    return [] if pair is None else [pair]
+
+
+#: rm.pairs -> how a prompt's scored completions become (chosen, rejected) pairs
+PAIRINGS = {"all": every_pair, "one": one_pair}
 
 
 class _Untimed:
@@ -134,8 +153,11 @@ class RM(Algorithm[RewardBatch]):
     def _sampled_pairs(self, context: TrainContext, examples: list[Example], collected: Any) -> list[str]:
         texts: list[str] = []
         for g, example in enumerate(collected.examples):
-            pair = pair_completions(collected.group(g))
-            if pair is not None:
+            group = collected.group(g)
+            pairs = (
+                every_pair(group) if self.config.rm.pairs == "all" else [p] if (p := pair_completions(group)) else []
+            )
+            for pair in pairs:
                 texts.extend(reward_text(context.tokenizer, example.prompt, r.text) for r in pair)
         return texts
 

@@ -59,6 +59,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer.schedule": names.SCHEDULES,
     "distributed.strategy": names.STRATEGIES,
     "grpo.void_turns": names.GRPO_VOID_TURNS,
+    "rm.pairs": names.RM_PAIRINGS,
     "env.backend": names.SANDBOX_CHOICES,
 }
 

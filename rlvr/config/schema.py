@@ -208,6 +208,9 @@ class RMConfig:
     center_rewards_coefficient: float | None = None  # TRL's: + λ·mean((r_chosen + r_rejected)²); None = off
     max_length: int = 1024  # tokens a (prompt, completion) is cut at (TRL's default)
     held_out: float = 0.1  # a pair file without eval.dataset: the share of its rows held out (every k-th)
+    # sampled pairs per prompt: all (every higher- vs lower-reward completion of distinct text: up to n²/4 from one
+    # group) or one (DPO's: the first best vs the first worst)
+    pairs: str = "all"
 
 
 @dataclass

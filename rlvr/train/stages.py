@@ -193,8 +193,8 @@ def engine_spec(
             r.kv_cache_gib or gib or kv_cache_gib(model_path, rows, max_len, dtype=placement.rollout_dtype)
         )
     tp = r.tensor_parallel_size if holds else 1
-    if holds:
-        options.update(vllm_parallel_options(ctx, tp))
+    if holds:  # the prefix-cache counters for step_stats (vLLM's own log of them goes to engine.log)
+        options.update(vllm_parallel_options(ctx, tp), disable_log_stats=False)
     seed = rank_seed(config.seed, ctx) - 1_000_003 * (ctx.rank % tp)  # one seed per TP group
     return EngineSpec(kind, model_path, holds, max_len, placement.rollout_dtype, seed, tp, options)
 

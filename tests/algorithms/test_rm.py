@@ -83,6 +83,25 @@ def test_online_pairs_are_sampled_from_the_base_and_labelled_by_the_verifier(tin
     assert final["architectures"] == ["LlamaForSequenceClassification"] and len(final["id2label"]) == 1  # num_labels=1
 
 
+def _scored(texts_and_rewards: list[tuple[str, float]]):
+    from rlvr.types import Rollout, Score, Status
+
+    return [
+        (Rollout(0, t, (1,), (0.0,), "stop"), Score(r, Status.CORRECT if r else Status.WRONG))
+        for t, r in texts_and_rewards
+    ]
+
+
+def test_every_higher_reward_text_is_paired_with_every_lower_one():
+    from rlvr.algorithms.rm import PAIRINGS
+
+    group = _scored([("7", 1.0), ("8", 0.0), (" 7", 1.0), ("9", 0.0), ("6", 0.0), ("5", 1.0)])
+    every = [(a.text, b.text) for a, b in PAIRINGS["all"](group)]
+    assert every == [("7", "8"), ("7", "9"), ("7", "6"), ("5", "8"), ("5", "9"), ("5", "6")]  # " 7" is "7" again
+    assert [(a.text, b.text) for a, b in PAIRINGS["one"](group)] == [("7", "8")]  # DPO's pair
+    assert PAIRINGS["all"](_scored([("7", 1.0), ("8", 1.0)])) == [] == PAIRINGS["one"](_scored([("7", 1.0)]))
+
+
 class SleepyEngine:
     """The hf engine on its own copy, with vllm's level-2 sleep: a wake discards the weights until a push."""
 

@@ -76,6 +76,17 @@ def test_seeds_reproduce_and_samples_differ(vllm_engine):
     ]
 
 
+def test_step_stats_count_the_prefix_cache_hits_since_the_last_call(vllm_engine):
+    prompts = chat(vllm_engine.tokenizer, [" ".join(QUESTIONS * 8)])  # a few hundred tokens: whole cache blocks
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=4, seed=1)
+    vllm_engine.generate(prompts, 1, sampling)
+    vllm_engine.step_stats()  # what came before this test
+    vllm_engine.generate(prompts, 4, sampling)  # the prompt again: its blocks are cached
+    stats = vllm_engine.step_stats()
+    assert stats["prefix_cache_hits"] > 0 and 0 < stats["prefix_cache_hit_rate"] <= 1
+    assert vllm_engine.step_stats() == {}  # nothing generated since
+
+
 def test_stop_strings_cut_the_text_and_report_stop(vllm_engine):
     check_stop_strings(vllm_engine)
 

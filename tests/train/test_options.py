@@ -721,6 +721,13 @@ ROWS = [
         ),
     ),
     Row(
+        "rm.pairs",
+        "one",
+        ("rm_one",),
+        lambda r: _all(0 < len(batches(r, "rm_one")[0].texts) // 2 <= 2),  # at most one pair for each of 2 prompts
+        why="`all` is the default every other rm run uses; both pairings: tests/algorithms/test_rm.py",
+    ),
+    Row(
         "rm.held_out",
         0.5,
         ("rm_file",),
