@@ -44,6 +44,10 @@ LAST_NUMBER = [
     ("The rate is 50%", "50", C, "50"),
     ("Temperature falls to -4 overnight.", "-4", C, "-4"),
     ("Subtract: 10-4", "4", N, None),
+    # cut off in a list that ran on: the problem's number restated earlier is not an answer (a SmolLM2 MATH-500 sample)
+    ("1. The proper divisors of 284 are 1, 2, 4, 71, 142, 1, 2, 4, 71, 142, 1, 2", "284", N, None),
+    ("Half of 90 is 45, then 45 - 5", "45", N, None),  # it went on computing past 45
+    ("Half of 90 is 45, then 45 - 5 = 40 left.", "40", C, "40"),
 ]
 
 

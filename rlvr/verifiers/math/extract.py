@@ -305,8 +305,12 @@ def _from_fallbacks(text: str, *, numbers: bool, words: bool, prompt: str) -> Ex
     if segments:
         candidates.append((segments[-1], "last_expression"))
     if numbers:
-        found = standalone_numbers(_blank_segments(text))
-        if found:
+        blanked = _blank_segments(text)
+        found = standalone_numbers(blanked)
+        # the last standalone number, only when the text ends its numbers there: numbers after it (a list running to
+        # the token limit, operands) mean the completion went on past it, and it is not what it ended on
+        last = max((m.start() for m in _NUMBER.finditer(blanked)), default=-1)
+        if found and found[-1][0] <= last < found[-1][1]:
             candidates.append((found[-1], "last_number"))
     if not candidates:
         return None
