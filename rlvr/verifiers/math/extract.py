@@ -62,6 +62,7 @@ _OR_BEFORE = re.compile(r"(?:\$[^$\n]+\$|-?\d[\d.,/]*)\s*,?\s*\bor\s+(?:even\s+|
 
 #: the fallbacks read at most this many characters from the end, a marked sentence from its start
 _FALLBACK_SCAN = 20_000
+_RUNNING_LIST = re.compile(r"\d+(?:\s*,\s*\d+){3,}")  # four or more numbers separated by commas
 _SENTENCE_SCAN = 2_000
 
 #: what kind of rule found the answer, by extraction method
@@ -307,10 +308,9 @@ def _from_fallbacks(text: str, *, numbers: bool, words: bool, prompt: str) -> Ex
     if numbers:
         blanked = _blank_segments(text)
         found = standalone_numbers(blanked)
-        # the last standalone number, only when the text ends its numbers there: numbers after it (a list running to
-        # the token limit, operands) mean the completion went on past it, and it is not what it ended on
-        last = max((m.start() for m in _NUMBER.finditer(blanked)), default=-1)
-        if found and found[-1][0] <= last < found[-1][1]:
+        # not when a list of numbers runs on after it (cut at the token limit mid-enumeration): the completion
+        # went past it, and an earlier number (often the problem's own, restated) is not an answer
+        if found and not _RUNNING_LIST.search(blanked, found[-1][1]):
             candidates.append((found[-1], "last_number"))
     if not candidates:
         return None
