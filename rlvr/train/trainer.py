@@ -208,7 +208,8 @@ class Trainer:
             "lr": lr,
             "param_delta": moved,
             **timer.metrics(),
-            "staleness": staleness,  # updates between the weights that sampled this batch and those learning it
+            # updates between the weights that sampled this batch and those learning it (an algorithm that samples)
+            **({"staleness": staleness} if self.plan.samples_online else {}),
             **(self.engine.step_stats() if hasattr(self.engine, "step_stats") else {}),  # vllm: prefix-cache hits
             **(self.runner.take() if self.config.reward.cross_check else {}),  # verifier_disagreement_rate
         }
@@ -249,10 +250,11 @@ class Trainer:
 
     def sync_engine(self) -> dict[str, Any]:
         """Push the policy's weights into an engine that holds its own copy, if they changed since the last push."""
-        if not self.engine_stale:
-            return {}
-        with engine_output_to(self.engine_log):
-            report = self.engine.sync_weights(self.policy.weights())
+        report: dict[str, Any] = {}
+        if self.engine_stale:
+            with engine_output_to(self.engine_log):
+                report = self.engine.sync_weights(self.policy.weights())
+        # not stale: nothing moved since the last push, so the engine's weights are this step's too
         self.engine_stale, self.engine_version = False, self.learned_step
         return report
 

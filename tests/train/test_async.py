@@ -93,7 +93,11 @@ def test_vllm_samples_one_step_ahead_on_another_thread(tiny_model, vllm_engine, 
 
     from rlvr.train.trainer import Trainer
 
-    config = _config(tiny_model, tmp_path / "run", **{"rollout.engine": "vllm", "rollout.async": 1})
+    # vllm samples rarely stop early: reward every character, so groups differ and steps learn
+    verifier = "overlong:max_tokens=200,buffer=190,unit=chars"
+    config = _config(
+        tiny_model, tmp_path / "run", **{"rollout.engine": "vllm", "rollout.async": 1, "reward.verifier": verifier}
+    )
     try:
         Trainer(config, engine=vllm_engine).train()
         records = read_metrics(tmp_path / "run")
