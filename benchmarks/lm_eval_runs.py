@@ -126,7 +126,9 @@ def backend_args(backend: str, model: str, batch_size: int, cache: Path) -> tupl
     """lm-eval's --model/--model_args and the run's other flags for `backend`: hf (CPU, float32, its request
     cache so a chunk resumes) or vllm (the same float32 weights, eager, vLLM's own batching)."""
     if backend == "vllm":
+        # its KV cache as rlvr eval sizes it on CPU (1 GiB); vLLM-CPU would otherwise reserve 92% of the RAM
         args = f"pretrained={model},dtype=float32,enforce_eager=True,max_model_len=4096,seed=1234"
+        args += f",kv_cache_memory_bytes={2**30}"
         return ["--model", "vllm", "--model_args", args], ["--batch_size", "auto"]
     extra = ["--batch_size", str(batch_size), "--device", "cpu", "--use_cache", str(cache)]
     return ["--model", "hf", "--model_args", f"pretrained={model},dtype=float32"], extra
