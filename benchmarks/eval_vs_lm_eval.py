@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's rlvr, installed or not
 sys.path.insert(0, str(Path(__file__).parent))
-from lm_eval_runs import TASKS, locked, run_lm_eval, task_yaml  # noqa: E402
+from lm_eval_runs import TASKS, locked, run_lm_eval, stop_on_sigterm, task_yaml  # noqa: E402
 
 
 def run_rlvr(engine: str, dtype: str, task: str, model: str, limit: int, out: Path, env: dict[str, str], reuse: bool):
@@ -120,6 +120,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--limit", type=int, default=100, help="gsm8k problems (the first N test documents)")

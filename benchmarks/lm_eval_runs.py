@@ -7,6 +7,7 @@ import ast
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,9 +89,19 @@ def locked(cmd: list[str], env: dict[str, str], log: Path, timeout_s: int | None
         *limit,
         *cmd,
     ]
-    with open(log, "a") as handle:
-        proc = subprocess.run(wrapper, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    with open(log, "a") as handle:  # its own process group: stopping the benchmark stops lm-eval's vLLM workers too
+        proc = subprocess.Popen(wrapper, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait()
+        except BaseException:  # Ctrl-C, or SIGTERM (stop_on_sigterm): no orphaned VLLM::Worker left holding a core
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     return proc.returncode, float(log.read_text().rsplit("@@seconds ", 1)[1].split()[0])
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the benchmark as Ctrl-C does (an exception, so `locked` takes its command's group down)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def lm_eval_cmd(
