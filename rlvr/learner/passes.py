@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from rlvr.distributed import unwrap_model
-from rlvr.learner.packing import end_to_end, row_causal
+from rlvr.learner.packing import EndToEnd, end_to_end, row_causal
 from rlvr.learner.protocol import Packed
 
 __all__ = ["MASKS", "VARLEN", "attention_kind", "completion_outputs", "packed_attention", "packs"]
@@ -145,6 +145,16 @@ def _rows(t: Packed, idx: slice) -> tuple[list[torch.Tensor], list[torch.Tensor]
     return prompts, completions
 
 
+def _forward(model: Any, seq: EndToEnd, allowed: torch.Tensor, dev: torch.device, **kwargs: Any) -> Any:
+    """One packed sequence through the model: its ids, its positions restarting per piece, attention as `allowed`."""
+    return model(
+        input_ids=seq.ids[None].to(dev),
+        attention_mask=_mask(model, allowed, dev),
+        position_ids=seq.positions[None].to(dev),
+        **kwargs,
+    )
+
+
 def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
     """Each row's prompt and completion (less its last token, which predicts nothing scored) end to end."""
     C = int(t["width"])
@@ -158,13 +168,7 @@ def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
         [seq.starts[i] + len(prompts[r]) - 1 + torch.arange(len(completions[r])) for i, r in enumerate(live)]
     )
     targets = torch.cat([r * C + torch.arange(len(completions[r])) for r in live])
-    out = model(
-        input_ids=seq.ids[None].to(dev),
-        attention_mask=_mask(model, row_causal(seq.owner), dev),
-        position_ids=seq.positions[None].to(dev),
-        logits_to_keep=sources.to(dev),
-        use_cache=False,
-    )
+    out = _forward(model, seq, row_causal(seq.owner), dev, logits_to_keep=sources.to(dev), use_cache=False)
     return _placed(out.logits[0], targets, len(completions), C), len(seq.ids), len(seq.ids)
 
 
@@ -181,13 +185,7 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
         range(len(lengths)),
     )
     last = prompts.starts + torch.tensor(lengths) - 1  # each group's last prompt token predicts its first tokens
-    prompt = model(
-        input_ids=prompts.ids[None].to(dev),
-        attention_mask=_mask(model, row_causal(prompts.owner), dev),
-        position_ids=prompts.positions[None].to(dev),
-        logits_to_keep=last.to(dev),
-        use_cache=True,
-    )
+    prompt = _forward(model, prompts, row_causal(prompts.owner), dev, logits_to_keep=last.to(dev), use_cache=True)
     _, completions = _rows(t, idx)
     group_of = [r // n for r in range(len(completions))]
     started = [r for r, c in enumerate(completions) if len(c)]
@@ -199,13 +197,7 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
         seq = end_to_end([completions[r][:-1] for r in rest], [lengths[group_of[r]] for r in rest], rest)
         row_group = torch.tensor(group_of)[seq.owner]
         allowed = torch.cat([prompts.owner[None, :] == row_group[:, None], row_causal(seq.owner)], dim=1)
-        out = model(
-            input_ids=seq.ids[None].to(dev),
-            attention_mask=_mask(model, allowed, dev),
-            position_ids=seq.positions[None].to(dev),
-            past_key_values=prompt.past_key_values,
-            use_cache=True,
-        )
+        out = _forward(model, seq, allowed, dev, past_key_values=prompt.past_key_values, use_cache=True)
         outputs.append(out.logits[0])
         targets.append(torch.cat([r * C + 1 + torch.arange(len(completions[r]) - 1) for r in rest]))
         fed += len(seq.ids)
