@@ -201,14 +201,9 @@ def advise(name: str, settings: Settings) -> dict[str, Any]:
 
 def settings_of(config: Any, **in_force: Any) -> dict[str, Any]:
     """A TrainConfig as dotted option -> value, with `in_force` (e.g. rollout.dtype resolved) on top."""
-    flat: dict[str, Any] = {}
-    from rlvr.config import config_to_dict
+    from rlvr.config import config_keys, get_key
 
-    for key, value in config_to_dict(config).items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
+    flat = {key: get_key(config, key) for key in config_keys(config)}
     return {**flat, **{k.replace("__", "."): v for k, v in in_force.items()}}
 
 
