@@ -8,6 +8,7 @@ result, not the end of the check):
     lora    the same with LoRA (rank 16)
     qlora   LoRA over a 4-bit base (bitsandbytes nf4), when `model.quantization` and bitsandbytes exist
     fsdp2   full fine-tuning sharded with FSDP2, under torchrun with one process
+    packed  full, on packed rows (row attention over SDPA; flash-attention's varlen kernel if flash_attn is there)
 
 All use the hf engine. The model is SmolLM2-135M's architecture with random weights and SmolLM2's
 tokenizer (the machine cannot download the trained one), so the reward is one a random model's
@@ -49,6 +50,7 @@ ROWS: dict[str, tuple[dict[str, object], bool]] = {
     "lora": ({"model.lora_r": 16}, False),
     "qlora": ({"model.lora_r": 16, "model.quantization": "4bit"}, False),
     "fsdp2": ({"model.lora_r": 0, "distributed.strategy": "fsdp2"}, True),
+    "packed": ({"model.lora_r": 0, "optimizer.packing": True}, False),
 }
 
 

@@ -4,14 +4,17 @@
 
 The batch is the default `rlvr train --verifier math` step on the CPU: SmolLM2-135M-Instruct (float32, via
 `rlvr.models.resolve_model`), 4 arith-easy prompts of the training split rendered in the chat style, 8 completions
-each, micro-batches of 8 rows (one group, its prompt shared), dapo loss, β 0. The completions are random tokens
-with the default run's lengths: in each group half stop early (lengths drawn uniformly from 8..63) and the rest hit
-the 64-token limit. Every group gets non-zero advantages, so none is skipped and both ways run all 32 rows.
+each, dapo loss, β 0, each group's prompt shared. Padded, a micro-batch is optimizer.micro_batch_size rows (8: one
+group); packed, whole groups up to optimizer.micro_batch_tokens tokens (2048: every group of this step). The
+completions are random tokens with the default run's lengths: in each group half stop early (lengths drawn
+uniformly from 8..63) and the rest hit the 64-token limit. Every group gets non-zero advantages, so none is
+skipped and both ways run all 32 rows.
 
 One policy runs GRPO's whole learn (forward, backward, AdamW step) on the same batch, padded and packed in turn
-(`Policy.packing`), `--rounds` times each, the order alternating per round, so the shared machine's load falls on
-both alike. Reported: the median learn seconds of each way and the step's `padding_fraction` metric; before
-timing, the packed and padded logprobs of the batch are compared (float32). The last line is
+(`Policy.packing`, each with its default micro-batches), `--rounds` times each, the order alternating per round,
+so the shared machine's load falls on both alike. Reported: the median learn seconds of each way and the step's
+`padding_fraction` metric; before timing, the packed and padded logprobs of the batch are compared; after it,
+each way's peak RSS, two learn passes alone in a process of its own (`--only`). The last line is
 `packed learn pass: X.XXx padded time, padding P% -> Q%`."""
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,13 +82,21 @@ def _learn(policy: Policy, batch: GRPOBatch, packed: bool) -> tuple[float, float
 def _logprob_gap(policy: Policy, batch: GRPOBatch) -> float:
     rows = batch.groups.rollouts
     tensors = policy.pack(rows, policy.config.rollout.n)
-    micro = policy.micro_batches(len(rows), policy.config.rollout.n)
+    micro = policy.micro_batches(tensors)
     ways = []
     for packed in (False, True):
         policy.packing = packed
         ways.append(policy.frozen_logprobs(tensors, micro) * tensors["mask"])
     policy.step([], None)  # clears the padding counts (a zero-gradient step)
     return float((ways[0] - ways[1]).abs().max())
+
+
+def _peak_rss(way: str, seed: int) -> str:
+    """The peak RSS of a process that loads the policy and runs two learn passes of `way` alone."""
+    run = subprocess.run(
+        [sys.executable, __file__, "--only", way, "--seed", str(seed)], capture_output=True, text=True, check=True
+    )
+    return run.stdout.strip().rpartition(" ")[2]
 
 
 def _uptime() -> str:
@@ -96,12 +108,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=1, help="untimed packed learn passes first")
+    parser.add_argument("--only", choices=("packed", "padded"), help="two learn passes of this way; print peak RSS")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     config = resolve_auto(load_config(None, {"reward.verifier": "math", "device": "cpu"}), "cpu")
     model = resolve_model(config.model.name)
     policy = Policy(config, init_distributed(), torch.device("cpu"), model, optimizer_steps=1)
     batch = _batch(policy, args.seed)
+    if args.only:
+        for _ in range(2):
+            _learn(policy, batch, args.only == "packed")
+        print(f"peak RSS GiB: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f}")
+        return
     lengths = [len(r.token_ids) for r in batch.groups.rollouts]
     prompt_lengths = sorted({len(r.prompt_token_ids) for r in batch.groups.rollouts})
     kind = cpu_kind()
@@ -130,6 +148,8 @@ def main() -> None:
     for packed, name in ((False, "padded"), (True, "packed")):
         runs = ", ".join(f"{s:.2f}" for s in seconds[packed])
         print(f"| {name} | {statistics.median(seconds[packed]):.2f} | {runs} | {padding[packed]:.1%} |")
+    peaks = {way: _peak_rss(way, args.seed) for way in ("padded", "packed")}
+    print(f"peak RSS, each way alone: padded {peaks['padded']} GiB, packed {peaks['packed']} GiB")
     ratio = statistics.median(seconds[True]) / statistics.median(seconds[False])
     print(f"packed learn pass: {ratio:.2f}x padded time, padding {padding[False]:.0%} -> {padding[True]:.0%}")
 

@@ -77,6 +77,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "reward.cross_check": "math",
         "reward.cross_check_samples": 3,
         "optimizer.packing": True,
+        "optimizer.micro_batch_tokens": 0,  # packed micro-batches of micro_batch_size rows
     },
     # top_k 1 is greedy: a group's completions are all the same (every advantage 0); some stop, some are cut off
     # the second grader pays for long text (the length the reward's overlong term penalizes): it disagrees
@@ -123,6 +124,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "grpo.advantage": "rloo",
         "grpo.ratio_level": "sequence",
         "rollout.n": 3,
+        "optimizer.packing": True,
+        "optimizer.micro_batch_tokens": 1,  # every group over the budget: one packed pass each
     },
     "file": {"data.dataset": "{prompts}", "data.prompt_field": "q", "data.answer_field": "gold", "data.limit": 3},
     "sft": {"algorithm": "sft", "data.dataset": "{samples}", "data.keep_status": "wrong", "sft.reduction": "sequence"},

@@ -164,7 +164,7 @@ class DPO(Algorithm[PairBatch]):
         if not batch.rollouts:
             return policy.step([], None)
         tensors = policy.pack(batch.rollouts, batch.group)
-        micro = policy.micro_batches(len(batch.rollouts), batch.group)
+        micro = policy.micro_batches(tensors, whole_groups=True)  # a pair's rows stay together
         mask = tensors["mask"]
         reference = None
         if self.plan.needs_reference:

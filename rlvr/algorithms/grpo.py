@@ -156,7 +156,7 @@ class GRPO(Algorithm[GRPOBatch]):
             if skipped:  # rebuilt: fewer rows, padded only as wide as the rows left need
                 tensors = policy.pack(groups.rollouts, n) if groups.examples else {}
         mask = self._loss_mask(tensors, groups) if tensors else None
-        micro = policy.micro_batches(len(groups.rollouts), n) if tensors else []
+        micro = policy.micro_batches(tensors) if tensors else []
         old = policy.frozen_logprobs(tensors, micro, cfg.rollout.temperature) if alg.mu > 1 and micro else None
 
         def loss_fn(idx: slice) -> tuple[torch.Tensor, dict[str, float]]:
@@ -212,7 +212,7 @@ class GRPO(Algorithm[GRPOBatch]):
 
     def _frozen_and_reference(self, policy: Learner, tensors: Packed, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Every row's logprobs [rows, T] under the current policy and under the reference, without grad."""
-        temperature, micro = self.config.rollout.temperature, policy.micro_batches(rows, int(tensors["group_size"]))
+        temperature, micro = self.config.rollout.temperature, policy.micro_batches(tensors)
         own = policy.frozen_logprobs(tensors, micro, temperature)
         ref = torch.cat([policy.reference_logprobs(tensors, idx, temperature) for idx in micro])
         return own, ref

@@ -47,7 +47,7 @@ def sft_update(policy: Learner, rows: Sequence[Rollout], reduction: str) -> dict
             loss_scale=policy.ctx.world_size,
         )
 
-    return policy.step(policy.micro_batches(len(rows), 1), loss_fn)
+    return policy.step(policy.micro_batches(tensors), loss_fn)
 
 
 class SFT(Algorithm[SFTBatch]):

@@ -90,6 +90,7 @@ _POSITIVE = (
     "rollout.server_timeout",
 )
 _NON_NEGATIVE = (
+    "optimizer.micro_batch_tokens",
     "model.lora_r",
     "grpo.beta",
     "optimizer.warmup_steps",

@@ -224,7 +224,11 @@ class OptimizerConfig:
     schedule: str = "cosine"  # cosine, constant
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     max_steps: int | None = None  # auto: by algorithm and device (a CPU default run finishes in ~5 min)
-    micro_batch_size: int = 8  # sequences per forward/backward pass
+    micro_batch_size: int = 8  # sequences per forward/backward pass (padded rows, or packed under torchrun)
+    # with packing in one process: a micro-batch takes whole groups (rows, when no prompt is shared) while they
+    # hold at most this many tokens, in place of micro_batch_size rows: packed activations grow with tokens, and
+    # fewer, larger matmuls run faster (benchmarks/RESULTS.md, "Packed rows"); 0: micro_batch_size rows
+    micro_batch_tokens: int = 2048
     # run each group's prompt once in the learn forward and share its keys/values (with their
     # gradient) among the group's n completions; single process without gradient checkpointing
     share_prompt: bool = True

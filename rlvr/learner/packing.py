@@ -1,6 +1,6 @@
 """Rollouts as the tensors a learn pass runs on: prompts left-padded and completions right-padded so every row's
 completion logits are the same slice, with the loss mask (tool tokens 0) and the sampler's logprobs; and the same
-rows laid end to end without padding (`end_to_end`), with the mask that keeps each row's attention to itself."""
+rows laid end to end without padding (`end_to_end`), their positions restarting at each row."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from rlvr.learner.protocol import Packed
 from rlvr.types import Rollout
 
-__all__ = ["EndToEnd", "end_to_end", "pack", "row_causal"]
+__all__ = ["EndToEnd", "end_to_end", "pack"]
 
 
 def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
@@ -55,28 +55,21 @@ def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
 @dataclass
 class EndToEnd:
     """Pieces of rows laid end to end: `ids` and `positions` [T] (positions restart at each piece's own
-    offset), `owner` [T] (which piece each token is), and `starts` [pieces] (where each piece begins)."""
+    offset), and `starts` [pieces] (where each piece begins)."""
 
     ids: torch.Tensor
     positions: torch.Tensor
-    owner: torch.Tensor
     starts: torch.Tensor
 
 
-def end_to_end(pieces: Sequence[torch.Tensor], offsets: Sequence[int], owners: Sequence[int]) -> EndToEnd:
+def end_to_end(pieces: Sequence[torch.Tensor], offsets: Sequence[int]) -> EndToEnd:
     """`pieces` (1-D token tensors) concatenated; piece i's positions run from offsets[i] (its prompt's length
-    when it continues a cached prompt, else 0), and its tokens are owned by owners[i]."""
+    when it continues a cached prompt, else 0)."""
     lengths = [len(piece) for piece in pieces]
     return EndToEnd(
         ids=torch.cat(list(pieces)) if pieces else torch.zeros(0, dtype=torch.long),
         positions=torch.cat([torch.arange(o, o + n) for o, n in zip(offsets, lengths, strict=True)])
         if pieces
         else torch.zeros(0, dtype=torch.long),
-        owner=torch.repeat_interleave(torch.tensor(list(owners), dtype=torch.long), torch.tensor(lengths)),
         starts=torch.tensor([0, *lengths[:-1]], dtype=torch.long).cumsum(0),
     )
-
-
-def row_causal(owner: torch.Tensor) -> torch.Tensor:
-    """[T, T] bool: token q may attend to token k when both are the same piece's and k is not after q."""
-    return (owner[:, None] == owner[None, :]) & torch.ones(len(owner), len(owner), dtype=torch.bool).tril()

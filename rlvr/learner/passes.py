@@ -2,8 +2,8 @@
 
 - padded: the rows as pack lays them out, [rows, P + C] with left-padded prompts and right-padded completions;
 - packed: every row's real tokens end to end in one sequence ([1, T], no padding at all), position ids
-  restarting per row and each row's attention kept to itself: a block-causal mask for SDPA (or eager), or
-  flash-attention's varlen kernel, which reads where each row starts from the position ids;
+  restarting per row and each row's attention kept to itself: flash-attention's varlen kernel, which reads where
+  each row starts from the position ids, or else rlvr.learner.row_attention, which attends each row on its own;
 - either of them with the shared-prompt pass: each group's prompt runs once, and its keys/values (still in
   the autograd graph) serve the group's completions. Packed, the prompts of the micro-batch's groups are
   one sequence and their completions a second one that attends to its own group's prompt in the cache.
@@ -21,18 +21,14 @@ from typing import Any
 import torch
 
 from rlvr.distributed import unwrap_model
-from rlvr.learner.packing import EndToEnd, end_to_end, row_causal
+from rlvr.learner.packing import EndToEnd, end_to_end
 from rlvr.learner.protocol import Packed
+from rlvr.learner.row_attention import RowLayout, row_layout, rows_attention
 
-__all__ = ["MASKS", "VARLEN", "attention_kind", "completion_outputs", "packed_attention", "packs"]
+__all__ = ["ROWS", "VARLEN", "attention_kind", "completion_outputs", "packed_attention", "packs"]
 
-#: attention implementations that take a 4-D mask built here: allowed [q, k] bool -> what the layers add or test
-MASKS: dict[str, Callable[[torch.Tensor, torch.dtype], torch.Tensor]] = {
-    "sdpa": lambda allowed, dtype: allowed[None, None],
-    "eager": lambda allowed, dtype: torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
-        ~allowed, torch.finfo(dtype).min
-    )[None, None],
-}
+#: attention implementations that rlvr.learner.row_attention stands in for on packed rows (same formula)
+ROWS = ("sdpa", "eager")
 #: attention implementations that find each row from the position ids (varlen kernels): no mask at all
 VARLEN = ("flash_attention_2", "flash_attention_3")
 
@@ -43,7 +39,7 @@ Result = tuple[torch.Tensor, int, int]
 def packed_attention(device_type: str, packing: bool) -> str | None:
     """The attention to load the learner with: flash-attention 2 (its varlen kernel takes packed rows without a
     mask) on CUDA when packing and the flash_attn package is installed; else None, transformers' default (sdpa,
-    which packed rows give a block mask)."""
+    for which packed rows go through rlvr.learner.row_attention)."""
     if packing and device_type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return None
@@ -53,10 +49,12 @@ def attention_kind(model: Any) -> str:
     return str(getattr(unwrap_model(model).config, "_attn_implementation", None))
 
 
-def packs(model: Any) -> bool:
-    """Whether rows can be packed for this model's attention (a mask it takes, or a varlen kernel)."""
+def packs(model: Any, recomputed: bool = False) -> bool:
+    """Whether rows can be packed for this model's attention: one row_attention computes alike, or a varlen kernel.
+    A layer `recomputed` in the backward (gradient checkpointing) runs outside row_attention's scope: only a varlen
+    kernel packs there."""
     kind = attention_kind(model)
-    return kind in MASKS or kind in VARLEN
+    return kind in VARLEN or (kind in ROWS and not recomputed)
 
 
 def completion_outputs(
@@ -120,16 +118,6 @@ def _padded_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
 # ------------------------------------------------------------------------------ packed
 
 
-def _mask(model: Any, allowed: torch.Tensor, dev: torch.device) -> torch.Tensor | None:
-    """The 4-D mask this model's attention takes for `allowed` [q, k]; None for a varlen kernel."""
-    kind = attention_kind(model)
-    if kind in VARLEN:
-        return None
-    weights = next(unwrap_model(model).parameters()).dtype  # float64 weights keep float64 scores
-    dtype = torch.promote_types(weights, torch.float32)
-    return MASKS[kind](allowed.to(dev), dtype)
-
-
 def _placed(outputs: torch.Tensor, targets: torch.Tensor, rows: int, width: int) -> torch.Tensor:
     """outputs [N, X] placed at flat positions `targets` (row * width + j) of a zero [rows, width, X]."""
     placed = outputs.new_zeros(rows * width, outputs.shape[-1])
@@ -145,14 +133,14 @@ def _rows(t: Packed, idx: slice) -> tuple[list[torch.Tensor], list[torch.Tensor]
     return prompts, completions
 
 
-def _forward(model: Any, seq: EndToEnd, allowed: torch.Tensor, dev: torch.device, **kwargs: Any) -> Any:
-    """One packed sequence through the model: its ids, its positions restarting per piece, attention as `allowed`."""
-    return model(
-        input_ids=seq.ids[None].to(dev),
-        attention_mask=_mask(model, allowed, dev),
-        position_ids=seq.positions[None].to(dev),
-        **kwargs,
-    )
+def _forward(model: Any, seq: EndToEnd, rows: RowLayout, dev: torch.device, **kwargs: Any) -> Any:
+    """One packed sequence through the model: its ids, its positions restarting per piece, each piece attending as
+    `rows` says (a varlen kernel reads the pieces from the positions instead)."""
+    ids, positions = seq.ids[None].to(dev), seq.positions[None].to(dev)
+    if attention_kind(model) in VARLEN:
+        return model(input_ids=ids, position_ids=positions, **kwargs)
+    with rows_attention(model):
+        return model(input_ids=ids, position_ids=positions, rows=rows.to(dev), **kwargs)
 
 
 def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
@@ -162,13 +150,14 @@ def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
     live = [r for r, c in enumerate(completions) if len(c)]
     if not live:  # no completion token to predict at all: the padded pass's zeros-to-be, of the right width
         return _padded(model, t, idx, dev)
-    seq = end_to_end([torch.cat([prompts[r], completions[r][:-1]]) for r in live], [0] * len(live), live)
+    seq = end_to_end([torch.cat([prompts[r], completions[r][:-1]]) for r in live], [0] * len(live))
     # completion token j of row r is predicted at its piece's position len(prompt) - 1 + j
     sources = torch.cat(
         [seq.starts[i] + len(prompts[r]) - 1 + torch.arange(len(completions[r])) for i, r in enumerate(live)]
     )
     targets = torch.cat([r * C + torch.arange(len(completions[r])) for r in live])
-    out = _forward(model, seq, row_causal(seq.owner), dev, logits_to_keep=sources.to(dev), use_cache=False)
+    rows = row_layout([len(prompts[r]) + len(completions[r]) - 1 for r in live])
+    out = _forward(model, seq, rows, dev, logits_to_keep=sources.to(dev), use_cache=False)
     return _placed(out.logits[0], targets, len(completions), C), len(seq.ids), len(seq.ids)
 
 
@@ -182,10 +171,9 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
     prompts = end_to_end(
         [t["prompt_ids"][g, P - p :] for g, p in zip(groups, lengths, strict=True)],
         [0] * len(lengths),
-        range(len(lengths)),
     )
     last = prompts.starts + torch.tensor(lengths) - 1  # each group's last prompt token predicts its first tokens
-    prompt = _forward(model, prompts, row_causal(prompts.owner), dev, logits_to_keep=last.to(dev), use_cache=True)
+    prompt = _forward(model, prompts, row_layout(lengths), dev, logits_to_keep=last.to(dev), use_cache=True)
     _, completions = _rows(t, idx)
     group_of = [r // n for r in range(len(completions))]
     started = [r for r, c in enumerate(completions) if len(c)]
@@ -194,10 +182,11 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
     fed = len(prompts.ids)
     rest = [r for r in started if len(completions[r]) > 1]
     if rest:
-        seq = end_to_end([completions[r][:-1] for r in rest], [lengths[group_of[r]] for r in rest], rest)
-        row_group = torch.tensor(group_of)[seq.owner]
-        allowed = torch.cat([prompts.owner[None, :] == row_group[:, None], row_causal(seq.owner)], dim=1)
-        out = _forward(model, seq, allowed, dev, past_key_values=prompt.past_key_values, use_cache=True)
+        seq = end_to_end([completions[r][:-1] for r in rest], [lengths[group_of[r]] for r in rest])
+        # each completion sees its group's prompt in the cache, all of it, and its own earlier tokens
+        spans = [(int(prompts.starts[group_of[r]]), lengths[group_of[r]]) for r in rest]
+        rows = row_layout([len(completions[r]) - 1 for r in rest], spans, offset=len(prompts.ids))
+        out = _forward(model, seq, rows, dev, past_key_values=prompt.past_key_values, use_cache=True)
         outputs.append(out.logits[0])
         targets.append(torch.cat([r * C + 1 + torch.arange(len(completions[r]) - 1) for r in rest]))
         fed += len(seq.ids)

@@ -83,7 +83,7 @@ class Policy:
         # a micro-batch's rows end to end in one sequence, no padding (rlvr.learner.passes), where the attention
         # takes a mask or is a varlen kernel; token positions fed the model, and real tokens among them, since the
         # last step (its padding_fraction)
-        self.packing = config.optimizer.packing and packs(self.module)
+        self.packing = config.optimizer.packing and packs(self.module, config.model.gradient_checkpointing)
         self._fed = [0, 0]
         self.reference = self._load_reference(reference_model) if reference else None
         opt = config.optimizer
@@ -120,12 +120,26 @@ class Policy:
     def pack(self, rollouts: Sequence[Rollout], group_size: int) -> Packed:
         return pack(rollouts, group_size, self.pad_id)
 
-    def micro_batches(self, rows: int, group_size: int) -> list[slice]:
-        """Row slices of at most optimizer.micro_batch_size rows; whole groups when their prompt is shared."""
-        size = self.config.optimizer.micro_batch_size
-        if self._shares(group_size):
-            size = max(group_size, size // group_size * group_size)
-        return [slice(start, min(rows, start + size)) for start in range(0, rows, size)]
+    def micro_batches(self, t: Packed, *, whole_groups: bool = False) -> list[slice]:
+        """Row slices of `t`: whole groups when their prompt is shared or the objective asks (a preference pair),
+        else rows; packed in one process, as many as hold at most optimizer.micro_batch_tokens tokens (one at
+        least), else optimizer.micro_batch_size rows. (Under torchrun every rank must run as many backwards as the
+        others: a row count keeps them equal.)"""
+        opt, rows, group = self.config.optimizer, len(t["input_ids"]), int(t["group_size"])
+        unit = group if whole_groups or self._shares(group) else 1
+        if not (self.packing and opt.micro_batch_tokens and not self.ctx.distributed):
+            size = max(unit, opt.micro_batch_size // unit * unit)
+            return [slice(start, min(rows, start + size)) for start in range(0, rows, size)]
+        # the tokens a unit feeds: its prompt once when shared, else every row's, and its completions
+        prompts = t["prompt_length"][::unit]
+        tokens = (prompts + t["length"].reshape(-1, unit).sum(1)).tolist()
+        slices, start, held = [], 0, 0
+        for index, count in enumerate(tokens):
+            if held and held + count > opt.micro_batch_tokens:
+                slices.append(slice(start * unit, index * unit))
+                start, held = index, 0
+            held += count
+        return [*slices, slice(start * unit, rows)]
 
     # -------------------------------------------------------------------------- logprobs
 

@@ -29,7 +29,7 @@ def _logprobs_and_grads(policy, chunked: bool):
     policy.wrapped.train()
     policy.wrapped.zero_grad(set_to_none=True)
     out, entropies = [], []
-    for idx in policy.micro_batches(len(batch.rollouts), 3):
+    for idx in policy.micro_batches(tensors):
         if chunked:
             logprobs, entropy = policy.logprobs(tensors, idx, temperature=0.7, entropy=True)
         else:

@@ -89,7 +89,7 @@ def test_shared_prompt_forward_equals_dense_forward(tiny_model, exact_llama, mic
         learner = _learner(tiny_model, share, micro)
         tensors = learner.pack(batch.rollouts, 3)
         learner.wrapped.train()
-        micro_batches = learner.micro_batches(len(batch.rollouts), 3)
+        micro_batches = learner.micro_batches(tensors)
         if share:  # whole groups per micro-batch
             assert {(idx.stop - idx.start) for idx in micro_batches} == {9 if micro == 9 else 3}
         logits = torch.cat([learner._completion_logits(learner.wrapped, tensors, idx) for idx in micro_batches])

@@ -1004,6 +1004,15 @@ ROWS = [
         lambda r: _all([c.args[0].shape[0] for c in r["plain"].calls["policy_loss"]] == [3] * 6),
     ),  # 9 rows: 3 passes a step
     Row(
+        "optimizer.micro_batch_tokens",
+        1,
+        ("tis",),
+        lambda r: _all(
+            {c.args[0].shape[0] for c in r["tis"].calls["policy_loss"]} == {3},  # one group of 3, not 8 rows
+            len(r["tis"].calls["policy_loss"]) == sum(series(r, "tis", "groups_trained")) > 2,
+        ),
+    ),
+    Row(
         "optimizer.share_prompt",
         False,
         ("dense",),
