@@ -5,7 +5,7 @@ keeps a packed pass's attention as cheap as a padded one's (rlvr.learner.passes)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -63,39 +63,15 @@ def row_layout(lengths: Sequence[int], prefixes: Sequence[tuple[int, int]] | Non
     return RowLayout(queries, real, keys, allowed[:, None], real.flatten().nonzero().flatten())
 
 
-def _math(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    allowed: torch.Tensor,
-    scaling: float,
-    dropout: float,
-    training: bool,
+def _attend(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor, scaling: float, dropout: float
 ) -> torch.Tensor:
-    """Scores, softmax in float32 (or float64 for float64 scores), weighted values: transformers' eager attention."""
-    scores = (query @ key.transpose(-1, -2)) * scaling
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    probs = F.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
-    return F.dropout(probs, p=dropout, training=training) @ value
-
-
-def _sdpa(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    allowed: torch.Tensor,
-    scaling: float,
-    dropout: float,
-    training: bool,
-) -> torch.Tensor:
+    """SDPA over the gathered rows, grouped-query heads as they are. Its kernel keeps the scores and their
+    gradients in float32 under bfloat16; the plain matmul + softmax ran 25% faster here but rounded them to
+    bfloat16, doubled the error of the first layers' q/k gradients, and learned less (benchmarks/RESULTS.md)."""
     return F.scaled_dot_product_attention(
-        query, key, value, attn_mask=allowed, dropout_p=dropout if training else 0.0, scale=scaling
+        query, key, value, attn_mask=allowed, dropout_p=dropout, scale=scaling, enable_gqa=True
     )
-
-
-#: device type -> the kernel over the gathered rows; on the CPU the plain math measured 2x faster than SDPA's
-#: flash kernel at these sizes (fwd+bwd, bfloat16, 8-32 rows of 50-120 keys; benchmarks/RESULTS.md "Packed rows")
-KERNELS: dict[str, Callable[..., torch.Tensor]] = {"cpu": _math}
 
 
 def row_attention(
@@ -112,12 +88,10 @@ def row_attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention signature: query [1, H, T, D], key/value [1, KV, K, D] (cached keys first) ->
     ([1, T, H, D], no weights). The mask transformers would build is not used: `rows` says who sees what."""
-    groups = query.shape[1] // key.shape[1]
     q, k, v = (_gathered(x, index) for x, index in ((query, rows.queries), (key, rows.keys), (value, rows.keys)))
-    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    kernel = KERNELS.get(query.device.type, _sdpa)
-    out = kernel(q, k, v, rows.allowed, scale, dropout, bool(getattr(module, "training", False)))  # [rows, H, Lq, D]
+    training = bool(getattr(module, "training", False))
+    out = _attend(q, k, v, rows.allowed, scale, dropout if training else 0.0)  # [rows, H, Lq, D]
     # each row's real positions, in order: the packed sequence [1, T, H, D]
     return out.transpose(1, 2).flatten(0, 1).index_select(0, rows.back)[None], None
 
