@@ -12,7 +12,7 @@ import torch
 from rlvr.learner.protocol import Packed
 from rlvr.types import Rollout
 
-__all__ = ["EndToEnd", "end_to_end", "pack"]
+__all__ = ["EndToEnd", "end_to_end", "pack", "within_tokens"]
 
 
 def pack(rollouts: Sequence[Rollout], group_size: int, pad: int) -> Packed:
@@ -73,3 +73,19 @@ def end_to_end(pieces: Sequence[torch.Tensor], offsets: Sequence[int]) -> EndToE
         else torch.zeros(0, dtype=torch.long),
         starts=torch.tensor([0, *lengths[:-1]], dtype=torch.long).cumsum(0),
     )
+
+
+def within_tokens(t: Packed, unit: int, budget: int, *, shared: bool) -> list[slice]:
+    """Row slices of `t` of whole units (`unit` consecutive rows), as many as feed at most `budget` tokens (one
+    unit at least): every row's completion, and its prompt, once per group when the group shares it."""
+    prompts = t["prompt_length"] if not shared else torch.zeros_like(t["length"])
+    tokens = (prompts + t["length"]).reshape(-1, unit).sum(1)
+    if shared:
+        tokens += t["prompt_length"][::unit]
+    slices, start, held = [], 0, 0
+    for index, count in enumerate(tokens.tolist()):
+        if held and held + count > budget:
+            slices.append(slice(start * unit, index * unit))
+            start, held = index, 0
+        held += count
+    return [*slices, slice(start * unit, len(t["input_ids"]))]

@@ -18,7 +18,7 @@ from rlvr.learner.allocator import keep_freed_memory
 from rlvr.learner.lean_layers import make_lean
 from rlvr.learner.lm_head import CHUNK_POSITIONS, head_is_linear, head_removed
 from rlvr.learner.lora import merged_state_dict
-from rlvr.learner.packing import pack
+from rlvr.learner.packing import pack, within_tokens
 from rlvr.learner.passes import completion_outputs, packed_attention, packs
 from rlvr.learner.precision import autocast, grad_scaler, resolve_dtypes
 from rlvr.learner.protocol import LossFn, Packed
@@ -126,20 +126,12 @@ class Policy:
         least), else optimizer.micro_batch_size rows. (Under torchrun every rank must run as many backwards as the
         others: a row count keeps them equal.)"""
         opt, rows, group = self.config.optimizer, len(t["input_ids"]), int(t["group_size"])
-        unit = group if whole_groups or self._shares(group) else 1
-        if not (self.packing and opt.micro_batch_tokens and not self.ctx.distributed):
-            size = max(unit, opt.micro_batch_size // unit * unit)
-            return [slice(start, min(rows, start + size)) for start in range(0, rows, size)]
-        # the tokens a unit feeds: its prompt once when shared, else every row's, and its completions
-        prompts = t["prompt_length"][::unit]
-        tokens = (prompts + t["length"].reshape(-1, unit).sum(1)).tolist()
-        slices, start, held = [], 0, 0
-        for index, count in enumerate(tokens):
-            if held and held + count > opt.micro_batch_tokens:
-                slices.append(slice(start * unit, index * unit))
-                start, held = index, 0
-            held += count
-        return [*slices, slice(start * unit, rows)]
+        shared = self._shares(group)
+        unit = group if whole_groups or shared else 1
+        if self.packing and opt.micro_batch_tokens and not self.ctx.distributed:
+            return within_tokens(t, unit, opt.micro_batch_tokens, shared=shared)
+        size = max(unit, opt.micro_batch_size // unit * unit)
+        return [slice(start, min(rows, start + size)) for start in range(0, rows, size)]
 
     # -------------------------------------------------------------------------- logprobs
 

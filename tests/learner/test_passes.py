@@ -156,7 +156,7 @@ def test_padding_fraction_counts_the_padded_positions(tiny_model):
         (True, False, 40, False, [(0, 3), (3, 6), (6, 9)]),  # padded rows: micro_batch_size (4, whole groups: 3)
         # an objective that needs its groups whole (a preference pair) gets them unshared too
         (False, False, 0, True, [(0, 3), (3, 6), (6, 9)]),
-        (False, True, 20, True, [(0, 3), (3, 6), (6, 9)]),  # groups of 22, 47 and 10 tokens, a budget of 20
+        (False, True, 60, True, [(0, 3), (3, 9)]),  # unshared groups feed every row's prompt: 22, 47 and 10 tokens
     ],
 )
 def test_micro_batches_hold_whole_units_up_to_the_token_budget(tiny_model, share, packing, tokens, whole, slices):
