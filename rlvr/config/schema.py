@@ -235,7 +235,7 @@ class OptimizerConfig:
     # the learn pass runs a micro-batch's rows end to end in one sequence, each row attending to itself only,
     # instead of padding them to the longest prompt and completion (same logprobs and gradients in float64).
     # Off by default: 0.67x the learn pass's time, but over five seeds the bfloat16 default run learned less with
-    # it, cause not found (benchmarks/RESULTS.md, "Packed rows")
+    # it (in float32 both layouts take the identical trajectory; benchmarks/RESULTS.md, "Packed rows")
     packing: bool = False
     # groups whose advantages are all 0 (equal rewards) give no gradient when grpo.beta = 0:
     # skip their forward/backward (the optimizer still steps); single process
