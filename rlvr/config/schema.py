@@ -234,8 +234,8 @@ class OptimizerConfig:
     share_prompt: bool = True
     # the learn pass runs a micro-batch's rows end to end in one sequence, each row attending to itself only,
     # instead of padding them to the longest prompt and completion (same logprobs and gradients in float64).
-    # Off by default: 0.67x the learn pass's time, but over five seeds the bfloat16 default run learned less with
-    # it (in float32 both layouts take the identical trajectory; benchmarks/RESULTS.md, "Packed rows")
+    # Off by default: 0.67x the learn pass's time, but over ten seeds the bfloat16 default run learned less with
+    # it in 7 (in float32 both layouts take the identical trajectory; benchmarks/RESULTS.md, "Packed rows")
     packing: bool = False
     # groups whose advantages are all 0 (equal rewards) give no gradient when grpo.beta = 0:
     # skip their forward/backward (the optimizer still steps); single process
