@@ -61,6 +61,10 @@ class EndToEnd:
     positions: torch.Tensor
     starts: torch.Tensor
 
+    @property
+    def lengths(self) -> list[int]:
+        return torch.diff(self.starts, append=torch.tensor([len(self.ids)])).tolist()
+
 
 def end_to_end(pieces: Sequence[torch.Tensor], offsets: Sequence[int]) -> EndToEnd:
     """`pieces` (1-D token tensors) concatenated; piece i's positions run from offsets[i] (its prompt's length
@@ -78,10 +82,8 @@ def end_to_end(pieces: Sequence[torch.Tensor], offsets: Sequence[int]) -> EndToE
 def within_tokens(t: Packed, unit: int, budget: int, *, shared: bool) -> list[slice]:
     """Row slices of `t` of whole units (`unit` consecutive rows), as many as feed at most `budget` tokens (one
     unit at least): every row's completion, and its prompt, once per group when the group shares it."""
-    prompts = t["prompt_length"] if not shared else torch.zeros_like(t["length"])
-    tokens = (prompts + t["length"]).reshape(-1, unit).sum(1)
-    if shared:
-        tokens += t["prompt_length"][::unit]
+    prompts = t["prompt_length"]
+    tokens = t["length"].reshape(-1, unit).sum(1) + (prompts[::unit] if shared else prompts.reshape(-1, unit).sum(1))
     slices, start, held = [], 0, 0
     for index, count in enumerate(tokens.tolist()):
         if held and held + count > budget:

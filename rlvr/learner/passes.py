@@ -23,7 +23,7 @@ import torch
 from rlvr.distributed import unwrap_model
 from rlvr.learner.packing import EndToEnd, end_to_end
 from rlvr.learner.protocol import Packed
-from rlvr.learner.row_attention import RowLayout, row_layout, rows_attention
+from rlvr.learner.row_attention import row_layout, rows_attention
 
 __all__ = ["ROWS", "VARLEN", "attention_kind", "completion_outputs", "packed_attention", "packs"]
 
@@ -133,14 +133,23 @@ def _rows(t: Packed, idx: slice) -> tuple[list[torch.Tensor], list[torch.Tensor]
     return prompts, completions
 
 
-def _forward(model: Any, seq: EndToEnd, rows: RowLayout, dev: torch.device, **kwargs: Any) -> Any:
-    """One packed sequence through the model: its ids, its positions restarting per piece, each piece attending as
-    `rows` says (a varlen kernel reads the pieces from the positions instead)."""
+def _forward(
+    model: Any,
+    seq: EndToEnd,
+    dev: torch.device,
+    prefixes: list[tuple[int, int]] | None = None,
+    offset: int = 0,
+    **kwargs: Any,
+) -> Any:
+    """One packed sequence through the model: its ids, its positions restarting per piece, each piece attending to
+    itself and to its cached span `prefixes[i]` (rlvr.learner.row_attention.row_layout), or, under a varlen kernel,
+    the pieces read from the positions (no cache there)."""
     ids, positions = seq.ids[None].to(dev), seq.positions[None].to(dev)
     if attention_kind(model) in VARLEN:
         return model(input_ids=ids, position_ids=positions, **kwargs)
+    rows = row_layout(seq.lengths, prefixes, offset).to(dev)
     with rows_attention(model):
-        return model(input_ids=ids, position_ids=positions, rows=rows.to(dev), **kwargs)
+        return model(input_ids=ids, position_ids=positions, rows=rows, **kwargs)
 
 
 def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
@@ -156,8 +165,7 @@ def _packed(model: Any, t: Packed, idx: slice, dev: torch.device) -> Result:
         [seq.starts[i] + len(prompts[r]) - 1 + torch.arange(len(completions[r])) for i, r in enumerate(live)]
     )
     targets = torch.cat([r * C + torch.arange(len(completions[r])) for r in live])
-    rows = row_layout([len(prompts[r]) + len(completions[r]) - 1 for r in live])
-    out = _forward(model, seq, rows, dev, logits_to_keep=sources.to(dev), use_cache=False)
+    out = _forward(model, seq, dev, logits_to_keep=sources.to(dev), use_cache=False)
     return _placed(out.logits[0], targets, len(completions), C), len(seq.ids), len(seq.ids)
 
 
@@ -173,7 +181,7 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
         [0] * len(lengths),
     )
     last = prompts.starts + torch.tensor(lengths) - 1  # each group's last prompt token predicts its first tokens
-    prompt = _forward(model, prompts, row_layout(lengths), dev, logits_to_keep=last.to(dev), use_cache=True)
+    prompt = _forward(model, prompts, dev, logits_to_keep=last.to(dev), use_cache=True)
     _, completions = _rows(t, idx)
     group_of = [r // n for r in range(len(completions))]
     started = [r for r, c in enumerate(completions) if len(c)]
@@ -185,8 +193,7 @@ def _packed_shared(model: Any, t: Packed, idx: slice, dev: torch.device) -> Resu
         seq = end_to_end([completions[r][:-1] for r in rest], [lengths[group_of[r]] for r in rest])
         # each completion sees its group's prompt in the cache, all of it, and its own earlier tokens
         spans = [(int(prompts.starts[group_of[r]]), lengths[group_of[r]]) for r in rest]
-        rows = row_layout([len(completions[r]) - 1 for r in rest], spans, offset=len(prompts.ids))
-        out = _forward(model, seq, rows, dev, past_key_values=prompt.past_key_values, use_cache=True)
+        out = _forward(model, seq, dev, spans, len(prompts.ids), past_key_values=prompt.past_key_values, use_cache=True)
         outputs.append(out.logits[0])
         targets.append(torch.cat([r * C + 1 + torch.arange(len(completions[r]) - 1) for r in rest]))
         fed += len(seq.ids)

@@ -80,8 +80,8 @@ class Policy:
         self.share_prompt = (
             config.optimizer.share_prompt and not ctx.distributed and not config.model.gradient_checkpointing
         )
-        # a micro-batch's rows end to end in one sequence, no padding (rlvr.learner.passes), where the attention
-        # takes a mask or is a varlen kernel; token positions fed the model, and real tokens among them, since the
+        # a micro-batch's rows end to end in one sequence, no padding (rlvr.learner.passes), where row attention or
+        # a varlen kernel covers every forward; token positions fed the model, and real tokens among them, since the
         # last step (its padding_fraction)
         self.packing = config.optimizer.packing and packs(self.module, config.model.gradient_checkpointing)
         self._fed = [0, 0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ class RowLayout:
     back: torch.Tensor
 
     def to(self, device: torch.device) -> RowLayout:
-        return RowLayout(*(t.to(device) for t in (self.queries, self.real, self.keys, self.allowed, self.back)))
+        return RowLayout(*(getattr(self, field.name).to(device) for field in fields(self)))
 
 
 def row_layout(lengths: Sequence[int], prefixes: Sequence[tuple[int, int]] | None = None, offset: int = 0) -> RowLayout:

@@ -220,6 +220,7 @@ def test_end_to_end_restarts_positions_at_each_offset():
     assert seq.ids.tolist() == [7, 8, 9, 4, 5, 6]
     assert seq.positions.tolist() == [0, 1, 3, 1, 2, 3]
     assert seq.starts.tolist() == [0, 2, 3]
+    assert seq.lengths == [2, 1, 3]
 
 
 @pytest.mark.parametrize(
